@@ -1,0 +1,38 @@
+"""compress: compare Keras model compression techniques, measured the same way.
+
+Re-exports only.  Names resolve lazily so that ``import compress`` (and the
+report commands) never pay for importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "compare": "compress.api",
+    "RunConfig": "compress.runner",
+    "run": "compress.runner",
+    "Strategy": "compress.strategies.base",
+    "Context": "compress.strategies.base",
+    "Compressed": "compress.strategies.base",
+    "Skip": "compress.strategies.base",
+    "register": "compress.strategies.base",
+    "registry": "compress.strategies.base",
+    "Dataset": "compress.data",
+    "TrainingData": "compress.data",
+    "load_dataset": "compress.data",
+    "UserError": "compress.errors",
+    "build_report": "compress.report",
+    "read_results": "compress.results",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'compress' has no attribute {name!r}")

@@ -1,0 +1,41 @@
+"""The Python entry point: ``compare`` does exactly what ``compress run`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from compress.report import build_report
+from compress.runner import DEFAULT_STRATEGIES, Progress, RunConfig, RunResult, run
+
+
+def execute(config: RunConfig, progress: Progress | None = None) -> RunResult:
+    """Run, then build the report from the saved results: the whole ``compress run``."""
+    result = run(config, progress)
+    build_report(result.out)
+    return result
+
+
+def compare(
+    dataset: str = "synthetic",
+    strategies: Sequence[str] = DEFAULT_STRATEGIES,
+    seed: int = 0,
+    *,
+    epochs: int = 20,
+    threads: int = 1,
+    out: Path | str | None = None,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """Run the strategies, write results and report, and return one row per strategy.
+
+    The run folder is in ``frame.attrs["run_dir"]``.
+    """
+    result = execute(RunConfig(
+        dataset=dataset, strategies=list(strategies), seed=seed, epochs=epochs,
+        threads=threads, out=Path(out) if out is not None else None, overwrite=overwrite,
+    ))
+    frame = pd.DataFrame(result.rows)
+    frame.attrs["run_dir"] = str(result.out)
+    return frame

@@ -1,0 +1,103 @@
+"""The one module that imports TensorFlow, tf_keras, tfmot and LiteRT.
+
+tfmot works only with legacy (tf_keras) Keras, and TensorFlow decides which
+Keras it uses at import time, so ``TF_USE_LEGACY_KERAS`` must be set before
+anything imports TensorFlow.  Keeping every such import here makes that order
+impossible to get wrong, and keeps TensorFlow out of the modules that must not
+need it (reporting, recommending).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ start-up noise
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # its rounding differs run to run
+
+warnings.filterwarnings("ignore", module="tensorflow.*")
+warnings.filterwarnings("ignore", module="tf_keras.*")
+warnings.filterwarnings("ignore", module="tensorflow_model_optimization.*")
+
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence C++ log lines written straight to file descriptor 2.
+
+    TensorFlow's CUDA probe and LiteRT's "Created TensorFlow Lite XNNPACK
+    delegate" bypass every log-level setting; Python exceptions still surface.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+with quiet_stderr():
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+    from ai_edge_litert import schema_py_generated as tflite_schema
+    from ai_edge_litert.interpreter import Interpreter
+
+tf.get_logger().setLevel(logging.ERROR)
+logging.getLogger("absl").setLevel(logging.ERROR)
+
+__all__ = [
+    "Interpreter",
+    "keras",
+    "quiet_stderr",
+    "seed_everything",
+    "tf",
+    "tflite_schema",
+    "tfmot",
+    "to_tflite",
+]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow so initialisation and shuffling repeat."""
+    keras.utils.set_random_seed(seed)
+
+
+def to_tflite(
+    model: keras.Model,
+    *,
+    optimize: bool = False,
+    float16: bool = False,
+    representative: object | None = None,
+    int8_io: bool = False,
+) -> bytes:
+    """Convert a Keras model to a TFLite flatbuffer.
+
+    With ``representative`` (an iterable factory of ``[x]`` batches) the model
+    is fully integer-quantized; ``int8_io`` also makes its input and output
+    int8.  Every strategy and measurement goes through this one converter so
+    that rows differ only in what the strategy did.
+    """
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if optimize or float16 or representative is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if float16:
+        converter.target_spec.supported_types = [tf.float16]
+    if representative is not None:
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    with quiet_stderr():
+        return bytes(converter.convert())

@@ -1,0 +1,164 @@
+"""Datasets: one type for every source, with splits fixed by the seed.
+
+Strategies get a :class:`TrainingData` (train and validation only), so the
+test split, which every row is scored on, can never leak into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.datasets import load_digits, make_classification
+from sklearn.model_selection import train_test_split
+
+from compress.errors import UserError
+
+TEST_FRACTION = 0.2
+VAL_FRACTION = 0.1
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingData:
+    """What a strategy may train on: train and validation splits plus metadata."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def is_image(self) -> bool:
+        """Height x width x channels inputs get convolutional architectures."""
+        return len(self.input_shape) == 3
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A training part for strategies and a held-out test split for measurement."""
+
+    training: TrainingData
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return self.training.name
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.training.class_names
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.training.input_shape
+
+    @property
+    def n_classes(self) -> int:
+        return self.training.n_classes
+
+    def fingerprint(self) -> str:
+        """A content hash of every array and name: the teacher cache's key part."""
+        digest = hashlib.sha256(self.name.encode())
+        t = self.training
+        for array in (t.x_train, t.y_train, t.x_val, t.y_val, self.x_test, self.y_test):
+            digest.update(str((array.shape, array.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update("\0".join(self.class_names).encode())
+        return digest.hexdigest()
+
+    def summary(self) -> dict[str, object]:
+        """Sizes and shapes, recorded with every result."""
+        t = self.training
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "classes": list(self.class_names),
+            "n_train": len(t.y_train),
+            "n_val": len(t.y_val),
+            "n_test": len(self.y_test),
+        }
+
+
+def split_dataset(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    class_names: Sequence[str] | None = None,
+) -> Dataset:
+    """Split into stratified train, validation and test parts fixed by ``seed``.
+
+    Labels must be integers 0..k-1; ``class_names`` defaults to their digits.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    if len(x) != len(y):
+        raise UserError(f"{name}: {len(x)} feature rows but {len(y)} labels; give one label per row")
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise UserError(f"{name}: only one class present; classification needs at least two")
+    if counts.min() < 5:
+        rare = classes[counts.argmin()]
+        raise UserError(
+            f"{name}: class {rare} has only {counts.min()} samples; stratified train/val/test "
+            "splits need at least 5 per class, so add samples or drop that class"
+        )
+    names = tuple(class_names) if class_names is not None else tuple(str(c) for c in classes)
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=TEST_FRACTION, random_state=seed, stratify=y
+    )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest,
+        y_rest,
+        test_size=VAL_FRACTION / (1 - TEST_FRACTION),
+        random_state=seed,
+        stratify=y_rest,
+    )
+    training = TrainingData(name, x_train, y_train, x_val, y_val, names)
+    return Dataset(training, x_test, y_test)
+
+
+def _synthetic(seed: int) -> Dataset:
+    """The source document's data: 1000 x 20 features, 15 informative, 3 classes."""
+    x, y = make_classification(
+        n_samples=1000, n_features=20, n_informative=15, n_classes=3, random_state=seed
+    )
+    return split_dataset("synthetic", x, y, seed=seed, class_names=("0", "1", "2"))
+
+
+def _digits(seed: int) -> Dataset:
+    """scikit-learn's 8x8 digits (ships with the package), scaled to [0, 1]."""
+    bunch = load_digits()
+    x = (bunch.images / 16.0)[..., np.newaxis]
+    return split_dataset("digits", x, bunch.target, seed=seed, class_names=bunch.target_names.astype(str))
+
+
+BUILTIN_DATASETS: dict[str, Callable[[int], Dataset]] = {
+    "synthetic": _synthetic,
+    "digits": _digits,
+}
+
+
+def load_dataset(name: str, seed: int = 0) -> Dataset:
+    """A built-in dataset by name, generated and split with ``seed``."""
+    try:
+        factory = BUILTIN_DATASETS[name]
+    except KeyError:
+        raise UserError(
+            f"unknown dataset {name!r}; choose one of: {', '.join(BUILTIN_DATASETS)}"
+        ) from None
+    return factory(seed)

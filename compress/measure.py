@@ -1,0 +1,338 @@
+"""Measure TFLite flatbuffers: size, predictions, accuracy and latency.
+
+This module knows nothing of strategies.  Every row, the teacher included, is
+scored through the same LiteRT interpreter path, so differences between rows
+are differences between models, not between code paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from compress.backend import Interpreter, quiet_stderr, tflite_schema
+from compress.stats import (
+    Spread,
+    macro_f1,
+    mcnemar_exact,
+    paired_ratio,
+    summarize_rounds,
+    wilson_interval,
+)
+
+DEFAULT_THREADS = 1
+HIGH_SPREAD = 0.10  # pyperf warns past a 10% spread; so do we
+
+
+# Size --------------------------------------------------------------------------
+
+_OP_NAMES = {v: k for k, v in vars(tflite_schema.BuiltinOperator).items() if not k.startswith("_")}
+_TYPE_NAMES = {v: k for k, v in vars(tflite_schema.TensorType).items() if not k.startswith("_")}
+_NUMPY_TYPES = {
+    "FLOAT32": np.float32, "FLOAT16": np.float16, "INT8": np.int8, "UINT8": np.uint8,
+    "INT32": np.int32, "INT16": np.int16, "INT64": np.int64,
+}
+_WEIGHT_TYPES = {"FLOAT32", "FLOAT16", "INT8", "UINT8", "INT16"}
+_WEIGHTED_OPS = {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"}
+# Ops that only move, reshape or re-encode data: no multiply-accumulates to count.
+_FREE_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE", "DEQUANTIZE", "DELEGATE"}
+
+
+@dataclass(frozen=True)
+class SizeStats:
+    size_bytes: int
+    size_gzip_bytes: int
+    params_count: int
+    nonzero_params: int
+    sparsity: float
+    macs: int
+    unaccounted_ops: tuple[str, ...]
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """Deterministic gzip: fixed mtime and level, so a model always gives one number."""
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+def _constant(model: tflite_schema.ModelT, tensor: tflite_schema.TensorT) -> np.ndarray | None:
+    data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+    if data is None or len(data) == 0:
+        return None
+    dtype = _NUMPY_TYPES.get(_TYPE_NAMES.get(tensor.type, ""))
+    if dtype is None:
+        return None
+    return np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype)
+
+
+def _nonzero(values: np.ndarray, tensor: tflite_schema.TensorT) -> int:
+    """Non-zero count; a quantized zero is the zero point, not the integer 0."""
+    quant = tensor.quantization
+    zero_points = None if quant is None else quant.zeroPoint
+    if zero_points is None or len(zero_points) == 0 or not np.any(zero_points):
+        return int(np.count_nonzero(values))
+    shape = list(tensor.shape)
+    if len(zero_points) == 1:
+        return int(np.count_nonzero(values != zero_points[0]))
+    axis = quant.quantizedDimension
+    broadcast = [1] * len(shape)
+    broadcast[axis] = len(zero_points)
+    zp = np.asarray(zero_points).reshape(broadcast)
+    return int(np.count_nonzero(values.reshape(shape) != zp))
+
+
+def _op_macs(op_name: str, op: tflite_schema.OperatorT, tensors: list) -> int | None:
+    """Multiply-accumulates of one op at batch 1, from its tensor shapes."""
+    output = int(np.prod(tensors[op.outputs[0]].shape))
+    if op_name == "FULLY_CONNECTED":
+        return output * int(tensors[op.inputs[1]].shape[-1])
+    if op_name == "CONV_2D":
+        _, kh, kw, cin = tensors[op.inputs[1]].shape
+        return output * int(kh * kw * cin)
+    if op_name == "DEPTHWISE_CONV_2D":
+        _, kh, kw, _ = tensors[op.inputs[1]].shape
+        return output * int(kh * kw)
+    if op_name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        options = op.builtinOptions
+        return output * int(options.filterHeight * options.filterWidth)
+    return None
+
+
+def size_stats(flatbuffer: bytes) -> SizeStats:
+    """Bytes, gzip bytes, parameters, non-zeros and MACs, read from the flatbuffer itself."""
+    model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    params = nonzero = macs = 0
+    unaccounted: set[str] = set()
+    for graph in model.subgraphs:
+        tensors = graph.tensors
+        bias_inputs: set[int] = set()
+        for op in graph.operators or []:
+            name = _OP_NAMES.get(codes[op.opcodeIndex], f"OP_{codes[op.opcodeIndex]}")
+            if name in _WEIGHTED_OPS and len(op.inputs) > 2 and op.inputs[2] >= 0:
+                bias_inputs.add(int(op.inputs[2]))
+            op_macs = _op_macs(name, op, tensors)
+            if op_macs is not None:
+                macs += op_macs
+            elif name not in _FREE_OPS:
+                unaccounted.add(name)
+        for index, tensor in enumerate(tensors):
+            type_name = _TYPE_NAMES.get(tensor.type, "")
+            if type_name not in _WEIGHT_TYPES and index not in bias_inputs:
+                continue  # shape and index constants are not parameters
+            values = _constant(model, tensor)
+            if values is None:
+                continue
+            params += values.size
+            nonzero += _nonzero(values, tensor)
+    return SizeStats(
+        size_bytes=len(flatbuffer),
+        size_gzip_bytes=len(gzip_bytes(flatbuffer)),
+        params_count=params,
+        nonzero_params=nonzero,
+        sparsity=1 - nonzero / params if params else 0.0,
+        macs=macs,
+        unaccounted_ops=tuple(sorted(unaccounted)),
+    )
+
+
+# Running a model -------------------------------------------------------------
+
+
+class TFLiteModel:
+    """A flatbuffer in the LiteRT interpreter, with float in and float out.
+
+    Integer-I/O models (int8 or uint8) get their inputs quantized and their
+    outputs dequantized with the model's own scale and zero point, so they
+    can be scored like any other model.
+    """
+
+    def __init__(self, flatbuffer: bytes, *, threads: int = DEFAULT_THREADS) -> None:
+        with quiet_stderr():
+            self.interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
+            self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch = int(self._input["shape"][0])
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Float inputs in the model's input type."""
+        dtype = self._input["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            scale, zero_point = self._input["quantization"]
+            info = np.iinfo(dtype)
+            return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+        return x.astype(dtype)
+
+    def decode(self, y: np.ndarray) -> np.ndarray:
+        if np.issubdtype(self._output["dtype"], np.integer):
+            scale, zero_point = self._output["quantization"]
+            return (y.astype(np.float32) - zero_point) * scale
+        return y.astype(np.float32)
+
+    def resize(self, batch: int) -> None:
+        if batch != self._batch:
+            shape = [batch, *self._input["shape"][1:]]
+            self.interpreter.resize_tensor_input(self._input["index"], shape)
+            self.interpreter.allocate_tensors()
+            self._batch = batch
+
+    def call(self, encoded: np.ndarray) -> np.ndarray:
+        """One timed unit: set the input, invoke, copy the output out."""
+        self.interpreter.set_tensor(self._input["index"], encoded)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._output["index"])
+
+    def predict(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
+        """Float outputs (logits or probabilities, as the model emits) for every row of x."""
+        outputs = []
+        for start in range(0, len(x), batch):
+            chunk = x[start : start + batch]
+            self.resize(len(chunk))
+            outputs.append(self.decode(self.call(self.encode(chunk))))
+        return np.concatenate(outputs)
+
+
+# Accuracy --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccuracyStats:
+    accuracy: float
+    accuracy_ci_low: float
+    accuracy_ci_high: float
+    f1_macro: float
+    fidelity: float | None
+    mcnemar_p: float | None
+
+
+def accuracy_stats(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, reference: np.ndarray | None = None
+) -> AccuracyStats:
+    """Accuracy with its Wilson interval; against a reference model's predictions also
+    fidelity (agreement) and the exact McNemar p-value of the accuracy difference."""
+    correct = y_pred == y_true
+    low, high = wilson_interval(int(correct.sum()), len(correct))
+    fidelity = mcnemar = None
+    if reference is not None:
+        fidelity = float(np.mean(y_pred == reference))
+        mcnemar = mcnemar_exact(reference == y_true, correct)
+    return AccuracyStats(
+        accuracy=float(correct.mean()),
+        accuracy_ci_low=low,
+        accuracy_ci_high=high,
+        f1_macro=macro_f1(y_true, y_pred, n_classes),
+        fidelity=fidelity,
+        mcnemar_p=mcnemar,
+    )
+
+
+# Latency ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    spread: Spread
+    speedup: float | None
+    speedup_ci_low: float | None
+    speedup_ci_high: float | None
+    throughput_sps: float
+    warning: str | None
+
+
+@contextlib.contextmanager
+def pinned_to_one_core() -> Iterator[int | None]:
+    """Pin the calling thread to one core: unpinned loops here jumped ~60% 1 round in 10."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    allowed = os.sched_getaffinity(0)
+    core = max(allowed)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield core
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def _warm_up(model: TFLiteModel, inputs: list[np.ndarray], calls: int, seconds: float) -> float:
+    """Run until both the call count and the time are reached; return seconds per call."""
+    done, start = 0, time.perf_counter()
+    while done < calls or time.perf_counter() - start < seconds:
+        model.call(inputs[done % len(inputs)])
+        done += 1
+    return (time.perf_counter() - start) / done
+
+
+def _throughput(flatbuffer: bytes, x: np.ndarray, batch: int, threads: int) -> float:
+    model = TFLiteModel(flatbuffer, threads=threads)
+    rows = np.resize(x, (batch, *x.shape[1:]))
+    model.resize(batch)
+    encoded = model.encode(rows)
+    per_call = _warm_up(model, [encoded], calls=3, seconds=0.02)
+    repeats = max(5, int(0.05 / max(per_call, 1e-9)))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        model.call(encoded)
+        times.append(time.perf_counter_ns() - start)
+    return batch / (float(np.median(times)) / 1e9)
+
+
+def measure_latency(
+    models: Mapping[str, bytes],
+    x: np.ndarray,
+    *,
+    reference: str | None = None,
+    threads: int = DEFAULT_THREADS,
+    rounds: int = 30,
+    round_seconds: float = 0.01,
+    warmup_calls: int = 50,
+    warmup_seconds: float = 0.1,
+    throughput_batch: int = 256,
+) -> dict[str, LatencyStats]:
+    """Batch-1 latency of several models with interleaved rounds (A B C, B C A, ...).
+
+    Each call times set_tensor + invoke + get_tensor.  Interleaving makes
+    machine drift hit every model alike, and lets the speed-up against
+    ``reference`` be computed per round, paired.
+    """
+    if not models:
+        return {}
+    names = list(models)
+    loaded = {name: TFLiteModel(models[name], threads=threads) for name in names}
+    inputs = {name: [m.encode(x[i : i + 1]) for i in range(min(len(x), 64))] for name, m in loaded.items()}
+    samples: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    with pinned_to_one_core():
+        calls = {}
+        for name, model in loaded.items():
+            per_call = _warm_up(model, inputs[name], warmup_calls, warmup_seconds)
+            calls[name] = max(5, int(round_seconds / max(per_call, 1e-9)))
+        for round_index in range(rounds):
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
+                model, batch = loaded[name], inputs[name]
+                times = np.empty(calls[name], dtype=np.int64)
+                for i in range(calls[name]):
+                    start = time.perf_counter_ns()
+                    model.call(batch[i % len(batch)])
+                    times[i] = time.perf_counter_ns() - start
+                samples[name].append(times / 1000.0)
+        throughput = {name: _throughput(models[name], x, throughput_batch, threads) for name in names}
+    results = {}
+    for name in names:
+        spread = summarize_rounds(samples[name])
+        ratio = (None, None, None)
+        if reference is not None and reference in samples:
+            ratio = paired_ratio(samples[reference], samples[name])
+        warning = None
+        if spread.relative_spread > HIGH_SPREAD:
+            warning = (f"unstable: round medians spread {spread.relative_spread:.0%}; "
+                       "close other programs or raise rounds")
+        results[name] = LatencyStats(spread, *ratio, throughput[name], warning)
+    return results

@@ -1,0 +1,238 @@
+"""The strategy plugin contract: Strategy, Context, Compressed and the registry.
+
+A strategy turns a fresh clone of the teacher into a compressed model.  It
+never measures anything: the runner times it and the measurement module
+scores its output, identically for every strategy.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import json
+import math
+import types
+import typing
+import warnings
+from dataclasses import dataclass
+from importlib import import_module, metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from compress.errors import UserError
+from compress.spec import parse_spec
+
+if TYPE_CHECKING:
+    from compress.backend import keras
+    from compress.data import TrainingData
+
+ENTRY_POINT_GROUP = "compress.strategies"
+BUILTIN_MODULES = (
+    "compress.strategies.baseline",
+    "compress.strategies.quantization",
+    "compress.strategies.pruning",
+    "compress.strategies.distillation",
+    "compress.strategies.finetuning",
+)
+
+
+class RegistryError(ValueError):
+    """A strategy class cannot be registered (duplicate name, missing metadata)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """Everything a strategy may use; the test split is deliberately absent."""
+
+    data: TrainingData
+    teacher: keras.Model  # a fresh clone: the strategy may train or mutate it freely
+    teacher_architecture: str
+    seed: int
+    epochs: int  # the run's training budget, for strategies whose epochs is None
+    workdir: Path
+
+
+@dataclass(frozen=True, eq=False)
+class Compressed:
+    """A strategy's output: a Keras model to convert, or a finished TFLite flatbuffer."""
+
+    model: keras.Model | None = None
+    tflite: bytes | None = None
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.tflite is None):
+            raise TypeError("Compressed needs exactly one of model= or tflite=")
+
+
+class Skip(Exception):
+    """Raised by a strategy that cannot handle this teacher or data; the row says why."""
+
+
+S = TypeVar("S", bound="Strategy")
+
+
+class Strategy:
+    """Base class: hyperparameters are explicit keyword arguments of ``__init__``.
+
+    Like scikit-learn estimators, ``__init__`` stores each argument under its
+    own name, so ``get_params()`` round-trips through the constructor and a row
+    can be re-run from its spec.  A parameter whose default is ``None`` and
+    whose name is a run setting (``epochs``) takes the run's value via ``bind``.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    summary: ClassVar[str]
+    #: Small settings that keep the shared conformance suite fast.
+    fast_params: ClassVar[dict[str, Any]] = {}
+    #: A control row (same budget, no compression) rather than a technique.
+    control: ClassVar[bool] = False
+
+    def compress(self, ctx: Context) -> Compressed:
+        raise NotImplementedError
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p for p in signature.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    @classmethod
+    def from_params(cls: type[S], **raw: Any) -> S:
+        """Build from user-given values: unknown keys and wrong types are UserErrors."""
+        valid = cls.param_names()
+        unknown = sorted(set(raw) - set(valid))
+        if unknown:
+            raise UserError(
+                f"{cls.name}: unknown parameter {unknown[0]!r}; "
+                f"valid parameters: {', '.join(valid) or '(none)'}"
+            )
+        hints = typing.get_type_hints(cls.__init__)
+        params = {key: _coerce(cls.name, key, value, hints.get(key)) for key, value in raw.items()}
+        return cls(**params)
+
+    def bind(self: S, **run_settings: Any) -> S:
+        """Fill parameters left as ``None`` from the run's settings of the same name."""
+        params = self.get_params()
+        for key, value in run_settings.items():
+            if key in params and params[key] is None:
+                params[key] = value
+        return type(self)(**params)
+
+    def spec(self) -> str:
+        """``name:key=value,...`` with every parameter spelled out, parseable by ``parse_spec``."""
+        params = ",".join(f"{k}={_format_value(v)}" for k, v in self.get_params().items())
+        return f"{self.name}:{params}" if params else self.name
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # Validation helpers for subclasses' __init__.
+    def _check(self, ok: bool, message: str) -> None:
+        if not ok:
+            raise UserError(f"{self.name}: {message}")
+
+    def _check_open_unit(self, key: str, value: float) -> None:
+        self._check(0 < value < 1, f"{key} must be between 0 and 1 (exclusive), got {value}")
+
+    def _check_positive(self, key: str, value: float | None) -> None:
+        self._check(value is None or value > 0, f"{key} must be greater than 0, got {value}")
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _coerce(strategy: str, key: str, value: Any, hint: Any) -> Any:
+    """Check a user value against the parameter's annotation (int, float, bool, str, optional)."""
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    allowed = typing.get_args(hint) if is_union else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and is_number and isinstance(value, int):
+            return value
+        if kind is float and is_number and math.isfinite(value):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed if k is not type(None))
+    raise UserError(f"{strategy}: {key} must be {names or 'valid'}, got {value!r}")
+
+
+# Registry --------------------------------------------------------------------
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+_loaded = False
+
+
+def register(cls: type[S]) -> type[S]:
+    """Class decorator that makes a strategy selectable by name."""
+    for attribute in ("name", "family", "summary"):
+        if not getattr(cls, attribute, None):
+            raise RegistryError(f"{cls.__qualname__} needs a class attribute {attribute!r}")
+    existing = _REGISTRY.get(cls.name)
+    if existing is not None and existing is not cls:
+        raise RegistryError(
+            f"a strategy named {cls.name!r} is already registered by "
+            f"{existing.__module__}.{existing.__qualname__}"
+        )
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Remove a strategy (for tests and for plugins replacing their own)."""
+    _REGISTRY.pop(name, None)
+
+
+def _load_plugins(reload: bool) -> None:
+    global _loaded
+    if _loaded and not reload:
+        return
+    _loaded = True
+    for module in BUILTIN_MODULES:
+        import_module(module)
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry_point.load()
+        except Exception as error:  # a broken plugin must not break the tool
+            warnings.warn(f"strategy plugin {entry_point.name!r} failed to load: {error}", stacklevel=2)
+            continue
+        if inspect.isclass(loaded) and issubclass(loaded, Strategy) and loaded.name not in _REGISTRY:
+            register(loaded)
+
+
+def registry(reload: bool = False) -> dict[str, type[Strategy]]:
+    """Every available strategy by name: built-ins, registered ones and entry points.
+
+    Entry points are read once; ``reload=True`` reads them again (after installing a plugin).
+    """
+    _load_plugins(reload)
+    return dict(sorted(_REGISTRY.items()))
+
+
+def select(pattern: str) -> list[type[Strategy]]:
+    """Strategies whose names match ``pattern`` (shell wildcards allowed)."""
+    available = registry()
+    matches = [cls for name, cls in available.items() if fnmatch.fnmatchcase(name, pattern)]
+    if not matches:
+        raise UserError(
+            f"no strategy matches {pattern!r}; available: {', '.join(available)}"
+        )
+    return matches
+
+
+def strategies_from_spec(spec: str) -> list[Strategy]:
+    """Instances for a spec; a wildcard gives one per matching strategy, each validated."""
+    pattern, params = parse_spec(spec)
+    return [cls.from_params(**params) for cls in select(pattern)]

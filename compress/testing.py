@@ -1,0 +1,133 @@
+"""The public conformance kit every strategy must pass, built-in or third-party.
+
+Modelled on scikit-learn's ``check_estimator``: one call runs every check and
+fails with the names of the checks that broke::
+
+    from compress.testing import check_strategy, tiny_problem
+    data, teacher, architecture = tiny_problem()
+    check_strategy(MyStrategy(epochs=1), data, teacher, architecture)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from compress.backend import keras
+from compress.data import TrainingData, load_dataset
+from compress.measure import TFLiteModel
+from compress.models import build_model, default_teacher
+from compress.runner import Artifact, apply_strategy
+from compress.strategies.base import Skip, Strategy, registry, strategies_from_spec
+from compress.training import compile_for_training
+
+
+def tiny_problem(dataset: str = "synthetic", *, seed: int = 0, epochs: int = 2) -> tuple[
+    TrainingData, keras.Model, str
+]:
+    """A small dataset and a briefly trained default teacher, for fast checks."""
+    data = load_dataset(dataset, seed).training
+    architecture = default_teacher(data.is_image)
+    teacher = build_model(architecture, data.input_shape, data.n_classes, seed=seed, name="teacher")
+    compile_for_training(teacher, 1e-3)
+    teacher.fit(data.x_train, data.y_train, epochs=epochs, batch_size=64, verbose=0)
+    return data, teacher, architecture
+
+
+def _weights_digest(model: keras.Model) -> str:
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def check_metadata(strategy: Strategy, **_: object) -> None:
+    for attribute in ("name", "family", "summary"):
+        value = getattr(type(strategy), attribute, None)
+        assert isinstance(value, str) and value.strip(), f"{attribute} must be a non-empty string"
+
+
+def check_params_round_trip(strategy: Strategy, **_: object) -> None:
+    params = strategy.get_params()
+    assert type(strategy)(**params).get_params() == params, "constructor does not round-trip"
+    through_json = json.loads(json.dumps(params))
+    assert type(strategy).from_params(**through_json).get_params() == params, (
+        "params do not survive JSON"
+    )
+    if registry().get(strategy.name) is type(strategy):
+        (again,) = strategies_from_spec(strategy.spec())
+        assert again.get_params() == params, f"spec {strategy.spec()!r} does not round-trip"
+
+
+def check_artifact(artifact: Artifact, data: TrainingData, **_: object) -> None:
+    assert isinstance(artifact.flatbuffer, bytes) and artifact.flatbuffer, "no TFLite flatbuffer"
+    predictions = TFLiteModel(artifact.flatbuffer).predict(data.x_val)
+    assert predictions.shape == (len(data.x_val), data.n_classes), (
+        f"predictions have shape {predictions.shape}, expected {(len(data.x_val), data.n_classes)}"
+    )
+    assert np.all(np.isfinite(predictions)), "predictions contain NaN or inf"
+
+
+def check_teacher_untouched(before: str, teacher: keras.Model, **_: object) -> None:
+    assert _weights_digest(teacher) == before, "the shared teacher's weights changed"
+
+
+def check_deterministic(artifact: Artifact, again: Artifact, data: TrainingData, **_: object) -> None:
+    first = TFLiteModel(artifact.flatbuffer).predict(data.x_val).argmax(axis=1)
+    second = TFLiteModel(again.flatbuffer).predict(data.x_val).argmax(axis=1)
+    assert np.array_equal(first, second), (
+        f"the same seed gave different predictions (accuracy {np.mean(first == data.y_val):.3f} "
+        f"then {np.mean(second == data.y_val):.3f})"
+    )
+
+
+CHECKS: tuple[Callable[..., None], ...] = (
+    check_metadata,
+    check_params_round_trip,
+    check_artifact,
+    check_teacher_untouched,
+    check_deterministic,
+)
+
+
+def check_strategy(
+    strategy: Strategy,
+    data: TrainingData,
+    teacher: keras.Model,
+    teacher_architecture: str,
+    *,
+    seed: int = 0,
+    epochs: int = 2,
+) -> None:
+    """Run every conformance check; raise AssertionError naming each one that failed.
+
+    A strategy that cannot handle this teacher raises ``Skip``; the kit checks
+    that it left the teacher alone and lets the ``Skip`` through.
+    """
+    before = _weights_digest(teacher)
+    with tempfile.TemporaryDirectory() as workdir:
+        def produce() -> Artifact:
+            return apply_strategy(strategy, teacher, teacher_architecture, data,
+                                  seed=seed, epochs=epochs, workdir=Path(workdir))
+
+        try:
+            artifact = produce()
+        except Skip:
+            check_teacher_untouched(before, teacher)
+            raise
+        again = produce()
+    failures = []
+    context = {"strategy": strategy, "artifact": artifact, "again": again, "data": data,
+               "teacher": teacher, "before": before}
+    for check in CHECKS:
+        try:
+            check(**context)
+        except AssertionError as error:
+            failures.append(f"{check.__name__}: {error}")
+    if failures:
+        raise AssertionError(f"{strategy.name} fails conformance:\n  " + "\n  ".join(failures))

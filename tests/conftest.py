@@ -1,0 +1,26 @@
+"""Shared fixtures: an isolated teacher cache and one tiny trained problem per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# Before compress is imported anywhere: tests never touch the user's real cache.
+os.environ["COMPRESS_CACHE_DIR"] = tempfile.mkdtemp(prefix="compress-test-cache-")
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(training data, teacher, architecture) on the synthetic data, trained for 2 epochs."""
+    from compress.testing import tiny_problem
+
+    return tiny_problem("synthetic", epochs=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_digits():
+    from compress.testing import tiny_problem
+
+    return tiny_problem("digits", epochs=1)

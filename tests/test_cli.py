@@ -1,0 +1,180 @@
+"""End-to-end: the CLI on tiny settings, its errors, and offline report rebuilding."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from compress.cli import cli
+from compress.results import FIELDS, read_results
+
+SPINE = ["baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch", "finetune"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """The default strategy set with a 2-epoch budget: every spine row, quickly."""
+    out = tmp_path_factory.mktemp("run") / "default"
+    result = invoke("run", "--epochs", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output + result.stderr
+    return out, result
+
+
+def test_default_run_writes_every_output(default_run):
+    out, result = default_run
+    for name in ("results.jsonl", "results.csv", "report.md", "accuracy_vs_size.png", "run.json"):
+        assert (out / name).is_file(), name
+    assert f"report: {out / 'report.md'}" in result.output
+    rows = read_results(out)
+    assert [r["strategy"] for r in rows] == SPINE
+    for row in rows:
+        assert row["status"] == "ok", row["reason"]
+        assert (out / row["artifact"]).is_file()
+        for field in ("size_bytes", "size_gzip_bytes", "params_count", "nonzero_params",
+                      "latency_us_p50", "latency_us_p95", "accuracy", "train_seconds"):
+            assert row[field] is not None, (row["strategy"], field)
+        assert row["env"]["inference_threads"] == 1 and row["env"]["versions"]["tensorflow"]
+    assert json.loads((out / "run.json").read_text())["complete"] is True
+
+
+def test_distill_and_its_control_share_one_student(default_run):
+    rows = {r["strategy"]: r for r in read_results(default_run[0])}
+    assert rows["distill"]["params_count"] == rows["student-scratch"]["params_count"]
+    assert rows["distill"]["params_count"] < rows["baseline"]["params_count"] / 5
+
+
+def test_report_table_has_a_filled_row_per_strategy(default_run):
+    report = (default_run[0] / "report.md").read_text()
+    table = [line for line in report.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(SPINE)
+    for line in table[2:]:  # the baseline has no ratio against itself
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert all(cells), line
+
+
+def test_report_rebuilds_byte_identical(default_run):
+    out = default_run[0]
+    before = (out / "report.md").read_bytes(), (out / "accuracy_vs_size.png").read_bytes()
+    result = invoke("report", str(out / "results.jsonl"))
+    assert result.exit_code == 0
+    assert ((out / "report.md").read_bytes(), (out / "accuracy_vs_size.png").read_bytes()) == before
+
+
+def test_report_never_imports_tensorflow(default_run):
+    code = (
+        "import sys; from compress.cli import cli\n"
+        f"cli.main(['report', {str(default_run[0])!r}], standalone_mode=False)\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_existing_results_are_never_overwritten(default_run):
+    out = default_run[0]
+    before = (out / "results.jsonl").read_bytes()
+    result = invoke("run", "--epochs", "1", "--out", str(out))
+    assert result.exit_code == 2
+    assert "already holds results" in result.stderr and "--overwrite" in result.stderr
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+def test_unknown_strategy_is_one_line_exit_2():
+    result = invoke("run", "--strategy", "nope")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "no strategy matches 'nope'" in lines[0] and "baseline" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--dataset", "mnist"], "Invalid value for '--dataset'"),
+        (["run", "--seed", "x"], "'x' is not a valid integer"),
+        (["run", "--epochs", "0"], "--epochs must be at least 1"),
+        (["run", "--strategy", "distill:alpha=7"], "alpha must be between 0 and 1"),
+        (["run", "--strategy", "prune-magnitude:bogus=1"], "unknown parameter 'bogus'"),
+        (["report", "/nonexistent/results.jsonl"], "no results file"),
+        (["frobnicate"], "No such command"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_and_version():
+    for command in ([], ["run"], ["list"], ["report"]):
+        result = invoke(*command, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output
+    assert "compress, version" in invoke("--version").output
+
+
+def test_list_shows_family_and_summary():
+    output = invoke("list").output
+    line = next(line for line in output.splitlines() if line.startswith("prune-magnitude"))
+    assert "pruning" in line and "tfmot" in line
+
+
+def test_a_test_only_strategy_shows_in_list_and_runs(tmp_path):
+    from compress.strategies import register, unregister
+    from tests.test_conformance import HalfPrecisionWeights
+
+    register(HalfPrecisionWeights)
+    try:
+        assert "test-half-precision" in invoke("list").output
+        result = invoke("run", "--epochs", "1", "--strategy", "test-half-*", "--out", str(tmp_path / "r"))
+        assert result.exit_code == 0, result.stderr
+        rows = read_results(tmp_path / "r")
+        assert [r["strategy"] for r in rows] == ["baseline", "test-half-precision"]
+        assert rows[1]["status"] == "ok" and rows[1]["spec"] == "test-half-precision:keep_bias=true"
+    finally:
+        unregister(HalfPrecisionWeights.name)
+
+
+def test_a_failing_strategy_is_recorded_and_the_run_exits_1(tmp_path):
+    from compress.strategies import Compressed, Strategy, register, unregister
+
+    class Broken(Strategy):
+        name, family, summary = "test-broken", "x", "always raises"
+
+        def __init__(self) -> None:
+            pass
+
+        def compress(self, ctx) -> Compressed:
+            raise RuntimeError("deliberate failure")
+
+    register(Broken)
+    try:
+        result = invoke("run", "--epochs", "1", "--strategy", "test-broken", "--out", str(tmp_path / "r"))
+    finally:
+        unregister("test-broken")
+    assert result.exit_code == 1
+    rows = {r["strategy"]: r for r in read_results(tmp_path / "r")}
+    assert rows["baseline"]["status"] == "ok"
+    assert rows["test-broken"]["status"] == "failed"
+    assert rows["test-broken"]["reason"] == "RuntimeError: deliberate failure"
+    assert "deliberate failure" in (tmp_path / "r" / "errors.log").read_text()
+    assert "test-broken: failed" in result.stderr
+
+
+def test_compare_returns_the_same_fields_as_a_dataframe(tmp_path):
+    import compress
+
+    frame = compress.compare("synthetic", ["quantize-dynamic"], seed=1, epochs=1, out=tmp_path / "api")
+    assert list(frame.columns) == list(FIELDS)
+    assert list(frame["strategy"]) == ["baseline", "quantize-dynamic"]
+    assert (tmp_path / "api" / "report.md").is_file()
+    assert frame.attrs["run_dir"] == str(tmp_path / "api")

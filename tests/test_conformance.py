@@ -1,0 +1,77 @@
+"""Every registered strategy, and one defined only here, passes the public conformance kit."""
+
+from __future__ import annotations
+
+import pytest
+
+from compress.strategies import Compressed, Context, Skip, Strategy, register, registry, unregister
+from compress.testing import check_strategy
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_registered_strategy_conforms(name, tiny):
+    cls = registry()[name]
+    try:
+        check_strategy(cls.from_params(**cls.fast_params), *tiny, epochs=2)
+    except Skip as reason:
+        pytest.fail(f"{name} skipped the default teacher: {reason}")
+
+
+class HalfPrecisionWeights(Strategy):
+    """A strategy that exists only in this test module."""
+
+    name = "test-half-precision"
+    family = "quantization"
+    summary = "Rounds the teacher's weights through float16 (defined in a test)."
+
+    def __init__(self, keep_bias: bool = True) -> None:
+        self.keep_bias = keep_bias
+
+    def compress(self, ctx: Context) -> Compressed:
+        model = ctx.teacher
+        model.set_weights([w if (self.keep_bias and w.ndim == 1) else w.astype("float16").astype("float32")
+                           for w in model.get_weights()])
+        return Compressed(model=model, notes="float16-rounded weights")
+
+
+class MutatesTheTeacher(Strategy):
+    """Breaks the rules on purpose: the kit must catch it."""
+
+    name = "test-bad"
+    family = "x"
+    summary = "y"
+
+    def __init__(self) -> None:
+        pass
+
+    def compress(self, ctx: Context) -> Compressed:
+        return Compressed(model=ctx.teacher)
+
+
+@pytest.fixture
+def registered():
+    register(HalfPrecisionWeights)
+    yield HalfPrecisionWeights
+    unregister(HalfPrecisionWeights.name)
+
+
+def test_a_strategy_defined_in_a_test_conforms(registered, tiny):
+    check_strategy(registered(keep_bias=False), *tiny)
+
+
+def test_the_kit_catches_a_strategy_that_breaks_the_rules(tiny):
+    data, teacher, architecture = tiny
+
+    class Nondeterministic(MutatesTheTeacher):
+        calls = 0
+
+        def compress(self, ctx):
+            type(self).calls += 1
+            if type(self).calls == 2:  # the second run predicts class 0 for everything
+                weights = ctx.teacher.get_weights()
+                weights[-1][0] += 1000.0
+                ctx.teacher.set_weights(weights)
+            return Compressed(model=ctx.teacher)
+
+    with pytest.raises(AssertionError, match="check_deterministic"):
+        check_strategy(Nondeterministic(), data, teacher, architecture)

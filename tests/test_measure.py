@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compress.backend import keras, to_tflite
+from compress.measure import TFLiteModel, accuracy_stats, gzip_bytes, measure_latency, size_stats
+from compress.strategies.quantization import representative_data
+
+
+def _model(*layers, shape):
+    """Biases start at zero and the converter drops all-zero biases: give every bias a value."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(shape), *layers])
+    model.set_weights([w if w.ndim > 1 else np.full_like(w, 0.1) for w in model.get_weights()])
+    return model
+
+
+def test_dense_params_and_macs_by_hand():
+    model = _model(keras.layers.Dense(3), shape=(4,))
+    stats = size_stats(to_tflite(model))
+    assert stats.params_count == 4 * 3 + 3
+    assert stats.macs == 4 * 3
+    assert stats.unaccounted_ops == ()
+
+
+def test_conv_pool_dense_macs_by_hand():
+    model = _model(
+        keras.layers.Conv2D(2, 3, padding="same"),  # 8*8*2 outputs x 3*3*1 = 1152
+        keras.layers.MaxPooling2D(2),  # 4*4*2 outputs x 2*2 = 128
+        keras.layers.Flatten(),
+        keras.layers.Dense(3),  # 3 x 32 = 96
+        shape=(8, 8, 1),
+    )
+    stats = size_stats(to_tflite(model))
+    assert stats.macs == 1152 + 128 + 96
+    assert stats.params_count == (2 * 9 + 2) + (32 * 3 + 3)
+
+
+def test_depthwise_and_average_pool_macs_by_hand():
+    model = _model(
+        keras.layers.DepthwiseConv2D(3, padding="same"),  # 8*8*2 outputs x 3*3 = 1152
+        keras.layers.AveragePooling2D(2),  # 4*4*2 outputs x 2*2 = 128
+        keras.layers.Flatten(),
+        keras.layers.Dense(3),  # 96
+        shape=(8, 8, 2),
+    )
+    stats = size_stats(to_tflite(model))
+    assert stats.macs == 1152 + 128 + 96
+    assert stats.params_count == (9 * 2 + 2) + (32 * 3 + 3)
+
+
+def test_unaccounted_layers_are_listed():
+    model = _model(keras.layers.Dense(4), keras.layers.Softmax(), shape=(4,))
+    assert "SOFTMAX" in size_stats(to_tflite(model)).unaccounted_ops
+
+
+def test_zeros_are_counted_in_float_and_int8_models():
+    model = _model(keras.layers.Dense(8), shape=(16,))
+    kernel, bias = model.get_weights()
+    kernel[:, :4] = 0.0
+    model.set_weights([kernel, bias])
+    float_stats = size_stats(to_tflite(model))
+    assert float_stats.params_count == 16 * 8 + 8
+    assert float_stats.nonzero_params == 16 * 4 + np.count_nonzero(bias)
+    x = np.random.default_rng(0).normal(size=(50, 16)).astype(np.float32)
+    int8_stats = size_stats(to_tflite(model, representative=representative_data(x, 50, 0)))
+    assert int8_stats.nonzero_params <= float_stats.nonzero_params
+    assert int8_stats.sparsity >= 4 * 16 / (16 * 8 + 8) - 1e-9
+
+
+def test_gzip_is_deterministic_whatever_the_clock(monkeypatch):
+    data = bytes(range(256)) * 100
+    first = gzip_bytes(data)
+    monkeypatch.setattr("time.time", lambda: 1e9)
+    assert gzip_bytes(data) == first
+
+
+def test_integer_io_models_are_scored_like_float_ones():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6)).astype(np.float32)
+    model = _model(keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3), shape=(6,))
+    reference = model.predict(x, verbose=0)
+    calibration = representative_data(x, 100, 0)
+    for int8_io in (False, True):
+        predictions = TFLiteModel(to_tflite(model, representative=calibration, int8_io=int8_io)).predict(x)
+        assert predictions.dtype == np.float32
+        assert np.mean(predictions.argmax(1) == reference.argmax(1)) > 0.9
+        error = np.abs(predictions - reference)  # int8 rounding, not raw integers
+        assert error.mean() < 0.05 and error.max() < 0.5
+
+
+def test_accuracy_against_a_reference():
+    y = np.array([0, 1, 2, 0, 1, 2])
+    stats = accuracy_stats(y, np.array([0, 1, 2, 0, 1, 0]), 3, reference=y)
+    assert stats.accuracy == pytest.approx(5 / 6)
+    assert stats.accuracy_ci_low < 5 / 6 < stats.accuracy_ci_high
+    assert stats.fidelity == pytest.approx(5 / 6)
+    assert stats.mcnemar_p == 1.0  # a single discordant pair
+
+
+def test_latency_is_summarised_per_model_with_paired_ratios():
+    x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    small = to_tflite(_model(keras.layers.Dense(3), shape=(4,)))
+    large = to_tflite(_model(keras.layers.Dense(256), keras.layers.Dense(3), shape=(4,)))
+    stats = measure_latency({"a": small, "b": large}, x, reference="a", rounds=6,
+                            round_seconds=0.001, warmup_seconds=0.001, throughput_batch=8)
+    assert set(stats) == {"a", "b"}
+    for value in stats.values():
+        spread = value.spread
+        assert spread.p50_ci_low <= spread.p50 <= spread.p50_ci_high
+        assert spread.p50 <= spread.p99
+        assert value.throughput_sps > 0
+    assert stats["a"].speedup == 1.0
+    assert stats["b"].speedup_ci_low <= stats["b"].speedup <= stats["b"].speedup_ci_high

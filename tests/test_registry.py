@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from compress.errors import UserError
+from compress.strategies import (
+    RegistryError,
+    Strategy,
+    register,
+    registry,
+    select,
+    strategies_from_spec,
+    unregister,
+)
+
+SPINE = {"baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch", "finetune"}
+
+
+def test_every_spine_strategy_is_registered_with_metadata():
+    available = registry()
+    assert set(available) >= SPINE
+    for cls in available.values():
+        assert cls.family and cls.summary
+
+
+def test_wildcards_select_a_family():
+    names = {cls.name for cls in select("quantize-*")}
+    assert {"quantize-int8", "quantize-dynamic", "quantize-float16", "quantize-int8-io"} <= names
+
+
+def test_an_unknown_name_lists_the_available_ones():
+    with pytest.raises(UserError) as error:
+        select("nope")
+    assert "baseline" in str(error.value) and "prune-magnitude" in str(error.value)
+
+
+def test_a_duplicate_name_is_refused():
+    class Impostor(Strategy):
+        name, family, summary = "baseline", "x", "y"
+
+    with pytest.raises(RegistryError, match="already registered"):
+        register(Impostor)
+
+
+def test_metadata_is_required():
+    class Nameless(Strategy):
+        family, summary = "x", "y"
+
+    with pytest.raises(RegistryError, match="'name'"):
+        register(Nameless)
+
+
+def test_unknown_parameters_name_the_valid_ones():
+    expected = "unknown parameter 'sparsty'; valid parameters: sparsity, epochs, lr"
+    with pytest.raises(UserError, match=expected):
+        strategies_from_spec("prune-magnitude:sparsty=0.5")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("prune-magnitude:sparsity=1.5", "sparsity must be between 0 and 1"),
+        ("prune-magnitude:sparsity=0", "sparsity must be between 0 and 1"),
+        ("prune-magnitude:epochs=0", "epochs must be at least 1"),
+        ("prune-magnitude:epochs=2.5", "epochs must be int"),
+        ("distill:alpha=2", "alpha must be between 0 and 1"),
+        ("distill:temperature=0", "temperature must be greater than 0"),
+        ("distill:temperature=abc", "temperature must be float"),
+        ("distill:student=rnn:3", "architecture 'rnn:3' is not understood"),
+        ("finetune:lr=-1", "lr must be greater than 0"),
+        ("quantize-int8:samples=0", "samples must be at least 1"),
+    ],
+)
+def test_hyperparameters_are_validated(spec, message):
+    with pytest.raises(UserError, match=message):
+        strategies_from_spec(spec)
+
+
+def test_spec_spells_out_every_parameter_and_round_trips():
+    (strategy,) = strategies_from_spec("distill:alpha=0.1")
+    assert strategy.spec() == "distill:temperature=2.0,alpha=0.1,epochs=null,lr=0.001,student=auto"
+    (again,) = strategies_from_spec(strategy.bind(epochs=7).spec())
+    assert again.get_params()["epochs"] == 7 and again.get_params()["alpha"] == 0.1
+
+
+def test_third_party_strategies_load_from_the_entry_point_group(tmp_path, monkeypatch):
+    (tmp_path / "acme_plugin.py").write_text(textwrap.dedent('''
+        from compress.strategies import Compressed, Strategy
+
+        class AcmeIdentity(Strategy):
+            name = "acme-identity"
+            family = "baseline"
+            summary = "A plugin found through the compress.strategies entry point."
+
+            def __init__(self):
+                pass
+
+            def compress(self, ctx):
+                return Compressed(model=ctx.teacher)
+    '''))
+    info = tmp_path / "acme_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[compress.strategies]\nacme-identity = acme_plugin:AcmeIdentity\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        plugin = registry(reload=True)["acme-identity"]
+        assert plugin.summary.startswith("A plugin found")
+        assert strategies_from_spec("acme-*")[0].name == "acme-identity"
+    finally:
+        unregister("acme-identity")
+        sys.modules.pop("acme_plugin", None)
