@@ -26,6 +26,7 @@ _EXPORTS = {
     "load_dataset": "compress.data",
     "UserError": "compress.errors",
     "build_report": "compress.report",
+    "recommend": "compress.recommend",
     "read_results": "compress.results",
 }
 

@@ -21,19 +21,22 @@ def execute(config: RunConfig, progress: Progress | None = None) -> RunResult:
 def compare(
     dataset: str = "synthetic",
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     *,
     epochs: int = 20,
     threads: int = 1,
     out: Path | str | None = None,
     overwrite: bool = False,
 ) -> pd.DataFrame:
-    """Run the strategies, write results and report, and return one row per strategy.
+    """Run the strategies, write results and report, and return one row per strategy and seed.
+
+    ``seed`` is one seed or a list of seeds; every seed gets its own splits and teacher.
 
     The run folder is in ``frame.attrs["run_dir"]``.
     """
     result = execute(RunConfig(
-        dataset=dataset, strategies=list(strategies), seed=seed, epochs=epochs,
+        dataset=dataset, strategies=list(strategies),
+        seeds=[seed] if isinstance(seed, int) else list(seed), epochs=epochs,
         threads=threads, out=Path(out) if out is not None else None, overwrite=overwrite,
     ))
     frame = pd.DataFrame(result.rows)

@@ -57,8 +57,10 @@ def cli() -> None:
 @click.option("--strategy", "strategies", multiple=True, metavar="SPEC",
               help="NAME or NAME:key=value,... (wildcards allowed); repeat for more. "
               "Default: one strategy per technique plus controls.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Fixes data, splits, initialisation and training.")
+@click.option("--seed", type=int, default=None,
+              help="Fixes data, splits, initialisation and training.  [default: 0]")
+@click.option("--seeds", "n_seeds", type=int, default=None,
+              help="Run seeds 0..N-1 and report mean ± std over them.")
 @click.option("--epochs", type=int, default=20, show_default=True,
               help="Teacher epochs, and the budget of strategies whose epochs are not set.")
 @click.option("--threads", type=int, default=1, show_default=True,
@@ -66,16 +68,21 @@ def cli() -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder. Default: reports/<dataset>-<timestamp>.")
 @click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
-def run(dataset: str, strategies: tuple[str, ...], seed: int, epochs: int, threads: int,
-        out: Path | None, overwrite: bool) -> None:
+def run(dataset: str, strategies: tuple[str, ...], seed: int | None, n_seeds: int | None,
+        epochs: int, threads: int, out: Path | None, overwrite: bool) -> None:
     """Compress the teacher with every selected strategy and write a report."""
+    if seed is not None and n_seeds is not None:
+        raise UserError("give --seed or --seeds, not both")
+    if n_seeds is not None and n_seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {n_seeds}")
+    seeds = list(range(n_seeds)) if n_seeds else [seed or 0]
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from compress.api import execute
     from compress.runner import DEFAULT_STRATEGIES, RunConfig
 
     config = RunConfig(
-        dataset=dataset, strategies=strategies or DEFAULT_STRATEGIES, seed=seed, epochs=epochs,
+        dataset=dataset, strategies=strategies or DEFAULT_STRATEGIES, seeds=seeds, epochs=epochs,
         out=out, threads=threads, overwrite=overwrite,
         command=shlex.join(["compress", *sys.argv[1:]]),
     )
@@ -113,13 +120,42 @@ def list_strategies() -> None:
 
 
 @cli.command()
-@click.argument("results", type=click.Path(path_type=Path))
-def report(results: Path) -> None:
-    """Rebuild report.md and its plot from a run folder or its results.jsonl."""
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the report. Default: the first run's folder.")
+@click.option("--format", "formats", default="md,html", show_default=True,
+              help="Comma-separated: md, html, csv.")
+def report(results: tuple[Path, ...], out: Path | None, formats: str) -> None:
+    """Rebuild the report from saved results (several runs are merged); no TensorFlow needed."""
     from compress.report import build_report
 
-    folder = results.parent if results.is_file() else results
-    click.echo(f"report: {build_report(folder)}")
+    folder = build_report(list(results), out, [f.strip() for f in formats.split(",") if f.strip()])
+    click.echo(f"report: {folder}")
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--max-size-kb", type=float, default=None, help="Largest acceptable TFLite file.")
+@click.option("--max-latency-us", type=float, default=None, help="Slowest acceptable p50 latency.")
+@click.option("--max-accuracy-drop", type=float, default=None,
+              help="Largest acceptable accuracy loss against the teacher, in percentage points.")
+@click.option("--objective", type=click.Choice(["size", "latency", "accuracy"]), default="size",
+              show_default=True, help="What to optimise among the configurations that qualify.")
+def recommend(results: tuple[Path, ...], max_size_kb: float | None, max_latency_us: float | None,
+              max_accuracy_drop: float | None, objective: str) -> None:
+    """Pick the best method for your constraints from saved results."""
+    from compress.recommend import NothingQualifies
+    from compress.recommend import recommend as pick
+    from compress.results import read_results
+
+    rows = [row for path in results for row in read_results(path)]
+    try:
+        choice = pick(rows, max_size_kb=max_size_kb, max_latency_us=max_latency_us,
+                      max_accuracy_drop=max_accuracy_drop, objective=objective)
+    except NothingQualifies as answer:
+        click.echo(f"compress: {answer}", err=True)
+        sys.exit(1)
+    click.echo(choice.explain())
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ class SizeStats:
     nonzero_params: int
     sparsity: float
     macs: int
+    arithmetic: str  # what the compute ops multiply: "float32", "int8", "int8 weights, float32"
     unaccounted_ops: tuple[str, ...]
 
 
@@ -103,12 +104,19 @@ def _op_macs(op_name: str, op: tflite_schema.OperatorT, tensors: list) -> int | 
     return None
 
 
+def _arithmetic(activation: tflite_schema.TensorT, weights: tflite_schema.TensorT) -> str:
+    """The multiply's types: integer activations mean integer arithmetic."""
+    act, weight = _TYPE_NAMES.get(activation.type, "?").lower(), _TYPE_NAMES.get(weights.type, "?").lower()
+    return act if act == weight else f"{weight} weights, {act}"
+
+
 def size_stats(flatbuffer: bytes) -> SizeStats:
     """Bytes, gzip bytes, parameters, non-zeros and MACs, read from the flatbuffer itself."""
     model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
     params = nonzero = macs = 0
     unaccounted: set[str] = set()
+    arithmetic: set[str] = set()
     for graph in model.subgraphs:
         tensors = graph.tensors
         bias_inputs: set[int] = set()
@@ -116,6 +124,8 @@ def size_stats(flatbuffer: bytes) -> SizeStats:
             name = _OP_NAMES.get(codes[op.opcodeIndex], f"OP_{codes[op.opcodeIndex]}")
             if name in _WEIGHTED_OPS and len(op.inputs) > 2 and op.inputs[2] >= 0:
                 bias_inputs.add(int(op.inputs[2]))
+            if name in _WEIGHTED_OPS:
+                arithmetic.add(_arithmetic(tensors[op.inputs[0]], tensors[op.inputs[1]]))
             op_macs = _op_macs(name, op, tensors)
             if op_macs is not None:
                 macs += op_macs
@@ -137,6 +147,7 @@ def size_stats(flatbuffer: bytes) -> SizeStats:
         nonzero_params=nonzero,
         sparsity=1 - nonzero / params if params else 0.0,
         macs=macs,
+        arithmetic=" + ".join(sorted(arithmetic)) or "none",
         unaccounted_ops=tuple(sorted(unaccounted)),
     )
 
@@ -243,6 +254,18 @@ class LatencyStats:
     speedup_ci_high: float | None
     throughput_sps: float
     warning: str | None
+
+    def fields(self) -> dict[str, float | str | None]:
+        """The result-row fields, named as in ``compress.results.FIELDS``."""
+        spread = self.spread
+        return {
+            "latency_us_p50": spread.p50, "latency_us_p50_ci_low": spread.p50_ci_low,
+            "latency_us_p50_ci_high": spread.p50_ci_high, "latency_us_p95": spread.p95,
+            "latency_us_p99": spread.p99, "latency_us_iqr": spread.iqr,
+            "latency_warning": self.warning, "speedup": self.speedup,
+            "speedup_ci_low": self.speedup_ci_low, "speedup_ci_high": self.speedup_ci_high,
+            "throughput_sps": self.throughput_sps,
+        }
 
 
 @contextlib.contextmanager

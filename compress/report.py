@@ -1,249 +1,287 @@
-"""Reports from saved results only: never imports TensorFlow, so it runs anywhere.
+"""Reports from saved results only: never imports TensorFlow, so they rebuild anywhere.
 
-``build_report(folder)`` reads ``results.jsonl`` (and ``run.json`` when present)
-and writes ``report.md`` and ``accuracy_vs_size.png`` next to them.
+``build_report`` reads one or more ``results.jsonl`` files (and each run's
+``run.json`` when present) and writes ``report.md``, a self-contained
+``report.html`` and the figures they show.
 """
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
+from compress import plots
+from compress.analysis import (
+    Compared,
+    Row,
+    accuracy_verdict,
+    by_spec,
+    compared,
+    group_key,
+    mean_std,
+    speed_verdict,
+)
+from compress.claims import evaluate_claims, load_claims
+from compress.document import Bullets, Document, Heading, Image, Paragraph, Table
+from compress.errors import UserError
 from compress.fileio import write_atomic
-from compress.results import RESULTS_FILE, read_results
+from compress.results import RESULTS_FILE, read_results, to_csv
 
-REPORT_FILE = "report.md"
-PLOT_FILE = "accuracy_vs_size.png"
-SIGNIFICANCE = 0.05
-#: Speed ratios within this margin of 1 are reported as the same speed: a 1% gap can be
-#: real (memory layout) yet meaningless, and a tight interval would otherwise call it "faster".
-SAME_SPEED_MARGIN = 0.03
-
-
-def _baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return next((r for r in rows if r["strategy"] == "baseline" and r["status"] == "ok"), None)
+FORMATS = ("md", "html", "csv")
+FIGURES = {
+    "size": ("accuracy_vs_size.png", "Accuracy against size, with the Pareto frontier"),
+    "latency": ("accuracy_vs_latency.png", "Accuracy against latency, with the Pareto frontier"),
+    "students": ("teacher_vs_student.png", "Teacher, scratch student and distilled student"),
+    "bars": ("size_and_latency.png", "Size and latency per strategy"),
+}
 
 
-def _kb(value: float | None) -> str:
-    return "" if value is None else f"{value / 1024:,.1f}"
+def _kb(value: float) -> str:
+    return f"{value / 1024:,.1f}"
 
 
-def _ratio(reference: float | None, value: float | None) -> str:
-    if not reference or not value:
-        return ""
-    return f"{reference / value:.2f}×"
+def _bold_best(records: list[dict[str, str]], rows: list[Row], column: str, key: str,
+               *, highest: bool) -> None:
+    """Bold the best value of a column among finished rows."""
+    values = [(row[key], record) for row, record in zip(rows, records, strict=True)
+              if row["status"] == "ok" and row.get(key) is not None]
+    if len(values) < 2:
+        return
+    best = max(v for v, _ in values) if highest else min(v for v, _ in values)
+    for value, record in values:
+        if value == best and record.get(column):
+            record[column] = f"**{record[column]}**"
 
 
-def speed_verdict(row: dict[str, Any]) -> str:
-    """'faster' or 'slower' only when the paired 95% interval excludes 1 and the
-    difference exceeds the same-speed margin."""
-    ratio, low, high = row.get("speedup"), row.get("speedup_ci_low"), row.get("speedup_ci_high")
-    if ratio is None or low is None or high is None:
-        return ""
-    if low <= 1 <= high:
-        return "no significant difference"
-    if abs(ratio - 1) < SAME_SPEED_MARGIN:
-        return f"same speed (within {SAME_SPEED_MARGIN:.0%})"
-    return "faster" if ratio > 1 else "slower"
-
-
-def accuracy_verdict(row: dict[str, Any], baseline: dict[str, Any]) -> str:
-    p = row.get("mcnemar_p")
-    if p is None or row is baseline:
-        return ""
-    if p >= SIGNIFICANCE:
-        return f"not significant (p={p:.2f})"
-    side = "better" if row["accuracy"] > baseline["accuracy"] else "worse"
-    return f"significantly {side} (p={p:.3f})"
-
-
-def common_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One display row per result: sizes, latency and accuracy against the baseline."""
-    base = _baseline(rows) or {}
-    table = []
+def common_table(rows: list[Row]) -> list[dict[str, str]]:
+    """One display row per result, each compared with the teacher of its own run and seed."""
+    against = {id(item.row): item for item in compared(rows)}
+    show_seed = len({group_key(r) for r in rows}) > 1
+    records = []
     for row in rows:
-        if row["status"] != "ok":
-            table.append({"Method": row["strategy"], "Family": row["family"],
-                          "Status": f"{row['status']}: {row['reason']}"})
+        record = {"Method": row["strategy"] + (" (control)" if row.get("control") else "")}
+        if show_seed:
+            record["Seed"] = str(row["seed"])
+        record["Family"] = row["family"]
+        item = against.get(id(row))
+        if row["status"] != "ok" or item is None:
+            record["Status"] = f"{row['status']}: {row.get('reason') or 'no baseline to compare'}"
+            records.append(record)
             continue
+        is_base = row is item.base
         latency = row.get("latency_us_p50")
-        speed = ""
-        if row.get("speedup") is not None and row is not base:
-            speed = (f"{row['speedup']:.2f}× [{row['speedup_ci_low']:.2f}, "
-                     f"{row['speedup_ci_high']:.2f}] {speed_verdict(row)}")
-        delta = ""
-        if base and row is not base:
-            delta = f"{(row['accuracy'] - base['accuracy']) * 100:+.1f} pp, {accuracy_verdict(row, base)}"
-        table.append({
-            "Method": row["strategy"] + (" (control)" if row.get("control") else ""),
-            "Family": row["family"],
+        record.update({
             "Status": "ok",
             "Size KB": _kb(row["size_bytes"]),
-            "× smaller": _ratio(base.get("size_bytes"), row["size_bytes"]),
+            "× smaller": f"{item.size_factor:.2f}×",
             "gzip KB": _kb(row["size_gzip_bytes"]),
-            "gzip × smaller": _ratio(base.get("size_gzip_bytes"), row["size_gzip_bytes"]),
+            "gzip × smaller": f"{item.gzip_factor:.2f}×",
             "Params (non-zero)": f"{row['params_count']:,} ({row['nonzero_params']:,})",
-            "Latency p50 µs [95% CI]": "" if latency is None else
-            f"{latency:.2f} [{row['latency_us_p50_ci_low']:.2f}, {row['latency_us_p50_ci_high']:.2f}]",
-            "Speed-up vs teacher": speed,
+            "Latency p50 µs [95% CI]": "not timed" if latency is None else (
+                f"{latency:.2f} [{row['latency_us_p50_ci_low']:.2f}, "
+                f"{row['latency_us_p50_ci_high']:.2f}]"),
+            "Speed-up vs teacher": "—" if is_base or row.get("speedup") is None else (
+                f"{row['speedup']:.2f}× [{row['speedup_ci_low']:.2f}, "
+                f"{row['speedup_ci_high']:.2f}] {speed_verdict(row)}"),
             "Accuracy [95% CI]": f"{row['accuracy']:.3f} [{row['accuracy_ci_low']:.3f}, "
             f"{row['accuracy_ci_high']:.3f}]",
-            "Δ accuracy vs teacher": delta,
-            "Train s": "" if row.get("train_seconds") is None else f"{row['train_seconds']:.1f}",
+            "Δ accuracy vs teacher": "—" if is_base else
+            f"{item.delta_pp:+.1f} pp, {accuracy_verdict(item)}",
+            "Train s": f"{row['train_seconds']:.1f}" if row.get("train_seconds") is not None else "",
         })
-    return table
+        records.append(record)
+    _bold_best(records, rows, "Size KB", "size_bytes", highest=False)
+    _bold_best(records, rows, "gzip KB", "size_gzip_bytes", highest=False)
+    _bold_best(records, rows, "Latency p50 µs [95% CI]", "latency_us_p50", highest=False)
+    _bold_best(records, rows, "Accuracy [95% CI]", "accuracy", highest=True)
+    return records
 
 
-def markdown_table(records: Iterable[dict[str, str]]) -> str:
-    records = list(records)
-    columns: list[str] = []
-    for record in records:
-        columns += [c for c in record if c not in columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for record in records:
-        cells = [str(record.get(c, "")).replace("|", "\\|") for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def seeds_table(items: list[Compared]) -> list[dict[str, str]]:
+    """Mean ± std over seeds per configuration, with the per-seed values beside them."""
+    records = []
+    for group in by_spec(items).values():
+        accuracy = [i.row["accuracy"] for i in group]
+        deltas = [i.delta_pp for i in group]
+        latency = [i.row["latency_us_p50"] for i in group if i.row.get("latency_us_p50")]
+        acc_mean, acc_std = mean_std(accuracy)
+        delta_mean, delta_std = mean_std(deltas)
+        record = {
+            "Method": group[0].name,
+            "Seeds": str(len(group)),
+            "Accuracy mean ± std": f"{acc_mean:.3f} ± {acc_std:.3f}",
+            "Per seed": ", ".join(f"{a:.3f}" for a in accuracy),
+            "Δ vs teacher (pp)": f"{delta_mean:+.1f} ± {delta_std:.1f}",
+            "× smaller": f"{mean_std([i.size_factor for i in group])[0]:.2f}×",
+        }
+        if latency:
+            lat_mean, lat_std = mean_std(latency)
+            record["Latency p50 µs"] = f"{lat_mean:.2f} ± {lat_std:.2f}"
+        records.append(record)
+    return records
 
 
-def findings(rows: list[dict[str, Any]]) -> list[str]:
-    """Plain statements of what this run measured, including the unwelcome ones."""
-    base = _baseline(rows)
-    if base is None:
-        return ["The baseline row did not finish, so nothing can be compared."]
-    ok = {r["strategy"]: r for r in rows if r["status"] == "ok"}
+def findings(rows: list[Row], items: list[Compared]) -> list[str]:
+    """Plain statements of what was measured, including the unwelcome ones."""
+    if not any(i.row is i.base for i in items):
+        return ["No baseline row finished, so nothing can be compared."]
     notes = []
-    int8 = ok.get("quantize-int8")
-    if int8 and int8.get("speedup") is not None:
-        verdict = speed_verdict(int8)
-        if verdict == "slower":
-            notes.append(f"int8 is **slower** than float32 on this CPU: {int8['speedup']:.2f}× "
-                         "the teacher's speed (int8 kernels and (de)quantize ops cost more "
-                         "than they save on a model this small).")
+    groups = by_spec(items)
+    for group in groups.values():
+        name, row = group[0].name, group[0].row
+        ratio = mean_std([i.row["speedup"] for i in group if i.row.get("speedup")] or [0.0])[0]
+        verdicts = {speed_verdict(i.row) for i in group}
+        if name.startswith("quantize-int8") and "slower" in verdicts:
+            notes.append(f"**{name} is slower than float32 on this CPU** ({ratio:.2f}× the "
+                         "teacher's speed): int8 kernels and (de)quantize ops cost more than "
+                         "they save here, although the file is "
+                         f"{mean_std([i.size_factor for i in group])[0]:.1f}× smaller.")
+        if row["family"] == "pruning" and (row.get("sparsity") or 0) > 0.3 \
+                and mean_std([i.size_factor for i in group])[0] < 1.1:
+            notes.append(
+                f"{name} made {row['sparsity']:.0%} of the weights zero, yet the raw file is "
+                f"{group[0].size_factor:.2f}× smaller and speed is {ratio:.2f}× "
+                f"({', '.join(sorted(verdicts))}): dense kernels store and multiply zeros; only "
+                f"the gzip size shrinks ({mean_std([i.gzip_factor for i in group])[0]:.1f}×)."
+            )
+    scratch = {group_key(i.row): i for i in items if i.name == "student-scratch"}
+    gains = [(i.row["accuracy"] - scratch[group_key(i.row)].row["accuracy"]) * 100
+             for i in items if i.name == "distill" and group_key(i.row) in scratch]
+    if gains:
+        mean, _ = mean_std(gains)
+        wins = sum(g > 0 for g in gains)
+        if wins == len(gains) and mean > 0:
+            notes.append(f"Distillation beat the same student trained from scratch on {wins} of "
+                         f"{len(gains)} seeds ({mean:+.1f} pp on average).")
         else:
-            notes.append(f"int8 runs at {int8['speedup']:.2f}× the teacher's speed ({verdict}), "
-                         f"at {base['size_bytes'] / int8['size_bytes']:.1f}× smaller.")
-    pruned = ok.get("prune-magnitude")
-    if pruned:
-        notes.append(
-            f"Magnitude pruning reached {pruned['sparsity']:.0%} zeros, yet raw size is "
-            f"{base['size_bytes'] / pruned['size_bytes']:.2f}× smaller and speed "
-            f"{(pruned.get('speedup') or 0):.2f}× ({speed_verdict(pruned)}); only gzip shrinks "
-            f"({base['size_gzip_bytes'] / pruned['size_gzip_bytes']:.1f}×)."
-        )
-    distilled, scratch = ok.get("distill"), ok.get("student-scratch")
-    if distilled and scratch:
-        gain = (distilled["accuracy"] - scratch["accuracy"]) * 100
-        if gain > 0:
-            notes.append(f"Distillation beat the same student trained from scratch by "
-                         f"{gain:.1f} pp on one seed: check it over several seeds.")
-        else:
-            notes.append(f"Distillation did **not** beat the same student trained from scratch "
-                         f"({gain:+.1f} pp): the teacher added nothing here.")
-    finetuned = ok.get("finetune")
-    if finetuned:
-        notes.append(f"Fine-tuning the teacher for a small budget changed accuracy by "
-                     f"{(finetuned['accuracy'] - base['accuracy']) * 100:+.1f} pp "
-                     f"({accuracy_verdict(finetuned, base)}): compare recovered rows with this.")
-    unstable = [r["strategy"] for r in ok.values() if r.get("latency_warning")]
+            notes.append(f"Distillation did **not** reliably beat the same student trained from "
+                         f"scratch: {mean:+.1f} pp on average, wins on {wins} of {len(gains)} "
+                         "seeds. Credit the small size to the architecture, not to the teacher.")
+    tuned = [i for i in items if i.name == "finetune"]
+    if tuned:
+        delta = mean_std([i.delta_pp for i in tuned])[0]
+        notes.append(f"Training the teacher further for the fine-tuning budget alone changed "
+                     f"accuracy by {delta:+.1f} pp: recovery gains smaller than this are extra "
+                     "training, not the compression method.")
+    unstable = sorted({i.name for i in items if i.row.get("latency_warning")})
     if unstable:
         notes.append(f"Latency was unstable for {', '.join(unstable)}: treat those timings with care.")
+    cpus = {(r.get("env") or {}).get("cpu") for r in rows}
+    if len(cpus) > 1:
+        notes.append(f"**These results come from different CPUs** ({', '.join(map(str, cpus))}): "
+                     "latency columns are not comparable across them.")
     return notes
 
 
-def plot_accuracy_vs_size(rows: list[dict[str, Any]], path: Path) -> None:
-    ok = [r for r in rows if r["status"] == "ok"]
-    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for row in ok:
-        axes.scatter(row["size_bytes"] / 1024, row["accuracy"] * 100, s=40, zorder=3)
-        axes.annotate(row["strategy"], (row["size_bytes"] / 1024, row["accuracy"] * 100),
-                      textcoords="offset points", xytext=(5, 4), fontsize=8)
-    axes.set_xscale("log")
-    axes.set_xlabel("TFLite size (KB, log scale)")
-    axes.set_ylabel("Test accuracy (%)")
-    axes.set_title("Accuracy against size")
-    axes.grid(True, which="both", alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    # A fixed creation date keeps the PNG byte-identical when rebuilt from the same results.
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(figure)
-    write_atomic(path, buffer.getvalue())
-
-
-def _header(rows: list[dict[str, Any]], manifest: dict[str, Any] | None) -> list[str]:
+def _header(rows: list[Row], manifests: list[dict[str, Any]]) -> list[str]:
     first = rows[0]
     env = first.get("env") or {}
-    versions = env.get("versions") or {}
-    lines = [
-        f"# Compression report: {first['dataset']}",
-        "",
-        f"- **Dataset:** {first['dataset']}, seed {first['seed']}",
-        f"- **Teacher:** `{first['teacher_architecture']}`"
-        + (" (from cache)" if first.get("teacher_cached") else " (trained in this run)"),
+    seeds = sorted({r["seed"] for r in rows})
+    teachers = {(r["run_id"], r["seed"]): r for r in rows if r["strategy"] == "baseline"}
+    accuracy = "; ".join(
+        f"seed {r['seed']}: train {r['teacher_train_accuracy']:.3f}, validation "
+        f"{r['teacher_val_accuracy']:.3f}" for r in teachers.values()
+        if r.get("teacher_train_accuracy") is not None
+    )
+    items = [
+        f"**Dataset:** {', '.join(sorted({r['dataset'] for r in rows}))}; "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}",
+        f"**Teacher:** `{first['teacher_architecture']}`, "
+        + ("from the cache" if first.get("teacher_cached") else "trained in this run")
+        + (f" (accuracy {accuracy})" if accuracy else ""),
+        f"**Machine:** {env.get('cpu')}, {env.get('cores')} cores; inference threads "
+        f"{env.get('inference_threads')}; Python {env.get('python')}",
+        "**Versions:** " + ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v),
     ]
-    if manifest:
-        teacher = manifest.get("teacher", {})
-        data = manifest.get("dataset", {})
-        lines.append(
-            f"- **Teacher accuracy:** train {teacher.get('train_accuracy', 0):.3f}, "
-            f"validation {teacher.get('val_accuracy', 0):.3f}; splits "
-            f"{data.get('n_train')}/{data.get('n_val')}/{data.get('n_test')} (train/val/test)"
-        )
-        if manifest.get("config", {}).get("command"):
-            lines.append(f"- **Command:** `{manifest['config']['command']}`")
+    for manifest in manifests:
+        command = (manifest.get("config") or {}).get("command")
+        if command:
+            items.append(f"**Command:** `{command}`")
         if not manifest.get("complete", True):
-            lines.append("- **Incomplete run:** it stopped early; rows without latency were not timed.")
-    lines += [
-        f"- **Machine:** {env.get('cpu')}, {env.get('cores')} cores; inference threads "
-        f"{env.get('inference_threads')}, Python {env.get('python')}",
-        "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
-        "",
-    ]
-    return lines
+            items.append(f"**Run {manifest.get('run_id')} is incomplete:** it stopped early; "
+                         "its unfinished rows are missing and rows without latency were not timed.")
+    return items
 
 
-def render_markdown(rows: list[dict[str, Any]], manifest: dict[str, Any] | None = None) -> str:
-    lines = _header(rows, manifest)
-    lines += [
-        "## Common table",
-        "",
-        "Every model, the teacher included, is scored as a TFLite flatbuffer in the LiteRT "
-        "interpreter: batch-1 latency over interleaved rounds with a 95% interval, accuracy on "
-        "the held-out test split with a Wilson interval, and an exact McNemar test against the "
-        "teacher.",
-        "",
-        markdown_table(common_table(rows)),
-        "",
-        "## What this run shows",
-        "",
-        *[f"- {note}" for note in findings(rows)],
-        "",
-        "## Notes per row",
-        "",
-        *[f"- **{r['strategy']}** (`{r['spec']}`): {r['notes'] or r['reason'] or ''}" for r in rows],
-        "",
-        f"![Accuracy against size]({PLOT_FILE})",
-        "",
-    ]
-    return "\n".join(lines)
+def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Path) -> Document:
+    """Assemble the report and write its figures into ``folder``."""
+    items = compared(rows)
+    document = Document(f"Compression report: {', '.join(sorted({r['dataset'] for r in rows}))}")
+    document.add(Bullets(_header(rows, manifests)))
+    document.add(
+        Heading("Common table"),
+        Paragraph("Every model, the teacher included, is scored as a TFLite flatbuffer in the "
+                  "LiteRT interpreter: batch-1 latency over interleaved rounds with a 95% "
+                  "interval and a paired speed-up against the teacher; accuracy on the held-out "
+                  "test split with a Wilson interval and an exact McNemar test against the "
+                  "teacher. Best values are in bold."),
+        Table(common_table(rows)),
+    )
+    if len({group_key(r) for r in rows}) > 1:
+        document.add(Heading("Mean ± std over seeds"), Table(seeds_table(items)))
+    document.add(Heading("What this run shows"), Bullets(findings(rows, items)))
+    techniques = load_claims()["techniques"]
+    document.add(
+        Heading("The document's comparison, tested"),
+        Paragraph("The source document's table, technique by technique:"),
+        Table([{k: v for k, v in t.items() if k != "family"} for t in techniques]),
+        Paragraph("Each measurable claim against this run's numbers (controls excluded, means "
+                  "over seeds). *Not observed here* means this data showed no such effect; it "
+                  "may still occur elsewhere."),
+        Table(evaluate_claims(items)),
+    )
+    figures = []
+    if items:
+        plots.accuracy_tradeoff(items, folder / FIGURES["size"][0], cost="size")
+        plots.accuracy_tradeoff(items, folder / FIGURES["latency"][0], cost="latency")
+        plots.size_and_latency_bars(items, folder / FIGURES["bars"][0])
+        figures = ["size", "latency", "bars"]
+        synthetic = {r["dataset"] for r in rows} == {"synthetic"}
+        if plots.teacher_vs_student(items, folder / FIGURES["students"][0], show_document=synthetic):
+            figures.insert(2, "students")
+    if figures:
+        document.add(Heading("Figures"),
+                     *[Image(folder / FIGURES[f][0], FIGURES[f][1]) for f in figures])
+    document.add(Heading("Notes per row"), Bullets([
+        f"**{r['strategy']}** (`{r['spec']}`, seed {r['seed']}): {r.get('notes') or r.get('reason') or ''}"
+        for r in rows
+    ]))
+    return document
 
 
-def build_report(folder: Path | str) -> Path:
-    """Write report.md and the accuracy-vs-size plot from a run folder's saved results."""
-    folder = Path(folder)
-    rows = read_results(folder / RESULTS_FILE)
-    manifest_path = folder / "run.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
-    plot_accuracy_vs_size(rows, folder / PLOT_FILE)
-    path = folder / REPORT_FILE
-    write_atomic(path, render_markdown(rows, manifest))
-    return path
+def _read_manifest(results: Path) -> dict[str, Any] | None:
+    path = results.parent / "run.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def build_report(
+    results: Path | str | Sequence[Path | str],
+    out: Path | str | None = None,
+    formats: Iterable[str] = ("md", "html"),
+) -> Path:
+    """Write the report for one or more runs' results; return the folder written to.
+
+    ``results`` are results.jsonl files or run folders; several are merged.
+    ``out`` defaults to the (first) run's folder.
+    """
+    paths = [Path(p) for p in ([results] if isinstance(results, (str, Path)) else results)]
+    paths = [p / RESULTS_FILE if p.is_dir() else p for p in paths]
+    formats = list(formats)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise UserError(f"unknown report format {', '.join(unknown) or '(none)'}; "
+                        f"choose from {', '.join(FORMATS)}")
+    rows = [row for path in paths for row in read_results(path)]
+    manifests = [m for p in paths if (m := _read_manifest(p)) is not None]
+    folder = Path(out) if out is not None else paths[0].parent
+    folder.mkdir(parents=True, exist_ok=True)
+    document = build_document(rows, manifests, folder)
+    if "md" in formats:
+        write_atomic(folder / "report.md", document.markdown())
+    if "html" in formats:
+        write_atomic(folder / "report.html", document.html())
+    if "csv" in formats:
+        write_atomic(folder / "report.csv", to_csv(rows))
+    return folder

@@ -46,7 +46,7 @@ class RunConfig:
 
     dataset: str = "synthetic"
     strategies: Sequence[str] = DEFAULT_STRATEGIES
-    seed: int = 0
+    seeds: Sequence[int] = (0,)
     epochs: int = 20
     out: Path | None = None
     threads: int = 1
@@ -86,13 +86,12 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
         raise UserError(f"cannot write to {out} ({error.strerror}); choose a writable --out") from None
 
 
-def artifact_name(strategy: str, taken: set[str]) -> str:
-    """A file name per row: the strategy name, made unique within the run."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", strategy)
+def artifact_name(stem: str, taken: set[str]) -> str:
+    """A file name per row, safe for any strategy name and unique within the run."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
     name, n = f"{stem}.tflite", 2
     while name in taken:
         name, n = f"{stem}-{n}.tflite", n + 1
-    taken.add(name)
     return name
 
 
@@ -106,75 +105,92 @@ def resolve_strategies(specs: Sequence[str], epochs: int) -> list[Strategy]:
 
 
 def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
-    """Run every strategy in ``config`` against one dataset and teacher; save and return rows."""
+    """Run every strategy for every seed against one dataset and teacher per seed.
+
+    Rows are saved as each finishes; latency is measured per seed once all of
+    that seed's models exist, with the seed's baseline as the reference.
+    """
     if config.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {config.epochs}")
     if config.threads < 1:
         raise UserError(f"--threads must be at least 1, got {config.threads}")
+    if not config.seeds or any(seed < 0 for seed in config.seeds):
+        raise UserError(f"seeds must be one or more non-negative integers, got {list(config.seeds)}")
     strategies = resolve_strategies(config.strategies, config.epochs)
+    datasets = {seed: load_dataset(config.dataset, seed) for seed in config.seeds}
     out = config.out or default_out_dir(config.dataset)
-    dataset = load_dataset(config.dataset, config.seed)
     prepare_out_dir(out, config.overwrite)
 
     report = progress or (lambda done, total, what: None)
-    total = len(strategies) + 2
-    report(0, total, "training the teacher (cached after the first run)")
-    teacher = get_teacher(
-        dataset, seed=config.seed, epochs=config.epochs,
-        architecture=config.teacher_architecture, use_cache=config.use_cache,
-    )
+    steps_per_seed = len(strategies) + 2
+    total, done = steps_per_seed * len(config.seeds), 0
     env = environment(threads=config.threads)
-    manifest = {
+    manifest: dict[str, Any] = {
         "run_id": out.name,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "dataset": dataset.summary(),
-        "teacher": {
-            "architecture": teacher.architecture, "epochs": teacher.epochs,
-            "from_cache": teacher.from_cache, "train_accuracy": teacher.train_accuracy,
-            "val_accuracy": teacher.val_accuracy, "cache_key": teacher.cache_key,
-        },
+        "dataset": datasets[config.seeds[0]].summary(),
+        "teachers": {},
         "env": env,
         "started": _now(),
         "complete": False,
     }
-    write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
-
     rows: list[dict[str, Any]] = []
-    flatbuffers: dict[int, bytes] = {}
-    reference: np.ndarray | None = None
-    taken: set[str] = set()
-    for index, strategy in enumerate(strategies):
-        report(1 + index, total, f"{strategy.name}: compressing")
-        row = new_row(
-            run_id=out.name, strategy=strategy.name, spec=strategy.spec(),
-            family=strategy.family, control=strategy.control, params=strategy.get_params(),
-            dataset=dataset.name, seed=config.seed, teacher_architecture=teacher.architecture,
-            teacher_cached=teacher.from_cache, env=env,
+    multi_seed = len(config.seeds) > 1
+    for seed, dataset in datasets.items():
+        report(done, total, f"seed {seed}: training the teacher (cached after the first run)")
+        teacher = get_teacher(
+            dataset, seed=seed, epochs=config.epochs,
+            architecture=config.teacher_architecture, use_cache=config.use_cache,
         )
-        flatbuffer = _compress(strategy, teacher, dataset, config, out, row)
-        if flatbuffer is not None:
-            row["artifact"] = artifact_name(strategy.name, taken)
-            write_atomic(out / row["artifact"], flatbuffer)
-            labels = np.argmax(
-                TFLiteModel(flatbuffer, threads=config.threads).predict(dataset.x_test), axis=1
+        manifest["teachers"][str(seed)] = {
+            "architecture": teacher.architecture, "epochs": teacher.epochs,
+            "from_cache": teacher.from_cache, "train_accuracy": teacher.train_accuracy,
+            "val_accuracy": teacher.val_accuracy, "cache_key": teacher.cache_key,
+        }
+        write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
+        seed_rows: list[dict[str, Any]] = []
+        flatbuffers: dict[int, bytes] = {}
+        reference: np.ndarray | None = None  # the baseline's predicted labels
+        for strategy in strategies:
+            done += 1
+            report(done, total, f"seed {seed}: {strategy.name}")
+            row = new_row(
+                run_id=out.name, strategy=strategy.name, spec=strategy.spec(),
+                family=strategy.family, control=strategy.control, params=strategy.get_params(),
+                dataset=dataset.name, seed=seed, teacher_architecture=teacher.architecture,
+                teacher_cached=teacher.from_cache, teacher_train_accuracy=teacher.train_accuracy,
+                teacher_val_accuracy=teacher.val_accuracy, teacher_train_seconds=teacher.train_seconds,
+                env=env,
             )
-            if reference is None:
-                reference = labels  # the baseline always runs first
-            scores = accuracy_stats(dataset.y_test, labels, dataset.n_classes, reference)
-            sizes = asdict(size_stats(flatbuffer))
-            sizes["unaccounted_ops"] = list(sizes["unaccounted_ops"])
-            row.update(sizes, **asdict(scores))
-            flatbuffers[index] = flatbuffer
-        rows.append(row)
+            flatbuffer = _compress(strategy, teacher, dataset, seed, config, out, row)
+            if flatbuffer is not None:
+                stem = f"{strategy.name}-seed{seed}" if multi_seed else strategy.name
+                row["artifact"] = artifact_name(stem, {r["artifact"] for r in rows})
+                write_atomic(out / row["artifact"], flatbuffer)
+                model = TFLiteModel(flatbuffer, threads=config.threads)
+                labels = np.argmax(model.predict(dataset.x_test), axis=1)
+                reference = labels if reference is None else reference  # baseline runs first
+                row.update(_size_fields(flatbuffer), **asdict(
+                    accuracy_stats(dataset.y_test, labels, dataset.n_classes, reference)
+                ))
+                flatbuffers[len(seed_rows)] = flatbuffer
+            seed_rows.append(row)
+            rows.append(row)
+            write_results(out, rows)
+        done += 1
+        report(done, total, f"seed {seed}: timing every model (interleaved rounds)")
+        _add_latency(seed_rows, flatbuffers, dataset.x_test, config.threads)
         write_results(out, rows)
-
-    report(total - 1, total, "timing every model (interleaved rounds)")
-    _add_latency(rows, flatbuffers, dataset.x_test, config.threads)
-    write_results(out, rows)
     manifest.update(complete=True, finished=_now())
     write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
     report(total, total, "done")
     return RunResult(out, rows)
+
+
+def _size_fields(flatbuffer: bytes) -> dict[str, Any]:
+    sizes = asdict(size_stats(flatbuffer))
+    sizes["unaccounted_ops"] = list(sizes["unaccounted_ops"])
+    return sizes
 
 
 def _now() -> str:
@@ -210,14 +226,14 @@ def apply_strategy(
 
 
 def _compress(
-    strategy: Strategy, teacher: Teacher, dataset: Dataset, config: RunConfig, out: Path,
-    row: dict[str, Any],
+    strategy: Strategy, teacher: Teacher, dataset: Dataset, seed: int, config: RunConfig,
+    out: Path, row: dict[str, Any],
 ) -> bytes | None:
     """Apply one strategy and record its status in ``row``; return its flatbuffer if ok."""
     try:
         artifact = apply_strategy(
             strategy, teacher.model, teacher.architecture, dataset.training,
-            seed=config.seed, epochs=config.epochs, workdir=out,
+            seed=seed, epochs=config.epochs, workdir=out,
         )
     except Skip as reason:
         row.update(status="skipped", reason=str(reason))
@@ -240,12 +256,4 @@ def _add_latency(
         reference="0" if 0 in flatbuffers else None, threads=threads,
     )
     for key, latency in latencies.items():
-        spread = latency.spread
-        rows[int(key)].update(
-            latency_us_p50=spread.p50, latency_us_p50_ci_low=spread.p50_ci_low,
-            latency_us_p50_ci_high=spread.p50_ci_high, latency_us_p95=spread.p95,
-            latency_us_p99=spread.p99, latency_us_iqr=spread.iqr,
-            latency_warning=latency.warning, speedup=latency.speedup,
-            speedup_ci_low=latency.speedup_ci_low, speedup_ci_high=latency.speedup_ci_high,
-            throughput_sps=latency.throughput_sps,
-        )
+        rows[int(key)].update(latency.fields())

@@ -30,7 +30,8 @@ def default_run(tmp_path_factory):
 
 def test_default_run_writes_every_output(default_run):
     out, result = default_run
-    for name in ("results.jsonl", "results.csv", "report.md", "accuracy_vs_size.png", "run.json"):
+    for name in ("results.jsonl", "results.csv", "report.md", "report.html", "accuracy_vs_size.png",
+                 "accuracy_vs_latency.png", "teacher_vs_student.png", "size_and_latency.png", "run.json"):
         assert (out / name).is_file(), name
     assert f"report: {out / 'report.md'}" in result.output
     rows = read_results(out)
@@ -53,28 +54,44 @@ def test_distill_and_its_control_share_one_student(default_run):
 
 def test_report_table_has_a_filled_row_per_strategy(default_run):
     report = (default_run[0] / "report.md").read_text()
-    table = [line for line in report.splitlines() if line.startswith("| ")]
+    common = report.split("## Common table")[1].split("## ")[0]
+    table = [line for line in common.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(SPINE)
-    for line in table[2:]:  # the baseline has no ratio against itself
+    for line in table[1:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert all(cells), line
+        assert all(cells) and "not timed" not in line, line
 
 
 def test_report_rebuilds_byte_identical(default_run):
     out = default_run[0]
-    before = (out / "report.md").read_bytes(), (out / "accuracy_vs_size.png").read_bytes()
+    files = ("report.md", "report.html", "accuracy_vs_size.png", "teacher_vs_student.png")
+    before = [(out / name).read_bytes() for name in files]
     result = invoke("report", str(out / "results.jsonl"))
     assert result.exit_code == 0
-    assert ((out / "report.md").read_bytes(), (out / "accuracy_vs_size.png").read_bytes()) == before
+    assert [(out / name).read_bytes() for name in files] == before
 
 
-def test_report_never_imports_tensorflow(default_run):
+@pytest.mark.parametrize("command", ["report", "recommend"])
+def test_report_and_recommend_never_import_tensorflow(default_run, command):
     code = (
         "import sys; from compress.cli import cli\n"
-        f"cli.main(['report', {str(default_run[0])!r}], standalone_mode=False)\n"
+        f"cli.main([{command!r}, {str(default_run[0])!r}], standalone_mode=False)\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+        "assert 'tf_keras' not in sys.modules, 'tf_keras was imported'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_default_report_tests_two_claims_per_technique(default_run):
+    report = (default_run[0] / "report.md").read_text()
+    section = report.split("## The document's comparison, tested")[1].split("## Figures")[0]
+    for technique in ("Quantization", "Pruning", "Distillation", "Fine-tuning"):
+        measured = [line for line in section.splitlines()
+                    if line.startswith(f"| {technique} |") and "not measured" not in line
+                    and "**" in line]
+        assert len(measured) >= 2, technique
+    assert (default_run[0] / "report.html").is_file()
 
 
 def test_existing_results_are_never_overwritten(default_run):

@@ -1,7 +1,8 @@
 """Fine-tuning family: more training of the teacher at a low learning rate.
 
-On its own this is the "same budget, no compression" control: it shows how
-much of a compressed row's accuracy change is just extra training.
+On the teacher it is also the "same budget, no compression" control for the
+other techniques: it shows how much of a compressed row's accuracy change is
+just extra training.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ class Finetune(Strategy):
     family = "fine-tuning"
     summary = "The teacher trained further for a small budget at a lower learning rate."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
-    control = True
 
     def __init__(self, epochs: int = 5, lr: float = 1e-4, freeze: int = 0) -> None:
         self.epochs = epochs
