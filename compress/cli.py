@@ -158,5 +158,31 @@ def recommend(results: tuple[Path, ...], max_size_kb: float | None, max_latency_
     click.echo(choice.explain())
 
 
+@cli.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", default=None, metavar="DATASET|FILE.npz",
+              help="Inputs (and labels): a built-in dataset's test split or an .npz with x, y. "
+              "Default: seeded random inputs, no accuracy.")
+@click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads.")
+@click.option("--batch", type=int, default=256, show_default=True, help="Batch size for throughput.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per model.")
+def bench(models: tuple[Path, ...], data: str | None, threads: int, batch: int, as_json: bool) -> None:
+    """Time and size .tflite (or .keras) models; ratios are against the first model."""
+    import json
+
+    from compress.bench import bench as run_bench
+    from compress.bench import bench_table
+    from compress.document import Table
+
+    rows = run_bench(list(models), data=data, threads=threads, batch=batch)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(Table(bench_table(rows)).markdown())
+    for row in rows:
+        if row["latency_warning"]:
+            click.echo(f"warning: {row['artifact']}: {row['latency_warning']}", err=True)
+
+
 def main() -> None:
     cli()

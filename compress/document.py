@@ -42,6 +42,13 @@ class Table:
             columns += [c for c in record if c not in columns]
         return columns
 
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        for record in self.records:
+            cells = [str(record.get(c, "")).replace("|", "\\|") for c in self.columns]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
 
 @dataclass(frozen=True)
 class Image:
@@ -70,13 +77,7 @@ class Document:
             elif isinstance(block, Bullets):
                 out += [f"- {item}" for item in block.items] + [""]
             elif isinstance(block, Table):
-                columns = block.columns
-                out.append("| " + " | ".join(columns) + " |")
-                out.append("|" + "---|" * len(columns))
-                for record in block.records:
-                    cells = [str(record.get(c, "")).replace("|", "\\|") for c in columns]
-                    out.append("| " + " | ".join(cells) + " |")
-                out.append("")
+                out += [block.markdown(), ""]
             elif isinstance(block, Image):
                 out += [f"![{block.alt}]({block.path.name})", ""]
         return "\n".join(out)

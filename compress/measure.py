@@ -12,7 +12,7 @@ import gzip
 import os
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -152,6 +152,13 @@ def size_stats(flatbuffer: bytes) -> SizeStats:
     )
 
 
+def size_fields(flatbuffer: bytes) -> dict[str, object]:
+    """``size_stats`` as result-row fields (lists, not tuples, so they survive JSON unchanged)."""
+    fields = asdict(size_stats(flatbuffer))
+    fields["unaccounted_ops"] = list(fields["unaccounted_ops"])
+    return fields
+
+
 # Running a model -------------------------------------------------------------
 
 
@@ -170,6 +177,11 @@ class TFLiteModel:
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = int(self._input["shape"][0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input row's shape (without the batch dimension)."""
+        return tuple(int(d) for d in self._input["shape"][1:])
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Float inputs in the model's input type."""

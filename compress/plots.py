@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -58,24 +60,33 @@ def _averaged(
 def accuracy_tradeoff(items: list[Compared], path: Path, *, cost: str) -> None:
     """Accuracy against size or latency, with the Pareto frontier drawn and labelled."""
     if cost == "size":
-        value, label = (lambda i: i.row["size_bytes"] / 1024), "TFLite size (KB, log scale)"
+        value, label = (lambda i: i.row["size_bytes"] / 1024), "TFLite size (KB"
     else:
-        value, label = (lambda i: i.row["latency_us_p50"]), "Batch-1 latency p50 (µs, log scale)"
+        value, label = (lambda i: i.row["latency_us_p50"]), "Batch-1 latency p50 (µs"
         items = [i for i in items if i.row.get("latency_us_p50")]
     points = _averaged(items, value)
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(figsize=(7, 4.5))
+        labels: dict[tuple[float, float], tuple[float, float, list[str]]] = {}
         for name, family, x, y in points:
             axes.scatter(x, y, s=36, zorder=3, color=FAMILY_COLORS.get(family, "#7f7f7f"))
-            axes.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            key = (round(math.log10(x), 2), round(y, 1))  # points that coincide share a label
+            labels.setdefault(key, (x, y, []))[2].append(name)
+        for x, y, names in labels.values():
+            axes.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(5, 4),
+                          fontsize=7)
         front = pareto_front([(x, y) for _, _, x, y in points])
         if front:
             xs, ys = zip(*front, strict=True)
             axes.step(xs, ys, where="post", color="#555555", linestyle="--", linewidth=1,
                       label="Pareto frontier", zorder=2)
-            axes.legend(loc="lower right")
-        axes.set_xscale("log")
-        axes.set_xlabel(label)
+            axes.legend(loc="best")
+        xs_all = [x for _, _, x, _ in points]
+        if xs_all and max(xs_all) / min(xs_all) >= 10:
+            axes.set_xscale("log")
+            axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            label += ", log scale"
+        axes.set_xlabel(label + ")")
         axes.set_ylabel("Test accuracy (%)")
         axes.set_title(f"Accuracy against {cost}")
         _save(figure, path)

@@ -23,7 +23,7 @@ from compress.backend import keras, seed_everything, to_tflite
 from compress.data import Dataset, TrainingData, load_dataset
 from compress.errors import UserError
 from compress.fileio import write_atomic
-from compress.measure import TFLiteModel, accuracy_stats, measure_latency, size_stats
+from compress.measure import TFLiteModel, accuracy_stats, measure_latency, size_fields
 from compress.models import clone
 from compress.results import RESULTS_FILE, environment, new_row, write_results
 from compress.strategies import Context, Skip, Strategy, strategies_from_spec
@@ -170,7 +170,7 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
                 model = TFLiteModel(flatbuffer, threads=config.threads)
                 labels = np.argmax(model.predict(dataset.x_test), axis=1)
                 reference = labels if reference is None else reference  # baseline runs first
-                row.update(_size_fields(flatbuffer), **asdict(
+                row.update(size_fields(flatbuffer), **asdict(
                     accuracy_stats(dataset.y_test, labels, dataset.n_classes, reference)
                 ))
                 flatbuffers[len(seed_rows)] = flatbuffer
@@ -185,12 +185,6 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
     report(total, total, "done")
     return RunResult(out, rows)
-
-
-def _size_fields(flatbuffer: bytes) -> dict[str, Any]:
-    sizes = asdict(size_stats(flatbuffer))
-    sizes["unaccounted_ops"] = list(sizes["unaccounted_ops"])
-    return sizes
 
 
 def _now() -> str:

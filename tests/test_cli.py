@@ -195,3 +195,40 @@ def test_compare_returns_the_same_fields_as_a_dataframe(tmp_path):
     assert list(frame["strategy"]) == ["baseline", "quantize-dynamic"]
     assert (tmp_path / "api" / "report.md").is_file()
     assert frame.attrs["run_dir"] == str(tmp_path / "api")
+
+
+def test_bench_prints_both_models_and_the_ratio(default_run):
+    out = default_run[0]
+    a, b = str(out / "baseline.tflite"), str(out / "quantize-int8.tflite")
+    result = invoke("bench", a, b, "--data", "synthetic")
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.output.splitlines() if line.startswith("| /")]
+    assert len(lines) == 2
+    assert "Speed-up vs baseline.tflite" in result.output
+    assert "×" in lines[1] and "[" in lines[1]
+
+
+def test_bench_json_uses_result_field_names(default_run):
+    out = default_run[0]
+    result = invoke("bench", str(out / "baseline.tflite"), str(out / "distill.tflite"), "--json")
+    rows = json.loads(result.output)
+    assert [r["artifact"] for r in rows] == [str(out / "baseline.tflite"), str(out / "distill.tflite")]
+    for row in rows:
+        assert set(row) - {"artifact", "env"} <= set(FIELDS)
+        assert row["latency_us_p50_ci_low"] <= row["latency_us_p50"] <= row["latency_us_p50_ci_high"]
+    assert "accuracy" not in rows[0]  # random inputs: no labels, no accuracy
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda out: ["/nonexistent.tflite"], "does not exist"),
+        (lambda out: [str(out / "results.csv")], "takes .tflite or .keras"),
+        (lambda out: [str(out / "baseline.tflite"), "--data", "digits"], "expects inputs of shape (20,)"),
+        (lambda out: [str(out / "baseline.tflite"), "--data", "nope"], "neither a built-in dataset"),
+    ],
+)
+def test_bench_bad_input_is_one_line(default_run, make_args, message):
+    result = invoke("bench", *make_args(default_run[0]))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr

@@ -1,0 +1,118 @@
+"""``compress bench``: the measurement path of a run, applied to any model files.
+
+The first model is the reference for speed-up ratios; all models are timed in
+interleaved rounds, exactly as rows of a run are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.analysis import speed_verdict
+from compress.backend import keras, to_tflite
+from compress.data import BUILTIN_DATASETS, load_dataset
+from compress.errors import UserError
+from compress.measure import TFLiteModel, accuracy_stats, measure_latency, size_fields
+from compress.results import environment
+
+RANDOM_ROWS = 256
+
+
+def load_flatbuffer(path: Path) -> bytes:
+    """A .tflite as is, or a tf_keras .keras file converted the way runs convert."""
+    if not path.is_file():
+        raise UserError(f"model file {path} does not exist")
+    if path.suffix == ".tflite":
+        return path.read_bytes()
+    if path.suffix == ".keras":
+        try:
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
+        except Exception as error:
+            raise UserError(f"cannot load {path} as a tf_keras model: {error}") from None
+        return to_tflite(model)
+    raise UserError(f"{path}: compress bench takes .tflite or .keras files")
+
+
+def load_inputs(data: str | None, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Test inputs (and labels) from a built-in dataset or an .npz, else seeded random rows."""
+    if data is None:
+        rng = np.random.default_rng(0)
+        return rng.normal(size=(RANDOM_ROWS, *input_shape)).astype(np.float32), None
+    if data in BUILTIN_DATASETS:
+        dataset = load_dataset(data, 0)
+        return dataset.x_test, dataset.y_test
+    path = Path(data)
+    if path.suffix != ".npz" or not path.is_file():
+        raise UserError(f"--data {data!r} is neither a built-in dataset "
+                        f"({', '.join(BUILTIN_DATASETS)}) nor an existing .npz file")
+    with np.load(path) as arrays:
+        if "x" not in arrays:
+            raise UserError(f"{path} has no array named 'x'; save inputs as x (and labels as y)")
+        x = arrays["x_test"] if "x_test" in arrays else arrays["x"]
+        y = arrays["y_test"] if "y_test" in arrays else arrays.get("y")
+        return x.astype(np.float32), None if y is None else y.astype(np.int64)
+
+
+def bench(
+    paths: Sequence[Path], *, data: str | None = None, threads: int = 1, batch: int = 256,
+) -> list[dict[str, Any]]:
+    """Size, latency (and accuracy with labels) per model; ratios against the first."""
+    if not paths:
+        raise UserError("give at least one model file")
+    if threads < 1 or batch < 1:
+        raise UserError("--threads and --batch must be at least 1")
+    flatbuffers = {str(path): load_flatbuffer(path) for path in paths}
+    shapes = {name: TFLiteModel(fb).input_shape for name, fb in flatbuffers.items()}
+    first = str(paths[0])
+    x, y = load_inputs(data, shapes[first])
+    for name, shape in shapes.items():
+        if shape != tuple(x.shape[1:]):
+            raise UserError(f"{name} expects inputs of shape {shape} but the data has {tuple(x.shape[1:])}")
+    latencies = measure_latency(flatbuffers, x, reference=first, threads=threads,
+                                throughput_batch=batch)
+    env = environment(threads=threads)
+    results, reference = [], None
+    for name, flatbuffer in flatbuffers.items():
+        row: dict[str, Any] = {"artifact": name, **size_fields(flatbuffer),
+                               **latencies[name].fields(), "env": env}
+        if y is not None:
+            outputs = TFLiteModel(flatbuffer, threads=threads).predict(x)
+            if outputs.shape[1] <= int(y.max()):
+                raise UserError(f"{name} has {outputs.shape[1]} outputs but labels go up to {y.max()}")
+            labels = outputs.argmax(axis=1)
+            reference = labels if reference is None else reference
+            row.update(asdict(accuracy_stats(y, labels, outputs.shape[1], reference)))
+        results.append(row)
+    return results
+
+
+def bench_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Display records: ratios read as 'b/a' against the first model."""
+    first = rows[0]["artifact"]
+    records = []
+    for row in rows:
+        record = {
+            "Model": row["artifact"],
+            "Size KB": f"{row['size_bytes'] / 1024:,.1f}",
+            "gzip KB": f"{row['size_gzip_bytes'] / 1024:,.1f}",
+            "Params (non-zero)": f"{row['params_count']:,} ({row['nonzero_params']:,})",
+            "MACs": f"{row['macs']:,}",
+            "p50 µs [95% CI]": f"{row['latency_us_p50']:.2f} [{row['latency_us_p50_ci_low']:.2f}, "
+            f"{row['latency_us_p50_ci_high']:.2f}]",
+            "p95 / p99 µs": f"{row['latency_us_p95']:.2f} / {row['latency_us_p99']:.2f}",
+            "IQR µs": f"{row['latency_us_iqr']:.2f}",
+            "Throughput /s": f"{row['throughput_sps']:,.0f}",
+            f"Speed-up vs {Path(first).name}": "—" if row["artifact"] == first else
+            f"{row['speedup']:.2f}× [{row['speedup_ci_low']:.2f}, {row['speedup_ci_high']:.2f}] "
+            f"{speed_verdict(row)}",
+        }
+        if "accuracy" in row:
+            record["Accuracy [95% CI]"] = (f"{row['accuracy']:.3f} [{row['accuracy_ci_low']:.3f}, "
+                                           f"{row['accuracy_ci_high']:.3f}]")
+        records.append(record)
+    return records
