@@ -170,13 +170,18 @@ def evaluate_claims(items: list[Compared]) -> list[dict[str, str]]:
     """One record per claim: technique, the document's words, what was measured, verdict."""
     data = load_claims()
     names = {t["family"]: t["technique"] for t in data["techniques"]}
-    records = []
+    records, absent = [], set()
     for claim in data["claims"]:
         family = [i for i in items if i.row["family"] == claim["family"]]
         technique = [i for i in family if not i.row.get("control")]
         if not technique:
-            result = Verdict(NOT_MEASURED, f"no {claim['family']} strategy in this run")
-        elif claim["check"] == "knowledge_transfer":
+            if claim["family"] not in absent:  # one line per technique that did not run
+                absent.add(claim["family"])
+                records.append({"Technique": names[claim["family"]], "Document says": "(all claims)",
+                                "Measured here": f"no {claim['family']} strategy in this run",
+                                "Verdict": f"**{NOT_MEASURED}**"})
+            continue
+        if claim["check"] == "knowledge_transfer":
             controls = [i for i in family if i.row.get("control")]
             result = check_knowledge_transfer(technique, controls)
         else:

@@ -52,7 +52,7 @@ class SizeStats:
     nonzero_params: int
     sparsity: float
     macs: int
-    arithmetic: str  # what the compute ops multiply: "float32", "int8", "int8 weights, float32"
+    arithmetic: str  # what compute ops multiply: "float32", "int8", "int8 weights × float32 activations"
     unaccounted_ops: tuple[str, ...]
 
 
@@ -107,7 +107,7 @@ def _op_macs(op_name: str, op: tflite_schema.OperatorT, tensors: list) -> int | 
 def _arithmetic(activation: tflite_schema.TensorT, weights: tflite_schema.TensorT) -> str:
     """The multiply's types: integer activations mean integer arithmetic."""
     act, weight = _TYPE_NAMES.get(activation.type, "?").lower(), _TYPE_NAMES.get(weights.type, "?").lower()
-    return act if act == weight else f"{weight} weights, {act}"
+    return act if act == weight else f"{weight} weights × {act} activations"
 
 
 def size_stats(flatbuffer: bytes) -> SizeStats:
@@ -177,6 +177,10 @@ class TFLiteModel:
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = int(self._input["shape"][0])
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input["dtype"])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
