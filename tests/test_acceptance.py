@@ -33,4 +33,5 @@ def test_int8_is_small_and_keeps_accuracy(digits_quantization):
 
 
 def test_qat_is_at_least_as_accurate_as_post_training_int8(digits_quantization):
-    assert digits_quantization["quantize-qat"].accuracy >= digits_quantization["quantize-int8"].accuracy - 0.005
+    qat, int8 = digits_quantization["quantize-qat"], digits_quantization["quantize-int8"]
+    assert qat.accuracy >= int8.accuracy - 0.005

@@ -17,7 +17,7 @@ def test_qat_skips_a_teacher_with_an_unsupported_layer_and_names_it(tiny, tmp_pa
     teacher = keras.Sequential([keras.Input(data.input_shape), keras.layers.Rescaling(0.5),
                                 keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
     compile_for_training(teacher, 1e-3)
-    with pytest.raises(Skip, match="(?i)rescaling"):
+    with pytest.raises(Skip, match=r"(?i)rescaling"):
         apply_strategy(QuantizeQAT(epochs=1), teacher, "custom", data, seed=0, epochs=1,
                        workdir=tmp_path)
 
