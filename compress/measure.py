@@ -52,6 +52,8 @@ class SizeStats:
     nonzero_params: int
     sparsity: float
     macs: int
+    pruned_sparsity: float  # zeros over the Dense/Conv kernels, the tensors pruning acts on
+    kernel_unique_max: int  # most distinct values in any kernel: clustering shows here
     arithmetic: str  # what compute ops multiply: "float32", "int8", "int8 weights × float32 activations"
     unaccounted_ops: tuple[str, ...]
 
@@ -104,6 +106,36 @@ def _op_macs(op_name: str, op: tflite_schema.OperatorT, tensors: list) -> int | 
     return None
 
 
+def _kernel_indices(graph: tflite_schema.SubGraphT, codes: list[int]) -> list[int]:
+    """Tensor indices of the Dense/Conv kernels, looking through float16 DEQUANTIZE ops."""
+    produced_by_dequantize = {
+        int(op.outputs[0]): int(op.inputs[0]) for op in graph.operators or []
+        if _OP_NAMES.get(codes[op.opcodeIndex]) == "DEQUANTIZE"
+    }
+    kernels = []
+    for op in graph.operators or []:
+        if _OP_NAMES.get(codes[op.opcodeIndex]) in _WEIGHTED_OPS:
+            index = int(op.inputs[1])
+            index = produced_by_dequantize.get(index, index)
+            if index not in kernels:
+                kernels.append(index)
+    return kernels
+
+
+def kernels(flatbuffer: bytes) -> list[np.ndarray]:
+    """Every Dense/Conv kernel as stored (TFLite layout: output channels first)."""
+    model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    out = []
+    for graph in model.subgraphs:
+        for index in _kernel_indices(graph, codes):
+            tensor = graph.tensors[index]
+            values = _constant(model, tensor)
+            if values is not None:
+                out.append(values.reshape(list(tensor.shape)))
+    return out
+
+
 def _arithmetic(activation: tflite_schema.TensorT, weights: tflite_schema.TensorT) -> str:
     """The multiply's types: integer activations mean integer arithmetic."""
     act, weight = _TYPE_NAMES.get(activation.type, "?").lower(), _TYPE_NAMES.get(weights.type, "?").lower()
@@ -117,8 +149,15 @@ def size_stats(flatbuffer: bytes) -> SizeStats:
     params = nonzero = macs = 0
     unaccounted: set[str] = set()
     arithmetic: set[str] = set()
+    kernel_elements = kernel_zeros = unique_max = 0
     for graph in model.subgraphs:
         tensors = graph.tensors
+        for index in _kernel_indices(graph, codes):
+            values = _constant(model, tensors[index])
+            if values is not None:
+                kernel_elements += values.size
+                kernel_zeros += values.size - _nonzero(values, tensors[index])
+                unique_max = max(unique_max, len(np.unique(values)))
         bias_inputs: set[int] = set()
         for op in graph.operators or []:
             name = _OP_NAMES.get(codes[op.opcodeIndex], f"OP_{codes[op.opcodeIndex]}")
@@ -147,6 +186,8 @@ def size_stats(flatbuffer: bytes) -> SizeStats:
         nonzero_params=nonzero,
         sparsity=1 - nonzero / params if params else 0.0,
         macs=macs,
+        pruned_sparsity=kernel_zeros / kernel_elements if kernel_elements else 0.0,
+        kernel_unique_max=unique_max,
         arithmetic=" + ".join(sorted(arithmetic)) or "none",
         unaccounted_ops=tuple(sorted(unaccounted)),
     )

@@ -138,13 +138,16 @@ def findings(rows: list[Row], items: list[Compared]) -> list[str]:
                          "teacher's speed): int8 kernels and (de)quantize ops cost more than "
                          "they save here, although the file is "
                          f"{mean_std([i.size_factor for i in group])[0]:.1f}× smaller.")
-        if row["family"] == "pruning" and (row.get("sparsity") or 0) > 0.3 \
-                and mean_std([i.size_factor for i in group])[0] < 1.1:
+        size_factor = mean_std([i.size_factor for i in group])[0]
+        if row["family"] in ("pruning", "clustering") and size_factor < 1.1:
+            change = (f"made {row['pruned_sparsity']:.0%} of the kernel weights zero"
+                      if (row.get("pruned_sparsity") or 0) > 0.05 else
+                      f"left at most {row.get('kernel_unique_max')} distinct values per kernel")
             notes.append(
-                f"{name} made {row['sparsity']:.0%} of the weights zero, yet the raw file is "
-                f"{group[0].size_factor:.2f}× smaller and speed is {ratio:.2f}× "
-                f"({', '.join(sorted(verdicts))}): dense kernels store and multiply zeros; only "
-                f"the gzip size shrinks ({mean_std([i.gzip_factor for i in group])[0]:.1f}×)."
+                f"{name} {change}, yet the raw file is {size_factor:.2f}× smaller and speed is "
+                f"{ratio:.2f}× ({', '.join(sorted(verdicts))}): dense kernels store and multiply "
+                f"every weight; only the gzip size shrinks "
+                f"({mean_std([i.gzip_factor for i in group])[0]:.1f}×)."
             )
     scratch = {group_key(i.row): i for i in items if i.name == "student-scratch"}
     gains = [(i.row["accuracy"] - scratch[group_key(i.row)].row["accuracy"]) * 100

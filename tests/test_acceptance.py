@@ -6,9 +6,11 @@ These train real models for a minute or more, so they are marked slow:
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from compress.api import compare
+from compress.measure import kernels
 
 pytestmark = pytest.mark.slow
 
@@ -35,3 +37,38 @@ def test_int8_is_small_and_keeps_accuracy(digits_quantization):
 def test_qat_is_at_least_as_accurate_as_post_training_int8(digits_quantization):
     qat, int8 = digits_quantization["quantize-qat"], digits_quantization["quantize-int8"]
     assert qat.accuracy >= int8.accuracy - 0.005
+
+
+@pytest.fixture(scope="module")
+def digits_pruning(tmp_path_factory):
+    out = tmp_path_factory.mktemp("p") / "run"
+    specs = ["prune-magnitude:sparsity=0.8", "prune-2of4", "prune-structured:fraction=0.5", "cluster"]
+    frame = compare("digits", specs, seed=0, out=out)
+    return {row.strategy: row for row in frame.itertuples()} | {"folder": out}
+
+
+def test_magnitude_pruning_reaches_the_target_sparsity(digits_pruning):
+    assert abs(digits_pruning["prune-magnitude"].pruned_sparsity - 0.8) <= 0.01
+
+
+def test_two_of_four_on_every_kernel_it_could_prune(digits_pruning):
+    flatbuffer = (digits_pruning["folder"] / digits_pruning["prune-2of4"].artifact).read_bytes()
+    grouped = 0
+    for kernel in kernels(flatbuffer):  # [out, ..., in]: groups of 4 along the input channels
+        if kernel.shape[-1] % 4:
+            continue  # the first conv sees 1 channel: there is no group of 4 to prune
+        groups = kernel.reshape(kernel.shape[0], -1, 4)
+        assert np.all(np.count_nonzero(groups, axis=-1) == 2)
+        grouped += 1
+    assert grouped == 3
+
+
+def test_structured_pruning_is_smaller_faster_and_as_accurate(digits_pruning):
+    base, pruned = digits_pruning["baseline"], digits_pruning["prune-structured"]
+    assert pruned.size_bytes <= 0.40 * base.size_bytes
+    assert pruned.macs <= 0.40 * base.macs  # the speed-up itself is a benchmark, not a test
+    assert pruned.accuracy >= base.accuracy - 0.01
+
+
+def test_clustering_keeps_sixteen_values_per_kernel(digits_pruning):
+    assert digits_pruning["cluster"].kernel_unique_max <= 16

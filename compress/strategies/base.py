@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "compress.strategies.baseline",
     "compress.strategies.quantization",
     "compress.strategies.pruning",
+    "compress.strategies.clustering",
     "compress.strategies.distillation",
     "compress.strategies.finetuning",
 )
