@@ -11,12 +11,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from compress.stats import mcnemar_exact
+
 Row = dict[str, Any]
 
 SIGNIFICANCE = 0.05
 #: Speed ratios within this margin of 1 are reported as the same speed: a 1% gap can be
 #: real (memory layout) yet meaningless, and a tight interval would otherwise call it "faster".
 SAME_SPEED_MARGIN = 0.03
+
+
+#: The source document's distillation setting and its single, unseeded result.
+DOCUMENT_DISTILL_PARAMS = {"temperature": 2.0, "alpha": 0.5, "epochs": 20, "batch_size": 32}
+DOCUMENT_STUDENT_ACCURACY = 0.78
 
 
 def group_key(row: Row) -> tuple[str, int]:
@@ -99,3 +108,52 @@ def by_spec(items: Iterable[Compared]) -> dict[str, list[Compared]]:
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def mcnemar_between(a: Row, b: Row) -> float | None:
+    """Exact McNemar p-value of two rows scored on the same test split (None if unknown)."""
+    if not a.get("test_correct") or len(a["test_correct"]) != len(b.get("test_correct") or ""):
+        return None
+    return mcnemar_exact(np.array([c == "1" for c in a["test_correct"]]),
+                         np.array([c == "1" for c in b["test_correct"]]))
+
+
+#: Below this teacher-minus-scratch gap (in points) gap closure is mostly test-set noise.
+MIN_GAP_PP = 1.0
+
+
+@dataclass(frozen=True)
+class GapClosure:
+    """One distilled row against one control row of the same run and seed."""
+
+    distilled: Compared
+    control: Row
+
+    @property
+    def gain_pp(self) -> float:
+        return (self.distilled.row["accuracy"] - self.control["accuracy"]) * 100
+
+    @property
+    def gap_pp(self) -> float:
+        return (self.distilled.base["accuracy"] - self.control["accuracy"]) * 100
+
+    @property
+    def closure(self) -> float | None:
+        """(distilled - control) / (teacher - control); undefined without a gap."""
+        return self.gain_pp / self.gap_pp if self.gap_pp > 0 else None
+
+    @property
+    def p_value(self) -> float | None:
+        return mcnemar_between(self.distilled.row, self.control)
+
+
+def gap_closures(items: list[Compared], control: str) -> dict[str, list[GapClosure]]:
+    """Per distill spec, its seeds paired with the ``control`` row of the same run and seed."""
+    controls = {group_key(i.row): i.row for i in items if i.name == control}
+    out: dict[str, list[GapClosure]] = {}
+    for spec, group in by_spec(i for i in items if i.name == "distill").items():
+        pairs = [GapClosure(i, controls[group_key(i.row)]) for i in group
+                 if group_key(i.row) in controls]
+        if pairs:
+            out[spec] = pairs
+    return out

@@ -8,12 +8,20 @@ from pathlib import Path
 import pandas as pd
 
 from compress.report import build_report
-from compress.runner import DEFAULT_STRATEGIES, Progress, RunConfig, RunResult, run
+from compress.runner import DEFAULT_STRATEGIES, Progress, RunConfig, RunInterrupted, RunResult, run
 
 
 def execute(config: RunConfig, progress: Progress | None = None) -> RunResult:
-    """Run, then build the report from the saved results: the whole ``compress run``."""
-    result = run(config, progress)
+    """Run, then build the report from the saved results: the whole ``compress run``.
+
+    An interrupted run still gets a report of its finished rows, marked incomplete.
+    """
+    try:
+        result = run(config, progress)
+    except RunInterrupted as stop:
+        if stop.result.rows:
+            build_report(stop.result.out)
+        raise
     build_report(result.out)
     return result
 
@@ -23,7 +31,7 @@ def compare(
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     seed: int | Sequence[int] = 0,
     *,
-    epochs: int = 20,
+    epochs: int | None = None,
     threads: int = 1,
     out: Path | str | None = None,
     overwrite: bool = False,

@@ -54,6 +54,16 @@ def cli() -> None:
 @cli.command()
 @click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True,
               help="Built-in dataset.")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Your own .csv, .parquet or .npz (arrays x, y[, x_test, y_test]) instead.")
+@click.option("--target", default=None, help="The label column of a .csv or .parquet --data file.")
+@click.option("--missing", type=click.Choice(["error", "drop", "impute"]), default="error",
+              show_default=True, help="Missing cells: stop, drop their rows, or impute "
+              "(median / most frequent, fitted on the train split). Counts are always reported.")
+@click.option("--teacher", type=click.Path(path_type=Path), default=None,
+              help="Your trained tf_keras model (.keras or SavedModel folder) as the teacher.")
+@click.option("--trust-model", is_flag=True,
+              help="Allow .h5, pickles and Lambda/custom layers in --teacher (they can run code).")
 @click.option("--strategy", "strategies", multiple=True, metavar="SPEC",
               help="NAME or NAME:key=value,... (wildcards allowed); repeat for more. "
               "Default: one strategy per technique plus controls.")
@@ -61,29 +71,50 @@ def cli() -> None:
               help="Fixes data, splits, initialisation and training.  [default: 0]")
 @click.option("--seeds", "n_seeds", type=int, default=None,
               help="Run seeds 0..N-1 and report mean ± std over them.")
-@click.option("--epochs", type=int, default=20, show_default=True,
-              help="Teacher epochs, and the budget of strategies whose epochs are not set.")
+@click.option("--epochs", type=int, default=None,
+              help="Override the epochs of the teacher and of every strategy that trains "
+              "(e.g. --epochs 1 for a quick look). Default: each one's own.")
+@click.option("--preset", type=click.Choice(["document"]), default=None,
+              help="Named settings; 'document' reproduces the source document's distillation "
+              "scenario over 5 seeds. Options given explicitly still win.")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="LiteRT interpreter threads for accuracy and latency.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder. Default: reports/<dataset>-<timestamp>.")
 @click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
-def run(dataset: str, strategies: tuple[str, ...], seed: int | None, n_seeds: int | None,
-        epochs: int, threads: int, out: Path | None, overwrite: bool) -> None:
+@click.pass_context
+def run(ctx: click.Context, dataset: str, data: Path | None, target: str | None, missing: str,
+        teacher: Path | None, trust_model: bool, strategies: tuple[str, ...], seed: int | None,
+        n_seeds: int | None, epochs: int | None, preset: str | None, threads: int,
+        out: Path | None, overwrite: bool) -> None:
     """Compress the teacher with every selected strategy and write a report."""
+    if data is not None and ctx.get_parameter_source("dataset") is click.core.ParameterSource.COMMANDLINE:
+        raise UserError("give --dataset or --data, not both")
+    if target is not None and data is None:
+        raise UserError("--target needs --data FILE (the built-in datasets have their labels)")
     if seed is not None and n_seeds is not None:
         raise UserError("give --seed or --seeds, not both")
     if n_seeds is not None and n_seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {n_seeds}")
-    seeds = list(range(n_seeds)) if n_seeds else [seed or 0]
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from compress.api import execute
-    from compress.runner import DEFAULT_STRATEGIES, RunConfig
+    from compress.runner import DEFAULT_STRATEGIES, RunConfig, RunInterrupted
 
+    settings: dict[str, Any] = {"dataset": dataset, "strategies": DEFAULT_STRATEGIES, "seeds": [0]}
+    if preset:
+        from compress.presets import PRESETS
+
+        settings.update(PRESETS[preset])
+        if ctx.get_parameter_source("dataset") is click.core.ParameterSource.COMMANDLINE:
+            settings["dataset"] = dataset
+    if strategies:
+        settings["strategies"] = strategies
+    if n_seeds or seed is not None:
+        settings["seeds"] = list(range(n_seeds)) if n_seeds else [seed]
     config = RunConfig(
-        dataset=dataset, strategies=strategies or DEFAULT_STRATEGIES, seeds=seeds, epochs=epochs,
-        out=out, threads=threads, overwrite=overwrite,
+        **settings, epochs=epochs, out=out, threads=threads, overwrite=overwrite, data=data,
+        target=target, missing=missing, teacher=teacher, trust_model=trust_model,
         command=shlex.join(["compress", *sys.argv[1:]]),
     )
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
@@ -93,7 +124,11 @@ def run(dataset: str, strategies: tuple[str, ...], seed: int | None, n_seeds: in
         def progress(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total, description=what)
 
-        result = execute(config, progress)
+        try:
+            result = execute(config, progress)
+        except RunInterrupted as stop:
+            click.echo(f"compress: {stop}; the report there is marked incomplete", err=True)
+            sys.exit(130)
     for row in result.rows:
         if row["status"] != "ok":
             click.echo(f"{row['strategy']}: {row['status']}: {row['reason']}", err=True)

@@ -18,6 +18,7 @@ from compress.errors import UserError
 
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1
+MIN_ROWS = 30
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +93,39 @@ class Dataset:
         }
 
 
+def split_indices(
+    y: np.ndarray, seed: int, *, name: str, with_test: bool = True,
+    class_names: Sequence[str] | None = None,
+) -> tuple[np.ndarray, ...]:
+    """Stratified (train, val[, test]) row indices fixed by ``seed``.
+
+    Labels must be integers 0..k-1.  Each class needs enough rows to appear
+    in every split.
+    """
+    y = np.asarray(y)
+    if len(y) < MIN_ROWS:
+        raise UserError(f"{name}: only {len(y)} rows; train/validation/test splits need at least "
+                        f"{MIN_ROWS}, so add rows")
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise UserError(f"{name}: only one class present; classification needs at least two")
+    needed = 5 if with_test else 3
+    if counts.min() < needed:
+        rare = classes[counts.argmin()]
+        label = repr(class_names[rare]) if class_names is not None else str(rare)
+        raise UserError(
+            f"{name}: class {label} has only {counts.min()} samples; stratified splits need at "
+            f"least {needed} per class, so add samples or drop that class"
+        )
+    rows = np.arange(len(y))
+    test: np.ndarray | None = None
+    if with_test:
+        rows, test = train_test_split(rows, test_size=TEST_FRACTION, random_state=seed, stratify=y)
+    val_share = VAL_FRACTION / (1 - TEST_FRACTION) if with_test else VAL_FRACTION
+    train, val = train_test_split(rows, test_size=val_share, random_state=seed, stratify=y[rows])
+    return (train, val, test) if test is not None else (train, val)
+
+
 def split_dataset(
     name: str,
     x: np.ndarray,
@@ -108,28 +142,10 @@ def split_dataset(
     y = np.asarray(y, dtype=np.int64)
     if len(x) != len(y):
         raise UserError(f"{name}: {len(x)} feature rows but {len(y)} labels; give one label per row")
-    classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2:
-        raise UserError(f"{name}: only one class present; classification needs at least two")
-    if counts.min() < 5:
-        rare = classes[counts.argmin()]
-        raise UserError(
-            f"{name}: class {rare} has only {counts.min()} samples; stratified train/val/test "
-            "splits need at least 5 per class, so add samples or drop that class"
-        )
-    names = tuple(class_names) if class_names is not None else tuple(str(c) for c in classes)
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=TEST_FRACTION, random_state=seed, stratify=y
-    )
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest,
-        y_rest,
-        test_size=VAL_FRACTION / (1 - TEST_FRACTION),
-        random_state=seed,
-        stratify=y_rest,
-    )
-    training = TrainingData(name, x_train, y_train, x_val, y_val, names)
-    return Dataset(training, x_test, y_test)
+    train, val, test = split_indices(y, seed, name=name)
+    names = tuple(class_names) if class_names is not None else tuple(str(c) for c in np.unique(y))
+    training = TrainingData(name, x[train], y[train], x[val], y[val], names)
+    return Dataset(training, x[test], y[test])
 
 
 def _synthetic(seed: int) -> Dataset:

@@ -66,9 +66,14 @@ def default_student(is_image: bool) -> str:
 
 
 def build_model(
-    spec: str, input_shape: tuple[int, ...], n_classes: int, *, seed: int, name: str = "model"
+    spec: str, input_shape: tuple[int, ...], n_classes: int, *, seed: int, name: str = "model",
+    dropout: float = 0.0,
 ) -> keras.Sequential:
-    """Build an untrained logits model; the same seed gives the same initial weights."""
+    """Build an untrained logits model; the same seed gives the same initial weights.
+
+    ``dropout`` adds a Dropout layer after each hidden Dense layer (a no-op at inference,
+    absent from the TFLite file).
+    """
     arch = parse_architecture(spec)
     if arch.kind == "cnn" and len(input_shape) != 3:
         raise UserError(
@@ -82,7 +87,10 @@ def build_model(
         layers.append(keras.layers.MaxPooling2D(2, padding="same"))
     if len(input_shape) > 1:
         layers.append(keras.layers.Flatten())
-    layers.extend(keras.layers.Dense(width, activation="relu") for width in arch.dense)
+    for width in arch.dense:
+        layers.append(keras.layers.Dense(width, activation="relu"))
+        if dropout > 0:
+            layers.append(keras.layers.Dropout(dropout, seed=seed))
     layers.append(keras.layers.Dense(n_classes, name="logits"))
     return keras.Sequential(layers, name=name)
 

@@ -13,7 +13,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from compress.analysis import Compared, by_spec, mean_std
+from compress.analysis import DOCUMENT_STUDENT_ACCURACY, Compared, by_spec, mean_std
 from compress.fileio import write_atomic
 
 STYLE = {
@@ -24,7 +24,6 @@ FAMILY_COLORS = {
     "baseline": "#333333", "quantization": "#1f77b4", "pruning": "#d62728",
     "distillation": "#2ca02c", "fine-tuning": "#9467bd", "clustering": "#ff7f0e",
 }
-DOCUMENT_STUDENT_ACCURACY = 0.78  # the source document's single, unseeded run
 
 
 def _save(figure: plt.Figure, path: Path) -> None:

@@ -26,7 +26,8 @@ CSV_FILE = "results.csv"
 #: Every field of a row, in the order the CSV uses.
 FIELDS = (
     "schema_version", "run_id", "strategy", "spec", "family", "control", "status", "reason",
-    "notes", "params", "dataset", "seed", "teacher_architecture", "teacher_cached",
+    "notes", "params", "dataset", "preprocessing", "class_names", "seed", "teacher_architecture",
+    "teacher_cached",
     "teacher_train_accuracy", "teacher_val_accuracy", "teacher_train_seconds",
     "artifact", "size_bytes", "size_gzip_bytes", "params_count", "nonzero_params", "sparsity",
     "pruned_sparsity", "kernel_unique_max", "macs", "arithmetic", "unaccounted_ops",
@@ -34,6 +35,7 @@ FIELDS = (
     "latency_us_p50_ci_high", "latency_us_p95", "latency_us_p99", "latency_us_iqr",
     "latency_warning", "speedup", "speedup_ci_low", "speedup_ci_high", "throughput_sps",
     "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1_macro", "fidelity", "mcnemar_p",
+    "test_correct",
     "train_seconds", "env",
 )
 

@@ -27,8 +27,10 @@ from compress.measure import TFLiteModel, accuracy_stats, measure_latency, size_
 from compress.models import clone
 from compress.results import RESULTS_FILE, environment, new_row, write_results
 from compress.strategies import Context, Skip, Strategy, strategies_from_spec
+from compress.strategies.base import strategy_from_name
 from compress.strategies.baseline import Baseline
-from compress.teacher import Teacher, get_teacher
+from compress.teacher import DEFAULT_RECIPE, Teacher, TeacherRecipe, get_teacher, load_teacher
+from compress.userdata import load_file
 
 DEFAULT_STRATEGIES = (
     "baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch", "finetune",
@@ -47,13 +49,23 @@ class RunConfig:
     dataset: str = "synthetic"
     strategies: Sequence[str] = DEFAULT_STRATEGIES
     seeds: Sequence[int] = (0,)
-    epochs: int = 20
+    epochs: int | None = None  # overrides the teacher's and every strategy's default epochs
+    teacher_recipe: TeacherRecipe = DEFAULT_RECIPE
     out: Path | None = None
     threads: int = 1
     teacher_architecture: str | None = None
+    data: Path | None = None  # a user's .csv/.parquet/.npz instead of a built-in dataset
+    target: str | None = None
+    missing: str = "error"
+    teacher: Path | None = None  # a user's trained tf_keras model instead of training one
+    trust_model: bool = False
     overwrite: bool = False
     use_cache: bool = True
     command: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        self.strategies = tuple(self.strategies)  # any iterable in, JSON-friendly values out
+        self.seeds = tuple(self.seeds)
 
 
 @dataclass
@@ -67,8 +79,12 @@ class RunResult:
 
 
 def default_out_dir(dataset: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("reports") / f"{dataset}-{stamp}"
+    """reports/<dataset>-<timestamp>, with a suffix if two runs start in the same second."""
+    stem = Path("reports") / f"{dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out, n = stem, 2
+    while out.exists():
+        out, n = stem.with_name(f"{stem.name}-{n}"), n + 1
+    return out
 
 
 def prepare_out_dir(out: Path, overwrite: bool) -> None:
@@ -95,92 +111,134 @@ def artifact_name(stem: str, taken: set[str]) -> str:
     return name
 
 
-def resolve_strategies(specs: Sequence[str], epochs: int) -> list[Strategy]:
-    """Instances for every spec, bound to the run's epochs, baseline first and always present."""
-    strategies = [s.bind(epochs=epochs) for spec in specs for s in strategies_from_spec(spec)]
-    if not any(isinstance(s, Baseline) for s in strategies):
+def resolve_strategies(specs: Sequence[str], epochs: int | None = None) -> list[Strategy]:
+    """Instances for every spec, with the baseline first and every companion control present.
+
+    ``epochs`` overrides each strategy's own default (not what a spec sets explicitly).
+    """
+    overrides = {} if epochs is None else {"epochs": epochs}
+    strategies = [s for spec in specs for s in strategies_from_spec(spec, overrides)]
+    names = {s.name for s in strategies}
+    for strategy in list(strategies):
+        for companion in strategy.companions:
+            if companion not in names:
+                strategies.append(strategy_from_name(companion, overrides))
+                names.add(companion)
+    if "baseline" not in names:
         strategies.insert(0, Baseline())
     strategies.sort(key=lambda s: not isinstance(s, Baseline))  # the reference is measured first
-    return strategies
+    return [s.paired_with(strategies) for s in strategies]
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C: every finished row is saved and the run is marked incomplete."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"interrupted; {len(result.rows)} finished rows kept in {result.out}")
+        self.result = result
+
+
+def load_source(config: RunConfig, seed: int) -> tuple[Dataset, str | None]:
+    """The run's dataset for one seed, and what preprocessing did to a user's file."""
+    if config.data is None:
+        return load_dataset(config.dataset, seed), None
+    dataset, record = load_file(config.data, seed=seed, target=config.target, missing=config.missing)
+    return dataset, record.summary()
+
+
+def _teacher(config: RunConfig, dataset: Dataset, seed: int) -> Teacher:
+    if config.teacher is not None:
+        return load_teacher(config.teacher, dataset, trust=config.trust_model)
+    return get_teacher(dataset, seed=seed, recipe=config.teacher_recipe.with_epochs(config.epochs),
+                       architecture=config.teacher_architecture, use_cache=config.use_cache)
 
 
 def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     """Run every strategy for every seed against one dataset and teacher per seed.
 
+    Everything the user gave is validated before the output folder is touched.
     Rows are saved as each finishes; latency is measured per seed once all of
     that seed's models exist, with the seed's baseline as the reference.
+    Ctrl-C raises RunInterrupted after saving what finished.
     """
-    if config.epochs < 1:
+    if config.epochs is not None and config.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {config.epochs}")
     if config.threads < 1:
         raise UserError(f"--threads must be at least 1, got {config.threads}")
     if not config.seeds or any(seed < 0 for seed in config.seeds):
         raise UserError(f"seeds must be one or more non-negative integers, got {list(config.seeds)}")
     strategies = resolve_strategies(config.strategies, config.epochs)
-    datasets = {seed: load_dataset(config.dataset, seed) for seed in config.seeds}
-    out = config.out or default_out_dir(config.dataset)
+    sources = {seed: load_source(config, seed) for seed in config.seeds}
+    first = sources[config.seeds[0]][0]
+    if config.teacher is not None:
+        load_teacher(config.teacher, first, trust=config.trust_model)  # fail before writing
+    out = config.out or default_out_dir(first.name)
     prepare_out_dir(out, config.overwrite)
 
     report = progress or (lambda done, total, what: None)
-    steps_per_seed = len(strategies) + 2
-    total, done = steps_per_seed * len(config.seeds), 0
+    total, done = (len(strategies) + 2) * len(config.seeds), 0
     env = environment(threads=config.threads)
     manifest: dict[str, Any] = {
         "run_id": out.name,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "dataset": datasets[config.seeds[0]].summary(),
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "dataset": first.summary(),
+        "preprocessing": sources[config.seeds[0]][1],
         "teachers": {},
         "env": env,
         "started": _now(),
         "complete": False,
     }
     rows: list[dict[str, Any]] = []
-    multi_seed = len(config.seeds) > 1
-    for seed, dataset in datasets.items():
-        report(done, total, f"seed {seed}: training the teacher (cached after the first run)")
-        teacher = get_teacher(
-            dataset, seed=seed, epochs=config.epochs,
-            architecture=config.teacher_architecture, use_cache=config.use_cache,
-        )
-        manifest["teachers"][str(seed)] = {
-            "architecture": teacher.architecture, "epochs": teacher.epochs,
-            "from_cache": teacher.from_cache, "train_accuracy": teacher.train_accuracy,
-            "val_accuracy": teacher.val_accuracy, "cache_key": teacher.cache_key,
-        }
-        write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
-        seed_rows: list[dict[str, Any]] = []
-        flatbuffers: dict[int, bytes] = {}
-        reference: np.ndarray | None = None  # the baseline's predicted labels
-        for strategy in strategies:
+    try:
+        for seed, (dataset, preprocessing) in sources.items():
+            report(done, total, f"seed {seed}: preparing the teacher (cached after the first run)")
+            teacher = _teacher(config, dataset, seed)
+            manifest["teachers"][str(seed)] = {
+                "architecture": teacher.architecture, "recipe": asdict(teacher.recipe),
+                "epochs_trained": teacher.epochs_trained, "from_cache": teacher.from_cache,
+                "train_accuracy": teacher.train_accuracy, "val_accuracy": teacher.val_accuracy,
+                "cache_key": teacher.cache_key,
+            }
+            write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
+            seed_rows: list[dict[str, Any]] = []
+            flatbuffers: dict[int, bytes] = {}
+            reference: np.ndarray | None = None  # the baseline's predicted labels
+            for strategy in strategies:
+                done += 1
+                report(done, total, f"seed {seed}: {strategy.name}")
+                row = new_row(
+                    run_id=out.name, strategy=strategy.name, spec=strategy.spec(),
+                    family=strategy.family, control=strategy.control, params=strategy.get_params(),
+                    dataset=dataset.name, preprocessing=preprocessing,
+                    class_names=list(dataset.class_names), seed=seed,
+                    teacher_architecture=teacher.architecture, teacher_cached=teacher.from_cache,
+                    teacher_train_accuracy=teacher.train_accuracy,
+                    teacher_val_accuracy=teacher.val_accuracy,
+                    teacher_train_seconds=teacher.train_seconds or None, env=env,
+                )
+                flatbuffer = _compress(strategy, teacher, dataset, seed, out, row)
+                if flatbuffer is not None:
+                    stem = f"{strategy.name}-seed{seed}" if len(sources) > 1 else strategy.name
+                    row["artifact"] = artifact_name(stem, {r["artifact"] for r in rows})
+                    write_atomic(out / row["artifact"], flatbuffer)
+                    model = TFLiteModel(flatbuffer, threads=config.threads)
+                    labels = np.argmax(model.predict(dataset.x_test), axis=1)
+                    reference = labels if reference is None else reference  # baseline runs first
+                    row.update(size_fields(flatbuffer), **asdict(
+                        accuracy_stats(dataset.y_test, labels, dataset.n_classes, reference)
+                    ), test_correct="".join("1" if ok else "0" for ok in labels == dataset.y_test))
+                    flatbuffers[len(seed_rows)] = flatbuffer
+                seed_rows.append(row)
+                rows.append(row)
+                write_results(out, rows)
             done += 1
-            report(done, total, f"seed {seed}: {strategy.name}")
-            row = new_row(
-                run_id=out.name, strategy=strategy.name, spec=strategy.spec(),
-                family=strategy.family, control=strategy.control, params=strategy.get_params(),
-                dataset=dataset.name, seed=seed, teacher_architecture=teacher.architecture,
-                teacher_cached=teacher.from_cache, teacher_train_accuracy=teacher.train_accuracy,
-                teacher_val_accuracy=teacher.val_accuracy, teacher_train_seconds=teacher.train_seconds,
-                env=env,
-            )
-            flatbuffer = _compress(strategy, teacher, dataset, seed, config, out, row)
-            if flatbuffer is not None:
-                stem = f"{strategy.name}-seed{seed}" if multi_seed else strategy.name
-                row["artifact"] = artifact_name(stem, {r["artifact"] for r in rows})
-                write_atomic(out / row["artifact"], flatbuffer)
-                model = TFLiteModel(flatbuffer, threads=config.threads)
-                labels = np.argmax(model.predict(dataset.x_test), axis=1)
-                reference = labels if reference is None else reference  # baseline runs first
-                row.update(size_fields(flatbuffer), **asdict(
-                    accuracy_stats(dataset.y_test, labels, dataset.n_classes, reference)
-                ))
-                flatbuffers[len(seed_rows)] = flatbuffer
-            seed_rows.append(row)
-            rows.append(row)
+            report(done, total, f"seed {seed}: timing every model (interleaved rounds)")
+            _add_latency(seed_rows, flatbuffers, dataset.x_test, config.threads)
             write_results(out, rows)
-        done += 1
-        report(done, total, f"seed {seed}: timing every model (interleaved rounds)")
-        _add_latency(seed_rows, flatbuffers, dataset.x_test, config.threads)
-        write_results(out, rows)
+    except KeyboardInterrupt:
+        manifest.update(interrupted=True, finished=_now())
+        write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
+        raise RunInterrupted(RunResult(out, rows)) from None
     manifest.update(complete=True, finished=_now())
     write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
     report(total, total, "done")
@@ -200,7 +258,7 @@ class Artifact:
 
 def apply_strategy(
     strategy: Strategy, teacher: keras.Model, teacher_architecture: str, data: TrainingData,
-    *, seed: int, epochs: int, workdir: Path,
+    *, seed: int, workdir: Path,
 ) -> Artifact:
     """Seed, hand the strategy a fresh clone of the teacher, time it, export TFLite.
 
@@ -210,7 +268,7 @@ def apply_strategy(
     seed_everything(seed)
     ctx = Context(
         data=data, teacher=clone(teacher), teacher_architecture=teacher_architecture,
-        seed=seed, epochs=epochs, workdir=workdir,
+        seed=seed, workdir=workdir,
     )
     start = time.perf_counter()
     compressed = strategy.compress(ctx)
@@ -220,14 +278,14 @@ def apply_strategy(
 
 
 def _compress(
-    strategy: Strategy, teacher: Teacher, dataset: Dataset, seed: int, config: RunConfig,
-    out: Path, row: dict[str, Any],
+    strategy: Strategy, teacher: Teacher, dataset: Dataset, seed: int, out: Path,
+    row: dict[str, Any],
 ) -> bytes | None:
     """Apply one strategy and record its status in ``row``; return its flatbuffer if ok."""
     try:
         artifact = apply_strategy(
             strategy, teacher.model, teacher.architecture, dataset.training,
-            seed=seed, epochs=config.epochs, workdir=out,
+            seed=seed, workdir=out,
         )
     except Skip as reason:
         row.update(status="skipped", reason=str(reason))

@@ -1,8 +1,13 @@
-"""The baseline teacher: trained once per (data, architecture, seed, epochs), cached on disk.
+"""The baseline teacher: trained once per (data, architecture, recipe, seed), cached on disk.
 
 Every strategy starts from this one model, so a run compares techniques and
 not teachers.  The cache key is a content hash, so changed data or settings
 can never pick up a stale teacher.
+
+The default recipe trains a well-regularized teacher (dropout, input noise
+or one-pixel shifts, early stopping on the validation split): an over-fitted
+teacher has little to teach a student.  ``DOCUMENT_RECIPE`` is the source
+document's plain 20-epoch teacher.
 """
 
 from __future__ import annotations
@@ -12,28 +17,49 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from compress.backend import keras
-from compress.data import Dataset
+from compress.backend import keras, seed_everything, tf
+from compress.data import Dataset, TrainingData
+from compress.errors import UserError
 from compress.fileio import write_atomic
 from compress.models import build_model, default_teacher
 from compress.training import BATCH_SIZE, compile_for_training
 
-# Bump when the training recipe changes, so old cached teachers are not reused.
-RECIPE_VERSION = 1
+# Bump when the training code changes in a way the recipe fields do not capture.
+CODE_VERSION = 2
 LEARNING_RATE = 1e-3
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How the teacher is trained; every field is part of the cache key."""
+
+    epochs: int = 100
+    dropout: float = 0.3  # after each hidden layer
+    augment: bool = True  # Gaussian input noise (tabular) or ±1 px shifts (images)
+    noise: float = 0.1  # input noise std for tabular data, in feature units
+    patience: int | None = 15  # early stopping on validation accuracy; None trains all epochs
+    batch_size: int = BATCH_SIZE
+
+    def with_epochs(self, epochs: int | None) -> TeacherRecipe:
+        return self if epochs is None else replace(self, epochs=epochs)
+
+
+DEFAULT_RECIPE = TeacherRecipe()
+DOCUMENT_RECIPE = TeacherRecipe(epochs=20, dropout=0.0, augment=False, patience=None)
 
 
 @dataclass(frozen=True)
 class Teacher:
     model: keras.Model
     architecture: str
-    epochs: int
+    recipe: TeacherRecipe
+    epochs_trained: int
     from_cache: bool
     train_accuracy: float
     val_accuracy: float
@@ -46,13 +72,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COMPRESS_CACHE_DIR") or Path.home() / ".cache" / "compress")
 
 
-def _cache_key(dataset: Dataset, architecture: str, seed: int, epochs: int) -> str:
+def _cache_key(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int) -> str:
     parts = {
         "data": dataset.fingerprint(),
         "architecture": architecture,
+        "recipe": asdict(recipe),
         "seed": seed,
-        "epochs": epochs,
-        "recipe": RECIPE_VERSION,
+        "code": CODE_VERSION,
         "tf_keras": metadata.version("tf-keras"),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
@@ -63,31 +89,64 @@ def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == y))
 
 
+def augmenter(data: TrainingData, noise: float) -> tf.types.experimental.GenericFunction:
+    """Label-preserving input perturbation: ±1 px shifts for images, Gaussian noise otherwise."""
+    if data.is_image:
+        height, width, _ = data.input_shape
+
+        def shift(x: tf.Tensor) -> tf.Tensor:
+            padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+            dy, dx = (tf.random.uniform([], 0, 3, dtype=tf.int32) for _ in range(2))
+            return padded[:, dy:dy + height, dx:dx + width, :]
+
+        return tf.function(shift)
+    return tf.function(lambda x: x + tf.random.normal(tf.shape(x), stddev=noise))
+
+
+def _train(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int) -> tuple[keras.Model, int]:
+    t = dataset.training
+    model = build_model(architecture, t.input_shape, t.n_classes, seed=seed, name="teacher",
+                        dropout=recipe.dropout)
+    compile_for_training(model, LEARNING_RATE)
+    batches = tf.data.Dataset.from_tensor_slices((t.x_train, t.y_train))
+    batches = batches.shuffle(len(t.y_train), seed=seed, reshuffle_each_iteration=True)
+    batches = batches.batch(recipe.batch_size)
+    if recipe.augment:
+        perturb = augmenter(t, recipe.noise)
+        batches = batches.map(lambda x, y: (perturb(x), y))
+    callbacks = []
+    if recipe.patience is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=recipe.patience, restore_best_weights=True))
+    history = model.fit(batches, epochs=recipe.epochs, validation_data=(t.x_val, t.y_val),
+                        callbacks=callbacks, verbose=0)
+    return model, len(history.history["loss"])
+
+
 def get_teacher(
     dataset: Dataset,
     *,
     seed: int = 0,
-    epochs: int = 20,
+    recipe: TeacherRecipe = DEFAULT_RECIPE,
     architecture: str | None = None,
     use_cache: bool = True,
 ) -> Teacher:
     """Load the teacher from the cache, or train and cache it."""
     arch = architecture or default_teacher(dataset.training.is_image)
-    key = _cache_key(dataset, arch, seed, epochs)
+    key = _cache_key(dataset, arch, recipe, seed)
     folder = cache_dir() / "teachers"
     model_path, meta_path = folder / f"{key}.keras", folder / f"{key}.json"
     if use_cache and model_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
         model = keras.models.load_model(model_path, compile=False)
-        return Teacher(model, arch, epochs, True, meta["train_accuracy"],
+        return Teacher(model, arch, recipe, meta["epochs_trained"], True, meta["train_accuracy"],
                        meta["val_accuracy"], meta["train_seconds"], key)
 
-    t = dataset.training
-    model = build_model(arch, t.input_shape, t.n_classes, seed=seed, name="teacher")
-    compile_for_training(model, LEARNING_RATE)
+    seed_everything(seed)
     start = time.perf_counter()
-    model.fit(t.x_train, t.y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
+    model, epochs_trained = _train(dataset, arch, recipe, seed)
     seconds = time.perf_counter() - start
+    t = dataset.training
     train_acc, val_acc = _accuracy(model, t.x_train, t.y_train), _accuracy(model, t.x_val, t.y_val)
     if use_cache:
         folder.mkdir(parents=True, exist_ok=True)
@@ -97,6 +156,69 @@ def get_teacher(
             model.save(tmp_model)
             os.replace(tmp_model, model_path)
         meta = {"train_accuracy": train_acc, "val_accuracy": val_acc, "train_seconds": seconds,
-                "architecture": arch, "epochs": epochs, "seed": seed}
+                "architecture": arch, "recipe": asdict(recipe), "epochs_trained": epochs_trained,
+                "seed": seed}
         write_atomic(meta_path, json.dumps(meta, indent=2))
-    return Teacher(model, arch, epochs, False, train_acc, val_acc, seconds, key)
+    return Teacher(model, arch, recipe, epochs_trained, False, train_acc, val_acc, seconds, key)
+
+
+SAFE_MODE_WHY = (
+    "Keras safe mode cannot protect this load (arbitrary code can run: CVE-2025-1550, "
+    "CVE-2025-9905, CVE-2025-9906)"
+)
+
+
+def _load_untrusted(path: Path, trust: bool) -> keras.Model:
+    """Load a user's model; anything that can run code needs --trust-model."""
+    if path.is_dir():
+        metadata_file = path / "keras_metadata.pb"
+        if not trust and metadata_file.exists() and b'"Lambda"' in metadata_file.read_bytes():
+            raise UserError(f"{path} contains a Lambda layer; {SAFE_MODE_WHY}. Pass --trust-model "
+                            "only if you trust where the model came from")
+        return keras.models.load_model(path, compile=False)
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5", ".pkl", ".pickle", ".joblib"):
+        if not trust:
+            raise UserError(f"{path}: {suffix} files are refused because {SAFE_MODE_WHY}; re-save "
+                            "the model as .keras, or pass --trust-model if you trust its source")
+        if suffix in (".h5", ".hdf5"):
+            return keras.models.load_model(path, compile=False)
+        import pickle
+
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    if suffix != ".keras":
+        raise UserError(f"{path}: --teacher takes a .keras file or a SavedModel folder")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=not trust)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            raise UserError(f"{path} contains a Lambda layer; {SAFE_MODE_WHY}. Pass --trust-model "
+                            "only if you trust where the model came from") from None
+        raise UserError(f"{path} cannot be loaded: {str(error).splitlines()[0]}") from None
+    except (TypeError, OSError) as error:
+        raise UserError(f"{path} cannot be loaded (a custom layer needs its code registered, or "
+                        f"the file is damaged): {str(error).splitlines()[0]}") from None
+
+
+def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False) -> Teacher:
+    """A user's trained teacher, checked against the data before anything runs."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"teacher {path} does not exist; check the path")
+    model = _load_untrusted(path, trust)
+    if not isinstance(model, keras.Model):
+        raise UserError(f"{path} does not hold a tf_keras model")
+    expected = dataset.input_shape
+    got = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if got != expected:
+        raise UserError(f"teacher {path.name} expects inputs of shape {got} but the data has "
+                        f"{expected}; use a teacher trained on this data")
+    units = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
+    if units != dataset.n_classes:
+        raise UserError(f"teacher {path.name} has {units} outputs but the data has "
+                        f"{dataset.n_classes} classes; use a teacher trained on this data")
+    t = dataset.training
+    return Teacher(model, f"user:{path.name}", DEFAULT_RECIPE, 0, False,
+                   _accuracy(model, t.x_train, t.y_train), _accuracy(model, t.x_val, t.y_val),
+                   0.0, f"file:{path.name}")

@@ -6,6 +6,9 @@ fails with the names of the checks that broke::
     from compress.testing import check_strategy, tiny_problem
     data, teacher, architecture = tiny_problem()
     check_strategy(MyStrategy(epochs=1), data, teacher, architecture)
+
+Controls that copy settings from a paired strategy are checked as configured
+beside it in a run (``Strategy.paired_with``).
 """
 
 from __future__ import annotations
@@ -102,7 +105,6 @@ def check_strategy(
     teacher_architecture: str,
     *,
     seed: int = 0,
-    epochs: int = 2,
 ) -> None:
     """Run every conformance check; raise AssertionError naming each one that failed.
 
@@ -113,7 +115,7 @@ def check_strategy(
     with tempfile.TemporaryDirectory() as workdir:
         def produce() -> Artifact:
             return apply_strategy(strategy, teacher, teacher_architecture, data,
-                                  seed=seed, epochs=epochs, workdir=Path(workdir))
+                                  seed=seed, workdir=Path(workdir))
 
         try:
             artifact = produce()

@@ -7,10 +7,23 @@ from compress.backend import keras
 BATCH_SIZE = 32
 
 
+def outputs_probabilities(model: keras.Model) -> bool:
+    """True when the last layer ends in softmax (a user's teacher may), so outputs are not logits.
+
+    Looks through tfmot's wrappers (pruning, clustering, quantization keep the layer in ``.layer``).
+    """
+    if not model.layers:
+        return False
+    last = model.layers[-1]
+    last = getattr(last, "layer", last)
+    activation = getattr(last, "activation", None)
+    return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
+
+
 def compile_for_training(model: keras.Model, learning_rate: float) -> None:
-    """Adam on sparse cross-entropy from logits: the loss every trainer here uses."""
+    """Adam on sparse cross-entropy, from logits unless the model already ends in softmax."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model)),
         metrics=["accuracy"],
     )

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from compress.cli import cli
 from compress.results import FIELDS, read_results
 
-SPINE = ["baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch", "finetune"]
+SPINE = ["baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch", "finetune",
+         "student-scratch-mixup"]  # the second distillation control is always added
 
 
 def invoke(*args: str):
@@ -98,7 +99,7 @@ def test_existing_results_are_never_overwritten(default_run):
     out = default_run[0]
     before = (out / "results.jsonl").read_bytes()
     result = invoke("run", "--epochs", "1", "--out", str(out))
-    assert result.exit_code == 2
+    assert result.exit_code == 2, result.output
     assert "already holds results" in result.stderr and "--overwrite" in result.stderr
     assert (out / "results.jsonl").read_bytes() == before
 

@@ -6,7 +6,13 @@ import pytest
 from compress.backend import tf
 from compress.measure import TFLiteModel
 from compress.runner import apply_strategy
-from compress.strategies.distillation import Distill, StudentScratch, kd_loss
+from compress.strategies.distillation import (
+    Distill,
+    StudentScratch,
+    StudentScratchMixup,
+    as_logits,
+    kd_loss,
+)
 
 
 def _softmax(z):
@@ -41,8 +47,45 @@ def test_kd_loss_temperature_acts_on_logits_not_probabilities():
 def test_alpha_one_distillation_equals_training_from_scratch(tiny, tmp_path):
     data, teacher, architecture = tiny
     results = [
-        apply_strategy(strategy, teacher, architecture, data, seed=3, epochs=2, workdir=tmp_path)
+        apply_strategy(strategy, teacher, architecture, data, seed=3, workdir=tmp_path)
         for strategy in (Distill(alpha=1.0, epochs=2), StudentScratch(epochs=2))
     ]
     distilled, scratch = (TFLiteModel(r.flatbuffer).predict(data.x_val) for r in results)
     assert np.array_equal(distilled, scratch)
+
+
+def test_controls_copy_the_distill_settings_of_their_run():
+    from compress.runner import resolve_strategies
+
+    strategies = resolve_strategies(["distill:epochs=7,lr=0.01,student=mlp:16"])
+    by_name = {s.name: s for s in strategies}
+    assert list(by_name) == ["baseline", "distill", "student-scratch", "student-scratch-mixup"]
+    for control in ("student-scratch", "student-scratch-mixup"):
+        params = by_name[control].get_params()
+        assert params == {"epochs": 7, "lr": 0.01, "batch_size": 64, "student": "mlp:16"}
+    explicit = {s.name: s for s in resolve_strategies(["distill", "student-scratch:epochs=3"])}
+    assert explicit["student-scratch"].epochs == 3  # what the user set wins
+
+
+def test_a_teacher_that_outputs_probabilities_is_read_as_logits():
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], dtype=np.float32)
+    recovered = as_logits(_softmax(logits))
+    np.testing.assert_allclose(_softmax(recovered), _softmax(logits), atol=1e-5)
+    np.testing.assert_array_equal(as_logits(logits), logits)  # logits pass through
+
+
+@pytest.mark.parametrize("transfer", ["augment", "mixup"])
+def test_transfer_modes_train_a_student(tiny, tmp_path, transfer):
+    data, teacher, architecture = tiny
+    artifact = apply_strategy(Distill(epochs=1, transfer=transfer), teacher, architecture, data,
+                              seed=0, workdir=tmp_path)
+    predictions = TFLiteModel(artifact.flatbuffer).predict(data.x_val)
+    assert np.all(np.isfinite(predictions)) and f"transfer={transfer}" in artifact.notes
+
+
+def test_mixup_control_differs_from_plain_scratch(tiny, tmp_path):
+    data, teacher, architecture = tiny
+    plain, mixed = (TFLiteModel(apply_strategy(s, teacher, architecture, data, seed=0,
+                                               workdir=tmp_path).flatbuffer).predict(data.x_val)
+                    for s in (StudentScratch(epochs=2), StudentScratchMixup(epochs=2)))
+    assert not np.array_equal(plain, mixed)

@@ -22,7 +22,7 @@ def test_the_schedule_fires_on_small_data_and_ends_on_a_pruning_step():
 def test_magnitude_pruning_reaches_its_target_on_the_kernels(tiny, tmp_path):
     data, teacher, architecture = tiny
     artifact = apply_strategy(PruneMagnitude(sparsity=0.8, epochs=2), teacher, architecture, data,
-                              seed=0, epochs=1, workdir=tmp_path)
+                              seed=0, workdir=tmp_path)
     stats = size_stats(artifact.flatbuffer)
     assert stats.pruned_sparsity == pytest.approx(0.8, abs=0.01)
     assert stats.sparsity < stats.pruned_sparsity  # biases are not pruned
@@ -31,7 +31,7 @@ def test_magnitude_pruning_reaches_its_target_on_the_kernels(tiny, tmp_path):
 
 def test_two_of_four_pattern_holds_on_the_exported_weights(tiny, tmp_path):
     data, teacher, architecture = tiny
-    artifact = apply_strategy(Prune2of4(epochs=1), teacher, architecture, data, seed=0, epochs=1,
+    artifact = apply_strategy(Prune2of4(epochs=1), teacher, architecture, data, seed=0,
                               workdir=tmp_path)
     for kernel in kernels(artifact.flatbuffer):  # TFLite layout: [out, in]; groups along "in"
         groups = kernel.reshape(kernel.shape[0], -1, 4)
@@ -84,7 +84,7 @@ def test_structured_pruning_skips_layers_it_cannot_slice():
 def test_structured_pruning_is_really_smaller_and_cheaper(tiny, tmp_path):
     data, teacher, architecture = tiny
     artifact = apply_strategy(PruneStructured(fraction=0.5, epochs=1), teacher, architecture, data,
-                              seed=0, epochs=1, workdir=tmp_path)
+                              seed=0, workdir=tmp_path)
     before, after = size_stats(to_tflite(teacher)), size_stats(artifact.flatbuffer)
     assert after.size_bytes < 0.4 * before.size_bytes
     assert after.macs < 0.4 * before.macs
@@ -94,7 +94,7 @@ def test_structured_pruning_is_really_smaller_and_cheaper(tiny, tmp_path):
 def test_clustering_leaves_at_most_clusters_values_per_kernel(tiny, tmp_path):
     data, teacher, architecture = tiny
     artifact = apply_strategy(Cluster(clusters=8, epochs=1), teacher, architecture, data, seed=0,
-                              epochs=1, workdir=tmp_path)
+                              workdir=tmp_path)
     assert all(len(np.unique(kernel)) <= 8 for kernel in kernels(artifact.flatbuffer))
     assert size_stats(artifact.flatbuffer).kernel_unique_max <= 8
 

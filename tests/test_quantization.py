@@ -18,13 +18,13 @@ def test_qat_skips_a_teacher_with_an_unsupported_layer_and_names_it(tiny, tmp_pa
                                 keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
     compile_for_training(teacher, 1e-3)
     with pytest.raises(Skip, match=r"(?i)rescaling"):
-        apply_strategy(QuantizeQAT(epochs=1), teacher, "custom", data, seed=0, epochs=1,
+        apply_strategy(QuantizeQAT(epochs=1), teacher, "custom", data, seed=0,
                        workdir=tmp_path)
 
 
 def test_int8_io_model_has_integer_io_and_scores_like_int8(tiny, tmp_path):
     data, teacher, architecture = tiny
-    plain, io = (apply_strategy(s, teacher, architecture, data, seed=0, epochs=1, workdir=tmp_path)
+    plain, io = (apply_strategy(s, teacher, architecture, data, seed=0, workdir=tmp_path)
                  for s in (QuantizeInt8(samples=50), QuantizeInt8IO(samples=50)))
     model = TFLiteModel(io.flatbuffer)
     assert model.input_dtype == np.int8
@@ -36,6 +36,6 @@ def test_int8_io_model_has_integer_io_and_scores_like_int8(tiny, tmp_path):
 
 def test_rows_say_what_they_trade(tiny, tmp_path):
     data, teacher, architecture = tiny
-    artifact = apply_strategy(QuantizeQAT(epochs=1), teacher, architecture, data, seed=0, epochs=1,
+    artifact = apply_strategy(QuantizeQAT(epochs=1), teacher, architecture, data, seed=0,
                               workdir=tmp_path)
     assert "int8" in artifact.notes and artifact.train_seconds > 0

@@ -80,10 +80,19 @@ def test_hyperparameters_are_validated(spec, message):
 
 
 def test_spec_spells_out_every_parameter_and_round_trips():
-    (strategy,) = strategies_from_spec("distill:alpha=0.1")
-    assert strategy.spec() == "distill:temperature=2.0,alpha=0.1,epochs=null,lr=0.001,student=auto"
-    (again,) = strategies_from_spec(strategy.bind(epochs=7).spec())
-    assert again.get_params()["epochs"] == 7 and again.get_params()["alpha"] == 0.1
+    (strategy,) = strategies_from_spec("distill:alpha=0.2", overrides={"epochs": 7})
+    assert strategy.spec() == (
+        "distill:temperature=4.0,alpha=0.2,epochs=7,lr=0.001,batch_size=64,student=auto,transfer=none"
+    )
+    (again,) = strategies_from_spec(strategy.spec())
+    assert again.get_params() == strategy.get_params()
+
+
+def test_run_overrides_do_not_beat_what_a_spec_sets():
+    (strategy,) = strategies_from_spec("finetune:epochs=3", overrides={"epochs": 9})
+    assert strategy.epochs == 3
+    (baseline,) = strategies_from_spec("baseline", overrides={"epochs": 9})  # no epochs: ignored
+    assert baseline.get_params() == {}
 
 
 def test_third_party_strategies_load_from_the_entry_point_group(tmp_path, monkeypatch):

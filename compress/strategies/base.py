@@ -49,7 +49,6 @@ class Context:
     teacher: keras.Model  # a fresh clone: the strategy may train or mutate it freely
     teacher_architecture: str
     seed: int
-    epochs: int  # the run's training budget, for strategies whose epochs is None
     workdir: Path
 
 
@@ -78,8 +77,7 @@ class Strategy:
 
     Like scikit-learn estimators, ``__init__`` stores each argument under its
     own name, so ``get_params()`` round-trips through the constructor and a row
-    can be re-run from its spec.  A parameter whose default is ``None`` and
-    whose name is a run setting (``epochs``) takes the run's value via ``bind``.
+    can be re-run from its spec.
     """
 
     name: ClassVar[str]
@@ -89,6 +87,8 @@ class Strategy:
     fast_params: ClassVar[dict[str, Any]] = {}
     #: A control row (same budget, no compression) rather than a technique.
     control: ClassVar[bool] = False
+    #: Strategies that must run beside this one for its row to mean anything.
+    companions: ClassVar[tuple[str, ...]] = ()
 
     def compress(self, ctx: Context) -> Compressed:
         raise NotImplementedError
@@ -115,13 +115,9 @@ class Strategy:
         params = {key: _coerce(cls.name, key, value, hints.get(key)) for key, value in raw.items()}
         return cls(**params)
 
-    def bind(self: S, **run_settings: Any) -> S:
-        """Fill parameters left as ``None`` from the run's settings of the same name."""
-        params = self.get_params()
-        for key, value in run_settings.items():
-            if key in params and params[key] is None:
-                params[key] = value
-        return type(self)(**params)
+    def paired_with(self: S, others: list[Strategy]) -> S:
+        """This strategy as configured beside ``others`` in one run (controls copy settings)."""
+        return self
 
     def spec(self) -> str:
         """``name:key=value,...`` with every parameter spelled out, parseable by ``parse_spec``."""
@@ -233,7 +229,23 @@ def select(pattern: str) -> list[type[Strategy]]:
     return matches
 
 
-def strategies_from_spec(spec: str) -> list[Strategy]:
-    """Instances for a spec; a wildcard gives one per matching strategy, each validated."""
+def strategies_from_spec(spec: str, overrides: dict[str, Any] | None = None) -> list[Strategy]:
+    """Instances for a spec; a wildcard gives one per matching strategy, each validated.
+
+    ``overrides`` (run settings such as ``epochs``) apply to every strategy that has a
+    parameter of that name, unless the spec sets it explicitly.
+    """
     pattern, params = parse_spec(spec)
-    return [cls.from_params(**params) for cls in select(pattern)]
+    return [cls.from_params(**_with_overrides(cls, params, overrides)) for cls in select(pattern)]
+
+
+def _with_overrides(cls: type[Strategy], params: dict[str, Any],
+                    overrides: dict[str, Any] | None) -> dict[str, Any]:
+    shared = {k: v for k, v in (overrides or {}).items() if k in cls.param_names()}
+    return {**shared, **params}
+
+
+def strategy_from_name(name: str, overrides: dict[str, Any] | None = None) -> Strategy:
+    """One registered strategy with its defaults (and run overrides)."""
+    cls = registry()[name]
+    return cls.from_params(**_with_overrides(cls, {}, overrides))

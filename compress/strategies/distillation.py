@@ -2,9 +2,15 @@
 
 Unlike the source document's code, the temperature divides the *logits*
 before the softmax (Hinton et al., 2015), and the soft term is scaled by T^2
-so its gradients keep their size as T changes.  ``student-scratch`` trains the
-same student with the same loop and hard labels only: without that control a
-distillation row says nothing about what the teacher added.
+so its gradients keep their size as T changes.
+
+The defaults (T=4, alpha=0.5, 300 epochs at batch 64, no transfer augmentation,
+a regularized teacher) were chosen by ``benchmarks/distill_recipe.py``; see
+docs/benchmarks.md.  Distillation is credited only for what it adds beyond two controls trained
+with the identical student, loop, budget, batch order and seed:
+``student-scratch`` (hard labels) and ``student-scratch-mixup`` (hard labels
+plus mixup, the strongest standard recipe without a teacher).  Their
+parameters default to the ``distill`` row's, so the rows cannot drift apart.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ import numpy as np
 from compress.backend import keras, tf
 from compress.models import build_model, default_student, parse_architecture
 from compress.strategies.base import Compressed, Context, Strategy, register
-from compress.training import BATCH_SIZE
+from compress.teacher import augmenter
 
 DEFAULT_STUDENT = "auto"
+TRANSFERS = ("none", "augment", "mixup")
+MIXUP = 0.2  # Beta(0.2, 0.2): the usual strength for small data
 
 
 def kd_loss(
@@ -46,41 +54,75 @@ def kd_loss(
     return alpha * hard + (1.0 - alpha) * temperature**2 * tf.reduce_mean(kl)
 
 
+def as_logits(outputs: np.ndarray) -> np.ndarray:
+    """A teacher that ends in softmax gives probabilities: their log is a valid logit."""
+    probabilities = np.all(outputs >= 0) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3)
+    return np.log(np.clip(outputs, 1e-7, 1.0)) if probabilities else outputs
+
+
 def train_student(
     student: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    teacher_logits: np.ndarray | None,
+    ctx: Context,
     *,
+    teacher: keras.Model | None,
     alpha: float,
     temperature: float,
     epochs: int,
     lr: float,
-    seed: int,
+    batch_size: int,
+    transfer: str = "none",
+    mixup: float = 0.0,
 ) -> None:
-    """One loop for distilled and scratch students: same batches, optimizer and order."""
+    """One loop for distilled students and their controls: same batches, optimizer and order.
+
+    ``transfer`` widens what the teacher labels: ``augment`` perturbs each batch
+    (noise or shifts) and ``mixup`` blends pairs; both run the teacher on every
+    step.  Without them the teacher's logits are computed once.  ``mixup`` > 0
+    blends inputs and hard labels with Beta(mixup, mixup) weights.
+    """
+    x, y = ctx.data.x_train, ctx.data.y_train
     optimizer = keras.optimizers.Adam(lr)
-    use_teacher = teacher_logits is not None and alpha < 1.0
+    use_teacher = teacher is not None and alpha < 1.0
+    per_step = use_teacher and transfer != "none"
+    fixed_logits = None
+    if use_teacher and not per_step:
+        fixed_logits = as_logits(teacher.predict(x, batch_size=1024, verbose=0))
+    perturb = augmenter(ctx.data, noise=0.1) if transfer == "augment" else None
+    blend = mixup if mixup > 0 else (MIXUP if transfer == "mixup" else 0.0)
 
     @tf.function(reduce_retracing=True)
-    def step(xb: tf.Tensor, yb: tf.Tensor, tb: tf.Tensor | None) -> None:
+    def step(xb: tf.Tensor, ya: tf.Tensor, yb: tf.Tensor, weight: tf.Tensor,
+             soft: tf.Tensor | None) -> None:
+        if per_step:
+            soft = teacher(xb, training=False)
         with tf.GradientTape() as tape:
             logits = student(xb, training=True)
-            loss = kd_loss(yb, logits, tb, alpha=alpha, temperature=temperature)
+            loss = kd_loss(ya, logits, soft, alpha=alpha, temperature=temperature)
+            if blend:
+                loss = weight * loss + (1 - weight) * kd_loss(
+                    yb, logits, soft, alpha=alpha, temperature=temperature)
         grads = tape.gradient(loss, student.trainable_variables)
         optimizer.apply_gradients(zip(grads, student.trainable_variables, strict=True))
 
-    order = np.random.default_rng(seed)
+    order = np.random.default_rng(ctx.seed)
     for _ in range(epochs):
         permutation = order.permutation(len(x))
-        for start in range(0, len(x), BATCH_SIZE):
-            rows = permutation[start : start + BATCH_SIZE]
-            soft = teacher_logits[rows] if use_teacher else None
-            step(x[rows], y[rows], soft)
+        for start in range(0, len(x), batch_size):
+            rows = permutation[start : start + batch_size]
+            xb, ya = x[rows], y[rows]
+            yb, weight = ya, np.float32(1.0)
+            if blend:
+                partner = order.permutation(len(rows))
+                weight = np.float32(order.beta(blend, blend))
+                xb, yb = weight * xb + (1 - weight) * xb[partner], ya[partner]
+            if perturb is not None:
+                xb = perturb(tf.constant(xb))
+            soft = fixed_logits[rows] if fixed_logits is not None else None
+            step(xb, ya, yb, weight, soft)
 
 
 class _Student(Strategy):
-    """Shared by ``distill`` and its control: build the student the same way."""
+    """Shared by ``distill`` and its controls: one way to build and train the student."""
 
     family = "distillation"
 
@@ -95,8 +137,13 @@ class _Student(Strategy):
         self._check(self.epochs is None or self.epochs >= 1,
                     f"epochs must be at least 1, got {self.epochs}")
         self._check_positive("lr", self.lr)
-        if self.student != DEFAULT_STUDENT:
+        self._check_positive("batch_size", self.batch_size)
+        if self.student not in (None, DEFAULT_STUDENT):
             parse_architecture(self.student)
+
+
+#: What the controls copy from ``distill`` so that only the teacher differs.
+SHARED = ("epochs", "lr", "batch_size", "student")
 
 
 @register
@@ -104,64 +151,89 @@ class Distill(_Student):
     name = "distill"
     summary = "Hinton knowledge distillation on logits (temperature, alpha, T^2 scaling)."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 2}
+    companions = ("student-scratch", "student-scratch-mixup")
 
     def __init__(
         self,
-        temperature: float = 2.0,
+        temperature: float = 4.0,
         alpha: float = 0.5,
-        epochs: int | None = None,
+        epochs: int = 300,
         lr: float = 1e-3,
+        batch_size: int = 64,
         student: str = DEFAULT_STUDENT,
+        transfer: str = "none",
     ) -> None:
         self.temperature = temperature
         self.alpha = alpha
         self.epochs = epochs
         self.lr = lr
+        self.batch_size = batch_size
         self.student = student
+        self.transfer = transfer
         self._check_positive("temperature", temperature)
         self._check(0 <= alpha <= 1, f"alpha must be between 0 and 1, got {alpha}")
+        self._check(transfer in TRANSFERS,
+                    f"transfer must be one of {', '.join(TRANSFERS)}, got {transfer!r}")
         self._check_common()
 
     def compress(self, ctx: Context) -> Compressed:
         student = self.make_student(ctx)
-        teacher_logits = None
-        if self.alpha < 1.0:
-            # The data is not augmented, so the teacher runs once, not on every step.
-            teacher_logits = ctx.teacher.predict(ctx.data.x_train, batch_size=1024, verbose=0)
-        train_student(
-            student, ctx.data.x_train, ctx.data.y_train, teacher_logits,
-            alpha=self.alpha, temperature=self.temperature, epochs=self.epochs or ctx.epochs,
-            lr=self.lr, seed=ctx.seed,
-        )
+        train_student(student, ctx, teacher=ctx.teacher, alpha=self.alpha,
+                      temperature=self.temperature, epochs=self.epochs, lr=self.lr,
+                      batch_size=self.batch_size, transfer=self.transfer)
         return Compressed(
             model=student,
-            notes=f"Student {student.count_params():,} params trained on soft targets "
-            f"(T={self.temperature:g}, alpha={self.alpha:g}); compare with student-scratch.",
+            notes=f"Student {student.count_params():,} params, {self.epochs} epochs on soft targets "
+            f"(T={self.temperature:g}, alpha={self.alpha:g}, transfer={self.transfer}); judge it "
+            "against student-scratch and student-scratch-mixup.",
         )
 
 
-@register
-class StudentScratch(_Student):
-    name = "student-scratch"
-    summary = "Control for distill: the same student and loop, hard labels only."
-    fast_params: ClassVar[dict[str, Any]] = {"epochs": 2}
+class _Control(_Student):
+    """A scratch student whose unset parameters are taken from the run's ``distill``."""
+
     control = True
+    fast_params: ClassVar[dict[str, Any]] = {"epochs": 2}
+    mixup = 0.0
 
     def __init__(
-        self, epochs: int | None = None, lr: float = 1e-3, student: str = DEFAULT_STUDENT
+        self, epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
+        student: str | None = None,
     ) -> None:
         self.epochs = epochs
         self.lr = lr
+        self.batch_size = batch_size
         self.student = student
         self._check_common()
 
+    def paired_with(self, others: list[Strategy]) -> _Control:
+        """Unset parameters copied from the run's first ``distill`` (or from its defaults)."""
+        distill = next((s for s in others if isinstance(s, Distill)), Distill())
+        source = distill.get_params()
+        params = {key: source[key] if value is None and key in SHARED else value
+                  for key, value in self.get_params().items()}
+        return type(self)(**params)
+
     def compress(self, ctx: Context) -> Compressed:
-        student = self.make_student(ctx)
-        train_student(
-            student, ctx.data.x_train, ctx.data.y_train, None,
-            alpha=1.0, temperature=1.0, epochs=self.epochs or ctx.epochs, lr=self.lr, seed=ctx.seed,
-        )
-        return Compressed(
-            model=student,
-            notes="Same student, optimizer, epochs and batch order as distill, without the teacher.",
-        )
+        resolved = self.paired_with([])
+        student = resolved.make_student(ctx)
+        train_student(student, ctx, teacher=None, alpha=1.0, temperature=1.0,
+                      epochs=resolved.epochs, lr=resolved.lr, batch_size=resolved.batch_size,
+                      mixup=self.mixup)
+        return Compressed(model=student, notes=self.notes)
+
+
+@register
+class StudentScratch(_Control):
+    name = "student-scratch"
+    summary = "Control for distill: the same student, loop and budget, hard labels only."
+    notes = "Same student, optimizer, epochs, batches and seed as distill, without the teacher."
+
+
+@register
+class StudentScratchMixup(_Control):
+    name = "student-scratch-mixup"
+    summary = "Control for distill: the same student and budget with mixup 0.2, no teacher."
+    notes = ("Same as student-scratch plus mixup (Beta 0.2): the strongest standard recipe "
+             "without a teacher.")
+    mixup = MIXUP

@@ -1,0 +1,22 @@
+"""Named run settings, as data: a preset fills in what the command line leaves unset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compress.analysis import DOCUMENT_DISTILL_PARAMS
+from compress.runner import DEFAULT_STRATEGIES
+from compress.teacher import DOCUMENT_RECIPE
+
+DOCUMENT_DISTILL = "distill:" + ",".join(f"{k}={v}" for k, v in DOCUMENT_DISTILL_PARAMS.items())
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The source document's exact scenario: its plain 20-epoch teacher, its Dense-32 student,
+    # 20 epochs at batch 32, alpha 0.5 and T 2 (on logits here), over 5 seeds instead of one draw.
+    "document": {
+        "dataset": "synthetic",
+        "teacher_recipe": DOCUMENT_RECIPE,
+        "strategies": tuple(DOCUMENT_DISTILL if s == "distill" else s for s in DEFAULT_STRATEGIES),
+        "seeds": (0, 1, 2, 3, 4),
+    },
+}

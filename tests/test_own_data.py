@@ -1,0 +1,134 @@
+"""Your own data and teacher, end to end; and an interrupted run keeps its finished rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from compress.backend import keras
+from compress.cli import cli
+from compress.results import read_results
+from compress.userdata import load_file
+from examples.csv_workflow import make_csv
+
+
+@pytest.fixture(scope="module")
+def customers(tmp_path_factory):
+    path = tmp_path_factory.mktemp("csv") / "customers.csv"
+    make_csv(path)  # string labels, two categorical columns, 25 missing cells
+    return path
+
+
+def test_the_missing_value_policy_is_applied_and_counted(customers):
+    with pytest.raises(Exception, match="25 missing cells in 25 rows"):
+        load_file(customers, seed=0, target="plan")
+    dropped, record = load_file(customers, seed=0, target="plan", missing="drop")
+    assert record.rows_dropped == 25
+    assert len(dropped.y_test) + len(dropped.training.y_train) + len(dropped.training.y_val) == 575
+    imputed, record = load_file(customers, seed=0, target="plan", missing="impute")
+    assert record.cells_imputed == 25 and record.rows_dropped == 0
+    assert imputed.class_names == ("basic", "plus", "premium")
+    assert record.one_hot == ["region", "device"] and record.numeric == ["usage", "tenure"]
+    assert np.isfinite(imputed.training.x_train).all()
+    # usage, tenure + 4 regions + 3 devices (missing regions are imputed, not a category)
+    assert imputed.input_shape == (9,)
+
+
+def test_preprocessing_is_fitted_on_the_train_split_only(customers):
+    dataset, _ = load_file(customers, seed=0, target="plan", missing="impute")
+    usage = dataset.training.x_train[:, 0]
+    assert abs(usage.mean()) < 1e-5 and abs(usage.std() - 1) < 1e-3  # scaled on train rows
+    assert abs(dataset.x_test[:, 0].mean()) > 1e-4  # test rows only transformed
+
+
+def test_a_csv_with_strings_categories_and_holes_runs_end_to_end(customers, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", "--data", str(customers), "--target", "plan",
+                                      "--missing", "impute", "--epochs", "2", "--strategy",
+                                      "quantize-int8", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    report = (out / "report.md").read_text()
+    assert "25 missing cells imputed" in report
+    assert "**Classes:** basic, plus, premium" in report
+    assert "one-hot: region, device" in report
+    assert {r["status"] for r in read_results(out)} == {"ok"}
+
+
+def _functional_teacher(path: Path, inputs: int, classes: int) -> None:
+    keras.utils.set_random_seed(0)
+    x_in = keras.Input((inputs,))
+    hidden = keras.layers.Dense(16, activation="relu")(x_in)
+    hidden = keras.layers.BatchNormalization()(hidden)
+    hidden = keras.layers.Dropout(0.2)(hidden)
+    model = keras.Model(x_in, keras.layers.Dense(classes, activation="softmax")(hidden))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.save(path)
+
+
+def test_a_users_functional_teacher_runs_through_every_strategy(tmp_path):
+    x = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 1).astype(int)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    _functional_teacher(tmp_path / "teacher.keras", 6, 3)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", "--data", str(tmp_path / "data.npz"), "--teacher",
+                                      str(tmp_path / "teacher.keras"), "--epochs", "1",
+                                      "--strategy", "*", "--out", str(out)])
+    rows = {r["strategy"]: r for r in read_results(out)}
+    assert result.exit_code == 0, [(r["strategy"], r["reason"]) for r in rows.values()]
+    assert rows["baseline"]["teacher_architecture"] == "user:teacher.keras"
+    for row in rows.values():
+        assert row["status"] in ("ok", "skipped"), (row["strategy"], row["reason"])
+        if row["status"] == "skipped":
+            assert row["reason"]
+    assert rows["prune-structured"]["status"] == "ok"  # BatchNormalization sliced to match
+    assert rows["distill"]["status"] == "ok"  # softmax outputs read as probabilities
+
+
+def test_a_lambda_teacher_needs_trust(tmp_path):
+    x = np.random.default_rng(0).normal(size=(120, 4)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=(x[:, 0] > 0).astype(int))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda t: t * 2.0),
+                              keras.layers.Dense(2)])
+    model.save(tmp_path / "lambda.keras")
+    args = ["run", "--data", str(tmp_path / "data.npz"), "--teacher", str(tmp_path / "lambda.keras"),
+            "--strategy", "quantize-dynamic", "--out", str(tmp_path / "run")]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "--trust-model" in refused.stderr
+    accepted = CliRunner().invoke(cli, [*args, "--trust-model"])
+    assert accepted.exit_code == 0, accepted.stderr
+    assert [r["status"] for r in read_results(tmp_path / "run")] == ["ok", "ok"]
+
+
+def test_an_interrupted_run_keeps_its_finished_rows(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "compress"), "run", "--dataset", "digits", "--strategy",
+         "quantize-dynamic", "--strategy", "distill:epochs=300", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 300
+    while not (results.exists() and len(results.read_text().splitlines()) >= 2):
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no rows were written"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr.decode()
+    assert "finished rows kept" in stderr.decode() and "Traceback" not in stderr.decode()
+    rows = read_results(results)  # every line parses, schema checked
+    assert [r["strategy"] for r in rows] == ["baseline", "quantize-dynamic"]
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["complete"] is False and manifest["interrupted"] is True
+    assert "is incomplete" in (out / "report.md").read_text()
