@@ -72,3 +72,25 @@ def test_structured_pruning_is_smaller_faster_and_as_accurate(digits_pruning):
 
 def test_clustering_keeps_sixteen_values_per_kernel(digits_pruning):
     assert digits_pruning["cluster"].kernel_unique_max <= 16
+
+
+def test_default_distillation_beats_scratch_on_every_digits_seed(tmp_path):
+    frame = compare("digits", ["distill", "student-scratch"], seed=[0, 1, 2], out=tmp_path / "run")
+    rows = frame.to_dict("records")
+    for seed in (0, 1, 2):
+        by_name = {r["strategy"]: r for r in rows if r["seed"] == seed}
+        assert by_name["distill"]["accuracy"] > by_name["student-scratch"]["accuracy"], seed
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "gap closed vs scratch+mixup" in report and "beats scratch on all 3 seeds" in report
+
+
+def test_the_document_preset_reports_five_seeds_beside_its_078(tmp_path):
+    from click.testing import CliRunner
+
+    from compress.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", "--preset", "document", "--out", str(tmp_path / "doc")])
+    assert result.exit_code == 0, result.stderr
+    report = (tmp_path / "doc" / "report.md").read_text()
+    assert "The source document reports 0.78 for this setting" in report
+    assert "over 5 seeds" in report
