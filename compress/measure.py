@@ -28,6 +28,9 @@ from compress.stats import (
 
 DEFAULT_THREADS = 1
 HIGH_SPREAD = 0.10  # pyperf warns past a 10% spread; so do we
+#: A kernel counts as pruned when at least this share of it is zero: trained or merely
+#: quantized kernels have next to no exact zeros, pruned ones have their target share.
+PRUNED_KERNEL = 0.25
 
 
 # Size --------------------------------------------------------------------------
@@ -52,7 +55,7 @@ class SizeStats:
     nonzero_params: int
     sparsity: float
     macs: int
-    pruned_sparsity: float  # zeros over the Dense/Conv kernels, the tensors pruning acts on
+    pruned_sparsity: float  # zeros over the Dense/Conv kernels that were pruned (see PRUNED_KERNEL)
     kernel_unique_max: int  # most distinct values in any kernel: clustering shows here
     arithmetic: str  # what compute ops multiply: "float32", "int8", "int8 weights × float32 activations"
     unaccounted_ops: tuple[str, ...]
@@ -154,10 +157,13 @@ def size_stats(flatbuffer: bytes) -> SizeStats:
         tensors = graph.tensors
         for index in _kernel_indices(graph, codes):
             values = _constant(model, tensors[index])
-            if values is not None:
+            if values is None:
+                continue
+            zeros = values.size - _nonzero(values, tensors[index])
+            if zeros >= PRUNED_KERNEL * values.size:
                 kernel_elements += values.size
-                kernel_zeros += values.size - _nonzero(values, tensors[index])
-                unique_max = max(unique_max, len(np.unique(values)))
+                kernel_zeros += zeros
+            unique_max = max(unique_max, len(np.unique(values)))
         bias_inputs: set[int] = set()
         for op in graph.operators or []:
             name = _OP_NAMES.get(codes[op.opcodeIndex], f"OP_{codes[op.opcodeIndex]}")

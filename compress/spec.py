@@ -13,6 +13,11 @@ from typing import Any
 
 from compress.errors import UserError
 
+#: Named chains, usable anywhere a strategy spec is; the row shows the stages spelled out.
+CHAIN_ALIASES = {
+    "deep-compression": "prune-magnitude:sparsity=0.8>cluster:clusters=16>quantize-int8",
+}
+
 _PARAM_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w-]*\s*=)")
 _NAME = re.compile(r"^[A-Za-z0-9_*?\[\]!-][A-Za-z0-9_*?\[\]!.-]*$")
 

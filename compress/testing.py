@@ -51,7 +51,7 @@ def _weights_digest(model: keras.Model) -> str:
 
 def check_metadata(strategy: Strategy, **_: object) -> None:
     for attribute in ("name", "family", "summary"):
-        value = getattr(type(strategy), attribute, None)
+        value = getattr(strategy, attribute, None)
         assert isinstance(value, str) and value.strip(), f"{attribute} must be a non-empty string"
 
 
@@ -62,7 +62,7 @@ def check_params_round_trip(strategy: Strategy, **_: object) -> None:
     assert type(strategy).from_params(**through_json).get_params() == params, (
         "params do not survive JSON"
     )
-    if registry().get(strategy.name) is type(strategy):
+    if registry().get(strategy.name) is type(strategy) or ">" in strategy.name:
         (again,) = strategies_from_spec(strategy.spec())
         assert again.get_params() == params, f"spec {strategy.spec()!r} does not round-trip"
 

@@ -11,6 +11,7 @@ import pytest
 
 from compress.api import compare
 from compress.measure import kernels
+from compress.strategies.pruning import MIN_PRUNED_WEIGHTS
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +56,12 @@ def test_two_of_four_on_every_kernel_it_could_prune(digits_pruning):
     flatbuffer = (digits_pruning["folder"] / digits_pruning["prune-2of4"].artifact).read_bytes()
     grouped = 0
     for kernel in kernels(flatbuffer):  # [out, ..., in]: groups of 4 along the input channels
-        if kernel.shape[-1] % 4:
-            continue  # the first conv sees 1 channel: there is no group of 4 to prune
+        if kernel.size < MIN_PRUNED_WEIGHTS:
+            continue  # the first conv and the output layer are kept dense
         groups = kernel.reshape(kernel.shape[0], -1, 4)
         assert np.all(np.count_nonzero(groups, axis=-1) == 2)
         grouped += 1
-    assert grouped == 3
+    assert grouped == 2
 
 
 def test_structured_pruning_is_smaller_faster_and_as_accurate(digits_pruning):
@@ -94,3 +95,15 @@ def test_the_document_preset_reports_five_seeds_beside_its_078(tmp_path):
     report = (tmp_path / "doc" / "report.md").read_text()
     assert "The source document reports 0.78 for this setting" in report
     assert "over 5 seeds" in report
+
+
+def test_chains_on_digits(tmp_path):
+    specs = ["prune-magnitude", "quantize-int8", "prune-magnitude>quantize-int8", "deep-compression"]
+    rows = {r["strategy"]: r for r in compare("digits", specs, out=tmp_path / "run").to_dict("records")}
+    chained, base = rows["prune-magnitude>quantize-int8"], rows["baseline"]
+    assert chained["size_gzip_bytes"] < rows["prune-magnitude"]["size_gzip_bytes"]
+    assert chained["size_gzip_bytes"] < rows["quantize-int8"]["size_gzip_bytes"]
+    assert chained["pruned_sparsity"] >= 0.79
+    deep = rows["prune-magnitude>cluster>quantize-int8"]
+    assert base["size_gzip_bytes"] / deep["size_gzip_bytes"] >= 10
+    assert deep["accuracy"] >= base["accuracy"] - 0.01

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from compress.strategies import Compressed, Context, Skip, Strategy, register, registry, unregister
+from compress.strategies import (
+    Compressed,
+    Context,
+    Skip,
+    Strategy,
+    register,
+    registry,
+    strategies_from_spec,
+    unregister,
+)
 from compress.testing import check_strategy
 
 
@@ -15,6 +24,17 @@ def test_registered_strategy_conforms(name, tiny):
         check_strategy(cls.from_params(**cls.fast_params), *tiny)
     except Skip as reason:
         pytest.fail(f"{name} skipped the default teacher: {reason}")
+
+
+CHAINS = ["prune-magnitude:epochs=1>quantize-int8:samples=20", "cluster:epochs=1>quantize-int8",
+          "distill:epochs=2>quantize-dynamic", "prune-structured:epochs=1>finetune:epochs=1",
+          "prune-magnitude:epochs=1>cluster:epochs=1>quantize-qat:epochs=1"]
+
+
+@pytest.mark.parametrize("spec", CHAINS)
+def test_chains_conform(spec, tiny):
+    (chain,) = strategies_from_spec(spec)
+    check_strategy(chain, *tiny)
 
 
 class HalfPrecisionWeights(Strategy):

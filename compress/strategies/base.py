@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from compress.errors import UserError
-from compress.spec import parse_spec
+from compress.spec import CHAIN_ALIASES, parse_spec
 
 if TYPE_CHECKING:
     from compress.backend import keras
@@ -50,6 +50,9 @@ class Context:
     teacher_architecture: str
     seed: int
     workdir: Path
+    #: Families of the stages that already ran in a chain, so a later stage can preserve
+    #: what an earlier one did (sparsity, clusters).
+    history: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,6 +92,8 @@ class Strategy:
     control: ClassVar[bool] = False
     #: Strategies that must run beside this one for its row to mean anything.
     companions: ClassVar[tuple[str, ...]] = ()
+    #: Its output is a finished TFLite flatbuffer, so no chain stage can follow it.
+    produces_tflite: ClassVar[bool] = False
 
     def compress(self, ctx: Context) -> Compressed:
         raise NotImplementedError
@@ -235,6 +240,11 @@ def strategies_from_spec(spec: str, overrides: dict[str, Any] | None = None) -> 
     ``overrides`` (run settings such as ``epochs``) apply to every strategy that has a
     parameter of that name, unless the spec sets it explicitly.
     """
+    spec = CHAIN_ALIASES.get(spec.strip(), spec)
+    if ">" in spec:
+        from compress.strategies.chain import Chain  # the chain module builds on this one
+
+        return [Chain.from_spec(spec, overrides)]
     pattern, params = parse_spec(spec)
     return [cls.from_params(**_with_overrides(cls, params, overrides)) for cls in select(pattern)]
 

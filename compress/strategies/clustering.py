@@ -20,7 +20,7 @@ class Cluster(Strategy):
     summary = "Weight clustering (tfmot): each kernel keeps only `clusters` distinct values."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
 
-    def __init__(self, clusters: int = 16, epochs: int = 3, lr: float = 1e-4) -> None:
+    def __init__(self, clusters: int = 16, epochs: int = 5, lr: float = 3e-4) -> None:
         self.clusters = clusters
         self.epochs = epochs
         self.lr = lr
@@ -30,10 +30,12 @@ class Cluster(Strategy):
 
     def compress(self, ctx: Context) -> Compressed:
         clustering = tfmot.clustering.keras
+        keep_zeros = "pruning" in ctx.history  # sparsity-preserving clustering after pruning
         try:
             model = clustering.cluster_weights(
                 ctx.teacher, number_of_clusters=self.clusters,
                 cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
+                preserve_sparsity=keep_zeros,
             )
         except (ValueError, RuntimeError) as error:
             raise Skip(f"tfmot cannot cluster this teacher: {error}") from error

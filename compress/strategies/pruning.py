@@ -35,21 +35,38 @@ def polynomial_schedule(
     )
 
 
+#: Kernels smaller than this stay dense: the first convolution and a small output layer hold
+#: few bytes but much of the accuracy (digits: -1.9 pp with them pruned at 0.8, see benchmarks).
+MIN_PRUNED_WEIGHTS = 2048
+
+
+def _prunable(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, PRUNABLE) and int(layer.kernel.shape.num_elements()) >= MIN_PRUNED_WEIGHTS
+
+
 def _prune_and_recover(
     ctx: Context, epochs: int, lr: float, **pruning: Any
-) -> keras.Model:
-    """Wrap the teacher's Dense/Conv layers, train with pruning steps, strip the wrappers."""
-    if not any(isinstance(layer, PRUNABLE) for layer in ctx.teacher.layers):
-        raise Skip("the teacher has no Dense or Conv2D layer to prune")
+) -> tuple[keras.Model, list[str]]:
+    """Wrap the large Dense/Conv layers, train with pruning steps, strip the wrappers.
+
+    Returns the model and the names of the layers that were pruned.
+    """
+    chosen = [layer.name for layer in ctx.teacher.layers if _prunable(layer)]
+    if not chosen:
+        raise Skip(f"the teacher has no Dense or Conv2D kernel of {MIN_PRUNED_WEIGHTS}+ weights to prune")
+    prune = tfmot.sparsity.keras.prune_low_magnitude
     try:
-        model = tfmot.sparsity.keras.prune_low_magnitude(ctx.teacher, **pruning)
+        model = keras.models.clone_model(
+            ctx.teacher,
+            clone_function=lambda layer: prune(layer, **pruning) if layer.name in chosen else layer,
+        )
     except ValueError as error:  # subclassed models and unsupported layers
         raise Skip(f"tfmot cannot prune this teacher: {error}") from error
     compile_for_training(model, lr)
     data = ctx.data
     model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0,
               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
-    return tfmot.sparsity.keras.strip_pruning(model)
+    return tfmot.sparsity.keras.strip_pruning(model), chosen
 
 
 _UNSTRUCTURED_NOTE = (
@@ -65,7 +82,7 @@ class PruneMagnitude(Strategy):
     summary = "Unstructured low-magnitude pruning (tfmot) with recovery training, then strip."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
 
-    def __init__(self, sparsity: float = 0.8, epochs: int = 4, lr: float = 5e-4) -> None:
+    def __init__(self, sparsity: float = 0.8, epochs: int = 10, lr: float = 1e-3) -> None:
         self.sparsity = sparsity
         self.epochs = epochs
         self.lr = lr
@@ -76,10 +93,11 @@ class PruneMagnitude(Strategy):
     def compress(self, ctx: Context) -> Compressed:
         steps = math.ceil(len(ctx.data.x_train) / BATCH_SIZE)
         schedule = polynomial_schedule(self.sparsity, self.epochs, steps)
-        model = _prune_and_recover(ctx, self.epochs, self.lr, pruning_schedule=schedule)
+        model, pruned = _prune_and_recover(ctx, self.epochs, self.lr, pruning_schedule=schedule)
         return Compressed(
             model=model,
-            notes=f"{self.sparsity:.0%} of Dense/Conv kernel weights set to zero. {_UNSTRUCTURED_NOTE}",
+            notes=f"{self.sparsity:.0%} of the weights of {', '.join(pruned)} set to zero (smaller "
+            f"kernels kept dense). {_UNSTRUCTURED_NOTE}",
         )
 
 
@@ -97,7 +115,7 @@ class Prune2of4(Strategy):
         self._check_positive("lr", lr)
 
     def compress(self, ctx: Context) -> Compressed:
-        model = _prune_and_recover(ctx, self.epochs, self.lr, sparsity_m_by_n=(2, 4))
+        model, _ = _prune_and_recover(ctx, self.epochs, self.lr, sparsity_m_by_n=(2, 4))
         return Compressed(
             model=model,
             notes="At most 2 non-zeros in every group of 4 along each kernel's input axis: the "
@@ -112,7 +130,7 @@ class PruneStructured(Strategy):
     summary = "Removes the least important neurons and filters: a genuinely smaller, faster model."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
 
-    def __init__(self, fraction: float = 0.5, epochs: int = 10, lr: float = 1e-3) -> None:
+    def __init__(self, fraction: float = 0.5, epochs: int = 40, lr: float = 1e-3) -> None:
         self.fraction = fraction
         self.epochs = epochs
         self.lr = lr

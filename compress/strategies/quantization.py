@@ -31,6 +31,7 @@ class _PostTraining(Strategy):
 
     family = "quantization"
     notes = ""
+    produces_tflite = True
 
     def convert(self, model: keras.Model, ctx: Context) -> bytes:
         raise NotImplementedError
@@ -96,6 +97,7 @@ class QuantizeQAT(Strategy):
     family = "quantization"
     summary = "Quantization-aware training (tfmot), a fine-tuning budget, then int8 conversion."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
+    produces_tflite = True
 
     def __init__(self, epochs: int = 3, lr: float = 1e-4) -> None:
         self.epochs = epochs
@@ -104,8 +106,17 @@ class QuantizeQAT(Strategy):
         self._check_positive("lr", lr)
 
     def compress(self, ctx: Context) -> Compressed:
+        quantize = tfmot.quantization.keras
+        scheme, kept = quantize.default_8bit.Default8BitQuantizeScheme(), ""
+        if "clustering" in ctx.history:  # keep the clusters (and zeros) an earlier stage made
+            scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
+                preserve_sparsity="pruning" in ctx.history)
+            kept = " Cluster-preserving QAT kept the earlier stages' clusters."
+        elif "pruning" in ctx.history:
+            scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+            kept = " Prune-preserving QAT kept the earlier stage's zeros."
         try:
-            model = tfmot.quantization.keras.quantize_model(ctx.teacher)
+            model = quantize.quantize_apply(quantize.quantize_annotate_model(ctx.teacher), scheme)
         except (RuntimeError, ValueError) as error:
             raise Skip(f"tfmot cannot quantize this teacher: {_first_line(error)}") from error
         # Fake-quantized weights start far from the float optimum (about 0.37 accuracy here
@@ -116,7 +127,7 @@ class QuantizeQAT(Strategy):
         return Compressed(
             tflite=to_tflite(model, optimize=True),
             notes=f"Trained {self.epochs} epochs with simulated int8 (lr={self.lr:g}), then int8 "
-            "weights and activations: int8 size at a training cost.",
+            f"weights and activations: int8 size at a training cost.{kept}",
         )
 
 

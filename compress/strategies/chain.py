@@ -1,0 +1,83 @@
+"""Pipelines: strategies applied one after another, measured as one row.
+
+``prune-magnitude>cluster>quantize-int8`` prunes, clusters the pruned model,
+then quantizes the result (Deep Compression, Han et al. 2016).  Each stage
+receives the previous stage's model; a stage that emits TFLite must be last.
+Later stages see the earlier stages' families in ``Context.history``, so
+clustering and QAT can preserve sparsity and clusters instead of destroying them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from compress.errors import UserError
+from compress.spec import parse_spec
+from compress.strategies.base import Compressed, Context, Strategy, registry
+
+
+class Chain(Strategy):
+    """Not registered: built from any spec that contains ``>``."""
+
+    family = "pipeline"
+    summary = "Stages applied in order; one row for the whole pipeline."
+
+    def __init__(self, stages: tuple[str, ...] | list[str]) -> None:
+        self.stages = tuple(stages)
+        self._check(len(self.stages) >= 2,
+                    "a chain needs at least two stages, e.g. prune-magnitude>quantize-int8")
+        self.parts = [self._stage(text) for text in self.stages]
+        for part in self.parts[:-1]:
+            if part.produces_tflite:
+                raise UserError(f"chain {'>'.join(self.stages)}: {part.name} produces a TFLite file, "
+                                "so no stage can follow it; put it last")
+        self.stages = tuple(part.spec() for part in self.parts)
+        self.name = ">".join(part.name for part in self.parts)
+        self.companions = tuple(c for part in self.parts for c in part.companions)
+
+    @staticmethod
+    def _stage(text: str, overrides: dict[str, Any] | None = None) -> Strategy:
+        if not text.strip():
+            raise UserError("a chain has an empty stage (two '>' in a row, or one at an end); "
+                            "write e.g. prune-magnitude>quantize-int8")
+        name, params = parse_spec(text)
+        if name not in registry():
+            raise UserError(f"unknown chain stage {name!r}; stages must be exact strategy names: "
+                            f"{', '.join(registry())}")
+        cls = registry()[name]
+        shared = {k: v for k, v in (overrides or {}).items() if k in cls.param_names()}
+        return cls.from_params(**{**shared, **params})
+
+    @classmethod
+    def from_spec(cls, spec: str, overrides: dict[str, Any] | None = None) -> Chain:
+        return cls([cls._stage(stage, overrides).spec() for stage in spec.split(">")])
+
+    @classmethod
+    def from_params(cls, **raw: Any) -> Chain:
+        stages = raw.get("stages")
+        if set(raw) != {"stages"} or not isinstance(stages, (list, tuple)) or \
+                not all(isinstance(s, str) for s in stages):
+            raise UserError("a chain takes one parameter, stages: a list of stage specs")
+        return cls(stages)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"stages": list(self.stages)}
+
+    def spec(self) -> str:
+        return ">".join(self.stages)
+
+    def compress(self, ctx: Context) -> Compressed:
+        model, notes = ctx.teacher, []
+        for part in self.parts:
+            out = part.compress(dataclasses.replace(ctx, teacher=model))
+            notes.append(f"{part.name}: {out.notes}" if out.notes else part.name)
+            ctx = dataclasses.replace(ctx, history=(*ctx.history, part.family))
+            if out.tflite is not None:
+                return Compressed(tflite=out.tflite, notes=" → ".join(notes))
+            model = out.model
+        return Compressed(model=model, notes=" → ".join(notes))
+
+    def __repr__(self) -> str:
+        return f"Chain({json.dumps(list(self.stages))})"

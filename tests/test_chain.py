@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from compress.cli import cli
+from compress.errors import UserError
+from compress.measure import size_stats
+from compress.runner import apply_strategy
+from compress.strategies import strategies_from_spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("quantize-int8>prune-magnitude", "quantize-int8 produces a TFLite file"),
+        ("prune-magnitude>>quantize-int8", "empty stage"),
+        ("prune-magnitude>", "empty stage"),
+        (">quantize-int8", "empty stage"),
+        ("prune-magnitude>nope", "unknown chain stage 'nope'"),
+        ("quantize-*>finetune", "unknown chain stage 'quantize-*'"),
+        ("prune-magnitude:sparsity=2>quantize-int8", "sparsity must be between 0 and 1"),
+    ],
+)
+def test_invalid_chains_are_one_line_errors(spec, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        strategies_from_spec(spec)
+    result = CliRunner().invoke(cli, ["run", "--strategy", spec])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+
+
+def test_a_chain_is_one_row_whose_params_list_every_stage():
+    (chain,) = strategies_from_spec("prune-magnitude:sparsity=0.5>quantize-int8")
+    assert chain.name == "prune-magnitude>quantize-int8" and chain.family == "pipeline"
+    assert chain.get_params() == {"stages": ["prune-magnitude:sparsity=0.5,epochs=10,lr=0.001",
+                                             "quantize-int8:samples=200"]}
+    assert chain.spec() == "prune-magnitude:sparsity=0.5,epochs=10,lr=0.001>quantize-int8:samples=200"
+
+
+def test_the_deep_compression_alias_spells_out_its_stages():
+    (chain,) = strategies_from_spec("deep-compression")
+    assert chain.name == "prune-magnitude>cluster>quantize-int8"
+
+
+def test_pruning_survives_int8_and_shrinks_gzip_beyond_either_stage(tiny, tmp_path):
+    data, teacher, architecture = tiny
+    specs = ("prune-magnitude:epochs=2", "quantize-int8", "prune-magnitude:epochs=2>quantize-int8")
+    built = {spec: apply_strategy(strategies_from_spec(spec)[0], teacher, architecture, data, seed=0,
+                                  workdir=tmp_path).flatbuffer for spec in specs}
+    sizes = {spec: size_stats(fb) for spec, fb in built.items()}
+    chained = sizes["prune-magnitude:epochs=2>quantize-int8"]
+    assert chained.size_gzip_bytes < sizes["quantize-int8"].size_gzip_bytes
+    assert chained.size_gzip_bytes < sizes["prune-magnitude:epochs=2"].size_gzip_bytes
+    assert chained.pruned_sparsity >= 0.79  # the zeros are still there in the int8 weights
+    assert chained.arithmetic == "int8"
