@@ -98,6 +98,17 @@ def accuracy_verdict(item: Compared) -> str:
     return f"significantly {side} (p={p:.3f})"
 
 
+def label(row: Row, rows: list[Row]) -> str:
+    """The strategy name, plus the parameters that tell it apart from same-named rows."""
+    twins = [r for r in rows if r["strategy"] == row["strategy"] and r is not row
+             and group_key(r) == group_key(row)]
+    if not twins:
+        return str(row["strategy"])
+    params = row.get("params") or {}
+    differing = [k for k in params if any((t.get("params") or {}).get(k) != params[k] for t in twins)]
+    return f"{row['strategy']} ({', '.join(f'{k}={params[k]}' for k in differing) or row['spec']})"
+
+
 def by_spec(items: Iterable[Compared]) -> dict[str, list[Compared]]:
     """Items grouped by their full spec, in first-seen order (one entry per seed)."""
     groups: dict[str, list[Compared]] = defaultdict(list)

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from compress.analysis import Compared, accuracy_verdict, by_spec, mean_std, speed_verdict
+from compress.analysis import (
+    Compared,
+    accuracy_verdict,
+    by_spec,
+    group_key,
+    label,
+    mean_std,
+    speed_verdict,
+)
 
 CONFIRMED, PARTLY, REFUTED, NOT_OBSERVED, NOT_MEASURED = (
     "confirmed", "partly", "refuted", "not observed here", "not measured",
@@ -120,18 +128,49 @@ def check_training(items: list[Compared]) -> Verdict:
     return Verdict(CONFIRMED, "; ".join(parts))
 
 
-def check_saves_time(items: list[Compared]) -> Verdict:
+def check_saves_time(items: list[Compared], controls: list[Compared]) -> Verdict:
+    """Against retraining from scratch when the run has that control, else the teacher's time."""
+    scratch = {group_key(c.row): c.row["train_seconds"] or 0.0 for c in controls
+               if c.name == "retrain-scratch"}
     parts, saved = [], 0
-    for name, group in _specs(items):
+    for _, group in _specs(items):
         seconds = _mean(group, lambda i: i.row["train_seconds"] or 0.0)
-        teacher = _mean(group, lambda i: i.row.get("teacher_train_seconds") or 0.0)
-        if not teacher:
+        if all(group_key(i.row) in scratch for i in group):
+            other, what = mean_std([scratch[group_key(i.row)] for i in group])[0], "from scratch"
+        else:
+            other = _mean(group, lambda i: i.row.get("teacher_train_seconds") or 0.0)
+            what = "to train the teacher"
+        if not other:
             continue
-        saved += seconds < teacher
-        parts.append(f"{name} {seconds:.1f} s against {teacher:.1f} s to train the teacher")
+        saved += seconds < other
+        parts.append(f"{label(group[0].row, [i.row for i in items])} {seconds:.2f} s against "
+                     f"{other:.2f} s {what}")
     if not parts:
         return Verdict(NOT_MEASURED, "teacher training time unknown")
     return Verdict(CONFIRMED if saved == len(parts) else REFUTED, "; ".join(parts))
+
+
+def check_adapts(items: list[Compared], controls: list[Compared]) -> Verdict:
+    """On a shifted target: better than the teacher zero-shot, and than training from scratch?"""
+    shifted = items  # evaluate_claims passes only shift-scenario rows to this check
+    scratch = {group_key(c.row): c.row for c in controls if c.name == "retrain-scratch"}
+    parts, outcomes = [], []
+    for _, group in _specs(shifted):
+        gain = _mean(group, lambda i: i.delta_pp)
+        over = [(i.row["accuracy"] - scratch[group_key(i.row)]["accuracy"]) * 100
+                for i in group if group_key(i.row) in scratch]
+        beats_scratch = bool(over) and mean_std(over)[0] > 0
+        outcomes.append((gain > 0 and any(i.accuracy_significant for i in group), beats_scratch))
+        versus = f", {mean_std(over)[0]:+.1f} pp against retrain-scratch" if over else ""
+        parts.append(f"{label(group[0].row, [i.row for i in shifted])} {gain:+.1f} pp over the "
+                     f"zero-shot teacher{versus}")
+    if any(adapted and beaten for adapted, beaten in outcomes):
+        verdict = CONFIRMED
+    elif any(adapted for adapted, _ in outcomes):
+        verdict = PARTLY  # it adapts, but training from scratch does as well
+    else:
+        verdict = REFUTED
+    return Verdict(verdict, "; ".join(parts))
 
 
 def check_knowledge_transfer(items: list[Compared], controls: list[Compared]) -> Verdict:
@@ -162,6 +201,11 @@ CHECKS: dict[str, Callable[..., Verdict]] = {
     "accuracy_drop": check_accuracy_drop,
     "accuracy_kept": check_accuracy_kept,
     "training": check_training,
+}
+#: Checks that also need the family's control rows.
+CONTROL_CHECKS: dict[str, Callable[..., Verdict]] = {
+    "knowledge_transfer": check_knowledge_transfer,
+    "adapts": check_adapts,
     "saves_time": check_saves_time,
 }
 
@@ -172,18 +216,22 @@ def evaluate_claims(items: list[Compared]) -> list[dict[str, str]]:
     names = {t["family"]: t["technique"] for t in data["techniques"]}
     records, absent = [], set()
     for claim in data["claims"]:
-        family = [i for i in items if i.row["family"] == claim["family"]]
+        scenarios = claim.get("scenarios", ["standard"])
+        family = [i for i in items if i.row["family"] == claim["family"]
+                  and (i.row.get("scenario") or "standard") in scenarios]
         technique = [i for i in family if not i.row.get("control")]
-        if not technique:
+        if not technique and any(i.row["family"] == claim["family"] for i in items):
+            result = Verdict(NOT_MEASURED, f"needs a {' or '.join(scenarios)}-scenario run")
+        elif not technique:
             if claim["family"] not in absent:  # one line per technique that did not run
                 absent.add(claim["family"])
                 records.append({"Technique": names[claim["family"]], "Document says": "(all claims)",
                                 "Measured here": f"no {claim['family']} strategy in this run",
                                 "Verdict": f"**{NOT_MEASURED}**"})
             continue
-        if claim["check"] == "knowledge_transfer":
+        elif claim["check"] in CONTROL_CHECKS:
             controls = [i for i in family if i.row.get("control")]
-            result = check_knowledge_transfer(technique, controls)
+            result = CONTROL_CHECKS[claim["check"]](technique, controls)
         else:
             result = CHECKS[claim["check"]](technique)
         records.append({

@@ -74,6 +74,11 @@ def cli() -> None:
 @click.option("--epochs", type=int, default=None,
               help="Override the epochs of the teacher and of every strategy that trains "
               "(e.g. --epochs 1 for a quick look). Default: each one's own.")
+@click.option("--scenario", type=click.Choice(["standard", "shift"]), default="standard",
+              show_default=True, help="'shift': the teacher learns a source domain; fine-tuning "
+              "adapts it to a shifted target with few labels, against training from scratch.")
+@click.option("--target-train", type=int, default=100, show_default=True,
+              help="Labelled target rows in --scenario shift.")
 @click.option("--preset", type=click.Choice(["document"]), default=None,
               help="Named settings; 'document' reproduces the source document's distillation "
               "scenario over 5 seeds. Options given explicitly still win.")
@@ -85,8 +90,8 @@ def cli() -> None:
 @click.pass_context
 def run(ctx: click.Context, dataset: str, data: Path | None, target: str | None, missing: str,
         teacher: Path | None, trust_model: bool, strategies: tuple[str, ...], seed: int | None,
-        n_seeds: int | None, epochs: int | None, preset: str | None, threads: int,
-        out: Path | None, overwrite: bool) -> None:
+        n_seeds: int | None, epochs: int | None, scenario: str, target_train: int,
+        preset: str | None, threads: int, out: Path | None, overwrite: bool) -> None:
     """Compress the teacher with every selected strategy and write a report."""
     if data is not None and ctx.get_parameter_source("dataset") is click.core.ParameterSource.COMMANDLINE:
         raise UserError("give --dataset or --data, not both")
@@ -99,7 +104,7 @@ def run(ctx: click.Context, dataset: str, data: Path | None, target: str | None,
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from compress.api import execute
-    from compress.runner import DEFAULT_STRATEGIES, RunConfig, RunInterrupted
+    from compress.runner import DEFAULT_STRATEGIES, SHIFT_STRATEGIES, RunConfig, RunInterrupted
 
     settings: dict[str, Any] = {"dataset": dataset, "strategies": DEFAULT_STRATEGIES, "seeds": [0]}
     if preset:
@@ -108,6 +113,8 @@ def run(ctx: click.Context, dataset: str, data: Path | None, target: str | None,
         settings.update(PRESETS[preset])
         if ctx.get_parameter_source("dataset") is click.core.ParameterSource.COMMANDLINE:
             settings["dataset"] = dataset
+    if scenario == "shift":
+        settings["strategies"] = SHIFT_STRATEGIES
     if strategies:
         settings["strategies"] = strategies
     if n_seeds or seed is not None:
@@ -115,6 +122,7 @@ def run(ctx: click.Context, dataset: str, data: Path | None, target: str | None,
     config = RunConfig(
         **settings, epochs=epochs, out=out, threads=threads, overwrite=overwrite, data=data,
         target=target, missing=missing, teacher=teacher, trust_model=trust_model,
+        scenario=scenario, target_train=target_train,
         command=shlex.join(["compress", *sys.argv[1:]]),
     )
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())

@@ -143,7 +143,7 @@ def split_dataset(
     if len(x) != len(y):
         raise UserError(f"{name}: {len(x)} feature rows but {len(y)} labels; give one label per row")
     train, val, test = split_indices(y, seed, name=name)
-    names = tuple(class_names) if class_names is not None else tuple(str(c) for c in np.unique(y))
+    names = tuple(str(c) for c in (class_names if class_names is not None else np.unique(y)))
     training = TrainingData(name, x[train], y[train], x[val], y[val], names)
     return Dataset(training, x[test], y[test])
 
@@ -178,3 +178,46 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
             f"unknown dataset {name!r}; choose one of: {', '.join(BUILTIN_DATASETS)}"
         ) from None
     return factory(seed)
+
+
+#: Labelled target rows a shift scenario gives for adaptation: "a small labelled train set".
+SHIFT_TARGET_TRAIN = 100
+_SHIFT_SEED = 12345  # the shift itself is fixed; the run seed only varies splits and training
+
+
+def _shifted_features(name: str, x: np.ndarray) -> np.ndarray:
+    """The fixed domain shift: a random affine map (tabular) or inverted images (digits)."""
+    if x.ndim == 4:
+        return (1.0 - x).astype(np.float32)
+    rng = np.random.default_rng(_SHIFT_SEED)
+    width = x.shape[1]
+    matrix = np.eye(width) + rng.normal(scale=0.6 / np.sqrt(width), size=(width, width))
+    return (x @ matrix + rng.normal(scale=0.5, size=width)).astype(np.float32)
+
+
+def load_shift(name: str, seed: int = 0, target_train: int = SHIFT_TARGET_TRAIN) -> tuple[Dataset, Dataset]:
+    """(source, target): the teacher learns the source; the target is shifted and has few labels.
+
+    Half the rows (stratified) form the source, split as usual.  The other half
+    is shifted; ``target_train`` of its rows (plus a fifth as many for
+    validation) are labelled for adaptation, the rest is the target test split.
+    """
+    full = load_dataset(name, seed)
+    t = full.training
+    x = np.concatenate([t.x_train, t.x_val, full.x_test])
+    y = np.concatenate([t.y_train, t.y_val, full.y_test])
+    source_rows, target_rows = train_test_split(np.arange(len(y)), test_size=0.5,
+                                                random_state=seed, stratify=y)
+    source = split_dataset(f"{name}-source", x[source_rows], y[source_rows], seed=seed,
+                           class_names=full.class_names)
+    x_t, y_t = _shifted_features(name, x[target_rows]), y[target_rows]
+    val = max(full.n_classes, target_train // 5)
+    if target_train + val + 5 * full.n_classes > len(y_t) or target_train < 2 * full.n_classes:
+        raise UserError(f"--target-train {target_train} does not fit: the {name} target part has "
+                        f"{len(y_t)} rows and {full.n_classes} classes")
+    labelled, test = train_test_split(np.arange(len(y_t)), train_size=target_train + val,
+                                      random_state=seed, stratify=y_t)
+    train, val_rows = train_test_split(labelled, test_size=val, random_state=seed, stratify=y_t[labelled])
+    training = TrainingData(f"{name}-shift", x_t[train], y_t[train], x_t[val_rows], y_t[val_rows],
+                            full.class_names)
+    return source, Dataset(training, x_t[test], y_t[test])

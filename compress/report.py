@@ -25,6 +25,7 @@ from compress.analysis import (
     compared,
     gap_closures,
     group_key,
+    label,
     mean_std,
     speed_verdict,
 )
@@ -66,7 +67,7 @@ def common_table(rows: list[Row]) -> list[dict[str, str]]:
     show_seed = len({group_key(r) for r in rows}) > 1
     records = []
     for row in rows:
-        record = {"Method": row["strategy"] + (" (control)" if row.get("control") else "")}
+        record = {"Method": label(row, rows) + (" (control)" if row.get("control") else "")}
         if show_seed:
             record["Seed"] = str(row["seed"])
         record["Family"] = row["family"]
@@ -157,20 +158,20 @@ def distillation_section(items: list[Compared]) -> list[Block]:
             "Teacher": f"{mean_std([p.distilled.base['accuracy'] for p in pairs])[0]:.3f}",
             "Distilled": f"{distilled[0]:.3f} ± {distilled[1]:.3f}",
         }
-        for label, closures in (("scratch", scratch.get(spec)), ("scratch+mixup", mixup.get(spec))):
+        for control, closures in (("scratch", scratch.get(spec)), ("scratch+mixup", mixup.get(spec))):
             if not closures:
                 continue
-            record[label.capitalize()] = f"{mean_std([p.control['accuracy'] for p in closures])[0]:.3f}"
-            record.update({f"{k} vs {label}": v for k, v in _closure_cells(closures).items()})
+            record[control.capitalize()] = f"{mean_std([p.control['accuracy'] for p in closures])[0]:.3f}"
+            record.update({f"{k} vs {control}": v for k, v in _closure_cells(closures).items()})
             wins = sum(p.gain_pp > 0 for p in closures)
             if wins < len(closures):
-                notes.append(f"`{spec}` does **not** beat {label} on every seed ({wins} of "
+                notes.append(f"`{spec}` does **not** beat {control} on every seed ({wins} of "
                              f"{len(closures)}): distillation is not shown to help here.")
             else:
-                notes.append(f"`{spec}` beats {label} on all {wins} seeds.")
+                notes.append(f"`{spec}` beats {control} on all {wins} seeds.")
             if any(p.gap_pp < MIN_GAP_PP for p in closures):
                 notes.append(f"For `{spec}` the teacher is less than {MIN_GAP_PP:g} pp above "
-                             f"{label} on some seed: gap closure there is test-set noise.")
+                             f"{control} on some seed: gap closure there is test-set noise.")
         params = pairs[0].distilled.row.get("params") or {}
         if all(params.get(k) == v for k, v in DOCUMENT_DISTILL_PARAMS.items()) and \
                 pairs[0].distilled.row["dataset"] == "synthetic":
@@ -185,6 +186,43 @@ def distillation_section(items: list[Compared]) -> list[Block]:
                   "controls train the identical student with the same budget, batches and seed "
                   "without the teacher (plain, and with mixup). McNemar p compares the distilled "
                   "student with the control on the same test samples."),
+        Table(records),
+        Bullets(notes),
+    ]
+
+
+def adaptation_section(rows: list[Row], items: list[Compared]) -> list[Block]:
+    """--scenario shift: the teacher zero-shot, fine-tuned two ways, and trained from scratch."""
+    shifted = [i for i in items if i.row.get("scenario") == "shift"]
+    if not shifted:
+        return []
+    records, notes = [], []
+    for group in by_spec(shifted).values():
+        row = group[0].row
+        accuracy = mean_std([i.row["accuracy"] for i in group])
+        records.append({
+            "Method": "teacher, zero-shot" if row["strategy"] == "baseline" else label(row, rows),
+            "Target accuracy": f"{accuracy[0]:.3f} ± {accuracy[1]:.3f}",
+            "Δ vs zero-shot": "—" if row["strategy"] == "baseline" else
+            f"{mean_std([i.delta_pp for i in group])[0]:+.1f} pp",
+            "Train s": f"{mean_std([i.row['train_seconds'] or 0.0 for i in group])[0]:.2f}",
+        })
+    tuned = [i for i in shifted if i.name == "finetune"]
+    scratch = [i for i in shifted if i.name == "retrain-scratch"]
+    if tuned and scratch:
+        best = max(by_spec(tuned).values(), key=lambda g: mean_std([i.row["accuracy"] for i in g])[0])
+        tuned_acc = mean_std([i.row["accuracy"] for i in best])[0]
+        scratch_acc = mean_std([i.row["accuracy"] for i in scratch])[0]
+        tuned_s = mean_std([i.row["train_seconds"] or 0.0 for i in best])[0]
+        scratch_s = mean_std([i.row["train_seconds"] or 0.0 for i in scratch])[0]
+        verdict = "beats" if tuned_acc > scratch_acc else "does **not** beat"
+        notes.append(f"The best fine-tuning ({label(best[0].row, rows)}) {verdict} training the same "
+                     f"architecture from scratch on the target ({tuned_acc:.3f} against "
+                     f"{scratch_acc:.3f}), in {tuned_s:.2f} s against {scratch_s:.2f} s.")
+    return [
+        Heading("Fine-tuning as adaptation (shift scenario)"),
+        Paragraph("The teacher learned the source domain only; every row is scored on the shifted "
+                  "target's test split, after training on its few labelled rows."),
         Table(records),
         Bullets(notes),
     ]
@@ -297,6 +335,7 @@ def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
         document.add(Heading("Mean ± std over seeds"), Table(seeds_table(items)))
     document.add(Heading("What this run shows"), Bullets(findings(rows, items)))
     document.add(*distillation_section(items))
+    document.add(*adaptation_section(rows, items))
     techniques = load_claims()["techniques"]
     document.add(
         Heading("The document's comparison, tested"),

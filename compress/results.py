@@ -26,7 +26,7 @@ CSV_FILE = "results.csv"
 #: Every field of a row, in the order the CSV uses.
 FIELDS = (
     "schema_version", "run_id", "strategy", "spec", "family", "control", "status", "reason",
-    "notes", "params", "dataset", "preprocessing", "class_names", "seed", "teacher_architecture",
+    "notes", "params", "dataset", "scenario", "preprocessing", "class_names", "seed", "teacher_architecture",
     "teacher_cached",
     "teacher_train_accuracy", "teacher_val_accuracy", "teacher_train_seconds",
     "artifact", "size_bytes", "size_gzip_bytes", "params_count", "nonzero_params", "sparsity",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from compress.backend import keras, seed_everything, to_tflite
-from compress.data import Dataset, TrainingData, load_dataset
+from compress.data import SHIFT_TARGET_TRAIN, Dataset, TrainingData, load_dataset, load_shift
 from compress.errors import UserError
 from compress.fileio import write_atomic
 from compress.measure import TFLiteModel, accuracy_stats, measure_latency, size_fields
@@ -34,6 +34,12 @@ from compress.userdata import load_file
 
 DEFAULT_STRATEGIES = (
     "baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch", "finetune",
+)
+SCENARIOS = ("standard", "shift")
+#: What --scenario shift compares when no --strategy is given: adaptation to the target.
+SHIFT_STRATEGIES = (
+    "finetune:epochs=30,lr=0.001", "finetune:epochs=30,lr=0.001,freeze=-1",
+    "retrain-scratch:epochs=100",
 )
 RUN_MANIFEST = "run.json"
 ERROR_LOG = "errors.log"
@@ -59,6 +65,8 @@ class RunConfig:
     missing: str = "error"
     teacher: Path | None = None  # a user's trained tf_keras model instead of training one
     trust_model: bool = False
+    scenario: str = "standard"  # "shift": teacher on a source domain, strategies on a target
+    target_train: int = SHIFT_TARGET_TRAIN
     overwrite: bool = False
     use_cache: bool = True
     command: str | None = field(default=None, compare=False)
@@ -138,18 +146,35 @@ class RunInterrupted(Exception):
         self.result = result
 
 
-def load_source(config: RunConfig, seed: int) -> tuple[Dataset, str | None]:
-    """The run's dataset for one seed, and what preprocessing did to a user's file."""
+@dataclass(frozen=True)
+class Source:
+    """One seed's data: what strategies are scored on, and what the teacher learns from."""
+
+    dataset: Dataset
+    teacher_data: Dataset  # the same dataset, or the source domain in a shift scenario
+    preprocessing: str | None = None
+
+
+def load_source(config: RunConfig, seed: int) -> Source:
+    """The run's data for one seed (a built-in, a user's file, or a shift scenario)."""
+    if config.scenario == "shift":
+        if config.data is not None or config.teacher is not None:
+            raise UserError("--scenario shift builds its own source and target from a built-in "
+                            "--dataset; drop --data and --teacher")
+        source, target = load_shift(config.dataset, seed, config.target_train)
+        return Source(target, source)
     if config.data is None:
-        return load_dataset(config.dataset, seed), None
+        dataset = load_dataset(config.dataset, seed)
+        return Source(dataset, dataset)
     dataset, record = load_file(config.data, seed=seed, target=config.target, missing=config.missing)
-    return dataset, record.summary()
+    return Source(dataset, dataset, record.summary())
 
 
-def _teacher(config: RunConfig, dataset: Dataset, seed: int) -> Teacher:
+def _teacher(config: RunConfig, source: Source, seed: int) -> Teacher:
     if config.teacher is not None:
-        return load_teacher(config.teacher, dataset, trust=config.trust_model)
-    return get_teacher(dataset, seed=seed, recipe=config.teacher_recipe.with_epochs(config.epochs),
+        return load_teacher(config.teacher, source.dataset, trust=config.trust_model)
+    return get_teacher(source.teacher_data, seed=seed,
+                       recipe=config.teacher_recipe.with_epochs(config.epochs),
                        architecture=config.teacher_architecture, use_cache=config.use_cache)
 
 
@@ -168,8 +193,10 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     if not config.seeds or any(seed < 0 for seed in config.seeds):
         raise UserError(f"seeds must be one or more non-negative integers, got {list(config.seeds)}")
     strategies = resolve_strategies(config.strategies, config.epochs)
+    if config.scenario not in SCENARIOS:
+        raise UserError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {config.scenario!r}")
     sources = {seed: load_source(config, seed) for seed in config.seeds}
-    first = sources[config.seeds[0]][0]
+    first = sources[config.seeds[0]].dataset
     if config.teacher is not None:
         load_teacher(config.teacher, first, trust=config.trust_model)  # fail before writing
     out = config.out or default_out_dir(first.name)
@@ -182,7 +209,7 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
         "run_id": out.name,
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "dataset": first.summary(),
-        "preprocessing": sources[config.seeds[0]][1],
+        "preprocessing": sources[config.seeds[0]].preprocessing,
         "teachers": {},
         "env": env,
         "started": _now(),
@@ -190,9 +217,10 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     }
     rows: list[dict[str, Any]] = []
     try:
-        for seed, (dataset, preprocessing) in sources.items():
+        for seed, source in sources.items():
+            dataset = source.dataset
             report(done, total, f"seed {seed}: preparing the teacher (cached after the first run)")
-            teacher = _teacher(config, dataset, seed)
+            teacher = _teacher(config, source, seed)
             manifest["teachers"][str(seed)] = {
                 "architecture": teacher.architecture, "recipe": asdict(teacher.recipe),
                 "epochs_trained": teacher.epochs_trained, "from_cache": teacher.from_cache,
@@ -209,7 +237,8 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
                 row = new_row(
                     run_id=out.name, strategy=strategy.name, spec=strategy.spec(),
                     family=strategy.family, control=strategy.control, params=strategy.get_params(),
-                    dataset=dataset.name, preprocessing=preprocessing,
+                    dataset=dataset.name, scenario=config.scenario,
+                    preprocessing=source.preprocessing,
                     class_names=list(dataset.class_names), seed=seed,
                     teacher_architecture=teacher.architecture, teacher_cached=teacher.from_cache,
                     teacher_train_accuracy=teacher.train_accuracy,

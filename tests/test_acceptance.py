@@ -11,6 +11,7 @@ import pytest
 
 from compress.api import compare
 from compress.measure import kernels
+from compress.results import read_results
 from compress.strategies.pruning import MIN_PRUNED_WEIGHTS
 
 pytestmark = pytest.mark.slow
@@ -107,3 +108,16 @@ def test_chains_on_digits(tmp_path):
     deep = rows["prune-magnitude>cluster>quantize-int8"]
     assert base["size_gzip_bytes"] / deep["size_gzip_bytes"] >= 10
     assert deep["accuracy"] >= base["accuracy"] - 0.01
+
+
+def test_shift_scenario_on_digits(tmp_path):
+    from click.testing import CliRunner
+
+    from compress.cli import cli
+
+    out = tmp_path / "shift"
+    result = CliRunner().invoke(cli, ["run", "--scenario", "shift", "--dataset", "digits", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    rows = {(r["strategy"], r["params"].get("freeze")): r for r in read_results(out)}
+    assert rows[("finetune", 0)]["accuracy"] > rows[("baseline", None)]["accuracy"] + 0.5
+    assert "Fine-tuning as adaptation" in (out / "report.md").read_text()

@@ -1,0 +1,48 @@
+"""Fine-tuning as adaptation: --scenario shift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from compress.cli import cli
+from compress.data import load_shift
+from compress.errors import UserError
+from compress.results import read_results
+
+
+@pytest.mark.parametrize("name", ["synthetic", "digits"])
+def test_the_target_is_shifted_and_has_few_labels(name):
+    source, target = load_shift(name, seed=0)
+    assert len(target.training.y_train) == 100
+    assert len(target.x_test) > 300
+    assert source.input_shape == target.input_shape
+    # the same class structure, different features
+    assert source.class_names == target.class_names
+    assert not np.allclose(source.x_test.mean(axis=0), target.x_test.mean(axis=0), atol=0.05)
+
+
+def test_too_many_target_labels_is_a_user_error():
+    with pytest.raises(UserError, match="does not fit"):
+        load_shift("synthetic", 0, target_train=480)
+
+
+def test_shift_scenario_compares_zero_shot_finetuning_and_scratch(tmp_path):
+    out = tmp_path / "shift"
+    result = CliRunner().invoke(cli, ["run", "--scenario", "shift", "--epochs", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    rows = read_results(out)
+    assert [r["strategy"] for r in rows] == ["baseline", "finetune", "finetune", "retrain-scratch"]
+    assert {r["scenario"] for r in rows} == {"shift"}
+    assert all(r["train_seconds"] is not None for r in rows)
+    report = (out / "report.md").read_text()
+    section = report.split("## Fine-tuning as adaptation")[1].split("## ")[0]
+    for method in ("teacher, zero-shot", "finetune (freeze=0)", "finetune (freeze=-1)", "retrain-scratch"):
+        assert f"| {method} |" in section
+    assert "Train s" in section
+
+
+def test_shift_needs_a_built_in_dataset(tmp_path):
+    result = CliRunner().invoke(cli, ["run", "--scenario", "shift", "--data", str(tmp_path / "x.npz")])
+    assert result.exit_code == 2 and "builds its own source and target" in result.stderr
