@@ -227,5 +227,49 @@ def bench(models: tuple[Path, ...], data: str | None, threads: int, batch: int, 
             click.echo(f"warning: {row['artifact']}: {row['latency_warning']}", err=True)
 
 
+@cli.command(name="sweep")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: a process pool on this machine; dask: dask.distributed.")
+@click.option("--jobs", type=int, default=None, help="Parallel workers. Default: the core count.")
+@click.option("--address", default=None, help="Dask scheduler (or set DASK_SCHEDULER_ADDRESS); "
+              "without one a LocalCluster is started.")
+@click.option("--time", "timing", type=click.Choice(["all", "best"]), default="all", show_default=True,
+              help="Which rows to time after the parallel phase: all, or each seed's Pareto front.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Sweep folder; re-running into it reuses every finished job. "
+              "Default: reports/sweep-<config name>.")
+def sweep_command(config: Path, executor: str, jobs: int | None, address: str | None, timing: str,
+                  out: Path | None) -> None:
+    """Run a grid of configurations × seeds in parallel, resumably, then report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from compress.sweep import DaskExecutor, LocalExecutor, load_sweep, sweep
+
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if address and executor != "dask":
+        raise UserError("--address is for --executor dask")
+    settings = load_sweep(config)
+    pool = DaskExecutor(jobs, address) if executor == "dask" else LocalExecutor(jobs)
+    folder = out or Path("reports") / f"sweep-{config.stem}"
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn())
+    with Progress(*columns, console=_stderr_console(), transient=True) as bar:
+        task = bar.add_task("preparing jobs", total=None, failed=0)
+
+        def progress(done: int, total: int, failed: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, failed=failed, description=what)
+
+        result = sweep(settings, folder, pool, timing=timing, progress=progress)
+    click.echo(f"{len(result.rows)} jobs, {result.reused} reused, {result.failed} failed")
+    for row in result.rows:
+        if row["status"] == "failed":
+            click.echo(f"{row['spec']} (seed {row['seed']}): failed: {row['reason']}", err=True)
+    click.echo(f"report: {folder / 'report.md'}")
+    if result.failed:
+        sys.exit(1)
+
+
 def main() -> None:
     cli()

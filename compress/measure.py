@@ -292,18 +292,21 @@ def accuracy_stats(
     fidelity (agreement) and the exact McNemar p-value of the accuracy difference."""
     correct = y_pred == y_true
     low, high = wilson_interval(int(correct.sum()), len(correct))
-    fidelity = mcnemar = None
-    if reference is not None:
-        fidelity = float(np.mean(y_pred == reference))
-        mcnemar = mcnemar_exact(reference == y_true, correct)
+    against = reference_stats(y_true, y_pred, reference) if reference is not None else {}
     return AccuracyStats(
         accuracy=float(correct.mean()),
         accuracy_ci_low=low,
         accuracy_ci_high=high,
         f1_macro=macro_f1(y_true, y_pred, n_classes),
-        fidelity=fidelity,
-        mcnemar_p=mcnemar,
+        fidelity=against.get("fidelity"),
+        mcnemar_p=against.get("mcnemar_p"),
     )
+
+
+def reference_stats(y_true: np.ndarray, y_pred: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Agreement with the reference model's predictions and the exact McNemar p-value."""
+    return {"fidelity": float(np.mean(y_pred == reference)),
+            "mcnemar_p": mcnemar_exact(reference == y_true, y_pred == y_true)}
 
 
 # Latency ---------------------------------------------------------------------

@@ -23,7 +23,13 @@ from compress.backend import keras, seed_everything, to_tflite
 from compress.data import SHIFT_TARGET_TRAIN, Dataset, TrainingData, load_dataset, load_shift
 from compress.errors import UserError
 from compress.fileio import write_atomic
-from compress.measure import TFLiteModel, accuracy_stats, measure_latency, size_fields
+from compress.measure import (
+    TFLiteModel,
+    accuracy_stats,
+    measure_latency,
+    reference_stats,
+    size_fields,
+)
 from compress.models import clone
 from compress.results import RESULTS_FILE, environment, new_row, write_results
 from compress.strategies import Context, Skip, Strategy, strategies_from_spec
@@ -234,35 +240,22 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
             for strategy in strategies:
                 done += 1
                 report(done, total, f"seed {seed}: {strategy.name}")
-                row = new_row(
-                    run_id=out.name, strategy=strategy.name, spec=strategy.spec(),
-                    family=strategy.family, control=strategy.control, params=strategy.get_params(),
-                    dataset=dataset.name, scenario=config.scenario,
-                    preprocessing=source.preprocessing,
-                    class_names=list(dataset.class_names), seed=seed,
-                    teacher_architecture=teacher.architecture, teacher_cached=teacher.from_cache,
-                    teacher_train_accuracy=teacher.train_accuracy,
-                    teacher_val_accuracy=teacher.val_accuracy,
-                    teacher_train_seconds=teacher.train_seconds or None, env=env,
+                stem = f"{strategy.name}-seed{seed}" if len(sources) > 1 else strategy.name
+                result = evaluate_strategy(
+                    strategy, teacher, source, seed, scenario=config.scenario,
+                    threads=config.threads, env=env, out=out,
+                    artifact=artifact_name(stem, {r["artifact"] for r in rows}),
                 )
-                flatbuffer = _compress(strategy, teacher, dataset, seed, out, row)
-                if flatbuffer is not None:
-                    stem = f"{strategy.name}-seed{seed}" if len(sources) > 1 else strategy.name
-                    row["artifact"] = artifact_name(stem, {r["artifact"] for r in rows})
-                    write_atomic(out / row["artifact"], flatbuffer)
-                    model = TFLiteModel(flatbuffer, threads=config.threads)
-                    labels = np.argmax(model.predict(dataset.x_test), axis=1)
-                    reference = labels if reference is None else reference  # baseline runs first
-                    row.update(size_fields(flatbuffer), **asdict(
-                        accuracy_stats(dataset.y_test, labels, dataset.n_classes, reference)
-                    ), test_correct="".join("1" if ok else "0" for ok in labels == dataset.y_test))
-                    flatbuffers[len(seed_rows)] = flatbuffer
-                seed_rows.append(row)
-                rows.append(row)
+                if result.labels is not None:
+                    reference = result.labels if reference is None else reference  # baseline first
+                    result.row.update(reference_stats(dataset.y_test, result.labels, reference))
+                    flatbuffers[len(seed_rows)] = result.flatbuffer
+                seed_rows.append(result.row)
+                rows.append(result.row)
                 write_results(out, rows)
             done += 1
             report(done, total, f"seed {seed}: timing every model (interleaved rounds)")
-            _add_latency(seed_rows, flatbuffers, dataset.x_test, config.threads)
+            add_latency(seed_rows, flatbuffers, dataset.x_test, config.threads)
             write_results(out, rows)
     except KeyboardInterrupt:
         manifest.update(interrupted=True, finished=_now())
@@ -272,6 +265,44 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
     report(total, total, "done")
     return RunResult(out, rows)
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    row: dict[str, Any]
+    flatbuffer: bytes | None = None
+    labels: np.ndarray | None = None  # predicted test labels, for comparisons with a reference
+
+
+def evaluate_strategy(
+    strategy: Strategy, teacher: Teacher, source: Source, seed: int, *, scenario: str,
+    threads: int, env: dict[str, Any], out: Path, artifact: str,
+) -> Evaluated:
+    """One row: run the strategy, save its artifact, add size and accuracy.
+
+    Shared by runs and sweep jobs; comparisons with the baseline (fidelity, McNemar)
+    are added by the caller, who knows the baseline's predictions.
+    """
+    dataset = source.dataset
+    row = new_row(
+        run_id=out.name, strategy=strategy.name, spec=strategy.spec(), family=strategy.family,
+        control=strategy.control, params=strategy.get_params(), dataset=dataset.name,
+        scenario=scenario, preprocessing=source.preprocessing,
+        class_names=list(dataset.class_names), seed=seed,
+        teacher_architecture=teacher.architecture, teacher_cached=teacher.from_cache,
+        teacher_train_accuracy=teacher.train_accuracy, teacher_val_accuracy=teacher.val_accuracy,
+        teacher_train_seconds=teacher.train_seconds or None, env=env,
+    )
+    flatbuffer = _compress(strategy, teacher, dataset, seed, out, row)
+    if flatbuffer is None:
+        return Evaluated(row)
+    row["artifact"] = artifact
+    write_atomic(out / artifact, flatbuffer)
+    labels = np.argmax(TFLiteModel(flatbuffer, threads=threads).predict(dataset.x_test), axis=1)
+    row.update(size_fields(flatbuffer), **asdict(
+        accuracy_stats(dataset.y_test, labels, dataset.n_classes)
+    ), test_correct="".join("1" if ok else "0" for ok in labels == dataset.y_test))
+    return Evaluated(row, flatbuffer, labels)
 
 
 def _now() -> str:
@@ -328,7 +359,7 @@ def _compress(
     return artifact.flatbuffer
 
 
-def _add_latency(
+def add_latency(
     rows: list[dict[str, Any]], flatbuffers: dict[int, bytes], x: np.ndarray, threads: int
 ) -> None:
     """Time all models together; speed-ups are paired against row 0, the baseline."""

@@ -1,0 +1,180 @@
+"""compress sweep: grids, caching, executors, crashes and interruptions."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from compress.cli import cli
+from compress.errors import UserError
+from compress.results import read_results
+from compress.sweep import load_sweep
+
+COMPRESS = str(Path(sys.executable).parent / "compress")
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL = """
+dataset = "digits"
+seeds = [0, 1]
+epochs = 1
+imports = ["tests.sweep_helpers"]
+[[grid]]
+strategy = "prune-magnitude"
+sparsity = [0.5, 0.8]
+[[grid]]
+strategy = "quantize-dynamic"
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_grids_expand_to_cartesian_products_with_the_baseline(tmp_path):
+    config = load_sweep(_write(tmp_path, """
+seeds = [0, 1, 2]
+[[grid]]
+strategy = "distill"
+temperature = [2, 4]
+alpha = [0.1, 0.5]
+epochs = 50
+"""))
+    assert config.seeds == (0, 1, 2)
+    assert config.specs[0] == "baseline"
+    assert len(config.specs) == 5
+    assert "distill:temperature=4,alpha=0.1,epochs=50" in config.specs
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("seeds = [0]", "needs at least one [[grid]]"),
+        ("colour = 1\n[[grid]]\nstrategy = 'baseline'", "unknown key 'colour'"),
+        ("seeds = [-1]\n[[grid]]\nstrategy = 'baseline'", "seeds must be a list"),
+        ("[[grid]]\nsparsity = [0.5]", "needs strategy"),
+        ("[[grid]]\nstrategy = 'prune-magnitude'\nsparsity = []", "empty list"),
+        ("this is not toml", "not valid TOML"),
+    ],
+)
+def test_bad_sweep_files_are_user_errors(tmp_path, text, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[")):
+        load_sweep(_write(tmp_path, text))
+    result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "sweep.toml")])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([COMPRESS, *args], cwd=ROOT, capture_output=True, text=True, **kwargs)
+
+
+def _accuracies(folder: Path) -> dict[tuple[str, int], float]:
+    return {(r["spec"], r["seed"]): r["accuracy"] for r in read_results(folder)}
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    config = _write(root, SMALL)
+    done = _run(["sweep", str(config), "--jobs", "2", "--out", str(root / "local")])
+    assert done.returncode == 0, done.stderr
+    return config, root
+
+
+def test_local_sweep_runs_every_job_and_reuses_them(local_sweep):
+    config, root = local_sweep
+    rows = read_results(root / "local")
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+    assert all(r["latency_us_p50"] for r in rows)  # timed serially after the parallel phase
+    before = _accuracies(root / "local")
+    again = _run(["sweep", str(config), "--jobs", "2", "--out", str(root / "local")])
+    assert "8 jobs, 8 reused, 0 failed" in again.stdout
+    assert _accuracies(root / "local") == before
+
+
+def test_dask_gives_the_same_accuracies_as_the_local_pool(local_sweep):
+    config, root = local_sweep
+    done = _run(["sweep", str(config), "--executor", "dask", "--jobs", "2", "--out", str(root / "dask")])
+    assert done.returncode == 0, done.stderr
+    assert _accuracies(root / "dask") == _accuracies(root / "local")
+
+
+def test_a_killed_driver_loses_no_finished_job(local_sweep, tmp_path):
+    config, root = local_sweep
+    out = tmp_path / "killed"
+    process = subprocess.Popen([COMPRESS, "sweep", str(config), "--jobs", "2", "--out", str(out)],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while len(list((out / "jobs").glob("*.json"))) < 2 if (out / "jobs").exists() else True:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    workers = _children(process.pid)
+    assert workers, "the pool had no worker processes"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = len(list((out / "jobs").glob("*.json")))
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)  # workers watch their parent and leave within a second
+    assert not [pid for pid in workers if _alive(pid)], "workers outlived their driver"
+    again = _run(["sweep", str(config), "--jobs", "2", "--out", str(out)])
+    assert again.returncode == 0, again.stderr
+    reused = int(again.stdout.split(" reused")[0].split(", ")[-1])
+    assert reused >= finished
+    rows = read_results(out)
+    assert len(rows) == len({(r["spec"], r["seed"]) for r in rows}) == 8  # no duplicates
+    assert _accuracies(out) == _accuracies(root / "local")
+
+
+def test_a_dead_worker_costs_no_job_and_a_failing_job_is_recorded(tmp_path):
+    marker = tmp_path / "crashed"
+    config = _write(tmp_path, f"""
+dataset = "synthetic"
+seeds = [0]
+epochs = 1
+imports = ["tests.sweep_helpers"]
+[[grid]]
+strategy = "test-crash-once"
+marker = "{marker}"
+[[grid]]
+strategy = "test-raise"
+[[grid]]
+strategy = "quantize-dynamic"
+""")
+    done = _run(["sweep", str(config), "--jobs", "2", "--out", str(tmp_path / "out")])
+    assert marker.exists()  # a worker really died
+    assert done.returncode == 1, done.stderr
+    rows = {r["strategy"]: r for r in read_results(tmp_path / "out")}
+    assert rows["test-crash-once"]["status"] == "ok"
+    assert rows["quantize-dynamic"]["status"] == "ok"
+    assert rows["test-raise"]["status"] == "failed"
+    assert rows["test-raise"]["reason"] == "RuntimeError: deliberate job failure"
+    assert "1 failed" in done.stdout
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (the pool's workers and its resource tracker)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
