@@ -121,6 +121,7 @@ def seeds_table(items: list[Compared]) -> list[dict[str, str]]:
             "Per seed": ", ".join(f"{a:.3f}" for a in accuracy),
             "Δ vs teacher (pp)": f"{delta_mean:+.1f} ± {delta_std:.1f}",
             "× smaller": f"{mean_std([i.size_factor for i in group])[0]:.2f}×",
+            "gzip × smaller": f"{mean_std([i.gzip_factor for i in group])[0]:.2f}×",
         }
         if latency:
             lat_mean, lat_std = mean_std(latency)
@@ -228,6 +229,27 @@ def adaptation_section(rows: list[Row], items: list[Compared]) -> list[Block]:
     ]
 
 
+def best_per_family(rows: list[Row], items: list[Compared]) -> list[dict[str, str]]:
+    """For each technique with several configurations: the most accurate, then the smallest."""
+    records = []
+    families = dict.fromkeys(i.row["family"] for i in items if not i.row.get("control"))
+    for family in families:
+        groups = [g for g in by_spec(i for i in items if i.row["family"] == family
+                                     and not i.row.get("control")).values()]
+        if len(groups) < 2:
+            continue
+        best = max(groups, key=lambda g: (round(mean_std([i.row["accuracy"] for i in g])[0], 6),
+                                          mean_std([i.gzip_factor for i in g])[0]))
+        records.append({
+            "Family": family,
+            "Best configuration": f"`{best[0].row['spec']}`",
+            "Accuracy": f"{mean_std([i.row['accuracy'] for i in best])[0]:.3f}",
+            "gzip × smaller": f"{mean_std([i.gzip_factor for i in best])[0]:.2f}×",
+            "Of": f"{len(groups)} configurations",
+        })
+    return records
+
+
 def findings(rows: list[Row], items: list[Compared]) -> list[str]:
     """Plain statements of what was measured, including the unwelcome ones."""
     if not any(i.row is i.base for i in items):
@@ -333,6 +355,12 @@ def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
     )
     if len({group_key(r) for r in rows}) > 1:
         document.add(Heading("Mean ± std over seeds"), Table(seeds_table(items)))
+    best = best_per_family(rows, items)
+    if best:
+        document.add(Heading("Best configuration per family"),
+                     Paragraph("Highest mean accuracy over seeds; ties go to the smaller gzip size. "
+                               "The Pareto plots below show the whole trade-off."),
+                     Table(best))
     document.add(Heading("What this run shows"), Bullets(findings(rows, items)))
     document.add(*distillation_section(items))
     document.add(*adaptation_section(rows, items))
