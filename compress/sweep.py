@@ -171,6 +171,7 @@ class SweepResult:
     rows: list[dict[str, Any]]
     reused: int
     failed: int
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: prepare, jobs, timing
 
 
 def prepare_jobs(config: SweepConfig, out: Path, *, threads: int) -> list[dict[str, Any]]:
@@ -261,7 +262,9 @@ def sweep(
     from compress.results import write_results
 
     out.mkdir(parents=True, exist_ok=True)
+    clock = time.perf_counter()
     jobs = prepare_jobs(config, out, threads=1)
+    seconds = {"prepare": time.perf_counter() - clock}
     results: dict[str, dict[str, Any]] = {}
     for job in jobs:
         path = out / JOBS_DIR / f"{job['key']}.json"
@@ -272,14 +275,18 @@ def sweep(
     report = progress or (lambda done, total, failed, what: None)
     failed = 0
     report(reused, len(jobs), 0, f"{reused} reused")
+    clock = time.perf_counter()
     for result in executor.run(pending):
         results[result["key"]] = result
         failed += result["row"].get("status") == "failed"
         report(len(results), len(jobs), failed, result["row"]["spec"])
+    seconds["jobs"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     rows = collect(jobs, results, out, timing)
+    seconds["timing"] = time.perf_counter() - clock
     write_results(out, rows)
     build_report(out)
-    return SweepResult(out, rows, reused, failed)
+    return SweepResult(out, rows, reused, failed, seconds)
 
 
 class Executor:
