@@ -79,9 +79,10 @@ def cli() -> None:
               "adapts it to a shifted target with few labels, against training from scratch.")
 @click.option("--target-train", type=int, default=100, show_default=True,
               help="Labelled target rows in --scenario shift.")
-@click.option("--preset", type=click.Choice(["document"]), default=None,
-              help="Named settings; 'document' reproduces the source document's distillation "
-              "scenario over 5 seeds. Options given explicitly still win.")
+@click.option("--preset", type=click.Choice(["document", "deep-compression"]), default=None,
+              help="Named settings: 'document' reproduces the source document's distillation "
+              "scenario over 5 seeds; 'deep-compression' sets prune > cluster > int8 beside each "
+              "stage alone. Options given explicitly still win.")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="LiteRT interpreter threads for accuracy and latency.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

@@ -19,4 +19,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "strategies": tuple(DOCUMENT_DISTILL if s == "distill" else s for s in DEFAULT_STRATEGIES),
         "seeds": (0, 1, 2, 3, 4),
     },
+    # Deep Compression (Han et al. 2016) beside each of its stages alone: prune, then cluster
+    # (keeping the zeros), then int8, compared on gzip size.
+    "deep-compression": {
+        "strategies": ("baseline", "prune-magnitude", "cluster", "quantize-int8", "deep-compression"),
+    },
 }

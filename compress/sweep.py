@@ -35,7 +35,6 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 JOBS_DIR = "jobs"
-TIMING = ("all", "best")
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,6 @@ class SweepConfig:
     missing: str = "error"
     epochs: int | None = None
     imports: tuple[str, ...] = ()  # modules that register extra strategies, imported by every job
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def _grid_specs(grid: dict[str, Any], where: str) -> list[str]:
@@ -140,10 +138,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         result = {"key": job["key"], "row": row,
                   "labels": None if evaluated.labels is None else evaluated.labels.tolist()}
     except Exception as error:  # a broken job is recorded, the sweep goes on
-        result = {"key": job["key"], "row": {"strategy": job["spec"].split(":")[0], "spec": job["spec"],
-                                             "seed": job["seed"], "status": "failed",
-                                             "reason": f"{type(error).__name__}: {error}".strip()},
-                  "labels": None, "traceback": traceback.format_exc()}
+        result = _failed(job, f"{type(error).__name__}: {error}".strip())
+        result["traceback"] = traceback.format_exc()
     if result["row"].get("status") != "failed":  # failures are retried by the next run
         write_atomic(result_path, json.dumps(result))
     return result
@@ -185,12 +181,11 @@ def prepare_jobs(config: SweepConfig, out: Path, *, threads: int) -> list[dict[s
         except ImportError as error:
             raise UserError(f"cannot import {module!r} listed in imports ({error})") from None
     from compress.results import environment
-    from compress.runner import RunConfig, load_source
-    from compress.strategies import strategies_from_spec
+    from compress.runner import RunConfig, load_source, resolve_strategies
     from compress.teacher import cache_dir, get_teacher
 
-    overrides = {} if config.epochs is None else {"epochs": config.epochs}
-    resolved = [s.spec() for spec in config.specs for s in strategies_from_spec(spec, overrides)]
+    # As in a run: the baseline first, and every companion control beside its strategy.
+    resolved = [s.spec() for s in resolve_strategies(config.specs, config.epochs)]
     run = RunConfig(dataset=config.dataset, data=config.data and Path(config.data),
                     target=config.target, missing=config.missing, epochs=config.epochs)
     env = environment(threads=1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from compress.backend import keras
+from compress.data import TrainingData
 
 BATCH_SIZE = 32
 
@@ -27,3 +30,11 @@ def compile_for_training(model: keras.Model, learning_rate: float) -> None:
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model)),
         metrics=["accuracy"],
     )
+
+
+def fit(model: keras.Model, data: TrainingData, *, epochs: int, lr: float,
+        callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
+    """Compile and train on the train split: the one recipe every training strategy shares."""
+    compile_for_training(model, lr)
+    model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0,
+              callbacks=list(callbacks))

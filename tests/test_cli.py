@@ -233,3 +233,20 @@ def test_bench_bad_input_is_one_line(default_run, make_args, message):
     result = invoke("bench", *make_args(default_run[0]))
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+def test_the_cli_offers_exactly_the_built_in_datasets():
+    from compress.cli import DATASETS
+    from compress.data import BUILTIN_DATASETS
+
+    assert tuple(BUILTIN_DATASETS) == DATASETS  # the CLI keeps its own copy to start fast
+
+
+def test_presets_are_known_to_the_cli():
+    from click import Choice
+
+    from compress.cli import run
+    from compress.presets import PRESETS
+
+    option = next(p for p in run.params if p.name == "preset")
+    assert isinstance(option.type, Choice) and set(option.type.choices) == set(PRESETS)

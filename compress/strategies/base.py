@@ -144,6 +144,11 @@ class Strategy:
     def _check_positive(self, key: str, value: float | None) -> None:
         self._check(value is None or value > 0, f"{key} must be greater than 0, got {value}")
 
+    def _check_budget(self, epochs: int | None, lr: float | None) -> None:
+        """A training budget: at least one epoch and a positive learning rate (None: inherited)."""
+        self._check(epochs is None or epochs >= 1, f"epochs must be at least 1, got {epochs}")
+        self._check_positive("lr", lr)
+
 
 def _format_value(value: Any) -> str:
     if isinstance(value, str):

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from compress.backend import tfmot
 from compress.strategies.base import Compressed, Context, Skip, Strategy, register
-from compress.training import BATCH_SIZE, compile_for_training
+from compress.training import fit
 
 
 @register
@@ -25,8 +25,7 @@ class Cluster(Strategy):
         self.epochs = epochs
         self.lr = lr
         self._check(clusters >= 2, f"clusters must be at least 2, got {clusters}")
-        self._check(epochs >= 1, f"epochs must be at least 1, got {epochs}")
-        self._check_positive("lr", lr)
+        self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
         clustering = tfmot.clustering.keras
@@ -39,9 +38,7 @@ class Cluster(Strategy):
             )
         except (ValueError, RuntimeError) as error:
             raise Skip(f"tfmot cannot cluster this teacher: {error}") from error
-        compile_for_training(model, self.lr)
-        data = ctx.data
-        model.fit(data.x_train, data.y_train, epochs=self.epochs, batch_size=BATCH_SIZE, verbose=0)
+        fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
         return Compressed(
             model=clustering.strip_clustering(model),
             notes=f"Each Dense/Conv kernel shares {self.clusters} values (fine-tuned {self.epochs} "

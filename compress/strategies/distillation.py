@@ -134,9 +134,7 @@ class _Student(Strategy):
         return build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student")
 
     def _check_common(self) -> None:
-        self._check(self.epochs is None or self.epochs >= 1,
-                    f"epochs must be at least 1, got {self.epochs}")
-        self._check_positive("lr", self.lr)
+        self._check_budget(self.epochs, self.lr)
         self._check_positive("batch_size", self.batch_size)
         if self.student not in (None, DEFAULT_STUDENT):
             parse_architecture(self.student)

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from compress.backend import keras
 from compress.strategies.base import Compressed, Context, Strategy, register
-from compress.training import BATCH_SIZE, compile_for_training
+from compress.training import fit
 
 
 @register
@@ -27,8 +27,7 @@ class Finetune(Strategy):
         self.epochs = epochs
         self.lr = lr
         self.freeze = freeze
-        self._check(epochs >= 1, f"epochs must be at least 1, got {epochs}")
-        self._check_positive("lr", lr)
+        self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
         model = ctx.teacher
@@ -38,9 +37,7 @@ class Finetune(Strategy):
                     f"freeze={self.freeze} would freeze all {len(weighted)} weighted layers")
         for layer in frozen:
             layer.trainable = False
-        compile_for_training(model, self.lr)
-        data = ctx.data
-        model.fit(data.x_train, data.y_train, epochs=self.epochs, batch_size=BATCH_SIZE, verbose=0)
+        fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
         kept = f", {len(frozen)} lowest weighted layers frozen" if frozen else ""
         return Compressed(
             model=model,
@@ -59,14 +56,11 @@ class RetrainScratch(Strategy):
     def __init__(self, epochs: int = 100, lr: float = 1e-3) -> None:
         self.epochs = epochs
         self.lr = lr
-        self._check(epochs >= 1, f"epochs must be at least 1, got {epochs}")
-        self._check_positive("lr", lr)
+        self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
         model = keras.models.clone_model(ctx.teacher)  # same layers, fresh initial weights
-        compile_for_training(model, self.lr)
-        data = ctx.data
-        model.fit(data.x_train, data.y_train, epochs=self.epochs, batch_size=BATCH_SIZE, verbose=0)
+        fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
         return Compressed(
             model=model,
             notes=f"The teacher's architecture from random weights, {self.epochs} epochs on this "

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from compress.backend import keras, tfmot
 from compress.strategies.base import Compressed, Context, Skip, Strategy, register
 from compress.strategies.structured import shrink
-from compress.training import BATCH_SIZE, compile_for_training
+from compress.training import BATCH_SIZE, fit
 
 PRUNABLE = (keras.layers.Dense, keras.layers.Conv2D)
 
@@ -62,10 +62,7 @@ def _prune_and_recover(
         )
     except ValueError as error:  # subclassed models and unsupported layers
         raise Skip(f"tfmot cannot prune this teacher: {error}") from error
-    compile_for_training(model, lr)
-    data = ctx.data
-    model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0,
-              callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    fit(model, ctx.data, epochs=epochs, lr=lr, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(model), chosen
 
 
@@ -87,8 +84,7 @@ class PruneMagnitude(Strategy):
         self.epochs = epochs
         self.lr = lr
         self._check_open_unit("sparsity", sparsity)
-        self._check(epochs >= 1, f"epochs must be at least 1, got {epochs}")
-        self._check_positive("lr", lr)
+        self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
         steps = math.ceil(len(ctx.data.x_train) / BATCH_SIZE)
@@ -111,8 +107,7 @@ class Prune2of4(Strategy):
     def __init__(self, epochs: int = 4, lr: float = 5e-4) -> None:
         self.epochs = epochs
         self.lr = lr
-        self._check(epochs >= 1, f"epochs must be at least 1, got {epochs}")
-        self._check_positive("lr", lr)
+        self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
         model, _ = _prune_and_recover(ctx, self.epochs, self.lr, sparsity_m_by_n=(2, 4))
@@ -135,14 +130,11 @@ class PruneStructured(Strategy):
         self.epochs = epochs
         self.lr = lr
         self._check_open_unit("fraction", fraction)
-        self._check(epochs >= 1, f"epochs must be at least 1, got {epochs}")
-        self._check_positive("lr", lr)
+        self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
         model = shrink(ctx.teacher, self.fraction)
-        compile_for_training(model, self.lr)
-        data = ctx.data
-        model.fit(data.x_train, data.y_train, epochs=self.epochs, batch_size=BATCH_SIZE, verbose=0)
+        fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
         return Compressed(
             model=model,
             notes=f"{self.fraction:.0%} of hidden neurons and filters removed by L1 norm, the next "

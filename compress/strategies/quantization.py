@@ -9,7 +9,7 @@ import numpy as np
 
 from compress.backend import keras, tfmot, to_tflite
 from compress.strategies.base import Compressed, Context, Skip, Strategy, register
-from compress.training import BATCH_SIZE, compile_for_training
+from compress.training import fit
 
 
 def representative_data(
@@ -102,8 +102,7 @@ class QuantizeQAT(Strategy):
     def __init__(self, epochs: int = 3, lr: float = 1e-4) -> None:
         self.epochs = epochs
         self.lr = lr
-        self._check(epochs >= 1, f"epochs must be at least 1, got {epochs}")
-        self._check_positive("lr", lr)
+        self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
         quantize = tfmot.quantization.keras
@@ -121,9 +120,7 @@ class QuantizeQAT(Strategy):
             raise Skip(f"tfmot cannot quantize this teacher: {_first_line(error)}") from error
         # Fake-quantized weights start far from the float optimum (about 0.37 accuracy here
         # before training): only the fine-tuned model is worth converting.
-        compile_for_training(model, self.lr)
-        data = ctx.data
-        model.fit(data.x_train, data.y_train, epochs=self.epochs, batch_size=BATCH_SIZE, verbose=0)
+        fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
         return Compressed(
             tflite=to_tflite(model, optimize=True),
             notes=f"Trained {self.epochs} epochs with simulated int8 (lr={self.lr:g}), then int8 "
