@@ -135,9 +135,14 @@ def _closure_cells(pairs: list[GapClosure]) -> dict[str, str]:
     mean = mean_std(closures) if closures else None
     per_seed = ", ".join("n/a" if p.closure is None else f"{p.closure:+.0%}" for p in pairs)
     p_values = ", ".join("?" if p.p_value is None else f"{p.p_value:.2f}" for p in pairs)
+    if mean is None:
+        closed = "undefined"
+    elif len(pairs) == 1:
+        closed = f"{mean[0]:+.0%}"
+    else:
+        closed = f"{mean[0]:+.0%} ± {mean[1]:.0%} ({per_seed})"
     return {
-        "gap closed": ("undefined" if mean is None else f"{mean[0]:+.0%} ± {mean[1]:.0%}")
-        + f" ({per_seed})",
+        "gap closed": closed,
         "wins": f"{sum(p.gain_pp > 0 for p in pairs)}/{len(pairs)}",
         "McNemar p": p_values,
     }
@@ -168,6 +173,9 @@ def distillation_section(items: list[Compared]) -> list[Block]:
             if wins < len(closures):
                 notes.append(f"`{spec}` does **not** beat {control} on every seed ({wins} of "
                              f"{len(closures)}): distillation is not shown to help here.")
+            elif wins == 1:
+                notes.append(f"`{spec}` beats {control} on its one seed; run --seeds 3 or more "
+                             "before trusting that.")
             else:
                 notes.append(f"`{spec}` beats {control} on all {wins} seeds.")
             if any(p.gap_pp < MIN_GAP_PP for p in closures):
