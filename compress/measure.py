@@ -109,6 +109,11 @@ def _op_macs(op_name: str, op: tflite_schema.OperatorT, tensors: list) -> int | 
     return None
 
 
+def _opcodes(model: tflite_schema.ModelT) -> list[int]:
+    """Builtin operator code per opcode index (new files keep large codes in builtinCode)."""
+    return [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+
+
 def _kernel_indices(graph: tflite_schema.SubGraphT, codes: list[int]) -> list[int]:
     """Tensor indices of the Dense/Conv kernels, looking through float16 DEQUANTIZE ops."""
     produced_by_dequantize = {
@@ -128,7 +133,7 @@ def _kernel_indices(graph: tflite_schema.SubGraphT, codes: list[int]) -> list[in
 def kernels(flatbuffer: bytes) -> list[np.ndarray]:
     """Every Dense/Conv kernel as stored (TFLite layout: output channels first)."""
     model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    codes = _opcodes(model)
     out = []
     for graph in model.subgraphs:
         for index in _kernel_indices(graph, codes):
@@ -148,7 +153,7 @@ def _arithmetic(activation: tflite_schema.TensorT, weights: tflite_schema.Tensor
 def size_stats(flatbuffer: bytes) -> SizeStats:
     """Bytes, gzip bytes, parameters, non-zeros and MACs, read from the flatbuffer itself."""
     model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    codes = _opcodes(model)
     params = nonzero = macs = 0
     unaccounted: set[str] = set()
     arithmetic: set[str] = set()

@@ -176,7 +176,9 @@ def load_source(config: RunConfig, seed: int) -> Source:
     return Source(dataset, dataset, record.summary())
 
 
-def _teacher(config: RunConfig, source: Source, seed: int) -> Teacher:
+def _teacher(config: RunConfig, source: Source, seed: int, loaded: dict[int, Teacher]) -> Teacher:
+    if seed in loaded:  # the user's teacher, already loaded to validate it
+        return loaded.pop(seed)
     if config.teacher is not None:
         return load_teacher(config.teacher, source.dataset, trust=config.trust_model)
     return get_teacher(source.teacher_data, seed=seed,
@@ -203,8 +205,9 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
         raise UserError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {config.scenario!r}")
     sources = {seed: load_source(config, seed) for seed in config.seeds}
     first = sources[config.seeds[0]].dataset
-    if config.teacher is not None:
-        load_teacher(config.teacher, first, trust=config.trust_model)  # fail before writing
+    loaded: dict[int, Teacher] = {}
+    if config.teacher is not None:  # fail before writing anything
+        loaded[config.seeds[0]] = load_teacher(config.teacher, first, trust=config.trust_model)
     out = config.out or default_out_dir(first.name)
     prepare_out_dir(out, config.overwrite)
 
@@ -226,7 +229,7 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
         for seed, source in sources.items():
             dataset = source.dataset
             report(done, total, f"seed {seed}: preparing the teacher (cached after the first run)")
-            teacher = _teacher(config, source, seed)
+            teacher = _teacher(config, source, seed, loaded)
             manifest["teachers"][str(seed)] = {
                 "architecture": teacher.architecture, "recipe": asdict(teacher.recipe),
                 "epochs_trained": teacher.epochs_trained, "from_cache": teacher.from_cache,
