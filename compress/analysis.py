@@ -1,27 +1,43 @@
-"""Comparisons derived from saved rows: each row against the baseline of its own run and seed.
+"""Comparisons derived from saved rows, through roles, never through strategy names.
 
-Shared by the report, the claims check and ``recommend``; pure Python, no TensorFlow.
+A row's ``role`` says what it is for (``baseline``, ``technique``, ``control``)
+and a control's ``control_of`` names the technique spec it judges.  Every
+consumer (report, claims, plots, recommend, the terminal summary) pairs and
+selects rows only through the functions here: ``compared`` (each row with its
+seed's baseline), ``configurations`` (one configuration over its seeds) and
+``pairings`` (a technique configuration with each of its controls).
+Pure Python, NumPy and SciPy; no TensorFlow.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from compress.stats import mcnemar_exact
+from compress.stats import (
+    detectable_difference,
+    discordant,
+    mcnemar_counts,
+    mean_interval,
+    paired_difference_interval,
+    samples_needed,
+    sign_test,
+)
 
 Row = dict[str, Any]
 
 SIGNIFICANCE = 0.05
-#: Speed ratios within this margin of 1 are reported as the same speed: a 1% gap can be
-#: real (memory layout) yet meaningless, and a tight interval would otherwise call it "faster".
+#: Speed ratios within this margin of 1 are the same speed: a 1% gap can be real (memory
+#: layout) yet meaningless, and a tight interval would otherwise call it "faster".
 SAME_SPEED_MARGIN = 0.03
-
+#: Sizes within this fraction of each other are the same size for recommendations.
+SAME_SIZE_MARGIN = 0.01
 
 #: The source document's distillation setting and its single, unseeded result.
 DOCUMENT_DISTILL_PARAMS = {"temperature": 2.0, "alpha": 0.5, "epochs": 20, "batch_size": 32}
@@ -29,19 +45,77 @@ DOCUMENT_STUDENT_ACCURACY = 0.78
 
 
 def group_key(row: Row) -> tuple[str, int]:
+    """Rows of one run and seed share a test split and a baseline."""
     return (str(row.get("run_id")), int(row.get("seed") or 0))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _correct(row: Row) -> np.ndarray:
+    return np.array([c == "1" for c in row.get("test_correct") or ""], dtype=bool)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """B against A on the same test samples, pooled over seeds by summing discordant pairs.
+
+    Under no difference each seed's b given b + c is Binomial(b + c, 1/2), so the sums
+    are too: the pooled exact McNemar test needs no approximation.
+    """
+
+    b: int  # A right, B wrong
+    c: int  # A wrong, B right
+    n: int  # test samples over all pairs
+    pairs: int  # how many (run, seed) pairs were pooled
+
+    @property
+    def effect_pp(self) -> float:
+        return 100 * (self.c - self.b) / self.n if self.n else 0.0
+
+    @property
+    def interval_pp(self) -> tuple[float, float]:
+        _, low, high = paired_difference_interval(self.b, self.c, self.n)
+        return 100 * low, 100 * high
+
+    def p(self, alternative: str = "two-sided") -> float:
+        """``greater``: B better than A; ``less``: B worse."""
+        return mcnemar_counts(self.b, self.c, alternative)
+
+    @property
+    def discordance(self) -> float:
+        """Share of samples on which the two disagree; at least 3/n (the rule of three), so
+        identical predictions on this split do not claim infinite resolution."""
+        return max((self.b + self.c) / self.n, 3 / self.n) if self.n else 1.0
+
+    @property
+    def detectable_pp(self) -> float:
+        """The smallest difference this comparison detects with 80% power at alpha = 0.05."""
+        return 100 * detectable_difference(self.n, self.discordance) if self.n else float("inf")
+
+    def samples_for(self, effect_pp: float) -> int:
+        return samples_needed(effect_pp / 100, self.discordance)
+
+
+def paired_test(pairs: Iterable[tuple[Row, Row]]) -> PairedTest | None:
+    """Pooled test of the second row of each pair against the first (None without predictions)."""
+    b = c = n = count = 0
+    for first, second in pairs:
+        a_ok, b_ok = _correct(first), _correct(second)
+        if not len(a_ok) or len(a_ok) != len(b_ok):
+            return None
+        right_wrong, wrong_right = discordant(a_ok, b_ok)
+        b, c, n, count = b + right_wrong, c + wrong_right, n + len(a_ok), count + 1
+    return PairedTest(b, c, n, count) if count else None
 
 
 @dataclass(frozen=True)
 class Compared:
-    """A finished row and the baseline (teacher) row it is compared with."""
+    """A finished row and the baseline (teacher) row of its own run and seed."""
 
     row: Row
     base: Row
-
-    @property
-    def name(self) -> str:
-        return str(self.row["strategy"])
 
     @property
     def size_factor(self) -> float:
@@ -57,28 +131,17 @@ class Compared:
         """Accuracy change against the teacher in percentage points."""
         return (self.row["accuracy"] - self.base["accuracy"]) * 100
 
-    @property
-    def speed(self) -> str:
-        return speed_verdict(self.row)
-
-    @property
-    def accuracy_significant(self) -> bool:
-        p = self.row.get("mcnemar_p")
-        return p is not None and p < SIGNIFICANCE and self.row is not self.base
-
 
 def compared(rows: Iterable[Row]) -> list[Compared]:
-    """Every finished row paired with its run's and seed's baseline (rows without one are left out)."""
+    """Every finished row paired with its run's and seed's baseline (rows without one left out)."""
     rows = list(rows)
-    bases = {group_key(r): r for r in rows if r["strategy"] == "baseline" and r["status"] == "ok"}
+    bases = {group_key(r): r for r in rows if r.get("role") == "baseline" and r["status"] == "ok"}
     return [Compared(r, bases[group_key(r)]) for r in rows
             if r["status"] == "ok" and group_key(r) in bases]
 
 
-def speed_verdict(row: Row) -> str:
-    """'faster' or 'slower' only when the paired 95% interval excludes 1 and the
-    difference exceeds the same-speed margin."""
-    ratio, low, high = row.get("speedup"), row.get("speedup_ci_low"), row.get("speedup_ci_high")
+def speed_verdict(ratio: float | None, low: float | None, high: float | None) -> str:
+    """'faster' or 'slower' only when the 95% interval excludes 1 by more than the margin."""
     if ratio is None or low is None or high is None:
         return ""
     if low <= 1 <= high:
@@ -88,83 +151,242 @@ def speed_verdict(row: Row) -> str:
     return "faster" if ratio > 1 else "slower"
 
 
-def accuracy_verdict(item: Compared) -> str:
-    p = item.row.get("mcnemar_p")
-    if p is None or item.row is item.base:
-        return ""
-    if p >= SIGNIFICANCE:
-        return f"not significant (p={p:.2f})"
-    side = "better" if item.delta_pp > 0 else "worse"
-    return f"significantly {side} (p={p:.3f})"
-
-
-def label(row: Row, rows: list[Row]) -> str:
-    """The strategy name, plus the parameters that tell it apart from same-named rows."""
-    twins = [r for r in rows if r["strategy"] == row["strategy"] and r is not row
-             and group_key(r) == group_key(row)]
-    if not twins:
-        return str(row["strategy"])
-    params = row.get("params") or {}
-    differing = [k for k in params if any((t.get("params") or {}).get(k) != params[k] for t in twins)]
-    return f"{row['strategy']} ({', '.join(f'{k}={params[k]}' for k in differing) or row['spec']})"
-
-
-def by_spec(items: Iterable[Compared]) -> dict[str, list[Compared]]:
-    """Items grouped by their full spec, in first-seen order (one entry per seed)."""
-    groups: dict[str, list[Compared]] = defaultdict(list)
-    for item in items:
-        groups[item.row["spec"]].append(item)
-    return dict(groups)
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def mcnemar_between(a: Row, b: Row) -> float | None:
-    """Exact McNemar p-value of two rows scored on the same test split (None if unknown)."""
-    if not a.get("test_correct") or len(a["test_correct"]) != len(b.get("test_correct") or ""):
-        return None
-    return mcnemar_exact(np.array([c == "1" for c in a["test_correct"]]),
-                         np.array([c == "1" for c in b["test_correct"]]))
-
-
-#: Below this teacher-minus-scratch gap (in points) gap closure is mostly test-set noise.
-MIN_GAP_PP = 1.0
+def _interval(values: list[float], single: tuple[float, float] | None) -> tuple[float, float, float]:
+    """Mean with a t interval over seeds; one seed keeps its own measurement interval."""
+    if len(values) == 1 and single is not None:
+        return values[0], single[0], single[1]
+    return mean_interval(values)
 
 
 @dataclass(frozen=True)
-class GapClosure:
-    """One distilled row against one control row of the same run and seed."""
+class Config:
+    """One configuration (its spec, and for a control the technique it judges) over its seeds."""
 
-    distilled: Compared
-    control: Row
-
-    @property
-    def gain_pp(self) -> float:
-        return (self.distilled.row["accuracy"] - self.control["accuracy"]) * 100
+    items: tuple[Compared, ...]  # one per (run, seed), all finished
+    #: A display name unique within the report (``configurations`` sets it).
+    name: str = ""
 
     @property
-    def gap_pp(self) -> float:
-        return (self.distilled.base["accuracy"] - self.control["accuracy"]) * 100
+    def row(self) -> Row:
+        return self.items[0].row
 
     @property
-    def closure(self) -> float | None:
-        """(distilled - control) / (teacher - control); undefined without a gap."""
-        return self.gain_pp / self.gap_pp if self.gap_pp > 0 else None
+    def key(self) -> tuple[str, str, str | None]:
+        return config_key(self.row)
 
     @property
-    def p_value(self) -> float | None:
-        return mcnemar_between(self.distilled.row, self.control)
+    def spec(self) -> str:
+        return str(self.row["spec"])
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.row.get("label") or self.row["spec"])
+
+    @property
+    def family(self) -> str:
+        return str(self.row["family"])
+
+    @property
+    def role(self) -> str:
+        return str(self.row.get("role"))
+
+    @property
+    def control_of(self) -> str | None:
+        return self.row.get("control_of")
+
+    @property
+    def seeds(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.row.get("test_correct") or "")
+
+    def values(self, field: str) -> list[float]:
+        return [float(i.row[field]) for i in self.items if i.row.get(field) is not None]
+
+    def mean(self, field: str) -> float | None:
+        values = self.values(field)
+        return statistics.fmean(values) if values else None
+
+    @cached_property
+    def accuracy(self) -> tuple[float, float, float]:
+        row = self.row
+        return _interval(self.values("accuracy"), (row["accuracy_ci_low"], row["accuracy_ci_high"])
+                         if row.get("accuracy_ci_low") is not None else None)
+
+    @cached_property
+    def latency(self) -> tuple[float, float, float] | None:
+        values = self.values("latency_us_p50")
+        if len(values) != self.seeds:
+            return None
+        row = self.row
+        return _interval(values, (row["latency_us_p50_ci_low"], row["latency_us_p50_ci_high"]))
+
+    @cached_property
+    def speedup(self) -> tuple[float, float, float] | None:
+        values = self.values("speedup")
+        if len(values) != self.seeds or self.role == "baseline":
+            return None
+        row = self.row
+        return _interval(values, (row["speedup_ci_low"], row["speedup_ci_high"]))
+
+    @property
+    def speed(self) -> str:
+        return speed_verdict(*self.speedup) if self.speedup else ""
+
+    @cached_property
+    def speed_p(self) -> float | None:
+        """Exact sign test over every paired timing round of every seed (two-sided)."""
+        faster, rounds = self.values("speedup_rounds_faster"), self.values("speedup_rounds")
+        if len(rounds) != self.seeds or self.role == "baseline":
+            return None
+        return sign_test(int(sum(faster)), int(sum(rounds)))
+
+    @property
+    def size_bytes(self) -> float:
+        return statistics.fmean(self.values("size_bytes"))
+
+    @property
+    def gzip_bytes(self) -> float:
+        return statistics.fmean(self.values("size_gzip_bytes"))
+
+    @property
+    def size_factor(self) -> float:
+        return statistics.fmean(i.size_factor for i in self.items)
+
+    @property
+    def gzip_factor(self) -> float:
+        return statistics.fmean(i.gzip_factor for i in self.items)
+
+    @property
+    def delta_pp(self) -> float:
+        return statistics.fmean(i.delta_pp for i in self.items)
+
+    @property
+    def train_seconds(self) -> float:
+        return statistics.fmean(self.values("train_seconds") or [0.0])
+
+    @cached_property
+    def against_teacher(self) -> PairedTest | None:
+        """This configuration (B) against the teacher (A), pooled over seeds."""
+        if self.role == "baseline":
+            return None
+        return paired_test((i.base, i.row) for i in self.items)
+
+    @property
+    def unstable(self) -> bool:
+        return any(i.row.get("latency_warning") for i in self.items)
 
 
-def gap_closures(items: list[Compared], control: str) -> dict[str, list[GapClosure]]:
-    """Per distill spec, its seeds paired with the ``control`` row of the same run and seed."""
-    controls = {group_key(i.row): i.row for i in items if i.name == control}
-    out: dict[str, list[GapClosure]] = {}
-    for spec, group in by_spec(i for i in items if i.name == "distill").items():
-        pairs = [GapClosure(i, controls[group_key(i.row)]) for i in group
-                 if group_key(i.row) in controls]
-        if pairs:
-            out[spec] = pairs
+def config_key(row: Row) -> tuple[str, str, str | None]:
+    return (str(row.get("dataset")), str(row["spec"]), row.get("control_of"))
+
+
+def configurations(rows: Iterable[Row]) -> list[Config]:
+    """Finished rows grouped into configurations over seeds, in first-seen order."""
+    groups: dict[tuple[str, str, str | None], list[Compared]] = defaultdict(list)
+    for item in compared(rows):
+        groups[config_key(item.row)].append(item)
+    configs = [Config(tuple(items)) for items in groups.values()]
+    return [Config(c.items, name) for c, name in zip(configs, _unique_names(configs), strict=True)]
+
+
+def _unique_names(configs: list[Config]) -> list[str]:
+    """Short labels, told apart where they clash: a control by its technique, then the dataset."""
+    labels = {c.spec: c.label for c in configs}
+    names = [c.label for c in configs]
+    clashes = {n for n in names if names.count(n) > 1}
+    names = [f"{n} for {labels.get(str(c.control_of), c.control_of)}" if n in clashes and c.control_of
+             else n for c, n in zip(configs, names, strict=True)]
+    clashes = {n for n in names if names.count(n) > 1}
+    return [f"{n} ({c.row.get('dataset')})" if n in clashes else n
+            for c, n in zip(configs, names, strict=True)]
+
+
+def between(first: Config, second: Config) -> PairedTest | None:
+    """``second`` against ``first`` on the seeds both have (same run, same test split)."""
+    mine = {group_key(i.row): i.row for i in second.items}
+    return paired_test((i.row, mine[group_key(i.row)]) for i in first.items
+                       if group_key(i.row) in mine)
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """A technique configuration and one of its controls, seed by seed."""
+
+    technique: Config
+    control: Config
+
+    @cached_property
+    def gain(self) -> PairedTest | None:
+        """The technique (B) against its control (A)."""
+        return between(self.control, self.technique)
+
+    @cached_property
+    def teacher_gap(self) -> PairedTest | None:
+        """The teacher (B) against the control (A): what there is to close."""
+        return paired_test((c.row, c.base) for c in self.control.items)
+
+    @property
+    def wins(self) -> tuple[int, int]:
+        """Seeds on which the technique beat the control, of the seeds both ran."""
+        mine = {group_key(i.row): i.row["accuracy"] for i in self.technique.items}
+        shared = [(mine[group_key(c.row)], c.row["accuracy"]) for c in self.control.items
+                  if group_key(c.row) in mine]
+        return sum(t > c for t, c in shared), len(shared)
+
+    def gap_closure(self) -> tuple[float | None, str]:
+        """(closure, why it is not shown): only where the teacher clearly beats the control."""
+        gap, gain = self.teacher_gap, self.gain
+        teacher = statistics.fmean(i.base["accuracy"] for i in self.control.items)
+        control = self.control.accuracy[0]
+        if gap is None or gain is None:
+            return None, "n/a (no per-sample predictions)"
+        if gap.effect_pp <= 0 or gap.p("greater") > SIGNIFICANCE:
+            return None, (f"n/a (teacher not better than control: {teacher:.3f} vs {control:.3f}, "
+                          f"p = {gap.p('greater'):.2f})")
+        return gain.effect_pp / gap.effect_pp, ""
+
+
+def pairings(configs: Sequence[Config]) -> list[Pairing]:
+    """Every control configuration with the technique configuration it names in control_of."""
+    techniques = {(c.row.get("dataset"), c.spec): c for c in configs if c.role == "technique"}
+    out = []
+    for control in configs:
+        technique = techniques.get((control.row.get("dataset"), control.control_of))
+        if control.role == "control" and technique is not None:
+            out.append(Pairing(technique, control))
     return out
+
+
+def frontier(configs: Sequence[Config], cost: str) -> list[Config]:
+    """The accuracy/cost frontier through configurations that are significantly better.
+
+    Controls never take part.  Walking from the cheapest, a configuration joins only if it
+    is significantly more accurate than the last one on the frontier (pooled McNemar);
+    costs within noise (latency within 3%, sizes within 1%) count as equal.
+    """
+    def value(config: Config) -> float | None:
+        if cost == "size":
+            return config.size_bytes
+        return config.latency[0] if config.latency else None
+
+    margin = SAME_SPEED_MARGIN if cost == "latency" else SAME_SIZE_MARGIN
+    candidates = sorted((c for c in configs if c.role != "control" and value(c) is not None),
+                        key=lambda c: (value(c), -c.accuracy[0]))
+    front: list[Config] = []
+    for config in candidates:
+        if not front:
+            front.append(config)
+            continue
+        last = front[-1]
+        test = between(last, config)
+        better = (config.accuracy[0] > last.accuracy[0] and test is not None
+                  and test.p("greater") <= SIGNIFICANCE)
+        same_cost = value(config) <= value(last) * (1 + margin)  # type: ignore[operator]
+        if better and same_cost:
+            front[-1] = config
+        elif better:
+            front.append(config)
+    return front

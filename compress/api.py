@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from compress.report import build_report
-from compress.runner import DEFAULT_STRATEGIES, Progress, RunConfig, RunInterrupted, RunResult, run
+from compress.runner import Progress, RunConfig, RunInterrupted, RunResult, resolve_config, run
 
 
 def execute(config: RunConfig, progress: Progress | None = None) -> RunResult:
@@ -27,26 +27,24 @@ def execute(config: RunConfig, progress: Progress | None = None) -> RunResult:
 
 
 def compare(
-    dataset: str = "synthetic",
-    strategies: Sequence[str] = DEFAULT_STRATEGIES,
-    seed: int | Sequence[int] = 0,
-    *,
-    epochs: int | None = None,
-    threads: int = 1,
-    out: Path | str | None = None,
-    overwrite: bool = False,
+    dataset: str | None = None,
+    strategies: Sequence[str] | None = None,
+    seed: int | Sequence[int] | None = None,
+    **options: Any,
 ) -> pd.DataFrame:
-    """Run the strategies, write results and report, and return one row per strategy and seed.
+    """Everything ``compress run`` does, from Python: run, write results and report, and return
+    one row per strategy and seed.
 
     ``seed`` is one seed or a list of seeds; every seed gets its own splits and teacher.
-
+    ``options`` are ``resolve_config``'s keywords, named as the CLI's options (``data``,
+    ``target``, ``missing``, ``teacher``, ``trust_model``, ``allow_weak_teacher``, ``epochs``,
+    ``scenario``, ``target_train``, ``preset``, ``threads``, ``out``, ``overwrite``); what is
+    left out takes the preset's value, else the default, exactly as on the command line.
     The run folder is in ``frame.attrs["run_dir"]``.
     """
-    result = execute(RunConfig(
-        dataset=dataset, strategies=list(strategies),
-        seeds=[seed] if isinstance(seed, int) else list(seed), epochs=epochs,
-        threads=threads, out=Path(out) if out is not None else None, overwrite=overwrite,
-    ))
+    seeds = None if seed is None else [seed] if isinstance(seed, int) else list(seed)
+    config = resolve_config(dataset=dataset, strategies=strategies, seeds=seeds, **options)
+    result = execute(config)
     frame = pd.DataFrame(result.rows)
     frame.attrs["run_dir"] = str(result.out)
     return frame

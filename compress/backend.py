@@ -1,4 +1,4 @@
-"""The one module that imports TensorFlow, tf_keras, tfmot and LiteRT.
+"""The one module that imports TensorFlow, tf_keras, tfmot and LiteRT, lazily.
 
 tfmot works only with legacy (tf_keras) Keras, and TensorFlow decides which
 Keras it uses at import time, so ``TF_USE_LEGACY_KERAS`` must be set before
@@ -10,10 +10,12 @@ need it (reporting, recommending).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ start-up noise
@@ -46,15 +48,46 @@ def quiet_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-with quiet_stderr():
-    import tensorflow as tf
-    import tensorflow_model_optimization as tfmot
-    import tf_keras as keras
-    from ai_edge_litert import schema_py_generated as tflite_schema
-    from ai_edge_litert.interpreter import Interpreter
+class _Lazy:
+    """A module (or class) imported on first use.
 
-tf.get_logger().setLevel(logging.ERROR)
-logging.getLogger("absl").setLevel(logging.ERROR)
+    Importing this module is free: strategies register, ``compress list`` runs
+    and reports build without TensorFlow, which loads only when a model is touched.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(_loaded()[self._name], attribute)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _loaded()[self._name](*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<lazy {self._name}>"
+
+
+@functools.cache
+def _loaded() -> dict[str, Any]:
+    with quiet_stderr():
+        import tensorflow
+        import tensorflow_model_optimization
+        import tf_keras
+        from ai_edge_litert import schema_py_generated
+        from ai_edge_litert.interpreter import Interpreter as interpreter
+
+    tensorflow.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    return {"tf": tensorflow, "tfmot": tensorflow_model_optimization, "keras": tf_keras,
+            "tflite_schema": schema_py_generated, "Interpreter": interpreter}
+
+
+tf: Any = _Lazy("tf")
+tfmot: Any = _Lazy("tfmot")
+keras: Any = _Lazy("keras")
+tflite_schema: Any = _Lazy("tflite_schema")
+Interpreter: Any = _Lazy("Interpreter")
 
 __all__ = [
     "Interpreter",

@@ -28,7 +28,11 @@ def load_flatbuffer(path: Path) -> bytes:
     if not path.is_file():
         raise UserError(f"model file {path} does not exist")
     if path.suffix == ".tflite":
-        return path.read_bytes()
+        flatbuffer = path.read_bytes()
+        if len(flatbuffer) < 8 or flatbuffer[4:8] != b"TFL3":
+            raise UserError(f"{path} is not a TFLite flatbuffer ({len(flatbuffer)} bytes, no TFL3 "
+                            "identifier); pass a .tflite written by a TFLite converter")
+        return flatbuffer
     if path.suffix == ".keras":
         try:
             model = keras.models.load_model(path, compile=False, safe_mode=True)
@@ -50,12 +54,59 @@ def load_inputs(data: str | None, input_shape: tuple[int, ...]) -> tuple[np.ndar
     if path.suffix != ".npz" or not path.is_file():
         raise UserError(f"--data {data!r} is neither a built-in dataset "
                         f"({', '.join(BUILTIN_DATASETS)}) nor an existing .npz file")
-    with np.load(path) as arrays:
-        if "x" not in arrays:
-            raise UserError(f"{path} has no array named 'x'; save inputs as x (and labels as y)")
-        x = arrays["x_test"] if "x_test" in arrays else arrays["x"]
-        y = arrays["y_test"] if "y_test" in arrays else arrays.get("y")
-        return x.astype(np.float32), None if y is None else y.astype(np.int64)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise UserError(f"{path} holds a single array, not an .npz archive; save it with "
+                            "numpy.savez(path, x=..., y=...)")
+        with loaded:
+            if "x" not in loaded and "x_test" not in loaded:
+                raise UserError(f"{path} has no array named 'x'; save inputs as x (and labels as y)")
+            name = "x_test" if "x_test" in loaded else "x"  # labels must belong to these inputs
+            label = "y_test" if name == "x_test" else "y"
+            x, y = loaded[name], loaded.get(label)
+    except UserError:
+        raise
+    except Exception as error:  # any damage (zip, zlib, header, pickles) is the file's, not ours
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path} is not a readable .npz of numeric arrays ({message}); save it with "
+                        "numpy.savez(path, x=..., y=...)") from None
+    return _checked_inputs(path, name, x), None if y is None else _checked_labels(path, label, y, len(x))
+
+
+def _checked_inputs(path: Path, name: str, x: np.ndarray) -> np.ndarray:
+    if x.ndim == 0 or len(x) == 0:
+        raise UserError(f"{path}: {name} has no rows (shape {x.shape}); save at least one input row")
+    if x.dtype.kind not in "fiub":
+        raise UserError(f"{path}: {name} must be numeric, got dtype {x.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise UserError(f"{path}: {name} contains NaN or inf (or values beyond float32); clean those "
+                        "rows first")
+    return x
+
+
+def _checked_labels(path: Path, name: str, y: np.ndarray, rows: int) -> np.ndarray:
+    if y.ndim != 1 or len(y) != rows:
+        raise UserError(f"{path}: {name} must hold one class label per input row ({rows}), "
+                        f"got shape {y.shape}")
+    whole = y.dtype.kind in "iub" or (y.dtype.kind == "f" and bool(np.isfinite(y).all())
+                                      and bool((y == np.round(y)).all()))
+    if not whole:
+        raise UserError(f"{path}: {name} must hold integer class indices, got dtype {y.dtype}"
+                        + (" with NaN, inf or fractions" if y.dtype.kind == "f" else ""))
+    if y.min() < 0:
+        raise UserError(f"{path}: {name} holds the negative label {y.min()}; class indices start at 0")
+    return y.astype(np.int64)
+
+
+def _loaded(name: str, flatbuffer: bytes) -> TFLiteModel:
+    try:
+        return TFLiteModel(flatbuffer)
+    except (ValueError, RuntimeError) as error:
+        raise UserError(f"{name} cannot be loaded by the LiteRT interpreter: "
+                        f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
 
 
 def bench(
@@ -64,15 +115,24 @@ def bench(
     """Size, latency (and accuracy with labels) per model; ratios against the first."""
     if not paths:
         raise UserError("give at least one model file")
-    if threads < 1 or batch < 1:
-        raise UserError("--threads and --batch must be at least 1")
+    if threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    if batch < 1:
+        raise UserError(f"--batch must be at least 1, got {batch}")
     flatbuffers = {str(path): load_flatbuffer(path) for path in paths}
-    shapes = {name: TFLiteModel(fb).input_shape for name, fb in flatbuffers.items()}
+    shapes = {name: _loaded(name, fb).input_shape for name, fb in flatbuffers.items()}
     first = str(paths[0])
     x, y = load_inputs(data, shapes[first])
     for name, shape in shapes.items():
         if shape != tuple(x.shape[1:]):
             raise UserError(f"{name} expects inputs of shape {shape} but the data has {tuple(x.shape[1:])}")
+    outputs = {}
+    if y is not None:  # labels are checked against every model before anything is timed
+        for name, flatbuffer in flatbuffers.items():
+            outputs[name] = TFLiteModel(flatbuffer, threads=threads).predict(x)
+            if outputs[name].ndim != 2 or outputs[name].shape[1] <= int(y.max()):
+                raise UserError(f"{name} has {outputs[name].shape[1]} outputs but labels go up to "
+                                f"{y.max()}; pass labels that match the model")
     latencies = measure_latency(flatbuffers, x, reference=first, threads=threads,
                                 throughput_batch=batch)
     env = environment(threads=threads)
@@ -81,12 +141,9 @@ def bench(
         row: dict[str, Any] = {"artifact": name, **size_fields(flatbuffer),
                                **latencies[name].fields(), "env": env}
         if y is not None:
-            outputs = TFLiteModel(flatbuffer, threads=threads).predict(x)
-            if outputs.shape[1] <= int(y.max()):
-                raise UserError(f"{name} has {outputs.shape[1]} outputs but labels go up to {y.max()}")
-            labels = outputs.argmax(axis=1)
+            labels = outputs[name].argmax(axis=1)
             reference = labels if reference is None else reference
-            row.update(asdict(accuracy_stats(y, labels, outputs.shape[1], reference)))
+            row.update(asdict(accuracy_stats(y, labels, outputs[name].shape[1], reference)))
         results.append(row)
     return results
 
@@ -98,8 +155,8 @@ def bench_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     for row in rows:
         record = {
             "Model": row["artifact"],
-            "Size KB": f"{row['size_bytes'] / 1024:,.1f}",
-            "gzip KB": f"{row['size_gzip_bytes'] / 1024:,.1f}",
+            "Size KiB": f"{row['size_bytes'] / 1024:,.1f}",
+            "gzip KiB": f"{row['size_gzip_bytes'] / 1024:,.1f}",
             "Params (non-zero)": f"{row['params_count']:,} ({row['nonzero_params']:,})",
             "MACs": f"{row['macs']:,}",
             "p50 µs [95% CI]": f"{row['latency_us_p50']:.2f} [{row['latency_us_p50_ci_low']:.2f}, "
@@ -109,7 +166,7 @@ def bench_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             "Throughput /s": f"{row['throughput_sps']:,.0f}",
             f"Speed-up vs {Path(first).name}": "—" if row["artifact"] == first else
             f"{row['speedup']:.2f}× [{row['speedup_ci_low']:.2f}, {row['speedup_ci_high']:.2f}] "
-            f"{speed_verdict(row)}",
+            f"{speed_verdict(row['speedup'], row['speedup_ci_low'], row['speedup_ci_high'])}",
         }
         if "accuracy" in row:
             record["Accuracy [95% CI]"] = (f"{row['accuracy']:.3f} [{row['accuracy_ci_low']:.3f}, "

@@ -1,243 +1,277 @@
-"""The source document's claims, checked against this run's measurements.
+"""The source document's claims, checked against a run's measurements.
 
-The claims themselves are data (``claims.json``); each names a check here.
-A check looks at the technique's rows (controls excluded), averaged over
-seeds per spec, and returns a verdict with the numbers behind it.
+The claims are data (``claims.json``); each names a check here.  A check sees
+the technique's configurations (role ``technique`` of the claim's family), the
+pairings with their controls, and returns a ``Verdict`` before correction;
+``evaluate_claims`` then applies the one verdict policy (``compress.verdicts``)
+to all of a report's claims together.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
-from compress.analysis import (
-    Compared,
-    accuracy_verdict,
-    by_spec,
-    group_key,
-    label,
-    mean_std,
-    speed_verdict,
+from compress.analysis import Config, PairedTest, Pairing
+from compress.stats import noninferiority_p
+from compress.verdicts import (
+    MEANINGFUL_ACCURACY_PP,
+    MEANINGFUL_SPEED,
+    SIGNIFICANT_FACTOR,
+    TIME_SAVING_FACTOR,
+    Verdict,
+    bonferroni,
+    decide,
+    fact,
+    not_measured,
+    samples_text,
 )
-
-CONFIRMED, PARTLY, REFUTED, NOT_OBSERVED, NOT_MEASURED = (
-    "confirmed", "partly", "refuted", "not observed here", "not measured",
-)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    verdict: str
-    measured: str
 
 
 def load_claims() -> dict[str, Any]:
     return json.loads(resources.files("compress").joinpath("claims.json").read_text())
 
 
-def _specs(items: list[Compared]) -> list[tuple[str, list[Compared]]]:
-    return [(group[0].name, group) for group in by_spec(items).values()]
+@dataclass(frozen=True)
+class Evidence:
+    """What one claim is checked against."""
+
+    technique: str  # the document's name for it
+    claim: str
+    configs: list[Config]  # the family's technique configurations in the claim's scenarios
+    pairings: list[Pairing]  # those configurations with their controls
+    threshold: float = SIGNIFICANT_FACTOR
+
+    @property
+    def seeds(self) -> int:
+        return max(c.seeds for c in self.configs)
+
+    @property
+    def n_test(self) -> int:
+        return max(c.n_test for c in self.configs)
+
+    def verdict(self, **values: Any) -> Verdict:
+        """A tested claim: ``decide`` gives it its verdict after the correction."""
+        return Verdict(self.technique, self.claim, seeds=self.seeds, n_test=self.n_test,
+                       verdict="", **values)
+
+    def fact(self, **values: Any) -> Verdict:
+        return fact(self.technique, self.claim, seeds=self.seeds, n_test=self.n_test, **values)
 
 
-def _mean(group: list[Compared], value: Callable[[Compared], float]) -> float:
-    return mean_std([value(item) for item in group])[0]
+def _accuracy_test(evidence: Evidence, config: Config, test: PairedTest, p: float, *,
+                   supports: bool, rule: str) -> Verdict:
+    low, high = test.interval_pp
+    needed = "" if test.detectable_pp <= MEANINGFUL_ACCURACY_PP else samples_text(
+        test.samples_for(MEANINGFUL_ACCURACY_PP), evidence.n_test)
+    return evidence.verdict(
+        measured=f"{config.label}: {test.effect_pp:+.1f} pp [{low:+.1f}, {high:+.1f}] "
+        f"against the teacher over {test.pairs} seed(s); detects ≥ {test.detectable_pp:.1f} pp",
+        rule=rule, effect=test.effect_pp, ci_low=low, ci_high=high, unit="pp", p_raw=p,
+        supports=supports, meaningful=abs(test.effect_pp) >= MEANINGFUL_ACCURACY_PP,
+        detectable=test.detectable_pp <= MEANINGFUL_ACCURACY_PP, needed=needed,
+    )
 
 
-def check_size(items: list[Compared]) -> Verdict:
-    parts, best = [], 0.0
-    for name, group in _specs(items):
-        raw, gz = _mean(group, lambda i: i.size_factor), _mean(group, lambda i: i.gzip_factor)
-        best = max(best, raw)
-        extra = f" (gzip {gz:.1f}×)" if abs(gz - raw) > 0.25 * raw else ""
-        parts.append(f"{name} {raw:.2f}× smaller{extra}")
-    verdict = CONFIRMED if best >= 2 else PARTLY if best >= 1.1 else REFUTED
-    if verdict == REFUTED and "gzip" in " ".join(parts):
-        verdict = PARTLY  # only the compressed download shrinks
-    return Verdict(verdict, "; ".join(parts))
+def check_size(evidence: Evidence) -> Verdict:
+    best = max(evidence.configs, key=lambda c: c.size_factor)
+    gzip = f" (gzip {best.gzip_factor:.1f}×)" if abs(best.gzip_factor - best.size_factor) > 0.25 else ""
+    others = "; ".join(f"{c.label} {c.size_factor:.2f}×" for c in evidence.configs if c is not best)
+    measured = f"best {best.label}: {best.size_factor:.2f}× smaller TFLite file{gzip}" + (
+        f"; {others}" if others else "")
+    holds = True if best.size_factor >= evidence.threshold else False if best.size_factor < 1 else None
+    return evidence.fact(holds=holds, measured=measured, effect=best.size_factor, unit="×",
+                         rule=f"fact: confirmed at ≥ {evidence.threshold:g}× fewer bytes than the "
+                         "teacher's TFLite file, refuted if larger")
 
 
-def check_compute(items: list[Compared]) -> Verdict:
-    """Fewer multiply-accumulates, or the same ones in cheaper integer arithmetic."""
-    parts, reduced = [], False
-    for name, group in _specs(items):
-        row, base = group[0].row, group[0].base
-        if not row.get("macs") or not base.get("macs"):
-            continue
-        factor = base["macs"] / row["macs"]
-        arithmetic = row.get("arithmetic") or "unknown"
-        reduced |= factor >= 1.5 or arithmetic != base.get("arithmetic")
-        parts.append(f"{name} {row['macs']:,} MACs ({factor:.1f}× fewer), {arithmetic} arithmetic")
-    if not parts:
-        return Verdict(NOT_MEASURED, "no MAC counts")
-    return Verdict(CONFIRMED if reduced else REFUTED, "; ".join(parts))
+def check_compute(evidence: Evidence) -> Verdict:
+    """Fewer multiply-accumulates, or the same ones in integer arithmetic."""
+    measured = [c for c in evidence.configs if c.row.get("macs") and c.items[0].base.get("macs")]
+    if not measured:
+        return not_measured(evidence.technique, evidence.claim, "no MAC counts in these rows")
+    base_arithmetic = measured[0].items[0].base.get("arithmetic")
+
+    def factor(config: Config) -> float:
+        return config.items[0].base["macs"] / config.row["macs"]
+
+    best = max(measured, key=factor)
+    integer = [c for c in measured if (c.row.get("arithmetic") or "").startswith("int")
+               and c.row.get("arithmetic") != base_arithmetic]
+    parts = [f"{c.label} {factor(c):.1f}× fewer MACs, {c.row.get('arithmetic') or 'unknown'} arithmetic"
+             for c in measured]
+    holds = True if factor(best) >= evidence.threshold or integer else None
+    return evidence.fact(holds=holds, measured="; ".join(parts), effect=factor(best), unit="×",
+                         rule=f"fact: confirmed at ≥ {evidence.threshold:g}× fewer MACs, or the same "
+                         "MACs in integer instead of float arithmetic")
 
 
-def check_speed(items: list[Compared]) -> Verdict:
-    parts, verdicts = [], []
-    for name, group in _specs(items):
-        if group[0].row.get("speedup") is None:
-            continue
-        ratio = _mean(group, lambda i: i.row["speedup"])
-        seed_verdicts = [speed_verdict(i.row) for i in group]
-        verdict = max(set(seed_verdicts), key=seed_verdicts.count)
-        verdicts.append(verdict)
-        parts.append(f"{name} {ratio:.2f}× ({verdict})")
-    if not parts:
-        return Verdict(NOT_MEASURED, "no latency measured")
-    faster = sum(v == "faster" for v in verdicts)
-    verdict = CONFIRMED if faster == len(verdicts) else REFUTED if faster == 0 else PARTLY
-    return Verdict(verdict, "; ".join(parts))
+def check_speed(evidence: Evidence) -> Verdict:
+    timed = [c for c in evidence.configs if c.speedup and c.speed_p is not None]
+    if not timed:
+        return not_measured(evidence.technique, evidence.claim, "no latency measured")
+    best = max(timed, key=lambda c: c.speedup[0])  # type: ignore[index]
+    ratio, low, high = best.speedup  # type: ignore[misc]
+    others = "; ".join(f"{c.label} {c.speedup[0]:.2f}×" for c in timed if c is not best)  # type: ignore[index]
+    return evidence.verdict(
+        measured=f"fastest {best.label}: {ratio:.2f}× [{low:.2f}, {high:.2f}] the "
+        f"teacher's speed at batch 1" + (f"; {others}" if others else ""),
+        rule="exact sign test over paired interleaved timing rounds, pooled over seeds; best of "
+        f"{len(timed)} configuration(s), Bonferroni; meaningful at ≥ {MEANINGFUL_SPEED:.0%}",
+        effect=ratio, ci_low=low, ci_high=high, unit="×",
+        p_raw=bonferroni(best.speed_p, len(timed)),  # type: ignore[arg-type]
+        supports=ratio > 1, meaningful=abs(ratio - 1) >= MEANINGFUL_SPEED,
+    )
 
 
-#: Accuracy within this many points of the teacher counts as "maintained".
-KEPT_WITHIN_PP = 1.0
+def _against_teacher(evidence: Evidence, worst: bool) -> tuple[Config, PairedTest, int] | None:
+    """The configuration with the lowest (or highest) accuracy change, its test, and how many
+    configurations it was picked from."""
+    tested = [(c, t) for c in evidence.configs if (t := c.against_teacher) is not None]
+    if not tested:
+        return None
+    pick = min if worst else max
+    config, test = pick(tested, key=lambda pair: pair[1].effect_pp)
+    return config, test, len(tested)
 
 
-def _accuracy_parts(items: list[Compared]) -> tuple[list[str], int, int]:
-    """Per spec: mean change, and whether it is a real drop (over 1 pp and significant on a seed)."""
-    parts, dropped, total = [], 0, 0
-    for name, group in _specs(items):
-        delta = _mean(group, lambda i: i.delta_pp)
-        significant = sum(i.accuracy_significant and i.delta_pp < 0 for i in group)
-        dropped += delta < -KEPT_WITHIN_PP and significant > 0
-        total += 1
-        detail = accuracy_verdict(group[0]) if len(group) == 1 else (
-            f"significantly worse on {significant} of {len(group)} seeds")
-        parts.append(f"{name} {delta:+.1f} pp, {detail}")
-    return parts, dropped, total
+def _mcnemar_check(worst: bool, against: str) -> Callable[[Evidence], Verdict]:
+    """A claim that the worst (or the best) configuration differs from the teacher."""
+
+    def check(evidence: Evidence) -> Verdict:
+        found = _against_teacher(evidence, worst=worst)
+        if found is None:
+            return not_measured(evidence.technique, evidence.claim, "no per-sample predictions")
+        config, test, choices = found
+        return _accuracy_test(
+            evidence, config, test, bonferroni(test.p(), choices),
+            supports=test.effect_pp < 0 if worst else test.effect_pp > 0,
+            rule=f"exact McNemar against {against}, pooled over seeds; {'worst' if worst else 'best'} "
+            f"of {choices} configuration(s), Bonferroni; meaningful at ≥ {MEANINGFUL_ACCURACY_PP:g} pp")
+
+    return check
 
 
-def check_accuracy_drop(items: list[Compared]) -> Verdict:
-    """'May lead to degradation' is confirmed by a drop over 1 pp that is significant on a seed."""
-    parts, dropped, _ = _accuracy_parts(items)
-    return Verdict(CONFIRMED if dropped else NOT_OBSERVED, "; ".join(parts))
+#: "May lead to degradation": the worst configuration significantly below the teacher.
+check_accuracy_drop = _mcnemar_check(worst=True, against="the teacher")
+#: "Quickly adapts" (shift scenario): the best configuration significantly above the zero-shot teacher.
+check_adapts = _mcnemar_check(worst=False, against="the zero-shot teacher")
 
 
-def check_accuracy_kept(items: list[Compared]) -> Verdict:
-    parts, dropped, total = _accuracy_parts(items)
-    verdict = REFUTED if dropped == total else PARTLY if dropped else CONFIRMED
-    return Verdict(verdict, "; ".join(parts))
+def check_accuracy_kept(evidence: Evidence) -> Verdict:
+    """'Maintains accuracy': the best configuration non-inferior to the teacher by 1 pp."""
+    found = _against_teacher(evidence, worst=False)
+    if found is None:
+        return not_measured(evidence.technique, evidence.claim, "no per-sample predictions")
+    best, test, choices = found
+    margin = MEANINGFUL_ACCURACY_PP / 100
+    kept = noninferiority_p(test.b, test.c, test.n, margin)
+    p = bonferroni(2 * min(kept, 1 - kept), choices)  # the two one-sided tests
+    verdict = _accuracy_test(
+        evidence, best, test, p, supports=kept < 0.5,
+        rule=f"non-inferiority at a {MEANINGFUL_ACCURACY_PP:g} pp margin (paired z test against the "
+        f"teacher, pooled over seeds); best of {choices} configuration(s), Bonferroni")
+    return replace(verdict, meaningful=True)  # the margin itself is the meaningful size
 
 
-def check_training(items: list[Compared]) -> Verdict:
-    parts = [f"{name} {_mean(group, lambda i: i.row['train_seconds'] or 0.0):.1f} s of training"
-             for name, group in _specs(items)]
-    return Verdict(CONFIRMED, "; ".join(parts))
+def check_training(evidence: Evidence) -> Verdict:
+    seconds = {c.label: c.train_seconds for c in evidence.configs}
+    return evidence.fact(holds=all(s > 0 for s in seconds.values()),
+                         measured="; ".join(f"{k} {v:.1f} s of training" for k, v in seconds.items()),
+                         rule="fact: the technique's own training time is above zero")
 
 
-def check_saves_time(items: list[Compared], controls: list[Compared]) -> Verdict:
-    """Against retraining from scratch when the run has that control, else the teacher's time."""
-    scratch = {group_key(c.row): c.row["train_seconds"] or 0.0 for c in controls
-               if c.name == "retrain-scratch"}
-    parts, saved = [], 0
-    for _, group in _specs(items):
-        seconds = _mean(group, lambda i: i.row["train_seconds"] or 0.0)
-        if all(group_key(i.row) in scratch for i in group):
-            other, what = mean_std([scratch[group_key(i.row)] for i in group])[0], "from scratch"
+def check_saves_time(evidence: Evidence) -> Verdict:
+    """Against the control trained from scratch when the run has one, else the teacher's time."""
+    parts, outcomes = [], []
+    for config in evidence.configs:
+        controls = [p.control for p in evidence.pairings if p.technique is config]
+        if controls:
+            other, what = controls[0].train_seconds, f"for {controls[0].label}"
         else:
-            other = _mean(group, lambda i: i.row.get("teacher_train_seconds") or 0.0)
+            other = config.mean("teacher_train_seconds") or 0.0
             what = "to train the teacher"
         if not other:
             continue
-        saved += seconds < other
-        parts.append(f"{label(group[0].row, [i.row for i in items])} {seconds:.2f} s against "
-                     f"{other:.2f} s {what}")
+        outcomes.append(other / max(config.train_seconds, 1e-9))
+        parts.append(f"{config.label} {config.train_seconds:.2f} s against {other:.2f} s {what}")
     if not parts:
-        return Verdict(NOT_MEASURED, "teacher training time unknown")
-    return Verdict(CONFIRMED if saved == len(parts) else REFUTED, "; ".join(parts))
+        return not_measured(evidence.technique, evidence.claim, "no comparison time recorded")
+    saving = min(outcomes)
+    holds = True if saving >= TIME_SAVING_FACTOR else False if saving < 1 else None
+    return evidence.fact(holds=holds, measured="; ".join(parts), effect=saving, unit="×",
+                         rule=f"fact: confirmed at ≥ {TIME_SAVING_FACTOR:g}× less training time, "
+                         "refuted if it takes longer")
 
 
-def check_adapts(items: list[Compared], controls: list[Compared]) -> Verdict:
-    """On a shifted target: better than the teacher zero-shot, and than training from scratch?"""
-    shifted = items  # evaluate_claims passes only shift-scenario rows to this check
-    scratch = {group_key(c.row): c.row for c in controls if c.name == "retrain-scratch"}
-    parts, outcomes = [], []
-    for _, group in _specs(shifted):
-        gain = _mean(group, lambda i: i.delta_pp)
-        over = [(i.row["accuracy"] - scratch[group_key(i.row)]["accuracy"]) * 100
-                for i in group if group_key(i.row) in scratch]
-        beats_scratch = bool(over) and mean_std(over)[0] > 0
-        outcomes.append((gain > 0 and any(i.accuracy_significant for i in group), beats_scratch))
-        versus = f", {mean_std(over)[0]:+.1f} pp against retrain-scratch" if over else ""
-        parts.append(f"{label(group[0].row, [i.row for i in shifted])} {gain:+.1f} pp over the "
-                     f"zero-shot teacher{versus}")
-    if any(adapted and beaten for adapted, beaten in outcomes):
-        verdict = CONFIRMED
-    elif any(adapted for adapted, _ in outcomes):
-        verdict = PARTLY  # it adapts, but training from scratch does as well
-    else:
-        verdict = REFUTED
-    return Verdict(verdict, "; ".join(parts))
+def check_knowledge_transfer(evidence: Evidence) -> Verdict:
+    """The technique beats every same-budget control trained without the teacher.
+
+    An intersection-union test: a configuration's p-value is the largest of its
+    controls', since it must beat all of them.
+    """
+    candidates = []
+    for config in evidence.configs:
+        tests = [(p, p.gain) for p in evidence.pairings if p.technique is config and p.gain]
+        if tests:
+            weakest = min(tests, key=lambda t: t[1].effect_pp)  # type: ignore[union-attr]
+            candidates.append((config, weakest, max(t.p() for _, t in tests)))  # type: ignore[union-attr]
+    if not candidates:
+        return not_measured(evidence.technique, evidence.claim,
+                            "no control trained without the teacher ran beside it")
+    config, (pairing, test), p = max(candidates, key=lambda c: c[1][1].effect_pp)  # type: ignore[union-attr]
+    assert test is not None
+    low, high = test.interval_pp
+    wins, seeds = pairing.wins
+    detectable = test.detectable_pp <= MEANINGFUL_ACCURACY_PP
+    return evidence.verdict(
+        measured=f"{config.label} against {pairing.control.label}: "
+        f"{test.effect_pp:+.1f} pp [{low:+.1f}, {high:+.1f}], wins {wins} of {seeds} seeds; "
+        f"detects ≥ {test.detectable_pp:.1f} pp",
+        rule="exact McNemar against each same-budget control, pooled over seeds; must beat every "
+        f"control (largest p); best of {len(candidates)} configuration(s), Bonferroni",
+        effect=test.effect_pp, ci_low=low, ci_high=high, unit="pp",
+        p_raw=bonferroni(p, len(candidates)), supports=test.effect_pp > 0,
+        meaningful=abs(test.effect_pp) >= MEANINGFUL_ACCURACY_PP, detectable=detectable,
+        needed="" if detectable else samples_text(test.samples_for(MEANINGFUL_ACCURACY_PP),
+                                                  evidence.n_test),
+    )
 
 
-def check_knowledge_transfer(items: list[Compared], controls: list[Compared]) -> Verdict:
-    """Distillation is credited only for beating the same student trained without the teacher."""
-    scratch = {(c.row["run_id"], c.row["seed"]): c for c in controls if c.name == "student-scratch"}
-    parts, wins, pairs = [], 0, 0
-    for name, group in _specs(items):
-        gains = [(i.row["accuracy"] - scratch[k].row["accuracy"]) * 100
-                 for i in group if (k := (i.row["run_id"], i.row["seed"])) in scratch]
-        if not gains:
-            continue
-        pairs += len(gains)
-        wins += sum(g > 0 for g in gains)
-        mean, std = mean_std(gains)
-        spread = f" ± {std:.1f}" if len(gains) > 1 else ""
-        parts.append(f"{name} {mean:+.1f}{spread} pp against student-scratch, "
-                     f"wins {sum(g > 0 for g in gains)} of {len(gains)} seeds")
-    if not pairs:
-        return Verdict(NOT_MEASURED, "run student-scratch beside distill to test this")
-    verdict = CONFIRMED if wins == pairs else REFUTED if wins <= pairs / 2 else PARTLY
-    return Verdict(verdict, "; ".join(parts))
-
-
-CHECKS: dict[str, Callable[..., Verdict]] = {
+CHECKS: dict[str, Callable[[Evidence], Verdict]] = {
     "size": check_size,
     "compute": check_compute,
     "speed": check_speed,
     "accuracy_drop": check_accuracy_drop,
     "accuracy_kept": check_accuracy_kept,
     "training": check_training,
-}
-#: Checks that also need the family's control rows.
-CONTROL_CHECKS: dict[str, Callable[..., Verdict]] = {
-    "knowledge_transfer": check_knowledge_transfer,
-    "adapts": check_adapts,
     "saves_time": check_saves_time,
+    "adapts": check_adapts,
+    "knowledge_transfer": check_knowledge_transfer,
 }
 
 
-def evaluate_claims(items: list[Compared]) -> list[dict[str, str]]:
-    """One record per claim: technique, the document's words, what was measured, verdict."""
+def evaluate_claims(configs: list[Config], pairings: list[Pairing]) -> list[Verdict]:
+    """Every claim of the document, decided together under the verdict policy."""
     data = load_claims()
     names = {t["family"]: t["technique"] for t in data["techniques"]}
-    records, absent = [], set()
+    verdicts = []
     for claim in data["claims"]:
+        technique = names[claim["family"]]
         scenarios = claim.get("scenarios", ["standard"])
-        family = [i for i in items if i.row["family"] == claim["family"]
-                  and (i.row.get("scenario") or "standard") in scenarios]
-        technique = [i for i in family if not i.row.get("control")]
-        if not technique and any(i.row["family"] == claim["family"] for i in items):
-            result = Verdict(NOT_MEASURED, f"needs a {' or '.join(scenarios)}-scenario run")
-        elif not technique:
-            if claim["family"] not in absent:  # one line per technique that did not run
-                absent.add(claim["family"])
-                records.append({"Technique": names[claim["family"]], "Document says": "(all claims)",
-                                "Measured here": f"no {claim['family']} strategy in this run",
-                                "Verdict": f"**{NOT_MEASURED}**"})
+        family = [c for c in configs if c.family == claim["family"]]
+        chosen = [c for c in family if c.role == "technique"
+                  and (c.row.get("scenario") or "standard") in scenarios]
+        if not chosen:
+            why = (f"needs a {' or '.join(scenarios)}-scenario run" if family
+                   else f"no {claim['family']} strategy in this run")
+            verdicts.append(not_measured(technique, claim["claim"], why))
             continue
-        elif claim["check"] in CONTROL_CHECKS:
-            controls = [i for i in family if i.row.get("control")]
-            result = CONTROL_CHECKS[claim["check"]](technique, controls)
-        else:
-            result = CHECKS[claim["check"]](technique)
-        records.append({
-            "Technique": names[claim["family"]],
-            "Document says": f"{claim['claim']} ({claim['column'].lower()})",
-            "Measured here": result.measured,
-            "Verdict": f"**{result.verdict}**",
-        })
-    return records
+        evidence = Evidence(technique, claim["claim"], chosen,
+                            [p for p in pairings if p.technique in chosen],
+                            claim.get("threshold", SIGNIFICANT_FACTOR))
+        verdicts.append(CHECKS[claim["check"]](evidence))
+    return decide(verdicts)

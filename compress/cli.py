@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import click
 from compress import __version__
 from compress.errors import UserError
 
-DATASETS = ("synthetic", "digits")
+DATASETS = ("synthetic", "document", "digits")
 
 
 class OneLineErrors(click.Group):
@@ -52,98 +55,128 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True,
-              help="Built-in dataset.")
+@click.option("--dataset", type=click.Choice(DATASETS), default=None,
+              help="Built-in dataset: synthetic (the document's generator, 2,500 rows, a 1,000-row "
+              "test split), document (its exact 1,000 rows) or digits (8x8 images).  "
+              "[default: synthetic]")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Your own .csv, .parquet or .npz (arrays x, y[, x_test, y_test]) instead.")
 @click.option("--target", default=None, help="The label column of a .csv or .parquet --data file.")
-@click.option("--missing", type=click.Choice(["error", "drop", "impute"]), default="error",
-              show_default=True, help="Missing cells: stop, drop their rows, or impute "
-              "(median / most frequent, fitted on the train split). Counts are always reported.")
+@click.option("--missing", type=click.Choice(["error", "drop", "impute"]), default=None,
+              help="Missing cells: stop, drop their rows, or impute (median / most frequent, "
+              "fitted on the train split). Counts are always reported.  [default: error]")
 @click.option("--teacher", type=click.Path(path_type=Path), default=None,
               help="Your trained tf_keras model (.keras or SavedModel folder) as the teacher.")
 @click.option("--trust-model", is_flag=True,
               help="Allow .h5, pickles and Lambda/custom layers in --teacher (they can run code).")
+@click.option("--allow-weak-teacher", is_flag=True,
+              help="Go on when the teacher is not clearly better than predicting the majority class.")
 @click.option("--strategy", "strategies", multiple=True, metavar="SPEC",
               help="NAME or NAME:key=value,... (wildcards allowed); repeat for more. "
               "Default: one strategy per technique plus controls.")
 @click.option("--seed", type=int, default=None,
               help="Fixes data, splits, initialisation and training.  [default: 0]")
 @click.option("--seeds", "n_seeds", type=int, default=None,
-              help="Run seeds 0..N-1 and report mean ± std over them.")
+              help="Run seeds 0..N-1 and report means with intervals over them.")
 @click.option("--epochs", type=int, default=None,
               help="Override the epochs of the teacher and of every strategy that trains "
-              "(e.g. --epochs 1 for a quick look). Default: each one's own.")
-@click.option("--scenario", type=click.Choice(["standard", "shift"]), default="standard",
-              show_default=True, help="'shift': the teacher learns a source domain; fine-tuning "
-              "adapts it to a shifted target with few labels, against training from scratch.")
-@click.option("--target-train", type=int, default=100, show_default=True,
-              help="Labelled target rows in --scenario shift.")
+              "(e.g. --epochs 1 for a quick look); controls always match their technique.")
+@click.option("--scenario", type=click.Choice(["standard", "shift"]), default=None,
+              help="'shift': the teacher learns a source domain; fine-tuning adapts it to a shifted "
+              "target with few labels, against training from scratch.  [default: standard]")
+@click.option("--target-train", type=int, default=None,
+              help="Labelled target rows in --scenario shift.  [default: 100]")
 @click.option("--preset", type=click.Choice(["document", "deep-compression"]), default=None,
               help="Named settings: 'document' reproduces the source document's distillation "
               "scenario over 5 seeds; 'deep-compression' sets prune > cluster > int8 beside each "
               "stage alone. Options given explicitly still win.")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="LiteRT interpreter threads for accuracy and latency.")
+@click.option("--threads", type=int, default=None,
+              help="LiteRT interpreter threads for accuracy and latency.  [default: 1]")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Run folder. Default: reports/<dataset>-<timestamp>.")
-@click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
-@click.pass_context
-def run(ctx: click.Context, dataset: str, data: Path | None, target: str | None, missing: str,
-        teacher: Path | None, trust_model: bool, strategies: tuple[str, ...], seed: int | None,
-        n_seeds: int | None, epochs: int | None, scenario: str, target_train: int,
-        preset: str | None, threads: int, out: Path | None, overwrite: bool) -> None:
+              help="Run folder: new, empty, or an earlier run with --overwrite. "
+              "Default: reports/<dataset>-<timestamp>.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --out (swapped in at the end).")
+def run(dataset: str | None, data: Path | None, target: str | None, missing: str | None,
+        teacher: Path | None, trust_model: bool, allow_weak_teacher: bool,
+        strategies: tuple[str, ...], seed: int | None, n_seeds: int | None, epochs: int | None,
+        scenario: str | None, target_train: int | None, preset: str | None, threads: int | None,
+        out: Path | None, overwrite: bool) -> None:
     """Compress the teacher with every selected strategy and write a report."""
-    if data is not None and ctx.get_parameter_source("dataset") is click.core.ParameterSource.COMMANDLINE:
-        raise UserError("give --dataset or --data, not both")
-    if target is not None and data is None:
-        raise UserError("--target needs --data FILE (the built-in datasets have their labels)")
     if seed is not None and n_seeds is not None:
         raise UserError("give --seed or --seeds, not both")
     if n_seeds is not None and n_seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {n_seeds}")
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    if seed is not None and seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {seed}")
     from compress.api import execute
-    from compress.runner import DEFAULT_STRATEGIES, SHIFT_STRATEGIES, RunConfig, RunInterrupted
+    from compress.runner import RunInterrupted, resolve_config
 
-    settings: dict[str, Any] = {"dataset": dataset, "strategies": DEFAULT_STRATEGIES, "seeds": [0]}
-    if preset:
-        from compress.presets import PRESETS
-
-        settings.update(PRESETS[preset])
-        if ctx.get_parameter_source("dataset") is click.core.ParameterSource.COMMANDLINE:
-            settings["dataset"] = dataset
-    if scenario == "shift":
-        settings["strategies"] = SHIFT_STRATEGIES
-    if strategies:
-        settings["strategies"] = strategies
-    if n_seeds or seed is not None:
-        settings["seeds"] = list(range(n_seeds)) if n_seeds else [seed]
-    config = RunConfig(
-        **settings, epochs=epochs, out=out, threads=threads, overwrite=overwrite, data=data,
-        target=target, missing=missing, teacher=teacher, trust_model=trust_model,
-        scenario=scenario, target_train=target_train,
-        command=shlex.join(["compress", *sys.argv[1:]]),
+    config = resolve_config(
+        dataset=dataset, data=data, target=target, missing=missing, teacher=teacher,
+        trust_model=trust_model, allow_weak_teacher=allow_weak_teacher, strategies=strategies,
+        seeds=n_seeds if n_seeds is not None else None if seed is None else [seed], epochs=epochs,
+        scenario=scenario, target_train=target_train, preset=preset, threads=threads, out=out,
+        overwrite=overwrite, command=shlex.join(["compress", *sys.argv[1:]]),
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True, console=_stderr_console()) as bar:
-        task = bar.add_task("starting", total=1)
-
-        def progress(done: int, total: int, what: str) -> None:
-            bar.update(task, completed=done, total=total, description=what)
-
+    with _progress() as progress:
         try:
             result = execute(config, progress)
         except RunInterrupted as stop:
             click.echo(f"compress: {stop}; the report there is marked incomplete", err=True)
             sys.exit(130)
-    for row in result.rows:
-        if row["status"] != "ok":
-            click.echo(f"{row['strategy']}: {row['status']}: {row['reason']}", err=True)
-    click.echo(f"report: {result.out / 'report.md'}")
+    _finish(result.out, result.rows)
     if result.failed:
         sys.exit(1)
+
+
+def _finish(folder: Path, rows: list[dict[str, Any]]) -> None:
+    """The end of run and sweep: problems, a compact summary, the recommendation, the reports."""
+    from compress.summary import summary
+
+    for row in rows:
+        if row["status"] != "ok":
+            click.echo(f"{row['label'] or row['spec']} (seed {row['seed']}): {row['status']}: "
+                       f"{row['reason']}", err=True)
+    _console().print(summary(rows))
+    click.echo(f"report: {folder / 'report.md'}")
+    click.echo(f"html:   {folder / 'report.html'}")
+    click.echo(f"next:   compress recommend {folder} --max-accuracy-drop 1 --objective latency")
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    """A live bar on a terminal; one line per finished step with the elapsed time otherwise."""
+    console = _stderr_console()
+    if not console.is_terminal:
+        start, current = time.monotonic(), [""]
+
+        def log(done: int, total: int, what: str) -> None:
+            """Called as each step starts: the step before it has finished."""
+            if current[0]:
+                console.print(f"[{time.monotonic() - start:7.1f}s] {done}/{total} finished "
+                              f"{current[0]}", highlight=False, markup=False)
+            current[0] = "" if what == "done" else what
+
+        yield log
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True, console=console) as bar:
+        task = bar.add_task("starting", total=1)
+
+        def update(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
+        yield update
+
+
+def _console() -> Any:
+    """Standard output; piped, wide enough that the summary table is not cut to 80 columns."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
 
 
 def _stderr_console() -> Any:
@@ -166,35 +199,40 @@ def list_strategies() -> None:
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder for the report. Default: the first run's folder.")
+              help="Folder for the report: new, empty or an earlier report. Default: the run's own "
+              "folder for one run, reports/merged-<time> for several.")
 @click.option("--format", "formats", default="md,html", show_default=True,
               help="Comma-separated: md, html, csv.")
-def report(results: tuple[Path, ...], out: Path | None, formats: str) -> None:
+@click.option("--allow-mixed", is_flag=True,
+              help="Merge runs of different datasets or teachers, grouped by dataset.")
+def report(results: tuple[Path, ...], out: Path | None, formats: str, allow_mixed: bool) -> None:
     """Rebuild the report from saved results (several runs are merged); no TensorFlow needed."""
     from compress.report import build_report
 
-    folder = build_report(list(results), out, [f.strip() for f in formats.split(",") if f.strip()])
-    click.echo(f"report: {folder}")
+    folder = build_report(list(results), out, [f.strip() for f in formats.split(",") if f.strip()],
+                          allow_mixed=allow_mixed)
+    click.echo(f"report: {folder / 'report.md'}")
 
 
 @cli.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--max-size-kb", type=float, default=None, help="Largest acceptable TFLite file.")
+@click.option("--max-size-kib", type=float, default=None,
+              help="Largest acceptable TFLite file, in KiB (1024 bytes).")
 @click.option("--max-latency-us", type=float, default=None, help="Slowest acceptable p50 latency.")
 @click.option("--max-accuracy-drop", type=float, default=None,
               help="Largest acceptable accuracy loss against the teacher, in percentage points.")
 @click.option("--objective", type=click.Choice(["size", "latency", "accuracy"]), default="size",
               show_default=True, help="What to optimise among the configurations that qualify.")
-def recommend(results: tuple[Path, ...], max_size_kb: float | None, max_latency_us: float | None,
+def recommend(results: tuple[Path, ...], max_size_kib: float | None, max_latency_us: float | None,
               max_accuracy_drop: float | None, objective: str) -> None:
-    """Pick the best method for your constraints from saved results."""
+    """Pick the best method for your constraints from saved results (controls never qualify)."""
     from compress.recommend import NothingQualifies
     from compress.recommend import recommend as pick
     from compress.results import read_results
 
     rows = [row for path in results for row in read_results(path)]
     try:
-        choice = pick(rows, max_size_kb=max_size_kb, max_latency_us=max_latency_us,
+        choice = pick(rows, max_size_kib=max_size_kib, max_latency_us=max_latency_us,
                       max_accuracy_drop=max_accuracy_drop, objective=objective)
     except NothingQualifies as answer:
         click.echo(f"compress: {answer}", err=True)
@@ -245,7 +283,7 @@ def sweep_command(config: Path, executor: str, jobs: int | None, address: str | 
     """Run a grid of configurations × seeds in parallel, resumably, then report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from compress.sweep import DaskExecutor, LocalExecutor, load_sweep, sweep
+    from compress.sweep import DaskExecutor, LocalExecutor, SweepInterrupted, load_sweep, sweep
 
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
@@ -256,18 +294,25 @@ def sweep_command(config: Path, executor: str, jobs: int | None, address: str | 
     folder = out or Path("reports") / f"sweep-{config.stem}"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn())
-    with Progress(*columns, console=_stderr_console(), transient=True) as bar:
+    console = _stderr_console()
+    start = time.monotonic()
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("preparing jobs", total=None, failed=0)
 
         def progress(done: int, total: int, failed: int, what: str) -> None:
             bar.update(task, completed=done, total=total, failed=failed, description=what)
+            if not console.is_terminal:
+                console.print(f"[{time.monotonic() - start:7.1f}s] {done}/{total} ({failed} failed) "
+                              f"{what}", highlight=False, markup=False)
 
-        result = sweep(settings, folder, pool, timing=timing, progress=progress)
+        try:
+            result = sweep(settings, folder, pool, timing=timing, progress=progress)
+        except SweepInterrupted as stop:
+            click.echo(f"compress: {stop}; pending jobs were cancelled and the report there is "
+                       "marked incomplete; re-run the same command to resume", err=True)
+            sys.exit(130)
     click.echo(f"{len(result.rows)} jobs, {result.reused} reused, {result.failed} failed")
-    for row in result.rows:
-        if row["status"] == "failed":
-            click.echo(f"{row['spec']} (seed {row['seed']}): failed: {row['reason']}", err=True)
-    click.echo(f"report: {folder / 'report.md'}")
+    _finish(folder, result.rows)
     if result.failed:
         sys.exit(1)
 

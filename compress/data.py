@@ -11,8 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.datasets import load_digits, make_classification
-from sklearn.model_selection import train_test_split
 
 from compress.errors import UserError
 
@@ -95,13 +93,15 @@ class Dataset:
 
 def split_indices(
     y: np.ndarray, seed: int, *, name: str, with_test: bool = True,
-    class_names: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None, test_fraction: float = TEST_FRACTION,
 ) -> tuple[np.ndarray, ...]:
     """Stratified (train, val[, test]) row indices fixed by ``seed``.
 
     Labels must be integers 0..k-1.  Each class needs enough rows to appear
     in every split.
     """
+    from sklearn.model_selection import train_test_split  # scikit-learn loads in ~2 s: only when used
+
     y = np.asarray(y)
     if len(y) < MIN_ROWS:
         raise UserError(f"{name}: only {len(y)} rows; train/validation/test splits need at least "
@@ -120,8 +120,8 @@ def split_indices(
     rows = np.arange(len(y))
     test: np.ndarray | None = None
     if with_test:
-        rows, test = train_test_split(rows, test_size=TEST_FRACTION, random_state=seed, stratify=y)
-    val_share = VAL_FRACTION / (1 - TEST_FRACTION) if with_test else VAL_FRACTION
+        rows, test = train_test_split(rows, test_size=test_fraction, random_state=seed, stratify=y)
+    val_share = VAL_FRACTION / (1 - test_fraction) if with_test else VAL_FRACTION
     train, val = train_test_split(rows, test_size=val_share, random_state=seed, stratify=y[rows])
     return (train, val, test) if test is not None else (train, val)
 
@@ -133,6 +133,7 @@ def split_dataset(
     *,
     seed: int,
     class_names: Sequence[str] | None = None,
+    test_fraction: float = TEST_FRACTION,
 ) -> Dataset:
     """Split into stratified train, validation and test parts fixed by ``seed``.
 
@@ -142,22 +143,42 @@ def split_dataset(
     y = np.asarray(y, dtype=np.int64)
     if len(x) != len(y):
         raise UserError(f"{name}: {len(x)} feature rows but {len(y)} labels; give one label per row")
-    train, val, test = split_indices(y, seed, name=name)
+    train, val, test = split_indices(y, seed, name=name, test_fraction=test_fraction)
     names = tuple(str(c) for c in (class_names if class_names is not None else np.unique(y)))
     training = TrainingData(name, x[train], y[train], x[val], y[val], names)
     return Dataset(training, x[test], y[test])
 
 
-def _synthetic(seed: int) -> Dataset:
-    """The source document's data: 1000 x 20 features, 15 informative, 3 classes."""
+def _document(seed: int) -> Dataset:
+    """The source document's exact data: 1000 x 20 features, 15 informative, 3 classes."""
+    from sklearn.datasets import make_classification
+
     x, y = make_classification(
         n_samples=1000, n_features=20, n_informative=15, n_classes=3, random_state=seed
     )
-    return split_dataset("synthetic", x, y, seed=seed, class_names=("0", "1", "2"))
+    return split_dataset("document", x, y, seed=seed, class_names=("0", "1", "2"))
+
+
+#: The default problem: the document's generator with enough rows for a 1,000-sample test
+#: split, so one seed resolves accuracy differences of about 3 pp instead of 10.
+SYNTHETIC_ROWS, SYNTHETIC_TEST_FRACTION = 2500, 0.4
+
+
+def _synthetic(seed: int) -> Dataset:
+    """The document's generator (20 features, 15 informative, 3 classes), 2,500 rows."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=SYNTHETIC_ROWS, n_features=20, n_informative=15, n_classes=3, random_state=seed
+    )
+    return split_dataset("synthetic", x, y, seed=seed, class_names=("0", "1", "2"),
+                         test_fraction=SYNTHETIC_TEST_FRACTION)
 
 
 def _digits(seed: int) -> Dataset:
     """scikit-learn's 8x8 digits (ships with the package), scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
     bunch = load_digits()
     x = (bunch.images / 16.0)[..., np.newaxis]
     return split_dataset("digits", x, bunch.target, seed=seed, class_names=bunch.target_names.astype(str))
@@ -165,6 +186,7 @@ def _digits(seed: int) -> Dataset:
 
 BUILTIN_DATASETS: dict[str, Callable[[int], Dataset]] = {
     "synthetic": _synthetic,
+    "document": _document,
     "digits": _digits,
 }
 
@@ -202,6 +224,8 @@ def load_shift(name: str, seed: int = 0, target_train: int = SHIFT_TARGET_TRAIN)
     is shifted; ``target_train`` of its rows (plus a fifth as many for
     validation) are labelled for adaptation, the rest is the target test split.
     """
+    from sklearn.model_selection import train_test_split
+
     full = load_dataset(name, seed)
     t = full.training
     x = np.concatenate([t.x_train, t.x_val, full.x_test])

@@ -7,8 +7,19 @@ import tempfile
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path | str, data: bytes | str) -> None:
-    """Write to a temporary file in the same folder, fsync it, then rename over ``path``."""
+    """Write to a temporary file in the same folder, fsync it, then rename over ``path``.
+
+    The file gets the mode a plain ``open`` would give (0644 under umask 022), not
+    ``mkstemp``'s private 0600, so shared result folders stay readable.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
@@ -17,6 +28,7 @@ def write_atomic(path: Path | str, data: bytes | str) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:

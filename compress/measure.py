@@ -22,6 +22,7 @@ from compress.stats import (
     macro_f1,
     mcnemar_exact,
     paired_ratio,
+    rounds_faster,
     summarize_rounds,
     wilson_interval,
 )
@@ -323,6 +324,10 @@ class LatencyStats:
     speedup: float | None
     speedup_ci_low: float | None
     speedup_ci_high: float | None
+    #: Paired rounds in which the model was faster than the reference, of those that differ:
+    #: the counts an exact sign test (pooled over seeds) needs.
+    speedup_rounds_faster: int | None
+    speedup_rounds: int | None
     throughput_sps: float
     warning: str | None
 
@@ -335,6 +340,7 @@ class LatencyStats:
             "latency_us_p99": spread.p99, "latency_us_iqr": spread.iqr,
             "latency_warning": self.warning, "speedup": self.speedup,
             "speedup_ci_low": self.speedup_ci_low, "speedup_ci_high": self.speedup_ci_high,
+            "speedup_rounds_faster": self.speedup_rounds_faster, "speedup_rounds": self.speedup_rounds,
             "throughput_sps": self.throughput_sps,
         }
 
@@ -421,9 +427,10 @@ def measure_latency(
     results = {}
     for name in names:
         spread = summarize_rounds(samples[name])
-        ratio = (None, None, None)
+        ratio: tuple[float | None, ...] = (None, None, None, None, None)
         if reference is not None and reference in samples:
-            ratio = paired_ratio(samples[reference], samples[name])
+            ratio = (*paired_ratio(samples[reference], samples[name]),
+                     *rounds_faster(samples[reference], samples[name]))
         warning = None
         if spread.relative_spread > HIGH_SPREAD:
             warning = (f"unstable: round medians spread {spread.relative_spread:.0%}; "

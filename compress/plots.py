@@ -1,19 +1,27 @@
-"""Report figures in one consistent style; PNG bytes are reproducible for the same rows."""
+"""Report figures in one consistent style; PNG bytes are reproducible for the same input.
+
+The report module aggregates rows over seeds into ``Point`` values and chooses the Pareto
+front itself (it knows which differences are significant); this module only draws.
+"""
 
 from __future__ import annotations
 
 import io
-import math
-from collections.abc import Callable
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
+from adjustText import adjust_text
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.transforms import Bbox
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from compress.analysis import DOCUMENT_STUDENT_ACCURACY, Compared, by_spec, mean_std
 from compress.fileio import write_atomic
 
 STYLE = {
@@ -24,14 +32,30 @@ FAMILY_COLORS = {
     "baseline": "#333333", "quantization": "#1f77b4", "pruning": "#d62728",
     "distillation": "#2ca02c", "fine-tuning": "#9467bd", "clustering": "#ff7f0e",
 }
+# Plugin families: picked by a stable hash so a family keeps its colour across figures and runs.
+_EXTRA_COLORS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf", "#7f7f7f", "#393b79", "#8c6d31")
+_STUDENT_COLORS = ("#333333", "#7f7f7f", "#2ca02c", "#1f77b4", "#9467bd")
+_DOT_AREA, _STAR_AREA = 40, 140  # marker areas, points squared
+# Fixed iteration count (no time limit) so label placement, and so the PNG, never depends on speed.
+_LABEL_ITERATIONS = 800
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(figure)
-    write_atomic(path, buffer.getvalue())
+@dataclass(frozen=True)
+class Point:
+    """One configuration aggregated over seeds."""
+
+    label: str
+    family: str
+    role: str  # "baseline" | "technique" | "control"
+    seeds: int
+    accuracy: float  # fraction 0..1, mean over seeds
+    accuracy_low: float  # interval over seeds if seeds > 1, else the test-split interval
+    accuracy_high: float
+    size_kib: float
+    gzip_kib: float
+    latency_us: float | None = None
+    latency_low: float | None = None
+    latency_high: float | None = None
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -43,96 +67,234 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def _averaged(
-    items: list[Compared], cost: Callable[[Compared], float]
-) -> list[tuple[str, str, float, float]]:
-    """(label, family, mean cost, mean accuracy %) per spec."""
-    out = []
-    for group in by_spec(items).values():
-        row = group[0].row
-        out.append((row["strategy"], row["family"],
-                    mean_std([cost(i) for i in group])[0],
-                    mean_std([i.row["accuracy"] * 100 for i in group])[0]))
-    return out
+def _family_color(family: str) -> str:
+    """Known families have fixed colours; any other family gets a deterministic palette colour."""
+    if family in FAMILY_COLORS:
+        return FAMILY_COLORS[family]
+    return _EXTRA_COLORS[zlib.crc32(family.encode()) % len(_EXTRA_COLORS)]
 
 
-def accuracy_tradeoff(items: list[Compared], path: Path, *, cost: str) -> None:
-    """Accuracy against size or latency, with the Pareto frontier drawn and labelled."""
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    """A figure outside pyplot's global state, so concurrent reports never share one."""
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> None:
+    """PNG without a version stamp, so equal figures give equal bytes; the layout is already final."""
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(STYLE):
+        figure.savefig(buffer, format="png", metadata={"Software": None})
+    write_atomic(path, buffer.getvalue())
+
+
+def _errors(
+    value: float, low: float | None, high: float | None, scale: float = 1.0
+) -> list[list[float]] | None:
+    """Asymmetric error-bar lengths, None when unknown; a bound past the mean (rounding) is clipped,
+    since matplotlib rejects negative lengths."""
+    if low is None or high is None:
+        return None
+    return [[max(0.0, (value - low) * scale)], [max(0.0, (high - value) * scale)]]
+
+
+def _interval_note(points: Sequence[Point]) -> str:
+    """Say what the error bars are: a seed interval only when every point has several seeds."""
+    seeds = sorted({p.seeds for p in points})
+    if seeds[0] > 1:
+        count = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+        return f"error bars: 95% interval over {count} seeds"
+    return "error bars: 95% test-split interval (one seed)"
+
+
+def _tradeoff_figure(points: Sequence[Point], *, cost: str, front: Sequence[str] = ()) -> Figure:
+    """Build the accuracy/cost scatter with its final layout (see ``accuracy_tradeoff``)."""
     if cost == "size":
-        value, label = (lambda i: i.row["size_bytes"] / 1024), "TFLite size (KB"
+        drawn = [(p, p.size_kib) for p in points]
+        axis_label = "TFLite size (KiB = 1024 bytes"
+    elif cost == "latency":
+        drawn = [(p, p.latency_us) for p in points if p.latency_us is not None]
+        axis_label = "Batch-1 latency p50 (µs"
     else:
-        value, label = (lambda i: i.row["latency_us_p50"]), "Batch-1 latency p50 (µs"
-        items = [i for i in items if i.row.get("latency_us_p50")]
-    points = _averaged(items, value)
-    with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(figsize=(7, 4.5))
-        labels: dict[tuple[float, float], tuple[float, float, list[str]]] = {}
-        for name, family, x, y in points:
-            axes.scatter(x, y, s=36, zorder=3, color=FAMILY_COLORS.get(family, "#7f7f7f"))
-            key = (round(math.log10(x), 2), round(y, 1))  # points that coincide share a label
-            labels.setdefault(key, (x, y, []))[2].append(name)
-        for x, y, names in labels.values():
-            axes.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(5, 4),
-                          fontsize=7)
-        front = pareto_front([(x, y) for _, _, x, y in points])
-        if front:
-            xs, ys = zip(*front, strict=True)
-            axes.step(xs, ys, where="post", color="#555555", linestyle="--", linewidth=1,
-                      label="Pareto frontier", zorder=2)
-            axes.legend(loc="best")
-        xs_all = [x for _, _, x, _ in points]
-        if xs_all and max(xs_all) / min(xs_all) >= 10:
+        raise ValueError(f"cost must be 'size' or 'latency', not {cost!r}")
+    by_label = {p.label: (p, x) for p, x in drawn}
+    if len(by_label) != len(drawn):
+        raise ValueError("point labels must be unique")
+    unknown = [name for name in front if name not in by_label or by_label[name][0].role == "control"]
+    if unknown:
+        raise ValueError(f"front names points that are not drawn or are controls: {unknown}")
+
+    with matplotlib.rc_context(STYLE):
+        figure = _new_figure((8, 5))
+        axes = figure.subplots()
+        if not drawn:  # e.g. a run stopped before timing: say so in the figure rather than fail the report
+            axes.set_title(f"Accuracy against {cost}")
+            axes.set_axis_off()
+            axes.text(0.5, 0.5, f"No configuration has a {cost} measurement.", ha="center", va="center",
+                      transform=axes.transAxes)
+            return figure
+        for p, x in drawn:
+            color = _family_color(p.family)
+            y = p.accuracy * 100
+            xerr = None if cost == "size" else _errors(x, p.latency_low, p.latency_high)
+            axes.errorbar(x, y, yerr=_errors(p.accuracy, p.accuracy_low, p.accuracy_high, 100), xerr=xerr,
+                          fmt="none", ecolor=color, elinewidth=0.8, capsize=2, alpha=0.7, zorder=2)
+            if p.role == "baseline":
+                axes.scatter(x, y, s=_STAR_AREA, marker="*", color="black", zorder=4, gid=p.label)
+            elif p.role == "control":
+                axes.scatter(x, y, s=_DOT_AREA, facecolors="none", edgecolors=color, linewidths=1.3, zorder=3,
+                             gid=p.label)
+            else:
+                axes.scatter(x, y, s=_DOT_AREA, color=color, zorder=3, gid=p.label)
+
+        handles: list[Line2D] = []
+        for family in dict.fromkeys(p.family for p, _ in drawn):
+            if family == "baseline":
+                handles.append(Line2D([], [], marker="*", markersize=11, color="black", linestyle="",
+                                      label="baseline"))
+            else:
+                handles.append(Line2D([], [], marker="o", color=_family_color(family), linestyle="",
+                                      label=family))
+        if any(p.role == "control" for p, _ in drawn):
+            handles.append(Line2D([], [], marker="o", markerfacecolor="none", markeredgecolor="#555555",
+                                  linestyle="", label="control (hollow)"))
+        if len(front) >= 2:
+            line = sorted((by_label[name][1], by_label[name][0].accuracy * 100) for name in front)
+            xs, ys = zip(*line, strict=True)
+            (step,) = axes.step(xs, ys, where="post", color="#555555", linestyle="--", linewidth=1,
+                                label="Pareto frontier", zorder=1)
+            handles.append(step)
+        # Outside the axes, so it can never sit on a point or a label.
+        axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+        xs_all = [x for _, x in drawn]
+        if max(xs_all) / min(xs_all) >= 10:
             axes.set_xscale("log")
             axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            label += ", log scale"
-        axes.set_xlabel(label + ")")
+            axis_label += ", log scale"
+        axes.margins(0.12)
+        axes.set_xlabel(axis_label + ")")
         axes.set_ylabel("Test accuracy (%)")
-        axes.set_title(f"Accuracy against {cost}")
-        _save(figure, path)
+        axes.set_title(f"Accuracy against {cost}\n{_interval_note([p for p, _ in drawn])}")
+        _place_labels(figure, axes, [(p.label, x, p.accuracy * 100,
+                                      _STAR_AREA if p.role == "baseline" else _DOT_AREA) for p, x in drawn])
+    return figure
 
 
-def teacher_vs_student(items: list[Compared], path: Path, *, show_document: bool) -> bool:
-    """The document's teacher-vs-student bar chart, with the scratch control beside it."""
-    wanted = [("Teacher", "baseline"), ("Student from scratch", "student-scratch"),
-              ("Distilled student", "distill")]
-    bars = []
-    for label, strategy in wanted:
-        values = [i.row["accuracy"] for i in items if i.name == strategy]
-        if values:
-            bars.append((label, *mean_std(values)))
-    if len(bars) < 3:
-        return False
-    with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(figsize=(6, 4))
-        labels, means, stds = zip(*bars, strict=True)
-        axes.bar(labels, means, yerr=stds, capsize=4,
-                 color=["#333333", "#7f7f7f", "#2ca02c"])
-        if show_document:
-            axes.axhline(DOCUMENT_STUDENT_ACCURACY, color="#d62728", linestyle=":",
-                         label="document's student (0.78, one unseeded run)")
-            axes.legend(loc="lower right")
-        axes.set_ylim(max(0.0, min(means) - 0.15), 1.0)
-        axes.set_ylabel("Test accuracy (mean ± std over seeds)")
+def _place_labels(figure: Figure, axes: Axes, labels: list[tuple[str, float, float, float]]) -> None:
+    """Fix the layout, then move labels apart; any later layout change would undo the separation."""
+    figure.tight_layout()
+    axes.set_xlim(axes.get_xlim())  # arrows must not trigger a re-autoscale at save time
+    axes.set_ylim(axes.get_ylim())
+    # Markers are wider than the point itself (the baseline star especially): keep labels off them.
+    avoid = []
+    for _, x, y, area in labels:
+        centre = axes.transData.transform((x, y))
+        radius = area ** 0.5 / 2 * figure.dpi / 72  # marker area is in points squared
+        corners = [centre - radius, centre + radius]
+        avoid.append(Bbox(axes.transData.inverted().transform(corners)))
+    backdrop = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
+    texts = [axes.text(x, y, name, fontsize=7, zorder=5, bbox=backdrop) for name, x, y, _ in labels]
+    # prevent_crossings swaps the boxes of labels of different widths, which re-creates overlaps.
+    # Stronger text repulsion than the default: it separated every crowded layout tried, in time.
+    adjust_text(texts, x=[x for _, x, _, _ in labels], y=[y for _, _, y, _ in labels], objects=avoid, ax=axes,
+                prevent_crossings=False, iter_lim=_LABEL_ITERATIONS, time_lim=None, force_text=(0.5, 1.0),
+                expand=(1.1, 1.3), min_arrow_len=6,
+                arrowprops={"arrowstyle": "-", "color": "#777777", "linewidth": 0.5})
+
+
+def accuracy_tradeoff(points: Sequence[Point], path: Path, *, cost: str, front: Sequence[str] = ()) -> None:
+    """Accuracy against size or latency, with error bars and the caller's Pareto front.
+
+    ``cost`` is "size" or "latency" (points without a latency are left out). ``front`` names
+    the points on the frontier; the caller decides it because only it knows which differences
+    are significant. Fewer than two names draw no line. With no point to draw the figure says
+    so. Raises ValueError when labels repeat or ``front`` names a control or a point not drawn.
+    """
+    _save(_tradeoff_figure(points, cost=cost, front=front), path)
+
+
+def _bars_figure(points: Sequence[Point]) -> Figure:
+    """Build the size and latency bar panels (see ``size_and_latency_bars``)."""
+    if not points:
+        raise ValueError("no points to draw")
+    rows = range(len(points))
+    with matplotlib.rc_context(STYLE):
+        figure = _new_figure((10, 0.45 * len(points) + 1.8))
+        left, right = figure.subplots(1, 2, sharey=True)
+        for row, p in zip(rows, points, strict=True):
+            color = _family_color(p.family)
+            control = p.role == "control"
+            hatch = "////" if control else None
+            left.barh(row, p.size_kib, color=color, alpha=0.3 if control else 0.45, hatch=hatch,
+                      edgecolor=color)
+            left.barh(row, p.gzip_kib, height=0.4, color=color, alpha=0.55 if control else 1.0, hatch=hatch,
+                      edgecolor=color)
+            if p.latency_us is None:
+                right.text(0, row, " not measured", va="center", fontsize=7, color="#777777")
+                continue
+            right.barh(row, p.latency_us, color=color, alpha=0.55 if control else 1.0, hatch=hatch,
+                       edgecolor=color, xerr=_errors(p.latency_us, p.latency_low, p.latency_high),
+                       error_kw={"elinewidth": 0.8, "capsize": 2})
+        left.set_yticks(list(rows), [p.label for p in points])
+        left.set_axisbelow(True)
+        right.set_axisbelow(True)
+        left.invert_yaxis()  # first point on top, as given
+        left.set_xlabel("Size (KiB = 1024 bytes)")
+        handles = [Patch(facecolor="#1f77b4", alpha=0.45, label="raw .tflite"),
+                   Patch(facecolor="#1f77b4", label="gzip (narrow bar)")]
+        if any(p.role == "control" for p in points):
+            handles.append(Patch(facecolor="white", edgecolor="#555555", hatch="////", label="control"))
+        # Above the panel: inside, it would cover the longest bars.
+        left.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=len(handles),
+                    frameon=False, borderaxespad=0.3)
+        right.set_xlabel("Batch-1 latency p50 (µs)")
+        right.set_xlim(left=0)
+        figure.suptitle("Size and latency per configuration (colour = family; error bars: 95% interval)")
+        figure.tight_layout()
+    return figure
+
+
+def size_and_latency_bars(points: Sequence[Point], path: Path) -> None:
+    """Size (raw and gzip overlaid) and latency side by side, in the order given; controls hatched."""
+    _save(_bars_figure(points), path)
+
+
+def _students_figure(bars: Sequence[tuple[str, float, float, float]], *,
+                     reference: tuple[str, float] | None = None, seeds: int = 1) -> Figure:
+    """Build the teacher/student bar chart (see ``teacher_vs_student``)."""
+    if not bars:
+        raise ValueError("no bars to draw")
+    labels = [label for label, *_ in bars]
+    means = [mean for _, mean, _, _ in bars]
+    yerr = [[max(0.0, mean - low) for _, mean, low, _ in bars],
+            [max(0.0, high - mean) for _, mean, _, high in bars]]
+    with matplotlib.rc_context(STYLE):
+        figure = _new_figure((6, 4))
+        axes = figure.subplots()
+        colors = [_STUDENT_COLORS[i % len(_STUDENT_COLORS)] for i in range(len(bars))]
+        axes.bar(range(len(bars)), means, yerr=yerr, capsize=4, color=colors)
+        axes.set_xticks(range(len(bars)), labels)
+        axes.set_axisbelow(True)
+        lowest = min([low for _, _, low, _ in bars] + ([reference[1]] if reference else []))
+        if reference is not None:
+            axes.axhline(reference[1], color="#d62728", linestyle=":", label=reference[0])
+            # Below the axes: inside, it would cover a bar or an error bar whatever the numbers.
+            axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
+        axes.set_ylim(max(0.0, lowest - 0.1), 1.0)
+        spread = (f"mean, 95% interval over {seeds} seeds" if seeds > 1
+                  else "one seed, 95% test-split interval")
+        axes.set_ylabel(f"Test accuracy\n({spread})")
         axes.set_title("Teacher and student accuracy")
-        _save(figure, path)
-    return True
+        figure.tight_layout()
+    return figure
 
 
-def size_and_latency_bars(items: list[Compared], path: Path) -> None:
-    sizes = _averaged(items, lambda i: i.row["size_bytes"] / 1024)
-    gzips = dict((n, x) for n, _, x, _ in _averaged(items, lambda i: i.row["size_gzip_bytes"] / 1024))
-    latency = _averaged([i for i in items if i.row.get("latency_us_p50")],
-                        lambda i: i.row["latency_us_p50"])
-    with plt.rc_context(STYLE):
-        figure, (left, right) = plt.subplots(1, 2, figsize=(10, 0.45 * len(sizes) + 1.5))
-        names = [n for n, *_ in sizes]
-        left.barh(names, [x for _, _, x, _ in sizes], color="#1f77b4", label="raw")
-        left.barh(names, [gzips[n] for n in names], color="#aec7e8", label="gzip", height=0.4)
-        left.set_xlabel("Size (KB)")
-        left.legend()
-        left.invert_yaxis()
-        right.barh([n for n, *_ in latency], [x for _, _, x, _ in latency], color="#ff7f0e")
-        right.set_xlabel("Latency p50 (µs)")
-        right.invert_yaxis()
-        figure.suptitle("Size and latency per strategy")
-        _save(figure, path)
+def teacher_vs_student(bars: Sequence[tuple[str, float, float, float]], path: Path, *,
+                       reference: tuple[str, float] | None = None, seeds: int = 1) -> None:
+    """Bars of (label, mean accuracy, low, high) with their intervals, and an optional reference line.
+
+    ``seeds`` is how many seeds the means are over; it decides what the axis says the bars are.
+    """
+    _save(_students_figure(bars, reference=reference, seeds=seeds), path)

@@ -14,7 +14,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The source document's exact scenario: its plain 20-epoch teacher, its Dense-32 student,
     # 20 epochs at batch 32, alpha 0.5 and T 2 (on logits here), over 5 seeds instead of one draw.
     "document": {
-        "dataset": "synthetic",
+        "dataset": "document",
         "teacher_recipe": DOCUMENT_RECIPE,
         "strategies": tuple(DOCUMENT_DISTILL if s == "distill" else s for s in DEFAULT_STRATEGIES),
         "seeds": (0, 1, 2, 3, 4),

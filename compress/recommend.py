@@ -1,18 +1,32 @@
 """Pick a compression method for a deployment's constraints, from saved results.
 
-Each configuration (spec) is one candidate, its numbers averaged over seeds.
-Every constraint is a hard limit; the objective orders what is left, and ties
-break on the other objectives, then on the name, so the pick is deterministic.
+Each configuration (over its seeds) is one candidate; control rows never are.
+Every constraint is a hard limit on the mean over seeds.  The objective orders
+what is left, but differences within measurement noise are ties (sizes within
+1%, latencies within 3% or with overlapping intervals, accuracies no pooled
+McNemar test can tell apart), broken toward the smaller model, then the one
+cheaper to train.  The report's recommendation section uses this same code.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from compress.analysis import Row, by_spec, compared, mean_std
+from compress.analysis import (
+    SAME_SIZE_MARGIN,
+    SAME_SPEED_MARGIN,
+    SIGNIFICANCE,
+    Config,
+    Row,
+    between,
+    configurations,
+)
+from compress.errors import UserError
 
 OBJECTIVES = ("size", "latency", "accuracy")
+KIB = 1024
 
 
 class NothingQualifies(Exception):
@@ -20,121 +34,164 @@ class NothingQualifies(Exception):
 
 
 @dataclass(frozen=True)
-class Candidate:
-    spec: str
-    strategy: str
-    family: str
-    seeds: int
-    size_kb: float
-    latency_us: float | None
-    accuracy: float
-    accuracy_drop_pp: float  # positive when worse than the teacher
-
-    def sort_key(self, objective: str) -> tuple[float | str, ...]:
-        latency = self.latency_us if self.latency_us is not None else float("inf")
-        keys = {"size": self.size_kb, "latency": latency, "accuracy": -self.accuracy}
-        order = [objective, *(o for o in OBJECTIVES if o != objective)]
-        return (*(keys[o] for o in order), self.spec)
-
-
-@dataclass(frozen=True)
 class Constraints:
-    max_size_kb: float | None = None
+    max_size_kib: float | None = None
     max_latency_us: float | None = None
     max_accuracy_drop: float | None = None  # percentage points below the teacher
 
-    def misses(self, candidate: Candidate) -> list[tuple[str, float]]:
-        """(constraint, relative excess) for every limit the candidate breaks."""
+    def __post_init__(self) -> None:
+        for name, value in (("--max-size-kib", self.max_size_kib),
+                            ("--max-latency-us", self.max_latency_us)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UserError(f"{name} must be a number above 0, got {value}")
+        drop = self.max_accuracy_drop
+        if drop is not None and not (math.isfinite(drop) and drop >= 0):
+            raise UserError(f"--max-accuracy-drop must be 0 or more percentage points, got {drop}")
+
+    def misses(self, config: Config) -> list[tuple[str, float]]:
+        """(constraint, relative excess) for every limit the configuration breaks."""
         out = []
-        if self.max_size_kb is not None and candidate.size_kb > self.max_size_kb:
-            out.append((f"--max-size-kb {self.max_size_kb:g} (it is {candidate.size_kb:.1f} KB)",
-                        candidate.size_kb / self.max_size_kb - 1))
+        size = config.size_bytes / KIB
+        if self.max_size_kib is not None and size > self.max_size_kib:
+            out.append((f"--max-size-kib {self.max_size_kib:g} (it is {size:.1f} KiB)",
+                         size / self.max_size_kib - 1))
         if self.max_latency_us is not None:
-            latency = candidate.latency_us
+            latency = config.latency[0] if config.latency else None
             if latency is None or latency > self.max_latency_us:
                 shown = "not timed" if latency is None else f"{latency:.2f} µs"
-                excess = float("inf") if latency is None else latency / self.max_latency_us - 1
+                excess = math.inf if latency is None else latency / self.max_latency_us - 1
                 out.append((f"--max-latency-us {self.max_latency_us:g} (it is {shown})", excess))
-        if self.max_accuracy_drop is not None and candidate.accuracy_drop_pp > self.max_accuracy_drop:
-            out.append((f"--max-accuracy-drop {self.max_accuracy_drop:g} "
-                        f"(it drops {candidate.accuracy_drop_pp:.1f} pp)",
-                        (candidate.accuracy_drop_pp - self.max_accuracy_drop) / 100))
+        drop = -config.delta_pp
+        if self.max_accuracy_drop is not None and drop > self.max_accuracy_drop:
+            out.append((f"--max-accuracy-drop {self.max_accuracy_drop:g} (it drops {drop:.1f} pp)",
+                        (drop - self.max_accuracy_drop) / 100))
         return out
+
+
+def objective_value(config: Config, objective: str) -> str:
+    """The objective's value for display, with its interval where there is one."""
+    if objective == "size":
+        return f"{config.size_bytes / KIB:.1f} KiB ({config.size_factor:.2f}× smaller)"
+    if objective == "latency":
+        if not config.latency:
+            return "not timed"
+        mean, low, high = config.latency
+        return f"{mean:.2f} µs [{low:.2f}, {high:.2f}]"
+    mean, low, high = config.accuracy
+    return f"accuracy {mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _key(config: Config, objective: str) -> float:
+    if objective == "size":
+        return config.size_bytes
+    if objective == "latency":
+        return config.latency[0] if config.latency else math.inf
+    return -config.accuracy[0]
+
+
+def tied(a: Config, b: Config, objective: str) -> bool:
+    """Whether two configurations are equal on the objective within measurement noise."""
+    if objective == "size":
+        return abs(a.size_bytes - b.size_bytes) <= SAME_SIZE_MARGIN * max(a.size_bytes, b.size_bytes)
+    if objective == "latency":
+        if not a.latency or not b.latency:
+            return False
+        (mean_a, low_a, high_a), (mean_b, low_b, high_b) = a.latency, b.latency
+        overlap = low_a <= high_b and low_b <= high_a
+        return overlap or abs(mean_a / mean_b - 1) < SAME_SPEED_MARGIN
+    test = between(a, b)
+    return test is None or test.p() > SIGNIFICANCE
+
+
+def rank(configs: list[Config], objective: str) -> list[Config]:
+    """Best first; among configurations tied with the best, the smaller, then cheaper to train."""
+    remaining = sorted(configs, key=lambda c: (_key(c, objective), c.spec))
+    ordered = []
+    while remaining:
+        ties = [remaining[0], *(c for c in remaining[1:] if tied(remaining[0], c, objective))]
+        choice = min(ties, key=lambda c: (c.size_bytes, c.train_seconds, _key(c, objective), c.spec))
+        ordered.append(choice)
+        remaining.remove(choice)
+    return ordered
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    best: Candidate
-    runner_up: Candidate | None
+    best: Config
+    runner_up: Config | None
     binding: str | None
     objective: str
+    ties: tuple[Config, ...]  # within noise of the best on the objective, decided by size and cost
 
-    def explain(self) -> str:
+    def reasons(self) -> list[str]:
+        """Why, in sentences: the objective's value for every configuration named."""
         b = self.best
-        latency = "not timed" if b.latency_us is None else f"{b.latency_us:.2f} µs"
-        lines = [
-            f"Recommended: {b.strategy} (`{b.spec}`)",
-            f"  {b.size_kb:.1f} KB, {latency} p50, accuracy {b.accuracy:.3f} "
-            f"({-b.accuracy_drop_pp:+.1f} pp vs teacher) over {b.seeds} seed(s).",
-            f"  It is the best on {self.objective} among the configurations that meet every "
-            "constraint.",
-        ]
-        if self.binding:
-            lines.append(f"  Binding constraint: {self.binding}.")
-        else:
-            lines.append(f"  No constraint binds: it is the best on {self.objective} overall.")
+        lines = [f"{b.label}: {objective_value(b, self.objective)}, accuracy {b.accuracy[0]:.3f} "
+                 f"({b.delta_pp:+.1f} pp vs teacher) over {b.seeds} seed(s)."]
+        if self.ties:
+            names = ", ".join(f"{t.label} ({objective_value(t, self.objective)})" for t in self.ties)
+            lines.append(f"Tied within measurement noise on {self.objective} with {names}; "
+                         "chosen as the smaller, then cheaper to train.")
+        lines.append(f"Binding constraint: {self.binding}." if self.binding else
+                     f"No constraint binds: it is the best on {self.objective} overall.")
         if self.runner_up:
             r = self.runner_up
-            lines.append(f"  Runner-up: {r.strategy} (`{r.spec}`), {r.size_kb:.1f} KB, "
-                         f"accuracy {r.accuracy:.3f}.")
-        return "\n".join(lines)
+            lines.append(f"Runner-up: {r.label}: {objective_value(r, self.objective)}, accuracy "
+                         f"{r.accuracy[0]:.3f} ({r.delta_pp:+.1f} pp).")
+        if self.objective == "latency" and (b.unstable or (self.runner_up and self.runner_up.unstable)):
+            lines.append("Latency was flagged unstable for these rows: re-run on a quiet machine "
+                         "before relying on the order.")
+        return lines
 
-
-def candidates(rows: Iterable[Row]) -> list[Candidate]:
-    """One candidate per configuration, averaged over its seeds."""
-    out = []
-    for group in by_spec(compared(rows)).values():
-        latencies = [i.row["latency_us_p50"] for i in group if i.row.get("latency_us_p50")]
-        row = group[0].row
-        out.append(Candidate(
-            spec=row["spec"], strategy=row["strategy"], family=row["family"], seeds=len(group),
-            size_kb=mean_std([i.row["size_bytes"] / 1024 for i in group])[0],
-            latency_us=mean_std(latencies)[0] if len(latencies) == len(group) else None,
-            accuracy=mean_std([i.row["accuracy"] for i in group])[0],
-            accuracy_drop_pp=-mean_std([i.delta_pp for i in group])[0],
-        ))
-    return out
+    def explain(self) -> str:
+        head, *rest = self.reasons()
+        return "\n".join([f"Recommended ({self.objective}): {head}", *(f"  {line}" for line in rest),
+                          f"  spec: {self.best.spec}"])
 
 
 def recommend(
     rows: Iterable[Row],
     *,
-    max_size_kb: float | None = None,
+    max_size_kib: float | None = None,
     max_latency_us: float | None = None,
     max_accuracy_drop: float | None = None,
     objective: str = "size",
 ) -> Recommendation:
     """The best configuration meeting every constraint; raises NothingQualifies otherwise."""
     if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    limits = Constraints(max_size_kb, max_latency_us, max_accuracy_drop)
-    pool = sorted(candidates(rows), key=lambda c: c.sort_key(objective))
+        raise UserError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    limits = Constraints(max_size_kib, max_latency_us, max_accuracy_drop)
+    pool = rank([c for c in configurations(rows) if c.role != "control"], objective)
     if not pool:
         raise NothingQualifies("no finished rows with a baseline to compare against")
     feasible = [c for c in pool if not limits.misses(c)]
     if not feasible:
         closest = min(pool, key=lambda c: (sum(excess for _, excess in limits.misses(c)), c.spec))
         missed = "; ".join(text for text, _ in limits.misses(closest))
-        raise NothingQualifies(
-            f"nothing meets every constraint; closest is {closest.strategy} (`{closest.spec}`), "
-            f"which misses {missed}"
-        )
+        raise NothingQualifies(f"nothing meets every constraint; closest is {closest.label} "
+                               f"({objective_value(closest, objective)}), which misses {missed}")
     best = feasible[0]
     better = pool[: pool.index(best)]  # preferred on the objective but excluded
     binding = None
     if better:  # the next-better option: what would have to give to get it
         nearest = better[-1]
         binding = "; ".join(text for text, _ in limits.misses(nearest)) + \
-            f", which rules out {nearest.strategy}"
+            f", which rules out {nearest.label} ({objective_value(nearest, objective)})"
+    ties = tuple(c for c in feasible[1:] if tied(best, c, objective))
     runner_up = feasible[1] if len(feasible) > 1 else None
-    return Recommendation(best, runner_up, binding, objective)
+    return Recommendation(best, runner_up, binding, objective, ties)
+
+
+#: The report's default budget: at most this many points below the teacher.
+DEFAULT_MAX_DROP_PP = 1.0
+
+
+def default_choices(rows: list[Row]) -> dict[str, Recommendation | NothingQualifies]:
+    """The smallest and the fastest configuration within the default accuracy budget."""
+    out: dict[str, Recommendation | NothingQualifies] = {}
+    for objective in ("size", "latency"):
+        try:
+            out[objective] = recommend(rows, max_accuracy_drop=DEFAULT_MAX_DROP_PP, objective=objective)
+        except NothingQualifies as answer:
+            out[objective] = answer
+    return out

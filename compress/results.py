@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -19,21 +20,23 @@ from typing import Any
 from compress.errors import UserError
 from compress.fileio import write_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.jsonl"
 CSV_FILE = "results.csv"
 
 #: Every field of a row, in the order the CSV uses.
 FIELDS = (
-    "schema_version", "run_id", "strategy", "spec", "family", "control", "status", "reason",
-    "notes", "params", "dataset", "scenario", "preprocessing", "class_names", "seed", "teacher_architecture",
-    "teacher_cached",
+    "schema_version", "run_id", "strategy", "spec", "label", "family", "role", "control_of",
+    "status", "reason",
+    "notes", "params", "dataset", "scenario", "preprocessing", "class_names", "seed", "majority_rate",
+    "teacher_architecture", "teacher_cached",
     "teacher_train_accuracy", "teacher_val_accuracy", "teacher_train_seconds",
     "artifact", "size_bytes", "size_gzip_bytes", "params_count", "nonzero_params", "sparsity",
     "pruned_sparsity", "kernel_unique_max", "macs", "arithmetic", "unaccounted_ops",
     "latency_us_p50", "latency_us_p50_ci_low",
     "latency_us_p50_ci_high", "latency_us_p95", "latency_us_p99", "latency_us_iqr",
-    "latency_warning", "speedup", "speedup_ci_low", "speedup_ci_high", "throughput_sps",
+    "latency_warning", "speedup", "speedup_ci_low", "speedup_ci_high", "speedup_rounds",
+    "speedup_rounds_faster", "throughput_sps",
     "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1_macro", "fidelity", "mcnemar_p",
     "test_correct",
     "train_seconds", "env",
@@ -41,7 +44,7 @@ FIELDS = (
 
 _PACKAGES = (
     "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy",
-    "scikit-learn", "compress",
+    "scikit-learn", "scipy", "compress",
 )
 
 
@@ -122,27 +125,146 @@ def write_results(folder: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_results(path: Path | str) -> list[dict[str, Any]]:
-    """Rows from a results.jsonl (or a run folder holding one), schema checked."""
+    """Rows from a results.jsonl (or a run folder holding one), schema and field types checked.
+
+    Every field the report and the recommendation rely on is checked here, so a damaged or
+    hand-edited file is one UserError naming the line, never a crash further on.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
     if not path.is_file():
         raise UserError(f"no results file at {path}; pass a results.jsonl written by 'compress run'")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; the file is damaged, re-run to write it again") from None
+    except OSError as error:
+        raise UserError(f"cannot read {path} ({error.strerror}); check its permissions") from None
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"{path}:{number}"
         try:
             row = json.loads(line)
-        except ValueError:
-            raise UserError(f"{path}:{number} is not valid JSON; the file is damaged") from None
-        version = row.get("schema_version") if isinstance(row, dict) else None
-        if version != SCHEMA_VERSION:
+        except (ValueError, RecursionError):
+            raise UserError(f"{where} is not valid JSON; the file is damaged") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{where} is a JSON {_JSON_TYPES.get(type(row), 'value')}, not a result row "
+                            "(an object); the file is damaged")
+        version = row.get("schema_version")
+        if version != SCHEMA_VERSION or isinstance(version, bool):
             raise UserError(
-                f"{path}:{number} has schema_version {version!r}, this compress reads "
+                f"{where} has schema_version {_shown(version)}, this compress reads "
                 f"{SCHEMA_VERSION}; re-run or use a matching compress version"
             )
-        rows.append(new_row(**{k: v for k, v in row.items() if k in FIELDS}))
+        row = new_row(**{k: v for k, v in row.items() if k in FIELDS})
+        problem = _row_problem(row)
+        if problem:
+            raise UserError(f"{where}: {problem}; the file is damaged, re-run or fix that line")
+        rows.append(row)
     if not rows:
-        raise UserError(f"{path} holds no result rows")
+        raise UserError(f"{path} holds no result rows; pass the results.jsonl of a run that finished a row")
     return rows
+
+
+_JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+STATUSES = ("ok", "skipped", "failed")
+ROLES = ("baseline", "technique", "control")
+_TEXT_FIELDS = ("run_id", "strategy", "spec", "label", "family", "control_of", "reason", "notes",
+                "dataset", "scenario", "preprocessing", "teacher_architecture", "artifact", "arithmetic",
+                "latency_warning", "test_correct")
+_TEXT_LIST_FIELDS = ("class_names", "unaccounted_ops")
+_OBJECT_FIELDS = ("params", "env")
+_NUMBER_FIELDS = tuple(
+    name for name in FIELDS
+    if name not in {"schema_version", "status", "role", "seed", "teacher_cached", *_TEXT_FIELDS,
+                    *_TEXT_LIST_FIELDS, *_OBJECT_FIELDS}
+)
+#: A measurement and the interval that must come with it.
+_WITH_INTERVAL = {"accuracy": ("accuracy_ci_low", "accuracy_ci_high"),
+                  "latency_us_p50": ("latency_us_p50_ci_low", "latency_us_p50_ci_high"),
+                  "speedup": ("speedup_ci_low", "speedup_ci_high")}
+#: No measurement comes near this; larger values are damage (and break the figures' axes).
+_LARGEST = 1e18
+#: What every finished row carries: the report compares and averages these.
+_FINISHED = ("spec", "role", "size_bytes", "size_gzip_bytes", "accuracy")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool): what every numeric field holds, or null."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _row_problem(row: dict[str, Any]) -> str | None:
+    """What is wrong with a row's fields, or None: types first, then what a finished row needs."""
+    if row["status"] not in STATUSES:
+        return f"status is {_shown(row['status'])}, not one of {', '.join(STATUSES)}"
+    if row["role"] is not None and row["role"] not in ROLES:
+        return f"role is {_shown(row['role'])}, not one of {', '.join(ROLES)}"
+    seed = row["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        return f"seed is {_shown(seed)}, not a non-negative integer"
+    for name in _TEXT_FIELDS:
+        if row[name] is not None and not isinstance(row[name], str):
+            return f"{name} is {_shown(row[name])}, not a string or null"
+    if row["spec"] is None or row["strategy"] is None:
+        return "a row needs its strategy and spec"
+    if row["test_correct"] is not None and set(row["test_correct"]) - {"0", "1"}:
+        return "test_correct holds characters other than 0 and 1"
+    for name in _TEXT_LIST_FIELDS:
+        value = row[name]
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return f"{name} is {_shown(value)}, not a list of strings or null"
+    for name in _OBJECT_FIELDS:
+        if row[name] is not None and not isinstance(row[name], dict):
+            return f"{name} is {_shown(row[name])}, not an object or null"
+    env = row["env"] or {}
+    if env.get("versions") is not None and not isinstance(env["versions"], dict):
+        return f"env.versions is {_shown(env['versions'])}, not an object or null"
+    if isinstance(env.get("cpu"), (list, dict)):
+        return f"env.cpu is {_shown(env['cpu'])}, not a name"
+    if row["teacher_cached"] is not None and not isinstance(row["teacher_cached"], bool):
+        return f"teacher_cached is {_shown(row['teacher_cached'])}, not true, false or null"
+    for name in _NUMBER_FIELDS:
+        value = row[name]
+        if value is not None and not (_is_number(value) and 0 <= value <= _LARGEST):
+            return f"{name} is {_shown(value)}, not a number from 0 to {_LARGEST:g} or null"
+    rounds, faster = row["speedup_rounds"], row["speedup_rounds_faster"]
+    for name, value in (("speedup_rounds", rounds), ("speedup_rounds_faster", faster)):
+        if value is not None and value != int(value):
+            return f"{name} is {_shown(value)}, not a whole number"
+    if (rounds is None) != (faster is None) or (rounds is not None and faster > rounds):
+        return "speedup_rounds_faster must come with speedup_rounds and be at most it"
+    if row["status"] != "ok":
+        return None
+    missing = [name for name in _FINISHED if row[name] is None]
+    if missing:
+        return f"a finished (ok) row has no {', '.join(missing)}"
+    for name in ("size_bytes", "size_gzip_bytes"):
+        if row[name] <= 0:
+            return f"{name} is {_shown(row[name])}; a finished row's file has at least one byte"
+    for name in ("latency_us_p50", "latency_us_p50_ci_low", "latency_us_p50_ci_high"):
+        if row[name] == 0:
+            return f"{name} is 0; a measured latency is above 0 (leave it null if not timed)"
+    for name in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"):
+        if row[name] is not None and row[name] > 1:
+            return f"{name} is {_shown(row[name])}, not a fraction between 0 and 1"
+    for name, (low, high) in _WITH_INTERVAL.items():
+        if (row[low] is None) != (row[high] is None) or (row[name] is None and row[low] is not None):
+            return f"{low} and {high} come with {name}, both or neither"
+        if name != "accuracy" and row[name] is not None and row[low] is None:
+            return f"{name} has no interval ({low}, {high})"
+    return None

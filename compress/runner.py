@@ -2,16 +2,22 @@
 
 Strategies run first, each on its own clone of the teacher; each finished row
 (size and accuracy) is saved at once.  Latency is then measured for all rows
-together with interleaved rounds, so training never competes with timing.
+of a seed together with interleaved rounds, so training never competes with
+timing.  Runs and sweep jobs share every step here: ``plan_steps`` (which rows,
+paired with which controls), ``evaluate_step`` (one row) and ``finish_seed``
+(comparisons with the baseline and latency).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +37,9 @@ from compress.measure import (
     size_fields,
 )
 from compress.models import clone
-from compress.results import RESULTS_FILE, environment, new_row, write_results
+from compress.outdir import Output, open_output
+from compress.results import new_row, write_results
+from compress.stats import above_rate
 from compress.strategies import Context, Skip, Strategy, strategies_from_spec
 from compress.strategies.base import strategy_from_name
 from compress.strategies.baseline import Baseline
@@ -42,6 +50,7 @@ DEFAULT_STRATEGIES = (
     "baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch", "finetune",
 )
 SCENARIOS = ("standard", "shift")
+MISSING_POLICIES = ("error", "drop", "impute")
 #: What --scenario shift compares when no --strategy is given: adaptation to the target.
 SHIFT_STRATEGIES = (
     "finetune:epochs=30,lr=0.001", "finetune:epochs=30,lr=0.001,freeze=-1",
@@ -49,6 +58,8 @@ SHIFT_STRATEGIES = (
 )
 RUN_MANIFEST = "run.json"
 ERROR_LOG = "errors.log"
+#: A teacher must beat always predicting the majority class by more than this (in points).
+WEAK_TEACHER_MARGIN_PP = 2.0
 
 #: Called as progress(done, total, what is happening now).
 Progress = Callable[[int, int, str], None]
@@ -58,7 +69,7 @@ Progress = Callable[[int, int, str], None]
 class RunConfig:
     """Everything that decides a run's results; saved in run.json."""
 
-    dataset: str = "synthetic"
+    dataset: str | None = "synthetic"  # None when ``data`` names a user's file
     strategies: Sequence[str] = DEFAULT_STRATEGIES
     seeds: Sequence[int] = (0,)
     epochs: int | None = None  # overrides the teacher's and every strategy's default epochs
@@ -71,6 +82,7 @@ class RunConfig:
     missing: str = "error"
     teacher: Path | None = None  # a user's trained tf_keras model instead of training one
     trust_model: bool = False
+    allow_weak_teacher: bool = False
     scenario: str = "standard"  # "shift": teacher on a source domain, strategies on a target
     target_train: int = SHIFT_TARGET_TRAIN
     overwrite: bool = False
@@ -80,6 +92,85 @@ class RunConfig:
     def __post_init__(self) -> None:
         self.strategies = tuple(self.strategies)  # any iterable in, JSON-friendly values out
         self.seeds = tuple(self.seeds)
+        self.data = Path(self.data) if self.data is not None else None
+        self.teacher = Path(self.teacher) if self.teacher is not None else None
+        self.out = Path(self.out) if self.out is not None else None
+
+    def validate(self) -> None:
+        """Every run setting checked, one line per mistake, before anything is loaded."""
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {self.threads}")
+        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise UserError(f"seeds must be one or more non-negative integers, got {list(self.seeds)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds must be distinct, got {list(self.seeds)}")
+        if self.missing not in MISSING_POLICIES:
+            raise UserError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, got {self.missing!r}")
+        if self.target_train < 1:
+            raise UserError(f"--target-train must be at least 1, got {self.target_train}")
+        if self.scenario not in SCENARIOS:
+            raise UserError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}")
+        if self.target is not None and self.data is None:
+            raise UserError("--target needs --data FILE (the built-in datasets have their labels)")
+        if self.target is not None and self.data is not None and self.data.suffix.lower() == ".npz":
+            raise UserError("--target names a column of a .csv or .parquet file; an .npz holds its "
+                            "labels in the array y, so drop --target")
+        if self.scenario == "shift" and (self.data is not None or self.teacher is not None):
+            raise UserError("--scenario shift builds its own source and target from a built-in "
+                            "--dataset; drop --data and --teacher")
+
+
+def resolve_config(
+    *,
+    dataset: str | None = None,
+    data: Path | str | None = None,
+    target: str | None = None,
+    missing: str | None = None,
+    teacher: Path | str | None = None,
+    trust_model: bool = False,
+    allow_weak_teacher: bool = False,
+    strategies: Sequence[str] | None = None,
+    seeds: int | Sequence[int] | None = None,
+    epochs: int | None = None,
+    scenario: str | None = None,
+    target_train: int | None = None,
+    preset: str | None = None,
+    threads: int | None = None,
+    out: Path | str | None = None,
+    overwrite: bool = False,
+    use_cache: bool = True,
+    command: str | None = None,
+) -> RunConfig:
+    """The one place run settings are combined: defaults, then the preset, then the scenario,
+    then whatever was given explicitly (None means not given).  ``seeds`` is a list of seeds or a
+    count (``3`` runs seeds 0, 1, 2)."""
+    from compress.presets import PRESETS
+
+    if dataset is not None and data is not None:
+        raise UserError("give --dataset or --data, not both")
+    if preset is not None and preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    settings: dict[str, Any] = {}
+    settings.update(PRESETS.get(preset or "", {}))
+    if scenario == "shift":
+        settings["strategies"] = SHIFT_STRATEGIES
+    if isinstance(seeds, bool) or (isinstance(seeds, int) and seeds < 1):
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    explicit = {
+        "dataset": dataset, "data": data, "target": target, "missing": missing, "teacher": teacher,
+        "strategies": tuple(strategies) if strategies else None, "epochs": epochs,
+        "seeds": tuple(range(seeds)) if isinstance(seeds, int) else seeds,
+        "scenario": scenario, "target_train": target_train, "threads": threads, "out": out,
+    }
+    settings.update({key: value for key, value in explicit.items() if value is not None})
+    if data is not None:
+        settings["dataset"] = None
+    config = RunConfig(**settings, trust_model=trust_model, allow_weak_teacher=allow_weak_teacher,
+                       overwrite=overwrite, use_cache=use_cache, command=command)
+    config.validate()
+    return config
 
 
 @dataclass
@@ -101,21 +192,6 @@ def default_out_dir(dataset: str) -> Path:
     return out
 
 
-def prepare_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse to replace an earlier run's results unless asked; check it is writable."""
-    if (out / RESULTS_FILE).exists() and not overwrite:
-        raise UserError(f"{out} already holds results; choose another --out or pass --overwrite")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a folder; choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise UserError(f"cannot write to {out} ({error.strerror}); choose a writable --out") from None
-
-
 def artifact_name(stem: str, taken: set[str]) -> str:
     """A file name per row, safe for any strategy name and unique within the run."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
@@ -125,23 +201,46 @@ def artifact_name(stem: str, taken: set[str]) -> str:
     return name
 
 
-def resolve_strategies(specs: Sequence[str], epochs: int | None = None) -> list[Strategy]:
-    """Instances for every spec, with the baseline first and every companion control present.
+@dataclass(frozen=True)
+class Step:
+    """One row to produce: a strategy and, for a control, the technique it is paired with."""
 
-    ``epochs`` overrides each strategy's own default (not what a spec sets explicitly).
+    strategy: Strategy
+    control_of: str | None = None  # the spec of the technique row this control judges
+
+    @property
+    def role(self) -> str:
+        return self.strategy.role
+
+
+def plan_steps(specs: Sequence[str], epochs: int | None = None) -> list[Step]:
+    """Every row of a run: the baseline first, each technique followed by its own controls.
+
+    Each technique configuration gets its own copy of every control it declares
+    (``companions``) or the user asked for, configured by ``paired_with`` so that
+    only the technique differs.  ``epochs`` overrides each strategy's own default,
+    never a parameter a control inherits.
     """
     overrides = {} if epochs is None else {"epochs": epochs}
-    strategies = [s for spec in specs for s in strategies_from_spec(spec, overrides)]
-    names = {s.name for s in strategies}
-    for strategy in list(strategies):
-        for companion in strategy.companions:
-            if companion not in names:
-                strategies.append(strategy_from_name(companion, overrides))
-                names.add(companion)
-    if "baseline" not in names:
-        strategies.insert(0, Baseline())
-    strategies.sort(key=lambda s: not isinstance(s, Baseline))  # the reference is measured first
-    return [s.paired_with(strategies) for s in strategies]
+    requested = [s for spec in specs for s in strategies_from_spec(spec, overrides)]
+    techniques = list({s.spec(): s for s in requested if s.role == "technique"}.values())
+    templates = list({s.spec(): s for s in requested if s.role == "control"}.values())
+    for template in templates:
+        if not any(t.controlled(str(template.control_of)) for t in techniques):
+            raise UserError(f"{template.name} is a control for {template.control_of}; add "
+                            f"--strategy {template.control_of} to the run, or drop {template.name}")
+    steps = [Step(Baseline())]
+    for technique in techniques:
+        steps.append(Step(technique))
+        explicit = [c for c in templates if technique.controlled(str(c.control_of))]
+        named = {c.name for c in explicit}
+        defaults = [strategy_from_name(name, overrides) for name in technique.companions
+                    if name not in named]
+        for control in [*explicit, *defaults]:
+            source = technique.controlled(str(control.control_of))
+            if source is not None:
+                steps.append(Step(control.paired_with(source), control_of=technique.spec()))
+    return steps
 
 
 class RunInterrupted(Exception):
@@ -150,6 +249,37 @@ class RunInterrupted(Exception):
     def __init__(self, result: RunResult) -> None:
         super().__init__(f"interrupted; {len(result.rows)} finished rows kept in {result.out}")
         self.result = result
+
+
+class Interrupts:
+    """SIGINT raises KeyboardInterrupt and also sets a flag that ``check`` turns into one.
+
+    A KeyboardInterrupt raised inside a finalizer or a weakref callback is
+    swallowed by Python ("Exception ignored in ..."); the flag makes sure the
+    run still stops at its next step instead of finishing with exit 0.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[Interrupts]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 @dataclass(frozen=True)
@@ -164,21 +294,17 @@ class Source:
 def load_source(config: RunConfig, seed: int) -> Source:
     """The run's data for one seed (a built-in, a user's file, or a shift scenario)."""
     if config.scenario == "shift":
-        if config.data is not None or config.teacher is not None:
-            raise UserError("--scenario shift builds its own source and target from a built-in "
-                            "--dataset; drop --data and --teacher")
-        source, target = load_shift(config.dataset, seed, config.target_train)
+        source, target = load_shift(str(config.dataset), seed, config.target_train)
         return Source(target, source)
     if config.data is None:
-        dataset = load_dataset(config.dataset, seed)
+        dataset = load_dataset(str(config.dataset), seed)
         return Source(dataset, dataset)
     dataset, record = load_file(config.data, seed=seed, target=config.target, missing=config.missing)
     return Source(dataset, dataset, record.summary())
 
 
-def _teacher(config: RunConfig, source: Source, seed: int, loaded: dict[int, Teacher]) -> Teacher:
-    if seed in loaded:  # the user's teacher, already loaded to validate it
-        return loaded.pop(seed)
+def teacher_for(config: RunConfig, source: Source, seed: int) -> Teacher:
+    """The seed's teacher: the user's file, or the cached (else freshly trained) default."""
     if config.teacher is not None:
         return load_teacher(config.teacher, source.dataset, trust=config.trust_model)
     return get_teacher(source.teacher_data, seed=seed,
@@ -186,126 +312,216 @@ def _teacher(config: RunConfig, source: Source, seed: int, loaded: dict[int, Tea
                        architecture=config.teacher_architecture, use_cache=config.use_cache)
 
 
-def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
-    """Run every strategy for every seed against one dataset and teacher per seed.
+def majority_rate(y: np.ndarray) -> float:
+    """Accuracy of always predicting the most frequent class: the floor any teacher must clear."""
+    return float(np.bincount(np.asarray(y, dtype=np.int64)).max() / len(y))
 
-    Everything the user gave is validated before the output folder is touched.
-    Rows are saved as each finishes; latency is measured per seed once all of
-    that seed's models exist, with the seed's baseline as the reference.
-    Ctrl-C raises RunInterrupted after saving what finished.
+
+def weak_teacher(teacher: Teacher, dataset: Dataset) -> str | None:
+    """Why the teacher is not clearly better than the majority class on validation, or None.
+
+    Clearly better: more than 2 points above the majority-class rate, and above it by a
+    one-sided exact binomial test at 0.05 (the validation split, never the test split).
     """
-    if config.epochs is not None and config.epochs < 1:
-        raise UserError(f"--epochs must be at least 1, got {config.epochs}")
-    if config.threads < 1:
-        raise UserError(f"--threads must be at least 1, got {config.threads}")
-    if not config.seeds or any(seed < 0 for seed in config.seeds):
-        raise UserError(f"seeds must be one or more non-negative integers, got {list(config.seeds)}")
-    strategies = resolve_strategies(config.strategies, config.epochs)
-    if config.scenario not in SCENARIOS:
-        raise UserError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {config.scenario!r}")
-    sources = {seed: load_source(config, seed) for seed in config.seeds}
-    first = sources[config.seeds[0]].dataset
-    loaded: dict[int, Teacher] = {}
-    if config.teacher is not None:  # fail before writing anything
-        loaded[config.seeds[0]] = load_teacher(config.teacher, first, trust=config.trust_model)
-    out = config.out or default_out_dir(first.name)
-    prepare_out_dir(out, config.overwrite)
+    if teacher.val_accuracy is None:
+        return None
+    y_val = dataset.training.y_val
+    floor = majority_rate(y_val)
+    n = len(y_val)
+    clearly_above = above_rate(round(teacher.val_accuracy * n), n, floor) <= 0.05
+    if teacher.val_accuracy - floor > WEAK_TEACHER_MARGIN_PP / 100 and clearly_above:
+        return None
+    return (f"the teacher scores {teacher.val_accuracy:.3f} on the validation split, not clearly above "
+            f"the {floor:.3f} of always predicting the majority class; likely causes: inputs "
+            "scaled differently from training (e.g. 0-255 against 0-1), a different label order, "
+            "or a wrong output layer")
 
+
+def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
+    """Run every step for every seed against one dataset and teacher per seed.
+
+    Everything the user gave is validated, and every teacher prepared and checked,
+    before the output folder is touched.  Rows are saved as each finishes; latency is
+    measured per seed once all of that seed's models exist.  Ctrl-C raises
+    RunInterrupted after saving what finished.
+    """
+    config.validate()
+    steps = plan_steps(config.strategies, config.epochs)
     report = progress or (lambda done, total, what: None)
-    total, done = (len(strategies) + 2) * len(config.seeds), 0
-    env = environment(threads=config.threads)
+    total, done = (len(steps) + 2) * len(config.seeds), 0
+    interrupts = Interrupts()
+    with interrupts.installed():
+        sources = {seed: load_source(config, seed) for seed in config.seeds}
+        teachers: dict[int, Teacher] = {}
+        weak: dict[int, str] = {}
+        for seed, source in sources.items():
+            report(done, total, f"seed {seed}: preparing the teacher (cached after the first run)")
+            teachers[seed] = teacher_for(config, source, seed)
+            reason = weak_teacher(teachers[seed], source.dataset)
+            if reason and not config.allow_weak_teacher:
+                raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
+            if reason:
+                weak[seed] = reason
+            done += 1
+        first = sources[config.seeds[0]]
+        target = config.out or default_out_dir(first.dataset.name)
+        output = open_output(target, "run", overwrite=config.overwrite)
+        try:
+            return _run_steps(config, steps, sources, teachers, weak, output, interrupts, report, done)
+        except KeyboardInterrupt:
+            raise RunInterrupted(RunResult(output.set_aside(), _saved_rows(output.folder))) from None
+
+
+def _saved_rows(folder: Path) -> list[dict[str, Any]]:
+    from compress.results import RESULTS_FILE, read_results
+
+    return read_results(folder) if (folder / RESULTS_FILE).exists() else []
+
+
+def _run_steps(
+    config: RunConfig, steps: list[Step], sources: dict[int, Source], teachers: dict[int, Teacher],
+    weak: dict[int, str], output: Output, interrupts: Interrupts, report: Progress, done: int,
+) -> RunResult:
+    folder, run_id = output.folder, output.target.name
+    total = (len(steps) + 2) * len(config.seeds)
+    env = environment_for(config.threads)
     manifest: dict[str, Any] = {
-        "run_id": out.name,
+        "run_id": run_id,
         "config": json.loads(json.dumps(asdict(config), default=str)),
-        "dataset": first.summary(),
+        "dataset": sources[config.seeds[0]].dataset.summary(),
         "preprocessing": sources[config.seeds[0]].preprocessing,
-        "teachers": {},
+        "teachers": {str(seed): teacher_record(t) for seed, t in teachers.items()},
+        "weak_teacher": weak or None,
         "env": env,
         "started": _now(),
         "complete": False,
     }
     rows: list[dict[str, Any]] = []
+    write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
     try:
         for seed, source in sources.items():
-            dataset = source.dataset
-            report(done, total, f"seed {seed}: preparing the teacher (cached after the first run)")
-            teacher = _teacher(config, source, seed, loaded)
-            manifest["teachers"][str(seed)] = {
-                "architecture": teacher.architecture, "recipe": asdict(teacher.recipe),
-                "epochs_trained": teacher.epochs_trained, "from_cache": teacher.from_cache,
-                "train_accuracy": teacher.train_accuracy, "val_accuracy": teacher.val_accuracy,
-                "cache_key": teacher.cache_key,
-            }
-            write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
-            seed_rows: list[dict[str, Any]] = []
-            flatbuffers: dict[int, bytes] = {}
-            reference: np.ndarray | None = None  # the baseline's predicted labels
-            for strategy in strategies:
+            evaluated: list[Evaluated] = []
+            for step in steps:
+                interrupts.check()
                 done += 1
-                report(done, total, f"seed {seed}: {strategy.name}")
-                stem = f"{strategy.name}-seed{seed}" if len(sources) > 1 else strategy.name
-                result = evaluate_strategy(
-                    strategy, teacher, source, seed, scenario=config.scenario,
-                    threads=config.threads, env=env, out=out,
-                    artifact=artifact_name(stem, {r["artifact"] for r in rows}),
+                report(done, total, f"seed {seed}: {step.strategy.label()}")
+                stem = f"{step.strategy.name}-seed{seed}" if len(sources) > 1 else step.strategy.name
+                result = evaluate_step(
+                    step, teachers[seed], source, seed, scenario=config.scenario,
+                    threads=config.threads, env=env, folder=folder, run_id=run_id,
+                    artifact=artifact_name(stem, {r["artifact"] for r in rows}), interrupts=interrupts,
                 )
-                if result.labels is not None:
-                    reference = result.labels if reference is None else reference  # baseline first
-                    result.row.update(reference_stats(dataset.y_test, result.labels, reference))
-                    flatbuffers[len(seed_rows)] = result.flatbuffer
-                seed_rows.append(result.row)
+                interrupts.check()  # a Ctrl-C that a finalizer swallowed during the step
+                evaluated.append(result)
                 rows.append(result.row)
-                write_results(out, rows)
+                write_results(folder, rows)
             done += 1
             report(done, total, f"seed {seed}: timing every model (interleaved rounds)")
-            add_latency(seed_rows, flatbuffers, dataset.x_test, config.threads)
-            write_results(out, rows)
+            finish_seed(evaluated, source.dataset, config.threads)
+            write_results(folder, rows)
     except KeyboardInterrupt:
         manifest.update(interrupted=True, finished=_now())
-        write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
-        raise RunInterrupted(RunResult(out, rows)) from None
+        write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
+        raise
     manifest.update(complete=True, finished=_now())
-    write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
+    write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
     report(total, total, "done")
-    return RunResult(out, rows)
+    return RunResult(output.commit(), rows)
+
+
+def environment_for(threads: int) -> dict[str, Any]:
+    from compress.results import environment
+
+    return environment(threads=threads)
+
+
+def teacher_record(teacher: Teacher) -> dict[str, Any]:
+    """What run.json keeps about a seed's teacher."""
+    return {
+        "architecture": teacher.architecture, "recipe": asdict(teacher.recipe),
+        "epochs_trained": teacher.epochs_trained, "from_cache": teacher.from_cache,
+        "train_accuracy": teacher.train_accuracy, "val_accuracy": teacher.val_accuracy,
+        "cache_key": teacher.cache_key,
+    }
 
 
 @dataclass(frozen=True)
 class Evaluated:
     row: dict[str, Any]
     flatbuffer: bytes | None = None
-    labels: np.ndarray | None = None  # predicted test labels, for comparisons with a reference
+    labels: np.ndarray | None = None  # predicted test labels, for comparisons with the baseline
 
 
-def evaluate_strategy(
-    strategy: Strategy, teacher: Teacher, source: Source, seed: int, *, scenario: str,
-    threads: int, env: dict[str, Any], out: Path, artifact: str,
+def evaluate_step(
+    step: Step, teacher: Teacher, source: Source, seed: int, *, scenario: str, threads: int,
+    env: dict[str, Any], folder: Path, run_id: str, artifact: str,
+    interrupts: Interrupts | None = None,
 ) -> Evaluated:
-    """One row: run the strategy, save its artifact, add size and accuracy.
+    """One row: run the strategy, save its artifact, score its size and accuracy.
 
-    Shared by runs and sweep jobs; comparisons with the baseline (fidelity, McNemar)
-    are added by the caller, who knows the baseline's predictions.
+    The same step for runs and sweep jobs.  Everything from the strategy's call to
+    the scored predictions is guarded: whatever goes wrong, a strategy's bug or a
+    garbage flatbuffer, becomes this row's ``failed`` status and the run goes on.
+    Comparisons with the baseline are added by ``finish_seed``.
     """
-    dataset = source.dataset
+    dataset, strategy = source.dataset, step.strategy
     row = new_row(
-        run_id=out.name, strategy=strategy.name, spec=strategy.spec(), family=strategy.family,
-        control=strategy.control, params=strategy.get_params(), dataset=dataset.name,
-        scenario=scenario, preprocessing=source.preprocessing,
-        class_names=list(dataset.class_names), seed=seed,
+        run_id=run_id, strategy=strategy.name, spec=strategy.spec(), label=strategy.label(),
+        family=strategy.family, role=strategy.role, control_of=step.control_of,
+        params=strategy.get_params(), dataset=dataset.name, scenario=scenario,
+        preprocessing=source.preprocessing, class_names=list(dataset.class_names), seed=seed,
         teacher_architecture=teacher.architecture, teacher_cached=teacher.from_cache,
         teacher_train_accuracy=teacher.train_accuracy, teacher_val_accuracy=teacher.val_accuracy,
-        teacher_train_seconds=teacher.train_seconds or None, env=env,
+        teacher_train_seconds=teacher.train_seconds or None,
+        majority_rate=majority_rate(dataset.y_test), env=env,
     )
-    flatbuffer = _compress(strategy, teacher, dataset, seed, out, row)
-    if flatbuffer is None:
+    try:
+        made = apply_strategy(strategy, teacher.model, teacher.architecture, dataset.training,
+                              seed=seed, workdir=folder)
+        model = TFLiteModel(made.flatbuffer, threads=threads)
+        labels = np.argmax(model.predict(dataset.x_test), axis=1)
+        scored = {**size_fields(made.flatbuffer), **asdict(
+            accuracy_stats(dataset.y_test, labels, dataset.n_classes))}
+        write_atomic(folder / artifact, made.flatbuffer)
+    except Skip as reason:
+        row.update(status="skipped", reason=str(reason))
         return Evaluated(row)
-    row["artifact"] = artifact
-    write_atomic(out / artifact, flatbuffer)
-    labels = np.argmax(TFLiteModel(flatbuffer, threads=threads).predict(dataset.x_test), axis=1)
-    row.update(size_fields(flatbuffer), **asdict(
-        accuracy_stats(dataset.y_test, labels, dataset.n_classes)
-    ), test_correct="".join("1" if ok else "0" for ok in labels == dataset.y_test))
-    return Evaluated(row, flatbuffer, labels)
+    except Exception as error:  # one broken strategy or artifact must not sink the run
+        if interrupts is not None and interrupts.requested:
+            raise KeyboardInterrupt from None
+        row.update(status="failed", reason=_one_line(f"{type(error).__name__}: {error}"))
+        with open(folder / ERROR_LOG, "a") as log:
+            log.write(f"--- {row['spec']} (seed {seed})\n{traceback.format_exc()}\n")
+        return Evaluated(row)
+    row.update(scored, status="ok", notes=made.notes, train_seconds=made.train_seconds,
+               artifact=artifact,
+               test_correct="".join("1" if ok else "0" for ok in labels == dataset.y_test))
+    return Evaluated(row, made.flatbuffer, labels)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
+
+
+def finish_seed(
+    evaluated: Sequence[Evaluated], dataset: Dataset, threads: int,
+    timed: Callable[[dict[str, Any]], bool] | None = None,
+) -> None:
+    """Compare a seed's rows with its baseline (fidelity, McNemar) and time them together.
+
+    ``timed`` picks the rows to time (default: every finished row).
+    """
+    base = next((e for e in evaluated if e.row["role"] == "baseline" and e.labels is not None), None)
+    for item in evaluated:
+        if item.labels is not None and base is not None:
+            item.row.update(reference_stats(dataset.y_test, item.labels, base.labels))
+    flatbuffers = {str(i): e.flatbuffer for i, e in enumerate(evaluated)
+                   if e.flatbuffer is not None and (timed is None or timed(e.row))}
+    reference = next((str(i) for i, e in enumerate(evaluated) if e is base and str(i) in flatbuffers),
+                     None)
+    latencies = measure_latency(flatbuffers, dataset.x_test, reference=reference, threads=threads)
+    for key, latency in latencies.items():
+        evaluated[int(key)].row.update(latency.fields())
 
 
 def _now() -> str:
@@ -338,37 +554,3 @@ def apply_strategy(
     seconds = time.perf_counter() - start
     flatbuffer = compressed.tflite if compressed.tflite is not None else to_tflite(compressed.model)
     return Artifact(flatbuffer, compressed.notes, round(seconds, 3))
-
-
-def _compress(
-    strategy: Strategy, teacher: Teacher, dataset: Dataset, seed: int, out: Path,
-    row: dict[str, Any],
-) -> bytes | None:
-    """Apply one strategy and record its status in ``row``; return its flatbuffer if ok."""
-    try:
-        artifact = apply_strategy(
-            strategy, teacher.model, teacher.architecture, dataset.training,
-            seed=seed, workdir=out,
-        )
-    except Skip as reason:
-        row.update(status="skipped", reason=str(reason))
-        return None
-    except Exception as error:  # one broken strategy must not sink the run
-        row.update(status="failed", reason=f"{type(error).__name__}: {error}".strip())
-        with open(out / ERROR_LOG, "a") as log:
-            log.write(f"--- {row['spec']}\n{traceback.format_exc()}\n")
-        return None
-    row.update(status="ok", notes=artifact.notes, train_seconds=artifact.train_seconds)
-    return artifact.flatbuffer
-
-
-def add_latency(
-    rows: list[dict[str, Any]], flatbuffers: dict[int, bytes], x: np.ndarray, threads: int
-) -> None:
-    """Time all models together; speed-ups are paired against row 0, the baseline."""
-    latencies = measure_latency(
-        {str(i): fb for i, fb in flatbuffers.items()}, x,
-        reference="0" if 0 in flatbuffers else None, threads=threads,
-    )
-    for key, latency in latencies.items():
-        rows[int(key)].update(latency.fields())

@@ -13,10 +13,12 @@ This module imports no TensorFlow at import time: workers import it first.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -25,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress import __version__
 from compress.errors import UserError
 from compress.fileio import write_atomic
 
@@ -51,30 +52,60 @@ class SweepConfig:
     imports: tuple[str, ...] = ()  # modules that register extra strategies, imported by every job
 
 
-def _grid_specs(grid: dict[str, Any], where: str) -> list[str]:
+#: Seeds reach scikit-learn's random_state, which takes 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+_PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _grid_specs(grid: Any, where: str) -> list[str]:
     """One spec per point of the grid's cartesian product (lists are axes, scalars fixed)."""
-    if "strategy" not in grid or not isinstance(grid["strategy"], str):
+    from compress.spec import parse_spec
+
+    if not isinstance(grid, dict):
+        raise UserError(f"{where} is {grid!r}, not a table; write [[grid]] and strategy = \"NAME\" below it")
+    if "strategy" not in grid or not isinstance(grid["strategy"], str) or not grid["strategy"].strip():
         raise UserError(f"{where} needs strategy = \"NAME\"")
+    strategy = grid["strategy"].strip()
     axes = {k: v if isinstance(v, list) else [v] for k, v in grid.items() if k != "strategy"}
-    if any(not values for values in axes.values()):
-        raise UserError(f"{where} has an empty list; give at least one value")
+    if axes and (":" in strategy or ">" in strategy):
+        raise UserError(f"{where}: strategy {strategy!r} carries its own parameters or stages; give "
+                        "the parameters as keys of the table instead, or drop the other keys")
+    for key, values in axes.items():
+        if not _PARAM_KEY.match(key):
+            raise UserError(f"{where}: {key!r} is not a parameter name; use the names "
+                            f"'compress list' strategies take, e.g. sparsity")
+        if not values:
+            raise UserError(f"{where} has an empty list for {key}; give at least one value")
+        for value in values:
+            if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and not value):
+                raise UserError(f"{where}: {key} = {value!r} is not a number, boolean or text; "
+                                "give plain values or a list of them")
     specs = []
     for point in itertools.product(*axes.values()):
         params = ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
                           for k, v in zip(axes, point, strict=True))
-        specs.append(f"{grid['strategy']}:{params}" if params else grid["strategy"])
+        spec = f"{strategy}:{params}" if params else strategy
+        if params and sorted(parse_spec(spec)[1]) != sorted(axes):  # a value holding ",key=" splits
+            raise UserError(f"{where}: the values {dict(zip(axes, point, strict=True))} do not make "
+                            f"one parameter each in {spec!r}; remove ',' and '=' from text values")
+        specs.append(spec)
     return specs
 
 
 def load_sweep(path: Path | str) -> SweepConfig:
     """Parse a sweep TOML file; every mistake is a one-line UserError."""
+    from compress.data import BUILTIN_DATASETS
+
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"sweep file {path} does not exist")
+        raise UserError(f"sweep file {path} does not exist; check the path")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid TOML ({error})") from None
+        raise UserError(f"{path} is not valid TOML ({error}); see examples/sweep.toml") from None
+    except OSError as error:
+        raise UserError(f"cannot read {path} ({error.strerror}); check its permissions") from None
     known = {"dataset", "data", "target", "missing", "seeds", "epochs", "grid", "imports"}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -86,12 +117,35 @@ def load_sweep(path: Path | str) -> SweepConfig:
     for number, grid in enumerate(grids, start=1):
         specs += [s for s in _grid_specs(grid, f"{path} [[grid]] #{number}") if s not in specs]
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise UserError(f"{path}: seeds must be a list of non-negative integers")
+    if not isinstance(seeds, list) or not seeds or \
+            not all(type(s) is int and 0 <= s <= MAX_SEED for s in seeds):
+        raise UserError(f"{path}: seeds must be a list of integers from 0 to {MAX_SEED}, "
+                        f"e.g. seeds = [0, 1, 2]; got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{path}: seeds must be distinct, got {seeds}; list each seed once")
+    for key in ("dataset", "data", "target", "missing"):
+        if key in raw and not (isinstance(raw[key], str) and raw[key].strip()):
+            raise UserError(f"{path}: {key} must be a non-empty string, got {raw[key]!r}")
+    if "dataset" in raw and "data" in raw:
+        raise UserError(f"{path}: give dataset or data, not both")
+    if raw.get("dataset", "synthetic") not in BUILTIN_DATASETS:
+        raise UserError(f"{path}: unknown dataset {raw['dataset']!r}; choose one of "
+                        f"{', '.join(BUILTIN_DATASETS)}, or give data = \"FILE\"")
+    if "target" in raw and "data" not in raw:
+        raise UserError(f"{path}: target names a column of a data file; add data = \"FILE\" or drop target")
+    if raw.get("missing", "error") not in ("error", "drop", "impute"):
+        raise UserError(f"{path}: missing must be one of error, drop, impute, got {raw['missing']!r}")
+    epochs = raw.get("epochs")
+    if epochs is not None and (type(epochs) is not int or epochs < 1):
+        raise UserError(f"{path}: epochs must be a whole number of at least 1, got {epochs!r}")
+    imports = raw.get("imports", [])
+    if not isinstance(imports, list) or not all(isinstance(m, str) and _MODULE.match(m) for m in imports):
+        raise UserError(f"{path}: imports must be a list of module names, e.g. "
+                        f"imports = [\"my_package.strategies\"]; got {imports!r}")
     return SweepConfig(
         specs=tuple(specs), seeds=tuple(seeds), dataset=raw.get("dataset", "synthetic"),
         data=raw.get("data"), target=raw.get("target"), missing=raw.get("missing", "error"),
-        epochs=raw.get("epochs"), imports=tuple(raw.get("imports", [])),
+        epochs=epochs, imports=tuple(imports),
     )
 
 
@@ -99,49 +153,88 @@ def job_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Worker entry point: one (strategy, params, seed); writes jobs/<key>.json atomically.
+def source_digest(files: Iterable[Path]) -> str:
+    """A hash of source files' bytes: part of every job key, so edited code never reuses a result."""
+    digest = hashlib.sha256()
+    for path in sorted(set(files)):
+        digest.update(str(path.name).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def package_files() -> list[Path]:
+    """Every source file of the installed compress package."""
+    return sorted(Path(__file__).resolve().parent.rglob("*.py"))
+
+
+def strategy_files(spec: str) -> list[Path]:
+    """The files of the modules that define a spec's strategies (a plugin's code included)."""
+    import inspect
+
+    from compress.strategies import strategies_from_spec
+
+    (strategy,) = strategies_from_spec(spec)
+    parts = getattr(strategy, "parts", [strategy])
+    files = {inspect.getsourcefile(type(part)) for part in parts}
+    return [Path(f).resolve() for f in files if f]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (step, seed) of a sweep: everything a worker needs, and nothing else."""
+
+    key: str
+    spec: str
+    control_of: str | None
+    seed: int
+    config: Any  # the sweep's resolved RunConfig (typed loosely: this module imports no TensorFlow)
+    out: str
+    cache_dir: str
+    path: str  # the driver's working folder, so `imports` resolve as they did there
+    imports: tuple[str, ...]
+    env: dict[str, Any] = field(hash=False, compare=False)
+
+    @property
+    def result_path(self) -> Path:
+        return Path(self.out) / JOBS_DIR / f"{self.key}.json"
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Worker entry point: the runner's own per-strategy step; writes jobs/<key>.json atomically.
 
     Never raises for a failing strategy: the failure is the job's result.
     """
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(job["threads"]))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    os.environ["COMPRESS_CACHE_DIR"] = job["cache_dir"]
-    result_path = Path(job["out"]) / JOBS_DIR / f"{job['key']}.json"
-    if result_path.exists():  # another attempt (a re-run task) already finished it
-        return json.loads(result_path.read_text())
+    os.environ["COMPRESS_CACHE_DIR"] = job.cache_dir
+    if job.result_path.exists():  # another attempt (a re-run task) already finished it
+        return json.loads(job.result_path.read_text())
     try:
-        _limit_threads(job["threads"])
+        _limit_threads()
         from importlib import import_module
 
-        _on_path(job["path"])
-        for module in job["imports"]:
+        _on_path(job.path)
+        for module in job.imports:
             import_module(module)
-        from compress.runner import RunConfig, evaluate_strategy, load_source
+        from compress.runner import Step, evaluate_step, load_source, teacher_for
         from compress.strategies import strategies_from_spec
-        from compress.teacher import get_teacher
 
-        config = RunConfig(dataset=job["dataset"], data=job["data"] and Path(job["data"]),
-                           target=job["target"], missing=job["missing"], epochs=job["epochs"])
-        source = load_source(config, job["seed"])
-        teacher = get_teacher(source.teacher_data, seed=job["seed"],
-                              recipe=config.teacher_recipe.with_epochs(config.epochs))
-        (strategy,) = strategies_from_spec(job["spec"])
-        folder = Path(job["out"])
-        evaluated = evaluate_strategy(strategy, teacher, source, job["seed"], scenario="standard",
-                                      threads=1, env=job["env"], out=folder / JOBS_DIR,
-                                      artifact=f"{job['key']}.tflite")
-        row = evaluated.row
-        row["run_id"] = folder.name
-        if evaluated.labels is not None:
-            row["artifact"] = f"{JOBS_DIR}/{job['key']}.tflite"
-        result = {"key": job["key"], "row": row,
+        source = load_source(job.config, job.seed)
+        teacher = teacher_for(job.config, source, job.seed)
+        (strategy,) = strategies_from_spec(job.spec)
+        folder = Path(job.out)
+        evaluated = evaluate_step(
+            Step(strategy, job.control_of), teacher, source, job.seed, scenario=job.config.scenario,
+            threads=1, env=job.env, folder=folder, run_id=folder.name,
+            artifact=f"{JOBS_DIR}/{job.key}.tflite",
+        )
+        result = {"key": job.key, "row": evaluated.row,
                   "labels": None if evaluated.labels is None else evaluated.labels.tolist()}
     except Exception as error:  # a broken job is recorded, the sweep goes on
         result = _failed(job, f"{type(error).__name__}: {error}".strip())
         result["traceback"] = traceback.format_exc()
     if result["row"].get("status") != "failed":  # failures are retried by the next run
-        write_atomic(result_path, json.dumps(result))
+        write_atomic(job.result_path, json.dumps(result))
     return result
 
 
@@ -150,12 +243,12 @@ def _on_path(folder: str) -> None:
         sys.path.insert(0, folder)
 
 
-def _limit_threads(threads: int) -> None:
-    """Per-worker TensorFlow threads, set before any op runs; ignored if it is too late."""
+def _limit_threads() -> None:
+    """One TensorFlow thread per worker, set before any op runs; ignored if it is too late."""
     from compress.backend import tf
 
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass  # this worker already ran a job: the threads are set
@@ -168,10 +261,28 @@ class SweepResult:
     reused: int
     failed: int
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: prepare, jobs, timing
+    complete: bool = True
 
 
-def prepare_jobs(config: SweepConfig, out: Path, *, threads: int) -> list[dict[str, Any]]:
-    """Resolve every (spec, seed), train each seed's teacher once, and key every job."""
+class SweepInterrupted(Exception):
+    """Ctrl-C: pending jobs were cancelled; the finished ones are saved and reported."""
+
+    def __init__(self, result: SweepResult) -> None:
+        super().__init__(f"interrupted; {len(result.rows)} finished jobs kept in {result.out}")
+        self.result = result
+
+
+def run_config(config: SweepConfig) -> Any:
+    """The sweep's data and budget settings as a run's, resolved by the runner's one resolver."""
+    from compress.runner import resolve_config
+
+    return resolve_config(dataset=None if config.data else config.dataset, data=config.data,
+                          target=config.target, missing=config.missing, epochs=config.epochs,
+                          strategies=config.specs, seeds=list(config.seeds))
+
+
+def prepare_jobs(config: SweepConfig, out: Path) -> list[Job]:
+    """Plan every (step, seed) as a run would, train each seed's teacher once, key every job."""
     from importlib import import_module
 
     _on_path(str(Path.cwd()))  # as `python -m` does, so imports may name the project's modules
@@ -181,125 +292,139 @@ def prepare_jobs(config: SweepConfig, out: Path, *, threads: int) -> list[dict[s
         except ImportError as error:
             raise UserError(f"cannot import {module!r} listed in imports ({error})") from None
     from compress.results import environment
-    from compress.runner import RunConfig, load_source, resolve_strategies
-    from compress.teacher import cache_dir, get_teacher
+    from compress.runner import load_source, plan_steps, teacher_for
+    from compress.teacher import cache_dir
 
-    # As in a run: the baseline first, and every companion control beside its strategy.
-    resolved = [s.spec() for s in resolve_strategies(config.specs, config.epochs)]
-    run = RunConfig(dataset=config.dataset, data=config.data and Path(config.data),
-                    target=config.target, missing=config.missing, epochs=config.epochs)
+    run = run_config(config)
+    steps = plan_steps(run.strategies, run.epochs)
+    package = source_digest(package_files())
     env = environment(threads=1)
     jobs = []
-    for seed in config.seeds:
+    for seed in run.seeds:
         source = load_source(run, seed)
-        teacher = get_teacher(source.teacher_data, seed=seed,
-                              recipe=run.teacher_recipe.with_epochs(run.epochs))
-        for spec in dict.fromkeys(resolved):
+        teacher = teacher_for(run, source, seed)
+        for step in steps:
+            spec = step.strategy.spec()
             key = job_key({"data": source.dataset.fingerprint(), "teacher": teacher.cache_key,
-                           "spec": spec, "seed": seed, "version": __version__})
-            jobs.append({"key": key, "spec": spec, "seed": seed, "dataset": config.dataset,
-                         "data": config.data, "target": config.target, "missing": config.missing,
-                         "epochs": config.epochs, "imports": list(config.imports),
-                         "out": str(out), "cache_dir": str(cache_dir()), "threads": threads,
-                         "path": str(Path.cwd()),
-                         "env": env})
-    return jobs
+                           "spec": spec, "control_of": step.control_of, "seed": seed,
+                           "code": package, "strategy_code": source_digest(strategy_files(spec))})
+            jobs.append(Job(key=key, spec=spec, control_of=step.control_of, seed=seed, config=run,
+                            out=str(out), cache_dir=str(cache_dir()), path=str(Path.cwd()),
+                            imports=tuple(config.imports), env=env))
+    return list({job.key: job for job in jobs}.values())
 
 
 def collect(
-    jobs: list[dict[str, Any]], results: dict[str, dict[str, Any]], out: Path, timing: str = "all",
+    jobs: list[Job], results: dict[str, dict[str, Any]], out: Path, timing: str | None = "all",
 ) -> list[dict[str, Any]]:
-    """Rows in job order, compared with their seed's baseline, with latency measured serially.
+    """Rows in job order, finished per seed exactly as a run finishes them.
 
-    ``timing="best"`` times only the baseline and each seed's size/accuracy Pareto front.
+    ``timing="best"`` times only the baseline and each seed's size/accuracy Pareto front;
+    ``None`` times nothing (an interrupted sweep stops at once).
     """
     import numpy as np
 
-    from compress.measure import reference_stats
     from compress.plots import pareto_front
     from compress.results import new_row
-    from compress.runner import RunConfig, add_latency, load_source
+    from compress.runner import Evaluated, finish_seed, load_source
 
-    first = jobs[0]
-    run = RunConfig(dataset=first["dataset"], data=first["data"] and Path(first["data"]),
-                    target=first["target"], missing=first["missing"])
-    rows: list[dict[str, Any]] = []
-    by_seed: dict[int, list[tuple[dict[str, Any], list[int] | None]]] = {}
+    by_seed: dict[int, list[Evaluated]] = {}
     for job in jobs:
-        result = results[job["key"]]
+        if job.key not in results:
+            continue
+        result = results[job.key]
         row = new_row(**result["row"])
-        row["run_id"], row["dataset"] = out.name, row["dataset"] or job["dataset"]
-        by_seed.setdefault(job["seed"], []).append((row, result.get("labels")))
-        rows.append(row)
-    for seed, pairs in by_seed.items():
-        dataset = load_source(run, seed).dataset
-        base = next((labels for row, labels in pairs if row["strategy"] == "baseline" and labels), None)
-        for row, labels in pairs:
-            if labels is not None and base is not None:
-                row.update(reference_stats(dataset.y_test, np.array(labels), np.array(base)))
-        timed = [row for row, _ in pairs if row.get("artifact")]
-        if timing == "best":
-            front = pareto_front([(r["size_bytes"], r["accuracy"]) for r in timed])
-            timed = [r for r in timed if r["strategy"] == "baseline"
-                     or (r["size_bytes"], r["accuracy"]) in front]
-        flatbuffers = {i: (out / row["artifact"]).read_bytes()
-                       for i, (row, _) in enumerate(pairs) if any(row is t for t in timed)}
-        add_latency([row for row, _ in pairs], flatbuffers, dataset.x_test, threads=1)
-    return rows
+        row["run_id"] = out.name
+        labels = result.get("labels")
+        flatbuffer = (out / row["artifact"]).read_bytes() if labels is not None else None
+        by_seed.setdefault(job.seed, []).append(
+            Evaluated(row, flatbuffer, None if labels is None else np.array(labels)))
+    config = jobs[0].config
+    for seed, evaluated in by_seed.items():
+        done = [e.row for e in evaluated if e.flatbuffer is not None]
+        front = pareto_front([(r["size_bytes"], r["accuracy"]) for r in done])
+
+        def timed(row: dict[str, Any], front: list[tuple[float, float]] = front) -> bool:
+            if timing is None:
+                return False
+            return timing == "all" or row["role"] == "baseline" or \
+                (row["size_bytes"], row["accuracy"]) in front
+
+        finish_seed(evaluated, load_source(config, seed).dataset, threads=1, timed=timed)
+    return [e.row for evaluated in by_seed.values() for e in evaluated]
 
 
 def sweep(
     config: SweepConfig, out: Path, executor: Executor, *, timing: str = "all",
     progress: Callable[[int, int, int, str], None] | None = None,
 ) -> SweepResult:
-    """Run every job not already done, then time and save all rows, then the report."""
+    """Run every job not already done, then time and save all rows, then the report.
+
+    Ctrl-C cancels the pending jobs and raises SweepInterrupted after saving the
+    finished ones (untimed) with a report marked incomplete.
+    """
+    from compress.outdir import check_output, open_output
     from compress.report import build_report
     from compress.results import write_results
+    from compress.runner import RUN_MANIFEST
 
-    out.mkdir(parents=True, exist_ok=True)
+    check_output(out, "sweep", reuse=True)
     clock = time.perf_counter()
-    jobs = prepare_jobs(config, out, threads=1)
+    jobs = prepare_jobs(config, out)
+    open_output(out, "sweep", reuse=True)
     seconds = {"prepare": time.perf_counter() - clock}
-    results: dict[str, dict[str, Any]] = {}
-    for job in jobs:
-        path = out / JOBS_DIR / f"{job['key']}.json"
-        if path.exists():
-            results[job["key"]] = json.loads(path.read_text())
+    results = {job.key: json.loads(job.result_path.read_text()) for job in jobs
+               if job.result_path.exists()}
     reused = len(results)
-    pending = [job for job in jobs if job["key"] not in results]
+    pending = [job for job in jobs if job.key not in results]
     report = progress or (lambda done, total, failed, what: None)
-    failed = 0
+    failed, complete = 0, True
     report(reused, len(jobs), 0, f"{reused} reused")
     clock = time.perf_counter()
-    for result in executor.run(pending):
-        results[result["key"]] = result
-        failed += result["row"].get("status") == "failed"
-        report(len(results), len(jobs), failed, result["row"]["spec"])
+    try:
+        for result in executor.run(pending):
+            results[result["key"]] = result
+            failed += result["row"].get("status") == "failed"
+            report(len(results), len(jobs), failed, result["row"]["spec"])
+    except KeyboardInterrupt:
+        complete = False
     seconds["jobs"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    rows = collect(jobs, results, out, timing)
+    rows = collect(jobs, results, out, timing if complete else None)
     seconds["timing"] = time.perf_counter() - clock
     write_results(out, rows)
+    manifest = {"run_id": out.name, "kind": "sweep", "complete": complete,
+                "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+    write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
     build_report(out)
-    return SweepResult(out, rows, reused, failed, seconds)
+    result = SweepResult(out, rows, reused, failed, seconds, complete)
+    if not complete:
+        raise SweepInterrupted(result)
+    return result
 
 
 class Executor:
-    """Runs jobs somewhere and yields each result as it completes."""
+    """Runs jobs somewhere and yields each result as it completes.
 
-    def run(self, jobs: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    Closing the iterator (the driver's Ctrl-C) cancels every job not yet finished.
+    """
+
+    def run(self, jobs: list[Job]) -> Iterable[dict[str, Any]]:
         raise NotImplementedError
 
 
-def _failed(job: dict[str, Any], reason: str) -> dict[str, Any]:
-    return {"key": job["key"], "labels": None,
-            "row": {"strategy": job["spec"].split(":")[0], "spec": job["spec"], "seed": job["seed"],
-                    "status": "failed", "reason": reason}}
+def _failed(job: Job, reason: str) -> dict[str, Any]:
+    return {"key": job.key, "labels": None,
+            "row": {"strategy": job.spec.split(":")[0], "spec": job.spec, "seed": job.seed,
+                    "control_of": job.control_of, "status": "failed", "reason": reason}}
 
 
-def _watch_parent(parent: int) -> None:
-    """Worker initializer: exit when the driver dies, so no worker is orphaned."""
+def _worker_setup(parent: int) -> None:
+    """Worker initializer: leave Ctrl-C to the driver, and exit when the driver dies."""
+    import signal
     import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -316,35 +441,46 @@ class LocalExecutor(Executor):
         self.workers = workers or os.cpu_count() or 1
         self.max_rebuilds = max_rebuilds
 
-    def run(self, jobs: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    def run(self, jobs: list[Job]) -> Iterable[dict[str, Any]]:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
         from concurrent.futures.process import BrokenProcessPool
 
-        pending = {job["key"]: job for job in jobs}
+        pending = {job.key: job for job in jobs}
         rebuilds = 0
         while pending:
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_watch_parent,
-                                     initargs=(os.getpid(),)) as pool:
+            pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_setup,
+                                       initargs=(os.getpid(),))
+            try:
                 futures = {pool.submit(run_job, job): key for key, job in pending.items()}
-                try:
-                    for future in as_completed(futures):
-                        key = futures[future]
-                        result = future.result()
-                        pending.pop(key, None)
-                        yield result
-                except BrokenProcessPool:
-                    rebuilds += 1
-                    for key, job in list(pending.items()):  # jobs finished before the crash
-                        path = Path(job["out"]) / JOBS_DIR / f"{key}.json"
-                        if path.exists():
-                            pending.pop(key)
-                            yield json.loads(path.read_text())
-                    if rebuilds > self.max_rebuilds:
-                        for job in pending.values():
-                            yield _failed(job, "worker process died repeatedly")
-                        return
+                for future in as_completed(futures):
+                    result = future.result()
+                    pending.pop(futures[future], None)
+                    yield result
+            except BrokenProcessPool:
+                rebuilds += 1
+                for key, job in list(pending.items()):  # jobs finished before the crash
+                    if job.result_path.exists():
+                        pending.pop(key)
+                        yield json.loads(job.result_path.read_text())
+                if rebuilds > self.max_rebuilds:
+                    for job in pending.values():
+                        yield _failed(job, "worker process died repeatedly")
+                    return
+            finally:
+                _stop(pool)
+
+
+def _stop(pool: Any) -> None:
+    """Cancel queued jobs and end the workers now: waiting for running jobs could take minutes."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 class DaskExecutor(Executor):
@@ -354,7 +490,7 @@ class DaskExecutor(Executor):
         self.workers = workers or os.cpu_count() or 1
         self.address = address or os.environ.get("DASK_SCHEDULER_ADDRESS")
 
-    def run(self, jobs: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    def run(self, jobs: list[Job]) -> Iterable[dict[str, Any]]:
         try:
             from dask.distributed import Client, LocalCluster, as_completed
         except ImportError:
@@ -367,8 +503,9 @@ class DaskExecutor(Executor):
             cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
             client = Client(cluster)
+        futures: list[Any] = []
         try:
-            futures = client.map(run_job, jobs, pure=False, key=[f"job-{j['key']}" for j in jobs])
+            futures = client.map(run_job, jobs, pure=False, key=[f"job-{j.key}" for j in jobs])
             job_of = {future.key: job for future, job in zip(futures, jobs, strict=True)}
             for future in as_completed(futures):
                 try:
@@ -376,6 +513,7 @@ class DaskExecutor(Executor):
                 except Exception as error:  # the job's worker was lost too often
                     yield _failed(job_of[future.key], f"{type(error).__name__}: {error}")
         finally:
+            client.cancel(futures)
             client.close()
             if cluster is not None:
                 cluster.close()

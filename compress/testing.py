@@ -30,7 +30,7 @@ from compress.strategies.base import Skip, Strategy, registry, strategies_from_s
 from compress.training import compile_for_training
 
 
-def tiny_problem(dataset: str = "synthetic", *, seed: int = 0, epochs: int = 2) -> tuple[
+def tiny_problem(dataset: str = "document", *, seed: int = 0, epochs: int = 2) -> tuple[
     TrainingData, keras.Model, str
 ]:
     """A small dataset and a briefly trained default teacher, for fast checks."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from compress.backend import keras
-from compress.data import TrainingData
+
+if TYPE_CHECKING:
+    from compress.data import TrainingData
 
 BATCH_SIZE = 32
 

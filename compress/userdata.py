@@ -117,6 +117,8 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
     record.classes = classes
     y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
     features = frame.drop(columns=[target])
+    flags = features.select_dtypes(include="bool").columns  # categories: imputers refuse bool dtype
+    features[flags] = features[flags].astype(object)
     train, val, test = split_indices(y, seed, name=path.name, class_names=classes)
     transformer = _transformer(features, record)
     x_train = transformer.fit_transform(features.iloc[train]).astype(np.float32)
@@ -175,9 +177,18 @@ def _transformer(features: pd.DataFrame, record: Preprocessing) -> ColumnTransfo
 
 def _load_npz(path: Path, seed: int) -> tuple[Dataset, Preprocessing]:
     try:
-        arrays = dict(np.load(path, allow_pickle=False))
-    except (ValueError, OSError) as error:
-        raise UserError(f"{path} is not a readable .npz without pickles ({error})") from None
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise UserError(f"{path} holds a single array, not an .npz archive; save it with "
+                            "numpy.savez(path, x=..., y=...)")
+        with loaded:
+            arrays = dict(loaded)
+    except UserError:
+        raise
+    except Exception as error:  # any damage (zip, zlib, header, pickles) is the file's, not ours
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path} is not a readable .npz without pickles ({message}); save it with "
+                        "numpy.savez(path, x=..., y=...) from numeric or text arrays") from None
     if "x" not in arrays or "y" not in arrays:
         raise UserError(f"{path} needs arrays named x and y (optionally x_test and y_test); "
                         f"it has {', '.join(arrays) or 'none'}")
@@ -186,39 +197,60 @@ def _load_npz(path: Path, seed: int) -> tuple[Dataset, Preprocessing]:
     if "x_test" in arrays or "y_test" in arrays:
         if not {"x_test", "y_test"} <= set(arrays):
             raise UserError(f"{path}: give both x_test and y_test, or neither")
-        x_test, y_test = _npz_arrays(path, arrays["x_test"], arrays["y_test"])
+        x_test, y_test = _npz_arrays(path, arrays["x_test"], arrays["y_test"], suffix="_test")
         if x_test.shape[1:] != x.shape[1:]:
             raise UserError(f"{path}: x_test rows have shape {x_test.shape[1:]}, x rows {x.shape[1:]}")
+        if _label_kind(y_test) != _label_kind(y):
+            raise UserError(f"{path}: y holds {_label_kind(y)} labels but y_test {_label_kind(y_test)} "
+                            "labels; save both with the same kind of label")
     else:
         x_test = y_test = None
     classes = sorted(set(np.unique(y).tolist()) | set([] if y_test is None else np.unique(y_test).tolist()))
     index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[v] for v in y.tolist()])
+    y = np.array([index[v] for v in y.tolist()], dtype=np.int64)
     names = tuple(str(c) for c in classes)
     record.classes = list(names)
     if y_test is None:
         train, val, test = split_indices(y, seed, name=path.name)
         x_test, y_test = x[test], y[test]
     else:
-        y_test = np.array([index[v] for v in y_test.tolist()])
+        y_test = np.array([index[v] for v in y_test.tolist()], dtype=np.int64)
         train, val = split_indices(y, seed, name=path.name, with_test=False)
     training = TrainingData(path.stem, x[train], y[train], x[val], y[val], names)
     return Dataset(training, x_test.astype(np.float32), y_test), record
 
 
-def _npz_arrays(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _label_kind(y: np.ndarray) -> str:
+    return {"U": "text", "S": "bytes"}.get(y.dtype.kind, "numeric")
+
+
+def _npz_arrays(path: Path, x: np.ndarray, y: np.ndarray, suffix: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Check one (x, y) pair of an .npz: numeric finite rows, one class label per row."""
+    xname, yname = f"x{suffix}", f"y{suffix}"
+    if x.ndim == 0 or y.ndim == 0:
+        raise UserError(f"{path}: {xname} and {yname} must be arrays with one entry per row, "
+                        f"got shapes {x.shape} and {y.shape}")
     if x.dtype.kind not in "fiub":
-        raise UserError(f"{path}: x must be numeric, got dtype {x.dtype}")
+        raise UserError(f"{path}: {xname} must be numeric, got dtype {x.dtype}")
+    if y.ndim != 1:
+        raise UserError(f"{path}: {yname} must be one label per row, got shape {y.shape}")
+    if y.dtype.kind not in "biufUS":
+        raise UserError(f"{path}: {yname} must hold class labels (integers or strings), got dtype {y.dtype}")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise UserError(f"{path}: {yname} contains NaN or inf; every row needs a class label")
     if len(x) != len(y):
-        raise UserError(f"{path}: {len(x)} rows in x but {len(y)} labels in y")
-    x = x.astype(np.float32)
+        raise UserError(f"{path}: {len(x)} rows in {xname} but {len(y)} labels in {yname}")
+    if x.size == 0 and len(x):
+        raise UserError(f"{path}: {xname} rows have shape {x.shape[1:]}, with no features; "
+                        "give at least one feature per row")
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = x.astype(np.float32)
     if not np.isfinite(x).all():
-        raise UserError(f"{path}: x contains NaN or inf; clean or drop those rows first")
+        raise UserError(f"{path}: {xname} contains NaN or inf (or values beyond float32); clean or "
+                        "drop those rows first")
     if x.ndim == 3:  # (n, height, width): grey images, add the channel axis
         x = x[..., np.newaxis]
     if x.ndim not in (2, 4):
-        raise UserError(f"{path}: x must be (rows, features) or (rows, height, width[, channels]), "
+        raise UserError(f"{path}: {xname} must be (rows, features) or (rows, height, width[, channels]), "
                         f"got shape {x.shape}")
-    if y.ndim != 1:
-        raise UserError(f"{path}: y must be one label per row, got shape {y.shape}")
     return x, y

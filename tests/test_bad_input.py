@@ -146,7 +146,7 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     result = CliRunner().invoke(cli, ["run", "--out", str(blocker / "run")])
-    assert result.exit_code == 2 and "cannot write to" in result.stderr
+    assert result.exit_code == 2 and "not a writable folder" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

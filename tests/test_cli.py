@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from compress.cli import cli
 from compress.results import FIELDS, read_results
 
-SPINE = ["baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch", "finetune",
-         "student-scratch-mixup"]  # the second distillation control is always added
+SPINE = ["baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch",
+         "student-scratch-mixup", "finetune"]  # each technique is followed by its own controls
 
 
 def invoke(*args: str):
@@ -47,6 +47,53 @@ def test_default_run_writes_every_output(default_run):
     assert json.loads((out / "run.json").read_text())["complete"] is True
 
 
+def test_the_default_run_decides_with_evidence(default_run):
+    """Issue 14: claims as data, corrected p-values behind every verdict, a 1,000-sample test
+    split, no degenerate numbers, a recommendation, and roles on every row."""
+    import csv
+    import re
+    import stat
+
+    out = default_run[0]
+    with open(out / "claims.csv") as handle:
+        claims = list(csv.DictReader(handle))
+    assert claims and {"technique", "claim", "verdict", "p_value", "n_test"} <= set(claims[0])
+    for claim in claims:
+        if claim["verdict"] in ("confirmed", "refuted") and claim["p_value"]:
+            assert float(claim["p_value"]) <= 0.05, claim
+    rows = read_results(out)
+    assert all(len(r["test_correct"]) >= 1000 for r in rows)
+    report = (out / "report.md").read_text()
+    assert "## Recommendation" in report
+    assert "undefined" not in report and "+400%" not in report
+    for percent in re.findall(r"(\d+)%(?! \(above 100%)", report):
+        assert int(percent) <= 100 or "above 100%" in report, percent
+    distill = next(r for r in rows if r["strategy"] == "distill")
+    for row in rows:
+        assert row["role"] in ("baseline", "technique", "control")
+        if row["role"] == "control":
+            assert row["control_of"] == distill["spec"] and row["params"]["epochs"] == 2
+    assert stat.S_IMODE((out / "results.jsonl").stat().st_mode) == 0o666 & ~_umask()
+    assert "smallest within 1 pp" in default_run[1].output and "html:" in default_run[1].output
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_list_works_without_tensorflow():
+    code = ("import sys\nfor name in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization'):\n"
+            "    sys.modules[name] = None  # importing it now raises ImportError\n"
+            "from compress.cli import cli\ncli.main(['list'], standalone_mode=False)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "prune-magnitude" in done.stdout and "student-scratch" in done.stdout
+
+
 def test_distill_and_its_control_share_one_student(default_run):
     rows = {r["strategy"]: r for r in read_results(default_run[0])}
     assert rows["distill"]["params_count"] == rows["student-scratch"]["params_count"]
@@ -55,7 +102,7 @@ def test_distill_and_its_control_share_one_student(default_run):
 
 def test_report_table_has_a_filled_row_per_strategy(default_run):
     report = (default_run[0] / "report.md").read_text()
-    common = report.split("## Common table")[1].split("## ")[0]
+    common = report.split("## Common table")[1].split("<details>")[0]
     table = [line for line in common.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(SPINE)
     for line in table[1:]:
@@ -100,7 +147,7 @@ def test_existing_results_are_never_overwritten(default_run):
     before = (out / "results.jsonl").read_bytes()
     result = invoke("run", "--epochs", "1", "--out", str(out))
     assert result.exit_code == 2, result.output
-    assert "already holds results" in result.stderr and "--overwrite" in result.stderr
+    assert "already holds a run" in result.stderr and "--overwrite" in result.stderr
     assert (out / "results.jsonl").read_bytes() == before
 
 
@@ -185,7 +232,7 @@ def test_a_failing_strategy_is_recorded_and_the_run_exits_1(tmp_path):
     assert rows["test-broken"]["status"] == "failed"
     assert rows["test-broken"]["reason"] == "RuntimeError: deliberate failure"
     assert "deliberate failure" in (tmp_path / "r" / "errors.log").read_text()
-    assert "test-broken: failed" in result.stderr
+    assert "test-broken (seed 0): failed" in result.stderr
 
 
 def test_compare_returns_the_same_fields_as_a_dataframe(tmp_path):

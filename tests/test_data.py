@@ -7,12 +7,14 @@ from compress.data import Dataset, TrainingData, load_dataset, split_dataset
 from compress.errors import UserError
 
 
-def test_synthetic_matches_the_document_and_splits_stratified():
-    data = load_dataset("synthetic", seed=0)
+@pytest.mark.parametrize(("name", "sizes"), [("document", (700, 100, 200)),
+                                             ("synthetic", (1250, 250, 1000))])
+def test_the_documents_generator_splits_stratified(name, sizes):
+    data = load_dataset(name, seed=0)
     t = data.training
     assert data.input_shape == (20,)
     assert data.class_names == ("0", "1", "2")
-    assert (len(t.y_train), len(t.y_val), len(data.y_test)) == (700, 100, 200)
+    assert (len(t.y_train), len(t.y_val), len(data.y_test)) == sizes
     for split in (t.y_train, t.y_val, data.y_test):
         shares = np.bincount(split, minlength=3) / len(split)
         assert np.allclose(shares, 1 / 3, atol=0.02)
@@ -42,7 +44,7 @@ def test_strategies_cannot_see_the_test_split():
 
 
 def test_unknown_dataset_names_the_choices():
-    with pytest.raises(UserError, match="synthetic, digits"):
+    with pytest.raises(UserError, match="synthetic, document, digits"):
         load_dataset("mnist")
 
 

@@ -63,14 +63,16 @@ def test_a_csv_with_strings_categories_and_holes_runs_end_to_end(customers, tmp_
     assert {r["status"] for r in read_results(out)} == {"ok"}
 
 
-def _functional_teacher(path: Path, inputs: int, classes: int) -> None:
+def _functional_teacher(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     keras.utils.set_random_seed(0)
+    inputs, classes = x.shape[1], int(y.max()) + 1
     x_in = keras.Input((inputs,))
     hidden = keras.layers.Dense(16, activation="relu")(x_in)
     hidden = keras.layers.BatchNormalization()(hidden)
     hidden = keras.layers.Dropout(0.2)(hidden)
     model = keras.Model(x_in, keras.layers.Dense(classes, activation="softmax")(hidden))
     model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=40, verbose=0)  # an untrained teacher is refused as weak
     model.save(path)
 
 
@@ -78,7 +80,7 @@ def test_a_users_functional_teacher_runs_through_every_strategy(tmp_path):
     x = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 1).astype(int)
     np.savez(tmp_path / "data.npz", x=x, y=y)
-    _functional_teacher(tmp_path / "teacher.keras", 6, 3)
+    _functional_teacher(tmp_path / "teacher.keras", x, y)
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, ["run", "--data", str(tmp_path / "data.npz"), "--teacher",
                                       str(tmp_path / "teacher.keras"), "--epochs", "1",
@@ -105,7 +107,10 @@ def test_a_lambda_teacher_needs_trust(tmp_path):
             "--strategy", "quantize-dynamic", "--out", str(tmp_path / "run")]
     refused = CliRunner().invoke(cli, args)
     assert refused.exit_code == 2 and "--trust-model" in refused.stderr
-    accepted = CliRunner().invoke(cli, [*args, "--trust-model"])
+    untrained = CliRunner().invoke(cli, [*args, "--trust-model"])
+    assert untrained.exit_code == 2 and "majority class" in untrained.stderr
+    assert not (tmp_path / "run").exists()
+    accepted = CliRunner().invoke(cli, [*args, "--trust-model", "--allow-weak-teacher"])
     assert accepted.exit_code == 0, accepted.stderr
     assert [r["status"] for r in read_results(tmp_path / "run")] == ["ok", "ok"]
 

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import csv
+import tempfile
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
-from compress.analysis import compared
+from compress.analysis import configurations, pairings
 from compress.claims import evaluate_claims
 from compress.errors import UserError
-from compress.report import build_report, common_table, findings
+from compress.report import build_document, build_report, common_table, findings
 from compress.results import write_results
 from tests.rows import fake_row, spine_rows
 
@@ -61,45 +64,108 @@ def test_unknown_format_is_a_user_error(run_folder):
         build_report(run_folder, formats=["pdf"])
 
 
-def test_the_common_table_compares_each_row_with_its_own_seeds_teacher():
-    rows = [*spine_rows(0), fake_row("baseline", "baseline", seed=1, size=80_000),
-            fake_row("quantize-int8", seed=1, size=20_000)]
-    table = common_table(rows)
-    assert table[-1]["× smaller"] == "4.00×" and table[1]["× smaller"] == "3.33×"
-    assert table[-1]["Seed"] == "1"
-    assert table[3]["Size KB"].startswith("**")  # the smallest file is highlighted
+def _verdicts(rows):
+    configs = configurations(rows)
+    return {(v.technique, v.claim): v for v in evaluate_claims(configs, pairings(configs))}
+
+
+def test_the_common_table_has_one_row_per_configuration_over_seeds():
+    rows = spine_rows(0) + spine_rows(1)
+    table = common_table(configurations(rows), [])
+    assert len(table.records) == 6
+    assert {r["Seeds"] for r in table.records} == {"2"}
+    quantized = table.records[1]
+    assert quantized["× smaller"] == "3.33×" and quantized["Size KiB"] == "11.7"
+    assert str(table.records[4]["Method"]) == "student-scratch (control)"
 
 
 def test_failed_rows_show_their_reason():
     rows = [*spine_rows(), fake_row("quantize-qat", status="skipped", reason="Rescaling is not supported")]
-    assert common_table(rows)[-1]["Status"] == "skipped: Rescaling is not supported"
+    table = common_table(configurations(rows), [r for r in rows if r["status"] != "ok"])
+    assert table.records[-1]["Size KiB"] == "skipped: Rescaling is not supported"
 
 
 def test_findings_state_the_unwelcome_facts():
     rows = spine_rows()
-    text = " ".join(findings(rows, compared(rows)))
+    text = " ".join(findings(configurations(rows), rows))
     assert "quantize-int8 is slower than float32" in text
     assert "only the gzip size shrinks" in text
-    assert "did **not** reliably beat" in text
 
 
-def test_the_documents_claims_are_tested_per_technique():
-    rows = spine_rows(0) + spine_rows(1)
-    claims = evaluate_claims(compared(rows))
-    verdicts = {(c["Technique"], c["Document says"].split(" (")[0]): c["Verdict"] for c in claims}
-    assert verdicts[("Pruning", "Improves inference speed")] == "**refuted**"
-    assert verdicts[("Pruning", "Reduces model size")] == "**partly**"  # gzip only
-    assert verdicts[("Quantization", "Improves inference speed")] == "**refuted**"
-    assert verdicts[("Quantization", "Reduces computational requirements")] == "**confirmed**"
+def test_the_documents_claims_follow_the_verdict_policy():
+    verdicts = _verdicts(spine_rows(0) + spine_rows(1))
+    assert verdicts[("Pruning", "Improves inference speed")].verdict == "not shown"
+    assert verdicts[("Pruning", "Reduces model size")].verdict == "not shown"  # gzip only: a fact
+    assert verdicts[("Quantization", "Improves inference speed")].verdict == "refuted"
+    assert verdicts[("Quantization", "Reduces computational requirements")].verdict == "confirmed"
     assert verdicts[("Distillation", "Knowledge transfer from the teacher makes the student better")] \
-        == "**refuted**"
-    assert verdicts[("Pruning", "May lead to accuracy degradation")] == "**confirmed**"
-    for technique in ("Quantization", "Pruning", "Distillation", "Fine-tuning"):
-        measured = [c for c in claims if c["Technique"] == technique and "not measured" not in c["Verdict"]]
-        assert len(measured) >= 2, technique
+        .verdict == "refuted"
+    assert verdicts[("Pruning", "May lead to accuracy degradation")].verdict == "confirmed"
+    for verdict in verdicts.values():
+        if verdict.tested and verdict.verdict in ("confirmed", "refuted"):
+            assert verdict.p_value <= 0.05 and verdict.p_value >= verdict.p_raw
+
+
+def test_a_small_test_split_gives_inconclusive_with_what_is_needed():
+    rows = [fake_row("baseline", "baseline", role="baseline", n_test=200),
+            fake_row("prune-magnitude", "pruning", accuracy=0.895, n_test=200)]
+    verdict = _verdicts(rows)[("Pruning", "May lead to accuracy degradation")]
+    assert verdict.verdict == "inconclusive" and "test samples" in verdict.needed
+
+
+def test_claims_csv_is_written_with_every_verdict(run_folder):
+    build_report(run_folder)
+    with open(run_folder / "claims.csv") as handle:
+        records = list(csv.DictReader(handle))
+    assert list(records[0])[:9] == ["technique", "claim", "verdict", "effect", "ci_low", "ci_high",
+                                    "p_value", "seeds", "n_test"]
+    assert {r["verdict"] for r in records} <= {"confirmed", "refuted", "not shown", "inconclusive",
+                                              "not measured"}
+    for record in records:
+        if record["verdict"] in ("confirmed", "refuted") and record["p_value"]:
+            assert float(record["p_value"]) <= 0.05
+
+
+def test_gap_closure_is_not_shown_when_the_teacher_does_not_beat_the_control():
+    rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.845),
+            fake_row("distill", "distillation", accuracy=0.875, size=4000),
+            fake_row("student-scratch", "distillation", accuracy=0.870, size=4000, role="control",
+                     control_of="distill")]
+    (pairing,) = pairings(configurations(rows))
+    closure, why = pairing.gap_closure()
+    assert closure is None and why.startswith("n/a (teacher not better than control: 0.845 vs 0.870")
+    text = build_document(rows, [], Path(tempfile.mkdtemp()))[0].markdown()
+    assert "undefined" not in text and "+400%" not in text
+
+
+def test_a_third_party_control_is_paired_without_report_changes(run_folder):
+    rows = [*spine_rows(), fake_row("my-ablation", "distillation", size=4000, accuracy=0.80,
+                                    role="control", control_of="distill")]
+    found = pairings(configurations(rows))
+    assert {p.control.label for p in found} == {"student-scratch", "my-ablation"}
+    text = build_document(rows, [], Path(tempfile.mkdtemp()))[0].markdown()
+    assert "my-ablation (control)" in text.split("## Techniques against their controls")[1]
+
+
+def test_runs_of_different_datasets_are_not_merged_silently(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_results(first, spine_rows())
+    write_results(second, [dict(r, dataset="digits", run_id="b") for r in spine_rows()])
+    with pytest.raises(UserError, match="differ in dataset"):
+        build_report([first, second], tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+    folder = build_report([first, second], tmp_path / "merged", allow_mixed=True)
+    assert "| Dataset |" in (folder / "report.md").read_text()
 
 
 def test_results_from_different_cpus_are_flagged():
     rows = spine_rows()
     rows[1]["env"] = {**rows[1]["env"], "cpu": "Other CPU"}
-    assert any("different CPUs" in note for note in findings(rows, compared(rows)))
+    assert any("different CPUs" in note for note in findings(configurations(rows), rows))
+
+
+def test_the_report_recommends_and_states_its_resolution(run_folder):
+    build_report(run_folder)
+    text = (run_folder / "report.md").read_text()
+    assert "## Recommendation" in text and "**Smallest:**" in text and "**Fastest:**" in text
+    assert "1,000 samples per seed" in text and "majority class" in text

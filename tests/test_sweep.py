@@ -178,3 +178,33 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_ctrl_c_cancels_pending_jobs_and_reports_the_finished_ones(tmp_path):
+    """SIGINT to the driver: pending jobs cancelled, workers gone, an incomplete report, exit 130."""
+    config = _write(tmp_path, """
+dataset = "digits"
+seeds = [0]
+[[grid]]
+strategy = "distill"
+temperature = [1, 2, 3, 4, 5, 6]
+epochs = 200
+[[grid]]
+strategy = "quantize-dynamic"
+""")
+    out = tmp_path / "out"
+    process = subprocess.Popen([COMPRESS, "sweep", str(config), "--jobs", "2", "--out", str(out)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "jobs").exists() or not list((out / "jobs").glob("*.json")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    workers = _children(process.pid)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "marked incomplete" in stderr and "Traceback" not in stderr
+    assert not [pid for pid in workers if _alive(pid)], "workers outlived the interrupt"
+    rows = read_results(out)
+    assert 1 <= len(rows) < 20  # 6 distill configs x 3 rows + quantize + baseline were planned
+    assert "is incomplete" in (out / "report.md").read_text()

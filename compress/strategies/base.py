@@ -88,9 +88,14 @@ class Strategy:
     summary: ClassVar[str]
     #: Small settings that keep the shared conformance suite fast.
     fast_params: ClassVar[dict[str, Any]] = {}
-    #: A control row (same budget, no compression) rather than a technique.
-    control: ClassVar[bool] = False
-    #: Strategies that must run beside this one for its row to mean anything.
+    #: What the row is for: "baseline" (the reference), "technique" (a compression method)
+    #: or "control" (the same budget without the technique, to judge one).  Everything
+    #: downstream pairs and selects rows by role, never by name.
+    role: ClassVar[str] = "technique"
+    #: For a control: the name of the strategy it controls.  A run pairs one copy of the
+    #: control with every configuration of that strategy (see ``paired_with``).
+    control_of: ClassVar[str | None] = None
+    #: Controls that must run beside this strategy for its row to mean anything.
     companions: ClassVar[tuple[str, ...]] = ()
     #: Its output is a finished TFLite flatbuffer, so no chain stage can follow it.
     produces_tflite: ClassVar[bool] = False
@@ -120,9 +125,27 @@ class Strategy:
         params = {key: _coerce(cls.name, key, value, hints.get(key)) for key, value in raw.items()}
         return cls(**params)
 
-    def paired_with(self: S, others: list[Strategy]) -> S:
-        """This strategy as configured beside ``others`` in one run (controls copy settings)."""
-        return self
+    def paired_with(self: S, technique: Strategy) -> S:
+        """This control configured for one technique: every parameter left unset (None)
+        takes the technique's value of the same name, so only the technique differs."""
+        source = technique.get_params()
+        params = {key: source[key] if value is None and key in source else value
+                  for key, value in self.get_params().items()}
+        return type(self)(**params)
+
+    def controlled(self, name: str) -> Strategy | None:
+        """The part of this strategy that a control of ``name`` must copy, if any."""
+        return self if self.name == name else None
+
+    def label(self) -> str:
+        """A short display name: the name plus only the parameters that differ from defaults."""
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+                    if p.default is not inspect.Parameter.empty}
+        # A parameter defaulting to None is inherited from the paired technique: not this row's own.
+        changed = {k: v for k, v in self.get_params().items()
+                   if k not in defaults or (defaults[k] is not None and defaults[k] != v)}
+        params = ",".join(f"{k}={_format_value(v)}" for k, v in changed.items())
+        return f"{self.name}:{params}" if params else self.name
 
     def spec(self) -> str:
         """``name:key=value,...`` with every parameter spelled out, parseable by ``parse_spec``."""
@@ -182,11 +205,19 @@ _REGISTRY: dict[str, type[Strategy]] = {}
 _loaded = False
 
 
+ROLES = ("baseline", "technique", "control")
+
+
 def register(cls: type[S]) -> type[S]:
     """Class decorator that makes a strategy selectable by name."""
     for attribute in ("name", "family", "summary"):
         if not getattr(cls, attribute, None):
             raise RegistryError(f"{cls.__qualname__} needs a class attribute {attribute!r}")
+    if cls.role not in ROLES:
+        raise RegistryError(f"{cls.__qualname__}.role must be one of {', '.join(ROLES)}, got {cls.role!r}")
+    if (cls.role == "control") != bool(cls.control_of):
+        raise RegistryError(f"{cls.__qualname__}: a control names the strategy it controls in "
+                            "control_of, and only a control does")
     existing = _REGISTRY.get(cls.name)
     if existing is not None and existing is not cls:
         raise RegistryError(
@@ -245,18 +276,23 @@ def strategies_from_spec(spec: str, overrides: dict[str, Any] | None = None) -> 
     ``overrides`` (run settings such as ``epochs``) apply to every strategy that has a
     parameter of that name, unless the spec sets it explicitly.
     """
+    alias = spec.strip() if spec.strip() in CHAIN_ALIASES else None
     spec = CHAIN_ALIASES.get(spec.strip(), spec)
     if ">" in spec:
         from compress.strategies.chain import Chain  # the chain module builds on this one
 
-        return [Chain.from_spec(spec, overrides)]
+        return [Chain.from_spec(spec, overrides, alias=alias)]
     pattern, params = parse_spec(spec)
     return [cls.from_params(**_with_overrides(cls, params, overrides)) for cls in select(pattern)]
 
 
 def _with_overrides(cls: type[Strategy], params: dict[str, Any],
                     overrides: dict[str, Any] | None) -> dict[str, Any]:
-    shared = {k: v for k, v in (overrides or {}).items() if k in cls.param_names()}
+    """Run settings for the parameters the class owns; a parameter whose default is None is
+    inherited from a paired technique instead, so a run setting never splits a control from it."""
+    signature = inspect.signature(cls.__init__).parameters
+    shared = {k: v for k, v in (overrides or {}).items()
+              if k in signature and signature[k].default is not None}
     return {**shared, **params}
 
 

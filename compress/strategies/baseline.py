@@ -10,6 +10,7 @@ class Baseline(Strategy):
     name = "baseline"
     family = "baseline"
     summary = "The teacher as float32 TFLite: the reference every other row is compared to."
+    role = "baseline"
 
     def __init__(self) -> None:
         pass

@@ -24,7 +24,8 @@ class Chain(Strategy):
     family = "pipeline"
     summary = "Stages applied in order; one row for the whole pipeline."
 
-    def __init__(self, stages: tuple[str, ...] | list[str]) -> None:
+    def __init__(self, stages: tuple[str, ...] | list[str], *, alias: str | None = None) -> None:
+        self.alias = alias  # a named chain (deep-compression) keeps its name in reports
         self.stages = tuple(stages)
         self._check(len(self.stages) >= 2,
                     "a chain needs at least two stages, e.g. prune-magnitude>quantize-int8")
@@ -35,7 +36,6 @@ class Chain(Strategy):
                                 "so no stage can follow it; put it last")
         self.stages = tuple(part.spec() for part in self.parts)
         self.name = ">".join(part.name for part in self.parts)
-        self.companions = tuple(c for part in self.parts for c in part.companions)
 
     @staticmethod
     def _stage(text: str, overrides: dict[str, Any] | None = None) -> Strategy:
@@ -51,8 +51,9 @@ class Chain(Strategy):
         return cls.from_params(**{**shared, **params})
 
     @classmethod
-    def from_spec(cls, spec: str, overrides: dict[str, Any] | None = None) -> Chain:
-        return cls([cls._stage(stage, overrides).spec() for stage in spec.split(">")])
+    def from_spec(cls, spec: str, overrides: dict[str, Any] | None = None, *,
+                  alias: str | None = None) -> Chain:
+        return cls([cls._stage(stage, overrides).spec() for stage in spec.split(">")], alias=alias)
 
     @classmethod
     def from_params(cls, **raw: Any) -> Chain:
@@ -67,6 +68,9 @@ class Chain(Strategy):
 
     def spec(self) -> str:
         return ">".join(self.stages)
+
+    def label(self) -> str:
+        return self.alias or ">".join(part.label() for part in self.parts)
 
     def compress(self, ctx: Context) -> Compressed:
         model, notes = ctx.teacher, []

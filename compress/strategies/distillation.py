@@ -4,7 +4,8 @@ Unlike the source document's code, the temperature divides the *logits*
 before the softmax (Hinton et al., 2015), and the soft term is scaled by T^2
 so its gradients keep their size as T changes.
 
-The defaults (T=4, alpha=0.5, 300 epochs at batch 64, no transfer augmentation,
+The defaults (T=4, alpha=0.5, 300 epochs at batch 64 capped at 6,000 optimizer steps so
+that the budget scales to large data, no transfer augmentation,
 a regularized teacher) were chosen by ``benchmarks/distill_recipe.py``; see
 docs/benchmarks.md.  Distillation is credited only for what it adds beyond two controls trained
 with the identical student, loop, budget, batch order and seed:
@@ -15,6 +16,7 @@ parameters default to the ``distill`` row's, so the rows cannot drift apart.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,6 +62,13 @@ def as_logits(outputs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(outputs, 1e-7, 1.0)) if probabilities else outputs
 
 
+def budget_epochs(epochs: int, max_steps: int, rows: int, batch_size: int) -> int:
+    """``epochs``, or fewer when that many would exceed ``max_steps`` optimizer steps: 300
+    epochs suit 1,000 rows, and would be 100,000 steps on 50,000."""
+    steps_per_epoch = math.ceil(rows / batch_size)
+    return max(1, min(epochs, math.ceil(max_steps / steps_per_epoch)))
+
+
 def train_student(
     student: keras.Model,
     ctx: Context,
@@ -68,6 +77,7 @@ def train_student(
     alpha: float,
     temperature: float,
     epochs: int,
+    max_steps: int,
     lr: float,
     batch_size: int,
     transfer: str = "none",
@@ -105,7 +115,7 @@ def train_student(
         optimizer.apply_gradients(zip(grads, student.trainable_variables, strict=True))
 
     order = np.random.default_rng(ctx.seed)
-    for _ in range(epochs):
+    for _ in range(budget_epochs(epochs, max_steps, len(x), batch_size)):
         permutation = order.permutation(len(x))
         for start in range(0, len(x), batch_size):
             rows = permutation[start : start + batch_size]
@@ -136,12 +146,10 @@ class _Student(Strategy):
     def _check_common(self) -> None:
         self._check_budget(self.epochs, self.lr)
         self._check_positive("batch_size", self.batch_size)
+        self._check(self.max_steps is None or self.max_steps >= 1,
+                    f"max_steps must be at least 1, got {self.max_steps}")
         if self.student not in (None, DEFAULT_STUDENT):
             parse_architecture(self.student)
-
-
-#: What the controls copy from ``distill`` so that only the teacher differs.
-SHARED = ("epochs", "lr", "batch_size", "student")
 
 
 @register
@@ -160,10 +168,12 @@ class Distill(_Student):
         batch_size: int = 64,
         student: str = DEFAULT_STUDENT,
         transfer: str = "none",
+        max_steps: int = 6000,
     ) -> None:
         self.temperature = temperature
         self.alpha = alpha
         self.epochs = epochs
+        self.max_steps = max_steps
         self.lr = lr
         self.batch_size = batch_size
         self.student = student
@@ -177,46 +187,44 @@ class Distill(_Student):
     def compress(self, ctx: Context) -> Compressed:
         student = self.make_student(ctx)
         train_student(student, ctx, teacher=ctx.teacher, alpha=self.alpha,
-                      temperature=self.temperature, epochs=self.epochs, lr=self.lr,
+                      temperature=self.temperature, epochs=self.epochs, max_steps=self.max_steps,
+                      lr=self.lr,
                       batch_size=self.batch_size, transfer=self.transfer)
         return Compressed(
             model=student,
-            notes=f"Student {student.count_params():,} params, {self.epochs} epochs on soft targets "
+            notes=f"Student {student.count_params():,} params, "
+            f"{budget_epochs(self.epochs, self.max_steps, len(ctx.data.y_train), self.batch_size)} "
+            "epochs on soft targets "
             f"(T={self.temperature:g}, alpha={self.alpha:g}, transfer={self.transfer}); judge it "
             "against student-scratch and student-scratch-mixup.",
         )
 
 
 class _Control(_Student):
-    """A scratch student whose unset parameters are taken from the run's ``distill``."""
+    """A scratch student whose unset parameters are taken from the ``distill`` it controls."""
 
-    control = True
+    role = "control"
+    control_of = "distill"
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 2}
     mixup = 0.0
 
     def __init__(
         self, epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
-        student: str | None = None,
+        student: str | None = None, max_steps: int | None = None,
     ) -> None:
         self.epochs = epochs
+        self.max_steps = max_steps
         self.lr = lr
         self.batch_size = batch_size
         self.student = student
         self._check_common()
 
-    def paired_with(self, others: list[Strategy]) -> _Control:
-        """Unset parameters copied from the run's first ``distill`` (or from its defaults)."""
-        distill = next((s for s in others if isinstance(s, Distill)), Distill())
-        source = distill.get_params()
-        params = {key: source[key] if value is None and key in SHARED else value
-                  for key, value in self.get_params().items()}
-        return type(self)(**params)
-
     def compress(self, ctx: Context) -> Compressed:
-        resolved = self.paired_with([])
+        resolved = self.paired_with(Distill())  # alone, without a distill: its defaults
         student = resolved.make_student(ctx)
         train_student(student, ctx, teacher=None, alpha=1.0, temperature=1.0,
-                      epochs=resolved.epochs, lr=resolved.lr, batch_size=resolved.batch_size,
+                      epochs=resolved.epochs, max_steps=resolved.max_steps, lr=resolved.lr,
+                      batch_size=resolved.batch_size,
                       mixup=self.mixup)
         return Compressed(model=student, notes=self.notes)
 

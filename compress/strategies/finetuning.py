@@ -51,7 +51,8 @@ class RetrainScratch(Strategy):
     family = "fine-tuning"
     summary = "Control for fine-tuning: the teacher's architecture trained from scratch on this data."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
-    control = True
+    role = "control"
+    control_of = "finetune"
 
     def __init__(self, epochs: int = 100, lr: float = 1e-3) -> None:
         self.epochs = epochs

@@ -10,8 +10,6 @@ from compress.strategies.base import Compressed, Context, Skip, Strategy, regist
 from compress.strategies.structured import shrink
 from compress.training import BATCH_SIZE, fit
 
-PRUNABLE = (keras.layers.Dense, keras.layers.Conv2D)
-
 
 def polynomial_schedule(
     sparsity: float, epochs: int, steps_per_epoch: int
@@ -41,7 +39,8 @@ MIN_PRUNED_WEIGHTS = 2048
 
 
 def _prunable(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, PRUNABLE) and int(layer.kernel.shape.num_elements()) >= MIN_PRUNED_WEIGHTS
+    prunable = isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))
+    return prunable and int(layer.kernel.shape.num_elements()) >= MIN_PRUNED_WEIGHTS
 
 
 def _prune_and_recover(

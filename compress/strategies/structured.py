@@ -15,12 +15,12 @@ import numpy as np
 from compress.backend import keras
 from compress.strategies.base import Skip
 
-#: Layers that leave the channel axis as it is: carried over unchanged.
-PASS_THROUGH = (
-    keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Dropout,
-    keras.layers.GaussianNoise, keras.layers.Activation, keras.layers.ReLU,
-    keras.layers.Rescaling, keras.layers.Softmax,
-)
+
+def _pass_through() -> tuple[type, ...]:
+    """Layers that leave the channel axis as it is: carried over unchanged."""
+    layers = keras.layers
+    return (layers.MaxPooling2D, layers.AveragePooling2D, layers.Dropout, layers.GaussianNoise,
+            layers.Activation, layers.ReLU, layers.Rescaling, layers.Softmax)
 
 
 def _keep(kernel: np.ndarray, fraction: float) -> np.ndarray:
@@ -72,7 +72,7 @@ def shrink(model: keras.Model, fraction: float) -> keras.Sequential:
                 channels = layer.input_shape[-1]
                 positions = int(np.prod(layer.input_shape[1:-1]))
                 kept = (np.arange(positions)[:, None] * channels + kept[None, :]).reshape(-1)
-        elif not isinstance(layer, PASS_THROUGH):
+        elif not isinstance(layer, _pass_through()):
             raise Skip(f"structured pruning cannot handle layer {layer.name} "
                        f"({type(layer).__name__})")
         rebuilt.append((type(layer).from_config(config), weights))
