@@ -300,7 +300,10 @@ def _unique_names(configs: list[Config]) -> list[str]:
     names = [f"{n} for {labels.get(str(c.control_of), c.control_of)}" if n in clashes and c.control_of
              else n for c, n in zip(configs, names, strict=True)]
     clashes = {n for n in names if names.count(n) > 1}
-    return [f"{n} ({c.row.get('dataset')})" if n in clashes else n
+    names = [f"{n} ({c.row.get('dataset')})" if n in clashes else n
+             for c, n in zip(configs, names, strict=True)]
+    clashes = {n for n in names if names.count(n) > 1}  # e.g. runs of versions with other defaults
+    return [f"{c.spec}" + (f" for {c.control_of}" if c.control_of else "") if n in clashes else n
             for c, n in zip(configs, names, strict=True)]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from compress.report import build_report
+from compress.report import CLAIMS_FILE, build_report
 from compress.runner import Progress, RunConfig, RunInterrupted, RunResult, resolve_config, run
 
 
@@ -40,11 +40,13 @@ def compare(
     ``target``, ``missing``, ``teacher``, ``trust_model``, ``allow_weak_teacher``, ``epochs``,
     ``scenario``, ``target_train``, ``preset``, ``threads``, ``out``, ``overwrite``); what is
     left out takes the preset's value, else the default, exactly as on the command line.
-    The run folder is in ``frame.attrs["run_dir"]``.
+    The run folder is in ``frame.attrs["run_dir"]``, the verdicts on the document's claims
+    (claims.csv's rows) in ``frame.attrs["claims"]``.
     """
     seeds = None if seed is None else [seed] if isinstance(seed, int) else list(seed)
     config = resolve_config(dataset=dataset, strategies=strategies, seeds=seeds, **options)
     result = execute(config)
     frame = pd.DataFrame(result.rows)
     frame.attrs["run_dir"] = str(result.out)
+    frame.attrs["claims"] = pd.read_csv(result.out / CLAIMS_FILE).to_dict("records")
     return frame

@@ -25,8 +25,10 @@ RANDOM_ROWS = 256
 
 def load_flatbuffer(path: Path) -> bytes:
     """A .tflite as is, or a tf_keras .keras file converted the way runs convert."""
+    if path.is_dir():
+        raise UserError(f"model file {path} is a folder; pass a .tflite or .keras file")
     if not path.is_file():
-        raise UserError(f"model file {path} does not exist")
+        raise UserError(f"model file {path} does not exist; check the path")
     if path.suffix == ".tflite":
         flatbuffer = path.read_bytes()
         if len(flatbuffer) < 8 or flatbuffer[4:8] != b"TFL3":
@@ -64,6 +66,9 @@ def load_inputs(data: str | None, input_shape: tuple[int, ...]) -> tuple[np.ndar
                 raise UserError(f"{path} has no array named 'x'; save inputs as x (and labels as y)")
             name = "x_test" if "x_test" in loaded else "x"  # labels must belong to these inputs
             label = "y_test" if name == "x_test" else "y"
+            if name == "x_test" and "y" in loaded and label not in loaded:
+                raise UserError(f"{path} has x_test and y but no y_test (y labels x, not x_test); "
+                                "save y_test too, or drop x_test")
             x, y = loaded[name], loaded.get(label)
     except UserError:
         raise

@@ -25,11 +25,18 @@ DATASETS = ("synthetic", "document", "digits")
 class OneLineErrors(click.Group):
     """Every usage or input error becomes one line on stderr and exit code 2."""
 
+    #: What click >= 8.2 raises for a bare ``compress``; older versions print the help and exit 0.
+    no_command: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as stop:
             code = stop.exit_code
+        except self.no_command:  # its message would be the whole help
+            click.echo(f"compress: error: no command given; choose one of {', '.join(self.commands)} "
+                       "(compress --help describes them)", err=True)
+            code = 2
         except click.ClickException as error:
             click.echo(f"compress: error: {_one_line(error.format_message())}", err=True)
             code = error.exit_code
@@ -56,7 +63,7 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--dataset", type=click.Choice(DATASETS), default=None,
-              help="Built-in dataset: synthetic (the document's generator, 2,500 rows, a 1,000-row "
+              help="Built-in dataset: synthetic (the document's generator, 2,000 rows, a 1,000-row "
               "test split), document (its exact 1,000 rows) or digits (8x8 images).  "
               "[default: synthetic]")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
@@ -67,6 +74,10 @@ def cli() -> None:
               "fitted on the train split). Counts are always reported.  [default: error]")
 @click.option("--teacher", type=click.Path(path_type=Path), default=None,
               help="Your trained tf_keras model (.keras or SavedModel folder) as the teacher.")
+@click.option("--teacher-arch", default=None, metavar="SPEC",
+              help="The built-in teacher to train: mlp:128,64 (any data), cnn:32,64:128 (images), "
+              "cnn1d:32,64:64 (sequences) or dsres:16,32 (depthwise-separable residual, images). "
+              "Default: by the data's kind.")
 @click.option("--trust-model", is_flag=True,
               help="Allow .h5, pickles and Lambda/custom layers in --teacher (they can run code).")
 @click.option("--allow-weak-teacher", is_flag=True,
@@ -97,7 +108,7 @@ def cli() -> None:
               "Default: reports/<dataset>-<timestamp>.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out (swapped in at the end).")
 def run(dataset: str | None, data: Path | None, target: str | None, missing: str | None,
-        teacher: Path | None, trust_model: bool, allow_weak_teacher: bool,
+        teacher: Path | None, teacher_arch: str | None, trust_model: bool, allow_weak_teacher: bool,
         strategies: tuple[str, ...], seed: int | None, n_seeds: int | None, epochs: int | None,
         scenario: str | None, target_train: int | None, preset: str | None, threads: int | None,
         out: Path | None, overwrite: bool) -> None:
@@ -113,7 +124,8 @@ def run(dataset: str | None, data: Path | None, target: str | None, missing: str
 
     config = resolve_config(
         dataset=dataset, data=data, target=target, missing=missing, teacher=teacher,
-        trust_model=trust_model, allow_weak_teacher=allow_weak_teacher, strategies=strategies,
+        teacher_architecture=teacher_arch, trust_model=trust_model,
+        allow_weak_teacher=allow_weak_teacher, strategies=strategies,
         seeds=n_seeds if n_seeds is not None else None if seed is None else [seed], epochs=epochs,
         scenario=scenario, target_train=target_train, preset=preset, threads=threads, out=out,
         overwrite=overwrite, command=shlex.join(["compress", *sys.argv[1:]]),

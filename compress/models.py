@@ -1,9 +1,17 @@
 """Architectures named by short specs, shared by the teacher and the students.
 
-``mlp:128,64`` is Dense 128 then Dense 64 (ReLU) then a logits layer;
-``cnn:32,64:128`` is Conv 32 and Conv 64 (3x3, ReLU, each followed by 2x2
-max-pooling), then Dense 128, then logits.  Every model outputs logits, so
-temperature scaling in distillation acts where Hinton et al. put it.
+- ``mlp:128,64``: Dense 128, Dense 64 (ReLU), then a logits layer; any input (flattened).
+- ``cnn:32,64:128``: Conv2D 32 and 64 (3×3, ReLU, each followed by 2×2 max-pooling), then
+  Dense 128, then logits; images (height, width, channels).
+- ``cnn1d:32,64:64``: Conv1D 32 and 64 (kernel 5, ReLU, each followed by max-pooling by 2),
+  then Dense 64, then logits; sequences (length, channels).
+- ``dsres:16,32``: a small depthwise-separable residual network for images: a 3×3 stem, then
+  per width a MobileNetV2-style block (1×1 expand, 3×3 depthwise, 1×1 project, BatchNorm,
+  ReLU6, a residual add when the width is unchanged), global average pooling, logits.
+
+Every model outputs logits, so temperature scaling in distillation acts where Hinton et al.
+put it.  The data's kind decides the default: features get an MLP, sequences a 1-D CNN,
+images a 2-D CNN.
 """
 
 from __future__ import annotations
@@ -11,26 +19,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from compress.backend import keras, seed_everything
+from compress.data import data_kind
 from compress.errors import UserError
 
-TABULAR_TEACHER = "mlp:128,64"
-IMAGE_TEACHER = "cnn:32,64:128"
-TABULAR_STUDENT = "mlp:32"
-IMAGE_STUDENT = "cnn:8,16:32"
+KINDS = ("features", "sequence", "image")
+DEFAULT_TEACHERS = {"features": "mlp:128,64", "sequence": "cnn1d:32,64:64", "image": "cnn:32,64:128"}
+#: Students chosen by experiment for the default teachers (docs/benchmarks.md).
+DEFAULT_STUDENTS = {"features": "mlp:32", "sequence": "cnn1d:8,16:16", "image": "cnn:8,16:32"}
+#: Which architectures fit which data kind (an MLP flattens anything).
+FITS = {"mlp": KINDS, "cnn": ("image",), "cnn1d": ("sequence",), "dsres": ("image",)}
+FORMS = ("mlp:W[,W...]", "cnn:C[,C...]:W[,W...]", "cnn1d:C[,C...]:W[,W...]", "dsres:C[,C...]")
 
 
 @dataclass(frozen=True)
 class Architecture:
-    kind: str  # "mlp" or "cnn"
+    kind: str  # "mlp", "cnn", "cnn1d" or "dsres"
     conv: tuple[int, ...]
     dense: tuple[int, ...]
 
     @property
     def spec(self) -> str:
-        dense = ",".join(map(str, self.dense))
+        conv, dense = ",".join(map(str, self.conv)), ",".join(map(str, self.dense))
         if self.kind == "mlp":
             return f"mlp:{dense}"
-        return f"cnn:{','.join(map(str, self.conv))}:{dense}"
+        if self.kind == "dsres":
+            return f"dsres:{conv}"
+        return f"{self.kind}:{conv}:{dense}"
 
 
 def _widths(text: str, spec: str) -> tuple[int, ...]:
@@ -38,53 +52,60 @@ def _widths(text: str, spec: str) -> tuple[int, ...]:
         widths = tuple(int(w) for w in text.split(",") if w.strip())
     except ValueError:
         raise UserError(f"architecture {spec!r}: widths must be integers like 'mlp:128,64'") from None
-    if any(w <= 0 for w in widths):
-        raise UserError(f"architecture {spec!r}: widths must be positive")
+    if not widths or any(w <= 0 for w in widths):
+        raise UserError(f"architecture {spec!r}: give one or more positive widths")
     return widths
 
 
 def parse_architecture(spec: str) -> Architecture:
-    """Parse ``mlp:W[,W...]`` or ``cnn:C[,C...]:W[,W...]`` into an Architecture."""
+    """Parse a spec (see the module docstring) into an Architecture; one-line errors."""
     kind, _, rest = spec.partition(":")
     if kind == "mlp" and rest:
         return Architecture("mlp", (), _widths(rest, spec))
-    if kind == "cnn" and rest.count(":") == 1:
+    if kind == "dsres" and rest and ":" not in rest:
+        return Architecture("dsres", _widths(rest, spec), ())
+    if kind in ("cnn", "cnn1d") and rest.count(":") == 1:
         conv, dense = rest.split(":")
-        return Architecture("cnn", _widths(conv, spec), _widths(dense, spec))
-    raise UserError(
-        f"architecture {spec!r} is not understood; use 'mlp:128,64' or 'cnn:32,64:128'"
-    )
+        return Architecture(kind, _widths(conv, spec), _widths(dense, spec))
+    raise UserError(f"architecture {spec!r} is not understood; use one of {', '.join(FORMS)}")
 
 
-def default_teacher(is_image: bool) -> str:
-    return IMAGE_TEACHER if is_image else TABULAR_TEACHER
+def check_fits(spec: str, input_shape: tuple[int, ...]) -> Architecture:
+    """The architecture, if it can take this data; else a one-line error with the valid forms."""
+    arch = parse_architecture(spec)
+    kind = data_kind(input_shape)
+    if kind not in FITS[arch.kind]:
+        valid = [form for form in FORMS if kind in FITS[form.split(":")[0]]]
+        raise UserError(f"architecture {spec!r} does not fit {kind} data of shape {input_shape}; "
+                        f"for this data use {' or '.join(valid)}")
+    return arch
 
 
-def default_student(is_image: bool) -> str:
-    """The document's Dense-32 student for tabular data, a narrow CNN for images."""
-    return IMAGE_STUDENT if is_image else TABULAR_STUDENT
+def default_teacher(input_shape: tuple[int, ...]) -> str:
+    return DEFAULT_TEACHERS[data_kind(input_shape)]
 
 
 def build_model(
     spec: str, input_shape: tuple[int, ...], n_classes: int, *, seed: int, name: str = "model",
     dropout: float = 0.0,
-) -> keras.Sequential:
+) -> keras.Model:
     """Build an untrained logits model; the same seed gives the same initial weights.
 
     ``dropout`` adds a Dropout layer after each hidden Dense layer (a no-op at inference,
     absent from the TFLite file).
     """
-    arch = parse_architecture(spec)
-    if arch.kind == "cnn" and len(input_shape) != 3:
-        raise UserError(
-            f"architecture {spec!r} needs image inputs (height, width, channels) "
-            f"but the data has shape {input_shape}; use an 'mlp:...' architecture"
-        )
+    arch = check_fits(spec, input_shape)
     seed_everything(seed)
+    if arch.kind == "dsres":
+        return _dsres(arch.conv, input_shape, n_classes, name)
     layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape)]
     for filters in arch.conv:
-        layers.append(keras.layers.Conv2D(filters, 3, padding="same", activation="relu"))
-        layers.append(keras.layers.MaxPooling2D(2, padding="same"))
+        if arch.kind == "cnn":
+            layers += [keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
+                       keras.layers.MaxPooling2D(2, padding="same")]
+        else:
+            layers += [keras.layers.Conv1D(filters, 5, padding="same", activation="relu"),
+                       keras.layers.MaxPooling1D(2, padding="same")]
     if len(input_shape) > 1:
         layers.append(keras.layers.Flatten())
     for width in arch.dense:
@@ -95,8 +116,65 @@ def build_model(
     return keras.Sequential(layers, name=name)
 
 
+def _dsres(widths: tuple[int, ...], input_shape: tuple[int, ...], n_classes: int,
+           name: str) -> keras.Model:
+    """MobileNetV2-style blocks: depthwise, residual, BatchNorm, ReLU6."""
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape)
+    x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(widths[0], 3, padding="same")(inputs)))
+    for width in widths:
+        block = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(2 * width, 1)(x)))
+        block = layers.DepthwiseConv2D(3, padding="same")(block)
+        block = layers.ReLU(6.0)(layers.BatchNormalization()(block))
+        block = layers.BatchNormalization()(layers.Conv2D(width, 1)(block))
+        x = layers.Add()([x, block]) if x.shape[-1] == width else block
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(n_classes, name="logits")(x), name=name)
+
+
 def clone(model: keras.Model) -> keras.Model:
     """An independent copy with the same weights, so no strategy can touch the original."""
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
+
+
+#: How much narrower than its teacher a derived student starts.
+STUDENT_SHRINK = 4
+
+
+def derive_student(teacher: keras.Model, teacher_architecture: str,
+                   input_shape: tuple[int, ...]) -> str:
+    """A student of the teacher's own kind, narrower and shallower.
+
+    A default teacher gets the student chosen by experiment; a built-in spec keeps its kind
+    with widths divided by 4 and at most two hidden layers of each sort; a user's model is
+    read layer by layer (Conv1D, Conv2D or depthwise layers make a 1-D or 2-D CNN student,
+    otherwise an MLP) from its own widths.  The caller checks it is strictly smaller.
+    """
+    kind = data_kind(input_shape)
+    if teacher_architecture == DEFAULT_TEACHERS[kind]:
+        return DEFAULT_STUDENTS[kind]
+    try:
+        arch = parse_architecture(teacher_architecture)
+    except UserError:
+        arch = _read_architecture(teacher, kind)
+    conv = tuple(max(4, w // STUDENT_SHRINK) for w in arch.conv[:2])
+    dense = tuple(max(8, w // STUDENT_SHRINK) for w in arch.dense[:1])
+    if arch.kind == "dsres":
+        return f"cnn:{','.join(map(str, conv))}:{max(8, 2 * conv[-1])}"
+    return Architecture(arch.kind, conv, dense or (16,)).spec
+
+
+def _read_architecture(model: keras.Model, kind: str) -> Architecture:
+    """The widths of a user's model, as the closest built-in architecture of its kind."""
+    layers = keras.layers
+    convs = [layer.filters for layer in model.layers
+             if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.SeparableConv1D,
+                                   layers.SeparableConv2D)) and not isinstance(layer, layers.DepthwiseConv2D)]
+    dense = [layer.units for layer in model.layers if isinstance(layer, layers.Dense)][:-1]
+    if kind == "sequence" and convs:
+        return Architecture("cnn1d", tuple(convs), tuple(dense) or (64,))
+    if kind == "image" and convs:
+        return Architecture("cnn", tuple(convs), tuple(dense) or (64,))
+    return Architecture("mlp", (), tuple(dense) or (64,))

@@ -171,7 +171,9 @@ def _tradeoff_figure(points: Sequence[Point], *, cost: str, front: Sequence[str]
         xs_all = [x for _, x in drawn]
         if max(xs_all) / min(xs_all) >= 10:
             axes.set_xscale("log")
-            axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+            axes.xaxis.set_major_formatter(plain)
+            axes.xaxis.set_minor_formatter(plain)  # not "4×10⁰"
             axis_label += ", log scale"
         axes.margins(0.12)
         axes.set_xlabel(axis_label + ")")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from compress.analysis import DOCUMENT_DISTILL_PARAMS
-from compress.runner import DEFAULT_STRATEGIES
 from compress.teacher import DOCUMENT_RECIPE
 
 DOCUMENT_DISTILL = "distill:" + ",".join(f"{k}={v}" for k, v in DOCUMENT_DISTILL_PARAMS.items())
@@ -16,7 +15,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "document": {
         "dataset": "document",
         "teacher_recipe": DOCUMENT_RECIPE,
-        "strategies": tuple(DOCUMENT_DISTILL if s == "distill" else s for s in DEFAULT_STRATEGIES),
+        "strategies": ("baseline", "quantize-int8", "prune-magnitude", DOCUMENT_DISTILL, "finetune"),
         "seeds": (0, 1, 2, 3, 4),
     },
     # Deep Compression (Han et al. 2016) beside each of its stages alone: prune, then cluster

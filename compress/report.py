@@ -261,6 +261,8 @@ def _verdict_cell(verdict: Verdict) -> str:
     text = f"**{verdict.verdict}**"
     if verdict.p_value is not None:
         text += f" (p={verdict.p_value:.2g})"
+    if verdict.verdict == "not shown" and verdict.p_value is not None and verdict.p_value <= 0.05:
+        text += "; significant, but smaller than the effect that matters"
     if verdict.needed:
         text += f"; {verdict.needed}"
     return text
@@ -399,6 +401,9 @@ def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
                   "speed-up against the teacher; accuracy on the held-out test split. One row per "
                   "configuration; per-seed rows below."),
         common_table(configs, failed),
+        Details("Full specs, to re-run any row", [Bullets(
+            [f"**{c.label}**: `{c.spec}`" + (f" (controls `{c.control_of}`)" if c.control_of else "")
+             for c in configs])]),
         seeds_details(rows),
     )
     best = best_per_family(configs)
@@ -426,11 +431,22 @@ def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
 
 
 def _read_manifest(results: Path) -> dict[str, Any] | None:
+    """A run's run.json, its parts the report reads checked for their types."""
     path = results.parent / "run.json"
+    if not path.exists():
+        return None
     try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except ValueError:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
         raise UserError(f"{path} is not valid JSON; the run folder is damaged") from None
+    shapes = {"config": dict, "weak_teacher": dict, "complete": bool, "run_id": str}
+    wrong = [key for key, kind in shapes.items() if isinstance(manifest, dict)
+             and manifest.get(key) is not None and not isinstance(manifest[key], kind)]
+    if not isinstance(manifest, dict) or wrong:
+        problem = f"{wrong[0]} has the wrong type" if wrong else "not an object"
+        raise UserError(f"{path} is damaged ({problem}); re-run, or delete run.json to report the "
+                        "results alone")
+    return manifest
 
 
 def _check_mixed(rows: list[Row], allow_mixed: bool) -> None:

@@ -135,6 +135,9 @@ def read_results(path: Path | str) -> list[dict[str, Any]]:
         path = path / RESULTS_FILE
     if not path.is_file():
         raise UserError(f"no results file at {path}; pass a results.jsonl written by 'compress run'")
+    if path.suffix.lower() == ".csv":
+        raise UserError(f"{path} is the spreadsheet copy; pass {path.with_name(RESULTS_FILE)} or the run "
+                        "folder instead")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

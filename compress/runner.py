@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -36,8 +37,8 @@ from compress.measure import (
     reference_stats,
     size_fields,
 )
-from compress.models import clone
-from compress.outdir import Output, open_output
+from compress.models import check_fits, clone, parse_architecture
+from compress.outdir import Output, check_output, open_output
 from compress.results import new_row, write_results
 from compress.stats import above_rate
 from compress.strategies import Context, Skip, Strategy, strategies_from_spec
@@ -57,6 +58,8 @@ SHIFT_STRATEGIES = (
     "retrain-scratch:epochs=100",
 )
 RUN_MANIFEST = "run.json"
+#: scikit-learn and NumPy take seeds below 2**32.
+MAX_SEED = 2**32 - 1
 ERROR_LOG = "errors.log"
 #: A teacher must beat always predicting the majority class by more than this (in points).
 WEAK_TEACHER_MARGIN_PP = 2.0
@@ -102,8 +105,9 @@ class RunConfig:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")
         if self.threads < 1:
             raise UserError(f"--threads must be at least 1, got {self.threads}")
-        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise UserError(f"seeds must be one or more non-negative integers, got {list(self.seeds)}")
+        if not self.seeds or any(not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in self.seeds):
+            raise UserError(f"--seed/--seeds: seeds must be integers from 0 to {MAX_SEED}, "
+                            f"got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"seeds must be distinct, got {list(self.seeds)}")
         if self.missing not in MISSING_POLICIES:
@@ -117,6 +121,11 @@ class RunConfig:
         if self.target is not None and self.data is not None and self.data.suffix.lower() == ".npz":
             raise UserError("--target names a column of a .csv or .parquet file; an .npz holds its "
                             "labels in the array y, so drop --target")
+        if self.teacher is not None and self.teacher_architecture is not None:
+            raise UserError("give --teacher FILE (your trained model) or --teacher-arch SPEC (a "
+                            "built-in teacher to train), not both")
+        if self.teacher_architecture is not None:
+            parse_architecture(self.teacher_architecture)
         if self.scenario == "shift" and (self.data is not None or self.teacher is not None):
             raise UserError("--scenario shift builds its own source and target from a built-in "
                             "--dataset; drop --data and --teacher")
@@ -129,6 +138,7 @@ def resolve_config(
     target: str | None = None,
     missing: str | None = None,
     teacher: Path | str | None = None,
+    teacher_architecture: str | None = None,
     trust_model: bool = False,
     allow_weak_teacher: bool = False,
     strategies: Sequence[str] | None = None,
@@ -160,6 +170,7 @@ def resolve_config(
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     explicit = {
         "dataset": dataset, "data": data, "target": target, "missing": missing, "teacher": teacher,
+        "teacher_architecture": teacher_architecture,
         "strategies": tuple(strategies) if strategies else None, "epochs": epochs,
         "seeds": tuple(range(seeds)) if isinstance(seeds, int) else seeds,
         "scenario": scenario, "target_train": target_train, "threads": threads, "out": out,
@@ -276,10 +287,18 @@ class Interrupts:
             yield self
             return
         previous = signal.signal(signal.SIGINT, self._handler)
+        unraisable = sys.unraisablehook
+
+        def quiet(event: Any) -> None:  # the flag already carries a swallowed Ctrl-C
+            if not isinstance(event.exc_value, KeyboardInterrupt):
+                unraisable(event)
+
+        sys.unraisablehook = quiet
         try:
             yield self
         finally:
             signal.signal(signal.SIGINT, previous)
+            sys.unraisablehook = unraisable
 
 
 @dataclass(frozen=True)
@@ -352,6 +371,11 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     interrupts = Interrupts()
     with interrupts.installed():
         sources = {seed: load_source(config, seed) for seed in config.seeds}
+        first = sources[config.seeds[0]]
+        target = config.out or default_out_dir(first.dataset.name)
+        check_output(target, "run", overwrite=config.overwrite)  # before any training
+        if config.teacher_architecture is not None:
+            check_fits(config.teacher_architecture, first.teacher_data.input_shape)
         teachers: dict[int, Teacher] = {}
         weak: dict[int, str] = {}
         for seed, source in sources.items():
@@ -363,8 +387,6 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
             if reason:
                 weak[seed] = reason
             done += 1
-        first = sources[config.seeds[0]]
-        target = config.out or default_out_dir(first.dataset.name)
         output = open_output(target, "run", overwrite=config.overwrite)
         try:
             return _run_steps(config, steps, sources, teachers, weak, output, interrupts, report, done)

@@ -18,7 +18,6 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import sys
 import time
 import traceback
@@ -52,18 +51,15 @@ class SweepConfig:
     imports: tuple[str, ...] = ()  # modules that register extra strategies, imported by every job
 
 
-#: Seeds reach scikit-learn's random_state, which takes 0 .. 2**32 - 1.
-MAX_SEED = 2**32 - 1
-_PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
 def _grid_specs(grid: Any, where: str) -> list[str]:
     """One spec per point of the grid's cartesian product (lists are axes, scalars fixed)."""
+    import re
+
     from compress.spec import parse_spec
 
     if not isinstance(grid, dict):
-        raise UserError(f"{where} is {grid!r}, not a table; write [[grid]] and strategy = \"NAME\" below it")
+        raise UserError(f"{where} is not a table (got {type(grid).__name__} {grid!r}); write [[grid]] "
+                        "and strategy = \"NAME\" below it")
     if "strategy" not in grid or not isinstance(grid["strategy"], str) or not grid["strategy"].strip():
         raise UserError(f"{where} needs strategy = \"NAME\"")
     strategy = grid["strategy"].strip()
@@ -72,7 +68,7 @@ def _grid_specs(grid: Any, where: str) -> list[str]:
         raise UserError(f"{where}: strategy {strategy!r} carries its own parameters or stages; give "
                         "the parameters as keys of the table instead, or drop the other keys")
     for key, values in axes.items():
-        if not _PARAM_KEY.match(key):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise UserError(f"{where}: {key!r} is not a parameter name; use the names "
                             f"'compress list' strategies take, e.g. sparsity")
         if not values:
@@ -95,8 +91,11 @@ def _grid_specs(grid: Any, where: str) -> list[str]:
 
 def load_sweep(path: Path | str) -> SweepConfig:
     """Parse a sweep TOML file; every mistake is a one-line UserError."""
+    import re
+
     from compress.data import BUILTIN_DATASETS
 
+    max_seed = 2**32 - 1  # seeds reach scikit-learn's random_state, which takes 0 .. 2**32 - 1
     path = Path(path)
     if not path.is_file():
         raise UserError(f"sweep file {path} does not exist; check the path")
@@ -118,8 +117,8 @@ def load_sweep(path: Path | str) -> SweepConfig:
         specs += [s for s in _grid_specs(grid, f"{path} [[grid]] #{number}") if s not in specs]
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or \
-            not all(type(s) is int and 0 <= s <= MAX_SEED for s in seeds):
-        raise UserError(f"{path}: seeds must be a list of integers from 0 to {MAX_SEED}, "
+            not all(type(s) is int and 0 <= s <= max_seed for s in seeds):
+        raise UserError(f"{path}: seeds must be a list of integers from 0 to {max_seed}, "
                         f"e.g. seeds = [0, 1, 2]; got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise UserError(f"{path}: seeds must be distinct, got {seeds}; list each seed once")
@@ -139,7 +138,9 @@ def load_sweep(path: Path | str) -> SweepConfig:
     if epochs is not None and (type(epochs) is not int or epochs < 1):
         raise UserError(f"{path}: epochs must be a whole number of at least 1, got {epochs!r}")
     imports = raw.get("imports", [])
-    if not isinstance(imports, list) or not all(isinstance(m, str) and _MODULE.match(m) for m in imports):
+    module = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+    if not isinstance(imports, list) or \
+            not all(isinstance(m, str) and re.fullmatch(module, m) for m in imports):
         raise UserError(f"{path}: imports must be a list of module names, e.g. "
                         f"imports = [\"my_package.strategies\"]; got {imports!r}")
     return SweepConfig(
@@ -289,8 +290,9 @@ def prepare_jobs(config: SweepConfig, out: Path) -> list[Job]:
     for module in config.imports:
         try:
             import_module(module)
-        except ImportError as error:
-            raise UserError(f"cannot import {module!r} listed in imports ({error})") from None
+        except Exception as error:  # anything a user's module raises while importing
+            raise UserError(f"cannot import {module!r} listed in imports "
+                            f"({type(error).__name__}: {error})") from None
     from compress.results import environment
     from compress.runner import load_source, plan_steps, teacher_for
     from compress.teacher import cache_dir

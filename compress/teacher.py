@@ -132,7 +132,7 @@ def get_teacher(
     use_cache: bool = True,
 ) -> Teacher:
     """Load the teacher from the cache, or train and cache it."""
-    arch = architecture or default_teacher(dataset.training.is_image)
+    arch = architecture or default_teacher(dataset.input_shape)
     key = _cache_key(dataset, arch, recipe, seed)
     folder = cache_dir() / "teachers"
     model_path, meta_path = folder / f"{key}.keras", folder / f"{key}.json"
@@ -189,6 +189,10 @@ def _load_untrusted(path: Path, trust: bool) -> keras.Model:
             return pickle.load(handle)
     if suffix != ".keras":
         raise UserError(f"{path}: --teacher takes a .keras file or a SavedModel folder")
+    from compress.keras3 import is_keras3_file, translate
+
+    if is_keras3_file(path):
+        return translate(path)  # tf_keras cannot read Keras 3 files; translating runs no code from it
     try:
         return keras.models.load_model(path, compile=False, safe_mode=not trust)
     except ValueError as error:
@@ -203,6 +207,8 @@ def _load_untrusted(path: Path, trust: bool) -> keras.Model:
 
 def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False) -> Teacher:
     """A user's trained teacher, checked against the data before anything runs."""
+    from compress.keras3 import TOLERANCE, check_translation, is_keras3_file
+
     path = Path(path)
     if not path.exists():
         raise UserError(f"teacher {path} does not exist; check the path")
@@ -219,6 +225,14 @@ def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False) -> 
         raise UserError(f"teacher {path.name} has {units} outputs but the data has "
                         f"{dataset.n_classes} classes; use a teacher trained on this data")
     t = dataset.training
-    return Teacher(model, f"user:{path.name}", DEFAULT_RECIPE, 0, False,
+    architecture = f"user:{path.name}"
+    if is_keras3_file(path):
+        difference = check_translation(path, model, t.x_val)
+        if not difference <= TOLERANCE:  # also refuses NaN
+            raise UserError(f"teacher {path.name}: its tf_keras translation predicts up to {difference:.1g} "
+                            f"away from Keras 3 on the validation split (allowed: {TOLERANCE:g}); "
+                            "save the model as a tf_keras model instead")
+        architecture += f" (Keras 3 file, translated; max prediction difference {difference:.1g})"
+    return Teacher(model, architecture, DEFAULT_RECIPE, 0, False,
                    _accuracy(model, t.x_train, t.y_train), _accuracy(model, t.x_val, t.y_val),
                    0.0, f"file:{path.name}")

@@ -65,6 +65,8 @@ def load_file(
     path = Path(path)
     if missing not in MISSING_POLICIES:
         raise UserError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
+    if path.is_dir():
+        raise UserError(f"data file {path} is a folder; pass a .csv, .parquet or .npz file")
     if not path.is_file():
         raise UserError(f"data file {path} does not exist; check the path")
     if path.stat().st_size == 0:
@@ -137,6 +139,10 @@ def _apply_missing_policy(path: Path, frame: pd.DataFrame, target: str, missing:
     if cells == 0:
         return frame, record
     columns = [str(c) for c in frame.columns if holes[c].any()]
+    empty = [str(c) for c in frame.columns if c != target and holes[c].all()]
+    if empty and missing != "error":
+        raise UserError(f"{path}: column(s) {', '.join(empty)} have no values at all; drop them from "
+                        "the file (nothing can be imputed from an empty column)")
     if missing == "error":
         raise UserError(f"{path}: {cells} missing cells in {rows} rows (columns: {', '.join(columns)}); "
                         "pass --missing drop to remove those rows or --missing impute to fill them")
@@ -161,7 +167,9 @@ def _transformer(features: pd.DataFrame, record: Preprocessing) -> ColumnTransfo
     impute = record.missing_policy == "impute"
 
     def steps(*parts: Any, strategy: str) -> Any:
-        return make_pipeline(*((SimpleImputer(strategy=strategy),) if impute else ()), *parts)
+        # keep_empty_features: a column empty only in the train split stays a (constant) feature
+        imputer = SimpleImputer(strategy=strategy, keep_empty_features=True)
+        return make_pipeline(*((imputer,) if impute else ()), *parts)
 
     return ColumnTransformer(
         [

@@ -101,7 +101,8 @@ def decide(verdicts: list[Verdict]) -> list[Verdict]:
             outcome = INCONCLUSIVE
         else:
             outcome = NOT_SHOWN
-        out.append(replace(verdict, verdict=outcome, p_value=p))
+        needed = verdict.needed if outcome == INCONCLUSIVE else ""
+        out.append(replace(verdict, verdict=outcome, p_value=p, needed=needed))
     return out
 
 

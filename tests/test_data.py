@@ -8,7 +8,7 @@ from compress.errors import UserError
 
 
 @pytest.mark.parametrize(("name", "sizes"), [("document", (700, 100, 200)),
-                                             ("synthetic", (1250, 250, 1000))])
+                                             ("synthetic", (800, 200, 1000))])
 def test_the_documents_generator_splits_stratified(name, sizes):
     data = load_dataset(name, seed=0)
     t = data.training

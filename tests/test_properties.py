@@ -47,6 +47,7 @@ def _param_names() -> list[str]:
 
 _VALUES = st.one_of(
     st.integers(-3, 400).map(str),
+    st.floats(0, 1).map(repr),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["true", "false", "null", "NaN", "Infinity", "-Infinity", "1e400", "0x10", "",
                      "mlp:8", "cnn:8:16", "cnn:8,16:32", "mlp:", "mlp:0", "mlp:-1", "logits",
@@ -58,20 +59,25 @@ _VALUES = st.one_of(
 @st.composite
 def spec_texts(draw: st.DrawFn) -> str:
     """Mostly well-formed specs over real names and parameters, sometimes anything at all."""
+    from compress.strategies import registry
+
     if draw(st.integers(0, 4)) == 0:
         return draw(st.text(max_size=40))
+
     names = [*_registry_names(), "deep-compression", "*", "quantize-*", "nope", "prune-?"]
     stages = []
     for _ in range(draw(st.integers(1, 3))):
         name = draw(st.sampled_from(names))
-        keys = draw(st.lists(st.sampled_from([*_param_names(), "bogus", " ", ""]), max_size=3))
+        own = registry()[name].param_names() if name in registry() else []
+        pool = own if own and draw(st.integers(0, 2)) else [*_param_names(), "bogus", " ", ""]
+        keys = draw(st.lists(st.sampled_from(pool), max_size=3, unique=bool(own)))
         params = ",".join(f"{k}={draw(_VALUES)}" for k in keys)
         separator = draw(st.sampled_from([":", ":", ": ", "::"]))
-        stages.append(f"{name}{separator}{params}" if params or draw(st.booleans()) else name)
-    return draw(st.sampled_from([">", ">", " > ", ">>"])).join(stages)
+        stages.append(f"{name}{separator}{params}" if params or not draw(st.integers(0, 3)) else name)
+    return draw(st.sampled_from([">", ">", ">", " > ", ">>"])).join(stages)
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=120, **SETTINGS)
 @given(spec=spec_texts(), epochs=st.one_of(st.none(), st.integers(1, 3)))
 def test_any_spec_is_strategies_or_a_user_error(spec, epochs):
     from compress.runner import plan_steps
@@ -105,7 +111,7 @@ _BUDGETS = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
                      st.sampled_from([0.0, -0.0, -1.0, 1e-300, 1e300]), st.text(max_size=5))
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=120, **SETTINGS)
 @given(size=_BUDGETS, latency=_BUDGETS, drop=_BUDGETS,
        objective=st.one_of(st.none(), st.sampled_from(["size", "latency", "accuracy"]),
                            st.text(max_size=10)))
@@ -174,7 +180,7 @@ def csv_texts(draw: st.DrawFn) -> str:
     return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n", "\n,,,\n"]))
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=120, **SETTINGS)
 @given(text=csv_texts(), target=st.sampled_from(["label"] * 9 + [None, "x1", "nope"]),
        missing=st.sampled_from(["error", "drop", "impute"] * 2 + ["guess"]))
 def test_any_csv_loads_or_is_a_user_error(tmp_path, text, target, missing):
@@ -238,7 +244,7 @@ def npz_arrays(draw: st.DrawFn) -> dict[str, np.ndarray]:
     return arrays
 
 
-@settings(max_examples=80, **SETTINGS)
+@settings(max_examples=150, **SETTINGS)
 @given(arrays=npz_arrays(), raw=st.sampled_from([None, b"", b"PK\x03\x04garbage", b"\x93NUMPY"]))
 def test_any_npz_loads_or_is_a_user_error(tmp_path, arrays, raw):
     from compress.userdata import load_file
@@ -313,8 +319,9 @@ def _plausible(field: str) -> st.SearchStrategy:
 
 
 @st.composite
-def result_lines(draw: st.DrawFn) -> list[str]:
-    """The lines of a results.jsonl: a plausible run with a few fields replaced by anything."""
+def result_lines(draw: st.DrawFn, junk: int = 3) -> list[str]:
+    """The lines of a results.jsonl: a plausible run with a few fields replaced, one time in
+    ``junk`` by any JSON at all, otherwise by values of the right type (edge cases included)."""
     rows = spine_rows()
     if draw(st.booleans()):
         rows += spine_rows(seed=1)
@@ -322,7 +329,7 @@ def result_lines(draw: st.DrawFn) -> list[str]:
     for row in rows:
         if draw(st.integers(0, 3)) == 0:
             for field in draw(st.lists(st.sampled_from(list(FIELDS)), max_size=3)):
-                row[field] = draw(_plausible(field) if draw(st.integers(0, 2)) else _JSON)
+                row[field] = draw(_JSON if draw(st.integers(1, junk)) == 1 else _plausible(field))
         lines.append(json.dumps(row))
     if draw(st.integers(0, 6)) == 0:
         lines.insert(draw(st.integers(0, len(lines))), json.dumps(draw(_JSON)))
@@ -331,8 +338,8 @@ def result_lines(draw: st.DrawFn) -> list[str]:
     return lines
 
 
-@settings(max_examples=16, **SETTINGS)
-@given(lines=result_lines())
+@settings(max_examples=8, **SETTINGS)
+@given(lines=result_lines(junk=12))
 def test_any_results_file_reports_or_is_a_user_error(tmp_path_factory, lines):
     root = tmp_path_factory.mktemp("rows")
     folder = root / "run"
@@ -351,6 +358,20 @@ def test_any_results_file_reports_or_is_a_user_error(tmp_path_factory, lines):
         return
     assert (root / "report" / "report.md").is_file()
     shutil.rmtree(root, ignore_errors=True)
+
+
+def test_merged_runs_whose_labels_clash_still_report(tmp_path):
+    from compress.report import build_report
+
+    folders = []
+    for name, lr in (("old", "0.0001"), ("new", "0.001")):
+        rows = spine_rows(run_id=name)
+        rows[5].update(spec=f"finetune:epochs=5,lr={lr},freeze=0", label="finetune")
+        folders.append(tmp_path / name)
+        open_output(folders[-1], "run")
+        write_results(folders[-1], rows)
+    report = (build_report(folders, out=tmp_path / "merged") / "report.md").read_text()
+    assert "lr=0.0001" in report and "lr=0.001" in report  # the two told apart
 
 
 @settings(max_examples=150, **SETTINGS)

@@ -7,11 +7,13 @@ import pytest
 
 from compress.errors import UserError
 from compress.results import FIELDS, SCHEMA_VERSION, environment, new_row, read_results, write_results
+from tests.rows import fake_row
 
 
 def test_rows_round_trip_through_jsonl_and_csv(tmp_path):
-    rows = [new_row(strategy="baseline", status="ok", params={}, accuracy=0.5),
-            new_row(strategy="distill", status="failed", reason="boom", params={"alpha": 0.1})]
+    rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.5),
+            new_row(strategy="distill", spec="distill", seed=0, status="failed", reason="boom",
+                    params={"alpha": 0.1})]
     write_results(tmp_path, rows)
     assert read_results(tmp_path / "results.jsonl") == rows
     assert read_results(tmp_path) == rows

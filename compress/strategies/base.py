@@ -30,6 +30,7 @@ ENTRY_POINT_GROUP = "compress.strategies"
 BUILTIN_MODULES = (
     "compress.strategies.baseline",
     "compress.strategies.quantization",
+    "compress.strategies.lowbit",
     "compress.strategies.pruning",
     "compress.strategies.clustering",
     "compress.strategies.distillation",

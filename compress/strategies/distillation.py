@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from compress.backend import keras, tf
-from compress.models import build_model, default_student, parse_architecture
-from compress.strategies.base import Compressed, Context, Strategy, register
+from compress.backend import keras, tf, to_tflite
+from compress.models import build_model, default_teacher, derive_student, parse_architecture
+from compress.strategies.base import Compressed, Context, Skip, Strategy, register
 from compress.teacher import augmenter
 
 DEFAULT_STUDENT = "auto"
@@ -90,45 +90,57 @@ def train_student(
     step.  Without them the teacher's logits are computed once.  ``mixup`` > 0
     blends inputs and hard labels with Beta(mixup, mixup) weights.
     """
-    x, y = ctx.data.x_train, ctx.data.y_train
+    x, y = ctx.data.x_train.astype(np.float32), ctx.data.y_train.astype(np.int64)
     optimizer = keras.optimizers.Adam(lr)
     use_teacher = teacher is not None and alpha < 1.0
     per_step = use_teacher and transfer != "none"
-    fixed_logits = None
+    logits = np.zeros((len(x), ctx.data.n_classes), np.float32)  # unused without a teacher
     if use_teacher and not per_step:
-        fixed_logits = as_logits(teacher.predict(x, batch_size=1024, verbose=0))
+        logits = as_logits(teacher.predict(x, batch_size=1024, verbose=0)).astype(np.float32)
     perturb = augmenter(ctx.data, noise=0.1) if transfer == "augment" else None
     blend = mixup if mixup > 0 else (MIXUP if transfer == "mixup" else 0.0)
+    soft_targets = use_teacher
+    inputs, labels, targets = tf.constant(x), tf.constant(y), tf.constant(logits)
+    batches = math.ceil(len(x) / batch_size)
 
-    @tf.function(reduce_retracing=True)
-    def step(xb: tf.Tensor, ya: tf.Tensor, yb: tf.Tensor, weight: tf.Tensor,
-             soft: tf.Tensor | None) -> None:
-        if per_step:
-            soft = teacher(xb, training=False)
+    def step(rows: tf.Tensor, partners: tf.Tensor, weight: tf.Tensor) -> None:
+        xb, ya = tf.gather(inputs, rows), tf.gather(labels, rows)
+        yb = tf.gather(labels, partners)
+        if blend:
+            xb = weight * xb + (1 - weight) * tf.gather(inputs, partners)
+        if perturb is not None:
+            xb = perturb(xb)
+        soft = None
+        if soft_targets:
+            soft = teacher(xb, training=False) if per_step else tf.gather(targets, rows)
         with tf.GradientTape() as tape:
-            logits = student(xb, training=True)
-            loss = kd_loss(ya, logits, soft, alpha=alpha, temperature=temperature)
+            out = student(xb, training=True)
+            loss = kd_loss(ya, out, soft, alpha=alpha, temperature=temperature)
             if blend:
                 loss = weight * loss + (1 - weight) * kd_loss(
-                    yb, logits, soft, alpha=alpha, temperature=temperature)
+                    yb, out, soft, alpha=alpha, temperature=temperature)
         grads = tape.gradient(loss, student.trainable_variables)
         optimizer.apply_gradients(zip(grads, student.trainable_variables, strict=True))
 
-    order = np.random.default_rng(ctx.seed)
+    # One graph call per epoch: calling a tf.function per batch costs more than the step itself.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
+                                  tf.TensorSpec([None], tf.float32)])
+    def epoch(order: tf.Tensor, partners: tf.Tensor, weights: tf.Tensor) -> None:
+        for b in tf.range(batches):
+            begin = b * batch_size
+            end = tf.minimum(begin + batch_size, len(x))
+            step(order[begin:end], partners[begin:end], weights[b])
+
+    rng = np.random.default_rng(ctx.seed)
     for _ in range(budget_epochs(epochs, max_steps, len(x), batch_size)):
-        permutation = order.permutation(len(x))
-        for start in range(0, len(x), batch_size):
-            rows = permutation[start : start + batch_size]
-            xb, ya = x[rows], y[rows]
-            yb, weight = ya, np.float32(1.0)
-            if blend:
-                partner = order.permutation(len(rows))
-                weight = np.float32(order.beta(blend, blend))
-                xb, yb = weight * xb + (1 - weight) * xb[partner], ya[partner]
-            if perturb is not None:
-                xb = perturb(tf.constant(xb))
-            soft = fixed_logits[rows] if fixed_logits is not None else None
-            step(xb, ya, yb, weight, soft)
+        order = rng.permutation(len(x))
+        partners, weights = order.copy(), np.ones(batches, np.float32)
+        if blend:
+            for b in range(batches):  # mixup pairs rows within each batch
+                rows = slice(b * batch_size, (b + 1) * batch_size)
+                partners[rows] = order[rows][rng.permutation(len(order[rows]))]
+                weights[b] = rng.beta(blend, blend)
+        epoch(order, partners, weights)
 
 
 class _Student(Strategy):
@@ -137,11 +149,24 @@ class _Student(Strategy):
     family = "distillation"
 
     def make_student(self, ctx: Context) -> keras.Model:
-        spec = self.student
-        if spec == DEFAULT_STUDENT:
-            spec = default_student(ctx.data.is_image)
+        """The student spec, or one derived from the teacher's own topology (``auto``), which
+        must be strictly smaller than the teacher in parameters and in MACs."""
         data = ctx.data
-        return build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student")
+        if self.student != DEFAULT_STUDENT:
+            return build_model(self.student, data.input_shape, data.n_classes, seed=ctx.seed,
+                               name="student")
+        spec = derive_student(ctx.teacher, ctx.teacher_architecture, data.input_shape)
+        student = build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student")
+        if ctx.teacher_architecture == default_teacher(data.input_shape):
+            return student  # the experiment's pair: several times smaller on both counts
+        from compress.measure import size_fields  # reads the TFLite schema: only when used
+
+        teacher_macs, student_macs = (size_fields(to_tflite(m))["macs"] for m in (ctx.teacher, student))
+        if student.count_params() >= ctx.teacher.count_params() or student_macs >= teacher_macs:
+            raise Skip(f"the automatic student {spec} ({student.count_params():,} parameters, "
+                       f"{student_macs:,} MACs) is not smaller than the teacher "
+                       f"({ctx.teacher.count_params():,}, {teacher_macs:,}); give student=SPEC")
+        return student
 
     def _check_common(self) -> None:
         self._check_budget(self.epochs, self.lr)

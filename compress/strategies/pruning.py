@@ -36,33 +36,87 @@ def polynomial_schedule(
 #: Kernels smaller than this stay dense: the first convolution and a small output layer hold
 #: few bytes but much of the accuracy (digits: -1.9 pp with them pruned at 0.8, see benchmarks).
 MIN_PRUNED_WEIGHTS = 2048
+#: Layers named in notes and skip reasons before "and N more".
+NAMED = 6
 
 
-def _prunable(layer: keras.layers.Layer) -> bool:
-    prunable = isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))
-    return prunable and int(layer.kernel.shape.num_elements()) >= MIN_PRUNED_WEIGHTS
+def pruned_weight(layer: keras.layers.Layer) -> str | None:
+    """The weight pruning zeroes in this layer, as tfmot's registry decides: a SeparableConv's
+    pointwise kernel only.  tfmot wraps a DepthwiseConv2D but prunes none of its weights; here
+    its depthwise kernel is pruned too (see ``_wrap``)."""
+    layers = keras.layers
+    return {layers.Dense: "kernel", layers.Conv1D: "kernel", layers.Conv2D: "kernel",
+            layers.SeparableConv1D: "pointwise_kernel", layers.SeparableConv2D: "pointwise_kernel",
+            layers.DepthwiseConv2D: "depthwise_kernel"}.get(type(layer))
+
+
+def named(items: list[str]) -> str:
+    """A short list for notes: the first few, then how many more."""
+    more = f" and {len(items) - NAMED} more" if len(items) > NAMED else ""
+    return ", ".join(items[:NAMED]) + more
+
+
+def _refusal(layer: keras.layers.Layer, m_by_n: bool) -> str | None:
+    """Why this layer's weights stay dense, or None to prune it."""
+    weight = pruned_weight(layer)
+    if weight is None:
+        return "not a Dense or convolution layer tfmot prunes"
+    size = int(getattr(layer, weight).shape.num_elements())
+    if size < MIN_PRUNED_WEIGHTS:
+        return f"{size} weights, under {MIN_PRUNED_WEIGHTS}"
+    if m_by_n and isinstance(layer, keras.layers.DepthwiseConv2D):
+        return "2:4 is a pattern for matrix multiplies, not depthwise convolutions"
+    if m_by_n and getattr(layer, weight).shape.rank not in (2, 4):
+        return "tfmot's 2:4 masks take rank-2 or rank-4 kernels only"
+    return None
+
+
+def _wrap(layer: keras.layers.Layer, pruning: dict[str, Any]) -> keras.layers.Layer:
+    """tfmot's pruning wrapper; for a DepthwiseConv2D, the depthwise kernel is handed to it through
+    the hook tfmot's own registry uses on built-in layers (a ``get_prunable_weights`` method)."""
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        layer.get_prunable_weights = lambda: [layer.depthwise_kernel]
+    return tfmot.sparsity.keras.prune_low_magnitude(layer, **pruning)
 
 
 def _prune_and_recover(
     ctx: Context, epochs: int, lr: float, **pruning: Any
-) -> tuple[keras.Model, list[str]]:
-    """Wrap the large Dense/Conv layers, train with pruning steps, strip the wrappers.
+) -> tuple[keras.Model, list[str], list[str]]:
+    """Wrap the large Dense/Conv kernels, train with pruning steps, strip the wrappers.
 
-    Returns the model and the names of the layers that were pruned.
+    Returns the model, the names of the pruned layers, and the other weighted layers with
+    the reason each stays dense.
     """
-    chosen = [layer.name for layer in ctx.teacher.layers if _prunable(layer)]
-    if not chosen:
-        raise Skip(f"the teacher has no Dense or Conv2D kernel of {MIN_PRUNED_WEIGHTS}+ weights to prune")
-    prune = tfmot.sparsity.keras.prune_low_magnitude
+    m_by_n = "sparsity_m_by_n" in pruning
+    wrapped, dense = {}, []
+    for layer in ctx.teacher.layers:
+        if not layer.trainable_weights or isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        reason = _refusal(layer, m_by_n)
+        if reason is None:
+            try:
+                wrapped[layer.name] = _wrap(layer, pruning)
+                continue
+            except ValueError as error:  # a layer class tfmot's registry does not know
+                reason = f"tfmot cannot prune it: {_first_line(error)}"
+        dense.append(f"{layer.name} ({type(layer).__name__}: {reason})")
+    if not wrapped:
+        raise Skip(f"no layer to prune: {named(dense)}" if dense else "the teacher has no weights to prune")
     try:
-        model = keras.models.clone_model(
-            ctx.teacher,
-            clone_function=lambda layer: prune(layer, **pruning) if layer.name in chosen else layer,
-        )
-    except ValueError as error:  # subclassed models and unsupported layers
-        raise Skip(f"tfmot cannot prune this teacher: {error}") from error
+        model = keras.models.clone_model(ctx.teacher,
+                                         clone_function=lambda layer: wrapped.get(layer.name, layer))
+    except ValueError as error:  # subclassed models
+        raise Skip(f"tfmot cannot prune this teacher: {_first_line(error)}") from error
     fit(model, ctx.data, epochs=epochs, lr=lr, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
-    return tfmot.sparsity.keras.strip_pruning(model), chosen
+    return tfmot.sparsity.keras.strip_pruning(model), list(wrapped), dense
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _kept_dense(dense: list[str]) -> str:
+    return f" Kept dense: {named(dense)}." if dense else ""
 
 
 _UNSTRUCTURED_NOTE = (
@@ -88,11 +142,11 @@ class PruneMagnitude(Strategy):
     def compress(self, ctx: Context) -> Compressed:
         steps = math.ceil(len(ctx.data.x_train) / BATCH_SIZE)
         schedule = polynomial_schedule(self.sparsity, self.epochs, steps)
-        model, pruned = _prune_and_recover(ctx, self.epochs, self.lr, pruning_schedule=schedule)
+        model, pruned, dense = _prune_and_recover(ctx, self.epochs, self.lr, pruning_schedule=schedule)
         return Compressed(
             model=model,
-            notes=f"{self.sparsity:.0%} of the weights of {', '.join(pruned)} set to zero (smaller "
-            f"kernels kept dense). {_UNSTRUCTURED_NOTE}",
+            notes=f"{self.sparsity:.0%} of the weights of {named(pruned)} set to zero."
+            f"{_kept_dense(dense)} {_UNSTRUCTURED_NOTE}",
         )
 
 
@@ -109,11 +163,12 @@ class Prune2of4(Strategy):
         self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
-        model, _ = _prune_and_recover(ctx, self.epochs, self.lr, sparsity_m_by_n=(2, 4))
+        model, pruned, dense = _prune_and_recover(ctx, self.epochs, self.lr, sparsity_m_by_n=(2, 4))
         return Compressed(
             model=model,
-            notes="At most 2 non-zeros in every group of 4 along each kernel's input axis: the "
-            "pattern sparse tensor cores accelerate. " + _UNSTRUCTURED_NOTE.replace("The", "On CPU the"),
+            notes=f"At most 2 non-zeros in every group of 4 along the input axis of {named(pruned)}: "
+            f"the pattern sparse tensor cores accelerate.{_kept_dense(dense)} "
+            + _UNSTRUCTURED_NOTE.replace("The", "On CPU the"),
         )
 
 
@@ -132,10 +187,14 @@ class PruneStructured(Strategy):
         self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
-        model = shrink(ctx.teacher, self.fraction)
-        fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
+        shrunk = shrink(ctx.teacher, self.fraction)
+        fit(shrunk.model, ctx.data, epochs=self.epochs, lr=self.lr)
+        narrowed = [name for group in shrunk.groups for name in group]
         return Compressed(
-            model=model,
-            notes=f"{self.fraction:.0%} of hidden neurons and filters removed by L1 norm, the next "
-            f"layers sliced to match, then {self.epochs} recovery epochs: smaller and faster for real.",
+            model=shrunk.model,
+            notes=f"{self.fraction:.0%} of the channels of {len(shrunk.groups)} dependency groups removed "
+            f"by summed L1 norm ({named(narrowed)} narrowed; channels joined by residual adds go "
+            "together, the input and output stay whole), the next layers sliced to match, then "
+            f"{self.epochs} recovery epochs: {ctx.teacher.count_params():,} → "
+            f"{shrunk.model.count_params():,} parameters, smaller and faster for real.",
         )

@@ -1,13 +1,25 @@
-"""Structured pruning: rebuild a model with fewer neurons and filters.
+"""Structured pruning: rebuild a model with fewer channels (neurons and filters).
 
-tfmot has no structured pruning (its issues #541 and #732); zeroing weights
-leaves dense kernels as large and as slow as before.  ``shrink`` instead
-removes the least important units (L1 norm of their incoming weights) and
-slices every later layer to match, so the rebuilt model is smaller and faster.
+tfmot has no structured pruning (its issues #541 and #732); zeroing weights leaves dense kernels
+as large and as slow as before.  ``shrink`` removes whole channels and rebuilds a genuinely
+smaller functional model.
+
+Channels are coupled across layers, as in DepGraph (Fang et al., "Towards Any Structural
+Pruning", CVPR 2023): the inputs of a residual Add must keep the same channels, a Concatenate
+lays its inputs' channels side by side, a depthwise convolution and a BatchNorm follow the
+channels of their input, Flatten repeats each channel once per position.  Here every tensor's
+channel axis is an array of channel ids; a layer that makes new channels (Dense, Conv, the
+pointwise part of a SeparableConv) gives out fresh ids, every other layer maps its input's ids,
+and an element-wise merge unites the ids it lines up (union-find).  Channels with one root are
+removed together; a dependency group is the set of such channels made by the same producing
+layers, and each group keeps ``1 - fraction`` of them, ranked by the summed L1 norm of the
+producers' kernels.  Channels tied to the model's input or output are never removed.
 """
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,69 +27,230 @@ import numpy as np
 from compress.backend import keras
 from compress.strategies.base import Skip
 
+#: Layers whose kernel makes new channels: the last axis of their kernel.
+PRODUCERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D")
+#: Layers that act on each channel on its own, or over positions only: channels pass unchanged.
+PASS_THROUGH = (
+    "Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Softmax",
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
+    "AlphaDropout", "ActivityRegularization",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "BatchNormalization",
+)
+#: Merges whose inputs line up channel by channel (broadcasting a single channel is allowed).
+ELEMENTWISE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
-def _pass_through() -> tuple[type, ...]:
-    """Layers that leave the channel axis as it is: carried over unchanged."""
-    layers = keras.layers
-    return (layers.MaxPooling2D, layers.AveragePooling2D, layers.Dropout, layers.GaussianNoise,
-            layers.Activation, layers.ReLU, layers.Rescaling, layers.Softmax)
+
+class _Channels:
+    """Union-find over channel ids: channels with one root are kept or removed together."""
+
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+
+    def new(self, count: int) -> np.ndarray:
+        start = len(self.parent)
+        self.parent.extend(range(start, start + count))
+        return np.arange(start, start + count)
+
+    def find(self, channel: int) -> int:
+        root = channel
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[channel] != root:  # path compression
+            self.parent[channel], channel = root, self.parent[channel]
+        return root
+
+    def unite(self, first: np.ndarray, second: np.ndarray) -> None:
+        for a, b in zip(first.tolist(), second.tolist(), strict=True):
+            ra, rb = self.find(a), self.find(b)
+            if ra != rb:
+                self.parent[max(ra, rb)] = min(ra, rb)
+
+    def roots(self, ids: np.ndarray) -> list[int]:
+        return [self.find(i) for i in ids.tolist()]
 
 
-def _keep(kernel: np.ndarray, fraction: float) -> np.ndarray:
-    """Indices of the output units to keep: the highest L1 norms, in their original order."""
-    units = kernel.shape[-1]
-    norms = np.abs(kernel.reshape(-1, units)).sum(axis=0)
-    count = max(1, round(units * (1 - fraction)))
-    return np.sort(np.argsort(-norms, kind="stable")[:count])
+@dataclass(frozen=True)
+class Shrunk:
+    """The rebuilt model, and the producing layers narrowed together (one tuple per group)."""
+
+    model: keras.Model
+    groups: list[tuple[str, ...]]
 
 
-def shrink(model: keras.Model, fraction: float) -> keras.Sequential:
-    """A smaller copy: each hidden Dense/Conv2D keeps (1 - fraction) of its units.
+def _unknown(layer: keras.layers.Layer, why: str = "its channels cannot be traced") -> Skip:
+    return Skip(f"structured pruning cannot handle layer {layer.name} ({type(layer).__name__}): {why}")
 
-    The output layer keeps every unit.  BatchNormalization and Flatten are
-    sliced to match; a layer of any other kind (merges included, so only
-    single-chain models get through) raises Skip naming it.
+
+def _graph(model: keras.Model) -> tuple[dict[str, Any], dict[str, keras.layers.Layer]]:
+    """The functional config (layers and their inbound nodes) and the layers by name."""
+    if not isinstance(model, keras.Model) or not model.built:
+        raise Skip("structured pruning needs a built Sequential or functional model")
+    graph = keras.Model(model.inputs, model.outputs) if isinstance(model, keras.Sequential) else model
+    try:
+        config = graph.get_config()
+    except NotImplementedError as error:
+        raise Skip("structured pruning needs a Sequential or functional model, not a subclassed one") \
+            from error
+    if not isinstance(config, dict) or "layers" not in config:
+        raise Skip("structured pruning needs a Sequential or functional model, not a subclassed one")
+    return config, {layer.name: layer for layer in graph.layers}
+
+
+def _inbound(layer: keras.layers.Layer, spec: dict[str, Any]) -> list[str]:
+    """Names of the layers feeding this one; a layer called more than once is refused."""
+    nodes = spec["inbound_nodes"]
+    if len(nodes) > 1:
+        raise _unknown(layer, "it is shared (called more than once)")
+    inputs = nodes[0] if nodes else []
+    if any(not isinstance(entry, (list, tuple)) or entry[2] != 0 for entry in inputs):
+        raise _unknown(layer)
+    return [entry[0] for entry in inputs]
+
+
+def _trace(layer: keras.layers.Layer, kind: str, config: dict[str, Any], inputs: list[np.ndarray],
+           channels: _Channels) -> np.ndarray:
+    """The channel ids along this layer's output's last axis."""
+    if isinstance(layer, keras.Model):
+        raise _unknown(layer, "nested models are not traced")
+    if type(layer) is not getattr(keras.layers, kind, None):
+        raise _unknown(layer, "not a built-in layer")
+    if config.get("data_format") == "channels_first":
+        raise _unknown(layer, "channels_first data")
+    shape = layer.output.shape
+    if kind == "InputLayer":
+        return channels.new(int(shape[-1]))
+    if kind in PRODUCERS:
+        if config.get("groups", 1) != 1:
+            raise _unknown(layer, "grouped convolution")
+        return channels.new(int(shape[-1]))
+    rank = len(shape)
+    if kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
+        return np.repeat(inputs[0], config["depth_multiplier"])
+    if kind == "BatchNormalization" and list(np.atleast_1d(config["axis"]) % rank) != [rank - 1]:
+        raise _unknown(layer, "it normalizes an axis other than the channels")
+    if kind in PASS_THROUGH:
+        return inputs[0]
+    if kind in ("Flatten", "Reshape"):
+        return _reshaped(layer, inputs[0])
+    if kind == "Concatenate" and config["axis"] in (-1, rank - 1):
+        return np.concatenate(inputs)
+    if kind in (*ELEMENTWISE, "Concatenate"):
+        widest = max(inputs, key=len)
+        for ids in inputs:
+            if len(ids) == len(widest):
+                channels.unite(widest, ids)
+            elif len(ids) != 1:
+                raise _unknown(layer, f"its inputs have {len(ids)} and {len(widest)} channels")
+        return widest
+    raise _unknown(layer)
+
+
+def _reshaped(layer: keras.layers.Layer, ids: np.ndarray) -> np.ndarray:
+    """Flatten, or a Reshape whose last axis is a whole number of channel rows: each position
+    repeats the channels in order, so the cut carries into the next layer's input rows."""
+    before, after = layer.input_shape[-1], layer.output_shape[-1]
+    if before is None or after is None or after % before:
+        raise _unknown(layer, "the reshape splits the channel axis")
+    return np.tile(ids, after // before)
+
+
+def _norms(layer: keras.layers.Layer) -> np.ndarray:
+    """L1 norm of each output channel's incoming weights (the pointwise kernel of a SeparableConv)."""
+    separable = isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D))
+    kernel = layer.get_weights()[1 if separable else 0]
+    return np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0)
+
+
+def _slice(layer: keras.layers.Layer, kind: str, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
+    """The layer's weights for the kept input channels (rows) and output channels (cols)."""
+    weights = layer.get_weights()
+    if kind in ("SeparableConv1D", "SeparableConv2D"):
+        depthwise, pointwise, *bias = weights
+        multiplier = layer.depth_multiplier
+        middle = (rows[:, None] * multiplier + np.arange(multiplier)).reshape(-1)
+        return [depthwise[..., rows, :], pointwise[..., middle, :][..., cols], *(b[cols] for b in bias)]
+    if kind in PRODUCERS:
+        kernel, *bias = weights
+        return [kernel[..., rows, :][..., cols], *(b[cols] for b in bias)]
+    if kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
+        kernel, *bias = weights
+        return [kernel[..., rows, :], *(b[cols] for b in bias)]
+    return [w[cols] for w in weights]  # BatchNormalization: one value per channel
+
+
+def shrink(model: keras.Model, fraction: float) -> Shrunk:
+    """A smaller copy: every dependency group of channels keeps ``1 - fraction`` of them.
+
+    On the kept channels the function is unchanged; the removed ones' contributions are simply
+    gone.  A layer whose channels cannot be traced raises Skip naming it and its class.
     """
-    if not hasattr(model, "layers"):
-        raise Skip("structured pruning needs a Sequential or functional model")
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    weighted = [i for i, layer in enumerate(layers)
-                if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
-    if not weighted:
-        raise Skip("the teacher has no Dense or Conv2D layer to prune")
-    last = weighted[-1]
-    kept: np.ndarray | None = None  # kept indices along the current tensor's last axis
-    rebuilt: list[tuple[keras.layers.Layer, list[np.ndarray]]] = []
-    for index, layer in enumerate(layers):
-        config: dict[str, Any] = layer.get_config()
-        weights = layer.get_weights()
-        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
-            kernel, *bias = weights
-            if kept is not None:
-                kernel = kernel[..., kept, :]
-            if index != last:
-                kept = _keep(kernel, fraction)
-                kernel, bias = kernel[..., kept], [b[kept] for b in bias]
-                config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = len(kept)
-            else:
-                kept = None
-            weights = [kernel, *bias]
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            if layer.axis not in ([-1], [len(layer.input_shape) - 1], -1):
-                raise Skip(f"layer {layer.name}: BatchNormalization over a non-channel axis")
-            if kept is not None:
-                weights = [w[kept] for w in weights]
-        elif isinstance(layer, keras.layers.Flatten):
-            if kept is not None:
-                channels = layer.input_shape[-1]
-                positions = int(np.prod(layer.input_shape[1:-1]))
-                kept = (np.arange(positions)[:, None] * channels + kept[None, :]).reshape(-1)
-        elif not isinstance(layer, _pass_through()):
-            raise Skip(f"structured pruning cannot handle layer {layer.name} "
-                       f"({type(layer).__name__})")
-        rebuilt.append((type(layer).from_config(config), weights))
-    smaller = keras.Sequential([keras.Input(model.input_shape[1:]), *(layer for layer, _ in rebuilt)],
-                               name=f"{model.name}_shrunk")
-    for layer, weights in rebuilt:
-        layer.set_weights(weights)
+    config, layers = _graph(model)
+    channels = _Channels()
+    ids: dict[str, np.ndarray] = {}
+    feeds: dict[str, list[str]] = {}
+    for spec in config["layers"]:
+        layer = layers[spec["name"]]
+        feeds[layer.name] = _inbound(layer, spec)
+        ids[layer.name] = _trace(layer, spec["class_name"], spec["config"],
+                                 [ids[name] for name in feeds[layer.name]], channels)
+    # The input and output keep every channel, and so does a softmax: it mixes all of them.
+    ends = [entry[0] for entry in (*config["input_layers"], *config["output_layers"])]
+    ends += [spec["name"] for spec in config["layers"]
+             if spec["class_name"] == "Softmax" or spec["config"].get("activation") == "softmax"]
+    fixed = {root for name in ends for root in channels.roots(ids[name])}
+    importance: dict[int, float] = {}
+    owners: dict[int, list[str]] = {}
+    for spec in config["layers"]:
+        if spec["class_name"] in PRODUCERS:
+            name = spec["name"]
+            for root, norm in zip(channels.roots(ids[name]), _norms(layers[name]), strict=True):
+                importance[root] = importance.get(root, 0.0) + float(norm)
+                owners.setdefault(root, [])
+                if name not in owners[root]:
+                    owners[root].append(name)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for root, names in owners.items():
+        if root not in fixed:
+            groups.setdefault(tuple(names), []).append(root)
+    kept = set(fixed)
+    narrowed = []
+    for names, roots in groups.items():
+        count = max(1, round(len(roots) * (1 - fraction)))
+        scores = np.array([importance[root] for root in roots])
+        kept.update(roots[i] for i in np.argsort(-scores, kind="stable")[:count])
+        if count < len(roots):
+            narrowed.append(names)
+    if not groups:
+        raise Skip("structured pruning found no channel to remove: every channel is tied to the "
+                   "model's input or output")
+    if not narrowed:
+        raise Skip(f"fraction={fraction} removes no channel: the largest dependency group has only "
+                   f"{max(len(roots) for roots in groups.values())} channels")
+    keep = {name: np.flatnonzero([root in kept for root in channels.roots(channel_ids)])
+            for name, channel_ids in ids.items()}
+    return Shrunk(_rebuild(config, layers, feeds, keep, f"{model.name}_shrunk"), narrowed)
+
+
+def _rebuild(config: dict[str, Any], layers: dict[str, keras.layers.Layer], feeds: dict[str, list[str]],
+             keep: dict[str, np.ndarray], name: str) -> keras.Model:
+    """The same graph with fewer units and filters, and the kept channels' weights copied."""
+    config = copy.deepcopy(config)
+    config["name"] = name
+    for spec in config["layers"]:
+        kind, settings, width = spec["class_name"], spec["config"], len(keep[spec["name"]])
+        if kind in PRODUCERS:
+            settings["units" if kind == "Dense" else "filters"] = width
+        elif kind == "Reshape" and settings["target_shape"][-1] != -1:
+            settings["target_shape"] = [*settings["target_shape"][:-1], width]
+    smaller = keras.Model.from_config(config)
+    for spec in config["layers"]:
+        layer = layers[spec["name"]]
+        if layer.weights:  # only layers with an input have weights
+            rows = keep[feeds[layer.name][0]]
+            smaller.get_layer(layer.name).set_weights(
+                _slice(layer, spec["class_name"], rows, keep[layer.name]))
     return smaller

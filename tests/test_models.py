@@ -1,0 +1,95 @@
+"""Architectures by data kind, the built-in teachers, and students derived from the teacher."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from compress.backend import keras
+from compress.cli import cli
+from compress.errors import UserError
+from compress.models import build_model, check_fits, default_teacher, derive_student
+
+
+@pytest.mark.parametrize(("shape", "teacher"), [((20,), "mlp:128,64"), ((40, 1), "cnn1d:32,64:64"),
+                                                ((8, 8, 1), "cnn:32,64:128")])
+def test_the_default_teacher_follows_the_datas_kind(shape, teacher):
+    assert default_teacher(shape) == teacher
+    model = build_model(teacher, shape, 3, seed=0)
+    assert model.input_shape[1:] == shape  # never an axis the data does not have
+
+
+@pytest.mark.parametrize(("spec", "shape", "message"), [
+    ("cnn:8:8", (20,), "does not fit features data"),
+    ("cnn1d:8:8", (8, 8, 1), "for this data use mlp:W[,W...] or cnn:C[,C...]:W[,W...]"),
+    ("dsres:8", (40, 1), "for this data use mlp:W[,W...] or cnn1d"),
+    ("rnn:8", (20,), "is not understood; use one of"),
+    ("mlp:0", (20,), "positive widths"),
+])
+def test_a_spec_that_does_not_fit_the_data_is_one_line(spec, shape, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        check_fits(spec, shape)
+
+
+def test_the_depthwise_residual_teacher_has_depthwise_residual_blocks():
+    model = build_model("dsres:8,8", (16, 16, 3), 4, seed=0)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert {"DepthwiseConv2D", "Add", "BatchNormalization", "ReLU", "GlobalAveragePooling2D"} <= kinds
+
+
+@pytest.mark.parametrize(("spec", "shape"), [
+    ("mlp:128,64", (20,)), ("mlp:256,128,64", (20,)), ("cnn1d:32,64:64", (40, 1)),
+    ("cnn1d:16:32", (40, 1)), ("cnn:32,64:128", (8, 8, 1)), ("dsres:16,32", (16, 16, 3)),
+])
+def test_the_automatic_student_is_of_the_teachers_kind_and_smaller(spec, shape):
+    teacher = build_model(spec, shape, 3, seed=0)
+    student_spec = derive_student(teacher, spec, shape)
+    student = build_model(student_spec, shape, 3, seed=0)
+    assert student.count_params() < teacher.count_params() / 2
+    if spec.startswith("cnn1d"):
+        assert student_spec.startswith("cnn1d:")
+
+
+def test_a_users_conv1d_model_gets_a_conv1d_student():
+    layers = keras.layers
+    inputs = keras.Input((40, 1))
+    x = layers.Conv1D(32, 5, activation="relu")(inputs)
+    x = layers.Conv1D(64, 3, activation="relu")(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(inputs, layers.Dense(4)(layers.Dense(32, activation="relu")(x)))
+    spec = derive_student(model, "user:signal.keras", (40, 1))
+    assert spec == "cnn1d:8,16:8"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--teacher-arch", "cnn:8:8"], "does not fit features data"),
+    (["--teacher-arch", "nope"], "is not understood"),
+    (["--teacher-arch", "mlp:8", "--teacher", "x.keras"], "not both"),
+])
+def test_teacher_arch_errors_are_one_line_and_write_nothing(tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["run", *args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_chance_level_teacher_stops_the_run_unless_allowed(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 6)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=(x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int))
+    keras.utils.set_random_seed(0)
+    untrained = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    untrained.layers[-1].set_weights([np.zeros((6, 3)), np.array([0.0, 0.0, 5.0])])  # always class 2
+    untrained.save(tmp_path / "teacher.keras")
+    args = ["run", "--data", str(tmp_path / "data.npz"), "--teacher", str(tmp_path / "teacher.keras"),
+            "--strategy", "quantize-dynamic", "--out", str(tmp_path / "run")]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "majority class" in refused.stderr and "--allow-weak-teacher" in refused.stderr
+    assert not (tmp_path / "run").exists()
+    allowed = CliRunner().invoke(cli, [*args, "--allow-weak-teacher"])
+    assert allowed.exit_code == 0, allowed.stderr
+    header = (tmp_path / "run" / "report.md").read_text().split("## Recommendation")[0]
+    assert "**Weak teacher" in header and "majority class" in header

@@ -1,0 +1,190 @@
+"""Structured pruning with dependency groups: exact on the kept channels, genuinely smaller.
+
+Each exactness test zeroes what the channels it expects removed contribute (kernel columns,
+biases, BatchNorm shifts and means), so those channels are exactly zero everywhere and have the
+lowest importance of their group: the shrunk model must then compute the same outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compress.backend import keras, to_tflite
+from compress.measure import TFLiteModel, size_stats
+from compress.runner import apply_strategy
+from compress.strategies import Skip
+from compress.strategies.pruning import PruneStructured
+from compress.strategies.structured import shrink
+
+L = keras.layers
+
+
+def _randomized(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Random kernels and BatchNorm statistics, so a wrong slice cannot go unnoticed."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, 0.4, w.shape).astype(np.float32) if w.ndim > 1 else
+                       rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+def _silence(model: keras.Model, channels: dict[str, list[int]]) -> None:
+    """Make the given output channels of each named layer exactly zero: a producer's kernel
+    columns and bias, a depthwise convolution's bias, a BatchNorm's shift and mean."""
+    for name, removed in channels.items():
+        layer = model.get_layer(name)
+        weights = layer.get_weights()
+        if isinstance(layer, L.BatchNormalization):
+            weights[1][removed], weights[2][removed] = 0.0, 0.0  # beta, moving mean
+        elif isinstance(layer, L.DepthwiseConv2D):
+            weights[-1][removed] = 0.0  # a zero input channel leaves only the bias
+        else:
+            weights[1 if isinstance(layer, L.SeparableConv2D) else 0][..., removed] = 0.0
+            if layer.use_bias:
+                weights[-1][removed] = 0.0
+        layer.set_weights(weights)
+
+
+def _assert_same_function(model: keras.Model, smaller: keras.Model) -> None:
+    x = np.random.default_rng(1).normal(size=(8, *model.input_shape[1:])).astype(np.float32)
+    np.testing.assert_allclose(smaller.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def _widths(model: keras.Model) -> dict[str, int]:
+    return {layer.name: int(layer.output_shape[-1]) for layer in model.layers
+            if isinstance(layer, (L.Dense, L.Conv1D, L.Conv2D, L.SeparableConv2D, L.DepthwiseConv2D))}
+
+
+def residual_cnn() -> keras.Model:
+    """Stem, a residual block (Add ties the stem's and the block's last channels), pooling
+    concatenated (offsets into the Dense rows), logits."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.ReLU()(L.BatchNormalization(name="stem_bn")(L.Conv2D(8, 3, padding="same", name="stem")(inputs)))
+    y = L.ReLU()(L.BatchNormalization(name="mid_bn")(L.Conv2D(6, 3, padding="same", name="mid")(x)))
+    y = L.BatchNormalization(name="last_bn")(L.Conv2D(8, 3, padding="same", name="last")(y))
+    x = L.ReLU()(L.Add()([x, y]))
+    x = L.Concatenate()([L.GlobalAveragePooling2D()(x), L.GlobalMaxPooling2D()(x)])
+    x = L.Dense(6, activation="relu", name="hidden")(x)
+    return _randomized(keras.Model(inputs, L.Dense(3, name="logits")(x)))
+
+
+def test_a_residual_cnn_keeps_its_function_on_the_kept_channels():
+    model = residual_cnn()
+    _silence(model, {"stem": [1, 4, 5, 7], "stem_bn": [1, 4, 5, 7], "last": [1, 4, 5, 7],
+                     "last_bn": [1, 4, 5, 7], "mid": [0, 2, 3], "mid_bn": [0, 2, 3], "hidden": [2, 3, 5]})
+    shrunk = shrink(model, 0.5)
+    assert _widths(shrunk.model) == {"stem": 4, "mid": 3, "last": 4, "hidden": 3, "logits": 3}
+    assert ("stem", "last") in shrunk.groups  # coupled by the residual add: pruned as one
+    _assert_same_function(model, shrunk.model)
+
+
+def mobilenet_v2_block() -> keras.Model:
+    """A stem, then MobileNetV2's inverted residual: expand 1x1 + BN + ReLU6, depthwise 3x3 +
+    BN + ReLU6, project 1x1 + BN, residual add; global average pooling, logits."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.ReLU(6.0)(L.BatchNormalization(name="stem_bn")(L.Conv2D(8, 3, padding="same", name="stem")(inputs)))
+    y = L.ReLU(6.0)(L.BatchNormalization(name="expand_bn")(L.Conv2D(16, 1, use_bias=False, name="expand")(x)))
+    y = L.DepthwiseConv2D(3, padding="same", name="depthwise")(y)
+    y = L.ReLU(6.0)(L.BatchNormalization(name="depthwise_bn")(y))
+    y = L.BatchNormalization(name="project_bn")(L.Conv2D(8, 1, use_bias=False, name="project")(y))
+    x = L.GlobalAveragePooling2D()(L.Add()([x, y]))
+    return _randomized(keras.Model(inputs, L.Dense(4, name="logits")(x)))
+
+
+def test_a_mobilenet_v2_block_keeps_its_function_on_the_kept_channels():
+    model = mobilenet_v2_block()
+    residual, expanded = [0, 3, 4, 6], [1, 2, 5, 8, 9, 11, 12, 15]
+    _silence(model, {"stem": residual, "stem_bn": residual, "project": residual, "project_bn": residual,
+                     "expand": expanded, "expand_bn": expanded, "depthwise": expanded,
+                     "depthwise_bn": expanded})
+    shrunk = shrink(model, 0.5)
+    widths = _widths(shrunk.model)
+    assert widths == {"stem": 4, "expand": 8, "depthwise": 8, "project": 4, "logits": 4}
+    assert shrunk.model.get_layer("depthwise").depthwise_kernel.shape == (3, 3, 8, 1)
+    assert sorted(shrunk.groups) == [("expand",), ("stem", "project")]
+    _assert_same_function(model, shrunk.model)
+
+
+def test_concatenation_depth_multiplier_separable_and_flatten_keep_the_function():
+    inputs = keras.Input((6, 6, 2))
+    a = L.Conv2D(4, 3, padding="same", name="a")(inputs)
+    a = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="depthwise")(a)  # channel c -> 2c, 2c+1
+    b = L.Conv2D(4, 1, name="b")(inputs)
+    x = L.SeparableConv2D(6, 3, name="separable")(L.Concatenate()([a, b]))  # a at 0..7, b at 8..11
+    x = L.Dense(4, activation="relu", name="hidden")(L.Flatten()(x))
+    model = _randomized(keras.Model(inputs, L.Dense(2, name="logits")(x)))
+    _silence(model, {"a": [0, 3], "depthwise": [0, 1, 6, 7], "b": [1, 2], "separable": [0, 2, 5],
+                     "hidden": [1, 2]})
+    shrunk = shrink(model, 0.5)
+    assert _widths(shrunk.model) == {"a": 2, "depthwise": 4, "b": 2, "separable": 3, "hidden": 2,
+                                     "logits": 2}
+    assert shrunk.model.get_layer("separable").pointwise_kernel.shape == (1, 1, 6, 3)
+    _assert_same_function(model, shrunk.model)
+
+
+def test_conv1d_through_a_channel_last_reshape_keeps_the_function():
+    inputs = keras.Input((10, 2))
+    x = L.Conv1D(6, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = L.Reshape((5, 12))(x)  # two positions side by side: channels repeat along the last axis
+    x = L.Flatten()(L.Dense(4, name="rows")(x))
+    model = _randomized(keras.Model(inputs, L.Dense(3, name="logits")(x)))
+    _silence(model, {"conv": [1, 2, 4], "rows": [0, 3]})
+    shrunk = shrink(model, 0.5)
+    assert shrunk.model.get_layer("reshape").output_shape == (None, 5, 6)
+    assert _widths(shrunk.model) == {"conv": 3, "rows": 2, "logits": 3}
+    _assert_same_function(model, shrunk.model)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_a_sequential_model_is_rebuilt_smaller_and_exact(batch_norm):
+    layers = [keras.Input((6, 6, 1)), L.Conv2D(4, 3, activation="relu", name="conv")]
+    layers += [L.BatchNormalization(name="conv_bn")] if batch_norm else []
+    layers += [L.MaxPooling2D(2), L.Flatten(), L.Dense(6, activation="relu", name="hidden"),
+               L.Dense(3, name="logits")]
+    model = _randomized(keras.Sequential(layers))
+    _silence(model, {"conv": [0, 2], "hidden": [1, 4, 5], **({"conv_bn": [0, 2]} if batch_norm else {})})
+    shrunk = shrink(model, 0.5)
+    assert _widths(shrunk.model) == {"conv": 2, "hidden": 3, "logits": 3}  # the output keeps its units
+    _assert_same_function(model, shrunk.model)
+
+
+def test_channels_tied_to_the_input_are_never_cut():
+    inputs = keras.Input((4, 4, 3))
+    x = L.Add()([inputs, L.Conv2D(3, 1, name="tied")(inputs)])
+    x = L.Conv2D(8, 1, name="free")(x)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    widths = _widths(shrink(model, 0.5).model)
+    assert widths["tied"] == 3 and widths["free"] == 4
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: keras.Sequential([keras.Input((8,)), L.Dense(4), L.LayerNormalization(name="norm"),
+                                   L.Dense(2)]), "layer norm (LayerNormalization)"),
+        (lambda: keras.Sequential([keras.Input((4, 4, 2)), L.Conv2D(4, 1), L.Permute((3, 1, 2), name="perm"),
+                                   L.Flatten(), L.Dense(2)]), "layer perm (Permute)"),
+        (lambda: keras.Sequential([keras.Input((8,)), L.Dense(2)]), "every channel is tied"),
+    ],
+)
+def test_what_cannot_be_shrunk_is_skipped_with_the_reason(build, message):
+    with pytest.raises(Skip, match=message.replace("(", r"\(").replace(")", r"\)")):
+        shrink(build(), 0.5)
+
+
+def test_a_shared_layer_is_named_in_the_skip():
+    inputs = keras.Input((4,))
+    shared = L.Dense(4, name="shared")
+    model = keras.Model(inputs, L.Dense(2)(L.Add()([shared(inputs), shared(inputs)])))
+    with pytest.raises(Skip, match="shared"):
+        shrink(model, 0.5)
+
+
+def test_structured_pruning_is_really_smaller_and_cheaper(tiny, tmp_path):
+    data, teacher, architecture = tiny
+    artifact = apply_strategy(PruneStructured(fraction=0.5, epochs=1), teacher, architecture, data,
+                              seed=0, workdir=tmp_path)
+    before, after = size_stats(to_tflite(teacher)), size_stats(artifact.flatbuffer)
+    assert after.size_bytes < 0.4 * before.size_bytes
+    assert after.macs < 0.4 * before.macs
+    assert TFLiteModel(artifact.flatbuffer).predict(data.x_val).shape == (len(data.x_val), 3)

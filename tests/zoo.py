@@ -1,0 +1,169 @@
+"""A zoo of small teachers of real architecture kinds, for checking every strategy on each.
+
+Each member is under 50k parameters and is trained briefly on small generated data that it can
+learn, so it beats chance: the zoo checks that strategies handle the layers (Conv1D, BatchNorm,
+residual adds, depthwise and separable convolutions, ReLU6, concatenation, global pooling,
+Reshape and Flatten), not how accurate they end up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from compress.backend import keras, seed_everything, tf
+from compress.data import TrainingData
+from compress.training import compile_for_training
+
+L = keras.layers
+IMAGE = (16, 16, 3)
+SEQUENCE = (40, 1)
+FEATURES = (20,)
+CLASSES = 4
+
+
+@dataclass(frozen=True, eq=False)
+class Member:
+    name: str
+    data: TrainingData
+    teacher: keras.Model
+    architecture: str  # what a run calls the teacher (its rows' teacher_architecture)
+    val_accuracy: float
+
+
+def _images(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stripes in one of four orientations, random phase and period, plus noise."""
+    y = rng.integers(0, CLASSES, n)
+    rows, cols = np.mgrid[: IMAGE[0], : IMAGE[1]].astype(np.float32)
+    directions = np.array([(1, 0), (0, 1), (1, 1), (1, -1)], np.float32)
+    x = np.empty((n, *IMAGE), np.float32)
+    for i, label in enumerate(y):
+        dr, dc = directions[label]
+        wave = np.sin((dr * rows + dc * cols) * 2 * np.pi / rng.uniform(3, 6) + rng.uniform(0, 2 * np.pi))
+        x[i] = wave[..., None] * rng.uniform(0.5, 1.0, 3) + rng.normal(0, 0.3, IMAGE)
+    return x, y
+
+
+def _sequences(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sine wave whose frequency gives the class, with random phase and noise."""
+    y = rng.integers(0, CLASSES, n)
+    t = np.arange(SEQUENCE[0], dtype=np.float32)
+    phase = rng.uniform(0, 2 * np.pi, (n, 1))
+    x = np.sin(t * (0.25 + 0.3 * y[:, None]) + phase) + rng.normal(0, 0.3, (n, SEQUENCE[0]))
+    return x[..., None].astype(np.float32), y
+
+
+def _features(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=n, n_features=FEATURES[0], n_informative=10, n_classes=CLASSES,
+                               random_state=int(rng.integers(1 << 31)))
+    return x.astype(np.float32), y
+
+
+def make_data(kind: str, *, train: int = 256, val: int = 128, seed: int = 0) -> TrainingData:
+    """Train and validation splits of a generated problem: "image", "sequence" or "features"."""
+    generate = {"image": _images, "sequence": _sequences, "features": _features}[kind]
+    x, y = generate(np.random.default_rng(seed), train + val)
+    return TrainingData(kind, x[:train], y[:train], x[train:], y[train:],
+                        tuple(f"class{k}" for k in range(CLASSES)))
+
+
+def _bn() -> keras.layers.Layer:
+    """BatchNorm whose moving statistics settle within the few dozen steps of a brief training."""
+    return L.BatchNormalization(momentum=0.9)
+
+
+def mlp(input_shape: tuple[int, ...], classes: int) -> keras.Model:
+    """Sequential: Dense, Dropout, Dense, logits."""
+    return keras.Sequential([keras.Input(input_shape), L.Dense(64, activation="relu"), L.Dropout(0.2),
+                             L.Dense(64, activation="relu"), L.Dense(classes, name="logits")], name="mlp")
+
+
+def cnn_bn(input_shape: tuple[int, ...], classes: int) -> keras.Model:
+    """Sequential: Conv2D and SeparableConv2D with BatchNorm, global pooling, then a
+    MobileNetV1-style head (Reshape to 1x1, a 1x1 convolution as classifier, Flatten)."""
+    return keras.Sequential([
+        keras.Input(input_shape),
+        L.Conv2D(16, 3, padding="same"), _bn(), L.ReLU(), L.MaxPooling2D(),
+        L.Conv2D(32, 3, padding="same"), _bn(), L.ReLU(), L.MaxPooling2D(),
+        L.SeparableConv2D(64, 3, padding="same"), _bn(), L.Activation("relu"),
+        L.GlobalAveragePooling2D(), L.Reshape((1, 1, 64)), L.Conv2D(classes, 1), L.Flatten(name="logits"),
+    ], name="cnn_bn")
+
+
+def conv1d(input_shape: tuple[int, ...], classes: int) -> keras.Model:
+    """Sequential on (length, channels): Conv1D, pooling, SeparableConv1D, Flatten, Dense."""
+    return keras.Sequential([
+        keras.Input(input_shape),
+        L.Conv1D(16, 5, padding="same", activation="relu"), L.MaxPooling1D(2),
+        L.Conv1D(32, 5, padding="same", activation="relu"), L.MaxPooling1D(2),
+        L.SeparableConv1D(64, 3, padding="same", activation="relu"), L.Flatten(),
+        L.Dense(32, activation="relu"), L.Dense(classes, name="logits"),
+    ], name="conv1d")
+
+
+def resnet(input_shape: tuple[int, ...], classes: int) -> keras.Model:
+    """Functional: two residual blocks (identity, then strided with a 1x1 projection shortcut),
+    global average and max pooling concatenated, logits."""
+    inputs = keras.Input(input_shape)
+    x = L.ReLU()(_bn()(L.Conv2D(16, 3, padding="same")(inputs)))
+    y = L.ReLU()(_bn()(L.Conv2D(16, 3, padding="same")(x)))
+    y = _bn()(L.Conv2D(16, 3, padding="same")(y))
+    x = L.ReLU()(L.Add()([x, y]))
+    y = L.ReLU()(_bn()(L.Conv2D(32, 3, strides=2, padding="same")(x)))
+    y = _bn()(L.Conv2D(32, 3, padding="same")(y))
+    shortcut = _bn()(L.Conv2D(32, 1, strides=2)(x))
+    x = L.ReLU()(L.Add()([shortcut, y]))
+    x = L.Concatenate()([L.GlobalAveragePooling2D()(x), L.GlobalMaxPooling2D()(x)])
+    return keras.Model(inputs, L.Dense(classes, name="logits")(x), name="resnet")
+
+
+def inverted_residual(x: tf.Tensor, expansion: int, filters: int, stride: int = 1) -> tf.Tensor:
+    """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 linear projection, residual add."""
+    channels = x.shape[-1]
+    y = L.ReLU(6.0)(_bn()(L.Conv2D(expansion * channels, 1, use_bias=False)(x)))
+    if stride == 2:  # MobileNetV2 pads explicitly before a strided depthwise convolution
+        y = L.ZeroPadding2D(((0, 1), (0, 1)))(y)
+    y = L.DepthwiseConv2D(3, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False)(y)
+    y = L.ReLU(6.0)(_bn()(y))
+    y = _bn()(L.Conv2D(filters, 1, use_bias=False)(y))
+    return L.Add()([x, y]) if stride == 1 and channels == filters else y
+
+
+def mobilenet_v2(input_shape: tuple[int, ...], classes: int) -> keras.Model:
+    """Functional, MobileNetV2-style: strided stem, four inverted residual blocks (two with a
+    residual add), a 1x1 head convolution, global average pooling, logits."""
+    inputs = keras.Input(input_shape)
+    x = L.ReLU(6.0)(_bn()(L.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inputs)))
+    x = inverted_residual(x, 3, 16)
+    x = inverted_residual(x, 3, 24, stride=2)
+    x = inverted_residual(x, 6, 24)
+    x = inverted_residual(x, 10, 32)
+    x = L.ReLU(6.0)(_bn()(L.Conv2D(96, 1, use_bias=False)(x)))
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(classes, name="logits")(x), name="mobilenet_v2")
+
+
+#: name: (builder, data kind, training epochs to beat chance clearly)
+ZOO: dict[str, tuple[Callable[[tuple[int, ...], int], keras.Model], str, int]] = {
+    "mlp": (mlp, "features", 10),
+    "cnn-bn": (cnn_bn, "image", 6),
+    "conv1d": (conv1d, "sequence", 10),
+    "resnet": (resnet, "image", 6),
+    "mobilenet-v2": (mobilenet_v2, "image", 10),
+}
+
+
+def trained(name: str, *, seed: int = 0) -> Member:
+    """A zoo member trained on its generated data, with its validation accuracy."""
+    build, kind, epochs = ZOO[name]
+    data = make_data(kind, seed=seed)
+    seed_everything(seed)
+    teacher = build(data.input_shape, data.n_classes)
+    compile_for_training(teacher, 3e-3)
+    teacher.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, verbose=0)
+    _, accuracy = teacher.evaluate(data.x_val, data.y_val, verbose=0)
+    return Member(name, data, teacher, f"zoo:{name}", float(accuracy))
