@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from compress.errors import UserError
 from compress.report import CLAIMS_FILE, build_report
 from compress.runner import Progress, RunConfig, RunInterrupted, RunResult, resolve_config, run
 
@@ -50,3 +52,36 @@ def compare(
     frame.attrs["run_dir"] = str(result.out)
     frame.attrs["claims"] = pd.read_csv(result.out / CLAIMS_FILE).to_dict("records")
     return frame
+
+
+def sensitivity(
+    *,
+    precisions: Sequence[str] = ("int8", "int4", "int2"),
+    sparsities: Sequence[float] = (0.8,),
+    layers: Sequence[str] | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> Path:
+    """``compress sensitivity``: each layer of the teacher alone quantized or pruned, scored on
+    the validation split only; writes sensitivity.csv and sensitivity.png, returns the folder.
+
+    ``options`` choose the data and teacher as for ``compare`` (``dataset``, ``data``,
+    ``teacher``, ``teacher_architecture``, ``out``, ...).
+    """
+    from compress.outdir import check_output, open_output
+    from compress.runner import default_out_dir, load_source, teacher_for, weak_teacher
+    from compress.sensitivity import layer_sensitivity, write_sensitivity
+
+    config = resolve_config(seeds=[seed], **options)
+    source = load_source(config, seed)
+    target = config.out or default_out_dir(f"sensitivity-{source.dataset.name}")
+    check_output(target, "sensitivity", overwrite=config.overwrite)
+    teacher = teacher_for(config, source, seed)
+    reason = weak_teacher(teacher, source.dataset)
+    if reason and not config.allow_weak_teacher:
+        raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
+    rows = layer_sensitivity(teacher.model, source.dataset.training, precisions=precisions,
+                             sparsities=sparsities, layers=layers)
+    output = open_output(target, "sensitivity", overwrite=config.overwrite)
+    write_sensitivity(rows, output.folder)
+    return output.commit()

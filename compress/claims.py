@@ -10,12 +10,13 @@ to all of a report's claims together.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
-from compress.analysis import Config, PairedTest, Pairing
+from compress.analysis import Config, PairedTest, Pairing, between
 from compress.stats import noninferiority_p
 from compress.verdicts import (
     MEANINGFUL_ACCURACY_PP,
@@ -177,6 +178,32 @@ def check_accuracy_kept(evidence: Evidence) -> Verdict:
     return replace(verdict, meaningful=True)  # the margin itself is the meaningful size
 
 
+def weight_bits(arithmetic: str | None) -> int | None:
+    """The weights' integer width from a row's measured arithmetic ("int8", "int4 weights × ...")."""
+    match = re.match(r"u?int(\d+)", arithmetic or "")
+    return int(match.group(1)) if match else None
+
+
+def check_extreme(evidence: Evidence) -> Verdict:
+    """The fewest-bits configuration significantly less accurate than the most-bits one."""
+    by_bits = sorted(((bits, c) for c in evidence.configs
+                      if (bits := weight_bits(c.row.get("arithmetic"))) is not None), key=lambda p: p[0])
+    if len({bits for bits, _ in by_bits}) < 2:
+        return not_measured(evidence.technique, evidence.claim,
+                            "needs integer rows of two widths, e.g. quantize-int8 and quantize-int4")
+    (low_bits, low), (high_bits, high) = by_bits[0], by_bits[-1]
+    test = between(high, low)
+    if test is None:
+        return not_measured(evidence.technique, evidence.claim, "no per-sample predictions")
+    ladder = "; ".join(f"{c.label} ({bits}-bit) {c.delta_pp:+.1f} pp vs teacher" for bits, c in by_bits)
+    verdict = _accuracy_test(
+        evidence, low, test, test.p(), supports=test.effect_pp < 0,
+        rule=f"exact McNemar of the {low_bits}-bit against the {high_bits}-bit configuration, pooled "
+        f"over seeds; meaningful at ≥ {MEANINGFUL_ACCURACY_PP:g} pp")
+    return replace(verdict, measured=f"{low.label} against {high.label}: {test.effect_pp:+.1f} pp "
+                   f"[{test.interval_pp[0]:+.1f}, {test.interval_pp[1]:+.1f}]; {ladder}")
+
+
 def check_training(evidence: Evidence) -> Verdict:
     seconds = {c.label: c.train_seconds for c in evidence.configs}
     return evidence.fact(holds=all(s > 0 for s in seconds.values()),
@@ -246,6 +273,7 @@ CHECKS: dict[str, Callable[[Evidence], Verdict]] = {
     "compute": check_compute,
     "speed": check_speed,
     "accuracy_drop": check_accuracy_drop,
+    "extreme": check_extreme,
     "accuracy_kept": check_accuracy_kept,
     "training": check_training,
     "saves_time": check_saves_time,

@@ -278,6 +278,41 @@ def bench(models: tuple[Path, ...], data: str | None, threads: int, batch: int, 
             click.echo(f"warning: {row['artifact']}: {row['latency_warning']}", err=True)
 
 
+@cli.command()
+@click.option("--dataset", type=click.Choice(DATASETS), default=None, help="Built-in dataset.")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Your .csv, .parquet or .npz.")
+@click.option("--target", default=None, help="The label column of a .csv or .parquet --data file.")
+@click.option("--missing", type=click.Choice(["error", "drop", "impute"]), default=None,
+              help="Missing cells: stop, drop their rows, or impute.  [default: error]")
+@click.option("--teacher", type=click.Path(path_type=Path), default=None, help="Your trained model.")
+@click.option("--teacher-arch", default=None, metavar="SPEC", help="The built-in teacher to train.")
+@click.option("--trust-model", is_flag=True, help="Allow files that can run code in --teacher.")
+@click.option("--allow-weak-teacher", is_flag=True, help="Go on with a teacher near the majority rate.")
+@click.option("--precision", "precisions", multiple=True, metavar="BITS",
+              help="int8, int4 or int2; repeat for more.  [default: int8, int4, int2]")
+@click.option("--sparsity", "sparsities", multiple=True, type=float,
+              help="Pruning sparsity for one layer at a time; repeat for more.  [default: 0.8]")
+@click.option("--layer", "layers", multiple=True, help="Only these layers (names); repeat for more.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Fixes data splits and the teacher.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for sensitivity.csv and .png. Default: reports/sensitivity-<data>-<time>.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier sensitivity folder.")
+def sensitivity(dataset: str | None, data: Path | None, target: str | None, missing: str | None,
+                teacher: Path | None, teacher_arch: str | None, trust_model: bool,
+                allow_weak_teacher: bool, precisions: tuple[str, ...], sparsities: tuple[float, ...],
+                layers: tuple[str, ...], seed: int, out: Path | None, overwrite: bool) -> None:
+    """Per-layer sensitivity of the teacher, on the validation split only: each layer alone
+    quantized (int8/int4/int2) or pruned, with its share of bytes and MACs."""
+    from compress.api import sensitivity as measure_layers
+
+    folder = measure_layers(
+        precisions=precisions or ("int8", "int4", "int2"), sparsities=sparsities or (0.8,),
+        layers=layers or None, seed=seed, dataset=dataset, data=data, target=target, missing=missing,
+        teacher=teacher, teacher_architecture=teacher_arch, trust_model=trust_model,
+        allow_weak_teacher=allow_weak_teacher, out=out, overwrite=overwrite)
+    click.echo(f"sensitivity: {folder / 'sensitivity.csv'}")
+
+
 @cli.command(name="sweep")
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,

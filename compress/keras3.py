@@ -9,17 +9,21 @@ activation, option or nested object without an exact tf_keras equivalent is refu
 one-line ``UserError`` instead of being approximated.
 
 The translation is then proved, not assumed: ``check_translation`` compares its predictions
-with Keras 3's own.  Those reference predictions come from a child process
-(``sys.executable -c``), although Keras 3 can be imported next to tf_keras here, because:
+with Keras 3's own.  Those come from a child process (``sys.executable -c``).  Keras 3 can load
+and run the file in this process too (tried with TF 2.21 and Keras 3.15 next to tf_keras), but
+not soundly:
 
-* Keras 3 fixes its backend at its first import from ``KERAS_BACKEND`` or ``~/.keras/keras.json``;
-  a user with ``KERAS_BACKEND=jax`` would get another backend (or an import error) in-process,
-  while the child is given ``KERAS_BACKEND=tensorflow`` without touching the run's environment;
-* the two Keras share one TensorFlow runtime and its global state (random seeds, graphs and
-  memory); in a child, nothing Keras 3 does while loading the user's file can change the
-  tf_keras models or the reproducibility of the run that follows.
+* Keras 3 takes its backend from the user's ``KERAS_BACKEND`` or ``~/.keras/keras.json`` at its
+  first import, and tfmot already imports the ``keras`` package here: with
+  ``KERAS_BACKEND=numpy`` an in-process load fails (that backend needs jax), with ``jax`` it would
+  run another backend.  The child is given ``KERAS_BACKEND=tensorflow`` and the run's own
+  environment is left alone.
+* Loading a model changes global state the run relies on: a Keras 3 ``Dropout`` draws its seed
+  from Python's global ``random`` (tried: a seeded ``random.random()`` changes), and both Keras
+  share one TensorFlow runtime.  In a child, nothing Keras 3 does with the user's file can touch
+  the tf_keras models or the reproducibility of the run that follows.
 
-The price is one Python start-up and TensorFlow import (a few seconds) per teacher load.
+The price is one Python start-up and TensorFlow import (about 8 s of CPU) per teacher load.
 Keras 3 loads the file with ``safe_mode=True``, and only after ``translate`` has accepted it,
 so it only ever sees standard Keras layers and objects.
 """
@@ -230,17 +234,20 @@ def _functional(config: dict, store: h5py.Group) -> keras.Model:
     while pending:
         waiting = []
         for name, node in pending:
-            arguments = _tensors(node.get("args", []), outputs)
-            if arguments is None or any(n == name for n, _ in waiting):  # keep a layer's calls in order
+            layer = built[name][0]
+            where = f"layer {name!r} ({type(layer).__name__})"
+            # A layer's calls are made in order: its outputs are referred to by call number.
+            ready = not any(n == name for n, _ in waiting)
+            arguments = _tensors(node.get("args", []), outputs, where) if ready else None
+            if arguments is None:
                 waiting.append((name, node))
                 continue
-            layer = built[name][0]
-            options = _call_options(node.get("kwargs") or {}, name, layer)
+            options = _call_options(node.get("kwargs") or {}, where)
             try:
                 result = layer(*arguments, **options)
             except (TypeError, ValueError) as error:
-                raise UserError(f"layer {name!r} ({type(layer).__name__}) cannot be called in tf_keras "
-                                f"({_first_line(error)}); save the model as a tf_keras model") from None
+                raise UserError(f"{where} cannot be called in tf_keras ({_first_line(error)}); save "
+                                "the model as a tf_keras model") from None
             outputs[name].append(list(result) if isinstance(result, list | tuple) else [result])
         if len(waiting) == len(pending):
             raise UserError(f"model {config['name']!r}: the layer graph cannot be rebuilt (layers "
@@ -265,31 +272,31 @@ def _functional(config: dict, store: h5py.Group) -> keras.Model:
     return model
 
 
-def _tensors(value: Any, outputs: dict[str, list[list[Any]]]) -> Any:
+def _tensors(value: Any, outputs: dict[str, list[list[Any]]], where: str) -> Any:
     """A node's arguments with each serialized tensor replaced by the rebuilt one; None while
     one of them is not built yet."""
     if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
         name, node, index = value["config"]["keras_history"]
-        calls = outputs.get(name)
-        if calls is None:
-            raise UserError(f"the layer graph refers to a layer {name!r} that the file does not hold")
+        if name not in outputs:
+            raise UserError(f"{where} takes the output of {name!r}, which the file does not hold")
+        calls = outputs[name]
         return calls[node][index] if node < len(calls) else None
     if isinstance(value, list):
-        items = [_tensors(item, outputs) for item in value]
+        items = [_tensors(item, outputs, where) for item in value]
         return None if any(item is None for item in items) else items
-    raise UserError(f"a layer is called with a {type(value).__name__} argument ({value!r}), "
-                    "which cannot be translated; pass only tensors between layers")
+    raise UserError(f"{where} is called with a {type(value).__name__} argument ({value!r}), which "
+                    "cannot be translated; pass only tensors between layers")
 
 
-def _call_options(kwargs: dict, name: str, layer: Any) -> dict:
+def _call_options(kwargs: dict, where: str) -> dict:
     """Keyword arguments of one call: masks are empty, and ``training`` keeps its meaning."""
     options = {}
     for key, value in kwargs.items():
         if key == "training" and isinstance(value, bool):
             options[key] = value
         elif value is not None:
-            raise UserError(f"layer {name!r} ({type(layer).__name__}) is called with {key}={value!r}, "
-                            "which cannot be translated; call it on its inputs only")
+            raise UserError(f"{where} is called with {key}={value!r}, which cannot be translated; "
+                            "call it on its inputs only")
     return options
 
 

@@ -42,7 +42,9 @@ _NUMPY_TYPES = {
     "FLOAT32": np.float32, "FLOAT16": np.float16, "INT8": np.int8, "UINT8": np.uint8,
     "INT32": np.int32, "INT16": np.int16, "INT64": np.int64,
 }
-_WEIGHT_TYPES = {"FLOAT32", "FLOAT16", "INT8", "UINT8", "INT16"}
+_WEIGHT_TYPES = {"FLOAT32", "FLOAT16", "INT8", "UINT8", "INT16", "INT4", "INT2"}
+#: Sub-byte integers are packed, lowest bits first: two int4 or four int2 values per byte.
+_PACKED_BITS = {"INT4": 4, "INT2": 2}
 _WEIGHTED_OPS = {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"}
 # Ops that only move, reshape or re-encode data: no multiply-accumulates to count.
 _FREE_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE", "DEQUANTIZE", "DELEGATE"}
@@ -71,10 +73,21 @@ def _constant(model: tflite_schema.ModelT, tensor: tflite_schema.TensorT) -> np.
     data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
     if data is None or len(data) == 0:
         return None
-    dtype = _NUMPY_TYPES.get(_TYPE_NAMES.get(tensor.type, ""))
+    type_name = _TYPE_NAMES.get(tensor.type, "")
+    raw = np.asarray(data, dtype=np.uint8)
+    if type_name in _PACKED_BITS:
+        return _unpack(raw, _PACKED_BITS[type_name], int(np.prod(tensor.shape)))
+    dtype = _NUMPY_TYPES.get(type_name)
     if dtype is None:
         return None
-    return np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype)
+    return np.frombuffer(raw.tobytes(), dtype=dtype)
+
+
+def _unpack(raw: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """Signed sub-byte integers from their packed bytes."""
+    shifts = np.arange(8 // bits, dtype=np.uint8) * bits
+    values = ((raw[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)[:count].astype(np.int8)
+    return np.where(values >= 1 << (bits - 1), values - (1 << bits), values).astype(np.int8)
 
 
 def _nonzero(values: np.ndarray, tensor: tflite_schema.TensorT) -> int:

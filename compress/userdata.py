@@ -256,9 +256,7 @@ def _npz_arrays(path: Path, x: np.ndarray, y: np.ndarray, suffix: str = "") -> t
     if not np.isfinite(x).all():
         raise UserError(f"{path}: {xname} contains NaN or inf (or values beyond float32); clean or "
                         "drop those rows first")
-    if x.ndim == 3:  # (n, height, width): grey images, add the channel axis
-        x = x[..., np.newaxis]
-    if x.ndim not in (2, 4):
-        raise UserError(f"{path}: {xname} must be (rows, features) or (rows, height, width[, channels]), "
-                        f"got shape {x.shape}")
+    if x.ndim not in (2, 3, 4):  # features, sequences (length, channels), images (h, w, channels)
+        raise UserError(f"{path}: {xname} must be (rows, features), (rows, length, channels) or "
+                        f"(rows, height, width, channels), got shape {x.shape}")
     return x, y

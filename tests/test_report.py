@@ -169,3 +169,17 @@ def test_the_report_recommends_and_states_its_resolution(run_folder):
     text = (run_folder / "report.md").read_text()
     assert "## Recommendation" in text and "**Smallest:**" in text and "**Fastest:**" in text
     assert "1,000 samples per seed" in text and "majority class" in text
+
+
+def test_extreme_quantization_is_tested_against_the_widest_integer_row():
+    rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.95),
+            fake_row("quantize-int8", accuracy=0.95, arithmetic="int8"),
+            fake_row("quantize-int4", accuracy=0.94, arithmetic="int4 weights × float32 activations"),
+            fake_row("quantize-int2", accuracy=0.40, arithmetic="int2 weights × float32 activations")]
+    verdict = _verdicts(rows)[("Quantization", "Especially in extreme quantization cases (fewer bits "
+                               "lose more accuracy)")]
+    assert verdict.verdict == "confirmed" and verdict.effect < -50
+    assert "quantize-int2 against quantize-int8" in verdict.measured and "(4-bit)" in verdict.measured
+    only_int8 = _verdicts(rows[:2])[("Quantization", "Especially in extreme quantization cases (fewer "
+                                     "bits lose more accuracy)")]
+    assert only_int8.verdict == "not measured"

@@ -40,14 +40,14 @@ def test_one_row_per_layer_and_setting_in_model_order(rows, digits):
                        "distortion")
 
 
-def test_shares_sum_to_one_per_method(rows):
+def test_shares_sum_to_one_per_method(rows, digits):
     for method, setting in SETTINGS:
         mine = [r for r in rows if (r["method"], r["setting"]) == (method, setting)]
         assert sum(r["bytes_share"] for r in mine) == pytest.approx(1)
         assert sum(r["macs_share"] for r in mine) == pytest.approx(1)
-    by_layer = {r["layer"]: r for r in rows}
-    assert by_layer["dense"]["bytes_share"] > by_layer["conv2d"]["bytes_share"]  # 32,768 vs 288 weights
-    assert by_layer["conv2d_1"]["macs_share"] > by_layer["dense"]["macs_share"]
+    conv, conv_1, dense, _ = ({r["layer"]: r for r in rows}[name] for name in kernel_layers(digits[1]))
+    assert dense["bytes_share"] > conv["bytes_share"]  # 32,768 weights against 288
+    assert conv_1["macs_share"] > dense["macs_share"]
 
 
 def test_values_mean_what_they_say(rows):
@@ -71,11 +71,13 @@ def test_unknown_precision_is_a_one_line_user_error(digits):
     assert len(str(error.value).splitlines()) == 1
 
 
-@pytest.mark.parametrize("name", ["nope", "flatten"])
-def test_unknown_or_unquantizable_layer_is_a_one_line_user_error(digits, name):
+@pytest.mark.parametrize("kind", ["missing", "flatten"])
+def test_unknown_or_unquantizable_layer_is_a_one_line_user_error(digits, kind):
     data, teacher, _ = digits
-    with pytest.raises(UserError, match=f"unknown layer '{name}'; quantizable layers: conv2d, conv2d_1, "
-                                        "dense, logits") as error:
+    name = "nope" if kind == "missing" else next(layer.name for layer in teacher.layers
+                                                   if layer.name.startswith("flatten"))
+    message = f"unknown layer '{name}'; quantizable layers: {', '.join(kernel_layers(teacher))}"
+    with pytest.raises(UserError, match=re.escape(message)) as error:
         layer_sensitivity(teacher, data, layers=[name])
     assert len(str(error.value).splitlines()) == 1
 
@@ -99,9 +101,10 @@ def test_the_test_split_is_never_read(digits, monkeypatch):
         monkeypatch.setattr(Dataset, split, property(forbidden), raising=False)
     with pytest.raises(AssertionError, match="test split was read"):
         _ = dataset.x_test
+    dense = kernel_layers(teacher)[2]
     rows = layer_sensitivity(teacher, dataset.training, precisions=("int4",), sparsities=(0.5,),
-                             layers=["dense"])
-    assert [(r["layer"], r["setting"]) for r in rows] == [("dense", "int4"), ("dense", "0.5")]
+                             layers=[dense])
+    assert [(r["layer"], r["setting"]) for r in rows] == [(dense, "int4"), (dense, "0.5")]
 
 
 def test_files_are_written_with_the_same_bytes_every_time(rows, tmp_path):
@@ -112,3 +115,44 @@ def test_files_are_written_with_the_same_bytes_every_time(rows, tmp_path):
     lines = (tmp_path / "a" / "sensitivity.csv").read_text().splitlines()
     assert lines[0] == ",".join(COLUMNS) and len(lines) == 1 + len(rows)
     assert (tmp_path / "a" / "sensitivity.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_sensitivity_command_writes_its_csv_and_never_reads_the_test_split(tmp_path, monkeypatch):
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    import compress.runner
+    from compress.cli import cli
+    from compress.data import Dataset
+
+    real = compress.runner.load_source
+
+    def without_test_split(config, seed):
+        source = real(config, seed)
+        blind = Dataset(source.dataset.training, None, None)  # any read of the test split fails
+        return dataclasses.replace(source, dataset=blind)
+
+    monkeypatch.setattr(compress.runner, "load_source", without_test_split)
+    out = tmp_path / "sens"
+    result = CliRunner().invoke(cli, ["sensitivity", "--dataset", "document", "--precision", "int8",
+                                      "--precision", "int4", "--out", str(out)])
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    lines = (out / "sensitivity.csv").read_text().splitlines()
+    assert lines[0] == "layer,method,setting,bytes_share,macs_share,accuracy_drop_pp,distortion"
+    assert len(lines) - 1 == 3 * 3  # three Dense layers x (int8, int4, prune 0.8)
+    assert (out / "sensitivity.png").is_file()
+
+
+def test_sensitivity_bad_input_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from compress.cli import cli
+
+    for args, message in ((["--precision", "int3"], "unknown precision 'int3'"),
+                          (["--layer", "nope"], "nope"), (["--sparsity", "1.5"], "sparsity")):
+        result = CliRunner().invoke(cli, ["sensitivity", "--dataset", "document", *args,
+                                          "--out", str(tmp_path / "s")])
+        assert result.exit_code == 2 and message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()

@@ -33,42 +33,53 @@ class Member:
     val_accuracy: float
 
 
-def _images(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stripes in one of four orientations, random phase and period, plus noise."""
-    y = rng.integers(0, CLASSES, n)
-    rows, cols = np.mgrid[: IMAGE[0], : IMAGE[1]].astype(np.float32)
-    directions = np.array([(1, 0), (0, 1), (1, 1), (1, -1)], np.float32)
-    x = np.empty((n, *IMAGE), np.float32)
+def _images(rng: np.random.Generator, n: int, shape: tuple[int, ...], classes: int) -> tuple[
+    np.ndarray, np.ndarray
+]:
+    """Stripes whose orientation gives the class, random phase and period, plus noise."""
+    y = rng.integers(0, classes, n)
+    rows, cols = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
+    angles = np.pi * np.arange(classes) / classes
+    x = np.empty((n, *shape), np.float32)
     for i, label in enumerate(y):
-        dr, dc = directions[label]
-        wave = np.sin((dr * rows + dc * cols) * 2 * np.pi / rng.uniform(3, 6) + rng.uniform(0, 2 * np.pi))
-        x[i] = wave[..., None] * rng.uniform(0.5, 1.0, 3) + rng.normal(0, 0.3, IMAGE)
+        along = np.cos(angles[label]) * rows + np.sin(angles[label]) * cols
+        wave = np.sin(along * 2 * np.pi / rng.uniform(3, 6) + rng.uniform(0, 2 * np.pi))
+        x[i] = wave[..., None] * rng.uniform(0.5, 1.0, shape[-1]) + rng.normal(0, 0.3, shape)
     return x, y
 
 
-def _sequences(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _sequences(rng: np.random.Generator, n: int, shape: tuple[int, ...], classes: int) -> tuple[
+    np.ndarray, np.ndarray
+]:
     """A sine wave whose frequency gives the class, with random phase and noise."""
-    y = rng.integers(0, CLASSES, n)
-    t = np.arange(SEQUENCE[0], dtype=np.float32)
+    y = rng.integers(0, classes, n)
+    t = np.arange(shape[0], dtype=np.float32)
     phase = rng.uniform(0, 2 * np.pi, (n, 1))
-    x = np.sin(t * (0.25 + 0.3 * y[:, None]) + phase) + rng.normal(0, 0.3, (n, SEQUENCE[0]))
+    x = np.sin(t * (0.25 + 0.3 * y[:, None]) + phase) + rng.normal(0, 0.3, (n, shape[0]))
     return x[..., None].astype(np.float32), y
 
 
-def _features(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _features(rng: np.random.Generator, n: int, shape: tuple[int, ...], classes: int) -> tuple[
+    np.ndarray, np.ndarray
+]:
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=n, n_features=FEATURES[0], n_informative=10, n_classes=CLASSES,
+    x, y = make_classification(n_samples=n, n_features=shape[0], n_informative=10, n_classes=classes,
                                random_state=int(rng.integers(1 << 31)))
     return x.astype(np.float32), y
 
 
-def make_data(kind: str, *, train: int = 256, val: int = 128, seed: int = 0) -> TrainingData:
+GENERATORS = {"image": (_images, IMAGE), "sequence": (_sequences, SEQUENCE),
+              "features": (_features, FEATURES)}
+
+
+def make_data(kind: str, *, shape: tuple[int, ...] | None = None, classes: int = CLASSES, train: int = 256,
+              val: int = 128, seed: int = 0) -> TrainingData:
     """Train and validation splits of a generated problem: "image", "sequence" or "features"."""
-    generate = {"image": _images, "sequence": _sequences, "features": _features}[kind]
-    x, y = generate(np.random.default_rng(seed), train + val)
+    generate, default_shape = GENERATORS[kind]
+    x, y = generate(np.random.default_rng(seed), train + val, shape or default_shape, classes)
     return TrainingData(kind, x[:train], y[:train], x[train:], y[train:],
-                        tuple(f"class{k}" for k in range(CLASSES)))
+                        tuple(f"class{k}" for k in range(classes)))
 
 
 def _bn() -> keras.layers.Layer:
@@ -83,13 +94,14 @@ def mlp(input_shape: tuple[int, ...], classes: int) -> keras.Model:
 
 
 def cnn_bn(input_shape: tuple[int, ...], classes: int) -> keras.Model:
-    """Sequential: Conv2D and SeparableConv2D with BatchNorm, global pooling, then a
-    MobileNetV1-style head (Reshape to 1x1, a 1x1 convolution as classifier, Flatten)."""
+    """Sequential: Conv2D and SeparableConv2D each with BatchNorm after its ReLU (nothing for
+    QAT to fold it into), global pooling, then a MobileNetV1-style head: Reshape to 1x1, a 1x1
+    convolution as classifier, Flatten."""
     return keras.Sequential([
         keras.Input(input_shape),
-        L.Conv2D(16, 3, padding="same"), _bn(), L.ReLU(), L.MaxPooling2D(),
-        L.Conv2D(32, 3, padding="same"), _bn(), L.ReLU(), L.MaxPooling2D(),
-        L.SeparableConv2D(64, 3, padding="same"), _bn(), L.Activation("relu"),
+        L.Conv2D(16, 3, padding="same", activation="relu"), _bn(), L.MaxPooling2D(),
+        L.Conv2D(32, 3, padding="same", activation="relu"), _bn(), L.MaxPooling2D(),
+        L.SeparableConv2D(64, 3, padding="same", activation="relu"), _bn(),
         L.GlobalAveragePooling2D(), L.Reshape((1, 1, 64)), L.Conv2D(classes, 1), L.Flatten(name="logits"),
     ], name="cnn_bn")
 
@@ -106,17 +118,13 @@ def conv1d(input_shape: tuple[int, ...], classes: int) -> keras.Model:
 
 
 def resnet(input_shape: tuple[int, ...], classes: int) -> keras.Model:
-    """Functional: two residual blocks (identity, then strided with a 1x1 projection shortcut),
-    global average and max pooling concatenated, logits."""
+    """Functional: a stem and one residual block (Conv, BatchNorm, ReLU twice, Add), global
+    average and max pooling concatenated, logits."""
     inputs = keras.Input(input_shape)
-    x = L.ReLU()(_bn()(L.Conv2D(16, 3, padding="same")(inputs)))
-    y = L.ReLU()(_bn()(L.Conv2D(16, 3, padding="same")(x)))
-    y = _bn()(L.Conv2D(16, 3, padding="same")(y))
+    x = L.ReLU()(_bn()(L.Conv2D(24, 3, padding="same")(inputs)))
+    y = L.ReLU()(_bn()(L.Conv2D(24, 3, padding="same")(x)))
+    y = _bn()(L.Conv2D(24, 3, padding="same")(y))
     x = L.ReLU()(L.Add()([x, y]))
-    y = L.ReLU()(_bn()(L.Conv2D(32, 3, strides=2, padding="same")(x)))
-    y = _bn()(L.Conv2D(32, 3, padding="same")(y))
-    shortcut = _bn()(L.Conv2D(32, 1, strides=2)(x))
-    x = L.ReLU()(L.Add()([shortcut, y]))
     x = L.Concatenate()([L.GlobalAveragePooling2D()(x), L.GlobalMaxPooling2D()(x)])
     return keras.Model(inputs, L.Dense(classes, name="logits")(x), name="resnet")
 
@@ -125,24 +133,19 @@ def inverted_residual(x: tf.Tensor, expansion: int, filters: int, stride: int = 
     """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 linear projection, residual add."""
     channels = x.shape[-1]
     y = L.ReLU(6.0)(_bn()(L.Conv2D(expansion * channels, 1, use_bias=False)(x)))
-    if stride == 2:  # MobileNetV2 pads explicitly before a strided depthwise convolution
-        y = L.ZeroPadding2D(((0, 1), (0, 1)))(y)
-    y = L.DepthwiseConv2D(3, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False)(y)
+    y = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(y)
     y = L.ReLU(6.0)(_bn()(y))
     y = _bn()(L.Conv2D(filters, 1, use_bias=False)(y))
     return L.Add()([x, y]) if stride == 1 and channels == filters else y
 
 
 def mobilenet_v2(input_shape: tuple[int, ...], classes: int) -> keras.Model:
-    """Functional, MobileNetV2-style: strided stem, four inverted residual blocks (two with a
-    residual add), a 1x1 head convolution, global average pooling, logits."""
+    """Functional, MobileNetV2-style: strided stem, an inverted residual block with its residual
+    add, a strided one wide enough for its depthwise kernel to be pruned, pooling, logits."""
     inputs = keras.Input(input_shape)
-    x = L.ReLU(6.0)(_bn()(L.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inputs)))
-    x = inverted_residual(x, 3, 16)
-    x = inverted_residual(x, 3, 24, stride=2)
+    x = L.ReLU(6.0)(_bn()(L.Conv2D(24, 3, strides=2, padding="same", use_bias=False)(inputs)))
     x = inverted_residual(x, 6, 24)
-    x = inverted_residual(x, 10, 32)
-    x = L.ReLU(6.0)(_bn()(L.Conv2D(96, 1, use_bias=False)(x)))
+    x = inverted_residual(x, 10, 32, stride=2)
     x = L.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, L.Dense(classes, name="logits")(x), name="mobilenet_v2")
 
@@ -167,3 +170,11 @@ def trained(name: str, *, seed: int = 0) -> Member:
     teacher.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, verbose=0)
     _, accuracy = teacher.evaluate(data.x_val, data.y_val, verbose=0)
     return Member(name, data, teacher, f"zoo:{name}", float(accuracy))
+
+
+def two_of_four(kernel: np.ndarray) -> bool:
+    """At most 2 non-zeros in every group of 4 along the input axis (the last, in TFLite's
+    layout); a last group shorter than 4 is padded with zeros, as tfmot pads it."""
+    rows = kernel.reshape(-1, kernel.shape[-1])
+    rows = np.pad(rows, ((0, 0), (0, -rows.shape[1] % 4)))
+    return bool(np.all(np.count_nonzero(rows.reshape(len(rows), -1, 4), axis=-1) <= 2))

@@ -8,9 +8,23 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from compress.backend import tfmot
+from compress.backend import keras, tfmot
 from compress.strategies.base import Compressed, Context, Skip, Strategy, register
+from compress.strategies.pruning import by_reason, named
 from compress.training import fit
+
+
+def _refusal(layer: keras.layers.Layer) -> str | None:
+    """Why this weighted layer is left as it is, or None to cluster its kernel.
+
+    What tfmot's clustering registry clusters, by exact class: Dense, Conv1D, Conv2D and the
+    pointwise kernel of a SeparableConv.  It leaves DepthwiseConv2D alone on purpose.
+    """
+    layers = keras.layers
+    if type(layer) is layers.DepthwiseConv2D:
+        return "tfmot does not cluster depthwise kernels: the accuracy lost does not come back"
+    kinds = (layers.Dense, layers.Conv1D, layers.Conv2D, layers.SeparableConv1D, layers.SeparableConv2D)
+    return None if type(layer) in kinds else "only Dense, Conv1D/2D and separable kernels are clustered"
 
 
 @register
@@ -29,18 +43,32 @@ class Cluster(Strategy):
 
     def compress(self, ctx: Context) -> Compressed:
         clustering = tfmot.clustering.keras
-        keep_zeros = "pruning" in ctx.history  # sparsity-preserving clustering after pruning
+        settings = {
+            "number_of_clusters": self.clusters,
+            "cluster_centroids_init": clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
+            "preserve_sparsity": "pruning" in ctx.history,  # sparsity-preserving after pruning
+        }
+        wrapped, left = {}, []
+        for layer in ctx.teacher.layers:
+            if not layer.trainable_weights or isinstance(layer, keras.layers.BatchNormalization):
+                continue
+            reason = _refusal(layer)
+            wrapper = layer if reason else clustering.cluster_weights(layer, **settings)
+            if wrapper is not layer:
+                wrapped[layer.name] = wrapper
+            else:  # tfmot returns a Conv2D too small to cluster as it is
+                left.append((layer, reason or f"too few weights for {self.clusters} clusters"))
+        if not wrapped:
+            raise Skip(f"no layer to cluster: {by_reason(left)}" if left else "the teacher has no weights")
         try:
-            model = clustering.cluster_weights(
-                ctx.teacher, number_of_clusters=self.clusters,
-                cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
-                preserve_sparsity=keep_zeros,
-            )
+            model = keras.models.clone_model(ctx.teacher,
+                                             clone_function=lambda layer: wrapped.get(layer.name, layer))
         except (ValueError, RuntimeError) as error:
-            raise Skip(f"tfmot cannot cluster this teacher: {error}") from error
+            raise Skip(f"tfmot cannot cluster this teacher: {error}".splitlines()[0]) from error
         fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
+        kept = f" Left as they are, {by_reason(left)}." if left else ""
         return Compressed(
             model=clustering.strip_clustering(model),
-            notes=f"Each Dense/Conv kernel shares {self.clusters} values (fine-tuned {self.epochs} "
-            "epochs): the float32 file is no smaller, but it compresses far better.",
+            notes=f"Each kernel of {named(list(wrapped))} shares {self.clusters} values (fine-tuned "
+            f"{self.epochs} epochs).{kept} The float32 file is no smaller, but it compresses far better.",
         )

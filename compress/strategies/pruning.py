@@ -41,9 +41,10 @@ NAMED = 6
 
 
 def pruned_weight(layer: keras.layers.Layer) -> str | None:
-    """The weight pruning zeroes in this layer, as tfmot's registry decides: a SeparableConv's
-    pointwise kernel only.  tfmot wraps a DepthwiseConv2D but prunes none of its weights; here
-    its depthwise kernel is pruned too (see ``_wrap``)."""
+    """The weight pruning zeroes in this layer.  As in tfmot's registry the class must match
+    exactly and a SeparableConv has its pointwise kernel pruned only; tfmot wraps a
+    DepthwiseConv2D but prunes none of its weights, here its depthwise kernel is pruned too
+    (see ``_wrap``)."""
     layers = keras.layers
     return {layers.Dense: "kernel", layers.Conv1D: "kernel", layers.Conv2D: "kernel",
             layers.SeparableConv1D: "pointwise_kernel", layers.SeparableConv2D: "pointwise_kernel",
@@ -56,14 +57,22 @@ def named(items: list[str]) -> str:
     return ", ".join(items[:NAMED]) + more
 
 
+def by_reason(left: list[tuple[keras.layers.Layer, str]]) -> str:
+    """Layers a library left alone, grouped by why: "reason: name (Class), ...; reason: ..."."""
+    groups: dict[str, list[str]] = {}
+    for layer, reason in left:
+        groups.setdefault(reason, []).append(f"{layer.name} ({type(layer).__name__})")
+    return "; ".join(f"{reason}: {named(names)}" for reason, names in groups.items())
+
+
 def _refusal(layer: keras.layers.Layer, m_by_n: bool) -> str | None:
     """Why this layer's weights stay dense, or None to prune it."""
     weight = pruned_weight(layer)
     if weight is None:
-        return "not a Dense or convolution layer tfmot prunes"
+        return "only Dense, Conv1D/2D, depthwise and separable kernels are pruned"
     size = int(getattr(layer, weight).shape.num_elements())
     if size < MIN_PRUNED_WEIGHTS:
-        return f"{size} weights, under {MIN_PRUNED_WEIGHTS}"
+        return f"under {MIN_PRUNED_WEIGHTS} weights"
     if m_by_n and isinstance(layer, keras.layers.DepthwiseConv2D):
         return "2:4 is a pattern for matrix multiplies, not depthwise convolutions"
     if m_by_n and getattr(layer, weight).shape.rank not in (2, 4):
@@ -81,11 +90,11 @@ def _wrap(layer: keras.layers.Layer, pruning: dict[str, Any]) -> keras.layers.La
 
 def _prune_and_recover(
     ctx: Context, epochs: int, lr: float, **pruning: Any
-) -> tuple[keras.Model, list[str], list[str]]:
+) -> tuple[keras.Model, list[str], str]:
     """Wrap the large Dense/Conv kernels, train with pruning steps, strip the wrappers.
 
-    Returns the model, the names of the pruned layers, and the other weighted layers with
-    the reason each stays dense.
+    Returns the model, the names of the pruned layers, and why the other weighted layers
+    stay dense.
     """
     m_by_n = "sparsity_m_by_n" in pruning
     wrapped, dense = {}, []
@@ -94,29 +103,26 @@ def _prune_and_recover(
             continue
         reason = _refusal(layer, m_by_n)
         if reason is None:
-            try:
-                wrapped[layer.name] = _wrap(layer, pruning)
-                continue
-            except ValueError as error:  # a layer class tfmot's registry does not know
-                reason = f"tfmot cannot prune it: {_first_line(error)}"
-        dense.append(f"{layer.name} ({type(layer).__name__}: {reason})")
+            wrapped[layer.name] = _wrap(layer, pruning)
+        else:
+            dense.append((layer, reason))
     if not wrapped:
-        raise Skip(f"no layer to prune: {named(dense)}" if dense else "the teacher has no weights to prune")
+        raise Skip(f"no layer to prune: {by_reason(dense)}" if dense else "the teacher has no weights")
     try:
         model = keras.models.clone_model(ctx.teacher,
                                          clone_function=lambda layer: wrapped.get(layer.name, layer))
     except ValueError as error:  # subclassed models
         raise Skip(f"tfmot cannot prune this teacher: {_first_line(error)}") from error
     fit(model, ctx.data, epochs=epochs, lr=lr, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
-    return tfmot.sparsity.keras.strip_pruning(model), list(wrapped), dense
+    return tfmot.sparsity.keras.strip_pruning(model), list(wrapped), by_reason(dense)
 
 
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def _kept_dense(dense: list[str]) -> str:
-    return f" Kept dense: {named(dense)}." if dense else ""
+def _kept_dense(dense: str) -> str:
+    return f" Kept dense, {dense}." if dense else ""
 
 
 _UNSTRUCTURED_NOTE = (

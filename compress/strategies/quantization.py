@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from compress.backend import keras, tfmot, to_tflite
 from compress.strategies.base import Compressed, Context, Skip, Strategy, register
+from compress.strategies.pruning import named
 from compress.training import fit
 
 
@@ -98,6 +100,9 @@ class QuantizeQAT(Strategy):
     summary = "Quantization-aware training (tfmot), a fine-tuning budget, then int8 conversion."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
     produces_tflite = True
+    #: Layers tfmot's 8-bit schemes quantize through layout transforms rather than their registry:
+    #: a BatchNorm folded into the convolution or Dense before it, a separable convolution split.
+    transformed: ClassVar[tuple[str, ...]] = ("BatchNormalization", "SeparableConv1D", "SeparableConv2D")
 
     def __init__(self, epochs: int = 3, lr: float = 1e-4) -> None:
         self.epochs = epochs
@@ -105,8 +110,7 @@ class QuantizeQAT(Strategy):
         self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
-        quantize = tfmot.quantization.keras
-        scheme, kept = quantize.default_8bit.Default8BitQuantizeScheme(), ""
+        scheme, kept = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(), ""
         if "clustering" in ctx.history:  # keep the clusters (and zeros) an earlier stage made
             scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
                 preserve_sparsity="pruning" in ctx.history)
@@ -114,18 +118,43 @@ class QuantizeQAT(Strategy):
         elif "pruning" in ctx.history:
             scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
             kept = " Prune-preserving QAT kept the earlier stage's zeros."
-        try:
-            model = quantize.quantize_apply(quantize.quantize_annotate_model(ctx.teacher), scheme)
-        except (RuntimeError, ValueError) as error:
-            raise Skip(f"tfmot cannot quantize this teacher: {_first_line(error)}") from error
+        model, left = self._quantize_apply(ctx.teacher, scheme)
         # Fake-quantized weights start far from the float optimum (about 0.37 accuracy here
         # before training): only the fine-tuned model is worth converting.
         fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
+        floats = f" tfmot cannot quantize {named(left)}: they stay float." if left else ""
         return Compressed(
             tflite=to_tflite(model, optimize=True),
             notes=f"Trained {self.epochs} epochs with simulated int8 (lr={self.lr:g}), then int8 "
-            f"weights and activations: int8 size at a training cost.{kept}",
+            f"weights and activations: int8 size at a training cost.{kept}{floats}",
         )
+
+    def _quantize_apply(self, teacher: keras.Model, scheme: Any) -> tuple[keras.Model, list[str]]:
+        """Annotate every layer the scheme can quantize, then apply it.  A layer tfmot refuses
+        only while applying (a BatchNorm with no convolution to fold into) stays float, and the
+        rest is tried again; returns the model and the float layers as "name (Class)"."""
+        quantize = tfmot.quantization.keras
+        registry = scheme.get_quantize_registry()
+        layers = {layer.name: layer for layer in teacher.layers
+                  if not isinstance(layer, keras.layers.InputLayer)}
+        left = [name for name, layer in layers.items()
+                if not registry.supports(layer) and type(layer).__name__ not in self.transformed]
+
+        def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
+            return layer if layer.name in left else quantize.quantize_annotate_layer(layer)
+
+        while True:
+            floats = [f"{name} ({type(layers[name]).__name__})" for name in left]
+            if all(name in left for name, layer in layers.items() if layer.weights):
+                raise Skip(f"tfmot cannot quantize any weighted layer of this teacher: {named(floats)}")
+            try:
+                return quantize.quantize_apply(keras.models.clone_model(teacher, clone_function=annotate),
+                                               scheme), floats
+            except (RuntimeError, ValueError) as error:
+                refused = re.match(r"Layer (\S+?):", str(error))
+                if refused is None or refused.group(1) not in layers or refused.group(1) in left:
+                    raise Skip(f"tfmot cannot quantize this teacher: {_first_line(error)}") from error
+                left.append(refused.group(1))
 
 
 def _first_line(error: Exception) -> str:
