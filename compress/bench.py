@@ -19,6 +19,7 @@ from compress.data import BUILTIN_DATASETS, load_dataset
 from compress.errors import UserError
 from compress.measure import TFLiteModel, accuracy_stats, measure_latency, size_fields
 from compress.results import environment
+from compress.userdata import read_npz
 
 RANDOM_ROWS = 256
 
@@ -56,26 +57,15 @@ def load_inputs(data: str | None, input_shape: tuple[int, ...]) -> tuple[np.ndar
     if path.suffix != ".npz" or not path.is_file():
         raise UserError(f"--data {data!r} is neither a built-in dataset "
                         f"({', '.join(BUILTIN_DATASETS)}) nor an existing .npz file")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise UserError(f"{path} holds a single array, not an .npz archive; save it with "
-                            "numpy.savez(path, x=..., y=...)")
-        with loaded:
-            if "x" not in loaded and "x_test" not in loaded:
-                raise UserError(f"{path} has no array named 'x'; save inputs as x (and labels as y)")
-            name = "x_test" if "x_test" in loaded else "x"  # labels must belong to these inputs
-            label = "y_test" if name == "x_test" else "y"
-            if name == "x_test" and "y" in loaded and label not in loaded:
-                raise UserError(f"{path} has x_test and y but no y_test (y labels x, not x_test); "
-                                "save y_test too, or drop x_test")
-            x, y = loaded[name], loaded.get(label)
-    except UserError:
-        raise
-    except Exception as error:  # any damage (zip, zlib, header, pickles) is the file's, not ours
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{path} is not a readable .npz of numeric arrays ({message}); save it with "
-                        "numpy.savez(path, x=..., y=...)") from None
+    arrays = read_npz(path)
+    if "x" not in arrays and "x_test" not in arrays:
+        raise UserError(f"{path} has no array named 'x'; save inputs as x (and labels as y)")
+    name = "x_test" if "x_test" in arrays else "x"  # labels must belong to these inputs
+    label = "y_test" if name == "x_test" else "y"
+    if name == "x_test" and "y" in arrays and label not in arrays:
+        raise UserError(f"{path} has x_test and y but no y_test (y labels x, not x_test); "
+                        "save y_test too, or drop x_test")
+    x, y = arrays[name], arrays.get(label)
     return _checked_inputs(path, name, x), None if y is None else _checked_labels(path, label, y, len(x))
 
 

@@ -319,7 +319,8 @@ def _header(rows: list[Row], manifests: list[dict[str, Any]], configs: list[Conf
         f"{detectable:.1f} pp (80% power, α = 0.05, at this run's typical disagreement rate); "
         "pooling seeds narrows that.",
         f"**Teacher:** `{first['teacher_architecture']}`, "
-        + ("from the cache" if first.get("teacher_cached") else "trained in this run")
+        + ("your model" if str(first["teacher_architecture"]).startswith("user:")
+           else "from the cache" if first.get("teacher_cached") else "trained in this run")
         + (f" ({accuracy})" if accuracy else ""),
         f"**Machine:** {env.get('cpu')}, {env.get('cores')} cores; inference threads "
         f"{env.get('inference_threads')}; Python {env.get('python')}",

@@ -171,6 +171,9 @@ SAFE_MODE_WHY = (
 def _load_untrusted(path: Path, trust: bool) -> keras.Model:
     """Load a user's model; anything that can run code needs --trust-model."""
     if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise UserError(f"{path} is a folder without a SavedModel (no saved_model.pb); pass a "
+                            ".keras file or the folder model.save() wrote")
         metadata_file = path / "keras_metadata.pb"
         if not trust and metadata_file.exists() and b'"Lambda"' in metadata_file.read_bytes():
             raise UserError(f"{path} contains a Lambda layer; {SAFE_MODE_WHY}. Pass --trust-model "

@@ -23,7 +23,9 @@ def outputs_probabilities(model: keras.Model) -> bool:
     last = model.layers[-1]
     last = getattr(last, "layer", last)
     activation = getattr(last, "activation", None)
-    return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
+    inner = getattr(activation, "activation", None)  # QAT's QuantizeAwareActivation wraps the function
+    names = {getattr(activation, "__name__", ""), getattr(inner, "__name__", "")}
+    return isinstance(last, keras.layers.Softmax) or "softmax" in names
 
 
 def compile_for_training(model: keras.Model, learning_rate: float) -> None:

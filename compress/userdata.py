@@ -183,20 +183,25 @@ def _transformer(features: pd.DataFrame, record: Preprocessing) -> ColumnTransfo
     )
 
 
-def _load_npz(path: Path, seed: int) -> tuple[Dataset, Preprocessing]:
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive, pickles refused; any damage is one UserError."""
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise UserError(f"{path} holds a single array, not an .npz archive; save it with "
                             "numpy.savez(path, x=..., y=...)")
         with loaded:
-            arrays = dict(loaded)
+            return dict(loaded)
     except UserError:
         raise
     except Exception as error:  # any damage (zip, zlib, header, pickles) is the file's, not ours
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"{path} is not a readable .npz without pickles ({message}); save it with "
                         "numpy.savez(path, x=..., y=...) from numeric or text arrays") from None
+
+
+def _load_npz(path: Path, seed: int) -> tuple[Dataset, Preprocessing]:
+    arrays = read_npz(path)
     if "x" not in arrays or "y" not in arrays:
         raise UserError(f"{path} needs arrays named x and y (optionally x_test and y_test); "
                         f"it has {', '.join(arrays) or 'none'}")

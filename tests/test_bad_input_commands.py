@@ -281,12 +281,6 @@ TOP = {
     "compress: unknown global option": (["--verbose", "list"], "No such option '--verbose'"),
 }
 
-#: Bugs outside the files this suite's author may change; each reason says where the fix goes.
-KNOWN = {
-    "run: teacher folder without a model": "teacher._load_untrusted lets the OSError of "
-    "keras.models.load_model on a folder without a SavedModel escape: wrap it in a UserError",
-}
-
 CASES = {command: cases for command, cases in (
     ("run", RUN), ("sweep", SWEEP), ("report", REPORT), ("recommend", RECOMMEND), ("bench", BENCH),
     ("list", LIST), ("", TOP))}
@@ -295,8 +289,7 @@ CASES = {command: cases for command, cases in (
 def _params():
     for command, cases in CASES.items():
         for name, case in cases.items():
-            marks = [pytest.mark.xfail(reason=KNOWN[name], strict=False)] if name in KNOWN else []
-            yield pytest.param(command, *case[:2], case[2] if len(case) > 2 else 2, id=name, marks=marks)
+            yield pytest.param(command, *case[:2], case[2] if len(case) > 2 else 2, id=name)
 
 
 # The files every case can point at ----------------------------------------------------------
@@ -499,7 +492,6 @@ def test_bad_input_is_one_line_and_changes_nothing(world, command, args, phrase,
 def test_every_command_has_bad_input_cases():
     assert {name for name in CASES if name} == {"run", "sweep", "report", "recommend", "bench", "list"}
     assert sum(len(cases) for cases in CASES.values()) >= 60
-    assert set(KNOWN) <= {name for cases in CASES.values() for name in cases}
 
 
 def test_bench_of_two_models_prints_the_table(world):

@@ -76,6 +76,7 @@ def _functional_teacher(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     model.save(path)
 
 
+@pytest.mark.slow  # every registered strategy, ~1 min; the zoo matrix covers the same in the default suite
 def test_a_users_functional_teacher_runs_through_every_strategy(tmp_path):
     x = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 1).astype(int)

@@ -5,18 +5,15 @@ import pytest
 
 from compress.backend import keras, to_tflite
 from compress.errors import UserError
-from compress.measure import TFLiteModel, kernels, size_stats
+from compress.measure import kernels, size_stats
 from compress.runner import apply_strategy
 from compress.strategies import Skip, strategies_from_spec
 from compress.strategies.clustering import Cluster
-from compress.strategies.pruning import (
-    MIN_PRUNED_WEIGHTS,
-    Prune2of4,
-    PruneMagnitude,
-    PruneStructured,
-    polynomial_schedule,
-)
-from compress.strategies.structured import shrink
+from compress.strategies.pruning import MIN_PRUNED_WEIGHTS, Prune2of4, PruneMagnitude, polynomial_schedule
+from compress.strategies.quantization import QuantizeQAT
+from tests.zoo import make_data, two_of_four
+
+L = keras.layers
 
 
 def test_the_schedule_fires_on_small_data_and_ends_on_a_pruning_step():
@@ -44,63 +41,75 @@ def test_two_of_four_pattern_holds_on_the_exported_weights(tiny, tmp_path):
         if kernel.size < MIN_PRUNED_WEIGHTS:
             assert np.count_nonzero(kernel) == kernel.size  # small kernels stay dense
             continue
-        groups = kernel.reshape(kernel.shape[0], -1, 4)
-        assert np.all(np.count_nonzero(groups, axis=-1) == 2)
+        assert two_of_four(kernel) and np.count_nonzero(kernel) == kernel.size // 2
         pruned += 1
     assert pruned == 2
 
 
-def _conv_flatten_dense(batch_norm: bool) -> keras.Model:
+def _conv1d(channels: int = 16) -> keras.Model:
+    """A Conv1D kernel of 5 x 16 x 32 = 2560 weights (the user's report: only Dense was pruned)."""
     keras.utils.set_random_seed(0)
-    layers = [keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu")]
-    if batch_norm:
-        layers.append(keras.layers.BatchNormalization())
-    layers += [keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
-               keras.layers.Dense(6, activation="relu"), keras.layers.Dense(3)]
-    model = keras.Sequential(layers)
-    weights = model.get_weights()
-    rng = np.random.default_rng(0)
-    model.set_weights([rng.normal(size=w.shape).astype(np.float32) if w.ndim > 1 else
-                       rng.uniform(0.5, 1.5, size=w.shape).astype(np.float32) for w in weights])
-    return model
+    return keras.Sequential([keras.Input((40, channels)), L.Conv1D(32, 5, activation="relu", name="conv1d"),
+                             L.Flatten(), L.Dense(4, name="logits")])
 
 
-@pytest.mark.parametrize("batch_norm", [False, True])
-def test_structured_pruning_is_exact_when_the_removed_units_are_zero(batch_norm):
-    model = _conv_flatten_dense(batch_norm)
-    conv, dense = model.layers[0], model.layers[-2]
-    kernel, bias = conv.get_weights()
-    kernel[..., [0, 2]], bias[[0, 2]] = 0.0, 0.0  # filters 0 and 2: lowest L1, output exactly 0
-    conv.set_weights([kernel, bias])
-    if batch_norm:
-        gamma, beta, mean, variance = model.layers[1].get_weights()
-        beta[[0, 2]], mean[[0, 2]] = 0.0, 0.0  # BN keeps them at 0 too
-        model.layers[1].set_weights([gamma, beta, mean, variance])
-    kernel, bias = dense.get_weights()
-    kernel[:, [1, 4, 5]], bias[[1, 4, 5]] = 0.0, 0.0
-    dense.set_weights([kernel, bias])
-    smaller = shrink(model, 0.5)
-    assert smaller.layers[0].filters == 2 and smaller.layers[-2].units == 3
-    assert smaller.layers[-1].units == 3  # the output layer is never pruned
-    x = np.random.default_rng(1).normal(size=(16, 6, 6, 1)).astype(np.float32)
-    np.testing.assert_allclose(smaller.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+def _depthwise_separable() -> keras.Model:
+    """A 1x1 expansion to 240 channels, a depthwise kernel of 3 x 3 x 240 = 2160 weights, a
+    separable convolution whose pointwise kernel has 240 x 16 weights."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(240, 1, name="expand")(inputs)))
+    x = L.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    x = L.SeparableConv2D(16, 3, name="separable")(x)
+    return keras.Model(inputs, L.Dense(4, name="logits")(L.GlobalAveragePooling2D()(x)))
 
 
-def test_structured_pruning_skips_layers_it_cannot_slice():
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4),
-                              keras.layers.LayerNormalization(), keras.layers.Dense(2)])
-    with pytest.raises(Skip, match="LayerNormalization"):
-        shrink(model, 0.5)
+def _run(strategy, teacher, data, tmp_path):
+    return apply_strategy(strategy, teacher, "test", data, seed=0, workdir=tmp_path)
 
 
-def test_structured_pruning_is_really_smaller_and_cheaper(tiny, tmp_path):
-    data, teacher, architecture = tiny
-    artifact = apply_strategy(PruneStructured(fraction=0.5, epochs=1), teacher, architecture, data,
-                              seed=0, workdir=tmp_path)
-    before, after = size_stats(to_tflite(teacher)), size_stats(artifact.flatbuffer)
-    assert after.size_bytes < 0.4 * before.size_bytes
-    assert after.macs < 0.4 * before.macs
-    assert TFLiteModel(artifact.flatbuffer).predict(data.x_val).shape == (len(data.x_val), 3)
+def _zeros(kernel: np.ndarray) -> float:
+    return 1 - np.count_nonzero(kernel) / kernel.size
+
+
+def test_magnitude_pruning_reaches_conv1d_depthwise_and_separable_kernels(tmp_path):
+    sequences = make_data("sequence", shape=(40, 16))
+    artifact = _run(PruneMagnitude(epochs=1), _conv1d(), sequences, tmp_path)
+    conv, _ = kernels(artifact.flatbuffer)
+    assert conv.shape == (32, 1, 5, 16) and _zeros(conv) == pytest.approx(0.8, abs=0.01)
+    assert "80% of the weights of conv1d" in artifact.notes
+
+    artifact = _run(PruneMagnitude(epochs=1), _depthwise_separable(), make_data("image", shape=(8, 8, 3)),
+                    tmp_path)
+    expand, depthwise, separable_depthwise, pointwise, logits = kernels(artifact.flatbuffer)
+    assert _zeros(expand) == 0 and _zeros(separable_depthwise) == 0 and _zeros(logits) == 0
+    assert _zeros(depthwise) == pytest.approx(0.8, abs=0.01)  # its depthwise kernel: 2,160 weights
+    assert _zeros(pointwise) == pytest.approx(0.8, abs=0.01)
+    assert "depthwise, separable set to zero" in artifact.notes
+    assert f"under {MIN_PRUNED_WEIGHTS} weights: expand (Conv2D), logits (Dense)" in artifact.notes
+
+
+def test_two_of_four_leaves_what_tfmot_cannot_mask_dense_and_says_why(tmp_path):
+    sequences = make_data("sequence", shape=(40, 16))
+    teacher = keras.Sequential([keras.Input((40, 16)), L.Conv1D(32, 5, name="conv1d"), L.Flatten(),
+                                L.Dense(64, name="hidden"), L.Dense(4, name="logits")])
+    artifact = _run(Prune2of4(epochs=1), teacher, sequences, tmp_path)
+    conv, hidden, logits = kernels(artifact.flatbuffer)
+    assert _zeros(conv) == 0 and _zeros(logits) == 0
+    assert two_of_four(hidden) and _zeros(hidden) == pytest.approx(0.5, abs=0.01)
+    assert "rank-2 or rank-4 kernels only: conv1d (Conv1D)" in artifact.notes
+
+    artifact = _run(Prune2of4(epochs=1), _depthwise_separable(), make_data("image", shape=(8, 8, 3)),
+                    tmp_path)
+    _, depthwise, _, pointwise, _ = kernels(artifact.flatbuffer)
+    assert _zeros(depthwise) == 0 and two_of_four(pointwise) and _zeros(pointwise) == pytest.approx(0.5)
+    assert "not depthwise convolutions: depthwise (DepthwiseConv2D)" in artifact.notes
+
+
+def test_a_teacher_with_only_small_kernels_is_skipped_naming_them(tmp_path):
+    teacher = keras.Sequential([keras.Input((20,)), L.Dense(8, name="small"), L.Dense(4, name="logits")])
+    with pytest.raises(Skip, match=r"under 2048 weights: small \(Dense\), logits \(Dense\)"):
+        _run(PruneMagnitude(epochs=1), teacher, make_data("features"), tmp_path)
 
 
 def test_clustering_leaves_at_most_clusters_values_per_kernel(tiny, tmp_path):
@@ -109,6 +118,30 @@ def test_clustering_leaves_at_most_clusters_values_per_kernel(tiny, tmp_path):
                               workdir=tmp_path)
     assert all(len(np.unique(kernel)) <= 8 for kernel in kernels(artifact.flatbuffer))
     assert size_stats(artifact.flatbuffer).kernel_unique_max <= 8
+
+
+def test_clustering_leaves_depthwise_kernels_as_tfmot_does_and_says_so(tmp_path):
+    artifact = _run(Cluster(clusters=8, epochs=1), _conv1d(), make_data("sequence", shape=(40, 16)), tmp_path)
+    assert all(len(np.unique(kernel)) <= 8 for kernel in kernels(artifact.flatbuffer))  # Conv1D too
+    artifact = _run(Cluster(clusters=8, epochs=1), _depthwise_separable(),
+                    make_data("image", shape=(8, 8, 3)), tmp_path)
+    _, depthwise, _, pointwise, logits = kernels(artifact.flatbuffer)
+    assert len(np.unique(depthwise)) > 8 and len(np.unique(pointwise)) <= 8 and len(np.unique(logits)) <= 8
+    assert "does not cluster depthwise kernels" in artifact.notes
+    assert "depthwise (DepthwiseConv2D)" in artifact.notes
+
+
+def test_qat_quantizes_the_outputs_of_layers_tfmot_has_no_quantizer_for(tmp_path):
+    teacher = keras.Sequential([keras.Input((40, 16)), L.Conv1D(32, 5, activation="relu", name="conv1d"),
+                                L.BatchNormalization(name="norm"), L.MaxPooling1D(2, name="pool"),
+                                L.Flatten(), L.Dense(4, name="logits")])
+    artifact = _run(QuantizeQAT(epochs=1), teacher, make_data("sequence", shape=(40, 16)), tmp_path)
+    # Without quantized outputs from these, the Dense after them would get float inputs and
+    # stay float too; with them every multiply is int8.
+    assert size_stats(artifact.flatbuffer).arithmetic == "int8"
+    # Conv1D and MaxPooling1D have no quantizer in tfmot; the BatchNorm has nothing to fold into.
+    assert ("no quantizer for conv1d (Conv1D), pool (MaxPooling1D), norm (BatchNormalization)"
+            in artifact.notes)
 
 
 @pytest.mark.parametrize(

@@ -151,6 +151,12 @@ def test_compare_takes_a_csv_with_target_and_missing(tmp_path):
     assert list(result["strategy"]) == ["baseline", "quantize-dynamic"]
     assert "impute" in (result["preprocessing"].iloc[0] or "")
     assert result["dataset"].iloc[0] != "synthetic"
+    import json
+
+    manifest = json.loads((tmp_path / "api" / "run.json").read_text())
+    assert manifest["config"]["dataset"] is None and manifest["config"]["data"].endswith("users.csv")
+    assert manifest["dataset"]["name"] == result["dataset"].iloc[0]
+    assert result.attrs["claims"] and {"technique", "verdict"} <= set(result.attrs["claims"][0])
 
 
 def test_compare_takes_a_preset(tmp_path):

@@ -8,13 +8,18 @@ Reshape and Flatten), not how accurate they end up.
 
 from __future__ import annotations
 
+import tempfile
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from compress.backend import keras, seed_everything, tf
+from compress.backend import keras, seed_everything, to_tflite
 from compress.data import TrainingData
+from compress.runner import apply_strategy, plan_steps
+from compress.strategies import Skip
 from compress.training import compile_for_training
 
 L = keras.layers
@@ -51,12 +56,12 @@ def _images(rng: np.random.Generator, n: int, shape: tuple[int, ...], classes: i
 def _sequences(rng: np.random.Generator, n: int, shape: tuple[int, ...], classes: int) -> tuple[
     np.ndarray, np.ndarray
 ]:
-    """A sine wave whose frequency gives the class, with random phase and noise."""
+    """A sine wave whose frequency gives the class, random phase, scaled per channel, plus noise."""
     y = rng.integers(0, classes, n)
     t = np.arange(shape[0], dtype=np.float32)
-    phase = rng.uniform(0, 2 * np.pi, (n, 1))
-    x = np.sin(t * (0.25 + 0.3 * y[:, None]) + phase) + rng.normal(0, 0.3, (n, shape[0]))
-    return x[..., None].astype(np.float32), y
+    wave = np.sin(t * (0.25 + 0.3 * y[:, None]) + rng.uniform(0, 2 * np.pi, (n, 1)))
+    x = wave[..., None] * rng.uniform(0.5, 1.0, (n, 1, shape[-1])) + rng.normal(0, 0.3, (n, *shape))
+    return x.astype(np.float32), y
 
 
 def _features(rng: np.random.Generator, n: int, shape: tuple[int, ...], classes: int) -> tuple[
@@ -94,15 +99,14 @@ def mlp(input_shape: tuple[int, ...], classes: int) -> keras.Model:
 
 
 def cnn_bn(input_shape: tuple[int, ...], classes: int) -> keras.Model:
-    """Sequential: Conv2D and SeparableConv2D each with BatchNorm after its ReLU (nothing for
+    """Sequential: Conv2D and SeparableConv2D, each with BatchNorm after its ReLU (nothing for
     QAT to fold it into), global pooling, then a MobileNetV1-style head: Reshape to 1x1, a 1x1
     convolution as classifier, Flatten."""
     return keras.Sequential([
         keras.Input(input_shape),
-        L.Conv2D(16, 3, padding="same", activation="relu"), _bn(), L.MaxPooling2D(),
-        L.Conv2D(32, 3, padding="same", activation="relu"), _bn(), L.MaxPooling2D(),
-        L.SeparableConv2D(64, 3, padding="same", activation="relu"), _bn(),
-        L.GlobalAveragePooling2D(), L.Reshape((1, 1, 64)), L.Conv2D(classes, 1), L.Flatten(name="logits"),
+        L.Conv2D(24, 3, padding="same", activation="relu"), _bn(), L.MaxPooling2D(),
+        L.SeparableConv2D(96, 3, padding="same", activation="relu"), _bn(),
+        L.GlobalAveragePooling2D(), L.Reshape((1, 1, 96)), L.Conv2D(classes, 1), L.Flatten(name="logits"),
     ], name="cnn_bn")
 
 
@@ -118,36 +122,28 @@ def conv1d(input_shape: tuple[int, ...], classes: int) -> keras.Model:
 
 
 def resnet(input_shape: tuple[int, ...], classes: int) -> keras.Model:
-    """Functional: a stem and one residual block (Conv, BatchNorm, ReLU twice, Add), global
-    average and max pooling concatenated, logits."""
+    """Functional: a stem and one residual block (Conv, BatchNorm, ReLU, Conv, BatchNorm, Add:
+    the stem's channels are tied to the block's), global average and max pooling concatenated,
+    logits."""
     inputs = keras.Input(input_shape)
-    x = L.ReLU()(_bn()(L.Conv2D(24, 3, padding="same")(inputs)))
+    x = L.Conv2D(24, 3, padding="same", activation="relu")(inputs)
     y = L.ReLU()(_bn()(L.Conv2D(24, 3, padding="same")(x)))
-    y = _bn()(L.Conv2D(24, 3, padding="same")(y))
-    x = L.ReLU()(L.Add()([x, y]))
+    x = L.Add()([x, _bn()(L.Conv2D(24, 3, padding="same")(y))])
     x = L.Concatenate()([L.GlobalAveragePooling2D()(x), L.GlobalMaxPooling2D()(x)])
     return keras.Model(inputs, L.Dense(classes, name="logits")(x), name="resnet")
 
 
-def inverted_residual(x: tf.Tensor, expansion: int, filters: int, stride: int = 1) -> tf.Tensor:
-    """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 linear projection, residual add."""
-    channels = x.shape[-1]
-    y = L.ReLU(6.0)(_bn()(L.Conv2D(expansion * channels, 1, use_bias=False)(x)))
-    y = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(y)
-    y = L.ReLU(6.0)(_bn()(y))
-    y = _bn()(L.Conv2D(filters, 1, use_bias=False)(y))
-    return L.Add()([x, y]) if stride == 1 and channels == filters else y
-
-
 def mobilenet_v2(input_shape: tuple[int, ...], classes: int) -> keras.Model:
-    """Functional, MobileNetV2-style: strided stem, an inverted residual block with its residual
-    add, a strided one wide enough for its depthwise kernel to be pruned, pooling, logits."""
+    """Functional, MobileNetV2-style: a strided stem, then the inverted residual block (1x1
+    expand + BN + ReLU6, 3x3 depthwise + BN + ReLU6, 1x1 linear projection + BN, residual add),
+    global average pooling, logits."""
     inputs = keras.Input(input_shape)
-    x = L.ReLU(6.0)(_bn()(L.Conv2D(24, 3, strides=2, padding="same", use_bias=False)(inputs)))
-    x = inverted_residual(x, 6, 24)
-    x = inverted_residual(x, 10, 32, stride=2)
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, L.Dense(classes, name="logits")(x), name="mobilenet_v2")
+    x = L.Conv2D(32, 3, strides=2, padding="same")(inputs)
+    y = L.ReLU(6.0)(_bn()(L.Conv2D(192, 1, use_bias=False)(x)))
+    y = L.ReLU(6.0)(_bn()(L.DepthwiseConv2D(3, padding="same", use_bias=False)(y)))
+    x = L.Add()([x, _bn()(L.Conv2D(32, 1, use_bias=False)(y))])
+    return keras.Model(inputs, L.Dense(classes, name="logits")(L.GlobalAveragePooling2D()(x)),
+                       name="mobilenet_v2")
 
 
 #: name: (builder, data kind, training epochs to beat chance clearly)
@@ -170,6 +166,47 @@ def trained(name: str, *, seed: int = 0) -> Member:
     teacher.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, verbose=0)
     _, accuracy = teacher.evaluate(data.x_val, data.y_val, verbose=0)
     return Member(name, data, teacher, f"zoo:{name}", float(accuracy))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "ok", "skipped" or "failed", as a run's row would say
+    reason: str  # an ok row's notes, a skip's reason, a failure's traceback
+    flatbuffer: bytes | None = None
+
+
+@dataclass(frozen=True)
+class MemberRun:
+    """A trained member and what every strategy made of it (picklable, for a worker process)."""
+
+    params: int
+    val_accuracy: float
+    x_val: np.ndarray
+    n_classes: int
+    teacher_flatbuffer: bytes
+    outcomes: dict[str, Outcome]  # by strategy name
+
+
+def run_member(name: str, specs: list[str]) -> MemberRun:
+    """Train a member, then apply each strategy of ``specs`` to it as a run does (``plan_steps``
+    pairs the controls, ``apply_strategy`` exports the flatbuffer); no baseline."""
+    member = trained(name)
+    outcomes = {}
+    for step in plan_steps(specs):
+        if step.role == "baseline":
+            continue
+        with tempfile.TemporaryDirectory() as workdir:
+            try:
+                artifact = apply_strategy(step.strategy, member.teacher, member.architecture, member.data,
+                                          seed=0, workdir=Path(workdir))
+                outcome = Outcome("ok", artifact.notes, artifact.flatbuffer)
+            except Skip as reason:
+                outcome = Outcome("skipped", str(reason))
+            except Exception:  # the row a run would mark failed
+                outcome = Outcome("failed", traceback.format_exc())
+        outcomes[step.strategy.name] = outcome
+    return MemberRun(member.teacher.count_params(), member.val_accuracy, member.data.x_val,
+                     member.data.n_classes, to_tflite(member.teacher), outcomes)
 
 
 def two_of_four(kernel: np.ndarray) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -118,43 +119,78 @@ class QuantizeQAT(Strategy):
         elif "pruning" in ctx.history:
             scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
             kept = " Prune-preserving QAT kept the earlier stage's zeros."
-        model, left = self._quantize_apply(ctx.teacher, scheme)
+        model, outputs_only = self._quantize_apply(ctx.teacher, scheme)
         # Fake-quantized weights start far from the float optimum (about 0.37 accuracy here
         # before training): only the fine-tuned model is worth converting.
         fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
-        floats = f" tfmot cannot quantize {named(left)}: they stay float." if left else ""
+        unsimulated = (f" tfmot has no quantizer for {named(outputs_only)}: only their outputs were "
+                       "quantized in training, so the int8 layers after them see int8 inputs."
+                       if outputs_only else "")
         return Compressed(
             tflite=to_tflite(model, optimize=True),
             notes=f"Trained {self.epochs} epochs with simulated int8 (lr={self.lr:g}), then int8 "
-            f"weights and activations: int8 size at a training cost.{kept}{floats}",
+            f"weights and activations: int8 size at a training cost.{kept}{unsimulated}",
         )
 
     def _quantize_apply(self, teacher: keras.Model, scheme: Any) -> tuple[keras.Model, list[str]]:
-        """Annotate every layer the scheme can quantize, then apply it.  A layer tfmot refuses
-        only while applying (a BatchNorm with no convolution to fold into) stays float, and the
-        rest is tried again; returns the model and the float layers as "name (Class)"."""
+        """Annotate every layer, then apply the scheme.  A layer the scheme has no quantizer for
+        (Conv1D, MaxPooling1D, a BatchNorm with no convolution to fold into, which tfmot refuses
+        only while applying) gets an output-only config, else the layers after it would get
+        float inputs and stay float too.  Returns the model and those layers as "name (Class)"."""
         quantize = tfmot.quantization.keras
         registry = scheme.get_quantize_registry()
+        output_only = _output_only_config()
         layers = {layer.name: layer for layer in teacher.layers
                   if not isinstance(layer, keras.layers.InputLayer)}
         left = [name for name, layer in layers.items()
                 if not registry.supports(layer) and type(layer).__name__ not in self.transformed]
 
         def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
-            return layer if layer.name in left else quantize.quantize_annotate_layer(layer)
+            return quantize.quantize_annotate_layer(layer, output_only() if layer.name in left else None)
 
         while True:
-            floats = [f"{name} ({type(layers[name]).__name__})" for name in left]
             if all(name in left for name, layer in layers.items() if layer.weights):
-                raise Skip(f"tfmot cannot quantize any weighted layer of this teacher: {named(floats)}")
+                raise Skip("tfmot cannot quantize any weighted layer of this teacher: "
+                           f"{named([f'{name} ({type(layers[name]).__name__})' for name in left])}")
             try:
-                return quantize.quantize_apply(keras.models.clone_model(teacher, clone_function=annotate),
-                                               scheme), floats
+                annotated = keras.models.clone_model(teacher, clone_function=annotate)
+                with quantize.quantize_scope({output_only.__name__: output_only}):
+                    model = quantize.quantize_apply(annotated, scheme)
+                return model, [f"{name} ({type(layers[name]).__name__})" for name in left]
             except (RuntimeError, ValueError) as error:
                 refused = re.match(r"Layer (\S+?):", str(error))
                 if refused is None or refused.group(1) not in layers or refused.group(1) in left:
                     raise Skip(f"tfmot cannot quantize this teacher: {_first_line(error)}") from error
                 left.append(refused.group(1))
+
+
+@functools.cache
+def _output_only_config() -> type:
+    """tfmot's QuantizeConfig for a layer it has no quantizer for: its weights and arithmetic
+    stay as they are in training, its output is quantized like any activation."""
+    quantize = tfmot.quantization.keras
+
+    class OutputOnlyQuantizeConfig(quantize.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer: keras.layers.Layer) -> list:
+            return []
+
+        def get_activations_and_quantizers(self, layer: keras.layers.Layer) -> list:
+            return []
+
+        def set_quantize_weights(self, layer: keras.layers.Layer, quantize_weights: list) -> None:
+            pass
+
+        def set_quantize_activations(self, layer: keras.layers.Layer, quantize_activations: list) -> None:
+            pass
+
+        def get_output_quantizers(self, layer: keras.layers.Layer) -> list:
+            return [quantize.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self) -> dict[str, Any]:
+            return {}
+
+    return OutputOnlyQuantizeConfig
 
 
 def _first_line(error: Exception) -> str:
