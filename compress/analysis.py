@@ -49,10 +49,6 @@ def group_key(row: Row) -> tuple[str, int]:
     return (str(row.get("run_id")), int(row.get("seed") or 0))
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def _correct(row: Row) -> np.ndarray:
     return np.array([c == "1" for c in row.get("test_correct") or ""], dtype=bool)
 

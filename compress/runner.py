@@ -39,7 +39,7 @@ from compress.measure import (
 )
 from compress.models import check_fits, clone, parse_architecture
 from compress.outdir import Output, check_output, open_output
-from compress.results import new_row, write_results
+from compress.results import environment, new_row, write_results
 from compress.stats import above_rate
 from compress.strategies import Context, Skip, Strategy, strategies_from_spec
 from compress.strategies.base import strategy_from_name
@@ -406,7 +406,7 @@ def _run_steps(
 ) -> RunResult:
     folder, run_id = output.folder, output.target.name
     total = (len(steps) + 2) * len(config.seeds)
-    env = environment_for(config.threads)
+    env = environment(threads=config.threads)
     manifest: dict[str, Any] = {
         "run_id": run_id,
         "config": json.loads(json.dumps(asdict(config), default=str)),
@@ -449,12 +449,6 @@ def _run_steps(
     write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
     report(total, total, "done")
     return RunResult(output.commit(), rows)
-
-
-def environment_for(threads: int) -> dict[str, Any]:
-    from compress.results import environment
-
-    return environment(threads=threads)
 
 
 def teacher_record(teacher: Teacher) -> dict[str, Any]:

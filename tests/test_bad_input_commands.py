@@ -70,7 +70,7 @@ RUN = {
     "run: .npy renamed .npz": (["--data", "{npy_as_npz}"], "holds a single array, not an .npz archive"),
     "run: truncated npz": (["--data", "{npz_truncated}"], "is not a readable .npz"),
     "run: teacher of an unknown kind": (["--teacher", "{text}"], "--teacher takes a .keras file"),
-    "run: teacher folder without a model": (["--teacher", "{user}"], "cannot be loaded"),
+    "run: teacher folder without a model": (["--teacher", "{user}"], "folder without a SavedModel"),
     "run: out is a file": (["--out", "{file}"], "is a file, not a folder"),
     "run: out is a user's folder": (["--out", "{user}"], "not made by compress"),
 }

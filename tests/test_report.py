@@ -12,6 +12,7 @@ from compress.claims import evaluate_claims
 from compress.errors import UserError
 from compress.report import build_document, build_report, common_table, findings
 from compress.results import write_results
+from compress.verdicts import VERDICTS
 from tests.rows import fake_row, spine_rows
 
 
@@ -119,8 +120,7 @@ def test_claims_csv_is_written_with_every_verdict(run_folder):
         records = list(csv.DictReader(handle))
     assert list(records[0])[:9] == ["technique", "claim", "verdict", "effect", "ci_low", "ci_high",
                                     "p_value", "seeds", "n_test"]
-    assert {r["verdict"] for r in records} <= {"confirmed", "refuted", "not shown", "inconclusive",
-                                              "not measured"}
+    assert {r["verdict"] for r in records} <= set(VERDICTS)
     for record in records:
         if record["verdict"] in ("confirmed", "refuted") and record["p_value"]:
             assert float(record["p_value"]) <= 0.05

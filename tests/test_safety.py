@@ -159,6 +159,7 @@ def test_compare_takes_a_csv_with_target_and_missing(tmp_path):
     assert result.attrs["claims"] and {"technique", "verdict"} <= set(result.attrs["claims"][0])
 
 
+@pytest.mark.slow  # five seeds
 def test_compare_takes_a_preset(tmp_path):
     import compress
 

@@ -73,19 +73,27 @@ def test_every_strategy_ends_ok_or_skipped_on_every_member(name, strategy, matri
         assert after["size_bytes"] < before["size_bytes"] and after["macs"] < before["macs"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("spec", ["prune-structured:epochs=1", "prune-magnitude:epochs=1",
-                                  "quantize-int8:samples=20"])
-def test_a_real_mobilenet_v2_compresses(spec, tmp_path):
+@pytest.fixture(scope="module")
+def real_mobilenet_v2() -> tuple:
+    """``tf_keras.applications.MobileNetV2`` (softmax outputs: the tool reads them as
+    probabilities), briefly trained, with its TFLite size fields."""
     data = make_data("image", shape=(32, 32, 3), classes=10, train=320)
     keras.utils.set_random_seed(0)
     teacher = keras.applications.MobileNetV2(weights=None, alpha=0.35, input_shape=(32, 32, 3), classes=10)
-    teacher.compile("adam", "sparse_categorical_crossentropy")  # softmax outputs: probabilities
+    teacher.compile("adam", "sparse_categorical_crossentropy")
     teacher.fit(data.x_train, data.y_train, epochs=1, batch_size=32, verbose=0)
+    return data, teacher, size_fields(to_tflite(teacher))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["prune-structured:epochs=1", "prune-magnitude:epochs=1",
+                                  "quantize-int8:samples=20"])
+def test_a_real_mobilenet_v2_compresses(spec, real_mobilenet_v2, tmp_path):
+    data, teacher, before = real_mobilenet_v2
     (strategy,) = strategies_from_spec(spec)
     artifact = apply_strategy(strategy, teacher, "MobileNetV2", data, seed=0, workdir=tmp_path)
     assert TFLiteModel(artifact.flatbuffer).predict(data.x_val).shape == (len(data.x_val), 10)
-    before, after = size_fields(to_tflite(teacher)), size_fields(artifact.flatbuffer)
+    after = size_fields(artifact.flatbuffer)
     if strategy.name == "prune-structured":
         assert after["size_bytes"] < 0.6 * before["size_bytes"] and after["macs"] < 0.6 * before["macs"]
     if strategy.name == "prune-magnitude":  # depthwise kernels of 2,048+ weights are pruned too
