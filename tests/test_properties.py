@@ -259,7 +259,7 @@ def test_any_npz_loads_or_is_a_user_error(tmp_path, arrays, raw):
     except UserError:
         return
     x = dataset.training.x_train
-    assert x.dtype == np.float32 and np.isfinite(x).all() and x.ndim in (2, 3, 4)  # features, sequences, images
+    assert x.dtype == np.float32 and np.isfinite(x).all() and x.ndim in (2, 3, 4)
     assert len(dataset.training.class_names) >= 2
 
 
