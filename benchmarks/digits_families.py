@@ -1,6 +1,6 @@
-"""The numbers docs/benchmarks.md records per family: digits, CNN teacher, seed 0.
+"""The numbers docs/benchmarks.md records per family: digits (or --dataset NAME), seed 0.
 
-Run: .venv/bin/python benchmarks/digits_families.py 'quantize-*' [more specs...]
+Run: .venv/bin/python benchmarks/digits_families.py [--dataset synthetic] 'quantize-*' [more specs...]
 Prints a Markdown table (size, gzip, latency with interval, speed-up, accuracy).
 """
 
@@ -15,11 +15,11 @@ from compress.api import compare
 from compress.results import environment
 
 
-def main(specs: list[str]) -> None:
+def main(specs: list[str], dataset: str = "digits") -> None:
     machine = environment(threads=1)
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores; specs: {' '.join(specs)}")
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores; {dataset}; specs: {' '.join(specs)}")
     with tempfile.TemporaryDirectory() as tmp:
-        frame = compare("digits", specs, seed=0, out=Path(tmp) / "run")
+        frame = compare(dataset, specs, seed=0, out=Path(tmp) / "run")
     rows = frame.to_dict("records")
     print("| strategy | size KB | % of teacher | gzip KB | p50 µs [95% CI] | speed-up [95% CI] | "
           "accuracy | Δ pp | train s |")
@@ -38,4 +38,8 @@ def main(specs: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["quantize-*"])
+    arguments = sys.argv[1:]
+    chosen = "digits"
+    if arguments[:1] == ["--dataset"]:
+        chosen, arguments = arguments[1], arguments[2:]
+    main(arguments or ["quantize-*"], chosen)

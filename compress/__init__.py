@@ -28,6 +28,13 @@ _EXPORTS = {
     "build_report": "compress.report",
     "recommend": "compress.recommend",
     "read_results": "compress.results",
+    "tune": "compress.tune",
+    "TuneSettings": "compress.tune",
+    "Range": "compress.strategies.base",
+    "Choice": "compress.strategies.base",
+    "LocalExecutor": "compress.sweep",
+    "DaskExecutor": "compress.sweep",
+    "SerialExecutor": "compress.sweep",
 }
 
 __all__ = ["__version__", *_EXPORTS]

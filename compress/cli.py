@@ -278,16 +278,29 @@ def bench(models: tuple[Path, ...], data: str | None, threads: int, batch: int, 
             click.echo(f"warning: {row['artifact']}: {row['latency_warning']}", err=True)
 
 
+def _data_options(command: Any) -> Any:
+    """The data and teacher options of sensitivity and tune (run documents them at length)."""
+    options = [
+        click.option("--dataset", type=click.Choice(DATASETS), default=None, help="Built-in dataset."),
+        click.option("--data", type=click.Path(path_type=Path), default=None,
+                     help="Your .csv, .parquet or .npz."),
+        click.option("--target", default=None, help="The label column of a .csv or .parquet --data file."),
+        click.option("--missing", type=click.Choice(["error", "drop", "impute"]), default=None,
+                     help="Missing cells: stop, drop their rows, or impute.  [default: error]"),
+        click.option("--teacher", type=click.Path(path_type=Path), default=None, help="Your trained model."),
+        click.option("--teacher-arch", "teacher_architecture", default=None, metavar="SPEC",
+                     help="The built-in teacher to train."),
+        click.option("--trust-model", is_flag=True, help="Allow files that can run code in --teacher."),
+        click.option("--allow-weak-teacher", is_flag=True,
+                     help="Go on with a teacher near the majority rate."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command()
-@click.option("--dataset", type=click.Choice(DATASETS), default=None, help="Built-in dataset.")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="Your .csv, .parquet or .npz.")
-@click.option("--target", default=None, help="The label column of a .csv or .parquet --data file.")
-@click.option("--missing", type=click.Choice(["error", "drop", "impute"]), default=None,
-              help="Missing cells: stop, drop their rows, or impute.  [default: error]")
-@click.option("--teacher", type=click.Path(path_type=Path), default=None, help="Your trained model.")
-@click.option("--teacher-arch", default=None, metavar="SPEC", help="The built-in teacher to train.")
-@click.option("--trust-model", is_flag=True, help="Allow files that can run code in --teacher.")
-@click.option("--allow-weak-teacher", is_flag=True, help="Go on with a teacher near the majority rate.")
+@_data_options
 @click.option("--precision", "precisions", multiple=True, metavar="BITS",
               help="int8, int4 or int2; repeat for more.  [default: int8, int4, int2]")
 @click.option("--sparsity", "sparsities", multiple=True, type=float,
@@ -297,29 +310,105 @@ def bench(models: tuple[Path, ...], data: str | None, threads: int, batch: int, 
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for sensitivity.csv and .png. Default: reports/sensitivity-<data>-<time>.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier sensitivity folder.")
-def sensitivity(dataset: str | None, data: Path | None, target: str | None, missing: str | None,
-                teacher: Path | None, teacher_arch: str | None, trust_model: bool,
-                allow_weak_teacher: bool, precisions: tuple[str, ...], sparsities: tuple[float, ...],
-                layers: tuple[str, ...], seed: int, out: Path | None, overwrite: bool) -> None:
+def sensitivity(precisions: tuple[str, ...], sparsities: tuple[float, ...], layers: tuple[str, ...],
+                seed: int, out: Path | None, overwrite: bool, **data: Any) -> None:
     """Per-layer sensitivity of the teacher, on the validation split only: each layer alone
     quantized (int8/int4/int2) or pruned, with its share of bytes and MACs."""
     from compress.api import sensitivity as measure_layers
 
     folder = measure_layers(
         precisions=precisions or ("int8", "int4", "int2"), sparsities=sparsities or (0.8,),
-        layers=layers or None, seed=seed, dataset=dataset, data=data, target=target, missing=missing,
-        teacher=teacher, teacher_architecture=teacher_arch, trust_model=trust_model,
-        allow_weak_teacher=allow_weak_teacher, out=out, overwrite=overwrite)
+        layers=layers or None, seed=seed, out=out, overwrite=overwrite, **data)
     click.echo(f"sensitivity: {folder / 'sensitivity.csv'}")
+
+
+def _executor(executor: str, jobs: int | None, address: str | None) -> Any:
+    """The worker pool of sweep and tune, its options checked."""
+    from compress.sweep import DaskExecutor, LocalExecutor
+
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if address and executor != "dask":
+        raise UserError("--address is for --executor dask")
+    return DaskExecutor(jobs, address) if executor == "dask" else LocalExecutor(jobs)
+
+
+def _executor_options(command: Any) -> Any:
+    options = [
+        click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
+                     show_default=True, help="local: a process pool on this machine; dask: "
+                     "dask.distributed."),
+        click.option("--jobs", type=int, default=None, help="Parallel workers. Default: the core count."),
+        click.option("--address", default=None, help="Dask scheduler (or set DASK_SCHEDULER_ADDRESS); "
+                     "without one a LocalCluster is started."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@_data_options
+@click.option("--max-accuracy-drop", type=float, required=True,
+              help="Largest acceptable accuracy loss against the teacher, in percentage points.")
+@click.option("--objective", type=click.Choice(["size", "latency"]), default="size", show_default=True,
+              help="size: the smallest gzip file; latency: the fastest at batch 1.")
+@click.option("--time-budget", type=float, default=15.0, show_default=True, metavar="MIN",
+              help="Minutes for the whole tune, the final measurement included.")
+@click.option("--trials", "max_trials", type=int, default=None,
+              help="Stop after this many trials (else the time budget decides).")
+@click.option("--strategy", "strategies", multiple=True, metavar="PATTERN",
+              help="Only these strategies (wildcards allowed) as stages; repeat for more. "
+              "Default: every tunable strategy.")
+@click.option("--seeds", type=int, default=3, show_default=True,
+              help="Seeds the chosen configuration and the front are measured on, on the test split.")
+@_executor_options
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Tune folder; re-running into it replays every finished trial. "
+              "Default: reports/tune-<data>.")
+def tune(max_accuracy_drop: float, objective: str, time_budget: float, max_trials: int | None,
+         strategies: tuple[str, ...], seeds: int, executor: str, jobs: int | None,
+         address: str | None, out: Path | None, **data: Any) -> None:
+    """Search every strategy and chain for the smallest (or fastest) model within an accuracy
+    budget: trials on the validation split, the choice measured on the test split."""
+    from compress.sweep import SweepInterrupted
+    from compress.tune import NothingMeetsBudget, TuneSettings
+    from compress.tune import tune as search
+
+    settings = TuneSettings(max_accuracy_drop=max_accuracy_drop, objective=objective,
+                            time_budget_min=time_budget, max_trials=max_trials,
+                            strategies=strategies)
+    settings.validate()
+    pool = _executor(executor, jobs, address)
+    console = _stderr_console()
+    start = time.monotonic()
+
+    def progress(done: int, running: int, best: str, left: float) -> None:
+        console.print(f"[{time.monotonic() - start:7.1f}s] {done} trials ({running} running), "
+                      f"{left / 60:.1f} min left; best: {best}", highlight=False, markup=False)
+
+    try:
+        result = search(settings, pool, out=out, seeds=seeds, progress=progress, **data)
+    except NothingMeetsBudget as answer:
+        click.echo(f"compress: {answer}", err=True)
+        sys.exit(1)
+    except SweepInterrupted as stop:
+        click.echo(f"compress: {stop}; re-run the same command to resume", err=True)
+        sys.exit(130)
+    summary = result.summary
+    test = summary.get("test") or {}
+    click.echo(f"chosen: {summary['chosen_label']}  (`{summary['chosen_spec']}`)")
+    if test:
+        click.echo(f"test split, {test['seeds']} seed(s): accuracy {test['accuracy']:.4f} against the "
+                   f"teacher's {test['teacher_accuracy']:.4f} ({-test['drop_pp']:+.2f} pp), "
+                   f"{test['times_smaller_gzip']:.1f}x smaller (gzip), "
+                   f"{test['speedup'] or float('nan'):.2f}x faster")
+    _finish(result.out, result.rows)
 
 
 @cli.command(name="sweep")
 @click.argument("config", type=click.Path(path_type=Path))
-@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
-              help="local: a process pool on this machine; dask: dask.distributed.")
-@click.option("--jobs", type=int, default=None, help="Parallel workers. Default: the core count.")
-@click.option("--address", default=None, help="Dask scheduler (or set DASK_SCHEDULER_ADDRESS); "
-              "without one a LocalCluster is started.")
+@_executor_options
 @click.option("--time", "timing", type=click.Choice(["all", "best"]), default="all", show_default=True,
               help="Which rows to time after the parallel phase: all, or each seed's Pareto front.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -330,14 +419,10 @@ def sweep_command(config: Path, executor: str, jobs: int | None, address: str | 
     """Run a grid of configurations × seeds in parallel, resumably, then report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from compress.sweep import DaskExecutor, LocalExecutor, SweepInterrupted, load_sweep, sweep
+    from compress.sweep import SweepInterrupted, load_sweep, sweep
 
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
-    if address and executor != "dask":
-        raise UserError("--address is for --executor dask")
+    pool = _executor(executor, jobs, address)
     settings = load_sweep(config)
-    pool = DaskExecutor(jobs, address) if executor == "dask" else LocalExecutor(jobs)
     folder = out or Path("reports") / f"sweep-{config.stem}"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn())

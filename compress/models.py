@@ -144,26 +144,38 @@ STUDENT_SHRINK = 4
 
 
 def derive_student(teacher: keras.Model, teacher_architecture: str,
-                   input_shape: tuple[int, ...]) -> str:
+                   input_shape: tuple[int, ...], shrink: int = STUDENT_SHRINK) -> str:
     """A student of the teacher's own kind, narrower and shallower.
 
     A default teacher gets the student chosen by experiment; a built-in spec keeps its kind
-    with widths divided by 4 and at most two hidden layers of each sort; a user's model is
-    read layer by layer (Conv1D, Conv2D or depthwise layers make a 1-D or 2-D CNN student,
+    with widths divided by ``shrink`` and at most two hidden layers of each sort; a user's model
+    is read layer by layer (Conv1D, Conv2D or depthwise layers make a 1-D or 2-D CNN student,
     otherwise an MLP) from its own widths.  The caller checks it is strictly smaller.
     """
     kind = data_kind(input_shape)
-    if teacher_architecture == DEFAULT_TEACHERS[kind]:
+    if teacher_architecture == DEFAULT_TEACHERS[kind] and shrink == STUDENT_SHRINK:
         return DEFAULT_STUDENTS[kind]
     try:
         arch = parse_architecture(teacher_architecture)
     except UserError:
         arch = _read_architecture(teacher, kind)
-    conv = tuple(max(4, w // STUDENT_SHRINK) for w in arch.conv[:2])
-    dense = tuple(max(8, w // STUDENT_SHRINK) for w in arch.dense[:1])
+    conv = tuple(max(4, w // shrink) for w in arch.conv[:2])
+    dense = tuple(max(8, w // shrink) for w in arch.dense[:1])
     if arch.kind == "dsres":
         return f"cnn:{','.join(map(str, conv))}:{max(8, 2 * conv[-1])}"
     return Architecture(arch.kind, conv, dense or (16,)).spec
+
+
+def student_candidates(teacher: keras.Model, teacher_architecture: str,
+                       input_shape: tuple[int, ...]) -> tuple[str, ...]:
+    """Students 4, 8 and 16 times narrower than the teacher, widest first; for images also the
+    smallest depthwise-separable residual network, whose global pooling suits a teacher that
+    pools globally (a Flatten student can outweigh such a teacher at any width)."""
+    shrinks = (STUDENT_SHRINK, 2 * STUDENT_SHRINK, 4 * STUDENT_SHRINK)
+    specs = [derive_student(teacher, teacher_architecture, input_shape, s) for s in shrinks]
+    if data_kind(input_shape) == "image":
+        specs.append("dsres:4")
+    return tuple(dict.fromkeys(specs))
 
 
 def _read_architecture(model: keras.Model, kind: str) -> Architecture:

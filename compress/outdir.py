@@ -22,7 +22,7 @@ from compress.errors import UserError
 from compress.fileio import current_umask, write_atomic
 
 MARKER = ".compress.json"
-KINDS = ("run", "sweep", "report", "sensitivity")
+KINDS = ("run", "sweep", "tune", "report", "sensitivity")
 #: What folders written before the marker existed hold, by kind.
 _LEGACY = {"results.jsonl": "run"}
 

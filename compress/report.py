@@ -257,6 +257,83 @@ def recommendation_section(rows: list[Row]) -> list[Block]:
     ]
 
 
+def _pp(value: float) -> str:
+    """Signed percentage points, without a minus sign on zero."""
+    return f"{value + 0.0:+.2f}" if round(value, 2) != 0 else "0.00"
+
+
+def tune_section(tune: dict[str, Any]) -> list[Block]:
+    """What ``compress tune`` searched, found and chose; validation numbers are labelled so."""
+    search, teacher = tune["search"], tune["teacher"]
+    trials = tune["trials"]
+    objective = "smallest gzip file" if tune["objective"] == "size" else "fastest model at batch 1"
+    base_gzip = teacher["size_gzip_bytes"]
+
+    def record(t: dict[str, Any]) -> dict[str, str | Cell]:
+        ok = t["status"] == "ok"
+        out: dict[str, str | Cell] = {
+            "Configuration": Cell(t["label"], title=t["spec"]),
+            "Val. accuracy": f"{t['val_accuracy']:.4f}" if ok else "",
+            "Δ pp": _pp(-t["drop_pp"]) if ok else "",
+            "gzip KiB": _kib(t["size_gzip_bytes"]) if ok else "",
+            "× smaller (gzip)": f"{base_gzip / t['size_gzip_bytes']:.1f}" if ok else "",
+        }
+        if tune["objective"] == "latency":
+            out["Speed-up"] = f"{t['speedup']:.2f}×" if ok and t.get("speedup") else ""
+        return out
+
+    by_spec = {t["spec"]: t for t in trials}
+    front = [record(by_spec[spec]) for spec in tune["front"] if spec in by_spec]
+    plain: dict[str, dict[str, Any]] = {}
+    for t in trials:
+        if t["stages"] == 1 and t["status"] == "ok":
+            name = t["spec"].split(":")[0]
+            best = plain.get(name)
+            if best is None or t["drop_pp"] < best["drop_pp"]:
+                plain[name] = t
+    blocks: list[Block] = [
+        Heading("Search (compress tune)"),
+        Paragraph(f"Objective: the {objective} within {tune['max_accuracy_drop']:g} pp of the "
+                  f"teacher. {len(trials)} trials in {search['seconds'] / 60:.1f} min "
+                  f"({search['reused']} reused from an earlier tune; stopped by: {search['stopped']}), "
+                  f"scored on the **validation split** of the first seed only; {search['sampler']}. "
+                  "The test split was read only afterwards, to measure the configurations of the "
+                  "common table, so their test accuracy is not inflated by the search."),
+    ]
+    test = tune.get("test")
+    if tune.get("chosen_spec"):
+        chosen = by_spec.get(tune["chosen_spec"], {})
+        lines = [f"**Chosen:** {tune['chosen_label']} (`{tune['chosen_spec']}`)."]
+        if chosen:
+            lines.append(f"On validation: {_pp(-chosen['drop_pp'])} pp, "
+                         f"{base_gzip / chosen['size_gzip_bytes']:.1f}× smaller (gzip) than the teacher.")
+        if test:
+            met = "within" if tune.get("test_meets_budget") else "**outside**"
+            lines.append(f"On the test split over {test['seeds']} seed(s): accuracy {test['accuracy']:.4f} "
+                         f"against the teacher's {test['teacher_accuracy']:.4f} ({_pp(-test['drop_pp'])} "
+                         f"pp, {met} the budget), {test['times_smaller_gzip']:.1f}× smaller (gzip), "
+                         f"{test['times_smaller_raw']:.1f}× smaller (raw)"
+                         + (f", {test['speedup']:.2f}× faster." if test.get("speedup") else "."))
+            if not tune.get("test_meets_budget"):
+                lines.append("The choice met the budget on validation but not on the test split: "
+                             "a validation split this size cannot tell such differences apart; "
+                             "tune with a smaller --max-accuracy-drop for a margin.")
+        blocks.append(Bullets(lines))
+    else:
+        blocks.append(Paragraph("**No configuration met the budget on validation.**"))
+    blocks += [
+        Paragraph("The front found: no other trial is both smaller (or faster) and more accurate "
+                  "on validation."),
+        Table(front),
+        Paragraph("Each strategy alone, its best trial (validation), for what the chains add:"),
+        Table([record(t) for t in sorted(plain.values(), key=lambda t: t["size_gzip_bytes"])]),
+        Details(f"All {len(trials)} trials", [Table([
+            {"#": str(t["number"]), **record(t), "Status": t["status"] + (" (reused)" if t["reused"] else ""),
+             "Why": t.get("reason") or ""} for t in trials])]),
+    ]
+    return blocks
+
+
 def _verdict_cell(verdict: Verdict) -> str:
     text = f"**{verdict.verdict}**"
     if verdict.p_value is not None:
@@ -382,10 +459,10 @@ def _figures(configs: list[Config], found: list[Pairing], folder: Path) -> list[
     return [Heading("Figures"), *[Image(folder / FIGURES[f][0], FIGURES[f][1]) for f in shown]]
 
 
-def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Path) -> tuple[
-    Document, list[Verdict]
-]:
-    """Assemble the report (writing its figures into ``folder``) and its claim verdicts."""
+def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Path,
+                   tunes: Sequence[dict[str, Any]] = ()) -> tuple[Document, list[Verdict]]:
+    """Assemble the report (writing its figures into ``folder``) and its claim verdicts;
+    ``tunes`` are the tune.json of tune folders among the results."""
     datasets = sorted({str(r.get("dataset")) for r in rows})
     configs = configurations(rows)
     found = pairings(configs)
@@ -395,6 +472,8 @@ def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
     if not any(c.role == "baseline" for c in configs):
         document.add(Paragraph("**No baseline row finished, so nothing can be compared.**"))
     document.add(*recommendation_section(rows))
+    for tune in tunes:
+        document.add(*tune_section(tune))
     document.add(
         Heading("Common table"),
         Paragraph("Every model, the teacher included, is scored as a TFLite flatbuffer in the "
@@ -431,15 +510,22 @@ def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
     return document, verdicts
 
 
-def _read_manifest(results: Path) -> dict[str, Any] | None:
-    """A run's run.json, its parts the report reads checked for their types."""
-    path = results.parent / "run.json"
+def _json_file(path: Path, remedy: str) -> Any:
+    """A JSON file beside the results, or None when there is none; unreadable is one line."""
     if not path.exists():
         return None
     try:
-        manifest = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON; the run folder is damaged") from None
+        raise UserError(f"{path} is not valid JSON; {remedy}") from None
+
+
+def _read_manifest(results: Path) -> dict[str, Any] | None:
+    """A run's run.json, its parts the report reads checked for their types."""
+    path = results.parent / "run.json"
+    manifest = _json_file(path, "the run folder is damaged")
+    if manifest is None:
+        return None
     shapes = {"config": dict, "weak_teacher": dict, "complete": bool, "run_id": str}
     wrong = [key for key, kind in shapes.items() if isinstance(manifest, dict)
              and manifest.get(key) is not None and not isinstance(manifest[key], kind)]
@@ -448,6 +534,24 @@ def _read_manifest(results: Path) -> dict[str, Any] | None:
         raise UserError(f"{path} is damaged ({problem}); re-run, or delete run.json to report the "
                         "results alone")
     return manifest
+
+
+def _read_tune(results: Path) -> dict[str, Any] | None:
+    """A tune folder's tune.json, checked for the parts the report reads."""
+    from compress.tune import TUNE_FILE
+
+    path = results.parent / TUNE_FILE
+    tune = _json_file(path, "re-run the same compress tune to rewrite it")
+    if tune is None:
+        return None
+    needed = {"objective": str, "max_accuracy_drop": (int, float), "trials": list, "front": list,
+              "teacher": dict, "search": dict}
+    wrong = [key for key, kind in needed.items() if not isinstance(tune, dict)
+             or not isinstance(tune.get(key), kind)]
+    if wrong:
+        raise UserError(f"{path} is damaged ({wrong[0]} is missing or of the wrong type); re-run the "
+                        "same compress tune to rewrite it")
+    return tune
 
 
 def _check_mixed(rows: list[Row], allow_mixed: bool) -> None:
@@ -482,17 +586,18 @@ def build_report(
     rows = [row for path in paths for row in read_results(path)]
     _check_mixed(rows, allow_mixed)
     manifests = [m for p in paths if (m := _read_manifest(p)) is not None]
+    tunes = [t for p in paths if (t := _read_tune(p)) is not None]
     own = {p.parent.resolve() for p in paths}
     if out is None:
         folder = paths[0].parent if len(paths) == 1 else \
             Path("reports") / f"merged-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     else:
         folder = Path(out)
-    if folder.resolve() in own and len(own) == 1 and folder_kind(folder) in ("run", "sweep"):
+    if folder.resolve() in own and len(own) == 1 and folder_kind(folder) in ("run", "sweep", "tune"):
         check_output(folder, str(folder_kind(folder)), reuse=True)
     else:
         open_output(folder, "report", reuse=True)
-    document, verdicts = build_document(rows, manifests, folder)
+    document, verdicts = build_document(rows, manifests, folder, tunes)
     write_atomic(folder / CLAIMS_FILE, claims_csv(verdicts))
     if "md" in formats:
         write_atomic(folder / "report.md", document.markdown())

@@ -44,6 +44,7 @@ from compress.stats import above_rate
 from compress.strategies import Context, Skip, Strategy, strategies_from_spec
 from compress.strategies.base import strategy_from_name
 from compress.strategies.baseline import Baseline
+from compress.strategies.chain import StageCache
 from compress.teacher import DEFAULT_RECIPE, Teacher, TeacherRecipe, get_teacher, load_teacher
 from compress.userdata import load_file
 
@@ -309,6 +310,13 @@ class Source:
     teacher_data: Dataset  # the same dataset, or the source domain in a shift scenario
     preprocessing: str | None = None
 
+    def for_selection(self) -> Source:
+        """This seed's data with the validation split in the test split's place, to choose
+        between configurations: the test split is out of reach until the choice is made."""
+        training = self.dataset.training
+        selection = Dataset(training, training.x_val, training.y_val)
+        return Source(selection, selection, self.preprocessing)
+
 
 def load_source(config: RunConfig, seed: int) -> Source:
     """The run's data for one seed (a built-in, a user's file, or a shift scenario)."""
@@ -471,7 +479,7 @@ class Evaluated:
 def evaluate_step(
     step: Step, teacher: Teacher, source: Source, seed: int, *, scenario: str, threads: int,
     env: dict[str, Any], folder: Path, run_id: str, artifact: str,
-    interrupts: Interrupts | None = None,
+    interrupts: Interrupts | None = None, stage_cache: StageCache | None = None,
 ) -> Evaluated:
     """One row: run the strategy, save its artifact, score its size and accuracy.
 
@@ -493,7 +501,7 @@ def evaluate_step(
     )
     try:
         made = apply_strategy(strategy, teacher.model, teacher.architecture, dataset.training,
-                              seed=seed, workdir=folder)
+                              seed=seed, workdir=folder, stage_cache=stage_cache)
         model = TFLiteModel(made.flatbuffer, threads=threads)
         labels = np.argmax(model.predict(dataset.x_test), axis=1)
         scored = {**size_fields(made.flatbuffer), **asdict(
@@ -553,7 +561,7 @@ class Artifact:
 
 def apply_strategy(
     strategy: Strategy, teacher: keras.Model, teacher_architecture: str, data: TrainingData,
-    *, seed: int, workdir: Path,
+    *, seed: int, workdir: Path, stage_cache: StageCache | None = None,
 ) -> Artifact:
     """Seed, hand the strategy a fresh clone of the teacher, time it, export TFLite.
 
@@ -563,7 +571,7 @@ def apply_strategy(
     seed_everything(seed)
     ctx = Context(
         data=data, teacher=clone(teacher), teacher_architecture=teacher_architecture,
-        seed=seed, workdir=workdir,
+        seed=seed, workdir=workdir, stage_cache=stage_cache,
     )
     start = time.perf_counter()
     compressed = strategy.compress(ctx)

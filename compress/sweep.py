@@ -14,6 +14,7 @@ This module imports no TensorFlow at import time: workers import it first.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -21,7 +22,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 JOBS_DIR = "jobs"
+STAGES_DIR = "stages"
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,12 @@ class Job:
     path: str  # the driver's working folder, so `imports` resolve as they did there
     imports: tuple[str, ...]
     env: dict[str, Any] = field(hash=False, compare=False)
+    #: "test" for a result, "validation" for a tuning trial: scored on the validation split,
+    #: so the test split stays unseen until the configuration is chosen.
+    split: str = "test"
+    #: What decides a chain's leading stages besides their specs (data, teacher, seed, code):
+    #: jobs that share it share those stages' models through ``STAGES_DIR``.
+    stage_key: str = ""
 
     @property
     def result_path(self) -> Path:
@@ -219,15 +227,19 @@ def run_job(job: Job) -> dict[str, Any]:
             import_module(module)
         from compress.runner import Step, evaluate_step, load_source, teacher_for
         from compress.strategies import strategies_from_spec
+        from compress.strategies.chain import StageCache
 
         source = load_source(job.config, job.seed)
         teacher = teacher_for(job.config, source, job.seed)
+        if job.split == "validation":
+            source = source.for_selection()
         (strategy,) = strategies_from_spec(job.spec)
         folder = Path(job.out)
         evaluated = evaluate_step(
             Step(strategy, job.control_of), teacher, source, job.seed, scenario=job.config.scenario,
             threads=1, env=job.env, folder=folder, run_id=folder.name,
             artifact=f"{JOBS_DIR}/{job.key}.tflite",
+            stage_cache=StageCache(folder / STAGES_DIR, job.stage_key) if job.stage_key else None,
         )
         result = {"key": job.key, "row": evaluated.row,
                   "labels": None if evaluated.labels is None else evaluated.labels.tolist()}
@@ -282,38 +294,62 @@ def run_config(config: SweepConfig) -> Any:
                           strategies=config.specs, seeds=list(config.seeds))
 
 
-def prepare_jobs(config: SweepConfig, out: Path) -> list[Job]:
-    """Plan every (step, seed) as a run would, train each seed's teacher once, key every job."""
+def import_modules(imports: Iterable[str]) -> None:
+    """Import the modules that register a sweep's extra strategies; one line if one fails."""
     from importlib import import_module
 
     _on_path(str(Path.cwd()))  # as `python -m` does, so imports may name the project's modules
-    for module in config.imports:
+    for module in imports:
         try:
             import_module(module)
         except Exception as error:  # anything a user's module raises while importing
             raise UserError(f"cannot import {module!r} listed in imports "
                             f"({type(error).__name__}: {error})") from None
+
+
+def plan_jobs(run: Any, out: Path, imports: tuple[str, ...] = ()) -> list[Job]:
+    """Plan every (step, seed) of a RunConfig as a run would, train each seed's teacher once,
+    key every job."""
     from compress.results import environment
     from compress.runner import load_source, plan_steps, teacher_for
-    from compress.teacher import cache_dir
 
-    run = run_config(config)
     steps = plan_steps(run.strategies, run.epochs)
-    package = source_digest(package_files())
     env = environment(threads=1)
     jobs = []
     for seed in run.seeds:
         source = load_source(run, seed)
         teacher = teacher_for(run, source, seed)
         for step in steps:
-            spec = step.strategy.spec()
-            key = job_key({"data": source.dataset.fingerprint(), "teacher": teacher.cache_key,
-                           "spec": spec, "control_of": step.control_of, "seed": seed,
-                           "code": package, "strategy_code": source_digest(strategy_files(spec))})
-            jobs.append(Job(key=key, spec=spec, control_of=step.control_of, seed=seed, config=run,
-                            out=str(out), cache_dir=str(cache_dir()), path=str(Path.cwd()),
-                            imports=tuple(config.imports), env=env))
+            jobs.append(make_job(step.strategy.spec(), seed, run, source.dataset.fingerprint(),
+                                 teacher.cache_key, out, imports, env, control_of=step.control_of))
     return list({job.key: job for job in jobs}.values())
+
+
+def make_job(
+    spec: str, seed: int, run: Any, data_key: str, teacher_key: str, out: Path,
+    imports: tuple[str, ...], env: dict[str, Any], *, control_of: str | None = None,
+    split: str = "test",
+) -> Job:
+    """One job, keyed by everything that decides its result (code included)."""
+    from compress.teacher import cache_dir
+
+    shared = {"data": data_key, "teacher": teacher_key, "seed": seed, "code": _package_digest()}
+    key = job_key({**shared, "spec": spec, "control_of": control_of, "split": split,
+                   "strategy_code": source_digest(strategy_files(spec))})
+    return Job(key=key, spec=spec, control_of=control_of, seed=seed, config=run, out=str(out),
+               cache_dir=str(cache_dir()), path=str(Path.cwd()), imports=imports, env=env,
+               split=split, stage_key=job_key(shared))
+
+
+@functools.cache
+def _package_digest() -> str:
+    return source_digest(package_files())
+
+
+def prepare_jobs(config: SweepConfig, out: Path) -> list[Job]:
+    """A sweep file's jobs (its imports imported first)."""
+    import_modules(config.imports)
+    return plan_jobs(run_config(config), out, config.imports)
 
 
 def collect(
@@ -365,15 +401,34 @@ def sweep(
     Ctrl-C cancels the pending jobs and raises SweepInterrupted after saving the
     finished ones (untimed) with a report marked incomplete.
     """
+    from compress.outdir import check_output
+
+    check_output(out, "sweep", reuse=True)
+    import_modules(config.imports)
+    return run_jobs(run_config(config), out, executor, kind="sweep", imports=config.imports,
+                    settings=dataclasses.asdict(config), timing=timing, progress=progress)
+
+
+def run_jobs(
+    run: Any, out: Path, executor: Executor, *, kind: str, imports: tuple[str, ...] = (),
+    settings: dict[str, Any] | None = None, timing: str = "all",
+    progress: Callable[[int, int, int, str], None] | None = None,
+    extra: Callable[[Path], None] | None = None,
+) -> SweepResult:
+    """The sweep machinery for any command that writes a ``kind`` folder of results: plan,
+    reuse finished jobs, run the rest, time serially, save rows and manifest, build the report.
+
+    ``extra`` writes the command's own files into the folder before the report is built.
+    """
     from compress.outdir import check_output, open_output
     from compress.report import build_report
     from compress.results import write_results
     from compress.runner import RUN_MANIFEST
 
-    check_output(out, "sweep", reuse=True)
+    check_output(out, kind, reuse=True)
     clock = time.perf_counter()
-    jobs = prepare_jobs(config, out)
-    open_output(out, "sweep", reuse=True)
+    jobs = plan_jobs(run, out, imports)
+    open_output(out, kind, reuse=True)
     seconds = {"prepare": time.perf_counter() - clock}
     results = {job.key: json.loads(job.result_path.read_text()) for job in jobs
                if job.result_path.exists()}
@@ -395,9 +450,11 @@ def sweep(
     rows = collect(jobs, results, out, timing if complete else None)
     seconds["timing"] = time.perf_counter() - clock
     write_results(out, rows)
-    manifest = {"run_id": out.name, "kind": "sweep", "complete": complete,
-                "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+    manifest = {"run_id": out.name, "kind": kind, "complete": complete,
+                "config": json.loads(json.dumps(settings or {}, default=str))}
     write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
+    if extra is not None:
+        extra(out)
     build_report(out)
     result = SweepResult(out, rows, reused, failed, seconds, complete)
     if not complete:
@@ -408,11 +465,26 @@ def sweep(
 class Executor:
     """Runs jobs somewhere and yields each result as it completes.
 
-    Closing the iterator (the driver's Ctrl-C) cancels every job not yet finished.
+    ``jobs`` may be a lazy iterator: it is drawn only when a worker is free, so a
+    caller (the tuner) can decide the next job from the results so far.  Closing
+    the result iterator (the driver's Ctrl-C) cancels every job not yet finished.
     """
 
-    def run(self, jobs: list[Job]) -> Iterable[dict[str, Any]]:
+    workers: int
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
+
+
+class SerialExecutor(Executor):
+    """Every job in this process, one after another: no pool to start or spawn, for notebooks,
+    debugging and tests (the jobs' TensorFlow then shares this process)."""
+
+    workers = 1
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
+        for job in jobs:
+            yield run_job(job)
 
 
 def _failed(job: Job, reason: str) -> dict[str, Any]:
@@ -443,23 +515,36 @@ class LocalExecutor(Executor):
         self.workers = workers or os.cpu_count() or 1
         self.max_rebuilds = max_rebuilds
 
-    def run(self, jobs: list[Job]) -> Iterable[dict[str, Any]]:
+    def run(self, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         from concurrent.futures.process import BrokenProcessPool
 
-        pending = {job.key: job for job in jobs}
-        rebuilds = 0
-        while pending:
+        source = iter(jobs)
+        pending: dict[str, Job] = {}  # submitted and not finished, resubmitted after a crash
+        exhausted, rebuilds = False, 0
+        while pending or not exhausted:
             context = multiprocessing.get_context("spawn")
             pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_setup,
                                        initargs=(os.getpid(),))
             try:
-                futures = {pool.submit(run_job, job): key for key, job in pending.items()}
-                for future in as_completed(futures):
-                    result = future.result()
-                    pending.pop(futures[future], None)
-                    yield result
+                futures = {pool.submit(run_job, job): job for job in pending.values()}
+                while True:
+                    while not exhausted and len(futures) < self.workers:
+                        job = next(source, None)
+                        if job is None:
+                            exhausted = True
+                        else:
+                            pending[job.key] = job
+                            futures[pool.submit(run_job, job)] = job
+                    if not futures:
+                        break
+                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        job = futures.pop(future)
+                        result = future.result()
+                        pending.pop(job.key, None)
+                        yield result
             except BrokenProcessPool:
                 rebuilds += 1
                 for key, job in list(pending.items()):  # jobs finished before the crash
@@ -468,6 +553,8 @@ class LocalExecutor(Executor):
                         yield json.loads(job.result_path.read_text())
                 if rebuilds > self.max_rebuilds:
                     for job in pending.values():
+                        yield _failed(job, "worker process died repeatedly")
+                    for job in source:  # drawn one at a time: a lazy source sees each failure
                         yield _failed(job, "worker process died repeatedly")
                     return
             finally:
@@ -492,7 +579,7 @@ class DaskExecutor(Executor):
         self.workers = workers or os.cpu_count() or 1
         self.address = address or os.environ.get("DASK_SCHEDULER_ADDRESS")
 
-    def run(self, jobs: list[Job]) -> Iterable[dict[str, Any]]:
+    def run(self, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
         try:
             from dask.distributed import Client, LocalCluster, as_completed
         except ImportError:
@@ -501,19 +588,35 @@ class DaskExecutor(Executor):
         if self.address:
             client = Client(self.address)
             _upload_package(client)
+            capacity = max(self.workers, sum(client.nthreads().values()))
         else:
             cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
             client = Client(cluster)
+            capacity = self.workers
+        source = iter(jobs)
         futures: list[Any] = []
+        job_of: dict[str, Job] = {}
+
+        def submit() -> Any:
+            job = next(source, None)
+            if job is None:
+                return None
+            future = client.submit(run_job, job, pure=False, key=f"job-{job.key}")
+            job_of[future.key] = job
+            futures.append(future)
+            return future
+
         try:
-            futures = client.map(run_job, jobs, pure=False, key=[f"job-{j.key}" for j in jobs])
-            job_of = {future.key: job for future, job in zip(futures, jobs, strict=True)}
-            for future in as_completed(futures):
+            running = as_completed([f for f in (submit() for _ in range(capacity)) if f is not None])
+            for future in running:
                 try:
                     yield future.result()
                 except Exception as error:  # the job's worker was lost too often
                     yield _failed(job_of[future.key], f"{type(error).__name__}: {error}")
+                following = submit()
+                if following is not None:
+                    running.add(following)
         finally:
             client.cancel(futures)
             client.close()

@@ -3,6 +3,8 @@ and the report already in the output folder left byte-identical."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,12 +80,21 @@ def files(tmp_path_factory):
     return {k: str(v) for k, v in paths.items()}
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("previous")
+    write_results(folder, spine_rows())
+    build_report(folder)
+    return folder
+
+
 @pytest.fixture
-def previous(tmp_path):
-    """An earlier run's folder; every case aims --out at it with --overwrite."""
-    write_results(tmp_path, spine_rows())
-    build_report(tmp_path)
-    return tmp_path
+def previous(built, tmp_path):
+    """An earlier run's folder (a copy per case: building its report takes seconds); every case
+    aims --out at it with --overwrite."""
+    folder = tmp_path / "previous"
+    shutil.copytree(built, folder)
+    return folder
 
 
 CASES = {

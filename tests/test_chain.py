@@ -56,3 +56,24 @@ def test_pruning_survives_int8_and_shrinks_gzip_beyond_either_stage(tiny, tmp_pa
     assert chained.size_gzip_bytes < sizes["prune-magnitude:epochs=2"].size_gzip_bytes
     assert chained.pruned_sparsity >= 0.79  # the zeros are still there in the int8 weights
     assert chained.arithmetic == "int8"
+
+
+def test_a_cached_leading_stage_gives_the_model_training_it_gives(tiny, tmp_path, monkeypatch):
+    """Three runs of one chain: no cache, cache empty (stage trained and kept), cache full
+    (stage loaded, never trained): one flatbuffer."""
+    from compress.strategies.chain import StageCache
+    from compress.strategies.pruning import PruneMagnitude
+
+    data, teacher, architecture = tiny
+    spec = "prune-magnitude:epochs=1>cluster:epochs=1>quantize-int8:samples=20"
+    cache = StageCache(tmp_path / "stages", key="k")
+
+    def made(stage_cache: StageCache | None) -> bytes:
+        (chain,) = strategies_from_spec(spec)
+        return apply_strategy(chain, teacher, architecture, data, seed=0, workdir=tmp_path,
+                              stage_cache=stage_cache).flatbuffer
+
+    plain, first = made(None), made(cache)
+    assert len(list((tmp_path / "stages").iterdir())) == 2  # prune, prune>cluster
+    monkeypatch.setattr(PruneMagnitude, "compress", lambda self, ctx: pytest.fail("trained again"))
+    assert made(cache) == first == plain

@@ -28,7 +28,8 @@ def test_registered_strategy_conforms(name, tiny):
 
 CHAINS = ["prune-magnitude:epochs=1>quantize-int8:samples=20", "cluster:epochs=1>quantize-int8",
           "distill:epochs=2>quantize-dynamic", "prune-structured:epochs=1>finetune:epochs=1",
-          "prune-magnitude:epochs=1>cluster:epochs=1>quantize-qat:epochs=1"]
+          pytest.param("prune-magnitude:epochs=1>cluster:epochs=1>quantize-qat:epochs=1",
+                       marks=pytest.mark.slow)]  # ~30 s of tracing
 
 
 @pytest.mark.parametrize("spec", CHAINS)

@@ -116,6 +116,7 @@ def test_a_lambda_teacher_needs_trust(tmp_path):
     assert [r["status"] for r in read_results(tmp_path / "run")] == ["ok", "ok"]
 
 
+@pytest.mark.slow  # ~30 s; the run's Ctrl-C safety is also in test_safety
 def test_an_interrupted_run_keeps_its_finished_rows(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -1,12 +1,38 @@
 from __future__ import annotations
 
+import linecache
+
 import numpy as np
 
 from compress.backend import keras
+from compress.data import TrainingData
 from compress.measure import TFLiteModel, size_stats
 from compress.runner import apply_strategy
+from compress.strategies import quantization
 from compress.strategies.quantization import QuantizeInt8, QuantizeInt8IO, QuantizeQAT
 from compress.training import compile_for_training
+
+
+def test_qat_quantizes_a_batchnorm_after_a_relu_though_its_source_file_changed(tmp_path, monkeypatch):
+    """A BatchNorm after a ReLU has no convolution to fold into: it gets the output-only config,
+    whose methods the traced QuantizeWrapper calls.  AutoGraph used to transpile them from this
+    module's file by line number, so a file edited since import (here: 12 lines inserted, as when
+    a developer edits it mid-run) made it call another function ("takes 0 positional arguments")."""
+    source, getlines = quantization.__file__, linecache.getlines
+    monkeypatch.setattr(linecache, "getlines", lambda file, *rest: (
+        ["# edited\n"] * 12 if file == source else []) + getlines(file, *rest))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8, 8, 3)).astype(np.float32), rng.integers(0, 2, 64)
+    data = TrainingData("image", x[:48], y[:48], x[48:], y[48:], ("a", "b"))
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    teacher = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, activation="relu"),
+                                L.BatchNormalization(name="bn"), L.GlobalAveragePooling2D(), L.Dense(2)])
+    compile_for_training(teacher, 1e-3)
+    artifact = apply_strategy(QuantizeQAT(epochs=1), teacher, "custom", data, seed=0, workdir=tmp_path)
+    assert "bn (BatchNormalization)" in artifact.notes
+    assert size_stats(artifact.flatbuffer).arithmetic == "int8"
+    assert np.all(np.isfinite(TFLiteModel(artifact.flatbuffer).predict(data.x_val)))
 
 
 def test_qat_keeps_a_layer_tfmot_cannot_quantize_float_and_names_it(tiny, tmp_path):

@@ -106,6 +106,7 @@ def test_dask_gives_the_same_accuracies_as_the_local_pool(local_sweep):
     assert _accuracies(root / "dask") == _accuracies(root / "local")
 
 
+@pytest.mark.slow  # kills a 2-worker sweep mid-run: a minute
 def test_a_killed_driver_loses_no_finished_job(local_sweep, tmp_path):
     config, root = local_sweep
     out = tmp_path / "killed"
@@ -133,6 +134,7 @@ def test_a_killed_driver_loses_no_finished_job(local_sweep, tmp_path):
     assert _accuracies(out) == _accuracies(root / "local")
 
 
+@pytest.mark.slow  # kills a worker: ~40 s
 def test_a_dead_worker_costs_no_job_and_a_failing_job_is_recorded(tmp_path):
     marker = tmp_path / "crashed"
     config = _write(tmp_path, f"""
@@ -180,6 +182,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow  # a SIGINT'd sweep: ~25 s
 def test_ctrl_c_cancels_pending_jobs_and_reports_the_finished_ones(tmp_path):
     """SIGINT to the driver: pending jobs cancelled, workers gone, an incomplete report, exit 130."""
     config = _write(tmp_path, """

@@ -45,6 +45,7 @@ def test_the_matrix_covers_every_member_and_every_strategy():
     assert {"prune-structured", "quantize-qat", "student-scratch", "retrain-scratch"} <= set(NAMES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ZOO)
 def test_every_member_is_small_and_beats_chance(name, matrix):
     run = matrix[name]
@@ -52,6 +53,7 @@ def test_every_member_is_small_and_beats_chance(name, matrix):
     assert run.val_accuracy > 1 / run.n_classes + 0.2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", NAMES)
 @pytest.mark.parametrize("name", ZOO)
 def test_every_strategy_ends_ok_or_skipped_on_every_member(name, strategy, matrix):

@@ -2,11 +2,14 @@
 
 from compress.strategies.base import (
     ENTRY_POINT_GROUP,
+    Choice,
     Compressed,
     Context,
+    Range,
     RegistryError,
     Skip,
     Strategy,
+    Task,
     register,
     registry,
     select,
@@ -16,11 +19,14 @@ from compress.strategies.base import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Choice",
     "Compressed",
     "Context",
+    "Range",
     "RegistryError",
     "Skip",
     "Strategy",
+    "Task",
     "register",
     "registry",
     "select",

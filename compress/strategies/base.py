@@ -25,6 +25,7 @@ from compress.spec import CHAIN_ALIASES, parse_spec
 if TYPE_CHECKING:
     from compress.backend import keras
     from compress.data import TrainingData
+    from compress.strategies.chain import StageCache
 
 ENTRY_POINT_GROUP = "compress.strategies"
 BUILTIN_MODULES = (
@@ -54,6 +55,9 @@ class Context:
     #: Families of the stages that already ran in a chain, so a later stage can preserve
     #: what an earlier one did (sparsity, clusters).
     history: tuple[str, ...] = ()
+    #: Where a chain keeps the models its leading stages made, for other chains that start
+    #: the same way (sweep and tune jobs set it; None: nothing is kept).
+    stage_cache: StageCache | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +71,47 @@ class Compressed:
     def __post_init__(self) -> None:
         if (self.model is None) == (self.tflite is None):
             raise TypeError("Compressed needs exactly one of model= or tflite=")
+
+
+@dataclass(frozen=True)
+class Range:
+    """A searchable number from ``low`` to ``high``: integers if both ends are, stepped by ``step``
+    or spread on a log scale.  ``compress tune`` reads these; nothing else does."""
+
+    low: float
+    high: float
+    step: float | None = None
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.low < self.high or (self.log and self.low <= 0) or (self.log and self.step):
+            raise RegistryError(f"Range({self.low}, {self.high}, step={self.step}, log={self.log}) "
+                                "needs low < high, and log only with low > 0 and no step")
+
+    @property
+    def integer(self) -> bool:
+        return all(isinstance(v, int) for v in (self.low, self.high, self.step or 1))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A searchable parameter that takes one of a few values."""
+
+    values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise RegistryError("Choice needs at least one value")
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a search space may depend on: the teacher and the shape of the data."""
+
+    teacher: keras.Model
+    teacher_architecture: str
+    input_shape: tuple[int, ...]
+    n_classes: int
 
 
 class Skip(Exception):
@@ -100,9 +145,24 @@ class Strategy:
     companions: ClassVar[tuple[str, ...]] = ()
     #: Its output is a finished TFLite flatbuffer, so no chain stage can follow it.
     produces_tflite: ClassVar[bool] = False
+    #: What ``compress tune`` may vary (parameter -> Range or Choice); None: never tuned, {}:
+    #: tuned at its defaults.  A parameter left out keeps its default.
+    tunable: ClassVar[dict[str, Range | Choice] | None] = None
+    #: Families whose output this strategy may take as a later stage of a tuned chain
+    #: (e.g. quantization after pruning); empty: it only starts a chain or stands alone.
+    follows: ClassVar[tuple[str, ...]] = ()
+    #: Rough training cost relative to a short fine-tune (0: no training).  The tuner tries
+    #: cheap candidates first.
+    cost: ClassVar[float] = 1.0
 
     def compress(self, ctx: Context) -> Compressed:
         raise NotImplementedError
+
+    @classmethod
+    def search_space(cls, task: Task) -> dict[str, Range | Choice] | None:
+        """The parameters ``compress tune`` varies for this teacher and data (see ``tunable``);
+        override when the ranges depend on the task, as a student's widths do."""
+        return None if cls.tunable is None else dict(cls.tunable)
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -219,6 +279,10 @@ def register(cls: type[S]) -> type[S]:
     if (cls.role == "control") != bool(cls.control_of):
         raise RegistryError(f"{cls.__qualname__}: a control names the strategy it controls in "
                             "control_of, and only a control does")
+    unknown = sorted(set(cls.tunable or {}) - set(cls.param_names()))
+    if unknown:
+        raise RegistryError(f"{cls.__qualname__}.tunable names {unknown[0]!r}, which is not a "
+                            f"parameter of its __init__ ({', '.join(cls.param_names()) or 'none'})")
     existing = _REGISTRY.get(cls.name)
     if existing is not None and existing is not cls:
         raise RegistryError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from compress.backend import keras, tfmot
-from compress.strategies.base import Compressed, Context, Skip, Strategy, register
+from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.pruning import by_reason, named
 from compress.training import fit
 
@@ -33,6 +33,8 @@ class Cluster(Strategy):
     family = "clustering"
     summary = "Weight clustering (tfmot): each kernel keeps only `clusters` distinct values."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {"clusters": Choice((4, 8, 16, 32))}
+    follows = ("distillation", "pruning")
 
     def __init__(self, clusters: int = 16, epochs: int = 5, lr: float = 3e-4) -> None:
         self.clusters = clusters

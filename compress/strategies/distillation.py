@@ -22,8 +22,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from compress.backend import keras, tf, to_tflite
-from compress.models import build_model, default_teacher, derive_student, parse_architecture
-from compress.strategies.base import Compressed, Context, Skip, Strategy, register
+from compress.models import (
+    build_model,
+    default_teacher,
+    derive_student,
+    parse_architecture,
+    student_candidates,
+)
+from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, Task, register
 from compress.teacher import augmenter
 
 DEFAULT_STUDENT = "auto"
@@ -155,18 +161,22 @@ class _Student(Strategy):
         if self.student != DEFAULT_STUDENT:
             return build_model(self.student, data.input_shape, data.n_classes, seed=ctx.seed,
                                name="student")
-        spec = derive_student(ctx.teacher, ctx.teacher_architecture, data.input_shape)
-        student = build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student")
         if ctx.teacher_architecture == default_teacher(data.input_shape):
-            return student  # the experiment's pair: several times smaller on both counts
+            # the experiment's pair: several times smaller on both counts
+            spec = derive_student(ctx.teacher, ctx.teacher_architecture, data.input_shape)
+            return build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student")
         from compress.measure import size_fields  # reads the TFLite schema: only when used
 
-        teacher_macs, student_macs = (size_fields(to_tflite(m))["macs"] for m in (ctx.teacher, student))
-        if student.count_params() >= ctx.teacher.count_params() or student_macs >= teacher_macs:
-            raise Skip(f"the automatic student {spec} ({student.count_params():,} parameters, "
-                       f"{student_macs:,} MACs) is not smaller than the teacher "
-                       f"({ctx.teacher.count_params():,}, {teacher_macs:,}); give student=SPEC")
-        return student
+        teacher_macs = size_fields(to_tflite(ctx.teacher))["macs"]
+        tried = []
+        for spec in student_candidates(ctx.teacher, ctx.teacher_architecture, data.input_shape):
+            student = build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student")
+            student_macs = size_fields(to_tflite(student))["macs"]
+            if student.count_params() < ctx.teacher.count_params() and student_macs < teacher_macs:
+                return student
+            tried.append(f"{spec} ({student.count_params():,} parameters, {student_macs:,} MACs)")
+        raise Skip(f"no automatic student is smaller than the teacher ({ctx.teacher.count_params():,} "
+                   f"parameters, {teacher_macs:,} MACs): tried {'; '.join(tried)}; give student=SPEC")
 
     def _check_common(self) -> None:
         self._check_budget(self.epochs, self.lr)
@@ -183,6 +193,15 @@ class Distill(_Student):
     summary = "Hinton knowledge distillation on logits (temperature, alpha, T^2 scaling)."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 2}
     companions = ("student-scratch", "student-scratch-mixup")
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {
+        "temperature": Choice((2.0, 4.0, 8.0)), "alpha": Range(0.1, 0.9, step=0.2)}
+    cost = 4.0
+
+    @classmethod
+    def search_space(cls, task: Task) -> dict[str, Range | Choice] | None:
+        """The tunable settings plus students 4, 8 and 16 times narrower than this teacher."""
+        students = student_candidates(task.teacher, task.teacher_architecture, task.input_shape)
+        return {**(cls.tunable or {}), "student": Choice(students)}
 
     def __init__(
         self,

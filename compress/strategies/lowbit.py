@@ -24,8 +24,8 @@ import numpy as np
 
 from compress.backend import Interpreter, keras, quiet_stderr, tflite_schema, to_tflite
 from compress.errors import UserError
-from compress.strategies.base import Compressed, Context, Skip, Strategy, register
-from compress.strategies.quantization import representative_data
+from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
+from compress.strategies.quantization import FLOAT_MODEL_FAMILIES, representative_data
 
 if TYPE_CHECKING:
     from compress.data import TrainingData
@@ -338,6 +338,9 @@ class _LowBitWeights(Strategy):
     family = "quantization"
     produces_tflite = True
     bits: ClassVar[int]
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {"granularity": Choice(GRANULARITIES)}
+    follows = FLOAT_MODEL_FAMILIES
+    cost = 0.0
 
     def __init__(self, granularity: str = "channel", block_size: int = 32) -> None:
         self.granularity = granularity
@@ -381,6 +384,9 @@ class QuantizeInt2(_LowBitWeights):
 class QuantizeInt16x8(Strategy):
     name = "quantize-int16x8"
     family = "quantization"
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {}
+    follows = FLOAT_MODEL_FAMILIES
+    cost = 0.0
     summary = "Static 16x8 (litert-quantizer): int16 activations, int8 weights, calibrated on train data."
     fast_params: ClassVar[dict[str, Any]] = {"samples": 20}
     produces_tflite = True
@@ -419,6 +425,9 @@ class QuantizeMixed(Strategy):
     family = "quantization"
     summary = "Per-layer mixed precision: int4 (or int2) where validation accuracy allows, int8 elsewhere."
     produces_tflite = True
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {"max_drop": Range(0.25, 2.0, step=0.25)}
+    follows = FLOAT_MODEL_FAMILIES
+    cost = 0.5  # one validation pass per layer
 
     def __init__(self, max_drop: float = 0.5, low: str = "int4") -> None:
         self.max_drop = max_drop

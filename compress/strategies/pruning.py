@@ -6,7 +6,7 @@ import math
 from typing import Any, ClassVar
 
 from compress.backend import keras, tfmot
-from compress.strategies.base import Compressed, Context, Skip, Strategy, register
+from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.structured import shrink
 from compress.training import BATCH_SIZE, fit
 
@@ -137,6 +137,8 @@ class PruneMagnitude(Strategy):
     family = "pruning"
     summary = "Unstructured low-magnitude pruning (tfmot) with recovery training, then strip."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {"sparsity": Range(0.5, 0.95, step=0.05)}
+    follows = ("distillation",)
 
     def __init__(self, sparsity: float = 0.8, epochs: int = 10, lr: float = 1e-3) -> None:
         self.sparsity = sparsity
@@ -162,6 +164,8 @@ class Prune2of4(Strategy):
     family = "pruning"
     summary = "2:4 structured sparsity (tfmot sparsity_m_by_n): 2 zeros in every 4 input weights."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {}
+    follows = ("distillation",)
 
     def __init__(self, epochs: int = 4, lr: float = 5e-4) -> None:
         self.epochs = epochs
@@ -184,6 +188,9 @@ class PruneStructured(Strategy):
     family = "pruning"
     summary = "Removes the least important neurons and filters: a genuinely smaller, faster model."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {"fraction": Range(0.25, 0.85, step=0.05)}
+    follows = ("distillation",)
+    cost = 3.0  # 40 recovery epochs
 
     def __init__(self, fraction: float = 0.5, epochs: int = 40, lr: float = 1e-3) -> None:
         self.fraction = fraction

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from compress.backend import keras, tfmot, to_tflite
-from compress.strategies.base import Compressed, Context, Skip, Strategy, register
+from compress.backend import keras, tf, tfmot, to_tflite
+from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.pruning import named
 from compress.training import fit
 
@@ -29,12 +29,20 @@ def representative_data(
     return batches
 
 
+#: The families whose output a quantization stage may take in a tuned chain: a model
+#: still in float, whatever made it smaller.
+FLOAT_MODEL_FAMILIES = ("distillation", "pruning", "clustering")
+
+
 class _PostTraining(Strategy):
     """Shared shape of the post-training variants: convert the teacher, no training."""
 
     family = "quantization"
     notes = ""
     produces_tflite = True
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {}
+    follows = FLOAT_MODEL_FAMILIES
+    cost = 0.0
 
     def convert(self, model: keras.Model, ctx: Context) -> bytes:
         raise NotImplementedError
@@ -92,6 +100,7 @@ class QuantizeInt8IO(QuantizeInt8):
     summary = "Full-integer quantization with int8 input and output, as microcontrollers need."
     notes = "All int8 including I/O: the caller quantizes inputs and dequantizes outputs."
     int8_io = True
+    tunable = None  # quantize-int8 with other I/O types: the same size and accuracy, searched once
 
 
 @register
@@ -101,6 +110,9 @@ class QuantizeQAT(Strategy):
     summary = "Quantization-aware training (tfmot), a fine-tuning budget, then int8 conversion."
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
     produces_tflite = True
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {"epochs": Range(1, 5)}
+    follows = FLOAT_MODEL_FAMILIES
+    cost = 2.0
     #: Layers tfmot's 8-bit schemes quantize through layout transforms rather than their registry:
     #: a BatchNorm folded into the convolution or Dense before it, a separable convolution split.
     transformed: ClassVar[tuple[str, ...]] = ("BatchNormalization", "SeparableConv1D", "SeparableConv2D")
@@ -167,22 +179,34 @@ class QuantizeQAT(Strategy):
 @functools.cache
 def _output_only_config() -> type:
     """tfmot's QuantizeConfig for a layer it has no quantizer for: its weights and arithmetic
-    stay as they are in training, its output is quantized like any activation."""
+    stay as they are in training, its output is quantized like any activation.
+
+    Its methods are kept out of AutoGraph: QuantizeWrapper calls them inside the traced ``call``,
+    and AutoGraph would re-read their source from disk by line number.  Once this file has been
+    edited under a running process, that line is another function's (this one's, which takes no
+    arguments: "tf___output_only_config() takes 0 positional arguments but 3 were given").  They
+    have no tensor control flow, so there is nothing to convert."""
     quantize = tfmot.quantization.keras
+    plain = tf.autograph.experimental.do_not_convert
 
     class OutputOnlyQuantizeConfig(quantize.QuantizeConfig):
+        @plain
         def get_weights_and_quantizers(self, layer: keras.layers.Layer) -> list:
             return []
 
+        @plain
         def get_activations_and_quantizers(self, layer: keras.layers.Layer) -> list:
             return []
 
+        @plain
         def set_quantize_weights(self, layer: keras.layers.Layer, quantize_weights: list) -> None:
             pass
 
+        @plain
         def set_quantize_activations(self, layer: keras.layers.Layer, quantize_activations: list) -> None:
             pass
 
+        @plain
         def get_output_quantizers(self, layer: keras.layers.Layer) -> list:
             return [quantize.quantizers.MovingAverageQuantizer(
                 num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]

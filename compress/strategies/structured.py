@@ -158,11 +158,17 @@ def _reshaped(layer: keras.layers.Layer, ids: np.ndarray) -> np.ndarray:
     return np.tile(ids, after // before)
 
 
-def _norms(layer: keras.layers.Layer) -> np.ndarray:
-    """L1 norm of each output channel's incoming weights (the pointwise kernel of a SeparableConv)."""
+def _norms(layer: keras.layers.Layer, norm: keras.layers.Layer | None) -> np.ndarray:
+    """L1 norm of each output channel's incoming weights (the pointwise kernel of a SeparableConv),
+    with the BatchNorm right after it folded in, as TFLite folds it: a BatchNorm rescales each
+    channel, so the raw kernel's scale says little about what the channel contributes."""
     separable = isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D))
     kernel = layer.get_weights()[1 if separable else 0]
-    return np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0)
+    norms = np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0)
+    if norm is None:
+        return norms
+    scale = 1 / np.sqrt(norm.moving_variance.numpy() + norm.epsilon)
+    return norms * scale * (np.abs(norm.gamma.numpy()) if norm.scale else 1)
 
 
 def _slice(layer: keras.layers.Layer, kind: str, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
@@ -204,10 +210,13 @@ def shrink(model: keras.Model, fraction: float) -> Shrunk:
     fixed = {root for name in ends for root in channels.roots(ids[name])}
     importance: dict[int, float] = {}
     owners: dict[int, list[str]] = {}
+    normalized = {feeds[spec["name"]][0]: layers[spec["name"]] for spec in config["layers"]
+                  if spec["class_name"] == "BatchNormalization"}
     for spec in config["layers"]:
         if spec["class_name"] in PRODUCERS:
             name = spec["name"]
-            for root, norm in zip(channels.roots(ids[name]), _norms(layers[name]), strict=True):
+            norms = _norms(layers[name], normalized.get(name))
+            for root, norm in zip(channels.roots(ids[name]), norms, strict=True):
                 importance[root] = importance.get(root, 0.0) + float(norm)
                 owners.setdefault(root, [])
                 if name not in owners[root]:

@@ -1,0 +1,266 @@
+"""compress tune: the space comes from the strategies, selection never reads the test split,
+a killed tune resumes from its journal, Dask runs it, and bad input is one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import optuna
+import pytest
+
+from compress.backend import keras
+from compress.data import Dataset
+from compress.errors import UserError
+from compress.runner import resolve_config
+from compress.strategies import Choice, Compressed, Range, RegistryError, Strategy, Task, register, unregister
+from compress.strategies.base import strategies_from_spec
+from compress.sweep import DaskExecutor, SerialExecutor
+from compress.tune import (
+    JOURNAL,
+    TUNE_FILE,
+    NothingMeetsBudget,
+    Trial,
+    TuneSettings,
+    choose,
+    pareto_front,
+    propose,
+    search,
+    search_space,
+    starting_points,
+    tune,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPRESS = str(Path(sys.executable).with_name("compress"))
+#: Strategies that need no training: a search over them takes seconds.
+CHEAP = ("quantize-dynamic", "quantize-int8", "quantize-float16")
+
+
+@pytest.fixture(scope="module")
+def task() -> Task:
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(3)])
+    return Task(model, "mlp:128,64", (20,), 3)
+
+
+class Halve(Strategy):
+    """A plugin as a third party would write it: declares its space, follows pruning."""
+
+    name = "test-halve"
+    family = "test-family"
+    summary = "Test plugin."
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {"share": Range(0.1, 0.9, step=0.1)}
+    follows = ("pruning", "distillation")
+
+    def __init__(self, share: float = 0.5) -> None:
+        self.share = share
+
+    def compress(self, ctx: Any) -> Compressed:
+        return Compressed(model=ctx.teacher)
+
+
+def test_a_plugins_declared_space_is_searched_with_no_change_to_the_tuner(task):
+    register(Halve)
+    try:
+        space = search_space(task)
+        assert space.stages["test-halve"] == {"share": Range(0.1, 0.9, step=0.1)}
+        assert "test-halve" in space.followers["prune-magnitude"]
+        assert "test-halve" in space.followers["distill"]
+        assert "test-halve" not in space.followers["quantize-int8"]  # a TFLite file ends a chain
+    finally:
+        unregister("test-halve")
+
+
+def test_the_space_follows_the_declarations(task):
+    space = search_space(task)
+    assert "baseline" not in space.stages and "student-scratch" not in space.stages  # roles
+    assert "finetune" not in space.stages  # declares nothing to tune: it does not compress
+    assert set(space.stages["distill"]["student"].values) >= {"mlp:32", "mlp:16"}
+    assert space.followers["distill"] and not space.followers["quantize-int8"]
+    assert "distill" not in {f for fs in space.followers.values() for f in fs}  # distill only starts
+    order = [point["stage 1"] for point in starting_points(space)]
+    assert order.index("quantize-int8") < order.index("prune-magnitude") < order.index("distill")
+    assert search_space(task, ("prune-*",)).stages.keys() == {"prune-magnitude", "prune-2of4",
+                                                              "prune-structured"}
+
+
+def test_a_declared_parameter_the_strategy_does_not_take_is_refused_at_registration():
+    class Broken(Halve):
+        name = "test-broken"
+        tunable: ClassVar[dict[str, Range | Choice] | None] = {"sharre": Range(0.1, 0.9)}
+
+    with pytest.raises(RegistryError, match="sharre"):
+        register(Broken)
+    with pytest.raises(RegistryError, match="low < high"):
+        Range(1, 1)
+
+
+def test_every_proposal_is_a_valid_spec(task):
+    """Random proposals over the whole space: each builds a strategy, chains included."""
+    space = search_space(task)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    chains = 0
+    for _ in range(300):
+        trial = study.ask()
+        spec = propose(trial, space)
+        (strategy,) = strategies_from_spec(spec)
+        assert strategy.spec().count(">") == spec.count(">")
+        chains += ">" in spec
+        study.tell(trial, 0.0)
+    assert chains > 50
+
+
+def _trial(number: int, spec: str, drop: float, gzip: int, stages: int = 1) -> Trial:
+    return Trial(number, spec, spec, stages, "ok", val_accuracy=0.9 - drop / 100, drop_pp=drop,
+                 size_bytes=gzip * 2, size_gzip_bytes=gzip)
+
+
+def test_choice_is_the_smallest_within_the_budget_and_the_front_is_pareto():
+    trials = [_trial(0, "a", 0.0, 1000), _trial(1, "b", 0.8, 400, 2), _trial(2, "c", 1.5, 100, 3),
+              _trial(3, "d", 0.9, 900)]
+    settings = TuneSettings(max_accuracy_drop=1.0)
+    assert choose(trials, settings).spec == "b"
+    assert [t.spec for t in pareto_front(trials, "size")] == ["c", "b", "a"]  # d is dominated by b
+    assert choose(trials, TuneSettings(max_accuracy_drop=0.1)).spec == "a"
+    assert choose(trials[2:3], settings) is None
+
+
+class _Sealed(Dataset):
+    """A dataset whose test split raises when read while ``sealed`` holds."""
+
+    sealed: ClassVar[list[bool]] = [True]
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("x_test", "y_test") and _Sealed.sealed[0]:
+            raise AssertionError("the test split was read")
+        return super().__getattribute__(name)
+
+    def fingerprint(self) -> str:  # hashing it into the cache key is not a read for selection
+        with _unsealed():
+            return super().fingerprint()
+
+
+@contextmanager
+def _unsealed():
+    _Sealed.sealed[0] = False
+    try:
+        yield
+    finally:
+        _Sealed.sealed[0] = True
+
+
+def test_the_search_never_reads_the_test_split(monkeypatch, tmp_path):
+    import compress.runner
+
+    real = compress.runner.load_dataset
+
+    def sealed(name: str, seed: int = 0) -> Dataset:
+        dataset = real(name, seed)
+        return _Sealed(dataset.training, dataset.x_test, dataset.y_test)
+
+    monkeypatch.setattr(compress.runner, "load_dataset", sealed)
+    config = resolve_config(dataset="synthetic", seeds=1)
+    settings = TuneSettings(max_accuracy_drop=1.0, max_trials=3, strategies=CHEAP)
+    found = search(config, settings, SerialExecutor(), tmp_path / "tune")
+    assert [t.status for t in found.trials] == ["ok"] * 3, [t.reason for t in found.trials]
+    assert found.chosen is not None
+    with pytest.raises(AssertionError, match="test split was read"):  # the wire was live
+        _ = sealed("synthetic").y_test
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tune") / "out"
+    tune(TuneSettings(max_accuracy_drop=2.0, max_trials=4, strategies=CHEAP), SerialExecutor(),
+         out=out, seeds=2, dataset="synthetic")
+    return out
+
+
+def test_tune_writes_the_usual_folder_and_tune_json(tuned):
+    summary = json.loads((tuned / TUNE_FILE).read_text())
+    assert {"chosen_spec", "objective_value", "max_accuracy_drop", "trials", "front", "test"} <= set(summary)
+    assert summary["chosen_spec"] in summary["final"]
+    assert summary["test"]["seeds"] == 2
+    assert all(t["status"] in ("ok", "skipped") for t in summary["trials"])
+    assert (tuned / "results.jsonl").exists() and (tuned / "report.html").exists()
+    report = (tuned / "report.md").read_text()
+    assert "## Search (compress tune)" in report and summary["chosen_label"] in report
+    rows = [json.loads(line) for line in (tuned / "results.jsonl").read_text().splitlines()]
+    assert {r["seed"] for r in rows} == {0, 1}
+    assert {r["spec"] for r in rows} == {"baseline", *summary["final"]}
+
+
+def test_a_killed_tune_resumes_from_its_journal(tmp_path):
+    out = tmp_path / "tune"
+    settings = TuneSettings(max_accuracy_drop=2.0, max_trials=4, strategies=CHEAP)
+
+    def stop_after_two(done: int, running: int, best: str, left: float) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune(settings, SerialExecutor(), out=out, seeds=1, progress=stop_after_two, dataset="synthetic")
+    journal = [json.loads(line) for line in (out / JOURNAL).read_text().splitlines()]
+    assert len(journal) >= 2
+    result = tune(settings, SerialExecutor(), out=out, seeds=1, dataset="synthetic")
+    assert result.search.reused >= 2  # every finished trial came from the job cache
+    replayed = [t for t in result.search.trials if t.number < 2]
+    assert all(t.reused for t in replayed)
+    assert len((out / JOURNAL).read_text().splitlines()) == len(result.search.trials)
+
+
+def test_a_budget_no_configuration_meets_names_the_closest(tmp_path):
+    settings = TuneSettings(max_accuracy_drop=0.0, max_trials=1, strategies=("quantize-int2",))
+    with pytest.raises(NothingMeetsBudget, match="closest, quantize-int2"):
+        tune(settings, SerialExecutor(), out=tmp_path / "t", seeds=1, dataset="synthetic")
+    assert json.loads((tmp_path / "t" / TUNE_FILE).read_text())["chosen_spec"] is None
+
+
+@pytest.mark.slow  # a LocalCluster: ~25 s; test_sweep's Dask test stays in the default suite
+def test_dask_runs_the_same_search(tuned, tmp_path):
+    settings = TuneSettings(max_accuracy_drop=2.0, max_trials=4, strategies=CHEAP)
+    config = resolve_config(dataset="synthetic", seeds=1)
+    found = search(config, settings, DaskExecutor(1), tmp_path / "dask")
+    serial = json.loads((tuned / TUNE_FILE).read_text())["trials"]
+    assert [(t.spec, t.val_accuracy) for t in found.trials] == \
+        [(t["spec"], t["val_accuracy"]) for t in serial]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--max-accuracy-drop", "1", "--time-budget", "0"], "--time-budget must be more than 0"),
+    (["--max-accuracy-drop", "-1"], "--max-accuracy-drop must be 0 or more"),
+    (["--max-accuracy-drop", "1", "--objective", "energy"], "'energy' is not one of"),
+    (["--max-accuracy-drop", "1", "--seeds", "0"], "--seeds must be at least 1"),
+    (["--max-accuracy-drop", "1", "--trials", "0"], "--trials must be at least 1"),
+    (["--objective", "size"], "Missing option '--max-accuracy-drop'"),
+])
+def test_bad_tune_input_is_one_line_exit_2(args, message, tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run([COMPRESS, "tune", "--dataset", "synthetic", *args, "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not out.exists() or not any(p.name != ".compress.json" for p in out.iterdir())
+
+
+@pytest.mark.parametrize(("pattern", "message"), [
+    ("nothing-like-this", "no strategy matches 'nothing-like-this'"),
+    ("finetune", "no tunable strategy matches --strategy finetune"),
+])
+def test_a_strategy_pattern_that_selects_nothing_tunable_is_one_line(pattern, message, tmp_path):
+    settings = TuneSettings(max_accuracy_drop=1.0, strategies=(pattern,))
+    with pytest.raises(UserError, match=message):
+        tune(settings, SerialExecutor(), out=tmp_path / "out", seeds=1, dataset="synthetic")
+    assert not (tmp_path / "out").exists()
+
+
+def test_settings_are_checked_in_python_too():
+    with pytest.raises(UserError, match="objective"):
+        TuneSettings(max_accuracy_drop=1, objective="energy").validate()
+    assert dataclasses.replace(TuneSettings(1.0), max_trials=None).max_trials is None
