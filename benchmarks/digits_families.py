@@ -30,7 +30,8 @@ def main(specs: list[str], dataset: str = "digits") -> None:
               f"{r['size_gzip_bytes'] / 1024:.1f} | {r['latency_us_p50']:.2f} "
               f"[{r['latency_us_p50_ci_low']:.2f}, {r['latency_us_p50_ci_high']:.2f}] | "
               f"{r['speedup']:.2f}× [{r['speedup_ci_low']:.2f}, {r['speedup_ci_high']:.2f}] "
-              f"{speed_verdict(r)} | {r['accuracy']:.3f} | {item.delta_pp:+.1f} | "
+              f"{speed_verdict(r['speedup'], r['speedup_ci_low'], r['speedup_ci_high'])} | "
+              f"{r['accuracy']:.3f} | {item.delta_pp:+.1f} | "
               f"{r['train_seconds']:.1f} |")
     for row in rows:
         if row["status"] != "ok":

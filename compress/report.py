@@ -321,6 +321,21 @@ def tune_section(tune: dict[str, Any]) -> list[Block]:
         blocks.append(Bullets(lines))
     else:
         blocks.append(Paragraph("**No configuration met the budget on validation.**"))
+    confirmation = tune.get("confirmation") or {}
+    if len(next(iter(confirmation.values()), [])) > 1:
+        budget = tune["max_accuracy_drop"]
+        blocks += [
+            Paragraph("Before the choice, the best candidates were scored again on the validation "
+                      "split of every other seed (its own splits and teacher); the choice is the "
+                      "best whose mean drop stays within the budget:"),
+            Table([{"Configuration": Cell(by_spec[spec]["label"], title=spec) if spec in by_spec else spec,
+                    "Δ pp per seed (validation)": ", ".join("failed" if d is None else _pp(-d)
+                                                            for d in drops),
+                    "mean Δ pp": "" if None in drops else _pp(-sum(drops) / len(drops)),
+                    "Within budget": "yes" if None not in drops and sum(drops) / len(drops)
+                    <= budget + 1e-9 else "no"}
+                   for spec, drops in confirmation.items()]),
+        ]
     blocks += [
         Paragraph("The front found: no other trial is both smaller (or faster) and more accurate "
                   "on validation."),

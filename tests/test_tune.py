@@ -27,7 +27,9 @@ from compress.tune import (
     NothingMeetsBudget,
     Trial,
     TuneSettings,
+    candidates,
     choose,
+    mean_drop,
     pareto_front,
     propose,
     search,
@@ -131,6 +133,14 @@ def test_choice_is_the_smallest_within_the_budget_and_the_front_is_pareto():
     assert choose(trials[2:3], settings) is None
 
 
+def test_candidates_are_the_best_objectives_plus_the_safest():
+    trials = [_trial(n, f"c{n}", drop, 1000 - 100 * n) for n, drop in enumerate(
+        [0.0, 0.5, 0.9, 0.2, 0.7, 0.6, 0.8, 0.1, 3.0])]
+    picked = [t.spec for t in candidates(trials, TuneSettings(max_accuracy_drop=1.0))]
+    assert picked == ["c7", "c6", "c5", "c4", "c3", "c0"]  # five smallest within 1 pp, then the safest
+    assert mean_drop([0.5, None]) == float("inf")
+
+
 class _Sealed(Dataset):
     """A dataset whose test split raises when read while ``sealed`` holds."""
 
@@ -188,8 +198,12 @@ def test_tune_writes_the_usual_folder_and_tune_json(tuned):
     assert summary["chosen_spec"] in summary["final"]
     assert summary["test"]["seeds"] == 2
     assert all(t["status"] in ("ok", "skipped") for t in summary["trials"])
+    confirmation = summary["confirmation"]  # every candidate scored on both seeds' validation
+    assert summary["chosen_spec"] in confirmation and all(len(v) == 2 for v in confirmation.values())
+    assert sum(confirmation[summary["chosen_spec"]]) / 2 <= 2.0
     assert (tuned / "results.jsonl").exists() and (tuned / "report.html").exists()
     report = (tuned / "report.md").read_text()
+    assert "Before the choice, the best candidates were scored again" in report
     assert "## Search (compress tune)" in report and summary["chosen_label"] in report
     rows = [json.loads(line) for line in (tuned / "results.jsonl").read_text().splitlines()]
     assert {r["seed"] for r in rows} == {0, 1}
