@@ -47,6 +47,9 @@ FINAL_CONFIGURATIONS = 5
 #: one split of a few hundred rows cannot tell 0.5 pp from 2 pp, and a choice made on it alone
 #: lands outside the budget on the test split.
 CONFIRM_CANDIDATES = 6
+#: Random proposals after the starting points and before TPE models anything: each draws its
+#: chain stage by stage, so long chains are explored before the model narrows the search.
+RANDOM_TRIALS = 24
 #: A chain is not trained when a prefix of it, tried earlier, lost this many points more
 #: than the budget allows: later stages compress further and do not win accuracy back.
 HOPELESS_MARGIN_PP = 1.0
@@ -491,7 +494,7 @@ def search(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                             n_startup_trials=10)
+                                             n_startup_trials=len(space.stages) + RANDOM_TRIALS)
         study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
         budget_seconds = settings.time_budget_min * 60
 
