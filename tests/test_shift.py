@@ -28,6 +28,7 @@ def test_too_many_target_labels_is_a_user_error():
         load_shift("synthetic", 0, target_train=1200)
 
 
+@pytest.mark.slow  # ~30 s; test_acceptance covers the scenario on digits too
 def test_shift_scenario_compares_zero_shot_finetuning_and_scratch(tmp_path):
     out = tmp_path / "shift"
     result = CliRunner().invoke(cli, ["run", "--scenario", "shift", "--epochs", "2", "--out", str(out)])
