@@ -450,33 +450,16 @@ def search(
 
     from compress.measure import measure_latency
     from compress.outdir import open_output
-    from compress.results import environment
-    from compress.runner import load_source, teacher_for, weak_teacher
-    from compress.sweep import make_job, run_job
 
     started = time.monotonic() if started is None else started
     seed = config.seeds[0]
-    source = load_source(config, seed)
-    teacher = teacher_for(config, source, seed)
-    reason = weak_teacher(teacher, source.dataset)
-    if reason and not config.allow_weak_teacher:
-        raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
+    source, teacher, job_for = _seed_trials(config, seed, out)
     training = source.dataset.training
     task = Task(teacher.model, teacher.architecture, training.input_shape, training.n_classes)
     space = search_space(task, settings.strategies)
     open_output(out, "tune", reuse=True)
-    env = environment(threads=1)
-    data_key = source.dataset.fingerprint()
     x_val = training.x_val
-
-    def job_for(spec: str) -> Any:
-        return make_job(spec, seed, config, data_key, teacher.cache_key, out, (), env,
-                        split="validation")
-
-    baseline_job = job_for("baseline")
-    base = run_job(baseline_job)["row"]  # the teacher as TFLite, on validation: in this process
-    if base.get("status") != "ok":
-        raise UserError(f"the teacher cannot be measured as TFLite: {base.get('reason')}")
+    base = _teacher_row(job_for)
     teacher_flatbuffer = (out / base["artifact"]).read_bytes()
 
     def speedup(artifact: Path) -> float:
@@ -544,6 +527,36 @@ def search(
         space={name: {k: dataclasses.asdict(v) for k, v in params.items()}
                for name, params in space.stages.items()},
     )
+
+
+def _seed_trials(config: Any, seed: int, out: Path) -> tuple[Any, Any, Callable[[str], Any]]:
+    """One seed's data and teacher (refused when weak) and the maker of its validation jobs."""
+    from compress.results import environment
+    from compress.runner import load_source, teacher_for, weak_teacher
+    from compress.sweep import make_job
+
+    source = load_source(config, seed)
+    teacher = teacher_for(config, source, seed)
+    reason = weak_teacher(teacher, source.dataset)
+    if reason and not config.allow_weak_teacher:
+        raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
+    data_key, env = source.dataset.fingerprint(), environment(threads=1)
+
+    def job_for(spec: str) -> Any:
+        return make_job(spec, seed, config, data_key, teacher.cache_key, out, (), env,
+                        split="validation")
+
+    return source, teacher, job_for
+
+
+def _teacher_row(job_for: Callable[[str], Any]) -> dict[str, Any]:
+    """The teacher as TFLite on the seed's validation split, measured in this process."""
+    from compress.sweep import run_job
+
+    base = run_job(job_for("baseline"))["row"]
+    if base.get("status") != "ok":
+        raise UserError(f"the teacher cannot be measured as TFLite: {base.get('reason')}")
+    return base
 
 
 def _describe(trial: Trial, settings: TuneSettings) -> str:
@@ -617,23 +630,15 @@ def confirm(found: SearchResult, config: Any, settings: TuneSettings, executor: 
     """Score the candidates on the validation split of every other seed (its own splits and
     teacher), then choose the best objective whose mean validation drop over all seeds is within
     the budget; ``found`` is updated.  The test split is still unread."""
-    from compress.results import environment
-    from compress.runner import load_source, teacher_for
-    from compress.sweep import make_job, run_job
-
     others = config.seeds[1:]
     confirming = candidates(found.trials, settings)
     drops = {t.spec: [t.drop_pp or 0.0] for t in confirming}
     if others:
-        env, jobs, teacher_accuracy = environment(threads=1), [], {}
+        jobs, teacher_accuracy = [], {}
         for seed in others:
-            source = load_source(config, seed)
-            teacher = teacher_for(config, source, seed)
-            key = source.dataset.fingerprint()
-            teacher_accuracy[seed] = run_job(make_job("baseline", seed, config, key, teacher.cache_key,
-                                                      out, (), env, split="validation"))["row"]["accuracy"]
-            jobs += [make_job(t.spec, seed, config, key, teacher.cache_key, out, (), env,
-                              split="validation") for t in confirming]
+            _, _, job_for = _seed_trials(config, seed, out)
+            teacher_accuracy[seed] = _teacher_row(job_for)["accuracy"]
+            jobs += [job_for(t.spec) for t in confirming]
         results = {j.key: json.loads(j.result_path.read_text()) for j in jobs if j.result_path.exists()}
         report = progress or (lambda done, running, best, seconds: None)
         for result in executor.run([j for j in jobs if j.key not in results]):

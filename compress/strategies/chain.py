@@ -126,18 +126,18 @@ class Chain(Strategy):
             done = self.stages[: index + 1]
             last = index == len(self.parts) - 1
             cached = cache.load(done) if cache is not None and not last else None
+            tflite = None
             if cached is None:
                 seed_everything(ctx.seed + index)
                 out = part.compress(dataclasses.replace(ctx, teacher=model, stage_cache=None))
-                if out.tflite is not None:
-                    notes.append(f"{part.name}: {out.notes}" if out.notes else part.name)
-                    return Compressed(tflite=out.tflite, notes=" → ".join(notes))
-                model, note = out.model, out.notes
-                if cache is not None and not last:
+                model, note, tflite = out.model, out.notes, out.tflite
+                if cache is not None and not last and tflite is None:
                     cache.save(done, model, note)
             else:
                 model, note = cached
             notes.append(f"{part.name}: {note}" if note else part.name)
+            if tflite is not None:
+                return Compressed(tflite=tflite, notes=" → ".join(notes))
             ctx = dataclasses.replace(ctx, history=(*ctx.history, part.family))
         return Compressed(model=model, notes=" → ".join(notes))
 
