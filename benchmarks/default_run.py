@@ -1,12 +1,16 @@
-"""Wall time of the README's main job, `compress run` with defaults, cold and warm cache.
+"""Wall time of the README's main job, `compress run` with defaults: cold and warm cache, and
+one worker against one per core, with the rows compared.
 
-Run: .venv/bin/python benchmarks/default_run.py   (prints a Markdown table row per run)
+Run: .venv/bin/python benchmarks/default_run.py [--repeats 3]   (prints Markdown table rows)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -15,26 +19,50 @@ from pathlib import Path
 
 from compress.results import environment
 
+#: What a row holds that depends on the clock, the folder or the page cache, not on the model
+#: (peak RSS varies by a few pages from process to process; model_rss_bytes does not).
+VOLATILE = ("latency", "throughput", "speedup", "seconds", "run_id", "artifact", "env",
+            "peak_rss")
 
-def timed_run(cache: Path, out: Path) -> float:
-    env = {**os.environ, "COMPRESS_CACHE_DIR": str(cache)}
+
+def timed_run(cache: Path, out: Path, jobs: int) -> float:
+    env = {**os.environ, "COMPRESS_CACHE_DIR": str(cache), "COMPRESS_JOBS": str(jobs)}
     start = time.perf_counter()
     subprocess.run([Path(sys.executable).parent / "compress", "run", "--out", str(out)],
                    check=True, env=env, capture_output=True)
     return time.perf_counter() - start
 
 
-def main() -> None:
+def model_fields(out: Path) -> list[dict[str, object]]:
+    """Every row without its timing fields: what must not change with the worker count."""
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if not any(word in k for word in VOLATILE)} for row in rows]
+
+
+def main(repeats: int) -> None:
     machine = environment(threads=1)
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
+    cores = os.cpu_count() or 1
+    print(f"machine: {machine['cpu']}, {cores} cores, Python {machine['python']}")
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
-        for label in ("cold cache (teacher trained)", "warm cache (teacher reused)"):
-            out = Path(tmp) / "run"
-            seconds = timed_run(cache, out)
-            print(f"| {label} | {seconds:.1f} s |")
-            shutil.rmtree(out)
+        print(f"| cold cache (teacher trained), {cores} workers | "
+              f"{timed_run(cache, Path(tmp) / 'cold', cores):.1f} s |")
+        seconds: dict[int, list[float]] = {1: [], cores: []}
+        fields: dict[int, list[dict[str, object]]] = {}
+        for repeat in range(repeats):
+            for jobs in (1, cores):  # alternated, so drift hits both alike
+                out = Path(tmp) / f"warm-{jobs}-{repeat}"
+                seconds[jobs].append(timed_run(cache, out, jobs))
+                fields[jobs] = model_fields(out)
+                shutil.rmtree(out)
+        for jobs, values in seconds.items():
+            print(f"| warm cache, {jobs} worker{'s' if jobs > 1 else ''} | median "
+                  f"{statistics.median(values):.1f} s of {', '.join(f'{v:.1f}' for v in values)} |")
+        speedup = statistics.median(seconds[1]) / statistics.median(seconds[cores])
+        print(f"speed-up {speedup:.2f}x; rows identical apart from timing: {fields[1] == fields[cores]}")
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    main(parser.parse_args().repeats)

@@ -248,6 +248,14 @@ class Config:
         return statistics.fmean(self.values("size_gzip_bytes"))
 
     @property
+    def arena_bytes(self) -> float | None:
+        return self.mean("arena_bytes")
+
+    @property
+    def model_rss_bytes(self) -> float | None:
+        return self.mean("model_rss_bytes")
+
+    @property
     def size_factor(self) -> float:
         return statistics.fmean(i.size_factor for i in self.items)
 

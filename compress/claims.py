@@ -110,6 +110,23 @@ def check_compute(evidence: Evidence) -> Verdict:
                          "MACs in integer instead of float arithmetic")
 
 
+def check_power(evidence: Evidence) -> Verdict:
+    """Never a verdict: nothing here measures energy.  The row says which measured inputs
+    energy depends on (MACs, arithmetic, bytes the arena moves), so nothing is implied."""
+    parts = []
+    for config in evidence.configs:
+        base = config.items[0].base
+        facts = [f"{config.row.get('arithmetic') or 'unknown'} arithmetic"]
+        if config.row.get("macs") and base.get("macs"):
+            facts.append(f"{base['macs'] / config.row['macs']:.1f}× fewer MACs")
+        if config.arena_bytes and base.get("arena_bytes"):
+            facts.append(f"arena {base['arena_bytes'] / config.arena_bytes:.1f}× smaller")
+        parts.append(f"{config.label}: {', '.join(facts)}")
+    return not_measured(evidence.technique, evidence.claim,
+                        "energy is not measured (no power meter or energy counter here), nor "
+                        "estimated; what it depends on was measured: " + "; ".join(parts))
+
+
 def check_speed(evidence: Evidence) -> Verdict:
     timed = [c for c in evidence.configs if c.speedup and c.speed_p is not None]
     if not timed:
@@ -278,6 +295,7 @@ CHECKS: dict[str, Callable[[Evidence], Verdict]] = {
     "training": check_training,
     "saves_time": check_saves_time,
     "adapts": check_adapts,
+    "power": check_power,
     "knowledge_transfer": check_knowledge_transfer,
 }
 

@@ -6,6 +6,7 @@ Heavy modules are imported inside the commands, so ``compress --help`` and
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -67,7 +68,11 @@ def cli() -> None:
               "test split), document (its exact 1,000 rows) or digits (8x8 images).  "
               "[default: synthetic]")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="Your own .csv, .parquet or .npz (arrays x, y[, x_test, y_test]) instead.")
+              help="Your own .csv, .parquet or .npz (arrays x, y[, x_test, y_test]) instead, or an "
+              "image folder with one sub-folder per class (PNG/JPEG/BMP/GIF; train/ and test/ "
+              "sub-folders keep a given test split).")
+@click.option("--image-size", default=None, metavar="H,W",
+              help="Resize an image folder's images to H,W.  [default: their most common size]")
 @click.option("--target", default=None, help="The label column of a .csv or .parquet --data file.")
 @click.option("--missing", type=click.Choice(["error", "drop", "impute"]), default=None,
               help="Missing cells: stop, drop their rows, or impute (median / most frequent, "
@@ -76,7 +81,7 @@ def cli() -> None:
               help="Your trained tf_keras model (.keras or SavedModel folder) as the teacher.")
 @click.option("--teacher-arch", default=None, metavar="SPEC",
               help="The built-in teacher to train: mlp:128,64 (any data), cnn:32,64:128 (images), "
-              "cnn1d:32,64:64 (sequences) or dsres:16,32 (depthwise-separable residual, images). "
+              "cnn1d:32,64,64:64 (sequences) or dsres:16,32 (depthwise-separable residual, images). "
               "Default: by the data's kind.")
 @click.option("--trust-model", is_flag=True,
               help="Allow .h5, pickles and Lambda/custom layers in --teacher (they can run code).")
@@ -103,15 +108,20 @@ def cli() -> None:
               "stage alone. Options given explicitly still win.")
 @click.option("--threads", type=int, default=None,
               help="LiteRT interpreter threads for accuracy and latency.  [default: 1]")
+@click.option("--jobs", type=int, default=None, envvar="COMPRESS_JOBS",
+              help="Worker processes that train strategies side by side (rows are identical for "
+              "any count; latency is timed afterwards, alone). 1: all in this process.  "
+              "[default: the core count, or $COMPRESS_JOBS]")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder: new, empty, or an earlier run with --overwrite. "
               "Default: reports/<dataset>-<timestamp>.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out (swapped in at the end).")
-def run(dataset: str | None, data: Path | None, target: str | None, missing: str | None,
-        teacher: Path | None, teacher_arch: str | None, trust_model: bool, allow_weak_teacher: bool,
+def run(dataset: str | None, data: Path | None, image_size: str | None, target: str | None,
+        missing: str | None, teacher: Path | None, teacher_arch: str | None, trust_model: bool,
+        allow_weak_teacher: bool,
         strategies: tuple[str, ...], seed: int | None, n_seeds: int | None, epochs: int | None,
         scenario: str | None, target_train: int | None, preset: str | None, threads: int | None,
-        out: Path | None, overwrite: bool) -> None:
+        jobs: int | None, out: Path | None, overwrite: bool) -> None:
     """Compress the teacher with every selected strategy and write a report."""
     if seed is not None and n_seeds is not None:
         raise UserError("give --seed or --seeds, not both")
@@ -123,11 +133,12 @@ def run(dataset: str | None, data: Path | None, target: str | None, missing: str
     from compress.runner import RunInterrupted, resolve_config
 
     config = resolve_config(
-        dataset=dataset, data=data, target=target, missing=missing, teacher=teacher,
-        teacher_architecture=teacher_arch, trust_model=trust_model,
+        dataset=dataset, data=data, image_size=image_size, target=target, missing=missing,
+        teacher=teacher, teacher_architecture=teacher_arch, trust_model=trust_model,
         allow_weak_teacher=allow_weak_teacher, strategies=strategies,
         seeds=n_seeds if n_seeds is not None else None if seed is None else [seed], epochs=epochs,
-        scenario=scenario, target_train=target_train, preset=preset, threads=threads, out=out,
+        scenario=scenario, target_train=target_train, preset=preset, threads=threads,
+        jobs=jobs if jobs is not None else os.cpu_count() or 1, out=out,
         overwrite=overwrite, command=shlex.join(["compress", *sys.argv[1:]]),
     )
     with _progress() as progress:
@@ -160,14 +171,14 @@ def _progress() -> Iterator[Any]:
     """A live bar on a terminal; one line per finished step with the elapsed time otherwise."""
     console = _stderr_console()
     if not console.is_terminal:
-        start, current = time.monotonic(), [""]
+        start, logged = time.monotonic(), [0]
 
         def log(done: int, total: int, what: str) -> None:
-            """Called as each step starts: the step before it has finished."""
-            if current[0]:
-                console.print(f"[{time.monotonic() - start:7.1f}s] {done}/{total} finished "
-                              f"{current[0]}", highlight=False, markup=False)
-            current[0] = "" if what == "done" else what
+            """One line per finished step (a call that advances ``done``)."""
+            if done > logged[0] and what != "done":
+                console.print(f"[{time.monotonic() - start:7.1f}s] {done}/{total} {what}",
+                              highlight=False, markup=False)
+            logged[0] = done
 
         yield log
         return
@@ -283,7 +294,9 @@ def _data_options(command: Any) -> Any:
     options = [
         click.option("--dataset", type=click.Choice(DATASETS), default=None, help="Built-in dataset."),
         click.option("--data", type=click.Path(path_type=Path), default=None,
-                     help="Your .csv, .parquet or .npz."),
+                     help="Your .csv, .parquet or .npz, or an image folder (a sub-folder per class)."),
+        click.option("--image-size", default=None, metavar="H,W",
+                     help="Resize an image folder's images to H,W."),
         click.option("--target", default=None, help="The label column of a .csv or .parquet --data file."),
         click.option("--missing", type=click.Choice(["error", "drop", "impute"]), default=None,
                      help="Missing cells: stop, drop their rows, or impute.  [default: error]"),

@@ -100,6 +100,8 @@ def common_table(configs: list[Config], failed: list[Row]) -> Table:
             "× smaller": f"{config.size_factor:.2f}×",
             "gzip KiB": _kib(config.gzip_bytes),
             "gzip × smaller": f"{config.gzip_factor:.2f}×",
+            "Arena KiB": _kib(config.arena_bytes) if config.arena_bytes is not None else "—",
+            "RSS + KiB": _kib(config.model_rss_bytes) if config.model_rss_bytes is not None else "—",
             "Latency p50 µs [95% CI]": _interval(config.latency, 2) if config.latency else "not timed",
             "Speed-up vs teacher": _speed(config),
             "Accuracy [95% CI]": _interval(config.accuracy, 3),
@@ -111,8 +113,12 @@ def common_table(configs: list[Config], failed: list[Row]) -> Table:
                         "Family": str(row.get("family") or ""), "Seeds": str(row.get("seed")),
                         "Size KiB": f"{row['status']}: {row.get('reason') or ''}"})
     return Table(records, footnotes=[
-        "Sizes in KiB (1 KiB = 1024 bytes). Intervals: the test-split interval (Wilson) and the "
-        "latency order-statistic interval for one seed; a t interval over seeds otherwise. "
+        "Sizes in KiB (1 KiB = 1024 bytes). Arena: the largest total of tensors alive at once "
+        "while the model runs (activations, input, output), what the interpreter's arena must "
+        "hold; RSS +: what loading and running the model once adds to a fresh LiteRT process's "
+        "peak resident memory (docs/benchmarks.md says how both are measured). Intervals: the "
+        "test-split interval (Wilson) and the latency order-statistic interval for one seed; a t "
+        "interval over seeds otherwise. "
         "Δ accuracy: pooled exact McNemar against the teacher. Hover a method for its full spec."])
 
 
@@ -446,7 +452,9 @@ def _points(configs: list[Config]) -> list[plots.Point]:
             label=c.label, family=c.family, role=c.role, seeds=c.seeds, accuracy=mean,
             accuracy_low=low, accuracy_high=high, size_kib=c.size_bytes / KIB,
             gzip_kib=c.gzip_bytes / KIB, latency_us=latency[0], latency_low=latency[1],
-            latency_high=latency[2]))
+            latency_high=latency[2],
+            arena_kib=None if c.arena_bytes is None else c.arena_bytes / KIB,
+            rss_kib=None if c.model_rss_bytes is None else c.model_rss_bytes / KIB))
     return points
 
 

@@ -33,6 +33,7 @@ FIELDS = (
     "teacher_train_accuracy", "teacher_val_accuracy", "teacher_train_seconds",
     "artifact", "size_bytes", "size_gzip_bytes", "params_count", "nonzero_params", "sparsity",
     "pruned_sparsity", "kernel_unique_max", "macs", "arithmetic", "unaccounted_ops",
+    "arena_bytes", "peak_rss_bytes", "model_rss_bytes",
     "latency_us_p50", "latency_us_p50_ci_low",
     "latency_us_p50_ci_high", "latency_us_p95", "latency_us_p99", "latency_us_iqr",
     "latency_warning", "speedup", "speedup_ci_low", "speedup_ci_high", "speedup_rounds",

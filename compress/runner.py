@@ -10,16 +10,18 @@ paired with which controls), ``evaluate_step`` (one row) and ``finish_seed``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import pickle
 import re
 import signal
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from compress.backend import keras, seed_everything, to_tflite
 from compress.data import SHIFT_TARGET_TRAIN, Dataset, TrainingData, load_dataset, load_shift
 from compress.errors import UserError
 from compress.fileio import write_atomic
+from compress.images import parse_image_size
 from compress.measure import (
     TFLiteModel,
     accuracy_stats,
@@ -37,16 +40,16 @@ from compress.measure import (
     reference_stats,
     size_fields,
 )
+from compress.memory import memory_fields
 from compress.models import check_fits, clone, parse_architecture
 from compress.outdir import Output, check_output, open_output
 from compress.results import environment, new_row, write_results
 from compress.stats import above_rate
 from compress.strategies import Context, Skip, Strategy, strategies_from_spec
-from compress.strategies.base import strategy_from_name
+from compress.strategies.base import register, registry, strategy_from_name
 from compress.strategies.baseline import Baseline
 from compress.strategies.chain import StageCache
 from compress.teacher import DEFAULT_RECIPE, Teacher, TeacherRecipe, get_teacher, load_teacher
-from compress.userdata import load_file
 
 DEFAULT_STRATEGIES = (
     "baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch", "finetune",
@@ -65,7 +68,8 @@ ERROR_LOG = "errors.log"
 #: A teacher must beat always predicting the majority class by more than this (in points).
 WEAK_TEACHER_MARGIN_PP = 2.0
 
-#: Called as progress(done, total, what is happening now).
+#: Called as progress(done, total, what) when a step finishes (``what`` names it and how it
+#: ended) or a phase starts (``done`` unchanged).
 Progress = Callable[[int, int, str], None]
 
 
@@ -80,10 +84,12 @@ class RunConfig:
     teacher_recipe: TeacherRecipe = DEFAULT_RECIPE
     out: Path | None = None
     threads: int = 1
+    jobs: int = 1  # worker processes that train strategies side by side (1: in this process)
     teacher_architecture: str | None = None
     data: Path | None = None  # a user's .csv/.parquet/.npz instead of a built-in dataset
     target: str | None = None
     missing: str = "error"
+    image_size: tuple[int, int] | None = None  # an image folder's images resized to (height, width)
     teacher: Path | None = None  # a user's trained tf_keras model instead of training one
     trust_model: bool = False
     allow_weak_teacher: bool = False
@@ -106,6 +112,8 @@ class RunConfig:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")
         if self.threads < 1:
             raise UserError(f"--threads must be at least 1, got {self.threads}")
+        if self.jobs < 1:
+            raise UserError(f"--jobs must be at least 1, got {self.jobs}")
         if not self.seeds or any(not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in self.seeds):
             raise UserError(f"--seed/--seeds: seeds must be integers from 0 to {MAX_SEED}, "
                             f"got {list(self.seeds)}")
@@ -117,6 +125,13 @@ class RunConfig:
             raise UserError(f"--target-train must be at least 1, got {self.target_train}")
         if self.scenario not in SCENARIOS:
             raise UserError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}")
+        self.image_size = parse_image_size(self.image_size)
+        if self.image_size is not None and (self.data is None or not self.data.is_dir()):
+            raise UserError("--image-size is for an image folder --data DIR (one sub-folder per "
+                            "class); drop it")
+        if self.target is not None and self.data is not None and self.data.is_dir():
+            raise UserError("--target names a column of a .csv or .parquet file; an image folder's "
+                            "labels are its sub-folder names, so drop --target")
         if self.target is not None and self.data is None:
             raise UserError("--target needs --data FILE (the built-in datasets have their labels)")
         if self.target is not None and self.data is not None and self.data.suffix.lower() == ".npz":
@@ -138,6 +153,7 @@ def resolve_config(
     data: Path | str | None = None,
     target: str | None = None,
     missing: str | None = None,
+    image_size: str | tuple[int, int] | None = None,
     teacher: Path | str | None = None,
     teacher_architecture: str | None = None,
     trust_model: bool = False,
@@ -149,6 +165,7 @@ def resolve_config(
     target_train: int | None = None,
     preset: str | None = None,
     threads: int | None = None,
+    jobs: int | None = None,
     out: Path | str | None = None,
     overwrite: bool = False,
     use_cache: bool = True,
@@ -170,11 +187,13 @@ def resolve_config(
     if isinstance(seeds, bool) or (isinstance(seeds, int) and seeds < 1):
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     explicit = {
-        "dataset": dataset, "data": data, "target": target, "missing": missing, "teacher": teacher,
+        "dataset": dataset, "data": data, "target": target, "missing": missing,
+        "image_size": image_size, "teacher": teacher,
         "teacher_architecture": teacher_architecture,
         "strategies": tuple(strategies) if strategies else None, "epochs": epochs,
         "seeds": tuple(range(seeds)) if isinstance(seeds, int) else seeds,
-        "scenario": scenario, "target_train": target_train, "threads": threads, "out": out,
+        "scenario": scenario, "target_train": target_train, "threads": threads, "jobs": jobs,
+        "out": out,
     }
     settings.update({key: value for key, value in explicit.items() if value is not None})
     if data is not None:
@@ -326,17 +345,24 @@ def load_source(config: RunConfig, seed: int) -> Source:
     if config.data is None:
         dataset = load_dataset(str(config.dataset), seed)
         return Source(dataset, dataset)
-    dataset, record = load_file(config.data, seed=seed, target=config.target, missing=config.missing)
+    from compress.userdata import load_file  # pandas and scikit-learn: 1 s, only for a user's file
+
+    dataset, record = load_file(config.data, seed=seed, target=config.target, missing=config.missing,
+                                image_size=config.image_size)
     return Source(dataset, dataset, record.summary())
 
 
-def teacher_for(config: RunConfig, source: Source, seed: int) -> Teacher:
-    """The seed's teacher: the user's file, or the cached (else freshly trained) default."""
+def teacher_for(config: RunConfig, source: Source, seed: int, *, load: bool = True) -> Teacher:
+    """The seed's teacher: the user's file, or the cached (else freshly trained) default.
+
+    ``load=False``: a cached teacher's model stays on disk (see ``get_teacher``).
+    """
     if config.teacher is not None:
         return load_teacher(config.teacher, source.dataset, trust=config.trust_model)
     return get_teacher(source.teacher_data, seed=seed,
                        recipe=config.teacher_recipe.with_epochs(config.epochs),
-                       architecture=config.teacher_architecture, use_cache=config.use_cache)
+                       architecture=config.teacher_architecture, use_cache=config.use_cache,
+                       load=load)
 
 
 def majority_rate(y: np.ndarray) -> float:
@@ -368,16 +394,25 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     """Run every step for every seed against one dataset and teacher per seed.
 
     Everything the user gave is validated, and every teacher prepared and checked,
-    before the output folder is touched.  Rows are saved as each finishes; latency is
-    measured per seed once all of that seed's models exist.  Ctrl-C raises
+    before the output folder is touched.  With ``config.jobs`` above 1 the steps train side
+    by side in worker processes.  Rows are saved as each finishes; latency is measured once
+    every model exists, so training never competes with timing.  Ctrl-C raises
     RunInterrupted after saving what finished.
     """
     config.validate()
     steps = plan_steps(config.strategies, config.epochs)
     report = progress or (lambda done, total, what: None)
     total, done = (len(steps) + 2) * len(config.seeds), 0
+    workers = min(config.jobs, len(steps) * len(config.seeds)) if importable_elsewhere(steps) else 1
     interrupts = Interrupts()
-    with interrupts.installed():
+    with interrupts.installed(), contextlib.ExitStack() as stack:
+        pool = None
+        if workers > 1:  # workers import TensorFlow while the data and teachers are prepared
+            from compress.backend import import_tensorflow
+            from compress.sweep import start_pool, stop_pool
+
+            pool = start_pool(workers, import_tensorflow)
+            stack.callback(stop_pool, pool)  # at once if bad input stops the run early
         sources = {seed: load_source(config, seed) for seed in config.seeds}
         first = sources[config.seeds[0]]
         target = config.out or default_out_dir(first.dataset.name)
@@ -388,18 +423,26 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
         weak: dict[int, str] = {}
         for seed, source in sources.items():
             report(done, total, f"seed {seed}: preparing the teacher (cached after the first run)")
-            teachers[seed] = teacher_for(config, source, seed)
+            teachers[seed] = teacher_for(config, source, seed, load=pool is None)
             reason = weak_teacher(teachers[seed], source.dataset)
             if reason and not config.allow_weak_teacher:
                 raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
             if reason:
                 weak[seed] = reason
             done += 1
+            report(done, total, f"seed {seed}: teacher ready ({_teacher_origin(teachers[seed])})")
         output = open_output(target, "run", overwrite=config.overwrite)
         try:
-            return _run_steps(config, steps, sources, teachers, weak, output, interrupts, report, done)
+            return _run_steps(config, steps, sources, teachers, weak, output, interrupts, report,
+                              done, pool, workers)
         except KeyboardInterrupt:
             raise RunInterrupted(RunResult(output.set_aside(), _saved_rows(output.folder))) from None
+
+
+def _teacher_origin(teacher: Teacher) -> str:
+    if teacher.from_cache:
+        return "from the cache"
+    return f"trained in {teacher.train_seconds:.1f} s" if teacher.train_seconds else "loaded"
 
 
 def _saved_rows(folder: Path) -> list[dict[str, Any]]:
@@ -411,6 +454,7 @@ def _saved_rows(folder: Path) -> list[dict[str, Any]]:
 def _run_steps(
     config: RunConfig, steps: list[Step], sources: dict[int, Source], teachers: dict[int, Teacher],
     weak: dict[int, str], output: Output, interrupts: Interrupts, report: Progress, done: int,
+    pool: Any = None, workers: int = 1,
 ) -> RunResult:
     folder, run_id = output.folder, output.target.name
     total = (len(steps) + 2) * len(config.seeds)
@@ -423,32 +467,34 @@ def _run_steps(
         "teachers": {str(seed): teacher_record(t) for seed, t in teachers.items()},
         "weak_teacher": weak or None,
         "env": env,
+        "workers": workers,
         "started": _now(),
         "complete": False,
     }
-    rows: list[dict[str, Any]] = []
     write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
+    planned = plan_rows(steps, list(sources))
+    finished: dict[int, Evaluated] = {}
+
+    def rows() -> list[dict[str, Any]]:
+        return [finished[p.index].row for p in planned if p.index in finished]
+
+    context = RowContext(config, sources, teachers, env, folder, run_id)
     try:
-        for seed, source in sources.items():
-            evaluated: list[Evaluated] = []
-            for step in steps:
-                interrupts.check()
-                done += 1
-                report(done, total, f"seed {seed}: {step.strategy.label()}")
-                stem = f"{step.strategy.name}-seed{seed}" if len(sources) > 1 else step.strategy.name
-                result = evaluate_step(
-                    step, teachers[seed], source, seed, scenario=config.scenario,
-                    threads=config.threads, env=env, folder=folder, run_id=run_id,
-                    artifact=artifact_name(stem, {r["artifact"] for r in rows}), interrupts=interrupts,
-                )
-                interrupts.check()  # a Ctrl-C that a finalizer swallowed during the step
-                evaluated.append(result)
-                rows.append(result.row)
-                write_results(folder, rows)
+        evaluated = _evaluate_here(planned, context, interrupts) if pool is None else \
+            _evaluate_in_workers(planned, context, interrupts, pool, workers)
+        for item, result in evaluated:
+            finished[item.index] = result
+            write_results(folder, rows())
             done += 1
+            report(done, total, f"seed {item.seed}: {item.step.strategy.label()} {_outcome(result.row)}")
+        for seed, source in sources.items():
+            interrupts.check()
             report(done, total, f"seed {seed}: timing every model (interleaved rounds)")
-            finish_seed(evaluated, source.dataset, config.threads)
-            write_results(folder, rows)
+            finish_seed([finished[p.index] for p in planned if p.seed == seed], source.dataset,
+                        config.threads)
+            write_results(folder, rows())
+            done += 1
+            report(done, total, f"seed {seed}: every model timed")
     except KeyboardInterrupt:
         manifest.update(interrupted=True, finished=_now())
         write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
@@ -456,7 +502,176 @@ def _run_steps(
     manifest.update(complete=True, finished=_now())
     write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
     report(total, total, "done")
-    return RunResult(output.commit(), rows)
+    return RunResult(output.commit(), rows())
+
+
+def _outcome(row: dict[str, Any]) -> str:
+    if row["status"] == "ok":
+        return f"ok ({row['train_seconds']:.1f} s)"
+    return row["status"]
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """One row of a run: a step for one seed, and the file its model is saved as."""
+
+    index: int
+    seed: int
+    step: Step
+    artifact: str
+
+
+def plan_rows(steps: Sequence[Step], seeds: Sequence[int]) -> list[PlannedRow]:
+    """Every (seed, step) in report order, each with its own artifact name."""
+    planned: list[PlannedRow] = []
+    for seed in seeds:
+        for step in steps:
+            stem = f"{step.strategy.name}-seed{seed}" if len(seeds) > 1 else step.strategy.name
+            artifact = artifact_name(stem, {p.artifact for p in planned})
+            planned.append(PlannedRow(len(planned), seed, step, artifact))
+    return planned
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What every row of a run shares, in the process that owns the run."""
+
+    config: RunConfig
+    sources: dict[int, Source]
+    teachers: dict[int, Teacher]
+    env: dict[str, Any]
+    folder: Path
+    run_id: str
+
+    def evaluate(self, item: PlannedRow, interrupts: Interrupts | None = None) -> Evaluated:
+        return evaluate_step(
+            item.step, self.teachers[item.seed], self.sources[item.seed], item.seed,
+            scenario=self.config.scenario, threads=self.config.threads, env=self.env,
+            folder=self.folder, run_id=self.run_id, artifact=item.artifact, interrupts=interrupts,
+        )
+
+    def failed(self, item: PlannedRow, reason: str) -> Evaluated:
+        """The row of a step whose worker could not produce one."""
+        row = step_row(item.step, self.teachers[item.seed], self.sources[item.seed], item.seed,
+                       scenario=self.config.scenario, env=self.env, run_id=self.run_id)
+        row.update(status="failed", reason=_one_line(reason))
+        return Evaluated(row)
+
+
+def _evaluate_here(
+    planned: list[PlannedRow], context: RowContext, interrupts: Interrupts,
+) -> Iterator[tuple[PlannedRow, Evaluated]]:
+    """Every row in this process, one after another."""
+    for item in planned:
+        interrupts.check()
+        result = context.evaluate(item, interrupts)
+        interrupts.check()  # a Ctrl-C that a finalizer swallowed during the step
+        yield item, result
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """What a worker process needs for one row: settings and paths, nothing it cannot pickle."""
+
+    index: int
+    config: RunConfig
+    seed: int
+    spec: str
+    control_of: str | None
+    artifact: str
+    folder: str
+    run_id: str
+    env: dict[str, Any]
+    teacher: Teacher  # without its model, which the worker loads from ``teacher_file``
+    teacher_file: str
+    data_file: str  # the seed's Source, pickled by the parent
+    classes: tuple[type[Strategy], ...]  # the run's strategies, pickled by reference (a spawned
+    # worker starts with this process's sys.path, so their modules import there as here)
+
+
+def _evaluate_in_workers(
+    planned: list[PlannedRow], context: RowContext, interrupts: Interrupts, pool: Any,
+    workers: int,
+) -> Iterator[tuple[PlannedRow, Evaluated]]:
+    """Every row in the pool's worker processes, yielded as each finishes.
+
+    Each worker loads the data (pickled here) and the teacher (its cache file, or a copy
+    saved here) and
+    runs the very ``evaluate_step`` a one-process run runs, with the same TensorFlow
+    settings, so the rows are identical.  The costliest steps start first.
+    """
+    import tempfile
+
+    from compress.sweep import pool_map
+
+    classes = tuple(strategy_classes(item.step for item in planned))
+    with tempfile.TemporaryDirectory(prefix="compress-teachers-") as tmp:
+        files, data = {}, {}
+        for seed, teacher in context.teachers.items():
+            if teacher.file is None:
+                teacher.model.save(Path(tmp) / f"teacher-seed{seed}.keras")
+            files[seed] = str(teacher.file or Path(tmp) / f"teacher-seed{seed}.keras")
+            data[seed] = str(Path(tmp) / f"data-seed{seed}.pickle")  # not generated again there
+            write_atomic(Path(data[seed]), pickle.dumps(context.sources[seed]))
+        tasks = [WorkerRow(
+            item.index, context.config, item.seed, item.step.strategy.spec(), item.step.control_of,
+            item.artifact, str(context.folder), context.run_id, context.env,
+            replace(context.teachers[item.seed], model=None), files[item.seed], data[item.seed],
+            classes,
+        ) for item in sorted(planned, key=lambda item: -item.step.strategy.cost)]
+        by_index = {item.index: item for item in planned}
+        results = pool_map(tasks, evaluate_in_worker, workers, salvage=lambda task: None,
+                           give_up=lambda task, reason: (task.index, reason), pool=pool)
+        try:
+            for index, outcome in results:
+                interrupts.check()
+                item = by_index[index]
+                yield item, outcome if isinstance(outcome, Evaluated) else context.failed(item, outcome)
+        finally:
+            results.close()
+
+
+def strategy_classes(steps: Iterable[Step]) -> set[type[Strategy]]:
+    """The classes of the steps' strategies, a chain's stages included."""
+    return {type(part) for step in steps
+            for part in getattr(step.strategy, "parts", [step.strategy])}
+
+
+def importable_elsewhere(steps: Sequence[Step]) -> bool:
+    """Whether a worker process can import every strategy class of these steps (a class
+    defined inside a function or a notebook cell cannot be sent there)."""
+    try:
+        pickle.dumps(sorted(strategy_classes(steps), key=lambda cls: cls.name))
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
+#: A worker's data and teacher per (teacher file, seed): loaded once, reused by its next rows.
+_PREPARED: dict[tuple[str, int], tuple[Source, Teacher]] = {}
+
+
+def evaluate_in_worker(task: WorkerRow) -> tuple[int, Evaluated | str]:
+    """Worker entry point: one row, or why the worker could not make it (never raises)."""
+    try:
+        key = (task.teacher_file, task.seed)
+        if key not in _PREPARED:
+            known = registry()
+            for cls in task.classes:  # a plugin registered in the parent by code, not entry point
+                if cls.name not in known:
+                    register(cls)
+            model = keras.models.load_model(task.teacher_file, compile=False, safe_mode=False)
+            source = pickle.loads(Path(task.data_file).read_bytes())
+            _PREPARED[key] = (source, replace(task.teacher, model=model))
+        source, teacher = _PREPARED[key]
+        (strategy,) = strategies_from_spec(task.spec)
+    except Exception as error:  # the row says why; the run goes on
+        return task.index, f"worker could not prepare the step: {type(error).__name__}: {error}"
+    return task.index, evaluate_step(
+        Step(strategy, task.control_of), teacher, source, task.seed, scenario=task.config.scenario,
+        threads=task.config.threads, env=task.env, folder=Path(task.folder), run_id=task.run_id,
+        artifact=task.artifact,
+    )
 
 
 def teacher_record(teacher: Teacher) -> dict[str, Any]:
@@ -489,22 +704,13 @@ def evaluate_step(
     Comparisons with the baseline are added by ``finish_seed``.
     """
     dataset, strategy = source.dataset, step.strategy
-    row = new_row(
-        run_id=run_id, strategy=strategy.name, spec=strategy.spec(), label=strategy.label(),
-        family=strategy.family, role=strategy.role, control_of=step.control_of,
-        params=strategy.get_params(), dataset=dataset.name, scenario=scenario,
-        preprocessing=source.preprocessing, class_names=list(dataset.class_names), seed=seed,
-        teacher_architecture=teacher.architecture, teacher_cached=teacher.from_cache,
-        teacher_train_accuracy=teacher.train_accuracy, teacher_val_accuracy=teacher.val_accuracy,
-        teacher_train_seconds=teacher.train_seconds or None,
-        majority_rate=majority_rate(dataset.y_test), env=env,
-    )
+    row = step_row(step, teacher, source, seed, scenario=scenario, env=env, run_id=run_id)
     try:
         made = apply_strategy(strategy, teacher.model, teacher.architecture, dataset.training,
                               seed=seed, workdir=folder, stage_cache=stage_cache)
         model = TFLiteModel(made.flatbuffer, threads=threads)
         labels = np.argmax(model.predict(dataset.x_test), axis=1)
-        scored = {**size_fields(made.flatbuffer), **asdict(
+        scored = {**size_fields(made.flatbuffer), **memory_fields(made.flatbuffer), **asdict(
             accuracy_stats(dataset.y_test, labels, dataset.n_classes))}
         write_atomic(folder / artifact, made.flatbuffer)
     except Skip as reason:
@@ -521,6 +727,24 @@ def evaluate_step(
                artifact=artifact,
                test_correct="".join("1" if ok else "0" for ok in labels == dataset.y_test))
     return Evaluated(row, made.flatbuffer, labels)
+
+
+def step_row(
+    step: Step, teacher: Teacher, source: Source, seed: int, *, scenario: str,
+    env: dict[str, Any], run_id: str,
+) -> dict[str, Any]:
+    """A step's row before it is scored: what was asked for, on which data and teacher."""
+    dataset, strategy = source.dataset, step.strategy
+    return new_row(
+        run_id=run_id, strategy=strategy.name, spec=strategy.spec(), label=strategy.label(),
+        family=strategy.family, role=strategy.role, control_of=step.control_of,
+        params=strategy.get_params(), dataset=dataset.name, scenario=scenario,
+        preprocessing=source.preprocessing, class_names=list(dataset.class_names), seed=seed,
+        teacher_architecture=teacher.architecture, teacher_cached=teacher.from_cache,
+        teacher_train_accuracy=teacher.train_accuracy, teacher_val_accuracy=teacher.val_accuracy,
+        teacher_train_seconds=teacher.train_seconds or None,
+        majority_rate=majority_rate(dataset.y_test), env=env,
+    )
 
 
 def _one_line(text: str) -> str:

@@ -25,7 +25,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from compress.errors import UserError
 from compress.fileio import write_atomic
@@ -36,6 +36,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 JOBS_DIR = "jobs"
+Task = TypeVar("Task")
+Result = TypeVar("Result")
 STAGES_DIR = "stages"
 
 
@@ -493,8 +495,8 @@ def _failed(job: Job, reason: str) -> dict[str, Any]:
                     "control_of": job.control_of, "status": "failed", "reason": reason}}
 
 
-def _worker_setup(parent: int) -> None:
-    """Worker initializer: leave Ctrl-C to the driver, and exit when the driver dies."""
+def _worker_setup(parent: int, warmup: Callable[[], None] | None = None) -> None:
+    """Worker initializer: leave Ctrl-C to the driver, exit when the driver dies, warm up."""
     import signal
     import threading
 
@@ -506,6 +508,8 @@ def _worker_setup(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+    if warmup is not None:
+        warmup()
 
 
 class LocalExecutor(Executor):
@@ -516,54 +520,87 @@ class LocalExecutor(Executor):
         self.max_rebuilds = max_rebuilds
 
     def run(self, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        from concurrent.futures.process import BrokenProcessPool
+        def salvage(job: Job) -> dict[str, Any] | None:  # finished just before a crash
+            return json.loads(job.result_path.read_text()) if job.result_path.exists() else None
 
-        source = iter(jobs)
-        pending: dict[str, Job] = {}  # submitted and not finished, resubmitted after a crash
-        exhausted, rebuilds = False, 0
-        while pending or not exhausted:
-            context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_setup,
-                                       initargs=(os.getpid(),))
-            try:
-                futures = {pool.submit(run_job, job): job for job in pending.values()}
-                while True:
-                    while not exhausted and len(futures) < self.workers:
-                        job = next(source, None)
-                        if job is None:
-                            exhausted = True
-                        else:
-                            pending[job.key] = job
-                            futures[pool.submit(run_job, job)] = job
-                    if not futures:
-                        break
-                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        job = futures.pop(future)
-                        result = future.result()
-                        pending.pop(job.key, None)
-                        yield result
-            except BrokenProcessPool:
-                rebuilds += 1
-                for key, job in list(pending.items()):  # jobs finished before the crash
-                    if job.result_path.exists():
-                        pending.pop(key)
-                        yield json.loads(job.result_path.read_text())
-                if rebuilds > self.max_rebuilds:
-                    for job in pending.values():
-                        yield _failed(job, "worker process died repeatedly")
-                    for job in source:  # drawn one at a time: a lazy source sees each failure
-                        yield _failed(job, "worker process died repeatedly")
-                    return
-            finally:
-                _stop(pool)
+        return pool_map(jobs, run_job, self.workers, salvage=salvage, give_up=_failed,
+                        max_rebuilds=self.max_rebuilds)
 
 
-def _stop(pool: Any) -> None:
+def start_pool(workers: int, warmup: Callable[[], None] | None = None) -> Any:
+    """A spawn pool whose workers start now and run ``warmup`` (e.g. import TensorFlow) while
+    the caller prepares their tasks, instead of at the first task."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_setup, initargs=(os.getpid(), warmup))
+    for _ in range(workers):  # a pool spawns a process per submitted task, up to ``workers``
+        pool.submit(int)
+    return pool
+
+
+def pool_map(
+    tasks: Iterable[Task], work: Callable[[Task], Result], workers: int, *,
+    salvage: Callable[[Task], Result | None], give_up: Callable[[Task, str], Result],
+    max_rebuilds: int = 3, pool: Any = None,
+) -> Iterator[Result]:
+    """``work(task)`` in a spawn pool of ``workers`` processes, yielding results as they finish.
+
+    Tasks are drawn lazily, at most one per free worker.  A dead worker breaks the pool: the
+    pool is rebuilt and its unfinished tasks resubmitted (``salvage`` returns the result of one
+    that finished anyway); after ``max_rebuilds`` crashes every remaining task gets
+    ``give_up``.  Closing the iterator (Ctrl-C) cancels everything not finished.  ``pool``, from
+    ``start_pool``, is used first (and shut down here like the others).
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    source = iter(tasks)
+    pending: dict[int, Task] = {}  # submitted and not finished, resubmitted after a crash
+    exhausted, rebuilds, counter = False, 0, itertools.count()
+    while pending or not exhausted:
+        pool = pool if pool is not None else start_pool(workers)
+        try:
+            futures = {pool.submit(work, task): number for number, task in pending.items()}
+            while True:
+                while not exhausted and len(futures) < workers:
+                    task = next(source, None)
+                    if task is None:
+                        exhausted = True
+                    else:
+                        number = next(counter)
+                        pending[number] = task
+                        futures[pool.submit(work, task)] = number
+                if not futures:
+                    break
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    number = futures.pop(future)
+                    result = future.result()
+                    pending.pop(number, None)
+                    yield result
+        except BrokenProcessPool:
+            rebuilds += 1
+            for number, task in list(pending.items()):
+                saved = salvage(task)
+                if saved is not None:
+                    pending.pop(number)
+                    yield saved
+            if rebuilds > max_rebuilds:
+                for task in pending.values():
+                    yield give_up(task, "worker process died repeatedly")
+                for task in source:  # drawn one at a time: a lazy source sees each failure
+                    yield give_up(task, "worker process died repeatedly")
+                return
+        finally:
+            stop_pool(pool)
+            pool = None
+
+
+def stop_pool(pool: Any) -> None:
     """Cancel queued jobs and end the workers now: waiting for running jobs could take minutes."""
-    processes = list(getattr(pool, "_processes", {}).values())
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # None once shut down
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():

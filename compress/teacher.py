@@ -31,7 +31,7 @@ from compress.models import build_model, default_teacher
 from compress.training import BATCH_SIZE, compile_for_training
 
 # Bump when the training code changes in a way the recipe fields do not capture.
-CODE_VERSION = 2
+CODE_VERSION = 3  # 3: cnn1d pools globally
 LEARNING_RATE = 1e-3
 
 
@@ -65,6 +65,7 @@ class Teacher:
     val_accuracy: float
     train_seconds: float
     cache_key: str
+    file: Path | None = None  # where the model is saved (the cache), for worker processes
 
 
 def cache_dir() -> Path:
@@ -130,17 +131,22 @@ def get_teacher(
     recipe: TeacherRecipe = DEFAULT_RECIPE,
     architecture: str | None = None,
     use_cache: bool = True,
+    load: bool = True,
 ) -> Teacher:
-    """Load the teacher from the cache, or train and cache it."""
+    """Load the teacher from the cache, or train and cache it.
+
+    ``load=False`` leaves a cached teacher's model on disk (``model`` None, ``file`` set):
+    a parent whose workers load it need not import TensorFlow at all.
+    """
     arch = architecture or default_teacher(dataset.input_shape)
     key = _cache_key(dataset, arch, recipe, seed)
     folder = cache_dir() / "teachers"
     model_path, meta_path = folder / f"{key}.keras", folder / f"{key}.json"
     if use_cache and model_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        model = keras.models.load_model(model_path, compile=False)
+        model = keras.models.load_model(model_path, compile=False) if load else None
         return Teacher(model, arch, recipe, meta["epochs_trained"], True, meta["train_accuracy"],
-                       meta["val_accuracy"], meta["train_seconds"], key)
+                       meta["val_accuracy"], meta["train_seconds"], key, model_path)
 
     seed_everything(seed)
     start = time.perf_counter()
@@ -159,7 +165,8 @@ def get_teacher(
                 "architecture": arch, "recipe": asdict(recipe), "epochs_trained": epochs_trained,
                 "seed": seed}
         write_atomic(meta_path, json.dumps(meta, indent=2))
-    return Teacher(model, arch, recipe, epochs_trained, False, train_acc, val_acc, seconds, key)
+    return Teacher(model, arch, recipe, epochs_trained, False, train_acc, val_acc, seconds, key,
+                   model_path if use_cache else None)
 
 
 SAFE_MODE_WHY = (

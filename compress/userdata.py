@@ -1,4 +1,5 @@
-"""Your own data: .csv, .parquet or .npz files turned into a Dataset, with every change counted.
+"""Your own data: .csv, .parquet or .npz files (and image folders, see images.py) turned into a
+Dataset, with every change counted.
 
 Preprocessing (scaling, one-hot or ordinal encoding, imputation) is fitted on
 the train split only and recorded, so a report says exactly what was done to
@@ -22,6 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from compress.data import Dataset, TrainingData, split_indices
 from compress.errors import UserError
+from compress.images import ImageFolder, load_image_folder
 
 MISSING_POLICIES = ("error", "drop", "impute")
 ONE_HOT_LIMIT = 10  # categorical columns with more distinct values are ordinal-encoded
@@ -60,13 +62,14 @@ class Preprocessing:
 
 def load_file(
     path: Path | str, *, seed: int, target: str | None = None, missing: str = "error",
-) -> tuple[Dataset, Preprocessing]:
-    """A Dataset from a user's file, split by ``seed`` like the built-in ones."""
+    image_size: tuple[int, int] | None = None,
+) -> tuple[Dataset, Preprocessing | ImageFolder]:
+    """A Dataset from a user's file or image folder, split by ``seed`` like the built-in ones."""
     path = Path(path)
     if missing not in MISSING_POLICIES:
         raise UserError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
     if path.is_dir():
-        raise UserError(f"data file {path} is a folder; pass a .csv, .parquet or .npz file")
+        return load_image_folder(path, seed=seed, image_size=image_size)
     if not path.is_file():
         raise UserError(f"data file {path} does not exist; check the path")
     if path.stat().st_size == 0:

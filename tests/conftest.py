@@ -9,6 +9,10 @@ import pytest
 
 # Before compress is imported anywhere: tests never touch the user's real cache.
 os.environ["COMPRESS_CACHE_DIR"] = tempfile.mkdtemp(prefix="compress-test-cache-")
+# `compress run` trains in one worker per core by default; the suite's many small runs stay in
+# their own process (spawning TensorFlow workers costs seconds a run).  Tests of the worker
+# pool ask for it explicitly.
+os.environ["COMPRESS_JOBS"] = "1"
 
 
 @pytest.fixture(scope="session")

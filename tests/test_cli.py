@@ -41,7 +41,8 @@ def test_default_run_writes_every_output(default_run):
         assert row["status"] == "ok", row["reason"]
         assert (out / row["artifact"]).is_file()
         for field in ("size_bytes", "size_gzip_bytes", "params_count", "nonzero_params",
-                      "latency_us_p50", "latency_us_p95", "accuracy", "train_seconds"):
+                      "latency_us_p50", "latency_us_p95", "accuracy", "train_seconds",
+                      "arena_bytes", "peak_rss_bytes", "model_rss_bytes"):
             assert row[field] is not None, (row["strategy"], field)
         assert row["env"]["inference_threads"] == 1 and row["env"]["versions"]["tensorflow"]
     assert json.loads((out / "run.json").read_text())["complete"] is True

@@ -113,3 +113,25 @@ def test_latency_is_summarised_per_model_with_paired_ratios():
         assert value.throughput_sps > 0
     assert stats["a"].speedup == 1.0
     assert stats["b"].speedup_ci_low <= stats["b"].speedup <= stats["b"].speedup_ci_high
+
+
+def test_the_arena_is_the_peak_of_tensors_alive_at_once_by_hand():
+    """Input 4 floats, Dense 8, Dense 3: while the second Dense runs, its input (8) and output
+    (3) are alive; while the first runs, the input (4) and its output (8): peak 12 floats."""
+    from compress.memory import arena_bytes
+
+    model = _model(keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3), shape=(4,))
+    assert arena_bytes(to_tflite(model)) == 12 * 4
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    int8 = to_tflite(model, representative=representative_data(x, 64, 0), int8_io=True)
+    assert arena_bytes(int8) == 12  # the same tensors, one byte each
+
+
+def test_resident_memory_comes_from_a_fresh_process_and_grows_with_the_model():
+    from compress.memory import resident_memory
+
+    small = resident_memory(to_tflite(_model(keras.layers.Dense(3), shape=(4,))))
+    large = resident_memory(to_tflite(_model(keras.layers.Dense(2048), keras.layers.Dense(2048),
+                                             shape=(512,))))
+    assert 10 * 2**20 < small["peak_rss_bytes"] < 500 * 2**20  # a Python process with LiteRT
+    assert large["model_rss_bytes"] > small["model_rss_bytes"] + 4 * 2**20  # 5M float weights: 20 MiB

@@ -11,7 +11,7 @@ from compress.errors import UserError
 from compress.models import build_model, check_fits, default_teacher, derive_student
 
 
-@pytest.mark.parametrize(("shape", "teacher"), [((20,), "mlp:128,64"), ((40, 1), "cnn1d:32,64:64"),
+@pytest.mark.parametrize(("shape", "teacher"), [((20,), "mlp:128,64"), ((40, 1), "cnn1d:32,64,64:64"),
                                                 ((8, 8, 1), "cnn:32,64:128")])
 def test_the_default_teacher_follows_the_datas_kind(shape, teacher):
     assert default_teacher(shape) == teacher

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import matplotlib.image
@@ -159,8 +160,12 @@ def test_plugin_families_get_a_stable_colour_of_their_own():
 
 def test_size_and_latency_bars_keep_order_hatch_controls_and_skip_missing_latency(tmp_path):
     points = spread()
+    points[0] = dataclasses.replace(points[0], arena_kib=10.0, rss_kib=3300.0)
     figure = plots._bars_figure(points)
-    left, right = figure.axes
+    left, arena, rss, right = figure.axes
+    for panel in (arena, rss):  # memory: a bar where measured, "not measured" where not
+        assert len(panel.patches) == 1
+        assert sum(t.get_text().strip() == "not measured" for t in panel.texts) == len(points) - 1
     assert [t.get_text() for t in left.get_yticklabels()] == [p.label for p in points]
     assert left.yaxis_inverted()  # first point at the top
     hatched = {round(bar.get_y() + bar.get_height() / 2) for bar in left.patches if bar.get_hatch()}

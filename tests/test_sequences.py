@@ -23,6 +23,6 @@ def test_sequence_data_gets_a_conv1d_teacher_and_keeps_its_shape(tmp_path):
     frame = compress.compare(data=tmp_path / "signals.npz", strategies=["quantize-dynamic"],
                              out=tmp_path / "run")
     baseline = frame[frame["role"] == "baseline"].iloc[0]
-    assert baseline["teacher_architecture"] == "cnn1d:32,64:64"
+    assert baseline["teacher_architecture"] == "cnn1d:32,64,64:64"
     assert baseline["accuracy"] >= 0.85
     assert set(frame["status"]) == {"ok"}

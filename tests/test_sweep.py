@@ -99,6 +99,7 @@ def test_local_sweep_runs_every_job_and_reuses_them(local_sweep):
     assert _accuracies(root / "local") == before
 
 
+@pytest.mark.slow  # 55 s; the local pool it is compared with runs in the default suite
 def test_dask_gives_the_same_accuracies_as_the_local_pool(local_sweep):
     config, root = local_sweep
     done = _run(["sweep", str(config), "--executor", "dask", "--jobs", "2", "--out", str(root / "dask")])

@@ -1,0 +1,115 @@
+"""Image folders (one sub-folder per class) as --data: read, split, cached, and refused clearly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import compress
+from compress.cli import cli
+from compress.images import load_image_folder
+
+
+def run_cli(args):
+    from click.testing import CliRunner
+
+    return CliRunner().invoke(cli, args)
+
+
+def digits_folder(root, per_class: int | None = None):
+    """scikit-learn's digits as 8-bit PNGs, DIR/<digit>/<n>.png; returns the same images as
+    arrays (in the folder's order, so both sources split alike)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    xs, ys = [], []
+    for digit in range(10):
+        rows = np.flatnonzero(bunch.target == digit)[:per_class]
+        (root / str(digit)).mkdir(parents=True)
+        for n, row in enumerate(rows):
+            pixels = np.round(bunch.images[row] * 255 / 16).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(root / str(digit) / f"{n:04d}.png")
+            xs.append(pixels / 255.0)
+            ys.append(digit)
+    return np.array(xs, dtype=np.float32)[..., None], np.array(ys)
+
+
+def test_a_folder_of_png_digits_matches_the_equivalent_npz(tmp_path):
+    x, y = digits_folder(tmp_path / "digits")
+    np.savez(tmp_path / "digits.npz", x=x, y=y)
+    options = {"strategies": ["quantize-int8"], "epochs": 3}
+    folder = compress.compare(data=tmp_path / "digits", out=tmp_path / "from-folder", **options)
+    arrays = compress.compare(data=tmp_path / "digits.npz", out=tmp_path / "from-npz", **options)
+    assert list(folder["status"]) == ["ok", "ok"]
+    assert folder["teacher_architecture"][0] == "cnn:32,64:128"  # images, not features
+    assert folder["accuracy"][0] == pytest.approx(arrays["accuracy"][0], abs=0.02)
+    assert "1,797 images in 10 class folders" in folder["preprocessing"][0]
+    assert "8x8 grayscale" in folder["preprocessing"][0]
+
+
+def test_sizes_modes_stray_files_and_a_given_test_split(tmp_path):
+    root = tmp_path / "shapes"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 16), ("test", 5)):
+        for name in ("circle", "square"):
+            (root / split / name).mkdir(parents=True)
+            for n in range(count):
+                size = (16, 16) if n else (20, 24)  # one odd size per class folder
+                pixels = rng.integers(0, 255, size=(*size, 3), dtype=np.uint8)
+                Image.fromarray(pixels, mode="RGB").save(root / split / name / f"{n}.jpg")
+            (root / split / name / "notes.txt").write_text("not an image")
+    dataset, record = load_image_folder(root, seed=0)
+    assert dataset.x_test.shape == (10, 16, 16, 3) and len(dataset.y_test) == 10
+    assert record.given_test and record.channels == 3 and record.size == (16, 16)
+    assert record.resized == 4 and len(record.ignored) == 4
+    assert "4 resized to 16x16" in record.summary() and "4 non-image files ignored" in record.summary()
+    assert dataset.training.x_train.min() >= 0.0 and dataset.training.x_train.max() <= 1.0
+    again, cached = load_image_folder(root, seed=0, image_size=None)
+    assert cached.from_cache and np.array_equal(again.x_test, dataset.x_test)
+    sized, _ = load_image_folder(root, seed=0, image_size=(8, 12))
+    assert sized.x_test.shape == (10, 8, 12, 3)
+
+
+def _one_class(root):
+    (root / "cat").mkdir(parents=True)
+    Image.new("L", (4, 4)).save(root / "cat" / "1.png")
+
+
+def _unreadable(root):
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for n in range(6):
+            Image.new("L", (4, 4), color=n * 40).save(root / name / f"{n}.png")
+    (root / "dog" / "broken.png").write_bytes(b"not a png at all")
+
+
+def _empty_class(root):
+    _unreadable(root)
+    (root / "dog" / "broken.png").unlink()
+    (root / "bird").mkdir()
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (_one_class, "has one class folder ('cat'); an image folder needs one sub-folder per class"),
+    (_unreadable, "broken.png: not a readable image (cannot identify image file); remove or replace it"),
+    (_empty_class, "bird holds no images"),
+    (lambda root: root.mkdir(), "has no class folders"),
+])
+def test_bad_image_folders_are_one_line_exit_2_and_write_nothing(tmp_path, make, message):
+    make(tmp_path / "images")
+    result = run_cli(["run", "--data", str(tmp_path / "images"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_image_size_is_checked_and_only_for_image_folders(tmp_path):
+    digits_folder(tmp_path / "digits", per_class=6)
+    result = run_cli(["run", "--data", str(tmp_path / "digits"), "--image-size", "8x8",
+                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--image-size takes HEIGHT,WIDTH like 32,32" in result.stderr
+    np.savez(tmp_path / "d.npz", x=np.zeros((30, 4)), y=np.arange(30) % 2)
+    result = run_cli(["run", "--data", str(tmp_path / "d.npz"), "--image-size", "8,8",
+                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--image-size is for an image folder" in result.stderr

@@ -1,0 +1,70 @@
+"""`compress run --jobs N`: strategies train in worker processes, rows identical to one process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import compress
+from compress.strategies import Compressed, Strategy, register, unregister
+
+#: Row fields that depend on the clock, the folder, the cache (the first run trains the
+#: teacher, the second finds it cached) or the page cache (peak RSS), not on the model.
+TIMING = ("latency", "throughput", "speedup", "seconds", "run_id", "artifact", "teacher_cached",
+          "peak_rss")
+
+
+@register
+class HalfTeacher(Strategy):
+    """A plugin defined in a test module: workers must import it to find it."""
+
+    name = "test-parallel-half"
+    family = "quantization"
+    summary = "float16 weights, from a test module"
+
+    def __init__(self) -> None:
+        pass
+
+    def compress(self, ctx):
+        from compress.backend import to_tflite
+
+        return Compressed(tflite=to_tflite(ctx.teacher, float16=True), notes="float16 weights")
+
+
+def model_fields(frame):
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [{k: v for k, v in row.items() if not any(word in k for word in TIMING)} for row in rows]
+
+
+def test_two_workers_give_the_rows_of_one_process(tmp_path):
+    options = {"dataset": "synthetic", "epochs": 2,
+               "strategies": ["distill:epochs=2", "test-parallel-half"]}
+    alone = compress.compare(**options, out=tmp_path / "one", jobs=1)
+    side_by_side = compress.compare(**options, out=tmp_path / "two", jobs=2)
+    assert list(side_by_side["status"]) == ["ok"] * 5
+    assert model_fields(side_by_side) == model_fields(alone)
+    assert side_by_side["latency_us_p50"].notna().all()  # timed afterwards, in the parent
+    run = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run["config"]["jobs"] == 2 and run["workers"] == 2 and run["complete"]
+    for artifact in side_by_side["artifact"]:
+        assert (tmp_path / "two" / artifact).is_file()
+
+
+def test_a_strategy_no_worker_could_import_runs_in_this_process(tmp_path):
+    @register
+    class Local(HalfTeacher):  # defined in a function: a spawned worker cannot import it
+        name = "test-parallel-local"
+
+    try:
+        frame = compress.compare(dataset="synthetic", epochs=1, strategies=["test-parallel-local"],
+                                 out=tmp_path / "run", jobs=2)
+    finally:
+        unregister(Local.name)
+    assert list(frame["status"]) == ["ok", "ok"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["workers"] == 1
+
+
+def test_jobs_must_be_positive(tmp_path):
+    with pytest.raises(compress.UserError, match="--jobs must be at least 1"):
+        compress.compare(dataset="synthetic", jobs=0, out=tmp_path / "run")
