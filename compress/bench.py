@@ -156,6 +156,8 @@ def bench_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             "MACs": f"{row['macs']:,}",
             "p50 µs [95% CI]": f"{row['latency_us_p50']:.2f} [{row['latency_us_p50_ci_low']:.2f}, "
             f"{row['latency_us_p50_ci_high']:.2f}]",
+            "CPU µs/call [95% CI]": f"{row['latency_cpu_us']:.2f} [{row['latency_cpu_us_ci_low']:.2f}, "
+            f"{row['latency_cpu_us_ci_high']:.2f}]",
             "p95 / p99 µs": f"{row['latency_us_p95']:.2f} / {row['latency_us_p99']:.2f}",
             "IQR µs": f"{row['latency_us_iqr']:.2f}",
             "Throughput /s": f"{row['throughput_sps']:,.0f}",

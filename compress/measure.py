@@ -21,6 +21,7 @@ from compress.stats import (
     Spread,
     macro_f1,
     mcnemar_exact,
+    median_ci,
     paired_ratio,
     rounds_faster,
     summarize_rounds,
@@ -29,6 +30,7 @@ from compress.stats import (
 
 DEFAULT_THREADS = 1
 HIGH_SPREAD = 0.10  # pyperf warns past a 10% spread; so do we
+DISTURBED = 0.20  # a round that spent 20% of its wall time off the CPU waited for a core
 #: A kernel counts as pruned when at least this share of it is zero: trained or merely
 #: quantized kernels have next to no exact zeros, pruned ones have their target share.
 PRUNED_KERNEL = 0.25
@@ -343,6 +345,14 @@ class LatencyStats:
     speedup_rounds: int | None
     throughput_sps: float
     warning: str | None
+    #: CPU time per call (the measuring thread's own, ``thread_time_ns``): what the model costs,
+    #: whatever else the machine runs; median of the rounds' means, with its 95% interval.
+    cpu_us: float | None = None
+    cpu_us_ci_low: float | None = None
+    cpu_us_ci_high: float | None = None
+    #: Rounds that spent more than ``DISTURBED`` of their wall time off the CPU: the thread
+    #: waited for a core (preemption), so their wall-clock figures measure the scheduler.
+    disturbed_rounds: int = 0
 
     def fields(self) -> dict[str, float | str | None]:
         """The result-row fields, named as in ``compress.results.FIELDS``."""
@@ -354,7 +364,9 @@ class LatencyStats:
             "latency_warning": self.warning, "speedup": self.speedup,
             "speedup_ci_low": self.speedup_ci_low, "speedup_ci_high": self.speedup_ci_high,
             "speedup_rounds_faster": self.speedup_rounds_faster, "speedup_rounds": self.speedup_rounds,
-            "throughput_sps": self.throughput_sps,
+            "throughput_sps": self.throughput_sps, "latency_cpu_us": self.cpu_us,
+            "latency_cpu_us_ci_low": self.cpu_us_ci_low, "latency_cpu_us_ci_high": self.cpu_us_ci_high,
+            "latency_disturbed_rounds": self.disturbed_rounds,
         }
 
 
@@ -421,6 +433,8 @@ def measure_latency(
     loaded = {name: TFLiteModel(models[name], threads=threads) for name in names}
     inputs = {name: [m.encode(x[i : i + 1]) for i in range(min(len(x), 64))] for name, m in loaded.items()}
     samples: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}  # per round: CPU µs per call
+    waited: dict[str, list[float]] = {name: [] for name in names}  # per round: share off the CPU
     with pinned_to_one_core():
         calls = {}
         for name, model in loaded.items():
@@ -431,10 +445,14 @@ def measure_latency(
             for name in names[shift:] + names[:shift]:
                 model, batch = loaded[name], inputs[name]
                 times = np.empty(calls[name], dtype=np.int64)
+                cpu_start, wall_start = time.thread_time_ns(), time.perf_counter_ns()
                 for i in range(calls[name]):
                     start = time.perf_counter_ns()
                     model.call(batch[i % len(batch)])
                     times[i] = time.perf_counter_ns() - start
+                used = time.thread_time_ns() - cpu_start
+                waited[name].append(1 - used / max(time.perf_counter_ns() - wall_start, 1))
+                cpu[name].append(used / calls[name] / 1000.0)
                 samples[name].append(times / 1000.0)
         throughput = {name: _throughput(models[name], x, throughput_batch, threads) for name in names}
     results = {}
@@ -444,9 +462,15 @@ def measure_latency(
         if reference is not None and reference in samples:
             ratio = (*paired_ratio(samples[reference], samples[name]),
                      *rounds_faster(samples[reference], samples[name]))
+        cpu_low, cpu_high = median_ci(np.asarray(cpu[name]))
+        disturbed = sum(share > DISTURBED for share in waited[name])
         warning = None
-        if spread.relative_spread > HIGH_SPREAD:
+        if disturbed > rounds * DISTURBED:
+            warning = (f"busy machine: {disturbed} of {rounds} rounds waited for a core; compare "
+                       "the CPU-time figure (latency_cpu_us), not wall time")
+        elif spread.relative_spread > HIGH_SPREAD:
             warning = (f"unstable: round medians spread {spread.relative_spread:.0%}; "
                        "close other programs or raise rounds")
-        results[name] = LatencyStats(spread, *ratio, throughput[name], warning)
+        results[name] = LatencyStats(spread, *ratio, throughput[name], warning,
+                                     float(np.median(cpu[name])), cpu_low, cpu_high, disturbed)
     return results

@@ -112,6 +112,11 @@ def resident_memory(flatbuffer: bytes, timeout: float = 120.0) -> dict[str, int]
             "model_rss_bytes": max(0, peaks["peak_kib"] - peaks["before_kib"]) * 1024}
 
 
-def memory_fields(flatbuffer: bytes) -> dict[str, int]:
-    """Both figures as result-row fields."""
-    return {"arena_bytes": arena_bytes(flatbuffer), **resident_memory(flatbuffer)}
+def memory_fields(flatbuffer: bytes) -> dict[str, int | None]:
+    """Both figures as result-row fields; the resident-memory ones are None where the probe
+    cannot run (no Linux /proc, e.g. macOS), rather than failing the row."""
+    try:
+        resident: dict[str, int | None] = dict(resident_memory(flatbuffer))
+    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError):
+        resident = {"peak_rss_bytes": None, "model_rss_bytes": None}
+    return {"arena_bytes": arena_bytes(flatbuffer), **resident}

@@ -118,7 +118,10 @@ def common_table(configs: list[Config], failed: list[Row]) -> Table:
         "hold; RSS +: what loading and running the model once adds to a fresh LiteRT process's "
         "peak resident memory (docs/benchmarks.md says how both are measured). Intervals: the "
         "test-split interval (Wilson) and the latency order-statistic interval for one seed; a t "
-        "interval over seeds otherwise. "
+        "interval over seeds otherwise. Latency is the median per-call wall time at batch 1, "
+        "every model timed in the same process in interleaved rounds; each row also records "
+        "CPU time per call (latency_cpu_us), and a busy-machine warning when over 20% of its "
+        "rounds waited for a core. "
         "Δ accuracy: pooled exact McNemar against the teacher. Hover a method for its full spec."])
 
 

@@ -135,3 +135,28 @@ def test_resident_memory_comes_from_a_fresh_process_and_grows_with_the_model():
                                              shape=(512,))))
     assert 10 * 2**20 < small["peak_rss_bytes"] < 500 * 2**20  # a Python process with LiteRT
     assert large["model_rss_bytes"] > small["model_rss_bytes"] + 4 * 2**20  # 5M float weights: 20 MiB
+
+
+def test_rounds_that_wait_for_a_core_are_counted_and_flagged(monkeypatch):
+    """A thread that gets no CPU time while its rounds take wall time waited for a core:
+    every round is disturbed and the row says to compare CPU time instead."""
+    import time as real_time
+
+    import compress.measure as measure
+
+    class NoCpu:  # the measuring thread is never on a core: only wall time passes
+        perf_counter_ns = staticmethod(real_time.perf_counter_ns)
+        perf_counter = staticmethod(real_time.perf_counter)
+
+        @staticmethod
+        def thread_time_ns() -> int:
+            return 0
+
+    model = to_tflite(_model(keras.layers.Dense(3), shape=(4,)))
+    x = np.zeros((8, 4), dtype=np.float32)
+    monkeypatch.setattr(measure, "time", NoCpu)
+    stats = measure_latency({"m": model}, x, rounds=6, round_seconds=0.001, warmup_calls=2,
+                            warmup_seconds=0.0)["m"]
+    assert stats.disturbed_rounds == 6
+    assert stats.warning.startswith("busy machine: 6 of 6 rounds waited for a core")
+    assert stats.fields()["latency_disturbed_rounds"] == 6 and stats.fields()["latency_cpu_us"] == 0.0

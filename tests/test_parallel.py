@@ -7,7 +7,8 @@ import json
 import pytest
 
 import compress
-from compress.strategies import Compressed, Strategy, register, unregister
+from compress.strategies import register, unregister
+from tests.test_conformance import HalfPrecisionWeights
 
 #: Row fields that depend on the clock, the folder, the cache (the first run trains the
 #: teacher, the second finds it cached) or the page cache (peak RSS), not on the model.
@@ -15,21 +16,12 @@ TIMING = ("latency", "throughput", "speedup", "seconds", "run_id", "artifact", "
           "peak_rss")
 
 
-@register
-class HalfTeacher(Strategy):
-    """A plugin defined in a test module: workers must import it to find it."""
-
-    name = "test-parallel-half"
-    family = "quantization"
-    summary = "float16 weights, from a test module"
-
-    def __init__(self) -> None:
-        pass
-
-    def compress(self, ctx):
-        from compress.backend import to_tflite
-
-        return Compressed(tflite=to_tflite(ctx.teacher, float16=True), notes="float16 weights")
+@pytest.fixture
+def plugin():
+    """A strategy registered by code, in a test module: workers must be sent its class."""
+    register(HalfPrecisionWeights)
+    yield HalfPrecisionWeights.name
+    unregister(HalfPrecisionWeights.name)
 
 
 def model_fields(frame):
@@ -37,9 +29,8 @@ def model_fields(frame):
     return [{k: v for k, v in row.items() if not any(word in k for word in TIMING)} for row in rows]
 
 
-def test_two_workers_give_the_rows_of_one_process(tmp_path):
-    options = {"dataset": "synthetic", "epochs": 2,
-               "strategies": ["distill:epochs=2", "test-parallel-half"]}
+def test_two_workers_give_the_rows_of_one_process(tmp_path, plugin):
+    options = {"dataset": "synthetic", "epochs": 2, "strategies": ["distill:epochs=2", plugin]}
     alone = compress.compare(**options, out=tmp_path / "one", jobs=1)
     side_by_side = compress.compare(**options, out=tmp_path / "two", jobs=2)
     assert list(side_by_side["status"]) == ["ok"] * 5
@@ -53,7 +44,7 @@ def test_two_workers_give_the_rows_of_one_process(tmp_path):
 
 def test_a_strategy_no_worker_could_import_runs_in_this_process(tmp_path):
     @register
-    class Local(HalfTeacher):  # defined in a function: a spawned worker cannot import it
+    class Local(HalfPrecisionWeights):  # defined in a function: a worker cannot import it
         name = "test-parallel-local"
 
     try:

@@ -239,8 +239,10 @@ def npz_arrays(draw: st.DrawFn) -> dict[str, np.ndarray]:
             arrays[key] = value
         elif change == "dtype":
             arrays[key] = arrays[key].astype(draw(_DTYPES))
-        else:
+        elif arrays[key].ndim:
             arrays[key] = arrays[key][: len(arrays[key]) // 2]
+        else:  # a 0-d array an earlier change made has no rows to halve
+            arrays[key] = arrays[key].reshape(1)
     return arrays
 
 
