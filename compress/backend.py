@@ -125,11 +125,8 @@ __all__ = [
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow so initialisation and shuffling repeat, and restart
-    Keras' automatic layer names (dense, dense_1, ...): they are stored in the flatbuffer, so
-    otherwise its bytes would depend on how many models the process built before."""
+    """Seed Python, NumPy and TensorFlow so initialisation and shuffling repeat."""
     keras.utils.set_random_seed(seed)
-    keras.backend.reset_uids()
 
 
 def to_tflite(

@@ -101,22 +101,24 @@ def build_model(
     seed_everything(seed)
     if arch.kind == "dsres":
         return _dsres(arch.conv, input_shape, n_classes, name)
-    layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape)]
-    for filters in arch.conv:
+    # Every layer is named: automatic names (dense_7) count the models a process built before,
+    # and they are written into the flatbuffer, whose bytes would then depend on that history.
+    layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="input")]
+    for i, filters in enumerate(arch.conv):
         if arch.kind == "cnn":
-            layers += [keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
-                       keras.layers.MaxPooling2D(2, padding="same")]
+            layers += [keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{i}"),
+                       keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")]
         else:
-            layers += [keras.layers.Conv1D(filters, 5, padding="same", activation="relu"),
-                       keras.layers.MaxPooling1D(2, padding="same")]
+            layers += [keras.layers.Conv1D(filters, 5, padding="same", activation="relu", name=f"conv_{i}"),
+                       keras.layers.MaxPooling1D(2, padding="same", name=f"pool_{i}")]
     if arch.kind == "cnn1d":
-        layers.append(keras.layers.GlobalAveragePooling1D())
+        layers.append(keras.layers.GlobalAveragePooling1D(name="global_pool"))
     elif len(input_shape) > 1:
-        layers.append(keras.layers.Flatten())
-    for width in arch.dense:
-        layers.append(keras.layers.Dense(width, activation="relu"))
+        layers.append(keras.layers.Flatten(name="flatten"))
+    for i, width in enumerate(arch.dense):
+        layers.append(keras.layers.Dense(width, activation="relu", name=f"dense_{i}"))
         if dropout > 0:
-            layers.append(keras.layers.Dropout(dropout, seed=seed))
+            layers.append(keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{i}"))
     layers.append(keras.layers.Dense(n_classes, name="logits"))
     return keras.Sequential(layers, name=name)
 
@@ -125,15 +127,20 @@ def _dsres(widths: tuple[int, ...], input_shape: tuple[int, ...], n_classes: int
            name: str) -> keras.Model:
     """MobileNetV2-style blocks: depthwise, residual, BatchNorm, ReLU6."""
     layers = keras.layers
-    inputs = keras.Input(shape=input_shape)
-    x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(widths[0], 3, padding="same")(inputs)))
-    for width in widths:
-        block = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(2 * width, 1)(x)))
-        block = layers.DepthwiseConv2D(3, padding="same")(block)
-        block = layers.ReLU(6.0)(layers.BatchNormalization()(block))
-        block = layers.BatchNormalization()(layers.Conv2D(width, 1)(block))
-        x = layers.Add()([x, block]) if x.shape[-1] == width else block
-    x = layers.GlobalAveragePooling2D()(x)
+    inputs = keras.Input(shape=input_shape, name="input")
+    stem = layers.Conv2D(widths[0], 3, padding="same", name="stem_conv")(inputs)
+    x = layers.ReLU(6.0, name="stem_relu")(layers.BatchNormalization(name="stem_bn")(stem))
+    for i, width in enumerate(widths):
+        block = layers.Conv2D(2 * width, 1, name=f"block{i}_expand")(x)
+        block = layers.ReLU(6.0, name=f"block{i}_expand_relu")(
+            layers.BatchNormalization(name=f"block{i}_expand_bn")(block))
+        block = layers.DepthwiseConv2D(3, padding="same", name=f"block{i}_depthwise")(block)
+        block = layers.ReLU(6.0, name=f"block{i}_depthwise_relu")(
+            layers.BatchNormalization(name=f"block{i}_depthwise_bn")(block))
+        block = layers.BatchNormalization(name=f"block{i}_project_bn")(
+            layers.Conv2D(width, 1, name=f"block{i}_project")(block))
+        x = layers.Add(name=f"block{i}_add")([x, block]) if x.shape[-1] == width else block
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     return keras.Model(inputs, layers.Dense(n_classes, name="logits")(x), name=name)
 
 

@@ -585,8 +585,9 @@ class WorkerRow:
     teacher: Teacher  # without its model, which the worker loads from ``teacher_file``
     teacher_file: str
     data_file: str  # the seed's Source, pickled by the parent
-    classes: tuple[type[Strategy], ...]  # the run's strategies, pickled by reference (a spawned
-    # worker starts with this process's sys.path, so their modules import there as here)
+    #: The run's strategy classes, pickled by reference: a spawned worker starts with this
+    #: process's sys.path, so their modules import there as here.
+    classes: tuple[type[Strategy], ...]
 
 
 def _evaluate_in_workers(
@@ -596,9 +597,8 @@ def _evaluate_in_workers(
     """Every row in the pool's worker processes, yielded as each finishes.
 
     Each worker loads the data (pickled here) and the teacher (its cache file, or a copy
-    saved here) and
-    runs the very ``evaluate_step`` a one-process run runs, with the same TensorFlow
-    settings, so the rows are identical.  The costliest steps start first.
+    saved here) and runs the very ``evaluate_step`` a one-process run runs, with the same
+    TensorFlow settings, so the rows are identical.  The costliest steps start first.
     """
     import tempfile
 
@@ -666,7 +666,8 @@ def evaluate_in_worker(task: WorkerRow) -> tuple[int, Evaluated | str]:
         source, teacher = _PREPARED[key]
         (strategy,) = strategies_from_spec(task.spec)
     except Exception as error:  # the row says why; the run goes on
-        return task.index, f"worker could not prepare the step: {type(error).__name__}: {error}"
+        return task.index, (f"a worker process could not prepare the step ({type(error).__name__}: "
+                            f"{error}); --jobs 1 runs every step in this process")
     return task.index, evaluate_step(
         Step(strategy, task.control_of), teacher, source, task.seed, scenario=task.config.scenario,
         threads=task.config.threads, env=task.env, folder=Path(task.folder), run_id=task.run_id,
