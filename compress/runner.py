@@ -604,7 +604,7 @@ def _evaluate_in_workers(
 
     from compress.sweep import pool_map
 
-    classes = tuple(strategy_classes(item.step for item in planned))
+    classes = tuple(strategy_classes(item.step.strategy for item in planned))
     with tempfile.TemporaryDirectory(prefix="compress-teachers-") as tmp:
         files, data = {}, {}
         for seed, teacher in context.teachers.items():
@@ -631,17 +631,16 @@ def _evaluate_in_workers(
             results.close()
 
 
-def strategy_classes(steps: Iterable[Step]) -> set[type[Strategy]]:
-    """The classes of the steps' strategies, a chain's stages included."""
-    return {type(part) for step in steps
-            for part in getattr(step.strategy, "parts", [step.strategy])}
+def strategy_classes(strategies: Iterable[Strategy]) -> set[type[Strategy]]:
+    """The classes of these strategies, a chain's stages included."""
+    return {type(part) for strategy in strategies for part in getattr(strategy, "parts", [strategy])}
 
 
 def importable_elsewhere(steps: Sequence[Step]) -> bool:
     """Whether a worker process can import every strategy class of these steps (a class
     defined inside a function or a notebook cell cannot be sent there)."""
     try:
-        pickle.dumps(sorted(strategy_classes(steps), key=lambda cls: cls.name))
+        pickle.dumps(sorted(strategy_classes(s.strategy for s in steps), key=lambda cls: cls.name))
     except (pickle.PicklingError, AttributeError, TypeError):
         return False
     return True
@@ -668,11 +667,10 @@ def evaluate_in_worker(task: WorkerRow) -> tuple[int, Evaluated | str]:
     except Exception as error:  # the row says why; the run goes on
         return task.index, (f"a worker process could not prepare the step ({type(error).__name__}: "
                             f"{error}); --jobs 1 runs every step in this process")
-    return task.index, evaluate_step(
-        Step(strategy, task.control_of), teacher, source, task.seed, scenario=task.config.scenario,
-        threads=task.config.threads, env=task.env, folder=Path(task.folder), run_id=task.run_id,
-        artifact=task.artifact,
-    )
+    context = RowContext(task.config, {task.seed: source}, {task.seed: teacher}, task.env,
+                         Path(task.folder), task.run_id)
+    item = PlannedRow(task.index, task.seed, Step(strategy, task.control_of), task.artifact)
+    return task.index, context.evaluate(item)
 
 
 def teacher_record(teacher: Teacher) -> dict[str, Any]:

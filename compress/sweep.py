@@ -176,11 +176,10 @@ def strategy_files(spec: str) -> list[Path]:
     """The files of the modules that define a spec's strategies (a plugin's code included)."""
     import inspect
 
+    from compress.runner import strategy_classes
     from compress.strategies import strategies_from_spec
 
-    (strategy,) = strategies_from_spec(spec)
-    parts = getattr(strategy, "parts", [strategy])
-    files = {inspect.getsourcefile(type(part)) for part in parts}
+    files = {inspect.getsourcefile(cls) for cls in strategy_classes(strategies_from_spec(spec))}
     return [Path(f).resolve() for f in files if f]
 
 
