@@ -1,6 +1,7 @@
 """Choose the default distillation recipe by experiment, with same-budget scratch controls.
 
-Run: .venv/bin/python benchmarks/distill_recipe.py [--seeds 3]
+Run: .venv/bin/python benchmarks/distill_recipe.py [--seeds 3] [--specs SPEC ...]
+     [--data FILE --target COLUMN]   (a user's data: the regularized setting only)
 For synthetic (MLP teacher, Dense-32 student) and digits (CNN teacher, narrow CNN student):
   - the document's setting: plain 20-epoch teacher; T=2, alpha=0.5, 20 epochs, batch 32;
   - a regularized teacher (dropout, noise or shifts, early stopping) with 300-epoch students:
@@ -12,10 +13,12 @@ the same student, budget, batches and seed. Prints one Markdown table per settin
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import tempfile
 from pathlib import Path
 
-from compress.analysis import compared, gap_closures, mean_std
+from compress.analysis import Pairing, configurations, pairings
 from compress.presets import DOCUMENT_DISTILL
 from compress.runner import RunConfig, run
 from compress.teacher import DEFAULT_RECIPE, DOCUMENT_RECIPE
@@ -33,38 +36,63 @@ SETTINGS = [
 ]
 
 
+def closure(pairing: Pairing) -> str:
+    value, why = pairing.gap_closure()
+    return why or f"{value:+.0%}"
+
+
 def summarize(title: str, rows: list[dict]) -> None:
-    items = compared(rows)
-    accuracy = {name: mean_std([i.row["accuracy"] for i in items if i.name == name])
-                for name in ("baseline", "student-scratch", "student-scratch-mixup")}
+    configs = configurations(rows)
+    teacher = next(c for c in configs if c.role == "baseline").values("accuracy")
+    links = pairings(configs)
+    controls: dict[str, list[float]] = {}
+    for pairing in links:  # the first technique's controls (the others differ only in T, alpha)
+        controls.setdefault(pairing.control.row["strategy"], pairing.control.values("accuracy"))
     print(f"\n### {title}\n")
-    print("teacher {0[0]:.3f} ± {0[1]:.3f}; scratch {1[0]:.3f} ± {1[1]:.3f}; scratch+mixup "
-          "{2[0]:.3f} ± {2[1]:.3f}\n".format(*accuracy.values()))
-    print("| distill spec | accuracy | gap closed vs scratch | wins | vs scratch+mixup | wins | s/run |")
+    print("; ".join([f"teacher {fmt(teacher)}", *(f"{name} {fmt(v)}" for name, v in controls.items())])
+          + "\n")
+    print("| distill spec | accuracy | gap closed vs scratch (pooled) | wins | vs scratch+mixup | wins | "
+          "s/run |")
     print("|---|---|---|---|---|---|---|")
-    scratch, mixup = gap_closures(items, "student-scratch"), gap_closures(items, "student-scratch-mixup")
-    for spec, pairs in scratch.items():
-        acc = mean_std([p.distilled.row["accuracy"] for p in pairs])
+    for technique in (c for c in configs if c.role == "technique"):
+        mine = {p.control.row["strategy"]: p for p in links if p.technique is technique}
         cells = []
-        for group in (pairs, mixup.get(spec, [])):
-            closures = [p.closure for p in group if p.closure is not None]
-            mean = mean_std(closures) if closures else (float("nan"), 0.0)
-            cells.append(f"{mean[0]:+.0%} ± {mean[1]:.0%} | {sum(p.gain_pp > 0 for p in group)}/{len(group)}")
-        seconds = mean_std([p.distilled.row["train_seconds"] for p in pairs])[0]
-        short = spec.replace("distill:", "")
-        print(f"| {short} | {acc[0]:.3f} ± {acc[1]:.3f} | {cells[0]} | {cells[1]} | {seconds:.1f} |")
+        for control in ("student-scratch", "student-scratch-mixup"):
+            pairing = mine[control]
+            won, of = pairing.wins
+            cells.append(f"{closure(pairing)} | {won}/{of}")
+        short = technique.label.replace("distill:", "").replace("distill", "defaults")
+        print(f"| {short} | {fmt(technique.values('accuracy'))} | {' | '.join(cells)} | "
+              f"{technique.mean('train_seconds'):.1f} |")
+
+
+def fmt(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {spread:.4f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data", type=Path, help="a .csv/.parquet/.npz or image folder instead of "
+                        "the built-in problems (the regularized setting only)")
+    parser.add_argument("--target", help="--data's label column")
+    parser.add_argument("--specs", nargs="+", default=GRID)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.data is not None:
+            result = run(RunConfig(dataset=None, data=args.data, target=args.target,
+                                   strategies=args.specs, seeds=range(args.seeds), out=Path(tmp) / "run",
+                                   jobs=os.cpu_count() or 1))
+            summarize(f"{args.data.name}: regularized teacher", result.rows)
+            return
         for dataset in ("synthetic", "digits"):
             for title, recipe, specs in SETTINGS:
                 out = Path(tmp) / f"{dataset}-{len(specs)}"
-                result = run(RunConfig(dataset=dataset, strategies=specs, seeds=range(args.seeds),
-                                       teacher_recipe=recipe, out=out))
+                result = run(RunConfig(dataset=dataset, strategies=specs if recipe is DOCUMENT_RECIPE
+                                       else args.specs, seeds=range(args.seeds),
+                                       teacher_recipe=recipe, out=out, jobs=os.cpu_count() or 1))
                 summarize(f"{dataset}: {title}", result.rows)
 
 

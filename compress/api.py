@@ -40,7 +40,8 @@ def compare(
     ``seed`` is one seed or a list of seeds; every seed gets its own splits and teacher.
     ``options`` are ``resolve_config``'s keywords, named as the CLI's options (``data``,
     ``target``, ``missing``, ``teacher``, ``trust_model``, ``allow_weak_teacher``, ``epochs``,
-    ``scenario``, ``target_train``, ``preset``, ``threads``, ``out``, ``overwrite``); what is
+    ``scenario``, ``target_train``, ``preset``, ``threads``, ``jobs``, ``time_budget`` (minutes),
+    ``out``, ``overwrite``); what is
     left out takes the preset's value, else the default, exactly as on the command line.
     The run folder is in ``frame.attrs["run_dir"]``, the verdicts on the document's claims
     (claims.csv's rows) in ``frame.attrs["claims"]``.

@@ -112,6 +112,10 @@ def cli() -> None:
               help="Worker processes that train strategies side by side (rows are identical for "
               "any count; latency is timed afterwards, alone). 1: all in this process.  "
               "[default: the core count, or $COMPRESS_JOBS]")
+@click.option("--time-budget", type=float, default=None, metavar="MIN",
+              help="Minutes for all training (the teacher's included; timing and the report come "
+              "after): each strategy gets a share by its cost, stops when it is spent, and its row "
+              "says so.  [default: no limit]")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder: new, empty, or an earlier run with --overwrite. "
               "Default: reports/<dataset>-<timestamp>.")
@@ -121,7 +125,7 @@ def run(dataset: str | None, data: Path | None, image_size: str | None, target: 
         allow_weak_teacher: bool,
         strategies: tuple[str, ...], seed: int | None, n_seeds: int | None, epochs: int | None,
         scenario: str | None, target_train: int | None, preset: str | None, threads: int | None,
-        jobs: int | None, out: Path | None, overwrite: bool) -> None:
+        jobs: int | None, time_budget: float | None, out: Path | None, overwrite: bool) -> None:
     """Compress the teacher with every selected strategy and write a report."""
     if seed is not None and n_seeds is not None:
         raise UserError("give --seed or --seeds, not both")
@@ -138,7 +142,7 @@ def run(dataset: str | None, data: Path | None, image_size: str | None, target: 
         allow_weak_teacher=allow_weak_teacher, strategies=strategies,
         seeds=n_seeds if n_seeds is not None else None if seed is None else [seed], epochs=epochs,
         scenario=scenario, target_train=target_train, preset=preset, threads=threads,
-        jobs=jobs if jobs is not None else os.cpu_count() or 1, out=out,
+        jobs=jobs if jobs is not None else os.cpu_count() or 1, time_budget=time_budget, out=out,
         overwrite=overwrite, command=shlex.join(["compress", *sys.argv[1:]]),
     )
     with _progress() as progress:

@@ -237,6 +237,14 @@ def findings(configs: list[Config], rows: list[Row]) -> list[str]:
             notes.append(f"{config.label} {change}, yet the raw file is {config.size_factor:.2f}× "
                          f"smaller and speed is {_speed(config)}: dense kernels store and multiply "
                          f"every weight; only the gzip size shrinks ({config.gzip_factor:.1f}×).")
+    cut = sorted({r["label"] for r in rows if r.get("budget_stopped") and r["status"] == "ok"})
+    if cut:
+        notes.append(f"**Stopped by the time budget:** {', '.join(cut)}. Their training was cut "
+                     "short (each row's notes say how far it got), so they may look worse than "
+                     "they would with their full budget.")
+    unstarted = sorted({r["label"] for r in rows if r.get("budget_stopped") and r["status"] != "ok"})
+    if unstarted:
+        notes.append(f"**Not started, the time budget was spent:** {', '.join(unstarted)}.")
     unstable = sorted({c.label for c in configs if c.unstable})
     if unstable:
         notes.append(f"Latency was unstable for {', '.join(unstable)}: treat those timings with care.")
@@ -440,6 +448,14 @@ def _header(rows: list[Row], manifests: list[dict[str, Any]], configs: list[Conf
             items.append(f"**Command:** `{command}`")
         for seed, why in (manifest.get("weak_teacher") or {}).items():
             items.insert(0, f"**Weak teacher (seed {seed}, allowed by --allow-weak-teacher):** {why}.")
+        budget = (manifest.get("config") or {}).get("time_budget")
+        if budget:
+            cut = {seed: t["budget_stopped"] for seed, t in (manifest.get("teachers") or {}).items()
+                   if t.get("budget_stopped")}
+            teacher = "; ".join(f"the teacher (seed {seed}) stopped after {what}, so it was not "
+                                "cached" for seed, what in cut.items())
+            items.insert(0, f"**Time budget:** {budget:g} min for all training, shared by cost"
+                         + (f"; {teacher}" if teacher else "") + ".")
         if not manifest.get("complete", True):
             items.insert(0, f"**Run {manifest.get('run_id')} is incomplete:** it stopped early; "
                          "its unfinished rows are missing and rows without latency were not timed.")

@@ -41,7 +41,7 @@ FIELDS = (
     "latency_cpu_us_ci_high", "latency_disturbed_rounds",
     "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1_macro", "fidelity", "mcnemar_p",
     "test_correct",
-    "train_seconds", "env",
+    "train_seconds", "budget_stopped", "env",
 )
 
 _PACKAGES = (
@@ -180,7 +180,7 @@ STATUSES = ("ok", "skipped", "failed")
 ROLES = ("baseline", "technique", "control")
 _TEXT_FIELDS = ("run_id", "strategy", "spec", "label", "family", "control_of", "reason", "notes",
                 "dataset", "scenario", "preprocessing", "teacher_architecture", "artifact", "arithmetic",
-                "latency_warning", "test_correct")
+                "latency_warning", "test_correct", "budget_stopped")
 _TEXT_LIST_FIELDS = ("class_names", "unaccounted_ops")
 _OBJECT_FIELDS = ("params", "env")
 _NUMBER_FIELDS = tuple(

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import pickle
 import re
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -50,6 +52,7 @@ from compress.strategies.base import register, registry, strategy_from_name
 from compress.strategies.baseline import Baseline
 from compress.strategies.chain import StageCache
 from compress.teacher import DEFAULT_RECIPE, Teacher, TeacherRecipe, get_teacher, load_teacher
+from compress.training import time_allowance
 
 DEFAULT_STRATEGIES = (
     "baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch", "finetune",
@@ -68,6 +71,10 @@ ERROR_LOG = "errors.log"
 #: A teacher must beat always predicting the majority class by more than this (in points).
 WEAK_TEACHER_MARGIN_PP = 2.0
 
+#: A teacher's training weighs this much against strategies' ``cost`` in --time-budget shares
+#: (it trains for about as long as a distilled student).
+TEACHER_COST = 4.0
+
 #: Called as progress(done, total, what) when a step finishes (``what`` names it and how it
 #: ended) or a phase starts (``done`` unchanged).
 Progress = Callable[[int, int, str], None]
@@ -85,6 +92,7 @@ class RunConfig:
     out: Path | None = None
     threads: int = 1
     jobs: int = 1  # worker processes that train strategies side by side (1: in this process)
+    time_budget: float | None = None  # minutes for the teacher and every strategy to train in
     teacher_architecture: str | None = None
     data: Path | None = None  # a user's .csv/.parquet/.npz instead of a built-in dataset
     target: str | None = None
@@ -114,6 +122,8 @@ class RunConfig:
             raise UserError(f"--threads must be at least 1, got {self.threads}")
         if self.jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.time_budget is not None and not (0 < self.time_budget < math.inf):
+            raise UserError(f"--time-budget must be a number of minutes above 0, got {self.time_budget}")
         if not self.seeds or any(not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in self.seeds):
             raise UserError(f"--seed/--seeds: seeds must be integers from 0 to {MAX_SEED}, "
                             f"got {list(self.seeds)}")
@@ -166,6 +176,7 @@ def resolve_config(
     preset: str | None = None,
     threads: int | None = None,
     jobs: int | None = None,
+    time_budget: float | None = None,
     out: Path | str | None = None,
     overwrite: bool = False,
     use_cache: bool = True,
@@ -193,7 +204,7 @@ def resolve_config(
         "strategies": tuple(strategies) if strategies else None, "epochs": epochs,
         "seeds": tuple(range(seeds)) if isinstance(seeds, int) else seeds,
         "scenario": scenario, "target_train": target_train, "threads": threads, "jobs": jobs,
-        "out": out,
+        "time_budget": time_budget, "out": out,
     }
     settings.update({key: value for key, value in explicit.items() if value is not None})
     if data is not None:
@@ -272,6 +283,56 @@ def plan_steps(specs: Sequence[str], epochs: int | None = None) -> list[Step]:
             if source is not None:
                 steps.append(Step(control.paired_with(source), control_of=technique.spec()))
     return steps
+
+
+class TimeBudget:
+    """``--time-budget`` shared among a run's steps, each claiming its share as it starts.
+
+    Steps start cheapest first.  Each has a fixed cost (building, converting, scoring), learnt
+    from the steps that train nothing (their whole time is fixed cost), and a training cost in
+    proportion to ``Strategy.cost``.  When a step starts, the time left pays first for the
+    fixed costs of as many of the next steps as it can, then what remains is split among those
+    steps by cost (times the worker count, at most all of it).  Claiming at the start means
+    time a quick step leaves unused goes to the steps after it; a step the time left cannot
+    pay for is not started, so the costliest steps are the ones a short budget leaves out.
+    """
+
+    def __init__(self, deadline: float, costs: Sequence[float], workers: int = 1) -> None:
+        self.deadline = deadline  # time.time(), so worker processes share the clock
+        self.costs = list(costs)  # of the steps not started yet, in the order they start
+        self.workers = workers
+        self.fixed: list[float] = []
+
+    def claim(self, cost: float) -> float:
+        """The training deadline of the step starting now (the next in line); a time already
+        past means: do not start it."""
+        self.costs.remove(cost)
+        now = time.time()
+        left, fixed = self.deadline - now, statistics.median(self.fixed) if self.fixed else 0.0
+        if left <= fixed:
+            return now - 1.0
+        fitting = len(self.costs) + 1 if fixed <= 0 else max(1, int(left * self.workers / fixed))
+        ahead = [cost, *self.costs[:fitting - 1]]
+        if cost <= 0 or sum(ahead) <= 0:
+            return self.deadline
+        spare = left - fixed * len(ahead) / self.workers
+        return now + fixed + spare * min(1.0, self.workers * cost / sum(ahead))
+
+    def finished(self, cost: float, seconds: float) -> None:
+        """A step took ``seconds`` from its start to its row: all fixed cost if it trains nothing."""
+        if cost <= 0:
+            self.fixed.append(seconds)
+
+
+def teacher_deadline(run_deadline: float | None, seeds_left: int, step_costs: float,
+                     workers: int) -> float | None:
+    """A teacher's training deadline: its ``TEACHER_COST`` against every teacher still to train
+    and the strategies' work after them (spread over the workers)."""
+    if run_deadline is None:
+        return None
+    now = time.time()
+    mine = TEACHER_COST / (TEACHER_COST * seeds_left + step_costs / workers)
+    return now + max(0.0, run_deadline - now) * mine
 
 
 class RunInterrupted(Exception):
@@ -400,6 +461,8 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     RunInterrupted after saving what finished.
     """
     config.validate()
+    started = time.time()
+    run_deadline = None if config.time_budget is None else started + 60 * config.time_budget
     steps = plan_steps(config.strategies, config.epochs)
     report = progress or (lambda done, total, what: None)
     total, done = (len(steps) + 2) * len(config.seeds), 0
@@ -421,9 +484,12 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
             check_fits(config.teacher_architecture, first.teacher_data.input_shape)
         teachers: dict[int, Teacher] = {}
         weak: dict[int, str] = {}
-        for seed, source in sources.items():
+        step_costs = sum(step.strategy.cost for step in steps) * len(sources)
+        for index, (seed, source) in enumerate(sources.items()):
             report(done, total, f"seed {seed}: preparing the teacher (cached after the first run)")
-            teachers[seed] = teacher_for(config, source, seed, load=pool is None)
+            left = len(sources) - index
+            with time_allowance(teacher_deadline(run_deadline, left, step_costs, workers)):
+                teachers[seed] = teacher_for(config, source, seed, load=pool is None)
             reason = weak_teacher(teachers[seed], source.dataset)
             if reason and not config.allow_weak_teacher:
                 raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
@@ -434,7 +500,7 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
         output = open_output(target, "run", overwrite=config.overwrite)
         try:
             return _run_steps(config, steps, sources, teachers, weak, output, interrupts, report,
-                              done, pool, workers)
+                              done, pool, workers, run_deadline)
         except KeyboardInterrupt:
             raise RunInterrupted(RunResult(output.set_aside(), _saved_rows(output.folder))) from None
 
@@ -442,6 +508,9 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
 def _teacher_origin(teacher: Teacher) -> str:
     if teacher.from_cache:
         return "from the cache"
+    if teacher.cut_short:
+        return (f"trained in {teacher.train_seconds:.1f} s, stopped by the time budget after "
+                f"{teacher.cut_short}")
     return f"trained in {teacher.train_seconds:.1f} s" if teacher.train_seconds else "loaded"
 
 
@@ -454,7 +523,7 @@ def _saved_rows(folder: Path) -> list[dict[str, Any]]:
 def _run_steps(
     config: RunConfig, steps: list[Step], sources: dict[int, Source], teachers: dict[int, Teacher],
     weak: dict[int, str], output: Output, interrupts: Interrupts, report: Progress, done: int,
-    pool: Any = None, workers: int = 1,
+    pool: Any = None, workers: int = 1, run_deadline: float | None = None,
 ) -> RunResult:
     folder, run_id = output.folder, output.target.name
     total = (len(steps) + 2) * len(config.seeds)
@@ -478,7 +547,7 @@ def _run_steps(
     def rows() -> list[dict[str, Any]]:
         return [finished[p.index].row for p in planned if p.index in finished]
 
-    context = RowContext(config, sources, teachers, env, folder, run_id)
+    context = RowContext(config, sources, teachers, env, folder, run_id, run_deadline)
     try:
         evaluated = _evaluate_here(planned, context, interrupts) if pool is None else \
             _evaluate_in_workers(planned, context, interrupts, pool, workers)
@@ -542,12 +611,46 @@ class RowContext:
     env: dict[str, Any]
     folder: Path
     run_id: str
+    run_deadline: float | None = None  # when --time-budget ends (time.time())
 
-    def evaluate(self, item: PlannedRow, interrupts: Interrupts | None = None) -> Evaluated:
+    def budget(self, planned: Sequence[PlannedRow], workers: int = 1) -> TimeBudget | None:
+        if self.run_deadline is None:
+            return None
+        return TimeBudget(self.run_deadline, [item.step.strategy.cost for item in planned], workers)
+
+    def deadline(self, item: PlannedRow, budget: TimeBudget | None) -> float | None:
+        """The step's training deadline; the baseline is never limited (every row needs it)."""
+        cost = item.step.strategy.cost
+        if budget is None:
+            return None
+        claimed = budget.claim(cost)
+        return None if item.step.role == "baseline" else claimed
+
+    def order(self, planned: Sequence[PlannedRow], workers: int) -> list[PlannedRow]:
+        """The order rows start in.  Side by side, the costliest first, so that no worker is left
+        with a long step at the end; under a time budget, the cheapest first (a control right
+        after its technique): a quantizer's row is complete in seconds, a training cut short is
+        worth less, and what a budget cannot start is skipped."""
+        if self.run_deadline is not None:  # a control goes with the technique it judges
+            techniques = {(i.seed, i.step.strategy.spec()): i.step.strategy.cost for i in planned}
+            return sorted(planned, key=lambda item: techniques.get(
+                (item.seed, item.step.control_of), item.step.strategy.cost))
+        return sorted(planned, key=lambda item: -item.step.strategy.cost) if workers > 1 else list(planned)
+
+    def evaluate(self, item: PlannedRow, interrupts: Interrupts | None = None,
+                 deadline: float | None = None) -> Evaluated:
+        if deadline is not None and deadline <= time.time():
+            row = step_row(item.step, self.teachers[item.seed], self.sources[item.seed], item.seed,
+                           scenario=self.config.scenario, env=self.env, run_id=self.run_id)
+            row.update(status="skipped", budget_stopped="not started",
+                       reason="the time budget left could not pay for this step; raise "
+                       "--time-budget or run fewer strategies")
+            return Evaluated(row)
         return evaluate_step(
             item.step, self.teachers[item.seed], self.sources[item.seed], item.seed,
             scenario=self.config.scenario, threads=self.config.threads, env=self.env,
             folder=self.folder, run_id=self.run_id, artifact=item.artifact, interrupts=interrupts,
+            deadline=deadline,
         )
 
     def failed(self, item: PlannedRow, reason: str) -> Evaluated:
@@ -562,9 +665,14 @@ def _evaluate_here(
     planned: list[PlannedRow], context: RowContext, interrupts: Interrupts,
 ) -> Iterator[tuple[PlannedRow, Evaluated]]:
     """Every row in this process, one after another."""
-    for item in planned:
+    ordered = context.order(planned, workers=1)
+    budget = context.budget(ordered)
+    for item in ordered:
         interrupts.check()
-        result = context.evaluate(item, interrupts)
+        started = time.time()
+        result = context.evaluate(item, interrupts, context.deadline(item, budget))
+        if budget is not None:
+            budget.finished(item.step.strategy.cost, time.time() - started)
         interrupts.check()  # a Ctrl-C that a finalizer swallowed during the step
         yield item, result
 
@@ -585,6 +693,7 @@ class WorkerRow:
     teacher: Teacher  # without its model, which the worker loads from ``teacher_file``
     teacher_file: str
     data_file: str  # the seed's Source, pickled by the parent
+    deadline: float | None  # when training must stop (time.time()); past: do not start
     #: The run's strategy classes, pickled by reference: a spawned worker starts with this
     #: process's sys.path, so their modules import there as here.
     classes: tuple[type[Strategy], ...]
@@ -598,7 +707,7 @@ def _evaluate_in_workers(
 
     Each worker loads the data (pickled here) and the teacher (its cache file, or a copy
     saved here) and runs the very ``evaluate_step`` a one-process run runs, with the same
-    TensorFlow settings, so the rows are identical.  The costliest steps start first.
+    TensorFlow settings, so the rows are identical.  Rows start in ``RowContext.order``.
     """
     import tempfile
 
@@ -613,19 +722,28 @@ def _evaluate_in_workers(
             files[seed] = str(teacher.file or Path(tmp) / f"teacher-seed{seed}.keras")
             data[seed] = str(Path(tmp) / f"data-seed{seed}.pickle")  # not generated again there
             write_atomic(Path(data[seed]), pickle.dumps(context.sources[seed]))
-        tasks = [WorkerRow(
-            item.index, context.config, item.seed, item.step.strategy.spec(), item.step.control_of,
-            item.artifact, str(context.folder), context.run_id, context.env,
-            replace(context.teachers[item.seed], model=None), files[item.seed], data[item.seed],
-            classes,
-        ) for item in sorted(planned, key=lambda item: -item.step.strategy.cost)]
+        ordered = context.order(planned, workers)
+        budget, started = context.budget(ordered, workers), {}
+
+        def tasks() -> Iterator[WorkerRow]:
+            """Drawn by the pool as workers free up, so each deadline is set when the step starts."""
+            for item in ordered:
+                started[item.index] = time.time()
+                yield WorkerRow(
+                    item.index, context.config, item.seed, item.step.strategy.spec(),
+                    item.step.control_of, item.artifact, str(context.folder), context.run_id,
+                    context.env, replace(context.teachers[item.seed], model=None), files[item.seed],
+                    data[item.seed], context.deadline(item, budget), classes)
+
         by_index = {item.index: item for item in planned}
-        results = pool_map(tasks, evaluate_in_worker, workers, salvage=lambda task: None,
+        results = pool_map(tasks(), evaluate_in_worker, workers, salvage=lambda task: None,
                            give_up=lambda task, reason: (task.index, reason), pool=pool)
         try:
             for index, outcome in results:
                 interrupts.check()
                 item = by_index[index]
+                if budget is not None:
+                    budget.finished(item.step.strategy.cost, time.time() - started[index])
                 yield item, outcome if isinstance(outcome, Evaluated) else context.failed(item, outcome)
         finally:
             results.close()
@@ -670,7 +788,7 @@ def evaluate_in_worker(task: WorkerRow) -> tuple[int, Evaluated | str]:
     context = RowContext(task.config, {task.seed: source}, {task.seed: teacher}, task.env,
                          Path(task.folder), task.run_id)
     item = PlannedRow(task.index, task.seed, Step(strategy, task.control_of), task.artifact)
-    return task.index, context.evaluate(item)
+    return task.index, context.evaluate(item, deadline=task.deadline)
 
 
 def teacher_record(teacher: Teacher) -> dict[str, Any]:
@@ -679,7 +797,7 @@ def teacher_record(teacher: Teacher) -> dict[str, Any]:
         "architecture": teacher.architecture, "recipe": asdict(teacher.recipe),
         "epochs_trained": teacher.epochs_trained, "from_cache": teacher.from_cache,
         "train_accuracy": teacher.train_accuracy, "val_accuracy": teacher.val_accuracy,
-        "cache_key": teacher.cache_key,
+        "cache_key": teacher.cache_key, "budget_stopped": teacher.cut_short,
     }
 
 
@@ -694,19 +812,21 @@ def evaluate_step(
     step: Step, teacher: Teacher, source: Source, seed: int, *, scenario: str, threads: int,
     env: dict[str, Any], folder: Path, run_id: str, artifact: str,
     interrupts: Interrupts | None = None, stage_cache: StageCache | None = None,
+    deadline: float | None = None,
 ) -> Evaluated:
     """One row: run the strategy, save its artifact, score its size and accuracy.
 
     The same step for runs and sweep jobs.  Everything from the strategy's call to
     the scored predictions is guarded: whatever goes wrong, a strategy's bug or a
     garbage flatbuffer, becomes this row's ``failed`` status and the run goes on.
-    Comparisons with the baseline are added by ``finish_seed``.
+    Comparisons with the baseline are added by ``finish_seed``.  Training stops at
+    ``deadline`` (``time.time()``), and the row says what that cut short.
     """
     dataset, strategy = source.dataset, step.strategy
     row = step_row(step, teacher, source, seed, scenario=scenario, env=env, run_id=run_id)
     try:
         made = apply_strategy(strategy, teacher.model, teacher.architecture, dataset.training,
-                              seed=seed, workdir=folder, stage_cache=stage_cache)
+                              seed=seed, workdir=folder, stage_cache=stage_cache, deadline=deadline)
         model = TFLiteModel(made.flatbuffer, threads=threads)
         labels = np.argmax(model.predict(dataset.x_test), axis=1)
         scored = {**size_fields(made.flatbuffer), **memory_fields(made.flatbuffer), **asdict(
@@ -722,8 +842,11 @@ def evaluate_step(
         with open(folder / ERROR_LOG, "a") as log:
             log.write(f"--- {row['spec']} (seed {seed})\n{traceback.format_exc()}\n")
         return Evaluated(row)
-    row.update(scored, status="ok", notes=made.notes, train_seconds=made.train_seconds,
-               artifact=artifact,
+    notes = made.notes
+    if made.cut_short:
+        notes = f"{notes} Stopped by the time budget after {made.cut_short}.".strip()
+    row.update(scored, status="ok", notes=notes, train_seconds=made.train_seconds,
+               budget_stopped=made.cut_short, artifact=artifact,
                test_correct="".join("1" if ok else "0" for ok in labels == dataset.y_test))
     return Evaluated(row, made.flatbuffer, labels)
 
@@ -780,24 +903,29 @@ class Artifact:
     flatbuffer: bytes
     notes: str
     train_seconds: float
+    cut_short: str | None = None  # what the time budget stopped, if anything
 
 
 def apply_strategy(
     strategy: Strategy, teacher: keras.Model, teacher_architecture: str, data: TrainingData,
     *, seed: int, workdir: Path, stage_cache: StageCache | None = None,
+    deadline: float | None = None,
 ) -> Artifact:
     """Seed, hand the strategy a fresh clone of the teacher, time it, export TFLite.
 
     The one path from a strategy to a flatbuffer, shared by runs and the
-    conformance suite.  Raises ``Skip`` or whatever the strategy raised.
+    conformance suite.  Its training stops at ``deadline`` (``time.time()``, None: never).
+    Raises ``Skip`` or whatever the strategy raised.
     """
     seed_everything(seed)
     ctx = Context(
         data=data, teacher=clone(teacher), teacher_architecture=teacher_architecture,
         seed=seed, workdir=workdir, stage_cache=stage_cache,
     )
-    start = time.perf_counter()
-    compressed = strategy.compress(ctx)
-    seconds = time.perf_counter() - start
+    with time_allowance(deadline) as allowance:
+        start = time.perf_counter()
+        compressed = strategy.compress(ctx)
+        seconds = time.perf_counter() - start
     flatbuffer = compressed.tflite if compressed.tflite is not None else to_tflite(compressed.model)
-    return Artifact(flatbuffer, compressed.notes, round(seconds, 3))
+    return Artifact(flatbuffer, compressed.notes, round(seconds, 3),
+                    allowance.stopped if allowance else None)

@@ -51,6 +51,7 @@ class SweepConfig:
     data: str | None = None
     target: str | None = None
     missing: str = "error"
+    image_size: str | None = None  # "HEIGHT,WIDTH" for an image folder's data
     epochs: int | None = None
     imports: tuple[str, ...] = ()  # modules that register extra strategies, imported by every job
 
@@ -109,7 +110,7 @@ def load_sweep(path: Path | str) -> SweepConfig:
         raise UserError(f"{path} is not valid TOML ({error}); see examples/sweep.toml") from None
     except OSError as error:
         raise UserError(f"cannot read {path} ({error.strerror}); check its permissions") from None
-    known = {"dataset", "data", "target", "missing", "seeds", "epochs", "grid", "imports"}
+    known = {"dataset", "data", "target", "missing", "image_size", "seeds", "epochs", "grid", "imports"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserError(f"{path}: unknown key {unknown[0]!r}; keys are {', '.join(sorted(known))}")
@@ -138,6 +139,13 @@ def load_sweep(path: Path | str) -> SweepConfig:
         raise UserError(f"{path}: target names a column of a data file; add data = \"FILE\" or drop target")
     if raw.get("missing", "error") not in ("error", "drop", "impute"):
         raise UserError(f"{path}: missing must be one of error, drop, impute, got {raw['missing']!r}")
+    image_size = raw.get("image_size")
+    if isinstance(image_size, list) and len(image_size) == 2 and all(type(v) is int for v in image_size):
+        image_size = f"{image_size[0]},{image_size[1]}"
+    if image_size is not None and not isinstance(image_size, str):
+        raise UserError(f"{path}: image_size must be [HEIGHT, WIDTH] or \"HEIGHT,WIDTH\", got {image_size!r}")
+    if image_size is not None and "data" not in raw:
+        raise UserError(f"{path}: image_size is for an image folder; add data = \"FOLDER\" or drop it")
     epochs = raw.get("epochs")
     if epochs is not None and (type(epochs) is not int or epochs < 1):
         raise UserError(f"{path}: epochs must be a whole number of at least 1, got {epochs!r}")
@@ -150,7 +158,7 @@ def load_sweep(path: Path | str) -> SweepConfig:
     return SweepConfig(
         specs=tuple(specs), seeds=tuple(seeds), dataset=raw.get("dataset", "synthetic"),
         data=raw.get("data"), target=raw.get("target"), missing=raw.get("missing", "error"),
-        epochs=epochs, imports=tuple(imports),
+        image_size=image_size, epochs=epochs, imports=tuple(imports),
     )
 
 
@@ -291,7 +299,8 @@ def run_config(config: SweepConfig) -> Any:
     from compress.runner import resolve_config
 
     return resolve_config(dataset=None if config.data else config.dataset, data=config.data,
-                          target=config.target, missing=config.missing, epochs=config.epochs,
+                          target=config.target, missing=config.missing,
+                          image_size=config.image_size, epochs=config.epochs,
                           strategies=config.specs, seeds=list(config.seeds))
 
 

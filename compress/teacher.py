@@ -28,10 +28,10 @@ from compress.data import Dataset, TrainingData
 from compress.errors import UserError
 from compress.fileio import write_atomic
 from compress.models import build_model, default_teacher
-from compress.training import BATCH_SIZE, compile_for_training
+from compress.training import BATCH_SIZE, compile_for_training, cut_short, deadline_callback, plan
 
 # Bump when the training code changes in a way the recipe fields do not capture.
-CODE_VERSION = 3  # 3: cnn1d pools globally
+CODE_VERSION = 4  # 3: cnn1d pools globally; 4: budgets planned for the data size
 LEARNING_RATE = 1e-3
 
 
@@ -66,6 +66,7 @@ class Teacher:
     train_seconds: float
     cache_key: str
     file: Path | None = None  # where the model is saved (the cache), for worker processes
+    cut_short: str | None = None  # what --time-budget cut of its training (never cached then)
 
 
 def cache_dir() -> Path:
@@ -111,15 +112,16 @@ def _train(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int
     compile_for_training(model, LEARNING_RATE)
     batches = tf.data.Dataset.from_tensor_slices((t.x_train, t.y_train))
     batches = batches.shuffle(len(t.y_train), seed=seed, reshuffle_each_iteration=True)
-    batches = batches.batch(recipe.batch_size)
+    planned = plan(recipe.epochs, len(t.y_train), batch_size=recipe.batch_size)
+    batches = batches.batch(planned.batch_size)
     if recipe.augment:
         perturb = augmenter(t, recipe.noise)
         batches = batches.map(lambda x, y: (perturb(x), y))
-    callbacks = []
+    callbacks: list[keras.callbacks.Callback] = [deadline_callback(model, planned)]
     if recipe.patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", patience=recipe.patience, restore_best_weights=True))
-    history = model.fit(batches, epochs=recipe.epochs, validation_data=(t.x_val, t.y_val),
+    history = model.fit(batches, epochs=planned.epochs, validation_data=(t.x_val, t.y_val),
                         callbacks=callbacks, verbose=0)
     return model, len(history.history["loss"])
 
@@ -133,7 +135,8 @@ def get_teacher(
     use_cache: bool = True,
     load: bool = True,
 ) -> Teacher:
-    """Load the teacher from the cache, or train and cache it.
+    """Load the teacher from the cache, or train and cache it (unless a time allowance cut its
+    training short: an under-trained teacher must not be reused as the real one).
 
     ``load=False`` leaves a cached teacher's model on disk (``model`` None, ``file`` set):
     a parent whose workers load it need not import TensorFlow at all.
@@ -154,7 +157,8 @@ def get_teacher(
     seconds = time.perf_counter() - start
     t = dataset.training
     train_acc, val_acc = _accuracy(model, t.x_train, t.y_train), _accuracy(model, t.x_val, t.y_val)
-    if use_cache:
+    stopped = cut_short()
+    if use_cache and stopped is None:
         folder.mkdir(parents=True, exist_ok=True)
         # Save under a temporary name, then rename: a killed run leaves no half-written teacher.
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -166,7 +170,7 @@ def get_teacher(
                 "seed": seed}
         write_atomic(meta_path, json.dumps(meta, indent=2))
     return Teacher(model, arch, recipe, epochs_trained, False, train_acc, val_acc, seconds, key,
-                   model_path if use_cache else None)
+                   model_path if use_cache and stopped is None else None, stopped)
 
 
 SAFE_MODE_WHY = (

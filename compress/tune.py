@@ -317,6 +317,8 @@ class _Search:
         self.repeats = 0
         self.reused = 0
         self.stopped = ""
+        self.params: dict[str, dict[str, Any]] = {}  # spec -> the Optuna parameters that made it
+        self.deepened: set[str] = set()
         self.replay = len(replay)
         for params in replay:
             study.enqueue_trial(params, skip_if_exists=False)
@@ -337,6 +339,7 @@ class _Search:
                 continue
             if asked.number >= self.replay:  # a replayed proposal is in the journal already
                 self._journal(asked.params)
+            self.params.setdefault(spec, dict(asked.params))
             stages = spec.count(">") + 1
             if spec in self.by_spec and self.by_spec[spec].status != "failed":
                 self.repeats += 1
@@ -421,10 +424,43 @@ class _Search:
             return
         asked.set_constraint("accuracy_drop_pp", (trial.drop_pp or 0.0) - self.settings.max_accuracy_drop)
         self.study.tell(asked, [value, trial.val_accuracy])
+        self._deepen()
+
+    def _deepen(self) -> None:
+        """When a new best within the budget among the pipelines that can still grow appears,
+        try it next followed by each stage the rules allow after its last one (at that stage's
+        defaults, cheapest first), before the sampler's own proposals: the way the best
+        pipelines are found by hand (distill, then prune, then cluster, then quantize), each
+        step kept only while the budget holds."""
+        growable = [t for t in self.trials if t.stages < MAX_STAGES and self._followers(t.spec)]
+        best = choose(growable, self.settings)
+        if best is None or best.spec in self.deepened or best.spec not in self.params:
+            return
+        self.deepened.add(best.spec)
+        last = _stage_names(best.spec)[-1]
+        for follower in self._followers(best.spec):
+            point = {**self.params[best.spec], f"after {last}": follower}
+            if self.space.followers[follower]:
+                point[f"after {follower}"] = "end"
+            for key, declared in self.space.stages[follower].items():
+                default = self.space.defaults[follower].get(key)
+                if _within(declared, default):
+                    point[f"{follower}.{key}"] = default
+            self.study.enqueue_trial(point, skip_if_exists=False)
+
+    def _followers(self, spec: str) -> list[str]:
+        """The stages that may come next in this pipeline, cheapest first."""
+        stages = _stage_names(spec)
+        followers = [f for f in self.space.followers.get(stages[-1], ()) if f not in stages]
+        return sorted(followers, key=lambda name: (self.space.costs[name], name))
 
     def _journal(self, params: dict[str, Any]) -> None:
         with open(self.journal, "a", encoding="utf-8") as journal:
             journal.write(json.dumps(params) + "\n")
+
+
+def _stage_names(spec: str) -> list[str]:
+    return [part.split(":", 1)[0] for part in spec.split(">")]
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:

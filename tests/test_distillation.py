@@ -57,13 +57,13 @@ def test_alpha_one_distillation_equals_training_from_scratch(tiny, tmp_path):
 def test_controls_copy_the_distill_settings_of_their_run():
     from compress.runner import plan_steps
 
-    steps = plan_steps(["distill:epochs=7,lr=0.01,student=mlp:16"])
+    steps = plan_steps(["distill:epochs=7,lr=0.01,student=mlp:16,patience=0.3"])
     by_name = {s.strategy.name: s.strategy for s in steps}
     assert list(by_name) == ["baseline", "distill", "student-scratch", "student-scratch-mixup"]
     for control in ("student-scratch", "student-scratch-mixup"):
         params = by_name[control].get_params()
         assert params == {"epochs": 7, "lr": 0.01, "batch_size": 64, "student": "mlp:16",
-                          "max_steps": 6000}
+                          "max_steps": 24_000, "patience": 0.3}
 
 
 def test_a_teacher_that_outputs_probabilities_is_read_as_logits():

@@ -113,3 +113,20 @@ def test_image_size_is_checked_and_only_for_image_folders(tmp_path):
     result = run_cli(["run", "--data", str(tmp_path / "d.npz"), "--image-size", "8,8",
                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "--image-size is for an image folder" in result.stderr
+
+
+def test_a_sweep_file_resizes_an_image_folder_too(tmp_path):
+    from compress.sweep import load_sweep, run_config
+
+    digits_folder(tmp_path / "digits", per_class=6)
+    for value in ('[12, 10]', '"12,10"'):
+        sweep = tmp_path / "sweep.toml"
+        sweep.write_text(f'data = "{tmp_path / "digits"}"\nimage_size = {value}\n'
+                         '[[grid]]\nstrategy = "quantize-int8"\n')
+        assert run_config(load_sweep(sweep)).image_size == (12, 10)
+    sweep.write_text('image_size = [12, 10]\n[[grid]]\nstrategy = "quantize-int8"\n')
+    with pytest.raises(compress.UserError, match="image_size is for an image folder"):
+        load_sweep(sweep)
+    sweep.write_text(f'data = "{tmp_path / "digits"}"\nimage_size = 12\n[[grid]]\nstrategy = "finetune"\n')
+    with pytest.raises(compress.UserError, match="image_size must be"):
+        load_sweep(sweep)

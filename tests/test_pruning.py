@@ -11,13 +11,14 @@ from compress.strategies import Skip, strategies_from_spec
 from compress.strategies.clustering import Cluster
 from compress.strategies.pruning import MIN_PRUNED_WEIGHTS, Prune2of4, PruneMagnitude, polynomial_schedule
 from compress.strategies.quantization import QuantizeQAT
+from compress.training import plan
 from tests.zoo import make_data, two_of_four
 
 L = keras.layers
 
 
 def test_the_schedule_fires_on_small_data_and_ends_on_a_pruning_step():
-    schedule = polynomial_schedule(0.8, epochs=4, steps_per_epoch=22)
+    schedule = polynomial_schedule(0.8, plan(4, 22 * 32))
     assert schedule.frequency == 5  # tfmot's default of 100 would never fire in 88 steps
     assert schedule.end_step % schedule.frequency == 0 and schedule.end_step < 4 * 22
 

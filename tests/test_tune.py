@@ -278,3 +278,40 @@ def test_settings_are_checked_in_python_too():
     with pytest.raises(UserError, match="objective"):
         TuneSettings(max_accuracy_drop=1, objective="energy").validate()
     assert dataclasses.replace(TuneSettings(1.0), max_trials=None).max_trials is None
+
+
+class ZeroHalf(Strategy):
+    """A start stage that shrinks the gzip size (half of every kernel set to zero) and that
+    Halve may follow."""
+
+    name = "test-zero-half"
+    family = "pruning"
+    summary = "Test plugin."
+    tunable: ClassVar[dict[str, Range | Choice] | None] = {}
+
+    def __init__(self) -> None:
+        pass
+
+    def compress(self, ctx: Any) -> Compressed:
+        for layer in ctx.teacher.layers:
+            weights = layer.get_weights()
+            if weights:
+                weights[0][: len(weights[0]) // 2] = 0
+                layer.set_weights(weights)
+        return Compressed(model=ctx.teacher)
+
+
+def test_a_new_best_is_tried_next_with_each_stage_that_may_follow_it(tmp_path):
+    for cls in (ZeroHalf, Halve):
+        register(cls)
+    try:
+        settings = TuneSettings(max_accuracy_drop=100.0, max_trials=3, strategies=(ZeroHalf.name, Halve.name))
+        found = search(resolve_config(dataset="synthetic", seeds=1), settings, SerialExecutor(),
+                       tmp_path / "tune")
+    finally:
+        for cls in (ZeroHalf, Halve):
+            unregister(cls.name)
+    # the two starting points (each alone, at its defaults), then the best of them extended
+    assert [t.spec for t in found.trials] == [
+        "test-halve:share=0.5", "test-zero-half", "test-zero-half>test-halve:share=0.5"]
+    assert found.trials[1].size_gzip_bytes < found.trials[0].size_gzip_bytes

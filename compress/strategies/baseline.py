@@ -11,6 +11,7 @@ class Baseline(Strategy):
     family = "baseline"
     summary = "The teacher as float32 TFLite: the reference every other row is compared to."
     role = "baseline"
+    cost = 0.0
 
     def __init__(self) -> None:
         pass

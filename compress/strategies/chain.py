@@ -82,6 +82,7 @@ class Chain(Strategy):
                                 "so no stage can follow it; put it last")
         self.stages = tuple(part.spec() for part in self.parts)
         self.name = ">".join(part.name for part in self.parts)
+        self.cost = sum(part.cost for part in self.parts)
 
     @staticmethod
     def _stage(text: str, overrides: dict[str, Any] | None = None) -> Strategy:

@@ -67,10 +67,10 @@ class Cluster(Strategy):
                                              clone_function=lambda layer: wrapped.get(layer.name, layer))
         except (ValueError, RuntimeError) as error:
             raise Skip(f"tfmot cannot cluster this teacher: {error}".splitlines()[0]) from error
-        fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
+        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
         kept = f" Left as they are, {by_reason(left)}." if left else ""
         return Compressed(
             model=clustering.strip_clustering(model),
             notes=f"Each kernel of {named(list(wrapped))} shares {self.clusters} values (fine-tuned "
-            f"{self.epochs} epochs).{kept} The float32 file is no smaller, but it compresses far better.",
+            f"{trained.describe()}).{kept} The float32 file is no smaller, but it compresses far better.",
         )

@@ -37,11 +37,11 @@ class Finetune(Strategy):
                     f"freeze={self.freeze} would freeze all {len(weighted)} weighted layers")
         for layer in frozen:
             layer.trainable = False
-        fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
+        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
         kept = f", {len(frozen)} lowest weighted layers frozen" if frozen else ""
         return Compressed(
             model=model,
-            notes=f"{self.epochs} more epochs at lr={self.lr:g}{kept}; no compression.",
+            notes=f"{trained.describe()} more at lr={self.lr:g}{kept}; no compression.",
         )
 
 
@@ -54,16 +54,22 @@ class RetrainScratch(Strategy):
     role = "control"
     control_of = "finetune"
 
-    def __init__(self, epochs: int = 100, lr: float = 1e-3) -> None:
+    def __init__(self, epochs: int = 100, lr: float = 1e-3, patience: float = 0.2) -> None:
+        """``patience``: early stopping after this fraction of the planned epochs without a
+        better validation accuracy, the best epoch's weights kept (0: every epoch, the last kept)."""
         self.epochs = epochs
         self.lr = lr
+        self.patience = patience
         self._check_budget(epochs, lr)
+        self._check(0 <= patience <= 1, f"patience must be a fraction of the epochs from 0 (no early "
+                    f"stopping) to 1, got {patience}")
 
     def compress(self, ctx: Context) -> Compressed:
         model = keras.models.clone_model(ctx.teacher)  # same layers, fresh initial weights
-        fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
+        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr, patience=self.patience)
         return Compressed(
             model=model,
-            notes=f"The teacher's architecture from random weights, {self.epochs} epochs on this "
-            "data only: what fine-tuning must beat, in accuracy and in training time.",
+            notes=f"The teacher's architecture from random weights, {trained.describe()} on this "
+            f"data only{' (early stopping on the validation split)' if self.patience else ''}: what "
+            "fine-tuning must beat, in accuracy and in training time.",
         )

@@ -8,20 +8,17 @@ from typing import Any, ClassVar
 from compress.backend import keras, tfmot
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.structured import shrink
-from compress.training import BATCH_SIZE, fit
+from compress.training import Plan, fit, plan
 
 
-def polynomial_schedule(
-    sparsity: float, epochs: int, steps_per_epoch: int
-) -> tfmot.sparsity.keras.PolynomialDecay:
+def polynomial_schedule(sparsity: float, planned: Plan) -> tfmot.sparsity.keras.PolynomialDecay:
     """Ramp to ``sparsity`` over the first two thirds of training, then hold it.
 
     tfmot's default ``frequency=100`` never fires on a small dataset (a few
     dozen steps per epoch), so the frequency is derived from the epoch length
     and the end step is a multiple of it: the target is really reached.
     """
-    total = epochs * steps_per_epoch
-    frequency = max(1, steps_per_epoch // 4)
+    total, frequency = planned.steps, max(1, planned.steps_per_epoch // 4)
     ramp = max(1, (2 * total) // 3)
     end_step = frequency * math.ceil(ramp / frequency)
     return tfmot.sparsity.keras.PolynomialDecay(
@@ -90,11 +87,11 @@ def _wrap(layer: keras.layers.Layer, pruning: dict[str, Any]) -> keras.layers.La
 
 def _prune_and_recover(
     ctx: Context, epochs: int, lr: float, **pruning: Any
-) -> tuple[keras.Model, list[str], str]:
+) -> tuple[keras.Model, list[str], str, Plan]:
     """Wrap the large Dense/Conv kernels, train with pruning steps, strip the wrappers.
 
-    Returns the model, the names of the pruned layers, and why the other weighted layers
-    stay dense.
+    Returns the model, the names of the pruned layers, why the other weighted layers
+    stay dense, and the training plan.
     """
     m_by_n = "sparsity_m_by_n" in pruning
     wrapped, dense = {}, []
@@ -113,8 +110,19 @@ def _prune_and_recover(
                                          clone_function=lambda layer: wrapped.get(layer.name, layer))
     except ValueError as error:  # subclassed models
         raise Skip(f"tfmot cannot prune this teacher: {_first_line(error)}") from error
-    fit(model, ctx.data, epochs=epochs, lr=lr, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
-    return tfmot.sparsity.keras.strip_pruning(model), list(wrapped), by_reason(dense)
+    trained = fit(model, ctx.data, epochs=epochs, lr=lr,
+                  callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    return tfmot.sparsity.keras.strip_pruning(model), list(wrapped), by_reason(dense), trained
+
+
+def zero_fraction(model: keras.Model, names: list[str]) -> float:
+    """The share of zeros in the pruned weights of these layers: what pruning really reached."""
+    total = zeros = 0
+    for name in names:
+        layer = model.get_layer(name)
+        weight = getattr(layer, str(pruned_weight(layer))).numpy()
+        total, zeros = total + weight.size, zeros + int((weight == 0).sum())
+    return zeros / total if total else 0.0
 
 
 def _first_line(error: Exception) -> str:
@@ -148,13 +156,16 @@ class PruneMagnitude(Strategy):
         self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
-        steps = math.ceil(len(ctx.data.x_train) / BATCH_SIZE)
-        schedule = polynomial_schedule(self.sparsity, self.epochs, steps)
-        model, pruned, dense = _prune_and_recover(ctx, self.epochs, self.lr, pruning_schedule=schedule)
+        schedule = polynomial_schedule(self.sparsity, plan(self.epochs, len(ctx.data.y_train)))
+        model, pruned, dense, trained = _prune_and_recover(ctx, self.epochs, self.lr,
+                                                           pruning_schedule=schedule)
+        reached = zero_fraction(model, pruned)
+        short = "" if reached >= self.sparsity - 0.005 else \
+            f" (target {self.sparsity:.0%}: the time budget stopped the ramp)"
         return Compressed(
             model=model,
-            notes=f"{self.sparsity:.0%} of the weights of {named(pruned)} set to zero."
-            f"{_kept_dense(dense)} {_UNSTRUCTURED_NOTE}",
+            notes=f"{reached:.0%} of the weights of {named(pruned)} set to zero{short} over "
+            f"{trained.describe()}.{_kept_dense(dense)} {_UNSTRUCTURED_NOTE}",
         )
 
 
@@ -173,7 +184,8 @@ class Prune2of4(Strategy):
         self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
-        model, pruned, dense = _prune_and_recover(ctx, self.epochs, self.lr, sparsity_m_by_n=(2, 4))
+        model, pruned, dense, _ = _prune_and_recover(ctx, self.epochs, self.lr,
+                                                     sparsity_m_by_n=(2, 4))
         return Compressed(
             model=model,
             notes=f"At most 2 non-zeros in every group of 4 along the input axis of {named(pruned)}: "
@@ -201,13 +213,13 @@ class PruneStructured(Strategy):
 
     def compress(self, ctx: Context) -> Compressed:
         shrunk = shrink(ctx.teacher, self.fraction)
-        fit(shrunk.model, ctx.data, epochs=self.epochs, lr=self.lr)
+        trained = fit(shrunk.model, ctx.data, epochs=self.epochs, lr=self.lr)
         narrowed = [name for group in shrunk.groups for name in group]
         return Compressed(
             model=shrunk.model,
             notes=f"{self.fraction:.0%} of the channels of {len(shrunk.groups)} dependency groups removed "
             f"by summed L1 norm ({named(narrowed)} narrowed; channels joined by residual adds go "
             "together, the input and output stay whole), the next layers sliced to match, then "
-            f"{self.epochs} recovery epochs: {ctx.teacher.count_params():,} → "
+            f"{trained.describe()} of recovery: {ctx.teacher.count_params():,} → "
             f"{shrunk.model.count_params():,} parameters, smaller and faster for real.",
         )

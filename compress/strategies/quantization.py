@@ -134,13 +134,13 @@ class QuantizeQAT(Strategy):
         model, outputs_only = self._quantize_apply(ctx.teacher, scheme)
         # Fake-quantized weights start far from the float optimum (about 0.37 accuracy here
         # before training): only the fine-tuned model is worth converting.
-        fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
+        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
         unsimulated = (f" tfmot has no quantizer for {named(outputs_only)}: only their outputs were "
                        "quantized in training, so the int8 layers after them see int8 inputs."
                        if outputs_only else "")
         return Compressed(
             tflite=to_tflite(model, optimize=True),
-            notes=f"Trained {self.epochs} epochs with simulated int8 (lr={self.lr:g}), then int8 "
+            notes=f"Trained {trained.describe()} with simulated int8 (lr={self.lr:g}), then int8 "
             f"weights and activations: int8 size at a training cost.{kept}{unsimulated}",
         )
 

@@ -1,0 +1,215 @@
+"""Training budgets planned for the data size, early stopping, and --time-budget shares."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+import compress
+from compress import runner
+from compress.backend import keras
+from compress.results import read_results
+from compress.runner import TimeBudget, teacher_deadline
+from compress.strategies.base import Context
+from compress.strategies.distillation import Distill, _BestEpoch, train_student
+from compress.training import REFERENCE_ROWS, cut_short, fit, plan, time_allowance
+
+
+def test_a_plan_is_the_budget_as_given_on_the_built_in_problems():
+    for rows in (700, 1_150, REFERENCE_ROWS - 1):
+        planned = plan(300, rows, batch_size=64, max_steps=24_000)
+        assert (planned.epochs, planned.batch_size) == (300, 64)
+        assert planned.describe() == "300 epochs"
+        assert plan(5, rows).describe() == "5 epochs"
+
+
+def test_on_large_data_batches_grow_and_steps_stay_within_the_reference_cost():
+    small = plan(10, REFERENCE_ROWS)
+    for rows in (10_000, 35_000, 70_000, 1_000_000):
+        planned = plan(10, rows)
+        assert planned.batch_size in (64, 128, 256)
+        assert planned.epochs >= 1
+        # never more steps than the budget costs on the reference data, unless one epoch is more
+        assert planned.steps <= max(small.steps + planned.steps_per_epoch, planned.steps_per_epoch)
+    assert plan(10, 35_000).batch_size == 256
+    assert plan(10, 1_000_000).epochs == 1
+    assert "asked" in plan(100, 1_000_000).describe()
+
+
+def test_an_explicit_step_cap_wins_over_the_reference_cost():
+    planned = plan(300, 35_000, batch_size=64, max_steps=6_000)
+    assert planned.batch_size == 512
+    assert planned.steps == pytest.approx(6_000, abs=planned.steps_per_epoch)
+
+
+def test_a_spent_allowance_stops_keras_training_after_one_batch(tiny):
+    data, teacher, _ = tiny
+    model = keras.models.clone_model(teacher)
+    with time_allowance(time.time() - 1) as allowance:
+        fit(model, data, epochs=50, lr=1e-3)
+        assert cut_short() == allowance.stopped
+    assert allowance.stopped.startswith("1 of ")
+    assert "optimizer steps" in allowance.stopped
+    assert cut_short() is None  # outside the block nothing is limited
+
+
+def test_a_spent_allowance_stops_the_student_loop_after_one_epoch(tiny, tmp_path):
+    data, teacher, architecture = tiny
+    ctx = Context(data=data, teacher=teacher, teacher_architecture=architecture, seed=0,
+                  workdir=tmp_path)
+    student = Distill(epochs=300).make_student(ctx)
+    with time_allowance(time.time() - 1) as allowance:
+        trained = train_student(student, ctx, teacher=None, alpha=1.0, temperature=1.0,
+                                epochs=300, max_steps=24_000, lr=1e-3, batch_size=64)
+    assert trained.startswith("1 of 300 epochs")
+    assert allowance.stopped.startswith("1 of 300 epochs")
+
+
+def test_early_stopping_keeps_the_best_epochs_weights(tiny):
+    data, teacher, _ = tiny
+    model = keras.models.clone_model(teacher)
+    model.set_weights(teacher.get_weights())
+    good = model.get_weights()
+    keep = _BestEpoch(model, data, epochs=10, patience=0.2)  # two epochs without a better one
+    assert not keep.finished_epoch()
+    model.set_weights([np.zeros_like(w) for w in good])  # predicts one class: worse
+    assert not keep.finished_epoch()
+    assert keep.finished_epoch()  # the second epoch without improvement: stop
+    assert keep.restore(plan(10, len(data.y_train))) == "3 of 10 epochs, the best validation epoch (1) kept"
+    for restored, best in zip(model.get_weights(), good, strict=True):
+        np.testing.assert_array_equal(restored, best)
+
+
+def test_fit_with_patience_stops_before_its_epochs_run_out(tiny):
+    data, teacher, _ = tiny
+    model = keras.models.clone_model(teacher)
+    seen = keras.callbacks.History()
+    fit(model, data, epochs=200, lr=1e-2, callbacks=[seen], patience=0.01)  # two epochs' wait
+    assert 1 <= len(seen.epoch) < 200
+
+
+def test_shares_follow_cost_after_the_fixed_cost_of_every_step_left(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(runner.time, "time", lambda: now[0])
+    budget = TimeBudget(1100.0, [0.0, 1.0, 3.0])
+    assert budget.claim(0.0) == 1100.0  # training nothing, it has nothing to cut
+    budget.finished(0.0, 10.0)  # so each step costs 10 s besides its training
+    now[0] = 1010.0
+    # 90 s left, 20 s of it the two steps' fixed costs: 70 s of training, a quarter of it here
+    assert budget.claim(1.0) == pytest.approx(1010.0 + 10.0 + 70.0 / 4)
+    now[0] = 1040.0  # the last step gets everything left
+    assert budget.claim(3.0) == pytest.approx(1100.0)
+
+
+def test_two_workers_share_what_is_left_and_a_step_that_cannot_pay_is_not_started(monkeypatch):
+    monkeypatch.setattr(runner.time, "time", lambda: 1000.0)
+    budget = TimeBudget(1100.0, [1.0, 1.0, 1.0, 1.0], workers=2)
+    assert budget.claim(1.0) == 1050.0  # two workers: twice a quarter of the time left
+    budget = TimeBudget(1100.0, [0.0, 1.0, 1.0, 4.0], workers=1)
+    budget.finished(0.0, 40.0)  # 40 s of fixed cost a step: 100 s pay for two steps' fixed costs
+    budget.claim(0.0)
+    # the next two share the 20 s left after their fixed costs; the last (costliest) is left out
+    assert budget.claim(1.0) == pytest.approx(1000.0 + 40.0 + 20.0 / 2)
+    assert TimeBudget(1100.0, [1.0]).claim(1.0) == 1100.0
+    late = TimeBudget(1100.0, [0.0, 1.0])
+    late.finished(0.0, 120.0)
+    assert late.claim(0.0) < 1000.0  # its fixed cost alone would overrun: not started
+    assert TimeBudget(900.0, [0.0]).claim(0.0) < 1000.0  # the budget is over
+
+
+def test_a_teacher_gets_its_cost_against_the_strategies_spread_over_the_workers(monkeypatch):
+    monkeypatch.setattr(runner.time, "time", lambda: 1000.0)
+    assert teacher_deadline(1100.0, 1, 8.0, 2) == 1050.0
+    assert teacher_deadline(None, 1, 8.0, 2) is None
+
+
+def test_time_budget_stops_a_long_strategy_and_its_row_says_so(tmp_path):
+    compress.compare("synthetic", ["finetune:epochs=2000", "quantize-int8"], epochs=2,
+                     time_budget=0.5, out=tmp_path / "run")
+    rows = {row["strategy"]: row for row in read_results(tmp_path / "run")}
+    assert {row["status"] for row in rows.values()} == {"ok"}
+    stopped = rows["finetune"]["budget_stopped"]
+    assert stopped and " of " in stopped and "optimizer steps" in stopped
+    assert "Stopped by the time budget" in rows["finetune"]["notes"]
+    assert rows["quantize-int8"]["budget_stopped"] is None  # no training, nothing to stop
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "**Stopped by the time budget:** finetune" in report
+    assert "**Time budget:** 0.5 min" in report
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["time_budget"] == 0.5
+
+
+@pytest.mark.parametrize("budget", [0, -1, float("inf"), float("nan")])
+def test_time_budget_must_be_positive_minutes(tmp_path, budget):
+    with pytest.raises(compress.UserError, match="--time-budget must be a number of minutes above 0"):
+        compress.compare("synthetic", time_budget=budget, out=tmp_path / "run")
+
+
+def test_a_worker_task_carries_its_deadline(tmp_path):
+    """What a worker process runs, with the deadline the parent claimed for it (the clock is
+    time.time(), the same in every process)."""
+    import dataclasses
+    import pickle
+
+    from compress.runner import WorkerRow, evaluate_in_worker, load_source, resolve_config, teacher_for
+
+    config = resolve_config(dataset="synthetic", epochs=1, out=tmp_path / "run")
+    source = load_source(config, 0)
+    teacher = teacher_for(config, source, 0)
+    teacher.model.save(tmp_path / "teacher.keras")
+    (tmp_path / "data.pickle").write_bytes(pickle.dumps(source))
+    (tmp_path / "run").mkdir()
+
+    def task(deadline: float) -> WorkerRow:
+        return WorkerRow(0, config, 0, "finetune:epochs=2000", None, "finetune.tflite",
+                         str(tmp_path / "run"), "run", {}, dataclasses.replace(teacher, model=None),
+                         str(tmp_path / "teacher.keras"), str(tmp_path / "data.pickle"), deadline, ())
+
+    _, late = evaluate_in_worker(task(time.time() - 1))
+    assert late.row["status"] == "skipped" and late.row["budget_stopped"] == "not started"
+    _, cut = evaluate_in_worker(task(time.time() + 1))  # 54,000 steps never fit in a second
+    assert cut.row["status"] == "ok" and "optimizer steps" in cut.row["budget_stopped"]
+
+
+def test_pruning_cut_by_the_budget_says_what_sparsity_it_reached(tiny, tmp_path):
+    from compress.runner import apply_strategy
+    from compress.strategies.pruning import PruneMagnitude
+
+    data, teacher, architecture = tiny
+    made = apply_strategy(PruneMagnitude(sparsity=0.8, epochs=20), teacher, architecture, data,
+                          seed=0, workdir=tmp_path, deadline=time.time() - 1)
+    assert made.cut_short.startswith("1 of ")
+    assert "the time budget stopped the ramp" in made.notes and "target 80%" in made.notes
+    whole = apply_strategy(PruneMagnitude(sparsity=0.8, epochs=2), teacher, architecture, data,
+                           seed=0, workdir=tmp_path)
+    assert whole.cut_short is None and whole.notes.startswith("80% of the weights")
+
+
+def test_a_step_the_budget_cannot_start_is_skipped_and_says_why(tmp_path):
+    compress.compare("synthetic", ["finetune", "quantize-int8"], epochs=2, time_budget=1e-4,
+                     allow_weak_teacher=True, out=tmp_path / "run")
+    rows = {row["strategy"]: row for row in read_results(tmp_path / "run")}
+    assert rows["baseline"]["status"] == "ok"  # every comparison needs it: it always runs
+    for name in ("finetune", "quantize-int8"):
+        assert rows[name]["status"] == "skipped" and rows[name]["budget_stopped"] == "not started"
+        assert "the time budget left could not pay for this step" in rows[name]["reason"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "**Not started, the time budget was spent:** finetune:epochs=2, quantize-int8." in report
+
+
+def test_under_a_budget_the_cheapest_steps_start_first():
+    from compress.runner import PlannedRow, RowContext, plan_steps
+
+    planned = [PlannedRow(i, 0, step, f"{i}.tflite") for i, step in
+               enumerate(plan_steps(["distill", "finetune", "quantize-int8"]))]
+    context = RowContext(None, {}, {}, {}, None, "run")
+    assert context.order(planned, workers=1) == planned  # one process, no budget: as planned
+    costs = [item.step.strategy.cost for item in context.order(planned, workers=2)]
+    assert costs == sorted(costs, reverse=True)  # workers: the longest first
+    budgeted = RowContext(None, {}, {}, {}, None, "run", run_deadline=time.time() + 60)
+    ordered = [item.step.strategy.name for item in budgeted.order(planned, workers=2)]
+    # the cheapest first, and distill's controls (cheap themselves) right after distill
+    assert ordered == ["baseline", "quantize-int8", "finetune", "distill", "student-scratch",
+                       "student-scratch-mixup"]
