@@ -85,9 +85,10 @@ def run(name: str, data: list[str], folder: Path) -> None:
         found = re.search(r"\d[\d,]* (?:of [\d,]+ )?epochs(?: of batch \d+)?(?: \([^)]*\))?",
                           row.get("notes") or "")
         planned = found.group(0) if found else ""
-        print(f"| {row['label']} | {row['train_seconds'] or 0:.1f} | {row['accuracy']:.4f} | "
+        accuracy = "" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
+        print(f"| {row['label']} | {row['train_seconds'] or 0:.1f} | {accuracy or row['status']} | "
               f"{planned} |")
-    accuracy = {row["strategy"]: row["accuracy"] for row in rows}
+    accuracy = {row["strategy"]: row["accuracy"] or 0.0 for row in rows}
     verdict = "beats" if accuracy["distill"] > accuracy["student-scratch"] else "does not beat"
     print(f"\ndistill ({accuracy['distill']:.4f}) {verdict} student-scratch "
           f"({accuracy['student-scratch']:.4f}); student-scratch-mixup "

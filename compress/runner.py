@@ -297,10 +297,12 @@ class TimeBudget:
     pay for is not started, so the costliest steps are the ones a short budget leaves out.
     """
 
-    def __init__(self, deadline: float, costs: Sequence[float], workers: int = 1) -> None:
+    def __init__(self, deadline: float, costs: Sequence[float], workers: int = 1,
+                 by_index: dict[int, float] | None = None) -> None:
         self.deadline = deadline  # time.time(), so worker processes share the clock
         self.costs = list(costs)  # of the steps not started yet, in the order they start
         self.workers = workers
+        self.by_index = by_index or {}  # a row's cost, by its index in the run
         self.fixed: list[float] = []
 
     def claim(self, cost: float) -> float:
@@ -315,12 +317,13 @@ class TimeBudget:
         ahead = [cost, *self.costs[:fitting - 1]]
         if cost <= 0 or sum(ahead) <= 0:
             return self.deadline
-        spare = left - fixed * len(ahead) / self.workers
+        spare = max(0.0, left - fixed * math.ceil(len(ahead) / self.workers))
         return now + fixed + spare * min(1.0, self.workers * cost / sum(ahead))
 
-    def finished(self, cost: float, seconds: float) -> None:
-        """A step took ``seconds`` from its start to its row: all fixed cost if it trains nothing."""
-        if cost <= 0:
+    def finished(self, cost: float, seconds: float, row: dict[str, Any]) -> None:
+        """A step took ``seconds`` from its start to its row: all fixed cost if it trains nothing
+        and really ran (a skipped or failed row says nothing about what a step costs)."""
+        if cost <= 0 and row["status"] == "ok":
             self.fixed.append(seconds)
 
 
@@ -616,15 +619,22 @@ class RowContext:
     def budget(self, planned: Sequence[PlannedRow], workers: int = 1) -> TimeBudget | None:
         if self.run_deadline is None:
             return None
-        return TimeBudget(self.run_deadline, [item.step.strategy.cost for item in planned], workers)
+        costs = self.costs(planned)
+        return TimeBudget(self.run_deadline, [costs[item.index] for item in planned], workers, costs)
 
     def deadline(self, item: PlannedRow, budget: TimeBudget | None) -> float | None:
         """The step's training deadline; the baseline is never limited (every row needs it)."""
-        cost = item.step.strategy.cost
         if budget is None:
             return None
-        claimed = budget.claim(cost)
+        claimed = budget.claim(budget.by_index[item.index])
         return None if item.step.role == "baseline" else claimed
+
+    def costs(self, planned: Sequence[PlannedRow]) -> dict[int, float]:
+        """What each row weighs in a time budget: its strategy's ``cost``, or for a control its
+        technique's, since it trains the same student for the same budget."""
+        techniques = {(i.seed, i.step.strategy.spec()): i.step.strategy.cost for i in planned}
+        return {i.index: techniques.get((i.seed, i.step.control_of), i.step.strategy.cost)
+                for i in planned}
 
     def order(self, planned: Sequence[PlannedRow], workers: int) -> list[PlannedRow]:
         """The order rows start in.  Side by side, the costliest first, so that no worker is left
@@ -632,9 +642,8 @@ class RowContext:
         after its technique): a quantizer's row is complete in seconds, a training cut short is
         worth less, and what a budget cannot start is skipped."""
         if self.run_deadline is not None:  # a control goes with the technique it judges
-            techniques = {(i.seed, i.step.strategy.spec()): i.step.strategy.cost for i in planned}
-            return sorted(planned, key=lambda item: techniques.get(
-                (item.seed, item.step.control_of), item.step.strategy.cost))
+            costs = self.costs(planned)
+            return sorted(planned, key=lambda item: costs[item.index])
         return sorted(planned, key=lambda item: -item.step.strategy.cost) if workers > 1 else list(planned)
 
     def evaluate(self, item: PlannedRow, interrupts: Interrupts | None = None,
@@ -672,7 +681,7 @@ def _evaluate_here(
         started = time.time()
         result = context.evaluate(item, interrupts, context.deadline(item, budget))
         if budget is not None:
-            budget.finished(item.step.strategy.cost, time.time() - started)
+            budget.finished(budget.by_index[item.index], time.time() - started, result.row)
         interrupts.check()  # a Ctrl-C that a finalizer swallowed during the step
         yield item, result
 
@@ -742,9 +751,10 @@ def _evaluate_in_workers(
             for index, outcome in results:
                 interrupts.check()
                 item = by_index[index]
+                evaluated = outcome if isinstance(outcome, Evaluated) else context.failed(item, outcome)
                 if budget is not None:
-                    budget.finished(item.step.strategy.cost, time.time() - started[index])
-                yield item, outcome if isinstance(outcome, Evaluated) else context.failed(item, outcome)
+                    budget.finished(budget.by_index[index], time.time() - started[index], evaluated.row)
+                yield item, evaluated
         finally:
             results.close()
 

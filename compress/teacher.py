@@ -28,7 +28,7 @@ from compress.data import Dataset, TrainingData
 from compress.errors import UserError
 from compress.fileio import write_atomic
 from compress.models import build_model, default_teacher
-from compress.training import BATCH_SIZE, compile_for_training, cut_short, deadline_callback, plan
+from compress.training import BATCH_SIZE, compile_for_training, cut_short, deadline_callback, limited, plan
 
 # Bump when the training code changes in a way the recipe fields do not capture.
 CODE_VERSION = 4  # 3: cnn1d pools globally; 4: budgets planned for the data size
@@ -117,7 +117,7 @@ def _train(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int
     if recipe.augment:
         perturb = augmenter(t, recipe.noise)
         batches = batches.map(lambda x, y: (perturb(x), y))
-    callbacks: list[keras.callbacks.Callback] = [deadline_callback(model, planned)]
+    callbacks: list[keras.callbacks.Callback] = [deadline_callback(model, planned)] if limited() else []
     if recipe.patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", patience=recipe.patience, restore_best_weights=True))

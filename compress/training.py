@@ -49,13 +49,13 @@ class Plan:
         return self.epochs * self.steps_per_epoch
 
     def describe(self) -> str:
-        """'5 epochs', or '3 epochs of batch 256 (5 asked, ...)' when planned for large data."""
+        """'5 epochs', or '3 epochs of batch 256 (5 asked; ...)' when planned for large data."""
         if self.epochs == self.asked_epochs and self.batch_size == self.asked_batch_size:
             return f"{self.epochs} epochs"
         if self.epochs == self.asked_epochs:
             return f"{self.epochs} epochs of batch {self.batch_size}"
         return (f"{self.epochs} epochs of batch {self.batch_size} ({self.asked_epochs} asked; "
-                f"{self.steps:,} optimizer steps, the cap for this data size)")
+                f"{self.steps:,} optimizer steps, the step cap)")
 
 
 def plan(epochs: int, rows: int, *, batch_size: int = BATCH_SIZE, max_steps: int | None = None) -> Plan:
@@ -115,6 +115,11 @@ def stopped_by_budget(what: str) -> None:
         allowance.stopped = what
 
 
+def limited() -> bool:
+    """Whether a time allowance is in force (its callback costs a little on every batch)."""
+    return _ALLOWANCE.get() is not None
+
+
 def cut_short() -> str | None:
     """What the current time allowance cut short, if anything."""
     allowance = _ALLOWANCE.get()
@@ -133,9 +138,11 @@ def deadline_callback(model: keras.Model, planned: Plan) -> keras.callbacks.Call
             done = epoch[0] * planned.steps_per_epoch + batch + 1
             stopped_by_budget(f"{done:,} of {planned.steps:,} optimizer steps ({planned.describe()})")
 
-    return keras.callbacks.LambdaCallback(
+    callback = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda number, logs=None: epoch.__setitem__(0, number),
         on_train_batch_end=batch_end)
+    callback._supports_tf_logs = True  # it reads no logs: spare Keras a numpy copy per batch
+    return callback
 
 
 def outputs_probabilities(model: keras.Model) -> bool:
@@ -173,7 +180,7 @@ def fit(model: keras.Model, data: TrainingData, *, epochs: int, lr: float,
     """
     planned = plan(epochs, len(data.y_train))
     compile_for_training(model, lr)
-    extra: list[keras.callbacks.Callback] = [deadline_callback(model, planned)]
+    extra: list[keras.callbacks.Callback] = [deadline_callback(model, planned)] if limited() else []
     validation = None
     if patience:
         validation = (data.x_val, data.y_val)

@@ -187,12 +187,23 @@ def starting_points(space: Space) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"stage 1": name}
         if space.followers[name]:
             params[f"after {name}"] = "end"
-        for key, declared in space.stages[name].items():
-            default = space.defaults[name].get(key)
-            if _within(declared, default):
-                params[f"{name}.{key}"] = default
+        params.update(_defaults(space, name))
         points.append(params)
     return points
+
+
+def _defaults(space: Space, name: str) -> dict[str, Any]:
+    """A stage's Optuna parameters at its defaults.  A default outside its declared Choice (a
+    student ``auto`` among the named students) takes the Choice's first value, the one the
+    strategy lists first; a default outside a Range is left to the sampler."""
+    params = {}
+    for key, declared in space.stages[name].items():
+        default = space.defaults[name].get(key)
+        if _within(declared, default):
+            params[f"{name}.{key}"] = default
+        elif isinstance(declared, Choice):
+            params[f"{name}.{key}"] = declared.values[0]
+    return params
 
 
 def _within(declared: Range | Choice, value: Any) -> bool:
@@ -432,6 +443,8 @@ class _Search:
         defaults, cheapest first), before the sampler's own proposals: the way the best
         pipelines are found by hand (distill, then prune, then cluster, then quantize), each
         step kept only while the budget holds."""
+        if len(self.trials) < self.replay:  # a resumed tune: the journal holds the extensions
+            return
         growable = [t for t in self.trials if t.stages < MAX_STAGES and self._followers(t.spec)]
         best = choose(growable, self.settings)
         if best is None or best.spec in self.deepened or best.spec not in self.params:
@@ -442,11 +455,8 @@ class _Search:
             point = {**self.params[best.spec], f"after {last}": follower}
             if self.space.followers[follower]:
                 point[f"after {follower}"] = "end"
-            for key, declared in self.space.stages[follower].items():
-                default = self.space.defaults[follower].get(key)
-                if _within(declared, default):
-                    point[f"{follower}.{key}"] = default
-            self.study.enqueue_trial(point, skip_if_exists=False)
+            point.update(_defaults(self.space, follower))
+            self.study.enqueue_trial(point, skip_if_exists=True)
 
     def _followers(self, spec: str) -> list[str]:
         """The stages that may come next in this pipeline, cheapest first."""

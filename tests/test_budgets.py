@@ -96,7 +96,7 @@ def test_shares_follow_cost_after_the_fixed_cost_of_every_step_left(monkeypatch)
     monkeypatch.setattr(runner.time, "time", lambda: now[0])
     budget = TimeBudget(1100.0, [0.0, 1.0, 3.0])
     assert budget.claim(0.0) == 1100.0  # training nothing, it has nothing to cut
-    budget.finished(0.0, 10.0)  # so each step costs 10 s besides its training
+    budget.finished(0.0, 10.0, {"status": "ok"})  # so each step costs 10 s besides its training
     now[0] = 1010.0
     # 90 s left, 20 s of it the two steps' fixed costs: 70 s of training, a quarter of it here
     assert budget.claim(1.0) == pytest.approx(1010.0 + 10.0 + 70.0 / 4)
@@ -109,13 +109,15 @@ def test_two_workers_share_what_is_left_and_a_step_that_cannot_pay_is_not_starte
     budget = TimeBudget(1100.0, [1.0, 1.0, 1.0, 1.0], workers=2)
     assert budget.claim(1.0) == 1050.0  # two workers: twice a quarter of the time left
     budget = TimeBudget(1100.0, [0.0, 1.0, 1.0, 4.0], workers=1)
-    budget.finished(0.0, 40.0)  # 40 s of fixed cost a step: 100 s pay for two steps' fixed costs
+    budget.finished(0.0, 40.0, {"status": "ok"})  # 40 s a step: 100 s pay for two steps' fixed costs
     budget.claim(0.0)
     # the next two share the 20 s left after their fixed costs; the last (costliest) is left out
     assert budget.claim(1.0) == pytest.approx(1000.0 + 40.0 + 20.0 / 2)
     assert TimeBudget(1100.0, [1.0]).claim(1.0) == 1100.0
     late = TimeBudget(1100.0, [0.0, 1.0])
-    late.finished(0.0, 120.0)
+    late.finished(0.0, 1.0, {"status": "skipped"})  # a row that never ran teaches nothing
+    assert late.fixed == []
+    late.finished(0.0, 120.0, {"status": "ok"})
     assert late.claim(0.0) < 1000.0  # its fixed cost alone would overrun: not started
     assert TimeBudget(900.0, [0.0]).claim(0.0) < 1000.0  # the budget is over
 
@@ -210,6 +212,8 @@ def test_under_a_budget_the_cheapest_steps_start_first():
     assert costs == sorted(costs, reverse=True)  # workers: the longest first
     budgeted = RowContext(None, {}, {}, {}, None, "run", run_deadline=time.time() + 60)
     ordered = [item.step.strategy.name for item in budgeted.order(planned, workers=2)]
-    # the cheapest first, and distill's controls (cheap themselves) right after distill
+    # the cheapest first; distill's controls train what distill trains: they weigh as much
     assert ordered == ["baseline", "quantize-int8", "finetune", "distill", "student-scratch",
                        "student-scratch-mixup"]
+    costs = budgeted.costs(planned)
+    assert {costs[i.index] for i in planned if i.step.role == "control"} == {Distill.cost}

@@ -86,8 +86,12 @@ def test_the_space_follows_the_declarations(task):
     assert set(space.stages["distill"]["student"].values) >= {"mlp:32", "mlp:16"}
     assert space.followers["distill"] and not space.followers["quantize-int8"]
     assert "distill" not in {f for fs in space.followers.values() for f in fs}  # distill only starts
-    order = [point["stage 1"] for point in starting_points(space)]
+    points = {point["stage 1"]: point for point in starting_points(space)}
+    order = list(points)
     assert order.index("quantize-int8") < order.index("prune-magnitude") < order.index("distill")
+    # distill's default student ("auto") is not a named choice: the first, widest one stands in
+    assert points["distill"]["distill.student"] == space.stages["distill"]["student"].values[0]
+    assert points["prune-magnitude"]["prune-magnitude.sparsity"] == 0.8
     assert search_space(task, ("prune-*",)).stages.keys() == {"prune-magnitude", "prune-2of4",
                                                               "prune-structured"}
 

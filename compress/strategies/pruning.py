@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from compress.backend import keras, tfmot
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.structured import shrink
-from compress.training import Plan, fit, plan
+from compress.training import Plan, cut_short, fit, plan
 
 
 def polynomial_schedule(sparsity: float, planned: Plan) -> tfmot.sparsity.keras.PolynomialDecay:
@@ -160,8 +160,8 @@ class PruneMagnitude(Strategy):
         model, pruned, dense, trained = _prune_and_recover(ctx, self.epochs, self.lr,
                                                            pruning_schedule=schedule)
         reached = zero_fraction(model, pruned)
-        short = "" if reached >= self.sparsity - 0.005 else \
-            f" (target {self.sparsity:.0%}: the time budget stopped the ramp)"
+        short = "" if reached >= self.sparsity - 0.005 else f" (target {self.sparsity:.0%}" + (
+            ": the time budget stopped the ramp)" if cut_short() else ")")
         return Compressed(
             model=model,
             notes=f"{reached:.0%} of the weights of {named(pruned)} set to zero{short} over "
