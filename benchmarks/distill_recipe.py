@@ -5,7 +5,8 @@ Run: .venv/bin/python benchmarks/distill_recipe.py [--seeds 3] [--specs SPEC ...
 For synthetic (MLP teacher, Dense-32 student) and digits (CNN teacher, narrow CNN student):
   - the document's setting: plain 20-epoch teacher; T=2, alpha=0.5, 20 epochs, batch 32;
   - a regularized teacher (dropout, noise or shifts, early stopping) with 300-epoch students:
-    T in {2, 4}, alpha in {0.1, 0.5}, transfer in {none, augment}.
+    the default (function matching: T=1, alpha=0 on mixup blends), Hinton's mix with the
+    teacher's logits computed once (T in {2, 4}, alpha in {0.1, 0.5}), and T=2 variants.
 Each distill row is compared with student-scratch and student-scratch-mixup trained with
 the same student, budget, batches and seed. Prints one Markdown table per setting.
 """
@@ -24,11 +25,11 @@ from compress.runner import RunConfig, run
 from compress.teacher import DEFAULT_RECIPE, DOCUMENT_RECIPE
 
 GRID = [
-    "distill:temperature=4,alpha=0.1",
-    "distill:temperature=4,alpha=0.5",
-    "distill:temperature=2,alpha=0.1",
-    "distill:temperature=2,alpha=0.5",
-    "distill:temperature=4,alpha=0.1,transfer=augment",
+    "distill",
+    "distill:temperature=4,alpha=0.5,transfer=none",
+    "distill:temperature=4,alpha=0.1,transfer=none",
+    "distill:temperature=2,alpha=0.5,transfer=none",
+    "distill:temperature=2,alpha=0.0",
 ]
 SETTINGS = [
     ("document setting, plain teacher", DOCUMENT_RECIPE, [DOCUMENT_DISTILL]),

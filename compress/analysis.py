@@ -39,8 +39,10 @@ SAME_SPEED_MARGIN = 0.03
 #: Sizes within this fraction of each other are the same size for recommendations.
 SAME_SIZE_MARGIN = 0.01
 
-#: The source document's distillation setting and its single, unseeded result.
-DOCUMENT_DISTILL_PARAMS = {"temperature": 2.0, "alpha": 0.5, "epochs": 20, "batch_size": 32}
+#: The source document's distillation setting (teacher outputs computed once, no transfer set)
+#: and its single, unseeded result.
+DOCUMENT_DISTILL_PARAMS = {"temperature": 2.0, "alpha": 0.5, "epochs": 20, "batch_size": 32,
+                           "transfer": "none"}
 DOCUMENT_STUDENT_ACCURACY = 0.78
 
 

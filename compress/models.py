@@ -19,6 +19,7 @@ images a 2-D CNN.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from compress.backend import keras, seed_everything
@@ -178,12 +179,19 @@ def derive_student(teacher: keras.Model, teacher_architecture: str,
     return Architecture(arch.kind, conv, dense or (16,)).spec
 
 
+#: The automatic student's ladder: each rung about four times fewer weights.
+STUDENT_SHRINKS = (STUDENT_SHRINK, 2 * STUDENT_SHRINK, 4 * STUDENT_SHRINK)
+#: The tuner's ladder: a rung between each of the above (about half the weights each), since
+#: the smallest student within an accuracy budget often falls between two of them.
+FINE_STUDENT_SHRINKS = (4, 6, 8, 12, 16)
+
+
 def student_candidates(teacher: keras.Model, teacher_architecture: str,
-                       input_shape: tuple[int, ...]) -> tuple[str, ...]:
-    """Students 4, 8 and 16 times narrower than the teacher, widest first; for images also the
+                       input_shape: tuple[int, ...],
+                       shrinks: Sequence[int] = STUDENT_SHRINKS) -> tuple[str, ...]:
+    """Students ``shrinks`` times narrower than the teacher, widest first; for images also the
     smallest depthwise-separable residual network, whose global pooling suits a teacher that
     pools globally (a Flatten student can outweigh such a teacher at any width)."""
-    shrinks = (STUDENT_SHRINK, 2 * STUDENT_SHRINK, 4 * STUDENT_SHRINK)
     specs = [derive_student(teacher, teacher_architecture, input_shape, s) for s in shrinks]
     if data_kind(input_shape) == "image":
         specs.append("dsres:4")

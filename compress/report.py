@@ -279,6 +279,11 @@ def _pp(value: float) -> str:
     return f"{value + 0.0:+.2f}" if round(value, 2) != 0 else "0.00"
 
 
+def _pp_or_blank(loss: float | None) -> str:
+    """A loss in points as a signed change, blank when there is none (a failed seed)."""
+    return "" if loss is None else _pp(-loss)
+
+
 def tune_section(tune: dict[str, Any]) -> list[Block]:
     """What ``compress tune`` searched, found and chose; validation numbers are labelled so."""
     search, teacher = tune["search"], tune["teacher"]
@@ -339,19 +344,23 @@ def tune_section(tune: dict[str, Any]) -> list[Block]:
     else:
         blocks.append(Paragraph("**No configuration met the budget on validation.**"))
     confirmation = tune.get("confirmation") or {}
-    if len(next(iter(confirmation.values()), [])) > 1:
-        budget = tune["max_accuracy_drop"]
+    if confirmation:
+        first = next(iter(confirmation.values()))
+        pooled = ", ".join(map(str, first["pooled_seeds"]))
+        confidence = f"{first['confidence']:.0%}"
         blocks += [
-            Paragraph("Before the choice, the best candidates were scored again on the validation "
-                      "split of every other seed (its own splits and teacher); the choice is the "
-                      "best whose mean drop stays within the budget:"),
+            Paragraph(f"Before the choice, candidates were scored again on the validation split of "
+                      f"every seed (its own splits and teacher), best first. The choice is the best "
+                      f"whose loss, pooled over the paired predictions of seed(s) {pooled}, stays "
+                      f"within the budget with {confidence} confidence (the first seed's split chose "
+                      "the candidates, so it is not trusted to confirm them):"),
             Table([{"Configuration": Cell(by_spec[spec]["label"], title=spec) if spec in by_spec else spec,
                     "Δ pp per seed (validation)": ", ".join("failed" if d is None else _pp(-d)
-                                                            for d in drops),
-                    "mean Δ pp": "" if None in drops else _pp(-sum(drops) / len(drops)),
-                    "Within budget": "yes" if None not in drops and sum(drops) / len(drops)
-                    <= budget + 1e-9 else "no"}
-                   for spec, drops in confirmation.items()]),
+                                                            for d in proof["drops_pp"]),
+                    f"pooled Δ pp (seeds {pooled})": _pp_or_blank(proof["drop_pp"]),
+                    f"worst Δ pp at {confidence}": _pp_or_blank(proof["upper_pp"]),
+                    "Within budget": "yes" if proof["within_budget"] else "no"}
+                   for spec, proof in confirmation.items()]),
         ]
     blocks += [
         Paragraph("The front found: no other trial is both smaller (or faster) and more accurate "

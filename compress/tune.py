@@ -8,6 +8,9 @@ across every strategy and every chain the registered strategies allow.
   the first seed (``Source.for_selection``).  The test split is read once, at the end,
   when the chosen configuration and the front are measured over every seed by the same
   jobs, timing and report as ``compress sweep``.
+- **The choice must hold on splits that did not choose it.**  Candidates are scored again on
+  every other seed's validation split, and a candidate is chosen only when its loss, pooled
+  over those seeds' paired predictions, is within the budget with ``CONFIRM_CONFIDENCE``.
 - **Every trial is a keyed, cached sweep job**, so a killed ``tune`` re-run with the same
   command replays its journal from the cache, and ``--executor dask`` spreads the trials.
 - **Optuna's multi-objective TPE** proposes the trials (cost and validation accuracy, the
@@ -28,6 +31,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from compress.errors import UserError
@@ -42,11 +46,17 @@ MAX_STAGES = 4
 #: Configurations measured on the test split at the end: the choice, the rest of the
 #: validation front within the budget, and the best plain strategy.
 FINAL_CONFIGURATIONS = 5
-#: Candidates (the best within the budget on the first seed's validation split, and the most
-#: accurate of the rest) scored again on every other seed's validation split before the choice:
-#: one split of a few hundred rows cannot tell 0.5 pp from 2 pp, and a choice made on it alone
-#: lands outside the budget on the test split.
+#: Candidates confirmed at a time (the best within the budget on the first seed's validation
+#: split, and in the first batch also the most accurate of the rest), scored again on every
+#: other seed's validation split before the choice: one split of a few hundred rows cannot tell
+#: 0.5 pp from 2 pp, and a choice made on it alone lands outside the budget on the test split.
 CONFIRM_CANDIDATES = 6
+#: One-sided confidence with which a candidate's loss, pooled over the confirmation seeds'
+#: validation pairs, must stay within the budget (docs/tune.md: 0.8 keeps the choice inside the
+#: budget on the test split without rejecting every candidate near it).
+CONFIRM_CONFIDENCE = 0.8
+#: Candidates of the first batch that may share a first stage (one distilled student, say).
+SAME_FIRST_STAGE = 2
 #: Random proposals after the starting points and before TPE models anything: each draws its
 #: chain stage by stage, so long chains are explored before the model narrows the search.
 RANDOM_TRIALS = 24
@@ -257,8 +267,57 @@ class SearchResult:
     reused: int
     stopped: str  # why the search ended
     space: dict[str, Any] = field(default_factory=dict)
-    #: Candidate spec -> validation drop (pp) per seed, the first seed first.
-    confirmation: dict[str, list[float]] = field(default_factory=dict)
+    #: Candidate spec -> its evidence on every seed's validation split.
+    confirmation: dict[str, Evidence] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A candidate against each seed's teacher on that seed's validation split.
+
+    The decision pools the discordant pairs of the confirmation seeds, every seed but the
+    first: the first seed's split chose the candidates, so its pairs flatter them.  With a
+    single seed there is nothing else to pool, and the first seed's pairs are used.
+    """
+
+    seeds: tuple[int, ...]
+    drops: tuple[float | None, ...]  # pp per seed, None where the job failed or skipped
+    pooled_seeds: tuple[int, ...]
+    b: int  # pooled pairs the teacher got right and the candidate wrong
+    c: int  # ... and the other way round
+    n: int
+
+    @property
+    def drop_pp(self) -> float:
+        """Pooled loss on the confirmation seeds (infinite when a seed produced nothing)."""
+        return math.inf if not self.n else 100 * (self.b - self.c) / self.n
+
+    @property
+    def upper_pp(self) -> float:
+        """The loss this evidence cannot rule out at ``CONFIRM_CONFIDENCE`` (one-sided): the Wald
+        bound for paired proportions, with at least 3 discordant pairs (the rule of three, as
+        the report's paired tests use) so that identical predictions on a few hundred rows do
+        not prove a loss of exactly zero."""
+        if not self.n:
+            return math.inf
+        discordant = max(self.b + self.c, 3)
+        se = math.sqrt(max(0.0, discordant - (self.c - self.b) ** 2 / self.n)) / self.n
+        return 100 * ((self.b - self.c) / self.n + NormalDist().inv_cdf(CONFIRM_CONFIDENCE) * se)
+
+    def within(self, budget: float) -> bool:
+        return self.upper_pp <= budget + 1e-9
+
+    def record(self, budget: float) -> dict[str, Any]:
+        """What tune.json keeps, enough to redo the decision offline."""
+        return {"seeds": list(self.seeds),
+                "drops_pp": [None if d is None else round(d, 4) for d in self.drops],
+                "pooled_seeds": list(self.pooled_seeds), "discordant": [self.b, self.c], "n": self.n,
+                "drop_pp": _finite(self.drop_pp), "upper_pp": _finite(self.upper_pp),
+                "confidence": CONFIRM_CONFIDENCE, "within_budget": self.within(budget)}
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 4) if math.isfinite(value) else None
 
 
 def pareto_front(trials: Sequence[Trial], objective: str) -> list[Trial]:
@@ -272,26 +331,45 @@ def pareto_front(trials: Sequence[Trial], objective: str) -> list[Trial]:
     return sorted(front, key=lambda t: (t.value(objective), -(t.val_accuracy or 0)))
 
 
+def _rank(trial: Trial, settings: TuneSettings) -> tuple[float, float, int]:
+    """Best objective first; ties go to higher accuracy, then to the simpler pipeline."""
+    return (trial.value(settings.objective) or 0.0, -(trial.val_accuracy or 0), trial.stages)
+
+
 def choose(trials: Sequence[Trial], settings: TuneSettings) -> Trial | None:
-    """The best objective among the trials within the budget; ties go to higher accuracy,
-    then to the simpler pipeline."""
+    """The best objective among the trials within the budget."""
     feasible = [t for t in trials if t.meets(settings.max_accuracy_drop)
                 and t.value(settings.objective) is not None]
-    if not feasible:
-        return None
-    return min(feasible, key=lambda t: (t.value(settings.objective), -(t.val_accuracy or 0), t.stages))
+    return min(feasible, key=lambda t: _rank(t, settings)) if feasible else None
 
 
 def candidates(trials: Sequence[Trial], settings: TuneSettings) -> list[Trial]:
-    """What is confirmed on the other seeds: the best objectives within the budget, plus the most
-    accurate trial within it as a safe fallback."""
-    feasible = list({t.spec: t for t in trials if t.meets(settings.max_accuracy_drop)
-                     and t.value(settings.objective) is not None}.values())
-    feasible.sort(key=lambda t: (t.value(settings.objective), -(t.val_accuracy or 0), t.stages))
-    best = feasible[:CONFIRM_CANDIDATES - 1]
-    safest = min(feasible[len(best):], key=lambda t: (t.drop_pp or 0.0, t.value(settings.objective)),
-                 default=None)
-    return best + ([safest] if safest else [])
+    """Every distinct model within the budget on the search seed, in the order they are
+    confirmed: best objective first, but at most ``SAME_FIRST_STAGE`` of the first batch share a
+    first stage (chains of one distilled student share its loss on the other seeds, so five of
+    them are confirmed or rejected together), and the most accurate of the rest is moved into
+    the first batch as a safe fallback.  Specs that produced the same file (a mixed-precision
+    search that settles on the same precisions at several ``max_drop``) are one candidate, the
+    simplest spec first."""
+    feasible = sorted({t.spec: t for t in trials if t.meets(settings.max_accuracy_drop)
+                       and t.value(settings.objective) is not None}.values(),
+                      key=lambda t: _rank(t, settings))
+    seen: set[tuple[Any, ...]] = set()
+    first: list[Trial] = []
+    rest: list[Trial] = []
+    for trial in feasible:
+        outcome = (trial.size_bytes, trial.size_gzip_bytes, trial.val_accuracy)
+        if outcome in seen:
+            continue
+        seen.add(outcome)
+        stage = trial.spec.split(">")[0]
+        sharing = sum(t.spec.split(">")[0] == stage for t in first)
+        room = len(first) < CONFIRM_CANDIDATES - 1 and sharing < SAME_FIRST_STAGE
+        (first if room else rest).append(trial)
+    safest = min(rest, key=lambda t: (t.drop_pp or 0.0, _rank(t, settings)), default=None)
+    if safest is not None:
+        rest.remove(safest)
+    return [*first, *([safest] if safest else []), *rest]
 
 
 def final_specs(trials: Sequence[Trial], chosen: Trial, settings: TuneSettings,
@@ -536,19 +614,17 @@ def search(
         state.worst = float(base["size_gzip_bytes"]) if settings.objective == "size" else 1.0
 
         def reserve() -> float:
-            """Seconds the confirmation and the final measurement will take for the present
-            candidates: every other seed's teacher, their trainings, the serial timing."""
+            """Seconds the first batch of confirmation and the final measurement will take for the
+            present candidates: every other seed's teacher, their trainings, the serial timing."""
             chosen = choose(state.trials, settings)
             if chosen is None:
                 return 0.0
-            confirming = candidates(state.trials, settings)
+            confirming = candidates(state.trials, settings)[:CONFIRM_CANDIDATES]
             specs = final_specs(state.trials, chosen, settings, confirming)
-            seconds = {t.spec: t.train_seconds or 0.0 for t in state.trials}
             others = len(config.seeds) - 1
-            training = sum(seconds.get(s, 0.0) + 5 for s in specs) * len(config.seeds) + \
-                sum(t.train_seconds or 0.0 for t in confirming) * others
-            return training / max(1, executor.workers) + 3 * len(specs) * len(config.seeds) + 10 + \
-                others * (teacher.train_seconds or 10)
+            confirmation = sum(t.train_seconds or 0.0 for t in confirming) * others
+            return (_measure_seconds(state.trials, specs, len(config.seeds), executor.workers)
+                    + confirmation / max(1, executor.workers) + others * (teacher.train_seconds or 10))
 
         if not replay:
             for point in starting_points(space):
@@ -673,56 +749,89 @@ def tune(
 
 def confirm(found: SearchResult, config: Any, settings: TuneSettings, executor: Any, out: Path,
             progress: TuneProgress | None, started: float) -> None:
-    """Score the candidates on the validation split of every other seed (its own splits and
-    teacher), then choose the best objective whose mean validation drop over all seeds is within
-    the budget; ``found`` is updated.  The test split is still unread."""
-    others = config.seeds[1:]
-    confirming = candidates(found.trials, settings)
-    drops = {t.spec: [t.drop_pp or 0.0] for t in confirming}
-    if others:
-        jobs, teacher_accuracy = [], {}
-        for seed in others:
-            _, _, job_for = _seed_trials(config, seed, out)
-            teacher_accuracy[seed] = _teacher_row(job_for)["accuracy"]
-            jobs += [job_for(t.spec) for t in confirming]
-        results = {j.key: json.loads(j.result_path.read_text()) for j in jobs if j.result_path.exists()}
-        report = progress or (lambda done, running, best, seconds: None)
-        for result in executor.run([j for j in jobs if j.key not in results]):
+    """Score the candidates on every seed's validation split (each seed with its own splits and
+    teacher), a batch at a time, best objective first, and choose the best whose pooled loss on
+    the confirmation seeds is within the budget at ``CONFIRM_CONFIDENCE``.  Another batch runs
+    while a candidate better than the present choice is unconfirmed and the time left after the
+    final measurement affords it.  ``found`` is updated; the test split is still unread."""
+    seeds = list(config.seeds)
+    makers = {seed: _seed_trials(config, seed, out)[2] for seed in seeds}
+    teachers = {seed: _teacher_row(job_for) for seed, job_for in makers.items()}
+    ranked = candidates(found.trials, settings)
+    report = progress or (lambda done, running, best, seconds: None)
+    budget = settings.max_accuracy_drop
+
+    def left() -> float:
+        return settings.time_budget_min * 60 - (time.monotonic() - started)
+
+    batch, passed = ranked[:CONFIRM_CANDIDATES], []
+    while batch:
+        began = time.monotonic()
+        jobs = {(t.spec, seed): makers[seed](t.spec) for t in batch for seed in seeds}
+        results = {j.key: json.loads(j.result_path.read_text()) for j in jobs.values()
+                   if j.result_path.exists()}
+        for result in executor.run([j for j in jobs.values() if j.key not in results]):
             results[result["key"]] = result
-            report(len(found.trials), len(jobs) - len(results), f"confirming {len(confirming)} candidates "
-                   f"on the validation splits of seeds {', '.join(map(str, others))}",
-                   max(0.0, settings.time_budget_min * 60 - (time.monotonic() - started)))
-        for job in jobs:
-            row = results[job.key]["row"]
-            drops[job.spec].append(100 * (teacher_accuracy[job.seed] - row["accuracy"])
-                                   if row.get("status") == "ok" else math.inf)
-    found.confirmation = {spec: [round(d, 4) if math.isfinite(d) else None for d in values]
-                          for spec, values in drops.items()}  # None: the job failed or skipped
-    confirmed = [t for t in confirming
-                 if mean_drop(found.confirmation[t.spec]) <= settings.max_accuracy_drop + 1e-9]
-    found.chosen = confirmed[0] if confirmed else None  # candidates come best objective first
-    found.final = final_specs(found.trials, found.chosen, settings, confirmed) if confirmed else []
+            report(len(found.trials), len(jobs) - len(results), f"confirming {len(batch)} candidates on "
+                   f"the validation splits of seeds {', '.join(map(str, seeds))}", max(0.0, left()))
+        for trial in batch:
+            found.confirmation[trial.spec] = evidence(
+                seeds, teachers, {seed: results[jobs[trial.spec, seed].key]["row"] for seed in seeds})
+        passed = [t for t in ranked
+                  if t.spec in found.confirmation and found.confirmation[t.spec].within(budget)]
+        best = min(passed, key=lambda t: _rank(t, settings)) if passed else None
+        pending = [t for t in ranked if t.spec not in found.confirmation
+                   and (best is None or _rank(t, settings) < _rank(best, settings))]
+        final = final_specs(found.trials, best, settings, passed) if best else []
+        affordable = left() - _measure_seconds(found.trials, final, len(seeds), executor.workers)
+        batch = pending[:CONFIRM_CANDIDATES] if affordable > time.monotonic() - began else []
+    passed.sort(key=lambda t: _rank(t, settings))
+    found.chosen = passed[0] if passed else None
+    found.final = final_specs(found.trials, found.chosen, settings, passed) if passed else []
 
 
-def mean_drop(drops: Sequence[float | None]) -> float:
-    """The mean validation drop over seeds; a seed where the configuration failed counts as lost."""
-    return math.inf if any(d is None for d in drops) else sum(drops) / len(drops)  # type: ignore[arg-type]
+def evidence(seeds: Sequence[int], teachers: dict[int, dict[str, Any]],
+             rows: dict[int, dict[str, Any]]) -> Evidence:
+    """One candidate's rows against each seed's teacher row, all on validation splits; a seed
+    where it failed or skipped leaves nothing to pool (an infinite loss)."""
+    from compress.analysis import paired_test
+
+    pooled = tuple(seeds[1:] or seeds[:1])
+    drops = tuple(100 * (teachers[s]["accuracy"] - rows[s]["accuracy"]) if rows[s].get("status") == "ok"
+                  else None for s in seeds)
+    complete = all(rows[s].get("status") == "ok" for s in pooled)
+    test = paired_test([(teachers[s], rows[s]) for s in pooled]) if complete else None
+    if test is None:
+        return Evidence(tuple(seeds), drops, pooled, 0, 0, 0)
+    return Evidence(tuple(seeds), drops, pooled, test.b, test.c, test.n)
+
+
+def _measure_seconds(trials: Sequence[Trial], specs: Sequence[str], seeds: int, workers: int) -> float:
+    """Seconds measuring ``specs`` on every seed's test split will take, from the trials' own
+    training times, plus the serial timing and the report."""
+    seconds = {t.spec: t.train_seconds or 0.0 for t in trials}
+    training = sum(seconds.get(s, 0.0) + 5 for s in specs) * seeds
+    return training / max(1, workers) + 3 * len(specs) * seeds + 10
 
 
 def _nothing(found: SearchResult, settings: TuneSettings, seeds: int) -> str:
     """Why nothing was chosen, naming the closest configuration, as ``recommend`` does."""
     budget = settings.max_accuracy_drop
-    means = {spec: mean_drop(values) for spec, values in found.confirmation.items()}
-    if means:
-        spec = min(means, key=lambda s: means[s])
+    if found.confirmation:
+        spec, closest = min(found.confirmation.items(), key=lambda item: item[1].upper_pp)
         label = next(t.label for t in found.trials if t.spec == spec)
-        return (f"{len(means)} configurations met the {budget:g} pp budget on the first seed's "
-                f"validation split, but none on average over {seeds} seeds; the closest, {label}, "
-                f"loses {means[spec]:.2f} pp; raise --max-accuracy-drop or --time-budget")
-    closest = min((t for t in found.trials if t.drop_pp is not None), default=None,
-                  key=lambda t: t.drop_pp or 0.0)
-    hint = (f"; the closest, {closest.label}, loses {closest.drop_pp:.2f} pp at "
-            f"{(closest.size_gzip_bytes or 0) / 1024:.1f} KiB gzip" if closest else "")
+        plural = "s" if len(closest.pooled_seeds) > 1 else ""
+        where = f"seed{plural} {', '.join(map(str, closest.pooled_seeds))}"
+        loss = (f"loses {closest.drop_pp:.2f} pp there (up to {closest.upper_pp:.2f} pp)"
+                if math.isfinite(closest.drop_pp) else "produced nothing on one of them")
+        return (f"{len(found.confirmation)} configurations met the {budget:g} pp budget on the first "
+                f"seed's validation split, but none with {CONFIRM_CONFIDENCE:.0%} confidence on the "
+                f"validation split of {where}; the closest, {label}, {loss}; raise "
+                "--max-accuracy-drop or --time-budget")
+    closest_trial = min((t for t in found.trials if t.drop_pp is not None), default=None,
+                        key=lambda t: t.drop_pp or 0.0)
+    hint = (f"; the closest, {closest_trial.label}, loses {closest_trial.drop_pp:.2f} pp at "
+            f"{(closest_trial.size_gzip_bytes or 0) / 1024:.1f} KiB gzip" if closest_trial else "")
     return (f"no configuration of {len(found.trials)} trials stays within {budget:g} pp of the "
             f"teacher on validation{hint}; raise --max-accuracy-drop or --time-budget")
 
@@ -775,7 +884,8 @@ def _write(folder: Path, settings: TuneSettings, found: SearchResult,
         "test_meets_budget": None if test is None else test["drop_pp"] <= settings.max_accuracy_drop,
         "teacher": found.teacher,
         "front": [t.spec for t in found.front],
-        "confirmation": found.confirmation,
+        "confirmation": {spec: proof.record(settings.max_accuracy_drop)
+                         for spec, proof in found.confirmation.items()},
         "final": found.final,
         "trials": [dataclasses.asdict(t) for t in found.trials],
         "search": {"sampler": f"optuna {optuna.__version__} TPESampler (multivariate, grouped, "

@@ -44,11 +44,14 @@ def test_kd_loss_temperature_acts_on_logits_not_probabilities():
     assert float(a) == pytest.approx(float(b), abs=1e-6)
 
 
-def test_alpha_one_distillation_equals_training_from_scratch(tiny, tmp_path):
+@pytest.mark.parametrize(("transfer", "control"), [("none", StudentScratch), ("mixup", StudentScratchMixup)])
+def test_alpha_one_distillation_equals_its_control(tiny, tmp_path, transfer, control):
+    """Without soft targets distillation is its control: on the labels alone, or (the default
+    transfer) on the same mixup blends."""
     data, teacher, architecture = tiny
     results = [
         apply_strategy(strategy, teacher, architecture, data, seed=3, workdir=tmp_path)
-        for strategy in (Distill(alpha=1.0, epochs=2), StudentScratch(epochs=2))
+        for strategy in (Distill(alpha=1.0, epochs=2, transfer=transfer), control(epochs=2))
     ]
     distilled, scratch = (TFLiteModel(r.flatbuffer).predict(data.x_val) for r in results)
     assert np.array_equal(distilled, scratch)
