@@ -164,10 +164,12 @@ def samples_needed(effect: float, discordance: float, alpha: float = 0.05, power
     return n
 
 
-def _paired_se(b: int, c: int, n: int) -> float:
+def paired_se(b: int, c: int, n: int, min_discordant: int = 0) -> float:
+    """Wald standard error of (c − b)/n for paired proportions; ``min_discordant`` floors b + c
+    (3: the rule of three) so identical predictions on a small split do not give zero."""
     if b < 0 or c < 0 or b + c > n:
         raise ValueError("need 0 <= b, c and b + c <= n")
-    return math.sqrt(max(0.0, (b + c) - (c - b) ** 2 / n)) / n
+    return math.sqrt(max(0.0, max(b + c, min_discordant) - (c - b) ** 2 / n)) / n
 
 
 def paired_difference_interval(
@@ -181,7 +183,7 @@ def paired_difference_interval(
     """
     if n == 0:
         return 0.0, 0.0, 0.0
-    se = _paired_se(b, c, n)
+    se = paired_se(b, c, n)
     diff = (c - b) / n
     half = float(st.norm.ppf((1 + confidence) / 2)) * se
     return diff, max(-1.0, diff - half), min(1.0, diff + half)
@@ -196,7 +198,7 @@ def noninferiority_p(b: int, c: int, n: int, margin: float) -> float:
     """
     if n == 0:
         return 1.0
-    se = _paired_se(b, c, n)
+    se = paired_se(b, c, n)
     diff = (c - b) / n
     if se == 0:
         return 0.0 if diff > -margin else 1.0

@@ -298,10 +298,11 @@ class Evidence:
         bound for paired proportions, with at least 3 discordant pairs (the rule of three, as
         the report's paired tests use) so that identical predictions on a few hundred rows do
         not prove a loss of exactly zero."""
+        from compress.stats import paired_se
+
         if not self.n:
             return math.inf
-        discordant = max(self.b + self.c, 3)
-        se = math.sqrt(max(0.0, discordant - (self.c - self.b) ** 2 / self.n)) / self.n
+        se = paired_se(self.b, self.c, self.n, min_discordant=3)
         return 100 * ((self.b - self.c) / self.n + NormalDist().inv_cdf(CONFIRM_CONFIDENCE) * se)
 
     def within(self, budget: float) -> bool:
