@@ -15,11 +15,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/compress run
 
+# One test process per core: training uses one TensorFlow thread per process (compress.backend),
+# so a single pytest process leaves the other cores idle.  A file's tests share a process, and
+# so its fixtures.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check compress tests benchmarks examples

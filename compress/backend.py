@@ -21,6 +21,12 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ start-up noise
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # its rounding differs run to run
 
+#: TensorFlow's threads per process, for training.  A training step's float sums depend on
+#: how many threads share them, so a fixed count gives the same model from the same seed
+#: whatever the core count and ``--jobs``; and two workers of two threads each on two cores
+#: trained 1.5x slower than two of one (oversubscribed).  Parallelism comes from workers.
+TRAINING_THREADS = 1
+
 warnings.filterwarnings("ignore", module="tensorflow.*")
 warnings.filterwarnings("ignore", module="tf_keras.*")
 warnings.filterwarnings("ignore", module="tensorflow_model_optimization.*")
@@ -79,6 +85,12 @@ def _tensorflow() -> dict[str, Any]:
 
     tensorflow.get_logger().setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        tensorflow.config.threading.set_intra_op_parallelism_threads(TRAINING_THREADS)
+        tensorflow.config.threading.set_inter_op_parallelism_threads(TRAINING_THREADS)
+    except RuntimeError:  # this process ran TensorFlow before importing compress
+        warnings.warn("TensorFlow ran before compress could set its thread count: models trained "
+                      "in this process may differ from the command line's", stacklevel=3)
     return {"tf": tensorflow, "keras": tf_keras}
 
 

@@ -17,7 +17,7 @@ from compress.analysis import speed_verdict
 from compress.backend import keras, to_tflite
 from compress.data import BUILTIN_DATASETS, load_dataset
 from compress.errors import UserError
-from compress.measure import TFLiteModel, accuracy_stats, measure_latency, size_fields
+from compress.measure import TFLiteModel, accuracy_stats, latency_span, measure_latency, size_fields
 from compress.results import environment
 from compress.userdata import read_npz
 
@@ -114,6 +114,7 @@ def bench(
         raise UserError(f"--threads must be at least 1, got {threads}")
     if batch < 1:
         raise UserError(f"--batch must be at least 1, got {batch}")
+    latency_span()
     flatbuffers = {str(path): load_flatbuffer(path) for path in paths}
     shapes = {name: _loaded(name, fb).input_shape for name, fb in flatbuffers.items()}
     first = str(paths[0])
@@ -160,6 +161,7 @@ def bench_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             f"{row['latency_cpu_us_ci_high']:.2f}]",
             "p95 / p99 µs": f"{row['latency_us_p95']:.2f} / {row['latency_us_p99']:.2f}",
             "IQR µs": f"{row['latency_us_iqr']:.2f}",
+            "Steady rounds": f"{row['latency_steady_rounds']} of {row['latency_rounds']}",
             "Throughput /s": f"{row['throughput_sps']:,.0f}",
             f"Speed-up vs {Path(first).name}": "—" if row["artifact"] == first else
             f"{row['speedup']:.2f}× [{row['speedup_ci_low']:.2f}, {row['speedup_ci_high']:.2f}] "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -17,20 +18,31 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from compress.backend import Interpreter, quiet_stderr, tflite_schema
+from compress.errors import UserError
 from compress.stats import (
+    STEADY_TOLERANCE,
     Spread,
     macro_f1,
     mcnemar_exact,
     median_ci,
     paired_ratio,
     rounds_faster,
+    steady_rounds,
     summarize_rounds,
     wilson_interval,
 )
 
 DEFAULT_THREADS = 1
-HIGH_SPREAD = 0.10  # pyperf warns past a 10% spread; so do we
 DISTURBED = 0.20  # a round that spent 20% of its wall time off the CPU waited for a core
+#: Rounds go on for at least this long: a slowed core (another tenant on the host) comes and
+#: goes over about a second on the VMs measured, so a shorter run can fall wholly inside one.
+#: ``$COMPRESS_LATENCY_SPAN`` changes it (0: just the rounds asked for, for quick looks).
+SPAN_SECONDS = 3.0
+#: Below this many rounds steady for both models, the speed-up pairs every round instead.
+MIN_STEADY_PAIRS = 5
+#: Fewer steady rounds than this share earn a warning: the fast level was rare, and may be the
+#: exception rather than the slowed rounds (on this VM, 27-100% of rounds were steady).
+UNSTEADY_SHARE = 0.25
 #: A kernel counts as pruned when at least this share of it is zero: trained or merely
 #: quantized kernels have next to no exact zeros, pruned ones have their target share.
 PRUNED_KERNEL = 0.25
@@ -346,7 +358,7 @@ class LatencyStats:
     throughput_sps: float
     warning: str | None
     #: CPU time per call (the measuring thread's own, ``thread_time_ns``): what the model costs,
-    #: whatever else the machine runs; median of the rounds' means, with its 95% interval.
+    #: whatever else the machine runs; median of the steady rounds' means, with its 95% interval.
     cpu_us: float | None = None
     cpu_us_ci_low: float | None = None
     cpu_us_ci_high: float | None = None
@@ -366,7 +378,8 @@ class LatencyStats:
             "speedup_rounds_faster": self.speedup_rounds_faster, "speedup_rounds": self.speedup_rounds,
             "throughput_sps": self.throughput_sps, "latency_cpu_us": self.cpu_us,
             "latency_cpu_us_ci_low": self.cpu_us_ci_low, "latency_cpu_us_ci_high": self.cpu_us_ci_high,
-            "latency_disturbed_rounds": self.disturbed_rounds,
+            "latency_disturbed_rounds": self.disturbed_rounds, "latency_rounds": spread.rounds,
+            "latency_steady_rounds": spread.steady_rounds,
         }
 
 
@@ -409,6 +422,21 @@ def _throughput(flatbuffer: bytes, x: np.ndarray, batch: int, threads: int) -> f
     return batch / (float(np.median(times)) / 1e9)
 
 
+def latency_span() -> float:
+    """Seconds the timing rounds span at least: ``$COMPRESS_LATENCY_SPAN``, or ``SPAN_SECONDS``."""
+    given = os.environ.get("COMPRESS_LATENCY_SPAN")
+    if given is None:
+        return SPAN_SECONDS
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise UserError(f"COMPRESS_LATENCY_SPAN must be a number of seconds, 0 or more, got "
+                        f"{given!r}; unset it for the default {SPAN_SECONDS:g}")
+    return seconds
+
+
 def measure_latency(
     models: Mapping[str, bytes],
     x: np.ndarray,
@@ -417,18 +445,21 @@ def measure_latency(
     threads: int = DEFAULT_THREADS,
     rounds: int = 30,
     round_seconds: float = 0.01,
+    span_seconds: float | None = None,
     warmup_calls: int = 50,
     warmup_seconds: float = 0.1,
     throughput_batch: int = 256,
 ) -> dict[str, LatencyStats]:
     """Batch-1 latency of several models with interleaved rounds (A B C, B C A, ...).
 
-    Each call times set_tensor + invoke + get_tensor.  Interleaving makes
-    machine drift hit every model alike, and lets the speed-up against
-    ``reference`` be computed per round, paired.
+    Each call times set_tensor + invoke + get_tensor.  Interleaving makes machine drift hit
+    every model alike, and lets the speed-up against ``reference`` be computed per round,
+    paired.  At least ``rounds`` rounds run, over at least ``span_seconds`` (None:
+    ``latency_span()``); the figures come from the steady rounds (``stats.steady_rounds``).
     """
     if not models:
         return {}
+    span = latency_span() if span_seconds is None else span_seconds
     names = list(models)
     loaded = {name: TFLiteModel(models[name], threads=threads) for name in names}
     inputs = {name: [m.encode(x[i : i + 1]) for i in range(min(len(x), 64))] for name, m in loaded.items()}
@@ -440,7 +471,8 @@ def measure_latency(
         for name, model in loaded.items():
             per_call = _warm_up(model, inputs[name], warmup_calls, warmup_seconds)
             calls[name] = max(5, int(round_seconds / max(per_call, 1e-9)))
-        for round_index in range(rounds):
+        round_index, began = 0, time.perf_counter()
+        while round_index < rounds or time.perf_counter() - began < span:
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
                 model, batch = loaded[name], inputs[name]
@@ -454,23 +486,42 @@ def measure_latency(
                 waited[name].append(1 - used / max(time.perf_counter_ns() - wall_start, 1))
                 cpu[name].append(used / calls[name] / 1000.0)
                 samples[name].append(times / 1000.0)
+            round_index += 1
         throughput = {name: _throughput(models[name], x, throughput_batch, threads) for name in names}
+    steady = {name: steady_rounds(samples[name]) for name in names}
     results = {}
     for name in names:
         spread = summarize_rounds(samples[name])
         ratio: tuple[float | None, ...] = (None, None, None, None, None)
         if reference is not None and reference in samples:
-            ratio = (*paired_ratio(samples[reference], samples[name]),
-                     *rounds_faster(samples[reference], samples[name]))
-        cpu_low, cpu_high = median_ci(np.asarray(cpu[name]))
+            ratio = _paired_speedup(samples[reference], samples[name], steady[reference] & steady[name])
+        steady_cpu = np.asarray(cpu[name])[steady[name]]
+        cpu_low, cpu_high = median_ci(steady_cpu)
         disturbed = sum(share > DISTURBED for share in waited[name])
-        warning = None
-        if disturbed > rounds * DISTURBED:
-            warning = (f"busy machine: {disturbed} of {rounds} rounds waited for a core; compare "
-                       "the CPU-time figure (latency_cpu_us), not wall time")
-        elif spread.relative_spread > HIGH_SPREAD:
-            warning = (f"unstable: round medians spread {spread.relative_spread:.0%}; "
-                       "close other programs or raise rounds")
-        results[name] = LatencyStats(spread, *ratio, throughput[name], warning,
-                                     float(np.median(cpu[name])), cpu_low, cpu_high, disturbed)
+        results[name] = LatencyStats(spread, *ratio, throughput[name], latency_warning(spread, disturbed),
+                                     float(np.median(steady_cpu)), cpu_low, cpu_high, disturbed)
     return results
+
+
+def latency_warning(spread: Spread, disturbed: int) -> str | None:
+    """What a row should say about the machine it was timed on, if anything."""
+    if disturbed > spread.rounds * DISTURBED:
+        return (f"busy machine: {disturbed} of {spread.rounds} rounds waited for a core; the "
+                f"figures are the {spread.steady_rounds} steady rounds', CPU time per call "
+                "(latency_cpu_us) is the cross-check")
+    if spread.steady_rounds < spread.rounds * UNSTEADY_SHARE:
+        return (f"unsteady machine: {spread.rounds - spread.steady_rounds} of {spread.rounds} rounds "
+                f"ran over {STEADY_TOLERANCE:.0%} slower than the fastest (another process, or a "
+                f"slowed core); the figures are the other {spread.steady_rounds}'s")
+    return None
+
+
+def _paired_speedup(reference: list[np.ndarray], candidate: list[np.ndarray],
+                    both_steady: np.ndarray) -> tuple[float, float, float, int, int]:
+    """Speed-up and sign-test counts over the rounds steady for both models (every round if
+    too few are): a round the machine slowed for one of the pair says nothing of the pair."""
+    if both_steady.sum() < MIN_STEADY_PAIRS:
+        both_steady = np.ones(len(reference), dtype=bool)
+    pairs = [(r, c) for r, c, keep in zip(reference, candidate, both_steady, strict=True) if keep]
+    kept_reference, kept_candidate = [r for r, _ in pairs], [c for _, c in pairs]
+    return (*paired_ratio(kept_reference, kept_candidate), *rounds_faster(kept_reference, kept_candidate))

@@ -119,7 +119,9 @@ def common_table(configs: list[Config], failed: list[Row]) -> Table:
         "peak resident memory (docs/benchmarks.md says how both are measured). Intervals: the "
         "test-split interval (Wilson) and the latency order-statistic interval for one seed; a t "
         "interval over seeds otherwise. Latency is the median per-call wall time at batch 1, "
-        "every model timed in the same process in interleaved rounds; each row also records "
+        "every model timed in the same process in interleaved rounds over at least 3 s, over "
+        "the steady rounds: those within 10% of the fastest rounds' level (slower ones met a "
+        "busy or slowed core; latency_steady_rounds counts the rest). Each row also records "
         "CPU time per call (latency_cpu_us), and a busy-machine warning when over 20% of its "
         "rounds waited for a core. "
         "Δ accuracy: pooled exact McNemar against the teacher. Hover a method for its full spec."])

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from compress.backend import TRAINING_THREADS
 from compress.errors import UserError
 from compress.fileio import write_atomic
 
@@ -38,7 +39,7 @@ FIELDS = (
     "latency_us_p50_ci_high", "latency_us_p95", "latency_us_p99", "latency_us_iqr",
     "latency_warning", "speedup", "speedup_ci_low", "speedup_ci_high", "speedup_rounds",
     "speedup_rounds_faster", "throughput_sps", "latency_cpu_us", "latency_cpu_us_ci_low",
-    "latency_cpu_us_ci_high", "latency_disturbed_rounds",
+    "latency_cpu_us_ci_high", "latency_disturbed_rounds", "latency_rounds", "latency_steady_rounds",
     "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1_macro", "fidelity", "mcnemar_p",
     "test_correct",
     "train_seconds", "budget_stopped", "env",
@@ -83,7 +84,7 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def environment(*, threads: int, train_threads: int | None = None) -> dict[str, Any]:
+def environment(*, threads: int) -> dict[str, Any]:
     """Machine, thread counts and library versions, recorded with every row."""
     versions = {}
     for package in _PACKAGES:
@@ -97,7 +98,7 @@ def environment(*, threads: int, train_threads: int | None = None) -> dict[str, 
         "platform": platform.platform(),
         "python": platform.python_version(),
         "inference_threads": threads,
-        "train_threads": train_threads or os.cpu_count(),
+        "train_threads": TRAINING_THREADS,
         "versions": versions,
         "git_commit": _git_commit(),
     }
@@ -192,6 +193,8 @@ _NUMBER_FIELDS = tuple(
 _WITH_INTERVAL = {"accuracy": ("accuracy_ci_low", "accuracy_ci_high"),
                   "latency_us_p50": ("latency_us_p50_ci_low", "latency_us_p50_ci_high"),
                   "speedup": ("speedup_ci_low", "speedup_ci_high")}
+#: Counts of rounds (whole, part of it) that come together.
+_ROUND_COUNTS = (("speedup_rounds", "speedup_rounds_faster"), ("latency_rounds", "latency_steady_rounds"))
 #: No measurement comes near this; larger values are damage (and break the figures' axes).
 _LARGEST = 1e18
 #: What every finished row carries: the report compares and averages these.
@@ -247,12 +250,13 @@ def _row_problem(row: dict[str, Any]) -> str | None:
         value = row[name]
         if value is not None and not (_is_number(value) and 0 <= value <= _LARGEST):
             return f"{name} is {_shown(value)}, not a number from 0 to {_LARGEST:g} or null"
-    rounds, faster = row["speedup_rounds"], row["speedup_rounds_faster"]
-    for name, value in (("speedup_rounds", rounds), ("speedup_rounds_faster", faster)):
-        if value is not None and value != int(value):
-            return f"{name} is {_shown(value)}, not a whole number"
-    if (rounds is None) != (faster is None) or (rounds is not None and faster > rounds):
-        return "speedup_rounds_faster must come with speedup_rounds and be at most it"
+    for whole, part in _ROUND_COUNTS:
+        for name in (whole, part):
+            if row[name] is not None and row[name] != int(row[name]):
+                return f"{name} is {_shown(row[name])}, not a whole number"
+        if (row[whole] is None) != (row[part] is None) or (row[whole] is not None
+                                                           and row[part] > row[whole]):
+            return f"{part} must come with {whole} and be at most it"
     if row["status"] != "ok":
         return None
     missing = [name for name in _FINISHED if row[name] is None]

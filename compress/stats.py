@@ -217,9 +217,13 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(np.mean(scores))
 
 
+#: A round is steady when its median is within this share of the fastest rounds' level.
+STEADY_TOLERANCE = 0.10
+
+
 @dataclass(frozen=True)
 class Spread:
-    """Summary of a latency sample in microseconds."""
+    """Summary of a latency sample in microseconds, over its steady rounds."""
 
     p50: float
     p50_ci_low: float
@@ -227,24 +231,39 @@ class Spread:
     p95: float
     p99: float
     iqr: float
-    relative_spread: float  # IQR of round medians over their median
+    rounds: int
+    steady_rounds: int
+
+
+def steady_rounds(rounds: list[np.ndarray], tolerance: float = STEADY_TOLERANCE) -> np.ndarray:
+    """Which rounds ran at the machine's fast level: a median within ``tolerance`` of the
+    fastest rounds' (their 10th percentile).
+
+    Slower rounds met a preempted thread or a slowed core (another tenant on a VM's host, a
+    frequency drop), which comes and goes over about a second; the share of rounds it hits
+    changes from process to process, so a median over every round measures the machine.  A
+    model's own call-to-call variation shows inside each round, not between them.
+    """
+    medians = np.array([np.median(r) for r in rounds])
+    return medians <= np.percentile(medians, 10) * (1 + tolerance)
 
 
 def summarize_rounds(rounds: list[np.ndarray]) -> Spread:
-    """Median over round medians (robust to a noisy round), tails over all calls."""
-    medians = np.array([np.median(r) for r in rounds])
-    calls = np.concatenate(rounds)
-    p50 = float(np.median(medians))
+    """Median over the steady rounds' medians, tails over their calls."""
+    steady = steady_rounds(rounds)
+    kept = [r for r, keep in zip(rounds, steady, strict=True) if keep]
+    medians = np.array([np.median(r) for r in kept])
+    calls = np.concatenate(kept)
     low, high = median_ci(medians)
-    q25, q75 = np.percentile(medians, [25, 75])
     return Spread(
-        p50=p50,
+        p50=float(np.median(medians)),
         p50_ci_low=low,
         p50_ci_high=high,
         p95=float(np.percentile(calls, 95)),
         p99=float(np.percentile(calls, 99)),
         iqr=float(np.subtract(*np.percentile(calls, [75, 25]))),
-        relative_spread=float((q75 - q25) / p50) if p50 > 0 else 0.0,
+        rounds=len(rounds),
+        steady_rounds=len(kept),
     )
 
 

@@ -222,13 +222,10 @@ def run_job(job: Job) -> dict[str, Any]:
 
     Never raises for a failing strategy: the failure is the job's result.
     """
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     os.environ["COMPRESS_CACHE_DIR"] = job.cache_dir
     if job.result_path.exists():  # another attempt (a re-run task) already finished it
         return json.loads(job.result_path.read_text())
     try:
-        _limit_threads()
         from importlib import import_module
 
         _on_path(job.path)
@@ -263,17 +260,6 @@ def run_job(job: Job) -> dict[str, Any]:
 def _on_path(folder: str) -> None:
     if folder not in sys.path:
         sys.path.insert(0, folder)
-
-
-def _limit_threads() -> None:
-    """One TensorFlow thread per worker, set before any op runs; ignored if it is too late."""
-    from compress.backend import tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # this worker already ran a job: the threads are set
 
 
 @dataclass

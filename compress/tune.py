@@ -591,7 +591,7 @@ def search(
         """Paired interleaved rounds against the teacher while trials train: the ratio, not the
         absolute time, is what survives the contention."""
         timed = measure_latency({"teacher": teacher_flatbuffer, "trial": artifact.read_bytes()}, x_val,
-                                reference="teacher", rounds=15)
+                                reference="teacher", rounds=15, span_seconds=0.0)
         return float(timed["trial"].speedup or 1.0)
 
     journal_path = out / JOURNAL

@@ -166,3 +166,18 @@ def test_existing_results_need_overwrite(previous):
     result = CliRunner().invoke(cli, ["run", "--out", str(previous)])
     assert result.exit_code == 2 and "--overwrite" in result.stderr
     assert {p.name: p.read_bytes() for p in previous.iterdir()} == before
+
+
+@pytest.mark.parametrize("span", ["-1", "soon", "inf"])
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_a_bad_latency_span_is_one_line_before_anything_runs(span, command, previous, monkeypatch):
+    monkeypatch.setenv("COMPRESS_LATENCY_SPAN", span)
+    before = {p.name: p.read_bytes() for p in previous.iterdir()}
+    args = (["run", "--out", str(previous), "--overwrite"] if command == "run" else
+            ["bench", str(previous / "baseline.tflite")])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
+    assert result.stderr.strip().splitlines() == [
+        f"compress: error: COMPRESS_LATENCY_SPAN must be a number of seconds, 0 or more, got '{span}'; "
+        "unset it for the default 3"]
+    assert {p.name: p.read_bytes() for p in previous.iterdir()} == before

@@ -103,7 +103,7 @@ def test_latency_is_summarised_per_model_with_paired_ratios():
     x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
     small = to_tflite(_model(keras.layers.Dense(3), shape=(4,)))
     large = to_tflite(_model(keras.layers.Dense(256), keras.layers.Dense(3), shape=(4,)))
-    stats = measure_latency({"a": small, "b": large}, x, reference="a", rounds=6,
+    stats = measure_latency({"a": small, "b": large}, x, reference="a", rounds=6, span_seconds=0.0,
                             round_seconds=0.001, warmup_seconds=0.001, throughput_batch=8)
     assert set(stats) == {"a", "b"}
     for value in stats.values():
@@ -113,6 +113,46 @@ def test_latency_is_summarised_per_model_with_paired_ratios():
         assert value.throughput_sps > 0
     assert stats["a"].speedup == 1.0
     assert stats["b"].speedup_ci_low <= stats["b"].speedup <= stats["b"].speedup_ci_high
+
+
+def test_rounds_go_on_for_the_span_and_are_counted():
+    x = np.zeros((8, 4), dtype=np.float32)
+    model = to_tflite(_model(keras.layers.Dense(3), shape=(4,)))
+    fields = measure_latency({"m": model}, x, rounds=2, span_seconds=0.2, round_seconds=0.001,
+                             warmup_seconds=0.0, throughput_batch=8)["m"].fields()
+    assert fields["latency_rounds"] > 2  # 2 rounds of 1 ms cannot fill 0.2 s
+    assert 0 < fields["latency_steady_rounds"] <= fields["latency_rounds"]
+
+
+def test_a_round_slowed_for_one_model_of_a_pair_leaves_the_speedup_alone():
+    """The candidate runs twice as fast; in 12 of 20 rounds something slowed its slot alone
+    (a neighbour's burst between the two): over every round the speed-up would read 1.33."""
+    from compress.measure import _paired_speedup
+    from compress.stats import steady_rounds
+
+    reference = [np.full(50, 10.0)] * 20
+    candidate = [np.full(50, 7.5 if i < 12 else 5.0) for i in range(20)]
+    both = steady_rounds(reference) & steady_rounds(candidate)
+    ratio, low, high, faster, differ = _paired_speedup(reference, candidate, both)
+    assert (ratio, low, high) == (2.0, 2.0, 2.0) and (faster, differ) == (8, 8)
+    everything = _paired_speedup(reference, candidate, np.zeros(20, dtype=bool))  # too few: all
+    assert everything[0] == pytest.approx(10 / 7.5) and everything[4] == 20
+
+
+def test_the_warning_names_a_busy_or_an_unsteady_machine_and_nothing_else():
+    from compress.measure import latency_warning
+    from compress.stats import Spread
+
+    def spread(rounds: int, steady: int) -> Spread:
+        return Spread(15.0, 14.9, 15.1, 16.0, 17.0, 0.5, rounds, steady)
+
+    assert latency_warning(spread(100, 60), disturbed=5) is None
+    assert latency_warning(spread(100, 30), disturbed=20) is None  # a third steady: still sound
+    assert latency_warning(spread(100, 60), disturbed=21).startswith(
+        "busy machine: 21 of 100 rounds waited for a core; the figures are the 60 steady rounds'")
+    assert latency_warning(spread(100, 24), disturbed=0) == (
+        "unsteady machine: 76 of 100 rounds ran over 10% slower than the fastest (another "
+        "process, or a slowed core); the figures are the other 24's")
 
 
 def test_the_arena_is_the_peak_of_tensors_alive_at_once_by_hand():
@@ -139,7 +179,7 @@ def test_resident_memory_comes_from_a_fresh_process_and_grows_with_the_model():
 
 def test_rounds_that_wait_for_a_core_are_counted_and_flagged(monkeypatch):
     """A thread that gets no CPU time while its rounds take wall time waited for a core:
-    every round is disturbed and the row says to compare CPU time instead."""
+    every round is disturbed and the row says so."""
     import time as real_time
 
     import compress.measure as measure
@@ -155,8 +195,8 @@ def test_rounds_that_wait_for_a_core_are_counted_and_flagged(monkeypatch):
     model = to_tflite(_model(keras.layers.Dense(3), shape=(4,)))
     x = np.zeros((8, 4), dtype=np.float32)
     monkeypatch.setattr(measure, "time", NoCpu)
-    stats = measure_latency({"m": model}, x, rounds=6, round_seconds=0.001, warmup_calls=2,
-                            warmup_seconds=0.0)["m"]
+    stats = measure_latency({"m": model}, x, rounds=6, span_seconds=0.0, round_seconds=0.001,
+                            warmup_calls=2, warmup_seconds=0.0)["m"]
     assert stats.disturbed_rounds == 6
     assert stats.warning.startswith("busy machine: 6 of 6 rounds waited for a core")
     assert stats.fields()["latency_disturbed_rounds"] == 6 and stats.fields()["latency_cpu_us"] == 0.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -59,3 +61,24 @@ def test_a_strategy_no_worker_could_import_runs_in_this_process(tmp_path):
 def test_jobs_must_be_positive(tmp_path):
     with pytest.raises(compress.UserError, match="--jobs must be at least 1"):
         compress.compare(dataset="synthetic", jobs=0, out=tmp_path / "run")
+
+
+def test_every_process_trains_with_the_recorded_thread_count():
+    """The thread count changes a training step's float sums: fixed, the seed alone decides."""
+    from compress.backend import TRAINING_THREADS, tf
+    from compress.results import environment
+
+    assert tf.config.threading.get_intra_op_parallelism_threads() == TRAINING_THREADS == 1
+    assert tf.config.threading.get_inter_op_parallelism_threads() == TRAINING_THREADS
+    assert environment(threads=1)["train_threads"] == TRAINING_THREADS
+
+
+def test_tensorflow_used_before_compress_keeps_its_threads_and_says_so():
+    code = ("import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'\n"
+            "import warnings, tensorflow as tf; tf.constant(1.0) + 1\n"
+            "from compress.backend import import_tensorflow\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always'); import_tensorflow()\n"
+            "print([str(w.message) for w in caught])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "TensorFlow ran before compress could set its thread count" in done.stdout
