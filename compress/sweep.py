@@ -502,6 +502,12 @@ def _worker_setup(parent: int, warmup: Callable[[], None] | None = None) -> None
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+    # At exit, once multiprocessing's own finalizers have run (they release the semaphores this
+    # worker made), skip the interpreter's teardown: with TensorFlow loaded it took 1.5 s, which
+    # ``stop_pool`` waits for before the parent times anything.
+    from multiprocessing import util
+
+    util.Finalize(None, os._exit, args=(0,), exitpriority=-100)
     if warmup is not None:
         warmup()
 
@@ -592,20 +598,22 @@ def pool_map(
             pool = None
 
 
-#: Seconds an idle worker gets to exit by itself, running its finalizers: killed at once, the
-#: idle workers of a digits run left a semaphore that the resource tracker reported as leaked
-#: when the run ended ("resource_tracker: There appear to be 1 leaked semaphore objects").
-EXIT_GRACE = 3.0
+#: Seconds an idle worker gets to exit by itself (it takes a moment, see ``_worker_setup``).
+IDLE_EXIT = 5.0
 
 
 def stop_pool(pool: Any) -> None:
     """Cancel queued jobs and end the workers now: waiting for running jobs could take minutes,
-    so a worker still busy after ``EXIT_GRACE`` is terminated."""
+    so busy workers are terminated.  Idle ones exit by themselves, running their finalizers:
+    killed, the idle workers of a digits run left a semaphore the resource tracker reported as
+    leaked when the run ended."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # None once shut down
+    busy = bool(getattr(pool, "_pending_work_items", None))
     pool.shutdown(wait=False, cancel_futures=True)
-    deadline = time.monotonic() + EXIT_GRACE
-    for process in processes:
-        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    if not busy:
+        deadline = time.monotonic() + IDLE_EXIT
+        for process in processes:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
     for process in processes:
         if process.is_alive():
             process.terminate()

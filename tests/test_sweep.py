@@ -219,7 +219,8 @@ strategy = "quantize-dynamic"
 
 def test_stopping_a_pool_lets_idle_workers_exit_by_themselves():
     """Killed at once, idle workers left a semaphore the resource tracker reported as leaked
-    when a run ended; given time, they exit cleanly (code 0, not -SIGTERM)."""
+    when a run ended; they exit cleanly (code 0, not -SIGTERM), and before stop_pool returns,
+    so nothing of theirs runs while the parent times models."""
     from compress.sweep import start_pool, stop_pool
 
     pool = start_pool(2)
@@ -227,3 +228,15 @@ def test_stopping_a_pool_lets_idle_workers_exit_by_themselves():
     processes = list(pool._processes.values())
     stop_pool(pool)
     assert [process.exitcode for process in processes] == [0, 0]
+
+
+def test_stopping_a_pool_ends_a_busy_worker_at_once():
+    from compress.sweep import start_pool, stop_pool
+
+    pool = start_pool(1)
+    pool.submit(int, "7").result()
+    pool.submit(time.sleep, 600)
+    time.sleep(0.5)  # the sleep has started
+    (process,) = pool._processes.values()
+    stop_pool(pool)
+    assert process.exitcode == -signal.SIGTERM
