@@ -221,13 +221,16 @@ def test_stopping_a_pool_lets_idle_workers_exit_by_themselves():
     """Killed at once, idle workers left a semaphore the resource tracker reported as leaked
     when a run ended; they exit cleanly (code 0, not -SIGTERM), and before stop_pool returns,
     so nothing of theirs runs while the parent times models."""
+    from multiprocessing.connection import wait
+
     from compress.sweep import start_pool, stop_pool
 
     pool = start_pool(2)
     assert pool.submit(int, "7").result() == 7  # the workers are up and idle
     processes = list(pool._processes.values())
     stop_pool(pool)
-    assert [process.exitcode for process in processes] == [0, 0]
+    assert len(wait([process.sentinel for process in processes], timeout=0)) == 2  # gone
+    assert [_exit_code(process) for process in processes] == [0, 0]
 
 
 def test_stopping_a_pool_ends_a_busy_worker_at_once():
@@ -239,4 +242,12 @@ def test_stopping_a_pool_ends_a_busy_worker_at_once():
     time.sleep(0.5)  # the sleep has started
     (process,) = pool._processes.values()
     stop_pool(pool)
-    assert process.exitcode == -signal.SIGTERM
+    assert _exit_code(process) == -signal.SIGTERM
+
+
+def _exit_code(process) -> int | None:
+    """The exit code once known: the pool's own thread may be reaping the process just now."""
+    deadline = time.monotonic() + 30
+    while process.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process.exitcode
