@@ -491,7 +491,7 @@ def measure_latency(
     steady = {name: steady_rounds(samples[name]) for name in names}
     results = {}
     for name in names:
-        spread = summarize_rounds(samples[name])
+        spread = summarize_rounds(samples[name], steady[name])
         ratio: tuple[float | None, ...] = (None, None, None, None, None)
         if reference is not None and reference in samples:
             ratio = _paired_speedup(samples[reference], samples[name], steady[reference] & steady[name])

@@ -248,9 +248,10 @@ def steady_rounds(rounds: list[np.ndarray], tolerance: float = STEADY_TOLERANCE)
     return medians <= np.percentile(medians, 10) * (1 + tolerance)
 
 
-def summarize_rounds(rounds: list[np.ndarray]) -> Spread:
-    """Median over the steady rounds' medians, tails over their calls."""
-    steady = steady_rounds(rounds)
+def summarize_rounds(rounds: list[np.ndarray], steady: np.ndarray | None = None) -> Spread:
+    """Median over the steady rounds' medians, tails over their calls (``steady``: the mask
+    ``steady_rounds`` gives, when the caller has it already)."""
+    steady = steady_rounds(rounds) if steady is None else steady
     kept = [r for r, keep in zip(rounds, steady, strict=True) if keep]
     medians = np.array([np.median(r) for r in kept])
     calls = np.concatenate(kept)
