@@ -126,10 +126,22 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
     features[flags] = features[flags].astype(object)
     train, val, test = split_indices(y, seed, name=path.name, class_names=classes)
     transformer = _transformer(features, record)
-    x_train = transformer.fit_transform(features.iloc[train]).astype(np.float32)
+
+    def float32(x: np.ndarray) -> np.ndarray:
+        """Models run in 32-bit floats, whose range ends at 3.4e38: a value near it (finite in
+        the file) can pass it once standardized."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            narrowed = x.astype(np.float32)
+        if not np.isfinite(narrowed).all():
+            largest = max(numeric, key=lambda c: numeric[c].abs().max())
+            raise UserError(f"{path}: values too large for 32-bit floats once standardized (column "
+                            f"{largest!r} reaches {numeric[largest].abs().max():.3g}); rescale it")
+        return narrowed
+
+    x_train = float32(transformer.fit_transform(features.iloc[train]))
 
     def transform(rows: np.ndarray) -> np.ndarray:
-        return transformer.transform(features.iloc[rows]).astype(np.float32)
+        return float32(transformer.transform(features.iloc[rows]))
 
     training = TrainingData(path.stem, x_train, y[train], transform(val), y[val], tuple(classes))
     return Dataset(training, transform(test), y[test]), record
