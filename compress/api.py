@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from compress.errors import UserError
-from compress.report import CLAIMS_FILE, build_report
 from compress.runner import Progress, RunConfig, RunInterrupted, RunResult, resolve_config, run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _import_report() -> None:
+    """The report's modules (matplotlib, SciPy's statistics, adjustText: 1.3 to 3 s), imported
+    during the run on a core a finished worker freed, instead of after it."""
+    from scipy import stats  # noqa: F401  (imported by compress.stats on first use)
+
+    import compress.report  # noqa: F401
 
 
 def execute(config: RunConfig, progress: Progress | None = None) -> RunResult:
@@ -19,13 +27,19 @@ def execute(config: RunConfig, progress: Progress | None = None) -> RunResult:
     An interrupted run still gets a report of its finished rows, marked incomplete.
     """
     try:
-        result = run(config, progress)
+        result = run(config, progress, meanwhile=_import_report)
     except RunInterrupted as stop:
         if stop.result.rows:
-            build_report(stop.result.out)
+            _build_report(stop.result.out)
         raise
-    build_report(result.out)
+    _build_report(result.out)
     return result
+
+
+def _build_report(folder: Path) -> None:
+    from compress.report import build_report
+
+    build_report(folder)
 
 
 def compare(
@@ -47,6 +61,10 @@ def compare(
     (claims.csv's rows) in ``frame.attrs["claims"]``.
     """
     seeds = None if seed is None else [seed] if isinstance(seed, int) else list(seed)
+    import pandas as pd
+
+    from compress.report import CLAIMS_FILE
+
     config = resolve_config(dataset=dataset, strategies=strategies, seeds=seeds, **options)
     result = execute(config)
     frame = pd.DataFrame(result.rows)

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -77,6 +78,28 @@ class _Lazy:
         return f"<lazy {self._name}>"
 
 
+@contextlib.contextmanager
+def keras3_unimportable() -> Iterator[None]:
+    """Make ``import keras`` (Keras 3) fail at once, unless this process already imported it.
+
+    tfmot's import and TensorFlow's Keras converter import Keras 3 only to find that it is not
+    what they work with: tfmot's prune registry looks for ``keras.src.engine`` (Keras 3 has
+    none, and falls back), the converter asks whether the model is a Keras 3 layer (ours are
+    tf_keras).  That import took 3.8 s of every process's first conversion and 2.6 s of tfmot's
+    import (it pulls in scikit-learn, SciPy's statistics and matplotlib), and it reads the
+    user's ``KERAS_BACKEND``.  An ImportError gives both the answer they reach anyway.
+    """
+    if "keras" in sys.modules:
+        yield
+        return
+    sys.modules["keras"] = None  # type: ignore[assignment]  # "import keras" raises ImportError
+    try:
+        yield
+    finally:
+        if "keras" in sys.modules and sys.modules["keras"] is None:
+            del sys.modules["keras"]
+
+
 @functools.cache
 def _tensorflow() -> dict[str, Any]:
     with quiet_stderr():
@@ -99,7 +122,7 @@ def _tfmot() -> dict[str, Any]:
     """tfmot on its own: its import costs 3 s more than TensorFlow's, for the strategies
     that prune, cluster or train quantization-aware only."""
     _tensorflow()
-    with quiet_stderr():
+    with quiet_stderr(), keras3_unimportable():
         import tensorflow_model_optimization
     return {"tfmot": tensorflow_model_optimization}
 
@@ -167,5 +190,5 @@ def to_tflite(
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    with quiet_stderr():
+    with quiet_stderr(), keras3_unimportable():
         return bytes(converter.convert())

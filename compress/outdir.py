@@ -81,6 +81,8 @@ class Output:
     target: Path
     kind: str
     folder: Path  # the target itself, or a hidden sibling that replaces it at the end
+    created: bool = False  # the target did not exist before
+    found: frozenset[str] = frozenset()  # what the target held before (``reuse``)
 
     @property
     def staged(self) -> bool:
@@ -97,6 +99,19 @@ class Output:
             self.folder = self.target
         return self.target
 
+    def discard(self) -> None:
+        """Undo the command (its input proved bad late): leave the target as it was found."""
+        if self.staged or self.created:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return
+        for entry in self.folder.iterdir():
+            if entry.name in self.found:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
     def set_aside(self) -> Path:
         """An interrupted overwrite: keep the old result whole and the partial one beside it."""
         if not self.staged:
@@ -112,6 +127,8 @@ def open_output(path: Path, kind: str, *, overwrite: bool = False, reuse: bool =
     """Check ``path`` (see ``check_output``) and create the folder to write into, marked."""
     check_output(path, kind, overwrite=overwrite, reuse=reuse)
     replace = overwrite and path.is_dir() and any(path.iterdir()) and not reuse
+    created = not path.exists()
+    found = frozenset() if created or replace else frozenset(e.name for e in path.iterdir())
     try:
         if replace:
             folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
@@ -122,5 +139,5 @@ def open_output(path: Path, kind: str, *, overwrite: bool = False, reuse: bool =
         write_atomic(folder / MARKER, json.dumps({"kind": kind}) + "\n")
     except OSError as error:
         raise UserError(f"cannot write to {path} ({error.strerror}); choose a writable --out") from None
-    return Output(path, kind, folder)
+    return Output(path, kind, folder, created, found)
 

@@ -52,7 +52,16 @@ from compress.strategies import Context, Skip, Strategy, strategies_from_spec
 from compress.strategies.base import register, registry, strategy_from_name
 from compress.strategies.baseline import Baseline
 from compress.strategies.chain import StageCache
-from compress.teacher import DEFAULT_RECIPE, Teacher, TeacherRecipe, get_teacher, load_teacher
+from compress.teacher import (
+    DEFAULT_RECIPE,
+    Teacher,
+    TeacherRecipe,
+    get_teacher,
+    is_cached,
+    load_teacher,
+    pending_teacher,
+    untrained_teacher,
+)
 from compress.training import time_allowance
 
 DEFAULT_STRATEGIES = (
@@ -425,10 +434,24 @@ def teacher_for(config: RunConfig, source: Source, seed: int, *, load: bool = Tr
     """
     if config.teacher is not None:
         return load_teacher(config.teacher, source.dataset, trust=config.trust_model)
-    return get_teacher(source.teacher_data, seed=seed,
-                       recipe=config.teacher_recipe.with_epochs(config.epochs),
+    return get_teacher(source.teacher_data, seed=seed, recipe=_recipe(config),
                        architecture=config.teacher_architecture, use_cache=config.use_cache,
                        load=load)
+
+
+def _recipe(config: RunConfig) -> TeacherRecipe:
+    return config.teacher_recipe.with_epochs(config.epochs)
+
+
+def teacher_to_train(config: RunConfig, source: Source, seed: int) -> Teacher | None:
+    """The pending record of the seed's teacher if ``teacher_for`` would train it (not the
+    user's, not cached), else None."""
+    if config.teacher is not None:
+        return None
+    settings = {"seed": seed, "recipe": _recipe(config), "architecture": config.teacher_architecture}
+    if config.use_cache and is_cached(source.teacher_data, **settings):
+        return None
+    return pending_teacher(source.teacher_data, **settings)
 
 
 def majority_rate(y: np.ndarray) -> float:
@@ -456,14 +479,20 @@ def weak_teacher(teacher: Teacher, dataset: Dataset) -> str | None:
             "or a wrong output layer")
 
 
-def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
+def run(config: RunConfig, progress: Progress | None = None,
+        meanwhile: Callable[[], None] | None = None) -> RunResult:
     """Run every step for every seed against one dataset and teacher per seed.
 
     Everything the user gave is validated, and every teacher prepared and checked,
     before the output folder is touched.  With ``config.jobs`` above 1 the steps train side
-    by side in worker processes.  Rows are saved as each finishes; latency is measured once
-    every model exists, so training never competes with timing.  Ctrl-C raises
-    RunInterrupted after saving what finished.
+    by side in worker processes; there, without a time budget, a teacher still to be trained
+    is trained by a worker while the others start the steps that need no trained teacher,
+    and if it proves weak the output folder is removed again.  ``meanwhile`` (work this
+    process would do after the run, e.g. imports) is called as soon as a worker has no row
+    left to start: on its core, instead of competing with the workers or adding to the time
+    after them.  Rows are saved as each finishes; latency is measured once every model
+    exists, so training never competes with timing.  Ctrl-C raises RunInterrupted after
+    saving what finished.
     """
     config.validate()
     started = time.time()
@@ -491,6 +520,11 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
         weak: dict[int, str] = {}
         step_costs = sum(step.strategy.cost for step in steps) * len(sources)
         for index, (seed, source) in enumerate(sources.items()):
+            pending = None if pool is None or run_deadline is not None else \
+                teacher_to_train(config, source, seed)
+            if pending is not None:  # trained by a worker while the others start what needs no teacher
+                teachers[seed] = pending
+                continue
             report(done, total, f"seed {seed}: preparing the teacher (cached after the first run)")
             left = len(sources) - index
             with time_allowance(teacher_deadline(run_deadline, left, step_costs, workers)):
@@ -505,9 +539,12 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
         output = open_output(target, "run", overwrite=config.overwrite)
         try:
             return _run_steps(config, steps, sources, teachers, weak, output, interrupts, report,
-                              done, pool, workers, run_deadline)
+                              done, pool, workers, run_deadline, meanwhile)
         except KeyboardInterrupt:
             raise RunInterrupted(RunResult(output.set_aside(), _saved_rows(output.folder))) from None
+        except UserError:  # a teacher trained by a worker was weak: nothing of the run is kept
+            output.discard()
+            raise
 
 
 def _teacher_origin(teacher: Teacher) -> str:
@@ -529,6 +566,7 @@ def _run_steps(
     config: RunConfig, steps: list[Step], sources: dict[int, Source], teachers: dict[int, Teacher],
     weak: dict[int, str], output: Output, interrupts: Interrupts, report: Progress, done: int,
     pool: Any = None, workers: int = 1, run_deadline: float | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> RunResult:
     folder, run_id = output.folder, output.target.name
     total = (len(steps) + 2) * len(config.seeds)
@@ -552,15 +590,42 @@ def _run_steps(
     def rows() -> list[dict[str, Any]]:
         return [finished[p.index].row for p in planned if p.index in finished]
 
+    def teacher_trained(seed: int, teacher: Teacher) -> None:
+        """A teacher a worker trained: checked as one trained here is, then given to its rows."""
+        nonlocal done
+        reason = weak_teacher(teacher, sources[seed].dataset)
+        if reason and not config.allow_weak_teacher:
+            raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
+        if reason:
+            weak[seed] = reason
+        teachers[seed] = teacher
+        for p in planned:  # rows that needed no trained teacher may have finished before it
+            if p.seed == seed and p.index in finished:
+                finished[p.index].row.update(teacher_fields(teacher))
+        manifest["teachers"][str(seed)] = teacher_record(teacher)
+        manifest["weak_teacher"] = weak or None
+        write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
+        write_results(folder, rows())
+        done += 1
+        report(done, total, f"seed {seed}: teacher ready ({_teacher_origin(teacher)})")
+
     context = RowContext(config, sources, teachers, env, folder, run_id, run_deadline)
     try:
+        for seed in (seed for seed, teacher in teachers.items() if teacher.pending):
+            report(done, total, f"seed {seed}: training the teacher in a worker; rows that need no "
+                   "trained teacher start beside it")
         evaluated = _evaluate_here(planned, context, interrupts) if pool is None else \
-            _evaluate_in_workers(planned, context, interrupts, pool, workers)
+            _evaluate_in_workers(planned, context, interrupts, pool, workers, teacher_trained)
         for item, result in evaluated:
+            if not teachers[item.seed].pending:
+                result.row.update(teacher_fields(teachers[item.seed]))
             finished[item.index] = result
             write_results(folder, rows())
             done += 1
             report(done, total, f"seed {item.seed}: {item.step.strategy.label()} {_outcome(result.row)}")
+            if pool is not None and meanwhile is not None and len(planned) - len(finished) < workers:
+                meanwhile()  # a worker is idle for good: its core is free
+                meanwhile = None
         for seed, source in sources.items():
             interrupts.check()
             report(done, total, f"seed {seed}: timing every model (interleaved rounds)")
@@ -704,58 +769,111 @@ class WorkerRow:
     run_id: str
     env: dict[str, Any]
     teacher: Teacher  # without its model, which the worker loads from ``teacher_file``
-    teacher_file: str
+    teacher_file: str  # empty while the teacher trains: the worker builds it untrained
     data_file: str  # the seed's Source, pickled by the parent
     deadline: float | None  # when training must stop (time.time()); past: do not start
     #: The run's strategy classes, pickled by reference: a spawned worker starts with this
     #: process's sys.path, so their modules import there as here.
     classes: tuple[type[Strategy], ...]
 
+    def give_up(self, reason: str) -> tuple[int, str]:
+        return self.index, reason
+
+
+@dataclass(frozen=True)
+class TeacherTask:
+    """What a worker process needs to train a seed's teacher, exactly as ``teacher_for`` here."""
+
+    seed: int
+    config: RunConfig
+    data_file: str
+    spare_file: str  # where the model is saved when the cache does not keep it (--no-cache)
+
+    def give_up(self, reason: str) -> TeacherTrained:
+        return TeacherTrained(self.seed, None, RuntimeError(reason))
+
+
+@dataclass(frozen=True)
+class TeacherTrained:
+    """A worker's teacher (its model in ``file``), or the error that stopped its training."""
+
+    seed: int
+    teacher: Teacher | None
+    error: Exception | None = None
+
 
 def _evaluate_in_workers(
     planned: list[PlannedRow], context: RowContext, interrupts: Interrupts, pool: Any,
-    workers: int,
+    workers: int, teacher_trained: Callable[[int, Teacher], None],
 ) -> Iterator[tuple[PlannedRow, Evaluated]]:
     """Every row in the pool's worker processes, yielded as each finishes.
 
     Each worker loads the data (pickled here) and the teacher (its cache file, or a copy
     saved here) and runs the very ``evaluate_step`` a one-process run runs, with the same
-    TensorFlow settings, so the rows are identical.  Rows start in ``RowContext.order``.
+    TensorFlow settings, so the rows are identical.  A pending teacher is trained first, by a
+    worker, while the others start the rows that need no trained teacher (its untrained
+    layers give them the same models); ``teacher_trained`` receives it before the rows that
+    need it start.  Rows start in ``RowContext.order``.
     """
     import tempfile
 
-    from compress.sweep import pool_map
+    from compress.sweep import WAIT, pool_map
 
     classes = tuple(strategy_classes(item.step.strategy for item in planned))
+    teachers = context.teachers
     with tempfile.TemporaryDirectory(prefix="compress-teachers-") as tmp:
         files, data = {}, {}
-        for seed, teacher in context.teachers.items():
+        for seed, teacher in teachers.items():
+            data[seed] = str(Path(tmp) / f"data-seed{seed}.pickle")  # not generated again there
+            write_atomic(Path(data[seed]), pickle.dumps(context.sources[seed]))
+            if teacher.pending:
+                files[seed] = ""
+                continue
             if teacher.file is None:
                 teacher.model.save(Path(tmp) / f"teacher-seed{seed}.keras")
             files[seed] = str(teacher.file or Path(tmp) / f"teacher-seed{seed}.keras")
-            data[seed] = str(Path(tmp) / f"data-seed{seed}.pickle")  # not generated again there
-            write_atomic(Path(data[seed]), pickle.dumps(context.sources[seed]))
         ordered = context.order(planned, workers)
         budget, started = context.budget(ordered, workers), {}
 
-        def tasks() -> Iterator[WorkerRow]:
-            """Drawn by the pool as workers free up, so each deadline is set when the step starts."""
-            for item in ordered:
+        def startable(item: PlannedRow) -> bool:
+            return not teachers[item.seed].pending or not item.step.strategy.needs_trained_teacher
+
+        def tasks() -> Iterator[WorkerRow | TeacherTask]:
+            """Drawn by the pool as workers free up, so each deadline is set when the step starts,
+            and a row that needs a teacher still training waits for it."""
+            for seed in [seed for seed, teacher in teachers.items() if teacher.pending]:
+                yield TeacherTask(seed, context.config, data[seed],
+                                  str(Path(tmp) / f"teacher-seed{seed}.keras"))
+            waiting = list(ordered)
+            while waiting:
+                item = next((item for item in waiting if startable(item)), None)
+                if item is None:
+                    yield WAIT
+                    continue
+                waiting.remove(item)
                 started[item.index] = time.time()
                 yield WorkerRow(
                     item.index, context.config, item.seed, item.step.strategy.spec(),
                     item.step.control_of, item.artifact, str(context.folder), context.run_id,
-                    context.env, replace(context.teachers[item.seed], model=None), files[item.seed],
+                    context.env, replace(teachers[item.seed], model=None), files[item.seed],
                     data[item.seed], context.deadline(item, budget), classes)
 
         by_index = {item.index: item for item in planned}
-        results = pool_map(tasks(), evaluate_in_worker, workers, salvage=lambda task: None,
-                           give_up=lambda task, reason: (task.index, reason), pool=pool)
+        results = pool_map(tasks(), run_in_worker, workers, salvage=lambda task: None,
+                           give_up=lambda task, reason: task.give_up(reason), pool=pool)
         try:
-            for index, outcome in results:
+            for outcome in results:
                 interrupts.check()
+                if isinstance(outcome, TeacherTrained):
+                    if outcome.teacher is None:
+                        raise outcome.error or RuntimeError("a worker returned no teacher")
+                    files[outcome.seed] = str(outcome.teacher.file)
+                    teacher_trained(outcome.seed, outcome.teacher)
+                    continue
+                index, row_outcome = outcome
                 item = by_index[index]
-                evaluated = outcome if isinstance(outcome, Evaluated) else context.failed(item, outcome)
+                evaluated = row_outcome if isinstance(row_outcome, Evaluated) else \
+                    context.failed(item, row_outcome)
                 if budget is not None:
                     budget.finished(budget.by_index[index], time.time() - started[index], evaluated.row)
                 yield item, evaluated
@@ -782,6 +900,29 @@ def importable_elsewhere(steps: Sequence[Step]) -> bool:
 _PREPARED: dict[tuple[str, int], tuple[Source, Teacher]] = {}
 
 
+def run_in_worker(task: WorkerRow | TeacherTask) -> tuple[int, Evaluated | str] | TeacherTrained:
+    """Worker entry point: a row, or a teacher."""
+    return train_teacher_in_worker(task) if isinstance(task, TeacherTask) else evaluate_in_worker(task)
+
+
+def train_teacher_in_worker(task: TeacherTask) -> TeacherTrained:
+    """Train (or, if another run cached it meanwhile, load) a seed's teacher; keep it here for
+    this worker's next rows.  Errors are returned, for the parent to raise."""
+    try:
+        source = pickle.loads(Path(task.data_file).read_bytes())
+        teacher = teacher_for(task.config, source, task.seed)
+        if teacher.file is None:
+            teacher.model.save(task.spare_file)
+        teacher = replace(teacher, file=teacher.file or Path(task.spare_file))
+        _PREPARED[(str(teacher.file), task.seed)] = (source, teacher)
+    except UserError as error:
+        return TeacherTrained(task.seed, None, error)
+    except Exception as error:  # re-raised in the parent with what happened, pickled as text
+        return TeacherTrained(task.seed, None, RuntimeError(
+            f"training the teacher of seed {task.seed} failed: {type(error).__name__}: {error}"))
+    return TeacherTrained(task.seed, replace(teacher, model=None))
+
+
 def evaluate_in_worker(task: WorkerRow) -> tuple[int, Evaluated | str]:
     """Worker entry point: one row, or why the worker could not make it (never raises)."""
     try:
@@ -791,8 +932,12 @@ def evaluate_in_worker(task: WorkerRow) -> tuple[int, Evaluated | str]:
             for cls in task.classes:  # a plugin registered in the parent by code, not entry point
                 if cls.name not in known:
                     register(cls)
-            model = keras.models.load_model(task.teacher_file, compile=False, safe_mode=False)
             source = pickle.loads(Path(task.data_file).read_bytes())
+            if task.teacher_file:
+                model = keras.models.load_model(task.teacher_file, compile=False, safe_mode=False)
+            else:  # still training elsewhere; this step needs only its layers
+                model = untrained_teacher(source.teacher_data, task.teacher.architecture,
+                                          task.teacher.recipe, task.seed)
             _PREPARED[key] = (source, replace(task.teacher, model=model))
         source, teacher = _PREPARED[key]
         (strategy,) = strategies_from_spec(task.spec)
@@ -876,11 +1021,16 @@ def step_row(
         family=strategy.family, role=strategy.role, control_of=step.control_of,
         params=strategy.get_params(), dataset=dataset.name, scenario=scenario,
         preprocessing=source.preprocessing, class_names=list(dataset.class_names), seed=seed,
-        teacher_architecture=teacher.architecture, teacher_cached=teacher.from_cache,
-        teacher_train_accuracy=teacher.train_accuracy, teacher_val_accuracy=teacher.val_accuracy,
-        teacher_train_seconds=teacher.train_seconds or None,
-        majority_rate=majority_rate(dataset.y_test), env=env,
+        **teacher_fields(teacher), majority_rate=majority_rate(dataset.y_test), env=env,
     )
+
+
+def teacher_fields(teacher: Teacher) -> dict[str, Any]:
+    """What a row says about its seed's teacher (unknown while a worker trains it)."""
+    return {"teacher_architecture": teacher.architecture, "teacher_cached": teacher.from_cache,
+            "teacher_train_accuracy": teacher.train_accuracy,
+            "teacher_val_accuracy": teacher.val_accuracy,
+            "teacher_train_seconds": teacher.train_seconds or None}
 
 
 def _one_line(text: str) -> str:

@@ -8,15 +8,25 @@ kept to planning (power) and to the effect-size interval shown beside an exact p
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import stats as st
 
 Z95 = 1.959963984540054
 _ALTERNATIVES = ("two-sided", "greater", "less")
+
+
+@functools.cache
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use: its 0.7 s would otherwise delay the start of every
+    command that imports the runner, and with it the start of the worker processes."""
+    from scipy import stats
+
+    return stats
 
 
 def median_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
@@ -36,10 +46,11 @@ def median_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, floa
         raise ValueError("median_ci needs at least one value")
     alpha = 1 - confidence
     # ppf is the smallest k with cdf(k) >= alpha/2; nudge to the largest j with 2*cdf(j) <= alpha.
-    j = int(st.binom.ppf(alpha / 2, n, 0.5))
-    while j >= 0 and 2 * st.binom.cdf(j, n, 0.5) > alpha:
+    binom = _scipy_stats().binom
+    j = int(binom.ppf(alpha / 2, n, 0.5))
+    while j >= 0 and 2 * binom.cdf(j, n, 0.5) > alpha:
         j -= 1
-    while j + 1 < n // 2 and 2 * st.binom.cdf(j + 1, n, 0.5) <= alpha:
+    while j + 1 < n // 2 and 2 * binom.cdf(j + 1, n, 0.5) <= alpha:
         j += 1
     j = min(j, n // 2 - 1)  # the two order statistics must not cross
     if j < 0:
@@ -77,7 +88,7 @@ def sign_test(successes: int, trials: int, alternative: str = "two-sided") -> fl
         raise ValueError(f"alternative must be one of {_ALTERNATIVES}")
     if trials == 0:
         return 1.0
-    return float(st.binomtest(successes, trials, 0.5, alternative=alternative).pvalue)
+    return float(_scipy_stats().binomtest(successes, trials, 0.5, alternative=alternative).pvalue)
 
 
 def mcnemar_counts(b: int, c: int, alternative: str = "two-sided") -> float:
@@ -100,7 +111,7 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     b, c = discordant(correct_a, correct_b)
     if b + c == 0:
         return 1.0
-    return float(st.binomtest(min(b, c), b + c, 0.5).pvalue)
+    return float(_scipy_stats().binomtest(min(b, c), b + c, 0.5).pvalue)
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
@@ -131,12 +142,13 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     mean = float(np.mean(x))
     if n == 1:
         return mean, mean, mean
-    half = float(st.t.ppf((1 + confidence) / 2, n - 1) * np.std(x, ddof=1) / math.sqrt(n))
+    half = float(_scipy_stats().t.ppf((1 + confidence) / 2, n - 1) * np.std(x, ddof=1) / math.sqrt(n))
     return mean, mean - half, mean + half
 
 
 def _power_z(alpha: float, power: float) -> float:
-    return float(st.norm.ppf(1 - alpha / 2) + st.norm.ppf(power))
+    norm = _scipy_stats().norm
+    return float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
 
 
 def detectable_difference(n: int, discordance: float, alpha: float = 0.05, power: float = 0.8) -> float:
@@ -185,7 +197,7 @@ def paired_difference_interval(
         return 0.0, 0.0, 0.0
     se = paired_se(b, c, n)
     diff = (c - b) / n
-    half = float(st.norm.ppf((1 + confidence) / 2)) * se
+    half = float(_scipy_stats().norm.ppf((1 + confidence) / 2)) * se
     return diff, max(-1.0, diff - half), min(1.0, diff + half)
 
 
@@ -202,7 +214,7 @@ def noninferiority_p(b: int, c: int, n: int, margin: float) -> float:
     diff = (c - b) / n
     if se == 0:
         return 0.0 if diff > -margin else 1.0
-    return float(st.norm.sf((diff + margin) / se))
+    return float(_scipy_stats().norm.sf((diff + margin) / se))
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
@@ -294,4 +306,4 @@ def above_rate(successes: int, trials: int, rate: float) -> float:
     (a teacher against always predicting the majority class)."""
     if trials <= 0:
         return 1.0
-    return float(st.binomtest(successes, trials, rate, alternative="greater").pvalue)
+    return float(_scipy_stats().binomtest(successes, trials, rate, alternative="greater").pvalue)

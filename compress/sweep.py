@@ -38,6 +38,9 @@ else:  # pragma: no cover - Python 3.10
 JOBS_DIR = "jobs"
 Task = TypeVar("Task")
 Result = TypeVar("Result")
+#: What a ``pool_map`` source yields when none of its tasks can start before a running one ends.
+WAIT: Any = object()
+_NOTHING_RUNS = "the task source waits for a result, but nothing runs"
 STAGES_DIR = "stages"
 
 
@@ -547,7 +550,9 @@ def pool_map(
 ) -> Iterator[Result]:
     """``work(task)`` in a spawn pool of ``workers`` processes, yielding results as they finish.
 
-    Tasks are drawn lazily, at most one per free worker.  A dead worker breaks the pool: the
+    Tasks are drawn lazily, at most one per free worker; a source that yields ``WAIT`` has
+    nothing that can start before a running task finishes, and is drawn again after the next
+    result (it must not say so while nothing runs).  A dead worker breaks the pool: the
     pool is rebuilt and its unfinished tasks resubmitted (``salvage`` returns the result of one
     that finished anyway); after ``max_rebuilds`` crashes every remaining task gets
     ``give_up``.  Closing the iterator (Ctrl-C) cancels everything not finished.  ``pool``, from
@@ -568,6 +573,10 @@ def pool_map(
                     task = next(source, None)
                     if task is None:
                         exhausted = True
+                    elif task is WAIT:
+                        if not futures:
+                            raise RuntimeError(_NOTHING_RUNS)
+                        break
                     else:
                         number = next(counter)
                         pending[number] = task
@@ -591,6 +600,8 @@ def pool_map(
                 for task in pending.values():
                     yield give_up(task, "worker process died repeatedly")
                 for task in source:  # drawn one at a time: a lazy source sees each failure
+                    if task is WAIT:
+                        raise RuntimeError(_NOTHING_RUNS) from None
                     yield give_up(task, "worker process died repeatedly")
                 return
         finally:

@@ -57,17 +57,29 @@ DOCUMENT_RECIPE = TeacherRecipe(epochs=20, dropout=0.0, augment=False, patience=
 
 @dataclass(frozen=True)
 class Teacher:
-    model: keras.Model
+    model: keras.Model | None  # None: on disk (``file``), or still to be trained (``pending``)
     architecture: str
     recipe: TeacherRecipe
     epochs_trained: int
     from_cache: bool
-    train_accuracy: float
-    val_accuracy: float
+    train_accuracy: float | None  # None while pending (and for a user's model: not measured)
+    val_accuracy: float | None
     train_seconds: float
     cache_key: str
     file: Path | None = None  # where the model is saved (the cache), for worker processes
     cut_short: str | None = None  # what --time-budget cut of its training (never cached then)
+
+    @property
+    def pending(self) -> bool:
+        """Still to be trained, by a worker process: only its architecture and recipe are known."""
+        return self.model is None and self.file is None
+
+
+def pending_teacher(dataset: Dataset, *, seed: int = 0, recipe: TeacherRecipe = DEFAULT_RECIPE,
+                    architecture: str | None = None) -> Teacher:
+    """The record of a teacher ``get_teacher`` will train elsewhere, before it has any results."""
+    arch = architecture or default_teacher(dataset.input_shape)
+    return Teacher(None, arch, recipe, 0, False, None, None, 0.0, _cache_key(dataset, arch, recipe, seed))
 
 
 def cache_dir() -> Path:
@@ -106,10 +118,17 @@ def augmenter(data: TrainingData, noise: float) -> tf.types.experimental.Generic
     return tf.function(lambda x: x + tf.random.normal(tf.shape(x), stddev=noise))
 
 
+def untrained_teacher(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int) -> keras.Model:
+    """The teacher's layers before training: what a strategy that needs no trained teacher gets
+    while the teacher trains."""
+    t = dataset.training
+    return build_model(architecture, t.input_shape, t.n_classes, seed=seed, name="teacher",
+                       dropout=recipe.dropout)
+
+
 def _train(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int) -> tuple[keras.Model, int]:
     t = dataset.training
-    model = build_model(architecture, t.input_shape, t.n_classes, seed=seed, name="teacher",
-                        dropout=recipe.dropout)
+    model = untrained_teacher(dataset, architecture, recipe, seed)
     compile_for_training(model, LEARNING_RATE)
     batches = tf.data.Dataset.from_tensor_slices((t.x_train, t.y_train))
     batches = batches.shuffle(len(t.y_train), seed=seed, reshuffle_each_iteration=True)
@@ -143,9 +162,8 @@ def get_teacher(
     a parent whose workers load it need not import TensorFlow at all.
     """
     arch = architecture or default_teacher(dataset.input_shape)
-    key = _cache_key(dataset, arch, recipe, seed)
-    folder = cache_dir() / "teachers"
-    model_path, meta_path = folder / f"{key}.keras", folder / f"{key}.json"
+    key, model_path, meta_path = _cache_files(dataset, arch, recipe, seed)
+    folder = model_path.parent
     if use_cache and model_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
         model = keras.models.load_model(model_path, compile=False) if load else None
@@ -172,6 +190,22 @@ def get_teacher(
         write_atomic(meta_path, json.dumps(meta, indent=2))
     return Teacher(model, arch, recipe, epochs_trained, False, train_acc, val_acc, seconds, key,
                    model_path if use_cache and stopped is None else None, stopped)
+
+
+def is_cached(dataset: Dataset, *, seed: int = 0, recipe: TeacherRecipe = DEFAULT_RECIPE,
+              architecture: str | None = None) -> bool:
+    """Whether ``get_teacher`` would load this teacher instead of training it."""
+    _, model_path, meta_path = _cache_files(dataset, architecture or default_teacher(dataset.input_shape),
+                                            recipe, seed)
+    return model_path.exists() and meta_path.exists()
+
+
+def _cache_files(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int
+                 ) -> tuple[str, Path, Path]:
+    """The cache key, the model's file and its metadata's file."""
+    key = _cache_key(dataset, architecture, recipe, seed)
+    folder = cache_dir() / "teachers"
+    return key, folder / f"{key}.keras", folder / f"{key}.json"
 
 
 SAFE_MODE_WHY = (

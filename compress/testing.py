@@ -89,12 +89,22 @@ def check_deterministic(artifact: Artifact, again: Artifact, data: TrainingData,
     )
 
 
+def check_teacher_weights_unused(strategy: Strategy, artifact: Artifact, untrained: Artifact | None,
+                                 **_: object) -> None:
+    """A strategy that needs no trained teacher (a run starts it while the teacher trains) makes
+    the same flatbuffer from an untrained teacher of the same layers."""
+    if untrained is not None:
+        assert untrained.flatbuffer == artifact.flatbuffer, (
+            "needs_trained_teacher is False, yet an untrained teacher gave another model")
+
+
 CHECKS: tuple[Callable[..., None], ...] = (
     check_metadata,
     check_params_round_trip,
     check_artifact,
     check_teacher_untouched,
     check_deterministic,
+    check_teacher_weights_unused,
 )
 
 
@@ -113,8 +123,8 @@ def check_strategy(
     """
     before = _weights_digest(teacher)
     with tempfile.TemporaryDirectory() as workdir:
-        def produce() -> Artifact:
-            return apply_strategy(strategy, teacher, teacher_architecture, data,
+        def produce(model: keras.Model = teacher) -> Artifact:
+            return apply_strategy(strategy, model, teacher_architecture, data,
                                   seed=seed, workdir=Path(workdir))
 
         try:
@@ -123,9 +133,11 @@ def check_strategy(
             check_teacher_untouched(before, teacher)
             raise
         again = produce()
+        # the same layers from fresh weights
+        untrained = None if strategy.needs_trained_teacher else produce(keras.models.clone_model(teacher))
     failures = []
-    context = {"strategy": strategy, "artifact": artifact, "again": again, "data": data,
-               "teacher": teacher, "before": before}
+    context = {"strategy": strategy, "artifact": artifact, "again": again, "untrained": untrained,
+               "data": data, "teacher": teacher, "before": before}
     for check in CHECKS:
         try:
             check(**context)

@@ -96,3 +96,13 @@ def test_the_kit_catches_a_strategy_that_breaks_the_rules(tiny):
 
     with pytest.raises(AssertionError, match="check_deterministic"):
         check_strategy(Nondeterministic(), data, teacher, architecture)
+
+
+def test_the_kit_catches_a_strategy_that_uses_the_teacher_it_said_it_did_not_need(tiny):
+    """A run starts such a strategy while the teacher trains: it would get an untrained one."""
+
+    class ClaimsNoTeacher(HalfPrecisionWeights):
+        needs_trained_teacher = False
+
+    with pytest.raises(AssertionError, match="check_teacher_weights_unused"):
+        check_strategy(ClaimsNoTeacher(), *tiny)

@@ -75,3 +75,21 @@ def test_files_follow_the_umask(tmp_path):
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((folder / ".compress.json").stat().st_mode) == 0o644
+
+
+def test_discarding_leaves_the_target_as_it_was_found(tmp_path):
+    """A run whose input proves bad late (a weak teacher a worker trained) writes nothing."""
+    new = open_output(tmp_path / "new" / "run", "run")
+    write_atomic(new.folder / "student.tflite", b"x")
+    new.discard()
+    assert not (tmp_path / "new" / "run").exists()
+    (tmp_path / "empty").mkdir()
+    empty = open_output(tmp_path / "empty", "run")
+    (empty.folder / "logs").mkdir()
+    empty.discard()
+    assert (tmp_path / "empty").is_dir() and not list((tmp_path / "empty").iterdir())
+    write_atomic(open_output(tmp_path / "earlier", "run").folder / "results.jsonl", "old")
+    replaced = open_output(tmp_path / "earlier", "run", overwrite=True)
+    replaced.discard()
+    assert (tmp_path / "earlier" / "results.jsonl").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "empty", "new"]

@@ -82,3 +82,69 @@ def test_tensorflow_used_before_compress_keeps_its_threads_and_says_so():
             "print([str(w.message) for w in caught])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "TensorFlow ran before compress could set its thread count" in done.stdout
+
+
+def test_converting_and_pruning_never_import_keras_3():
+    """The converter and tfmot import Keras 3 only to learn our models are not Keras 3 models (3.8 s
+    per process); blocked, they reach the same answer, and a process that imported it keeps it."""
+    code = ("import sys\n"
+            "from compress.backend import keras, tfmot, to_tflite\n"
+            "model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(2)])\n"
+            "pruned = tfmot.sparsity.keras.prune_low_magnitude(model)\n"
+            "plain = to_tflite(model)\n"
+            "print('keras' in sys.modules, len(plain) > 0)\n"
+            "import keras\n"  # the user's own Keras 3, imported before the next conversion
+            "print(to_tflite(model) == plain, sys.modules['keras'] is keras)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True", "True", "True"]
+
+
+def test_a_worker_trains_the_teacher_while_the_others_start_what_needs_none(tmp_path, monkeypatch):
+    """Cold cache, two workers: a control starts beside the teacher, from its untrained layers,
+    and every row (its teacher fields included) equals a one-process run's."""
+    import compress.sweep
+    from compress.runner import TeacherTask, WorkerRow, resolve_config, run
+
+    options = {"dataset": "synthetic", "epochs": 2,
+               "strategies": ["distill:epochs=2", "finetune:epochs=1", "retrain-scratch:epochs=2"]}
+    monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache-one"))
+    alone = compress.compare(**options, out=tmp_path / "one", jobs=1)
+    monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache-two"))
+    drawn, pool_map = [], compress.sweep.pool_map
+
+    def recording(tasks, *args, **kwargs):
+        return pool_map((drawn.append(task) or task for task in tasks), *args, **kwargs)
+
+    monkeypatch.setattr(compress.sweep, "pool_map", recording)
+    said: list[str] = []
+    result = run(resolve_config(**options, out=tmp_path / "two", jobs=2),
+                 progress=lambda done, total, what: said.append(what))
+    side_by_side = [{k: v for k, v in row.items() if not any(word in k for word in TIMING)}
+                    for row in result.rows]
+    assert side_by_side == model_fields(alone)
+    assert all(row["teacher_val_accuracy"] and row["teacher_train_seconds"] for row in result.rows)
+    first, second = drawn[:2]  # both workers are busy before any result comes back
+    assert isinstance(first, TeacherTask) and isinstance(second, WorkerRow)
+    assert second.spec.startswith("student-scratch:") and second.teacher_file == ""
+    assert any("training the teacher in a worker" in what for what in said)
+    assert any("teacher ready (trained in" in what for what in said)
+    (record,) = json.loads((tmp_path / "two" / "run.json").read_text())["teachers"].values()
+    assert record["val_accuracy"] and not record["from_cache"]
+
+
+def test_a_weak_teacher_a_worker_trained_leaves_nothing_behind(tmp_path):
+    """Labels with no signal: the teacher is refused after rows started; the folder goes."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from compress.cli import cli
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "noise.npz", x=rng.normal(size=(300, 5)).astype(np.float32),
+             y=rng.integers(0, 3, 300))
+    args = ["run", "--data", str(tmp_path / "noise.npz"), "--epochs", "1", "--jobs", "2",
+            "--strategy", "finetune", "--strategy", "retrain-scratch", "--out", str(tmp_path / "run")]
+    refused = CliRunner().invoke(cli, args, env={"COMPRESS_CACHE_DIR": str(tmp_path / "cache")})
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "majority class" in refused.stderr and "--allow-weak-teacher" in refused.stderr
+    assert not (tmp_path / "run").exists()

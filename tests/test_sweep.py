@@ -217,6 +217,25 @@ strategy = "quantize-dynamic"
     assert "is incomplete" in (out / "report.md").read_text()
 
 
+def test_a_source_can_wait_for_a_running_task_before_drawing_more():
+    """A run's rows that need a teacher wait for the task that trains it (``WAIT``)."""
+    from compress.sweep import WAIT, pool_map
+
+    seen: list[int] = []
+
+    def source():
+        yield "1"
+        while not seen:
+            yield WAIT
+        yield str(seen[0] + 1)
+
+    for result in pool_map(source(), int, 2, salvage=lambda task: None, give_up=lambda t, r: r):
+        seen.append(result)
+    assert seen == [1, 2]
+    with pytest.raises(RuntimeError, match="nothing runs"):
+        list(pool_map(iter([WAIT]), int, 1, salvage=lambda task: None, give_up=lambda t, r: r))
+
+
 def test_stopping_a_pool_lets_idle_workers_exit_by_themselves():
     """Killed at once, idle workers left a semaphore the resource tracker reported as leaked
     when a run ended; they exit cleanly (code 0, not -SIGTERM), and before stop_pool returns,

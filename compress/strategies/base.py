@@ -154,6 +154,10 @@ class Strategy:
     #: Rough training cost relative to a short fine-tune (0: no training).  The tuner tries
     #: cheap candidates first.
     cost: ClassVar[float] = 1.0
+    #: False: the strategy reads only the teacher's architecture (``ctx.teacher`` may be the
+    #: untrained model), so a run can start it while the teacher trains.  The conformance suite
+    #: checks it: the same flatbuffer from the trained and from an untrained teacher.
+    needs_trained_teacher: ClassVar[bool] = True
 
     def compress(self, ctx: Context) -> Compressed:
         raise NotImplementedError

@@ -83,6 +83,7 @@ class Chain(Strategy):
         self.stages = tuple(part.spec() for part in self.parts)
         self.name = ">".join(part.name for part in self.parts)
         self.cost = sum(part.cost for part in self.parts)
+        self.needs_trained_teacher = any(part.needs_trained_teacher for part in self.parts)
 
     @staticmethod
     def _stage(text: str, overrides: dict[str, Any] | None = None) -> Strategy:

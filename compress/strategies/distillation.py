@@ -311,6 +311,7 @@ class _Control(_Student):
     role = "control"
     control_of = "distill"
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 2}
+    needs_trained_teacher = False  # the teacher's topology picks the student; no weights used
     mixup = 0.0
 
     def __init__(

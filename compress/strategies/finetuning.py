@@ -53,6 +53,7 @@ class RetrainScratch(Strategy):
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
     role = "control"
     control_of = "finetune"
+    needs_trained_teacher = False  # the teacher's layers, re-initialised
 
     def __init__(self, epochs: int = 100, lr: float = 1e-3, patience: float = 0.2) -> None:
         """``patience``: early stopping after this fraction of the planned epochs without a
