@@ -60,11 +60,11 @@ def compare(
     The run folder is in ``frame.attrs["run_dir"]``, the verdicts on the document's claims
     (claims.csv's rows) in ``frame.attrs["claims"]``.
     """
-    seeds = None if seed is None else [seed] if isinstance(seed, int) else list(seed)
     import pandas as pd
 
     from compress.report import CLAIMS_FILE
 
+    seeds = None if seed is None else [seed] if isinstance(seed, int) else list(seed)
     config = resolve_config(dataset=dataset, strategies=strategies, seeds=seeds, **options)
     result = execute(config)
     frame = pd.DataFrame(result.rows)

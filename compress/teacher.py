@@ -62,7 +62,7 @@ class Teacher:
     recipe: TeacherRecipe
     epochs_trained: int
     from_cache: bool
-    train_accuracy: float | None  # None while pending (and for a user's model: not measured)
+    train_accuracy: float | None  # None while pending
     val_accuracy: float | None
     train_seconds: float
     cache_key: str
