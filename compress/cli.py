@@ -149,7 +149,8 @@ def run(dataset: str | None, data: Path | None, image_size: str | None, target: 
         try:
             result = execute(config, progress)
         except RunInterrupted as stop:
-            click.echo(f"compress: {stop}; the report there is marked incomplete", err=True)
+            said = "the report there is marked incomplete" if stop.result.rows else "no report"
+            click.echo(f"compress: {stop}; {said}", err=True)
             sys.exit(130)
     _finish(result.out, result.rows)
     if result.failed:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 import compress
+from compress.results import read_results
 from compress.strategies import register, unregister
 from tests.test_conformance import HalfPrecisionWeights
 
@@ -148,3 +153,29 @@ def test_a_weak_teacher_a_worker_trained_leaves_nothing_behind(tmp_path):
     assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "majority class" in refused.stderr and "--allow-weak-teacher" in refused.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_while_a_worker_trains_the_teacher(tmp_path):
+    """A first digits run stopped as the teacher's task goes to a worker: exit 130, no traceback."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COMPRESS_JOBS": "2",
+           "COMPRESS_CACHE_DIR": str(tmp_path / "cache")}
+    process = subprocess.Popen([str(Path(sys.executable).parent / "compress"), "run", "--dataset",
+                                "digits", "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    while not (out / "run.json").exists():  # written as the teacher's task goes to the pool
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "the run never started its rows"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    text = stderr.decode()
+    assert process.returncode == 130 and "Traceback" not in text, text
+    rows = read_results(out) if (out / "results.jsonl").exists() else []
+    if rows:  # a row finished first on a fast machine: its report says the run is incomplete
+        assert "is incomplete" in (out / "report.md").read_text()
+    else:
+        assert "0 finished rows kept" in text and "no report" in text
+        assert not (out / "report.md").exists()
+    assert json.loads((out / "run.json").read_text())["interrupted"] is True
