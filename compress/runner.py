@@ -57,7 +57,6 @@ from compress.teacher import (
     Teacher,
     TeacherRecipe,
     get_teacher,
-    is_cached,
     load_teacher,
     pending_teacher,
     untrained_teacher,
@@ -448,10 +447,8 @@ def teacher_to_train(config: RunConfig, source: Source, seed: int) -> Teacher | 
     user's, not cached), else None."""
     if config.teacher is not None:
         return None
-    settings = {"seed": seed, "recipe": _recipe(config), "architecture": config.teacher_architecture}
-    if config.use_cache and is_cached(source.teacher_data, **settings):
-        return None
-    return pending_teacher(source.teacher_data, **settings)
+    return pending_teacher(source.teacher_data, seed=seed, recipe=_recipe(config),
+                           architecture=config.teacher_architecture, use_cache=config.use_cache)
 
 
 def majority_rate(y: np.ndarray) -> float:
@@ -477,6 +474,17 @@ def weak_teacher(teacher: Teacher, dataset: Dataset) -> str | None:
             f"the {floor:.3f} of always predicting the majority class; likely causes: inputs "
             "scaled differently from training (e.g. 0-255 against 0-1), a different label order, "
             "or a wrong output layer")
+
+
+def check_teacher(config: RunConfig, seed: int, teacher: Teacher, dataset: Dataset,
+                  weak: dict[int, str]) -> None:
+    """Refuse a weak teacher (``weak_teacher``), or with --allow-weak-teacher record why in
+    ``weak``."""
+    reason = weak_teacher(teacher, dataset)
+    if reason and not config.allow_weak_teacher:
+        raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
+    if reason:
+        weak[seed] = reason
 
 
 def run(config: RunConfig, progress: Progress | None = None,
@@ -529,11 +537,7 @@ def run(config: RunConfig, progress: Progress | None = None,
             left = len(sources) - index
             with time_allowance(teacher_deadline(run_deadline, left, step_costs, workers)):
                 teachers[seed] = teacher_for(config, source, seed, load=pool is None)
-            reason = weak_teacher(teachers[seed], source.dataset)
-            if reason and not config.allow_weak_teacher:
-                raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
-            if reason:
-                weak[seed] = reason
+            check_teacher(config, seed, teachers[seed], source.dataset, weak)
             done += 1
             report(done, total, f"seed {seed}: teacher ready ({_teacher_origin(teachers[seed])})")
         output = open_output(target, "run", overwrite=config.overwrite)
@@ -593,11 +597,7 @@ def _run_steps(
     def teacher_trained(seed: int, teacher: Teacher) -> None:
         """A teacher a worker trained: checked as one trained here is, then given to its rows."""
         nonlocal done
-        reason = weak_teacher(teacher, sources[seed].dataset)
-        if reason and not config.allow_weak_teacher:
-            raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
-        if reason:
-            weak[seed] = reason
+        check_teacher(config, seed, teacher, sources[seed].dataset, weak)
         teachers[seed] = teacher
         for p in planned:  # rows that needed no trained teacher may have finished before it
             if p.seed == seed and p.index in finished:
@@ -822,16 +822,17 @@ def _evaluate_in_workers(
     classes = tuple(strategy_classes(item.step.strategy for item in planned))
     teachers = context.teachers
     with tempfile.TemporaryDirectory(prefix="compress-teachers-") as tmp:
-        files, data = {}, {}
+        data = {}
         for seed, teacher in teachers.items():
             data[seed] = str(Path(tmp) / f"data-seed{seed}.pickle")  # not generated again there
             write_atomic(Path(data[seed]), pickle.dumps(context.sources[seed]))
-            if teacher.pending:
-                files[seed] = ""
-                continue
-            if teacher.file is None:
+            if teacher.file is None and not teacher.pending:  # in memory only: saved for them
                 teacher.model.save(Path(tmp) / f"teacher-seed{seed}.keras")
-            files[seed] = str(teacher.file or Path(tmp) / f"teacher-seed{seed}.keras")
+
+        def teacher_file(seed: int) -> str:
+            """Where the workers load the seed's teacher; empty while a worker trains it."""
+            teacher = teachers[seed]
+            return "" if teacher.pending else str(teacher.file or Path(tmp) / f"teacher-seed{seed}.keras")
         ordered = context.order(planned, workers)
         budget, started = context.budget(ordered, workers), {}
 
@@ -855,7 +856,7 @@ def _evaluate_in_workers(
                 yield WorkerRow(
                     item.index, context.config, item.seed, item.step.strategy.spec(),
                     item.step.control_of, item.artifact, str(context.folder), context.run_id,
-                    context.env, replace(teachers[item.seed], model=None), files[item.seed],
+                    context.env, replace(teachers[item.seed], model=None), teacher_file(item.seed),
                     data[item.seed], context.deadline(item, budget), classes)
 
         by_index = {item.index: item for item in planned}
@@ -867,7 +868,6 @@ def _evaluate_in_workers(
                 if isinstance(outcome, TeacherTrained):
                     if outcome.teacher is None:
                         raise outcome.error or RuntimeError("a worker returned no teacher")
-                    files[outcome.seed] = str(outcome.teacher.file)
                     teacher_trained(outcome.seed, outcome.teacher)
                     continue
                 index, row_outcome = outcome

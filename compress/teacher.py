@@ -76,10 +76,14 @@ class Teacher:
 
 
 def pending_teacher(dataset: Dataset, *, seed: int = 0, recipe: TeacherRecipe = DEFAULT_RECIPE,
-                    architecture: str | None = None) -> Teacher:
-    """The record of a teacher ``get_teacher`` will train elsewhere, before it has any results."""
+                    architecture: str | None = None, use_cache: bool = True) -> Teacher | None:
+    """The record, before any result, of the teacher ``get_teacher`` would train with these
+    settings; None when it would load it from the cache instead."""
     arch = architecture or default_teacher(dataset.input_shape)
-    return Teacher(None, arch, recipe, 0, False, None, None, 0.0, _cache_key(dataset, arch, recipe, seed))
+    key, model_path, meta_path = _cache_files(dataset, arch, recipe, seed)
+    if use_cache and model_path.exists() and meta_path.exists():
+        return None
+    return Teacher(None, arch, recipe, 0, False, None, None, 0.0, key)
 
 
 def cache_dir() -> Path:
@@ -190,14 +194,6 @@ def get_teacher(
         write_atomic(meta_path, json.dumps(meta, indent=2))
     return Teacher(model, arch, recipe, epochs_trained, False, train_acc, val_acc, seconds, key,
                    model_path if use_cache and stopped is None else None, stopped)
-
-
-def is_cached(dataset: Dataset, *, seed: int = 0, recipe: TeacherRecipe = DEFAULT_RECIPE,
-              architecture: str | None = None) -> bool:
-    """Whether ``get_teacher`` would load this teacher instead of training it."""
-    _, model_path, meta_path = _cache_files(dataset, architecture or default_teacher(dataset.input_shape),
-                                            recipe, seed)
-    return model_path.exists() and meta_path.exists()
 
 
 def _cache_files(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int
