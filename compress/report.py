@@ -15,6 +15,7 @@ import json
 import statistics
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -492,10 +493,9 @@ def _figures(configs: list[Config], found: list[Pairing], folder: Path) -> list[
     if not configs:
         return []
     points = _points(configs)
-    for cost in ("size", "latency"):
-        front = [c.label for c in frontier(configs, cost)]
-        plots.accuracy_tradeoff(points, folder / FIGURES[cost][0], cost=cost, front=front)
-    plots.size_and_latency_bars(points, folder / FIGURES["bars"][0])
+    figures = [partial(plots.accuracy_tradeoff, points, folder / FIGURES[cost][0], cost=cost,
+                       front=[c.label for c in frontier(configs, cost)]) for cost in ("size", "latency")]
+    figures.append(partial(plots.size_and_latency_bars, points, folder / FIGURES["bars"][0]))
     shown = ["size", "latency", "bars"]
     if found:
         pairing = found[0]
@@ -505,10 +505,12 @@ def _figures(configs: list[Config], found: list[Pairing], folder: Path) -> list[
         bars += [(c.label, *c.accuracy) for c in technique] + [(pairing.technique.label,
                                                                  *pairing.technique.accuracy)]
         document = pairing.technique.row.get("dataset") == "document"
-        plots.teacher_vs_student(bars, folder / FIGURES["students"][0], seeds=pairing.technique.seeds,
-                                 reference=("document's student (0.78, one unseeded run)",
-                                            DOCUMENT_STUDENT_ACCURACY) if document else None)
+        figures.append(partial(
+            plots.teacher_vs_student, bars, folder / FIGURES["students"][0], seeds=pairing.technique.seeds,
+            reference=("document's student (0.78, one unseeded run)", DOCUMENT_STUDENT_ACCURACY)
+            if document else None))
         shown.insert(2, "students")
+    plots.draw_all(figures)  # the costliest first, as drawn side by side
     return [Heading("Figures"), *[Image(folder / FIGURES[f][0], FIGURES[f][1]) for f in shown]]
 
 

@@ -546,8 +546,8 @@ def run(config: RunConfig, progress: Progress | None = None,
                               done, pool, workers, run_deadline, meanwhile)
         except KeyboardInterrupt:
             raise RunInterrupted(RunResult(output.set_aside(), _saved_rows(output.folder))) from None
-        except UserError:  # a teacher trained by a worker was weak: nothing of the run is kept
-            output.discard()
+        except (UserError, TeacherFailed):  # a teacher a worker trained was weak, or failed:
+            output.discard()  # nothing of the run is kept, as when the teacher is trained here
             raise
 
 
@@ -790,7 +790,13 @@ class TeacherTask:
     spare_file: str  # where the model is saved when the cache does not keep it (--no-cache)
 
     def give_up(self, reason: str) -> TeacherTrained:
-        return TeacherTrained(self.seed, None, RuntimeError(reason))
+        return TeacherTrained(self.seed, None, TeacherFailed(
+            f"training the teacher of seed {self.seed} failed: {reason}"))
+
+
+class TeacherFailed(RuntimeError):
+    """A worker could not train a seed's teacher (not the user's input: a bug, or a worker
+    killed): the run stops, and keeps nothing, as when a teacher trained here fails."""
 
 
 @dataclass(frozen=True)
@@ -867,7 +873,7 @@ def _evaluate_in_workers(
                 interrupts.check()
                 if isinstance(outcome, TeacherTrained):
                     if outcome.teacher is None:
-                        raise outcome.error or RuntimeError("a worker returned no teacher")
+                        raise outcome.error or TeacherFailed("a worker returned no teacher")
                     teacher_trained(outcome.seed, outcome.teacher)
                     continue
                 index, row_outcome = outcome
@@ -917,9 +923,10 @@ def train_teacher_in_worker(task: TeacherTask) -> TeacherTrained:
         _PREPARED[(str(teacher.file), task.seed)] = (source, teacher)
     except UserError as error:
         return TeacherTrained(task.seed, None, error)
-    except Exception as error:  # re-raised in the parent with what happened, pickled as text
-        return TeacherTrained(task.seed, None, RuntimeError(
-            f"training the teacher of seed {task.seed} failed: {type(error).__name__}: {error}"))
+    except Exception as error:  # re-raised in the parent, with the worker's traceback as text
+        return TeacherTrained(task.seed, None, TeacherFailed(
+            f"training the teacher of seed {task.seed} failed in a worker process: "
+            f"{type(error).__name__}: {error}\n\nThe worker's traceback:\n{traceback.format_exc()}"))
     return TeacherTrained(task.seed, replace(teacher, model=None))
 
 

@@ -155,6 +155,32 @@ def test_a_weak_teacher_a_worker_trained_leaves_nothing_behind(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def teacher_crashes(task):
+    """A worker entry point whose teacher training fails as a bug would (its data file is gone)."""
+    from dataclasses import replace
+
+    from compress.runner import TeacherTask, run_in_worker
+
+    return run_in_worker(replace(task, data_file="/nonexistent/data.pickle")
+                         if isinstance(task, TeacherTask) else task)
+
+
+def test_a_teacher_that_fails_in_a_worker_stops_the_run_and_leaves_nothing(tmp_path, monkeypatch):
+    """Not bad input but a crash: the worker's traceback comes back, and no half-run stays."""
+    from compress import runner
+
+    monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(runner, "run_in_worker", teacher_crashes)
+    with pytest.raises(runner.TeacherFailed) as failed:
+        compress.compare(dataset="synthetic", epochs=1, strategies=["finetune", "retrain-scratch"],
+                         out=tmp_path / "run", jobs=2)
+    message = str(failed.value)
+    assert message.startswith("training the teacher of seed 0 failed in a worker process: "
+                              "FileNotFoundError")
+    assert "The worker's traceback:" in message and "train_teacher_in_worker" in message
+    assert not (tmp_path / "run").exists()
+
+
 def test_ctrl_c_while_a_worker_trains_the_teacher(tmp_path):
     """A first digits run stopped as the teacher's task goes to a worker: exit 130, no traceback."""
     out = tmp_path / "run"

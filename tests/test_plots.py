@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib.image
 import pytest
@@ -218,4 +223,75 @@ def test_latency_plot_without_any_latency_says_so_instead_of_failing(tmp_path):
     axes = plots._tradeoff_figure(points, cost="latency").axes[0]
     assert [t.get_text() for t in axes.texts] == ["No configuration has a latency measurement."]
     plots.accuracy_tradeoff(points, tmp_path / "latency.png", cost="latency")
+    assert_png(tmp_path / "latency.png")
+
+
+
+
+def _four_figures(folder) -> list:
+    points = crowded(seeds=1)
+    return [functools.partial(plots.accuracy_tradeoff, points, folder / "size.png", cost="size"),
+            functools.partial(plots.accuracy_tradeoff, points, folder / "latency.png", cost="latency"),
+            functools.partial(plots.size_and_latency_bars, points, folder / "bars.png"),
+            functools.partial(plots.teacher_vs_student, [("Teacher", 0.9, 0.88, 0.92)],
+                              folder / "students.png")]
+
+
+@pytest.fixture
+def start_methods(monkeypatch) -> list[str]:
+    """The start methods ``draw_all`` asks multiprocessing for: ["fork"] when it drew side by side."""
+    import multiprocessing
+
+    asked: list[str] = []
+    real = multiprocessing.get_context
+
+    def recorded(method=None):
+        asked.append(method)
+        return real(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", recorded)
+    return asked
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="figures are drawn side by side only on Linux with several cores")
+def test_figures_drawn_side_by_side_are_the_bytes_drawn_one_after_another(tmp_path):
+    """In a fresh process (this one may have TensorFlow loaded by another test): side by side where
+    forking is safe, the same bytes as one after another, and a helper's error raised in the caller."""
+    script = f"""
+import functools, multiprocessing, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from tests.test_plots import _four_figures, point
+from compress import plots
+asked = []
+real = multiprocessing.get_context
+multiprocessing.get_context = lambda method=None: asked.append(method) or real(method)
+folder = Path({str(tmp_path)!r})
+(folder / "together").mkdir(); (folder / "apart").mkdir()
+plots.draw_all(_four_figures(folder / "together"))
+assert asked == ["fork"], asked
+plots.fork_is_safe = lambda: False
+plots.draw_all(_four_figures(folder / "apart"))
+assert asked == ["fork"], asked
+plots.fork_is_safe = lambda: True
+try:
+    plots.draw_all([functools.partial(plots.accuracy_tradeoff, [point("a"), point("a")], folder / "a.png",
+                                      cost="size"), functools.partial(int)])
+except ValueError as error:
+    print("raised:", error)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "raised: point labels must be unique" in done.stdout
+    for name in ("size.png", "latency.png", "bars.png", "students.png"):
+        assert_png(tmp_path / "together" / name)
+        assert (tmp_path / "together" / name).read_bytes() == (tmp_path / "apart" / name).read_bytes()
+
+
+def test_figures_are_not_drawn_side_by_side_after_tensorflow_loaded(tmp_path, monkeypatch, start_methods):
+    monkeypatch.setitem(sys.modules, "tensorflow", object())  # its thread pools do not survive a fork
+    plots.draw_all(_four_figures(tmp_path)[:2])
+    assert start_methods == []
+    assert_png(tmp_path / "size.png")
     assert_png(tmp_path / "latency.png")
