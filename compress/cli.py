@@ -248,15 +248,19 @@ def report(results: tuple[Path, ...], out: Path | None, formats: str, allow_mixe
               help="Largest acceptable TFLite file, in KiB (1024 bytes).")
 @click.option("--max-latency-us", type=float, default=None, help="Slowest acceptable p50 latency.")
 @click.option("--max-accuracy-drop", type=float, default=None,
-              help="Largest acceptable accuracy loss against the teacher, in percentage points.")
+              help="Largest acceptable accuracy loss against the teacher, in percentage points. "
+              "Default: the report's budget (1); 100 ignores accuracy.")
 @click.option("--objective", type=click.Choice(["size", "latency", "accuracy"]), default="size",
               show_default=True, help="What to optimise among the configurations that qualify.")
 def recommend(results: tuple[Path, ...], max_size_kib: float | None, max_latency_us: float | None,
               max_accuracy_drop: float | None, objective: str) -> None:
     """Pick the best method for your constraints from saved results (controls never qualify)."""
-    from compress.recommend import NothingQualifies
+    from compress.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies
     from compress.recommend import recommend as pick
     from compress.results import read_results
+
+    if max_accuracy_drop is None:  # as the report chooses: a model that lost 60 points is no answer
+        max_accuracy_drop = DEFAULT_MAX_DROP_PP
 
     rows = [row for path in results for row in read_results(path)]
     try:

@@ -101,6 +101,11 @@ class Dataset:
         }
 
 
+#: Why a regression target is refused, for every place that finds one.
+CLASSIFIERS_ONLY = ("compress compares classifiers (accuracy against a teacher's classes); give "
+                    "class labels, e.g. bins of the value")
+
+
 def split_indices(
     y: np.ndarray, seed: int, *, name: str, with_test: bool = True,
     class_names: Sequence[str] | None = None, test_fraction: float = TEST_FRACTION,
@@ -123,6 +128,9 @@ def split_indices(
     if counts.min() < needed:
         rare = classes[counts.argmin()]
         label = repr(class_names[rare]) if class_names is not None else str(rare)
+        if len(classes) > len(y) / 10:  # hundreds of labels, few rows each: a measured value
+            raise UserError(f"{name}: {len(classes)} distinct labels in {len(y)} rows, {counts.min()} "
+                            f"for class {label}: that looks like a regression target; {CLASSIFIERS_ONLY}")
         raise UserError(
             f"{name}: class {label} has only {counts.min()} samples; stratified splits need at "
             f"least {needed} per class, so add samples or drop that class"

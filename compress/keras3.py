@@ -46,6 +46,7 @@ import numpy as np
 
 from compress.backend import keras
 from compress.errors import UserError
+from compress.teacher import INTEGER_INPUTS, TOKEN_LAYERS
 
 #: Largest absolute difference between Keras 3's and the translation's predictions accepted.
 TOLERANCE = 1e-5
@@ -315,6 +316,8 @@ def _layer(spec: dict, group: h5py.Group | None) -> Any:
         raise UserError(f"{name!r} is a keras.ops call ({class_name}) inside the model, which cannot "
                         "be translated; use the matching layer instead (keras.layers.Add for x + y, "
                         "Activation for keras.ops.relu), or save the model as a tf_keras model")
+    if class_name in TOKEN_LAYERS:
+        raise UserError(f"layer {name!r} ({class_name}) takes token ids: {INTEGER_INPUTS}")
     if class_name not in LAYERS or module != "keras.layers" or registered is not None:
         raise UserError(f"layer {name!r} ({class_name}) has no tf_keras equivalent; re-save the model "
                         "with standard layers or as a tf_keras model")

@@ -89,22 +89,71 @@ def default_teacher(input_shape: tuple[int, ...]) -> str:
     return DEFAULT_TEACHERS[data_kind(input_shape)]
 
 
+#: Layers that prepare the input with values fitted to the data (``adapt``) or fixed, which
+#: training does not learn: a model built to stand in for the teacher keeps them.
+PREPROCESSING_LAYERS = ("Normalization", "Rescaling")
+
+
+def input_preprocessing(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's leading Normalization and Rescaling layers, in order (none for a built-in
+    teacher).  A student or a from-scratch control sees the teacher's raw input, so without
+    them it learns from features the teacher never saw: after a Normalization adapted on
+    features reaching 5,000, students missing it stayed below the majority-class rate."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if type(layer).__name__ not in PREPROCESSING_LAYERS:
+            break
+        found.append(layer)
+    return found
+
+
+def keep_preprocessing(model: keras.Model, teacher: keras.Model) -> None:
+    """Give ``model`` (a clone of ``teacher``, with fresh weights) the teacher's fitted
+    preprocessing back: ``clone_model`` resets an adapted Normalization to mean 0, variance 1."""
+    for layer in input_preprocessing(teacher):
+        model.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+def preprocessing_note(teacher: keras.Model) -> str:
+    """What a row built beside the teacher says about the preprocessing it kept, if any."""
+    kept = input_preprocessing(teacher)
+    if not kept:
+        return ""
+    names = ", ".join(type(layer).__name__ for layer in kept)
+    return f" It keeps the teacher's input preprocessing ({names}) with the teacher's values."
+
+
 def build_model(
     spec: str, input_shape: tuple[int, ...], n_classes: int, *, seed: int, name: str = "model",
-    dropout: float = 0.0,
+    dropout: float = 0.0, preprocessing: Sequence[keras.layers.Layer] = (),
 ) -> keras.Model:
     """Build an untrained logits model; the same seed gives the same initial weights.
 
     ``dropout`` adds a Dropout layer after each hidden Dense layer (a no-op at inference,
-    absent from the TFLite file).
+    absent from the TFLite file).  ``preprocessing`` (a teacher's ``input_preprocessing``) is
+    copied, with its values, between the input and the first layer.
     """
     arch = check_fits(spec, input_shape)
     seed_everything(seed)
+    copies = [type(layer).from_config({**layer.get_config(), "name": f"preprocessing_{i}"})
+              for i, layer in enumerate(preprocessing)]
     if arch.kind == "dsres":
-        return _dsres(arch.conv, input_shape, n_classes, name)
+        model = _dsres(arch.conv, input_shape, n_classes, name, copies)
+    else:
+        model = _stacked(arch, input_shape, n_classes, name, dropout, seed, copies)
+    for copy, layer in zip(copies, preprocessing, strict=True):
+        copy.set_weights(layer.get_weights())
+    return model
+
+
+def _stacked(arch: Architecture, input_shape: tuple[int, ...], n_classes: int, name: str,
+             dropout: float, seed: int, first: list[keras.layers.Layer]) -> keras.Model:
+    """An MLP, or a 1-D or 2-D CNN with a Dense head, as one Sequential."""
     # Every layer is named: automatic names (dense_7) count the models a process built before,
     # and they are written into the flatbuffer, whose bytes would then depend on that history.
-    layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="input")]
+    layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="input"), *first]
     for i, filters in enumerate(arch.conv):
         if arch.kind == "cnn":
             layers += [keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{i}"),
@@ -125,11 +174,14 @@ def build_model(
 
 
 def _dsres(widths: tuple[int, ...], input_shape: tuple[int, ...], n_classes: int,
-           name: str) -> keras.Model:
+           name: str, first: list[keras.layers.Layer]) -> keras.Model:
     """MobileNetV2-style blocks: depthwise, residual, BatchNorm, ReLU6."""
     layers = keras.layers
     inputs = keras.Input(shape=input_shape, name="input")
-    stem = layers.Conv2D(widths[0], 3, padding="same", name="stem_conv")(inputs)
+    x = inputs
+    for layer in first:
+        x = layer(x)
+    stem = layers.Conv2D(widths[0], 3, padding="same", name="stem_conv")(x)
     x = layers.ReLU(6.0, name="stem_relu")(layers.BatchNormalization(name="stem_bn")(stem))
     for i, width in enumerate(widths):
         block = layers.Conv2D(2 * width, 1, name=f"block{i}_expand")(x)

@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -204,6 +205,12 @@ def _cache_files(dataset: Dataset, architecture: str, recipe: TeacherRecipe, see
     return key, folder / f"{key}.keras", folder / f"{key}.json"
 
 
+#: Layers that read token ids, and why such a teacher is refused.
+TOKEN_LAYERS = frozenset({"Embedding", "TextVectorization", "StringLookup", "IntegerLookup"})
+INTEGER_INPUTS = ("compress compares models on float features (tables, images, signals) and "
+                  "cannot scale, quantize or time integer token inputs; use a teacher whose input "
+                  "is float features")
+
 SAFE_MODE_WHY = (
     "Keras safe mode cannot protect this load (arbitrary code can run: CVE-2025-1550, "
     "CVE-2025-9905, CVE-2025-9906)"
@@ -220,14 +227,14 @@ def _load_untrusted(path: Path, trust: bool) -> keras.Model:
         if not trust and metadata_file.exists() and b'"Lambda"' in metadata_file.read_bytes():
             raise UserError(f"{path} contains a Lambda layer; {SAFE_MODE_WHY}. Pass --trust-model "
                             "only if you trust where the model came from")
-        return keras.models.load_model(path, compile=False)
+        return _load_or_explain(path, lambda: keras.models.load_model(path, compile=False))
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5", ".pkl", ".pickle", ".joblib"):
         if not trust:
             raise UserError(f"{path}: {suffix} files are refused because {SAFE_MODE_WHY}; re-save "
                             "the model as .keras, or pass --trust-model if you trust its source")
         if suffix in (".h5", ".hdf5"):
-            return keras.models.load_model(path, compile=False)
+            return _load_or_explain(path, lambda: keras.models.load_model(path, compile=False))
         import pickle
 
         with open(path, "rb") as handle:
@@ -250,6 +257,38 @@ def _load_untrusted(path: Path, trust: bool) -> keras.Model:
                         f"the file is damaged): {str(error).splitlines()[0]}") from None
 
 
+def _load_or_explain(path: Path, load: Callable[[], keras.Model]) -> keras.Model:
+    """``load()``, with what tf_keras raises on a file it cannot read as one line: an .h5 file
+    Keras 3 saved fails on its config (``batch_shape``), a damaged one in h5py."""
+    try:
+        return load()
+    except (TypeError, ValueError, OSError, KeyError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path} cannot be loaded by tf_keras (saved by Keras 3, needing custom "
+                        f"code, or damaged): {first}; save the model as a .keras file") from None
+
+
+def _binary_as_two_classes(model: keras.Model) -> keras.Model | None:
+    """A binary classifier with one output (``Dense(1, "sigmoid")`` probability, or a linear
+    logit) as an equivalent two-logit model: the last Dense's kernel ``w`` and bias ``b``
+    become ``[0, w]`` and ``[0, b]``, and softmax([0, z]) is [1 - sigmoid(z), sigmoid(z)]."""
+    last = model.layers[-1]
+    if not isinstance(last, keras.layers.Dense) or \
+            keras.activations.serialize(last.activation) not in ("sigmoid", "linear"):
+        return None
+    try:
+        features = last.input
+    except AttributeError:  # a subclassed model: no graph to re-wire
+        return None
+    kernel, *bias = last.get_weights()
+    bias = bias[0] if bias else np.zeros(1, dtype=kernel.dtype)
+    head = keras.layers.Dense(2, name=f"{last.name}_two_classes")
+    outputs = head(features)
+    head.set_weights([np.concatenate([np.zeros_like(kernel), kernel], axis=1),
+                      np.concatenate([np.zeros_like(bias), bias])])
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
 def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False) -> Teacher:
     """A user's trained teacher, checked against the data before anything runs."""
     from compress.keras3 import TOLERANCE, check_translation, is_keras3_file
@@ -260,13 +299,20 @@ def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False) -> 
     model = _load_untrusted(path, trust)
     if not isinstance(model, keras.Model):
         raise UserError(f"{path} does not hold a tf_keras model")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UserError(f"teacher {path.name} has {len(model.inputs)} inputs and {len(model.outputs)} "
+                        "outputs; compress compares classifiers with one input and one output")
+    if model.inputs[0].dtype.is_integer or any(type(layer).__name__ in TOKEN_LAYERS
+                                               for layer in model.layers):
+        raise UserError(f"teacher {path.name} takes token ids: {INTEGER_INPUTS}")
     expected = dataset.input_shape
-    got = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    got = tuple(model.input_shape[1:])
     if got != expected:
         raise UserError(f"teacher {path.name} expects inputs of shape {got} but the data has "
                         f"{expected}; use a teacher trained on this data")
-    units = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
-    if units != dataset.n_classes:
+    units = model.output_shape[-1]
+    widened = _binary_as_two_classes(model) if units == 1 and dataset.n_classes == 2 else None
+    if widened is None and units != dataset.n_classes:
         raise UserError(f"teacher {path.name} has {units} outputs but the data has "
                         f"{dataset.n_classes} classes; use a teacher trained on this data")
     t = dataset.training
@@ -278,6 +324,9 @@ def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False) -> 
                             f"away from Keras 3 on the validation split (allowed: {TOLERANCE:g}); "
                             "save the model as a tf_keras model instead")
         architecture += f" (Keras 3 file, translated; max prediction difference {difference:.1g})"
+    if widened is not None:
+        model = widened
+        architecture += " (its one binary output as two class logits)"
     return Teacher(model, architecture, DEFAULT_RECIPE, 0, False,
                    _accuracy(model, t.x_train, t.y_train), _accuracy(model, t.x_val, t.y_val),
                    0.0, f"file:{path.name}")

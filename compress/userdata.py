@@ -21,7 +21,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from compress.data import Dataset, TrainingData, split_indices
+from compress.data import CLASSIFIERS_ONLY, Dataset, TrainingData, split_indices
 from compress.errors import UserError
 from compress.images import ImageFolder, load_image_folder
 
@@ -117,7 +117,12 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
             raise UserError(f"{path}: column {column!r} cannot be encoded as a feature; "
                             "convert it to numbers or categories, or drop it")
     frame, record = _apply_missing_policy(path, frame, target, missing, record)
-    labels = frame[target].astype(str)
+    values = frame[target]
+    if pd.api.types.is_float_dtype(values) and (values != values.round()).any():
+        example = values[values != values.round()].iloc[0]
+        raise UserError(f"{path}: column {target!r} holds fractional numbers (e.g. {example:g}), a "
+                        f"regression target; {CLASSIFIERS_ONLY}")
+    labels = values.astype(str)
     classes = sorted(labels.unique())
     record.classes = classes
     y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
@@ -239,11 +244,11 @@ def _load_npz(path: Path, seed: int) -> tuple[Dataset, Preprocessing]:
     names = tuple(str(c) for c in classes)
     record.classes = list(names)
     if y_test is None:
-        train, val, test = split_indices(y, seed, name=path.name)
+        train, val, test = split_indices(y, seed, name=path.name, class_names=names)
         x_test, y_test = x[test], y[test]
     else:
         y_test = np.array([index[v] for v in y_test.tolist()], dtype=np.int64)
-        train, val = split_indices(y, seed, name=path.name, with_test=False)
+        train, val = split_indices(y, seed, name=path.name, with_test=False, class_names=names)
     training = TrainingData(path.stem, x[train], y[train], x[val], y[val], names)
     return Dataset(training, x_test.astype(np.float32), y_test), record
 
@@ -266,6 +271,9 @@ def _npz_arrays(path: Path, x: np.ndarray, y: np.ndarray, suffix: str = "") -> t
         raise UserError(f"{path}: {yname} must hold class labels (integers or strings), got dtype {y.dtype}")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise UserError(f"{path}: {yname} contains NaN or inf; every row needs a class label")
+    if y.dtype.kind == "f" and (y != np.round(y)).any():
+        raise UserError(f"{path}: {yname} holds fractional numbers (e.g. {y[y != np.round(y)][0]:g}), "
+                        f"a regression target; {CLASSIFIERS_ONLY}")
     if len(x) != len(y):
         raise UserError(f"{path}: {len(x)} rows in {xname} but {len(y)} labels in {yname}")
     if x.size == 0 and len(x):

@@ -141,6 +141,18 @@ def _make_models(folder: str) -> None:
     inputs = keras.Input((6,))
     keras.Model(inputs, layers.Dense(3)(inputs + 1.0)).save(out / "ops.keras")
 
+    binary = keras.Sequential([keras.Input((6,)), layers.Dense(8, activation="relu"),
+                               layers.Dense(1, activation="sigmoid")])
+    x = rng.normal(size=(64, 6)).astype(np.float32)
+    binary.compile("adam", "binary_crossentropy", run_eagerly=True)
+    binary.fit(x, (x[:, 0] > 0).astype(np.float32), epochs=1, batch_size=64, verbose=0)
+    binary.save(out / "binary.keras")
+    binary.save(out / "binary.h5")  # legacy HDF5, which tf_keras cannot read back
+    np.save(out / "binary.x.npy", x)
+    np.save(out / "binary.y.npy", np.asarray(binary(x, training=False)))
+    keras.Sequential([keras.Input((6,), dtype="int32"), layers.Embedding(50, 4, name="tokens"),
+                      layers.Flatten(), layers.Dense(3)]).save(out / "embedding.keras")
+
 
 def _make_digits_cnn(data: str, path: str) -> None:
     """A Keras 3 CNN trained well on the digits in ``data``, saved to ``path``."""
@@ -274,6 +286,39 @@ def test_load_teacher_translates_and_proves_a_keras3_file(models, tmp_path):
     assert difference <= TOLERANCE
     with pytest.raises(UserError, match="Lambda layers"):
         load_teacher(models / "lambda.keras", dataset, trust=True)  # trust cannot make code portable
+
+
+def test_a_binary_sigmoid_teacher_becomes_two_class_logits(models, tmp_path):
+    """Dense(1, "sigmoid"), the usual binary head: softmax of the two logits is [1 - p, p]."""
+    from compress.teacher import load_teacher
+    from compress.userdata import load_file
+
+    x = np.load(models / "binary.x.npy")
+    path = tmp_path / "binary.npz"
+    np.savez(path, x=np.concatenate([x, x, x]), y=np.tile((x[:, 0] > 0).astype(int), 3))
+    dataset, _ = load_file(path, seed=0)
+    teacher = load_teacher(models / "binary.keras", dataset)
+    assert teacher.architecture.endswith("(its one binary output as two class logits)")
+    logits = teacher.model.predict(x, verbose=0)
+    assert logits.shape == (len(x), 2)
+    probability = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    keras3 = np.load(models / "binary.y.npy")[:, 0]
+    np.testing.assert_allclose(probability[:, 1], keras3, atol=1e-5)
+    np.testing.assert_array_equal(np.argmax(logits, axis=1), keras3 > 0.5)  # class 1 where p > 0.5
+
+
+def test_token_inputs_and_keras3_h5_files_are_refused_in_one_line(models, tmp_path):
+    from compress.teacher import load_teacher
+    from compress.userdata import load_file
+
+    with pytest.raises(UserError, match=r"^layer 'tokens' \(Embedding\) takes token ids: compress "
+                                        r"compares models on float features"):
+        translate(models / "embedding.keras")
+    dataset, _ = load_file(_npz(tmp_path), seed=0)
+    with pytest.raises(UserError, match=r"binary\.h5 cannot be loaded by tf_keras \(saved by Keras 3, "
+                                        r".*; save the model as a \.keras file$") as refused:
+        load_teacher(models / "binary.h5", dataset, trust=True)
+    assert "\n" not in str(refused.value)
 
 
 def test_a_translation_that_predicts_differently_is_refused(models, tmp_path, monkeypatch):

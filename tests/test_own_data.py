@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from compress.backend import keras
 from compress.cli import cli
+from compress.errors import UserError
 from compress.results import read_results
 from compress.userdata import load_file
 from examples.csv_workflow import make_csv
@@ -178,3 +179,79 @@ def test_ctrl_c_at_any_moment_stops_with_130_and_keeps_finished_rows(tmp_path):
         assert process.returncode == (0 if finished else 130), (delay, process.returncode, text)
         if (out / "results.jsonl").exists():
             read_results(out)  # every saved line parses and passes the schema check
+
+
+def test_a_binary_sigmoid_teacher_runs_as_two_classes(tmp_path):
+    """The usual binary head, Dense(1, "sigmoid"): widened to two logits, every row scored."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5)).astype(np.float32)
+    y = (x[:, 0] - x[:, 1] > 0).astype(int)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    model.fit(x, y, epochs=30, verbose=0)
+    model.save(tmp_path / "binary.keras")
+    out = tmp_path / "run"
+    done = CliRunner().invoke(cli, ["run", "--data", str(tmp_path / "data.npz"), "--teacher",
+                                    str(tmp_path / "binary.keras"), "--strategy", "quantize-dynamic",
+                                    "--out", str(out)])
+    assert done.exit_code == 0, done.stderr
+    base, quantized = read_results(out)
+    assert base["teacher_architecture"] == "user:binary.keras (its one binary output as two class logits)"
+    expected = float(np.mean((model.predict(x, verbose=0)[:, 0] > 0.5) == y))
+    assert base["accuracy"] > 0.9 and expected > 0.9  # class 1 where p > 0.5, as the user's model
+    assert quantized["status"] == "ok" and abs(quantized["accuracy"] - base["accuracy"]) < 0.02
+
+
+def _refusal(tmp_path, model, x, y) -> str:
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    model.save(tmp_path / "teacher.keras")
+    refused = CliRunner().invoke(cli, ["run", "--data", str(tmp_path / "data.npz"), "--teacher",
+                                       str(tmp_path / "teacher.keras"), "--out", str(tmp_path / "run")])
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert not (tmp_path / "run").exists()
+    return refused.stderr
+
+
+def test_teachers_compress_cannot_compare_are_refused_in_one_line(tmp_path):
+    x = np.random.default_rng(0).normal(size=(120, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    inputs = keras.Input((4,))
+    two_heads = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(2)(inputs)])
+    assert "has 1 inputs and 2 outputs; compress compares classifiers with one input and one output" in \
+        _refusal(tmp_path, two_heads, x, y)
+    tokens = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(10, 3),
+                               keras.layers.Flatten(), keras.layers.Dense(2)])
+    assert "takes token ids: compress compares models on float features" in \
+        _refusal(tmp_path, tokens, np.abs(x).astype(int), y)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv"])
+def test_a_regression_target_is_named_as_one(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    target = x.sum(axis=1) * 1.5
+    path = tmp_path / f"data{suffix}"
+    if suffix == ".npz":
+        np.savez(path, x=x, y=target)
+    else:
+        import pandas as pd
+
+        pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "price": target}).to_csv(path, index=False)
+    with pytest.raises(UserError, match=r"holds fractional numbers \(e\.g\. .*\), a regression target; "
+                                        r"compress compares classifiers"):
+        load_file(path, seed=0, target="price")
+    integers = tmp_path / "counts.npz"  # whole numbers, but hundreds of them: a measured value
+    np.savez(integers, x=x, y=np.arange(200) * 3)
+    with pytest.raises(UserError, match=r"200 distinct labels in 200 rows, 1 for class '0': that looks "
+                                        r"like a regression target"):
+        load_file(integers, seed=0)
+
+
+def test_a_rare_class_is_named_by_its_label(tmp_path):
+    x = np.random.default_rng(0).normal(size=(103, 3)).astype(np.float32)
+    np.savez(tmp_path / "rare.npz", x=x, y=np.array([5] * 50 + [7] * 50 + [10] * 3))
+    with pytest.raises(UserError, match=r"class '10' has only 3 samples"):
+        load_file(tmp_path / "rare.npz", seed=0)

@@ -89,3 +89,16 @@ def test_untimed_rows_still_rank_for_latency():
     with pytest.raises(NothingQualifies, match="not timed"):
         recommend(rows, objective="latency", max_latency_us=5)
     assert recommend(rows, objective="latency").best.label in ("baseline", "quantize-dynamic")
+
+
+def test_cli_recommend_without_an_accuracy_budget_uses_the_reports(tmp_path):
+    """A tiny model that lost 60 points is no answer: with no flag, the report's 1 pp applies."""
+    rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.9, size=40_000),
+            fake_row("quantize-int8", accuracy=0.9, size=10_000),
+            fake_row("distill", "distillation", accuracy=0.3, size=1_000)]
+    write_results(tmp_path, rows)
+    default = CliRunner().invoke(cli, ["recommend", str(tmp_path)])
+    assert default.exit_code == 0, default.output
+    assert default.output.startswith("Recommended (size): quantize-int8")
+    anything = CliRunner().invoke(cli, ["recommend", str(tmp_path), "--max-accuracy-drop", "100"])
+    assert anything.output.startswith("Recommended (size): distill")

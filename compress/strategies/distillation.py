@@ -35,7 +35,9 @@ from compress.models import (
     build_model,
     default_teacher,
     derive_student,
+    input_preprocessing,
     parse_architecture,
+    preprocessing_note,
     student_candidates,
 )
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, Task, register
@@ -212,21 +214,25 @@ class _Student(Strategy):
 
     def make_student(self, ctx: Context) -> keras.Model:
         """The student spec, or one derived from the teacher's own topology (``auto``), which
-        must be strictly smaller than the teacher in parameters and in MACs."""
+        must be strictly smaller than the teacher in parameters and in MACs.  It starts with the
+        teacher's input preprocessing (``input_preprocessing``), if any, as it sees the same input."""
         data = ctx.data
+        preprocessing = input_preprocessing(ctx.teacher)
         if self.student != DEFAULT_STUDENT:
             return build_model(self.student, data.input_shape, data.n_classes, seed=ctx.seed,
-                               name="student")
+                               name="student", preprocessing=preprocessing)
         if ctx.teacher_architecture == default_teacher(data.input_shape):
             # the experiment's pair: several times smaller on both counts
             spec = derive_student(ctx.teacher, ctx.teacher_architecture, data.input_shape)
-            return build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student")
+            return build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student",
+                               preprocessing=preprocessing)
         from compress.measure import size_fields  # reads the TFLite schema: only when used
 
         teacher_macs = size_fields(to_tflite(ctx.teacher))["macs"]
         tried = []
         for spec in student_candidates(ctx.teacher, ctx.teacher_architecture, data.input_shape):
-            student = build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student")
+            student = build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student",
+                                  preprocessing=preprocessing)
             student_macs = size_fields(to_tflite(student))["macs"]
             if student.count_params() < ctx.teacher.count_params() and student_macs < teacher_macs:
                 return student
@@ -301,7 +307,7 @@ class Distill(_Student):
             model=student,
             notes=f"Student {student.count_params():,} params, {trained} on soft targets "
             f"(T={self.temperature:g}, alpha={self.alpha:g}, transfer={self.transfer}); judge it "
-            "against student-scratch and student-scratch-mixup.",
+            f"against student-scratch and student-scratch-mixup.{preprocessing_note(ctx.teacher)}",
         )
 
 
@@ -311,7 +317,9 @@ class _Control(_Student):
     role = "control"
     control_of = "distill"
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 2}
-    needs_trained_teacher = False  # the teacher's topology picks the student; no weights used
+    #: The teacher's topology picks the student; no trained weight is used (a fitted input
+    #: preprocessing is copied, but only a user's teacher, never trained in a worker, has one).
+    needs_trained_teacher = False
     mixup = 0.0
 
     def __init__(
@@ -333,7 +341,8 @@ class _Control(_Student):
                                 epochs=resolved.epochs, max_steps=resolved.max_steps, lr=resolved.lr,
                                 batch_size=resolved.batch_size, patience=resolved.patience,
                                 mixup=self.mixup)
-        return Compressed(model=student, notes=f"{self.notes} Trained {trained}.")
+        return Compressed(model=student,
+                          notes=f"{self.notes} Trained {trained}.{preprocessing_note(ctx.teacher)}")
 
 
 @register

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from compress.backend import keras
+from compress.models import keep_preprocessing, preprocessing_note
 from compress.strategies.base import Compressed, Context, Strategy, register
 from compress.training import fit
 
@@ -53,7 +54,7 @@ class RetrainScratch(Strategy):
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
     role = "control"
     control_of = "finetune"
-    needs_trained_teacher = False  # the teacher's layers, re-initialised
+    needs_trained_teacher = False  # the teacher's layers, re-initialised (see _Control's)
 
     def __init__(self, epochs: int = 100, lr: float = 1e-3, patience: float = 0.2) -> None:
         """``patience``: early stopping after this fraction of the planned epochs without a
@@ -67,10 +68,11 @@ class RetrainScratch(Strategy):
 
     def compress(self, ctx: Context) -> Compressed:
         model = keras.models.clone_model(ctx.teacher)  # same layers, fresh initial weights
+        keep_preprocessing(model, ctx.teacher)
         trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr, patience=self.patience)
         return Compressed(
             model=model,
             notes=f"The teacher's architecture from random weights, {trained.describe()} on this "
             f"data only{' (early stopping on the validation split)' if self.patience else ''}: what "
-            "fine-tuning must beat, in accuracy and in training time.",
+            f"fine-tuning must beat, in accuracy and in training time.{preprocessing_note(ctx.teacher)}",
         )
