@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,11 @@ from compress.errors import UserError
 from compress.fileio import write_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-GRAY_MODES = {"1", "L", "I", "I;16", "F"}
+GRAY_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+#: 16-bit grayscale (PNG, TIFF; "I" is how Pillow may open them): scaled by 65535, not 255.
+SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 #: Bump when decoding changes, so cached arrays are never stale.
-DECODER_VERSION = 1
+DECODER_VERSION = 2  # 2: 16-bit grayscale scaled by 65535 (1 clipped it at 255)
 
 
 @dataclass
@@ -164,16 +167,30 @@ def _decode(root: Path, paths: list[Path], image_size: tuple[int, int] | None,
                             "it") from None
     size = image_size or Counter(hw for hw, _ in headers).most_common(1)[0][0]
     gray = all(mode in GRAY_MODES for _, mode in headers)
-    x = np.empty((len(paths), size[0], size[1], 1 if gray else 3), dtype=np.float32)
+    shape = (len(paths), size[0], size[1], 1 if gray else 3)
+    needed = float(np.prod(shape, dtype=np.float64)) * 4
+    memory = _physical_memory()
+    if memory is not None and needed > memory / 2:
+        raise UserError(f"{root.name}: {len(paths):,} images of {size[0]}x{size[1]} take "
+                        f"{needed / 2**30:,.1f} GiB as float32 pixels, more than half of this "
+                        f"machine's {memory / 2**30:.0f} GiB; choose a smaller --image-size")
+    x = np.empty(shape, dtype=np.float32)
     resized = 0
     for row, path in enumerate(paths):
         try:
             with Image.open(path) as image:
-                image = image.convert("L" if gray else "RGB")
+                if image.mode in SIXTEEN_BIT_MODES:  # Pillow's convert("L") clips them at 255
+                    image = Image.fromarray(np.asarray(image, dtype=np.float32) / 65535.0, mode="F")
+                    scale = 1.0
+                else:
+                    image = image.convert("L" if gray else "RGB")
+                    scale = 255.0
                 if (image.height, image.width) != tuple(size):
                     image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                     resized += 1
-                pixels = np.asarray(image, dtype=np.float32) / 255.0
+                pixels = np.asarray(image, dtype=np.float32) / scale
+                if not gray and pixels.ndim == 2:  # a 16-bit grayscale image among colour ones
+                    pixels = np.repeat(pixels[..., None], 3, axis=-1)
         except (UnidentifiedImageError, OSError, ValueError) as error:
             raise UserError(f"{path}: not a readable image ({_reason(error)}); remove or replace "
                             "it") from None
@@ -181,6 +198,14 @@ def _decode(root: Path, paths: list[Path], image_size: tuple[int, int] | None,
     record = ImageFolder(source=f"{root.name}/", images=len(paths), classes=[],
                          size=(int(size[0]), int(size[1])), channels=x.shape[-1], resized=resized)
     return x, record
+
+
+def _physical_memory() -> float | None:
+    """Bytes of RAM, where the system says (None elsewhere)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _reason(error: Exception) -> str:

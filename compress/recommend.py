@@ -126,22 +126,28 @@ class Recommendation:
     def reasons(self) -> list[str]:
         """Why, in sentences: the objective's value for every configuration named."""
         b = self.best
-        lines = [f"{b.label}: {objective_value(b, self.objective)}, accuracy {b.accuracy[0]:.3f} "
-                 f"({b.delta_pp:+.1f} pp vs teacher) over {b.seeds} seed(s)."]
+        lines = [f"{b.label}: {self._value(b)} ({b.delta_pp:+.1f} pp vs teacher) over {b.seeds} seed(s)."]
         if self.ties:
             names = ", ".join(f"{t.label} ({objective_value(t, self.objective)})" for t in self.ties)
             lines.append(f"Tied within measurement noise on {self.objective} with {names}; "
                          "chosen as the smaller, then cheaper to train.")
-        lines.append(f"Binding constraint: {self.binding}." if self.binding else
-                     f"No constraint binds: it is the best on {self.objective} overall.")
+        if self.binding:
+            lines.append(f"Binding constraint: {self.binding}.")
+        else:  # with ties, a tied configuration may be ahead on the objective's point value
+            lines.append("No constraint binds." if self.ties else
+                         f"No constraint binds: it is the best on {self.objective} overall.")
         if self.runner_up:
             r = self.runner_up
-            lines.append(f"Runner-up: {r.label}: {objective_value(r, self.objective)}, accuracy "
-                         f"{r.accuracy[0]:.3f} ({r.delta_pp:+.1f} pp).")
+            lines.append(f"Runner-up: {r.label}: {self._value(r)} ({r.delta_pp:+.1f} pp).")
         if self.objective == "latency" and (b.unstable or (self.runner_up and self.runner_up.unstable)):
             lines.append("Latency was flagged unstable for these rows: re-run on a quiet machine "
                          "before relying on the order.")
         return lines
+
+    def _value(self, config: Config) -> str:
+        """The objective's value, and the accuracy unless that is the objective."""
+        value = objective_value(config, self.objective)
+        return value if self.objective == "accuracy" else f"{value}, accuracy {config.accuracy[0]:.3f}"
 
     def explain(self) -> str:
         head, *rest = self.reasons()
@@ -161,9 +167,15 @@ def recommend(
     if objective not in OBJECTIVES:
         raise UserError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     limits = Constraints(max_size_kib, max_latency_us, max_accuracy_drop)
-    pool = rank([c for c in configurations(rows) if c.role != "control"], objective)
-    if not pool:
+    candidates = [c for c in configurations(rows) if c.role != "control"]
+    if not candidates:
         raise NothingQualifies("no finished rows with a baseline to compare against")
+    if objective == "latency":  # an untimed row (a run stopped before its timing) has no latency to rank
+        candidates = [c for c in candidates if c.latency]
+        if not candidates:
+            raise NothingQualifies("no row was timed (the run stopped before timing every model); "
+                                   "re-run it, or choose --objective size or accuracy")
+    pool = rank(candidates, objective)
     feasible = [c for c in pool if not limits.misses(c)]
     if not feasible:
         closest = min(pool, key=lambda c: (sum(excess for _, excess in limits.misses(c)), c.spec))

@@ -130,3 +130,29 @@ def test_a_sweep_file_resizes_an_image_folder_too(tmp_path):
     sweep.write_text(f'data = "{tmp_path / "digits"}"\nimage_size = 12\n[[grid]]\nstrategy = "finetune"\n')
     with pytest.raises(compress.UserError, match="image_size must be"):
         load_sweep(sweep)
+
+
+def test_sixteen_bit_pngs_keep_their_range(tmp_path):
+    """Pillow's convert("L") clips 16-bit pixels at 255: every image came out white."""
+    rng = np.random.default_rng(0)
+    for label, level in (("dark", 12_000), ("bright", 52_000)):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for n in range(16):
+            pixels = np.clip(rng.normal(level, 2_000, size=(8, 8)), 0, 65535).astype(np.uint16)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{n}.png")
+    with Image.open(next((tmp_path / "images" / "dark").iterdir())) as image:
+        assert image.mode.startswith("I")  # really stored with 16 bits
+    dataset, record = load_image_folder(tmp_path / "images", seed=0)
+    assert record.channels == 1
+    x = np.concatenate([dataset.training.x_train, dataset.training.x_val, dataset.x_test])
+    means = sorted(float(image.mean()) for image in x)
+    assert 0.1 < means[0] < 0.25 and 0.7 < means[-1] < 0.9  # 12,000 and 52,000 of 65,535
+
+
+def test_an_image_size_beyond_the_memory_is_one_line(tmp_path):
+    digits_folder(tmp_path / "digits", per_class=6)
+    result = run_cli(["run", "--data", str(tmp_path / "digits"), "--image-size", "100000,100000",
+                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "GiB as float32 pixels, more than half of this machine's" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -81,14 +81,26 @@ def test_cli_recommend_shows_the_objective_for_the_choice_and_the_runner_up(tmp_
 
 
 def test_untimed_rows_still_rank_for_latency():
-    """An interrupted run has rows without latency; ranking must not fail on them."""
+    """An interrupted run has rows without latency: none is called fastest, the timed ones rank."""
     rows = [fake_row("baseline", "baseline", role="baseline", latency=None),
             fake_row("quantize-dynamic", latency=None, size=10_000)]
     for row in rows:
         row.update(speedup=None, speedup_ci_low=None, speedup_ci_high=None)
-    with pytest.raises(NothingQualifies, match="not timed"):
-        recommend(rows, objective="latency", max_latency_us=5)
-    assert recommend(rows, objective="latency").best.label in ("baseline", "quantize-dynamic")
+    for limits in ({}, {"max_latency_us": 5}):
+        with pytest.raises(NothingQualifies, match=r"^no row was timed \(the run stopped before timing"):
+            recommend(rows, objective="latency", **limits)
+    assert recommend(rows, objective="size").best.label == "quantize-dynamic"
+    rows.append(fake_row("prune", "pruning", latency=3.0, size=20_000))
+    assert recommend(rows, objective="latency", max_accuracy_drop=100).best.label == "prune"
+
+
+def test_the_accuracy_objective_says_accuracy_once_and_names_a_tie_as_such():
+    rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.90, size=40_000, n_test=100),
+            fake_row("quantize-int8", accuracy=0.89, size=10_000, n_test=100),
+            fake_row("prune", "pruning", accuracy=0.91, size=40_000, n_test=100)]  # 2 samples apart
+    text = recommend(rows, objective="accuracy", max_accuracy_drop=5).explain()
+    assert text.count("accuracy 0.890") == 1 and "Tied within measurement noise" in text
+    assert "No constraint binds." in text and "best on accuracy overall" not in text
 
 
 def test_cli_recommend_without_an_accuracy_budget_uses_the_reports(tmp_path):
