@@ -38,7 +38,7 @@ from compress.errors import UserError
 from compress.fileio import write_atomic
 from compress.outdir import check_output, folder_kind, open_output
 from compress.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies, default_choices
-from compress.results import CSV_FILE, RESULTS_FILE, read_results, to_csv
+from compress.results import CSV_FILE, RESULTS_FILE, mixed, read_runs, to_csv
 from compress.stats import detectable_difference, mean_interval
 from compress.verdicts import CSV_COLUMNS, Verdict
 
@@ -611,11 +611,10 @@ def _read_tune(results: Path) -> dict[str, Any] | None:
 
 def _check_mixed(rows: list[Row], allow_mixed: bool) -> None:
     """Runs of different datasets or teachers cannot be averaged into one number."""
-    kinds = {(str(r.get("dataset")), str(r.get("teacher_architecture"))) for r in rows}
-    if len(kinds) > 1 and not allow_mixed:
-        shown = "; ".join(f"{d} with teacher {t}" for d, t in sorted(kinds))
-        raise UserError(f"these runs differ in dataset or teacher ({shown}); report them separately, "
-                        "or pass --allow-mixed to group them by dataset")
+    groups = mixed(rows)
+    if groups and not allow_mixed:
+        raise UserError(f"these runs differ in dataset or teacher ({'; '.join(groups)}); report them "
+                        "separately, or pass --allow-mixed to group them by dataset")
 
 
 def build_report(
@@ -638,7 +637,7 @@ def build_report(
     if unknown or not formats:
         raise UserError(f"unknown report format {', '.join(unknown) or '(none)'}; "
                         f"choose from {', '.join(FORMATS)}")
-    rows = [row for path in paths for row in read_results(path)]
+    rows = read_runs(paths)
     _check_mixed(rows, allow_mixed)
     manifests = [m for p in paths if (m := _read_manifest(p)) is not None]
     tunes = [t for p in paths if (t := _read_tune(p)) is not None]

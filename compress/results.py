@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import subprocess
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,30 @@ def write_results(folder: Path, rows: list[dict[str, Any]]) -> None:
     """Write results.jsonl and results.csv, each atomically."""
     write_atomic(folder / RESULTS_FILE, to_jsonl(rows))
     write_atomic(folder / CSV_FILE, to_csv(rows))
+
+
+def read_runs(paths: Sequence[Path | str]) -> list[dict[str, Any]]:
+    """The rows of several runs, to merge: a seed of one configuration (same dataset, teacher and
+    spec) may come from one of them only, or one model would count as two seeds (the same run
+    given twice, or two runs of the same seed) and narrow every interval for nothing."""
+    rows: list[dict[str, Any]] = []
+    first: dict[tuple[str, ...], Path] = {}
+    for path in map(Path, paths):
+        for row in read_results(path):
+            key = tuple(str(row.get(k)) for k in ("dataset", "teacher_architecture", "spec", "seed"))
+            if first.setdefault(key, path) != path:
+                raise UserError(f"seed {row['seed']} of {row['label']} is in both {first[key]} and {path} "
+                                "(the same run twice, or two runs of one seed); merge runs of "
+                                "different seeds, each once")
+            rows.append(row)
+    return rows
+
+
+def mixed(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The (dataset, teacher) groups among these rows, described, when there is more than one:
+    their numbers cannot be averaged or ranked together."""
+    kinds = sorted({(str(r.get("dataset")), str(r.get("teacher_architecture"))) for r in rows})
+    return [f"{d} with teacher {t}" for d, t in kinds] if len(kinds) > 1 else []
 
 
 def read_results(path: Path | str) -> list[dict[str, Any]]:

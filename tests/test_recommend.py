@@ -114,3 +114,20 @@ def test_cli_recommend_without_an_accuracy_budget_uses_the_reports(tmp_path):
     assert default.output.startswith("Recommended (size): quantize-int8")
     anything = CliRunner().invoke(cli, ["recommend", str(tmp_path), "--max-accuracy-drop", "100"])
     assert anything.output.startswith("Recommended (size): distill")
+
+
+def test_one_seed_given_twice_or_two_datasets_are_refused(tmp_path):
+    """A copied run is not a second seed; a model of another dataset is not an alternative."""
+    for name in ("a", "copy"):
+        write_results(tmp_path / name, ROWS)
+    twice = CliRunner().invoke(cli, ["recommend", str(tmp_path / "a"), str(tmp_path / "copy")])
+    assert twice.exit_code == 2 and "seed 0 of baseline is in both" in twice.stderr
+    report = CliRunner().invoke(cli, ["report", str(tmp_path / "a"), str(tmp_path / "copy"),
+                                      "--out", str(tmp_path / "merged")])
+    assert report.exit_code == 2 and "(the same run twice, or two runs of one seed)" in report.stderr
+    assert not (tmp_path / "merged").exists()
+    write_results(tmp_path / "other", [{**row, "dataset": "digits", "seed": row["seed"] + 5}
+                                       for row in ROWS])
+    mixed = CliRunner().invoke(cli, ["recommend", str(tmp_path / "a"), str(tmp_path / "other")])
+    assert mixed.exit_code == 2 and "differ in dataset or teacher" in mixed.stderr
+    assert len(mixed.stderr.strip().splitlines()) == 1

@@ -52,11 +52,11 @@ def test_markdown_rebuilds_byte_identical_and_merges_runs(run_folder, tmp_path_f
     build_report(run_folder / "results.jsonl")
     assert (run_folder / "report.md").read_bytes() == first
     other = tmp_path_factory.mktemp("other")
-    write_results(other, spine_rows(0, run_id="second"))
+    write_results(other, spine_rows(2, run_id="second"))
     merged = tmp_path_factory.mktemp("merged")
     build_report([run_folder / "results.jsonl", other], merged, ["md", "csv"])
     text = (merged / "report.md").read_text()
-    assert "seeds 0, 1" in text and (merged / "report.csv").is_file()
+    assert "seeds 0, 1, 2" in text and (merged / "report.csv").is_file()
     assert not (merged / "report.html").exists()
 
 
