@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
@@ -300,8 +300,10 @@ CHECKS: dict[str, Callable[[Evidence], Verdict]] = {
 }
 
 
-def evaluate_claims(configs: list[Config], pairings: list[Pairing]) -> list[Verdict]:
-    """Every claim of the document, decided together under the verdict policy."""
+def evaluate_claims(configs: list[Config], pairings: list[Pairing],
+                    unfinished: Sequence[dict[str, Any]] = ()) -> list[Verdict]:
+    """Every claim of the document, decided together under the verdict policy.  ``unfinished``
+    (skipped and failed rows) says why a family the run asked for has nothing to judge."""
     data = load_claims()
     names = {t["family"]: t["technique"] for t in data["techniques"]}
     verdicts = []
@@ -312,8 +314,15 @@ def evaluate_claims(configs: list[Config], pairings: list[Pairing]) -> list[Verd
         chosen = [c for c in family if c.role == "technique"
                   and (c.row.get("scenario") or "standard") in scenarios]
         if not chosen:
-            why = (f"needs a {' or '.join(scenarios)}-scenario run" if family
-                   else f"no {claim['family']} strategy in this run")
+            stopped = [r for r in unfinished
+                       if r.get("family") == claim["family"] and r.get("role") == "technique"]
+            if family:
+                why = f"needs a {' or '.join(scenarios)}-scenario run"
+            elif stopped:
+                why = "; ".join(sorted({f"{r['label']} {r['status']}: {r.get('reason') or 'no reason given'}"
+                                        for r in stopped}))
+            else:
+                why = f"no {claim['family']} strategy in this run"
             verdicts.append(not_measured(technique, claim["claim"], why))
             continue
         evidence = Evidence(technique, claim["claim"], chosen,

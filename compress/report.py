@@ -549,7 +549,7 @@ def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
     document.add(Heading("What this run shows"), Bullets(findings(configs, rows) or
                                                         ["Nothing unusual: see the tables."]))
     document.add(*controls_section(found))
-    verdicts = evaluate_claims(configs, found)
+    verdicts = evaluate_claims(configs, found, failed)
     techniques = load_claims()["techniques"]
     document.add(
         Heading("The document's comparison, tested"),

@@ -77,6 +77,9 @@ RUN_MANIFEST = "run.json"
 #: scikit-learn and NumPy take seeds below 2**32.
 MAX_SEED = 2**32 - 1
 ERROR_LOG = "errors.log"
+#: Below this many epochs or validation rows, or above this majority share, a weak teacher's
+#: message names it as a likely cause.
+SHORT_TRAINING, SMALL_VALIDATION, DOMINANT_CLASS = 10, 100, 0.9
 #: A teacher must beat always predicting the majority class by more than this (in points).
 WEAK_TEACHER_MARGIN_PP = 2.0
 
@@ -471,9 +474,25 @@ def weak_teacher(teacher: Teacher, dataset: Dataset) -> str | None:
     if teacher.val_accuracy - floor > WEAK_TEACHER_MARGIN_PP / 100 and clearly_above:
         return None
     return (f"the teacher scores {teacher.val_accuracy:.3f} on the validation split, not clearly above "
-            f"the {floor:.3f} of always predicting the majority class; likely causes: inputs "
-            "scaled differently from training (e.g. 0-255 against 0-1), a different label order, "
-            "or a wrong output layer")
+            f"the {floor:.3f} of always predicting the majority class; likely causes: "
+            f"{', '.join(_weak_causes(teacher, n, floor))}")
+
+
+def _weak_causes(teacher: Teacher, n: int, floor: float) -> list[str]:
+    """What most often makes such a teacher weak: for the user's model, a mismatch with this data;
+    for one trained here, the data and the training budget."""
+    if teacher.architecture.startswith("user:"):
+        return ["inputs scaled differently from training (e.g. 0-255 against 0-1)",
+                "a different label order", "or a wrong output layer"]
+    causes = []
+    if teacher.recipe.epochs < SHORT_TRAINING:
+        causes.append(f"a short training ({teacher.recipe.epochs} epochs; --epochs sets it)")
+    if n < SMALL_VALIDATION:
+        causes.append(f"a validation split of {n} rows, too few to show a difference")
+    if floor > DOMINANT_CLASS:
+        causes.append(f"one class holding {floor:.0%} of the rows, which leaves accuracy little room")
+    causes.append("or features that say little about the label")
+    return causes
 
 
 def check_teacher(config: RunConfig, seed: int, teacher: Teacher, dataset: Dataset,

@@ -88,6 +88,7 @@ def test_a_chance_level_teacher_stops_the_run_unless_allowed(tmp_path):
     refused = CliRunner().invoke(cli, args)
     assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "majority class" in refused.stderr and "--allow-weak-teacher" in refused.stderr
+    assert "a different label order" in refused.stderr  # the user's model: a mismatch with the data
     assert not (tmp_path / "run").exists()
     allowed = CliRunner().invoke(cli, [*args, "--allow-weak-teacher"])
     assert allowed.exit_code == 0, allowed.stderr

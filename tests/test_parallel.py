@@ -152,6 +152,10 @@ def test_a_weak_teacher_a_worker_trained_leaves_nothing_behind(tmp_path):
     refused = CliRunner().invoke(cli, args, env={"COMPRESS_CACHE_DIR": str(tmp_path / "cache")})
     assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "majority class" in refused.stderr and "--allow-weak-teacher" in refused.stderr
+    # trained here: what the data and the budget can do, not what a user's model gets wrong
+    assert "a short training (1 epochs; --epochs sets it)" in refused.stderr
+    assert "features that say little about the label" in refused.stderr
+    assert "label order" not in refused.stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -183,3 +183,17 @@ def test_extreme_quantization_is_tested_against_the_widest_integer_row():
     only_int8 = _verdicts(rows[:2])[("Quantization", "Especially in extreme quantization cases (fewer "
                                      "bits lose more accuracy)")]
     assert only_int8.verdict == "not measured"
+
+
+def test_a_family_whose_only_strategy_was_skipped_says_why_instead_of_absent():
+    rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.95),
+            fake_row("quantize-int8", accuracy=0.95)]
+    skipped = {**fake_row("prune-magnitude", "pruning"), "status": "skipped",
+               "reason": "no layer to prune"}
+    configs = configurations(rows)
+    verdicts = evaluate_claims(configs, pairings(configs), [skipped])
+    pruning = [v for v in verdicts if v.technique == "Pruning"]
+    assert pruning and all(v.verdict == "not measured" for v in pruning)
+    assert all("prune-magnitude skipped: no layer to prune" in v.measured for v in pruning)
+    assert "no pruning strategy in this run" in [v for v in evaluate_claims(configs, pairings(configs))
+                                                 if v.technique == "Pruning"][0].measured
