@@ -68,7 +68,7 @@ def cli() -> None:
               "test split), document (its exact 1,000 rows) or digits (8x8 images).  "
               "[default: synthetic]")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="Your own .csv, .parquet or .npz (arrays x, y[, x_test, y_test]) instead, or an "
+              help="Your own .csv, .tsv, .parquet or .npz (arrays x, y[, x_test, y_test]) instead, or an "
               "image folder with one sub-folder per class (PNG/JPEG/BMP/GIF; train/ and test/ "
               "sub-folders keep a given test split).")
 @click.option("--image-size", default=None, metavar="H,W",
@@ -307,7 +307,7 @@ def _data_options(command: Any) -> Any:
     options = [
         click.option("--dataset", type=click.Choice(DATASETS), default=None, help="Built-in dataset."),
         click.option("--data", type=click.Path(path_type=Path), default=None,
-                     help="Your .csv, .parquet or .npz, or an image folder (a sub-folder per class)."),
+                     help="Your .csv, .tsv, .parquet or .npz, or an image folder (a sub-folder per class)."),
         click.option("--image-size", default=None, metavar="H,W",
                      help="Resize an image folder's images to H,W."),
         click.option("--target", default=None, help="The label column of a .csv or .parquet --data file."),

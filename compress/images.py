@@ -82,7 +82,7 @@ def load_image_folder(
     classes = sorted(set().union(*(set(files) for files, _ in listed)))
     if len(classes) < 2:
         if not classes:
-            raise UserError(f"{root} has no class folders; --data takes a .csv, .parquet or .npz "
+            raise UserError(f"{root} has no class folders; --data takes a .csv, .tsv, .parquet or .npz "
                             "file, or an image folder with one sub-folder per class (at least two), "
                             "e.g. DIR/cat/1.png and DIR/dog/2.png")
         raise UserError(f"{root} has one class folder ({classes[0]!r}); an image folder needs one "

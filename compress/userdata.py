@@ -1,4 +1,4 @@
-"""Your own data: .csv, .parquet or .npz files (and image folders, see images.py) turned into a
+"""Your own data: .csv, .tsv, .parquet or .npz files (and image folders, see images.py) turned into a
 Dataset, with every change counted.
 
 Preprocessing (scaling, one-hot or ordinal encoding, imputation) is fitted on
@@ -27,7 +27,11 @@ from compress.images import ImageFolder, load_image_folder
 
 MISSING_POLICIES = ("error", "drop", "impute")
 ONE_HOT_LIMIT = 10  # categorical columns with more distinct values are ordinal-encoded
-TABULAR_SUFFIXES = (".csv", ".parquet")
+TABULAR_SUFFIXES = (".csv", ".tsv", ".parquet")
+#: Separators a spreadsheet's "CSV" export may use instead of commas (a European locale's ";"
+#: goes with decimal commas).
+OTHER_SEPARATORS = (";", "\t", "|")
+_DECIMAL_COMMA = r"-?\d+,\d+"
 
 
 @dataclass
@@ -74,18 +78,31 @@ def load_file(
         raise UserError(f"data file {path} does not exist; check the path")
     if path.stat().st_size == 0:
         raise UserError(f"data file {path} is empty; it needs a header and rows")
-    if path.suffix == ".npz":
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
         return _load_npz(path, seed)
-    if path.suffix in TABULAR_SUFFIXES:
+    if suffix in TABULAR_SUFFIXES:
         return _load_table(path, seed, target, missing)
-    raise UserError(f"{path}: --data takes .csv, .parquet or .npz files")
+    raise UserError(f"{path}: --data takes .csv, .tsv, .parquet or .npz files")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
     try:
-        if path.suffix == ".parquet":
+        if path.suffix.lower() == ".parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        if path.suffix.lower() == ".tsv":
+            return pd.read_csv(path, sep="\t")
+        frame = pd.read_csv(path)
+        header = str(frame.columns[0]) if frame.shape[1] == 1 else ""
+        separator = next((sep for sep in OTHER_SEPARATORS if sep in header), None)
+        if separator is None:
+            return frame
+        frame = pd.read_csv(path, sep=separator)
+        text = frame.select_dtypes(exclude="number")
+        if separator == ";" and any(text[c].dropna().astype(str).str.fullmatch(_DECIMAL_COMMA).all()
+                                    for c in text):
+            frame = pd.read_csv(path, sep=";", decimal=",")
+        return frame
     except ImportError:
         raise UserError("reading .parquet needs pyarrow: pip install 'compress[parquet]'") from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:

@@ -109,7 +109,7 @@ CASES = {
     "infinite values": (["--data", "{inf}", "--target", "label"], "infinite values in column(s) x1"),
     "NaN without a policy": (["--data", "{nan}", "--target", "label"], "pass --missing drop"),
     "only the target column": (["--data", "{only_target}", "--target", "label"], "add feature columns"),
-    "unsupported file type": (["--data", "{text}"], "takes .csv, .parquet or .npz"),
+    "unsupported file type": (["--data", "{text}"], "takes .csv, .tsv, .parquet or .npz"),
     "unreadable csv": (["--data", "{garbage}", "--target", "label"], "cannot be read as a table"),
     "npz without y": (["--data", "{npz_no_y}"], "needs arrays named x and y"),
     "npz length mismatch": (["--data", "{npz_mismatch}"], "60 rows in x but 50 labels"),

@@ -58,7 +58,7 @@ RUN = {
                                           "architecture 'zzz' is not understood"),
     "run: wildcard matching nothing": (["--strategy", "zz*"], "no strategy matches 'zz*'"),
     "run: data is a folder without class folders": (["--data", "{user}"], "has no class folders; "
-                                                    "--data takes a .csv, .parquet or .npz file"),
+                                                    "--data takes a .csv, .tsv, .parquet or .npz file"),
     "run: npz labels with NaN": (["--data", "{npz_nan_y}"], "y contains NaN or inf"),
     "run: npz labels in two columns": (["--data", "{npz_y_2d}"], "y must be one label per row"),
     "run: npz x_test without y_test": (["--data", "{npz_x_test_only}"], "give both x_test and y_test"),

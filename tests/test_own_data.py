@@ -255,3 +255,22 @@ def test_a_rare_class_is_named_by_its_label(tmp_path):
     np.savez(tmp_path / "rare.npz", x=x, y=np.array([5] * 50 + [7] * 50 + [10] * 3))
     with pytest.raises(UserError, match=r"class '10' has only 3 samples"):
         load_file(tmp_path / "rare.npz", seed=0)
+
+
+def test_spreadsheet_exports_with_other_separators_read_as_the_comma_file(tmp_path):
+    """A European locale's ";" with decimal commas, tabs in a .csv, and a .tsv: the same table."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2)).round(3)
+    rows = [(a, b, "yes" if a > 0 else "no") for a, b in x]
+    (tmp_path / "comma.csv").write_text("a,b,label\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows))
+    (tmp_path / "semicolon.csv").write_text(
+        "a;b;label\n" + "".join(f"{str(a).replace('.', ',')};{str(b).replace('.', ',')};{c}\n"
+                                for a, b, c in rows))
+    (tmp_path / "tabs.csv").write_text("a\tb\tlabel\n" + "".join(f"{a}\t{b}\t{c}\n" for a, b, c in rows))
+    (tmp_path / "data.TSV").write_text((tmp_path / "tabs.csv").read_text())
+    reference, record = load_file(tmp_path / "comma.csv", seed=0, target="label")
+    assert record.summary() and reference.training.x_train.shape[1] == 2  # two numeric features
+    for name in ("semicolon.csv", "tabs.csv", "data.TSV"):
+        dataset, _ = load_file(tmp_path / name, seed=0, target="label")
+        np.testing.assert_allclose(dataset.training.x_train, reference.training.x_train, rtol=1e-6)
+        np.testing.assert_array_equal(dataset.y_test, reference.y_test)
