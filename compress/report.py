@@ -14,6 +14,7 @@ import io
 import json
 import statistics
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -489,13 +490,16 @@ def _points(configs: list[Config]) -> list[plots.Point]:
     return points
 
 
-def _figures(configs: list[Config], found: list[Pairing], folder: Path) -> list[Block]:
+def _figures(configs: list[Config], found: list[Pairing], folder: Path, prefix: str = "") -> list[Block]:
+    """The figures, drawn into ``folder`` with ``prefix`` before each file name (one per group of
+    a mixed report)."""
     if not configs:
         return []
+    files = {name: folder / f"{prefix}{file}" for name, (file, _) in FIGURES.items()}
     points = _points(configs)
-    figures = [partial(plots.accuracy_tradeoff, points, folder / FIGURES[cost][0], cost=cost,
+    figures = [partial(plots.accuracy_tradeoff, points, files[cost], cost=cost,
                        front=[c.label for c in frontier(configs, cost)]) for cost in ("size", "latency")]
-    figures.append(partial(plots.size_and_latency_bars, points, folder / FIGURES["bars"][0]))
+    figures.append(partial(plots.size_and_latency_bars, points, files["bars"]))
     shown = ["size", "latency", "bars"]
     if found:
         pairing = found[0]
@@ -506,16 +510,17 @@ def _figures(configs: list[Config], found: list[Pairing], folder: Path) -> list[
                                                                  *pairing.technique.accuracy)]
         document = pairing.technique.row.get("dataset") == "document"
         figures.append(partial(
-            plots.teacher_vs_student, bars, folder / FIGURES["students"][0], seeds=pairing.technique.seeds,
+            plots.teacher_vs_student, bars, files["students"], seeds=pairing.technique.seeds,
             reference=("document's student (0.78, one unseeded run)", DOCUMENT_STUDENT_ACCURACY)
             if document else None))
         shown.insert(2, "students")
     plots.draw_all(figures)  # the costliest first, as drawn side by side
-    return [Heading("Figures"), *[Image(folder / FIGURES[f][0], FIGURES[f][1]) for f in shown]]
+    return [Heading("Figures"), *[Image(files[f], FIGURES[f][1]) for f in shown]]
 
 
 def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Path,
-                   tunes: Sequence[dict[str, Any]] = ()) -> tuple[Document, list[Verdict]]:
+                   tunes: Sequence[dict[str, Any]] = (), figure_prefix: str = "",
+                   ) -> tuple[Document, list[Verdict]]:
     """Assemble the report (writing its figures into ``folder``) and its claim verdicts;
     ``tunes`` are the tune.json of tune folders among the results."""
     datasets = sorted({str(r.get("dataset")) for r in rows})
@@ -558,7 +563,7 @@ def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
         Paragraph("Each measurable claim against this run's measurements (controls excluded):"),
         claims_table(verdicts),
     )
-    document.add(*_figures(configs, found, folder))
+    document.add(*_figures(configs, found, folder, figure_prefix))
     notes = {(c.label, c.row.get("notes") or ""): c for c in configs if c.row.get("notes")}
     document.add(Heading("Notes per configuration"),
                  Bullets([f"**{label}**: {text}" for label, text in notes] or ["(none)"]))
@@ -609,6 +614,31 @@ def _read_tune(results: Path) -> dict[str, Any] | None:
     return tune
 
 
+def mixed_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Path,
+                   tunes: Sequence[dict[str, Any]] = ()) -> tuple[Document, list[Verdict]]:
+    """A report of runs that differ in dataset or teacher (``--allow-mixed``): each group is
+    reported on its own, under its heading, so no accuracy, ranking, recommendation or claim
+    ever mixes two datasets; the claims' technique names say their group."""
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((str(row.get("dataset")), str(row.get("teacher_architecture"))), []).append(row)
+    document = Document(f"Compression report: {', '.join(sorted({d for d, _ in groups}))}")
+    document.add(Paragraph(f"These runs differ in dataset or teacher ({'; '.join(mixed(rows))}). Each "
+                           "group is reported on its own below: no number, ranking or recommendation "
+                           "compares models of two groups."))
+    for tune in tunes:
+        document.add(*tune_section(tune))
+    verdicts: list[Verdict] = []
+    for number, ((dataset, teacher), group) in enumerate(sorted(groups.items()), start=1):
+        runs = {r.get("run_id") for r in group}
+        part, found = build_document(group, [m for m in manifests if m.get("run_id") in runs], folder,
+                                     figure_prefix=f"{number}-")
+        document.add(Heading(f"{number}. {dataset}, teacher {teacher}"),
+                     *(replace(b, level=b.level + 1) if isinstance(b, Heading) else b for b in part.blocks))
+        verdicts += [replace(v, technique=f"{v.technique} ({dataset})") for v in found]
+    return document, verdicts
+
+
 def _check_mixed(rows: list[Row], allow_mixed: bool) -> None:
     """Runs of different datasets or teachers cannot be averaged into one number."""
     groups = mixed(rows)
@@ -651,7 +681,7 @@ def build_report(
         check_output(folder, str(folder_kind(folder)), reuse=True)
     else:
         open_output(folder, "report", reuse=True)
-    document, verdicts = build_document(rows, manifests, folder, tunes)
+    document, verdicts = (mixed_document if mixed(rows) else build_document)(rows, manifests, folder, tunes)
     write_atomic(folder / CLAIMS_FILE, claims_csv(verdicts))
     if "md" in formats:
         write_atomic(folder / "report.md", document.markdown())

@@ -155,7 +155,17 @@ def test_runs_of_different_datasets_are_not_merged_silently(tmp_path):
         build_report([first, second], tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
     folder = build_report([first, second], tmp_path / "merged", allow_mixed=True)
-    assert "| Dataset |" in (folder / "report.md").read_text()
+    text = (folder / "report.md").read_text()
+    intro, digits, synthetic = text.split("\n## ")
+    assert "Each group is reported on its own" in intro
+    assert digits.startswith("1. digits, teacher") and synthetic.startswith("2. synthetic, teacher")
+    for group in (digits, synthetic):  # a whole report each: its own recommendation and claims
+        assert "### Recommendation" in group and "### The document's comparison, tested" in group
+        assert "(digits)" not in group and "(synthetic)" not in group  # no model of the other group
+    assert "](1-accuracy_vs_size.png)" in digits and "](2-accuracy_vs_size.png)" in synthetic
+    assert (folder / "1-accuracy_vs_size.png").is_file() and (folder / "2-size_and_latency.png").is_file()
+    claims = (folder / "claims.csv").read_text()
+    assert "Quantization (digits)," in claims and "Quantization (synthetic)," in claims
 
 
 def test_results_from_different_cpus_are_flagged():
