@@ -232,14 +232,15 @@ def list_strategies() -> None:
 @click.option("--format", "formats", default="md,html", show_default=True,
               help="Comma-separated: md, html, csv.")
 @click.option("--allow-mixed", is_flag=True,
-              help="Merge runs of different datasets or teachers, grouped by dataset.")
+              help="Merge runs of different datasets or teachers: one section each.")
 def report(results: tuple[Path, ...], out: Path | None, formats: str, allow_mixed: bool) -> None:
     """Rebuild the report from saved results (several runs are merged); no TensorFlow needed."""
     from compress.report import build_report
 
-    folder = build_report(list(results), out, [f.strip() for f in formats.split(",") if f.strip()],
-                          allow_mixed=allow_mixed)
-    click.echo(f"report: {folder / 'report.md'}")
+    chosen = [f.strip() for f in formats.split(",") if f.strip()]
+    folder = build_report(list(results), out, chosen, allow_mixed=allow_mixed)
+    for written in chosen:
+        click.echo(f"report: {folder / f'report.{written}'}")
 
 
 @cli.command()

@@ -506,8 +506,9 @@ def measure_latency(
 def latency_warning(spread: Spread, disturbed: int) -> str | None:
     """What a row should say about the machine it was timed on, if anything."""
     if disturbed > spread.rounds * DISTURBED:
-        return (f"busy machine: {disturbed} of {spread.rounds} rounds waited for a core; the "
-                f"figures are the {spread.steady_rounds} steady rounds', CPU time per call "
+        return (f"busy machine: {disturbed} of {spread.rounds} rounds spent over {DISTURBED:.0%} of "
+                f"their time waiting for a core; the figures are the {spread.steady_rounds} rounds "
+                f"within {STEADY_TOLERANCE:.0%} of the fastest, and CPU time per call "
                 "(latency_cpu_us) is the cross-check")
     if spread.steady_rounds < spread.rounds * UNSTEADY_SHARE:
         return (f"unsteady machine: {spread.rounds - spread.steady_rounds} of {spread.rounds} rounds "

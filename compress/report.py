@@ -227,6 +227,11 @@ def findings(configs: list[Config], rows: list[Row]) -> list[str]:
     for config in configs:
         if config.role == "baseline":
             continue
+        floor = config.row.get("majority_rate")
+        if floor is not None and config.accuracy[0] <= floor:
+            notes.append(f"**{config.label} is no better than always predicting the majority class** "
+                         f"({config.accuracy[0]:.3f} against {floor:.3f}): it learned nothing usable "
+                         "here (a training too short, or a model too small for this data).")
         if (config.row.get("arithmetic") or "").startswith("int") and config.speed == "slower":
             notes.append(f"**{config.label} is slower than float32 on this CPU** "
                          f"({config.speedup[0]:.2f}× the teacher's speed), although its file is "  # type: ignore[index]

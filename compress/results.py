@@ -134,7 +134,12 @@ def read_runs(paths: Sequence[Path | str]) -> list[dict[str, Any]]:
     given twice, or two runs of the same seed) and narrow every interval for nothing."""
     rows: list[dict[str, Any]] = []
     first: dict[tuple[str, ...], Path] = {}
-    for path in map(Path, paths):
+    given = [Path(p) / RESULTS_FILE if Path(p).is_dir() else Path(p) for p in paths]
+    repeated = next((p for i, p in enumerate(given) if p.resolve() in {q.resolve() for q in given[:i]}), None)
+    if repeated is not None:
+        raise UserError(f"{repeated} is given twice (the same run twice would count each seed "
+                        "twice); give each run once")
+    for path in given:
         for row in read_results(path):
             key = tuple(str(row.get(k)) for k in ("dataset", "teacher_architecture", "spec", "seed"))
             if first.setdefault(key, path) != path:
@@ -163,9 +168,12 @@ def read_results(path: Path | str) -> list[dict[str, Any]]:
         path = path / RESULTS_FILE
     if not path.is_file():
         raise UserError(f"no results file at {path}; pass a results.jsonl written by 'compress run'")
-    if path.suffix.lower() == ".csv":
+    if path.name == CSV_FILE:
         raise UserError(f"{path} is the spreadsheet copy; pass {path.with_name(RESULTS_FILE)} or the run "
                         "folder instead")
+    if path.suffix.lower() != ".jsonl":
+        raise UserError(f"{path} is not a results file; pass a run folder, or the {RESULTS_FILE} "
+                        "'compress run' wrote in it")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

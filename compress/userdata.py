@@ -177,7 +177,7 @@ def _apply_missing_policy(path: Path, frame: pd.DataFrame, target: str, missing:
         return frame, record
     columns = [str(c) for c in frame.columns if holes[c].any()]
     empty = [str(c) for c in frame.columns if c != target and holes[c].all()]
-    if empty and missing != "error":
+    if empty:  # whatever the policy: dropping rows would drop them all, imputing has nothing to go on
         raise UserError(f"{path}: column(s) {', '.join(empty)} have no values at all; drop them from "
                         "the file (nothing can be imputed from an empty column)")
     if missing == "error":

@@ -149,7 +149,8 @@ def test_the_warning_names_a_busy_or_an_unsteady_machine_and_nothing_else():
     assert latency_warning(spread(100, 60), disturbed=5) is None
     assert latency_warning(spread(100, 30), disturbed=20) is None  # a third steady: still sound
     assert latency_warning(spread(100, 60), disturbed=21).startswith(
-        "busy machine: 21 of 100 rounds waited for a core; the figures are the 60 steady rounds'")
+        "busy machine: 21 of 100 rounds spent over 20% of their time waiting for a core; the figures "
+        "are the 60 rounds within 10% of the fastest")
     assert latency_warning(spread(100, 24), disturbed=0) == (
         "unsteady machine: 76 of 100 rounds ran over 10% slower than the fastest (another "
         "process, or a slowed core); the figures are the other 24's")
@@ -198,5 +199,5 @@ def test_rounds_that_wait_for_a_core_are_counted_and_flagged(monkeypatch):
     stats = measure_latency({"m": model}, x, rounds=6, span_seconds=0.0, round_seconds=0.001,
                             warmup_calls=2, warmup_seconds=0.0)["m"]
     assert stats.disturbed_rounds == 6
-    assert stats.warning.startswith("busy machine: 6 of 6 rounds waited for a core")
+    assert stats.warning.startswith("busy machine: 6 of 6 rounds spent over 20% of their time waiting")
     assert stats.fields()["latency_disturbed_rounds"] == 6 and stats.fields()["latency_cpu_us"] == 0.0

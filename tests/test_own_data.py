@@ -274,3 +274,11 @@ def test_spreadsheet_exports_with_other_separators_read_as_the_comma_file(tmp_pa
         dataset, _ = load_file(tmp_path / name, seed=0, target="label")
         np.testing.assert_allclose(dataset.training.x_train, reference.training.x_train, rtol=1e-6)
         np.testing.assert_array_equal(dataset.y_test, reference.y_test)
+
+
+def test_an_empty_column_is_named_whatever_the_missing_policy(tmp_path):
+    rows = "".join(f"{i % 7},,{'a' if i % 2 else 'b'}\n" for i in range(60))
+    (tmp_path / "holes.csv").write_text("x,blank,label\n" + rows)
+    for policy in ("error", "drop", "impute"):
+        with pytest.raises(UserError, match=r"column\(s\) blank have no values at all; drop them"):
+            load_file(tmp_path / "holes.csv", seed=0, target="label", missing=policy)

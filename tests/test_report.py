@@ -207,3 +207,13 @@ def test_a_family_whose_only_strategy_was_skipped_says_why_instead_of_absent():
     assert all("prune-magnitude skipped: no layer to prune" in v.measured for v in pruning)
     assert "no pruning strategy in this run" in [v for v in evaluate_claims(configs, pairings(configs))
                                                  if v.technique == "Pruning"][0].measured
+
+
+def test_a_model_no_better_than_the_majority_class_is_called_so():
+    rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.97),
+            fake_row("distill", "distillation", accuracy=0.30, size=4000),
+            fake_row("quantize-int8", accuracy=0.97)]
+    said = [note for note in findings(configurations(rows), rows) if "majority class" in note]
+    assert said == ["**distill is no better than always predicting the majority class** (0.300 "
+                    "against 0.340): it learned nothing usable here (a training too short, or a "
+                    "model too small for this data)."]
