@@ -129,24 +129,40 @@ def write_results(folder: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_runs(paths: Sequence[Path | str]) -> list[dict[str, Any]]:
-    """The rows of several runs, to merge: a seed of one configuration (same dataset, teacher and
-    spec) may come from one of them only, or one model would count as two seeds (the same run
-    given twice, or two runs of the same seed) and narrow every interval for nothing."""
-    rows: list[dict[str, Any]] = []
-    first: dict[tuple[str, ...], Path] = {}
+    """The rows of several runs, to merge.  A seed of one configuration (same dataset, teacher and
+    spec) counts once, or one model would count as two seeds and narrow every interval for
+    nothing.  When two runs hold it with the same test predictions (a copied run; the teacher's
+    row in two runs of other strategies on one seed) the first is kept, and the later run's rows
+    of that seed join the first's (same test split, same baseline); with different predictions
+    (two models for one seed) the merge is refused."""
     given = [Path(p) / RESULTS_FILE if Path(p).is_dir() else Path(p) for p in paths]
     repeated = next((p for i, p in enumerate(given) if p.resolve() in {q.resolve() for q in given[:i]}), None)
     if repeated is not None:
-        raise UserError(f"{repeated} is given twice (the same run twice would count each seed "
-                        "twice); give each run once")
+        raise UserError(f"{repeated} is given twice; give each run once")
+    rows: list[dict[str, Any]] = []
+    first: dict[tuple[str, ...], tuple[Path, dict[str, Any]]] = {}
+
+    def key(row: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(str(row.get(k)) for k in ("dataset", "teacher_architecture", "spec", "seed"))
+
+    def same_model(row: dict[str, Any], where: Path) -> bool:
+        kept = first[key(row)][1]
+        if kept.get("test_correct") == row.get("test_correct") and kept["status"] == row["status"]:
+            return True
+        raise UserError(f"seed {row['seed']} of {row['label']} is a different model in "
+                        f"{first[key(row)][0]} and {where}; merge runs of different seeds, or re-run one")
+
     for path in given:
-        for row in read_results(path):
-            key = tuple(str(row.get(k)) for k in ("dataset", "teacher_architecture", "spec", "seed"))
-            if first.setdefault(key, path) != path:
-                raise UserError(f"seed {row['seed']} of {row['label']} is in both {first[key]} and {path} "
-                                "(the same run twice, or two runs of one seed); merge runs of "
-                                "different seeds, each once")
-            rows.append(row)
+        batch = read_results(path)
+        joins = {(row.get("run_id"), row.get("seed")): first[key(row)][1].get("run_id") for row in batch
+                 if row.get("role") == "baseline" and key(row) in first and same_model(row, path)}
+        for row in batch:
+            row = {**row, "run_id": joins.get((row.get("run_id"), row.get("seed")), row.get("run_id"))}
+            if key(row) not in first:
+                first[key(row)] = (path, row)
+                rows.append(row)
+            else:
+                same_model(row, path)
     return rows
 
 

@@ -32,6 +32,9 @@ TABULAR_SUFFIXES = (".csv", ".tsv", ".parquet")
 #: goes with decimal commas).
 OTHER_SEPARATORS = (";", "\t", "|")
 _DECIMAL_COMMA = r"-?\d+,\d+"
+#: Cells read as missing besides pandas' own ("", "NA", "n/a", "null", ...): "?" marks a missing
+#: value in the UCI repository's tables, where many users' data comes from.
+MISSING_MARKS = ["?"]
 
 
 @dataclass
@@ -47,9 +50,12 @@ class Preprocessing:
     one_hot: list[str] = field(default_factory=list)
     ordinal: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # columns left out, each with why
 
     def summary(self) -> str:
         parts = [f"{self.rows_read} rows read from {self.source}"]
+        if self.dropped:
+            parts.append(f"columns left out: {', '.join(self.dropped)}")
         if self.rows_dropped:
             parts.append(f"{self.rows_dropped} rows with missing values dropped")
         if self.cells_imputed:
@@ -91,17 +97,17 @@ def _read_table(path: Path) -> pd.DataFrame:
         if path.suffix.lower() == ".parquet":
             return pd.read_parquet(path)
         if path.suffix.lower() == ".tsv":
-            return pd.read_csv(path, sep="\t")
-        frame = pd.read_csv(path)
+            return pd.read_csv(path, sep="\t", na_values=MISSING_MARKS)
+        frame = pd.read_csv(path, na_values=MISSING_MARKS)
         header = str(frame.columns[0]) if frame.shape[1] == 1 else ""
         separator = next((sep for sep in OTHER_SEPARATORS if sep in header), None)
         if separator is None:
             return frame
-        frame = pd.read_csv(path, sep=separator)
+        frame = pd.read_csv(path, sep=separator, na_values=MISSING_MARKS)
         text = frame.select_dtypes(exclude="number")
         if separator == ";" and any(text[c].dropna().astype(str).str.fullmatch(_DECIMAL_COMMA).all()
                                     for c in text):
-            frame = pd.read_csv(path, sep=";", decimal=",")
+            frame = pd.read_csv(path, sep=";", decimal=",", na_values=MISSING_MARKS)
         return frame
     except ImportError:
         raise UserError("reading .parquet needs pyarrow: pip install 'compress[parquet]'") from None
@@ -133,6 +139,8 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
                 features[column].map(lambda v: isinstance(v, (list, dict, tuple))).any():
             raise UserError(f"{path}: column {column!r} cannot be encoded as a feature; "
                             "convert it to numbers or categories, or drop it")
+    _refuse_numbers_with_stray_text(path, frame, target)
+    frame = _drop_uninformative(path, frame, target, record)
     frame, record = _apply_missing_policy(path, frame, target, missing, record)
     values = frame[target]
     if pd.api.types.is_float_dtype(values) and (values != values.round()).any():
@@ -167,6 +175,48 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
 
     training = TrainingData(path.stem, x_train, y[train], transform(val), y[val], tuple(classes))
     return Dataset(training, transform(test), y[test]), record
+
+
+#: A text column whose cells are numbers but for at most this share is a numeric column with typos.
+STRAY_TEXT_SHARE = 0.1
+#: An identifier: a text column different in every row, in a table of at least this many rows.
+IDENTIFIER_ROWS = 20
+
+
+def _refuse_numbers_with_stray_text(path: Path, frame: pd.DataFrame, target: str) -> None:
+    """A numeric column with a few text cells ("n/a", "12kg") would silently become an ordinal
+    category, its numbers reduced to their sort order: name the cells instead."""
+    for column in frame.columns:
+        if column == target or pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        values = frame[column].dropna().astype(str)
+        stray = values[pd.to_numeric(values, errors="coerce").isna()]
+        if len(values) and 0 < len(stray) <= STRAY_TEXT_SHARE * len(values):
+            shown = ", ".join(repr(v) for v in sorted(set(stray))[:3])
+            raise UserError(f"{path}: column {column!r} holds numbers except {len(stray)} cells ({shown}); "
+                            "correct them, or empty them to treat them as missing")
+
+
+def _drop_uninformative(path: Path, frame: pd.DataFrame, target: str,
+                        record: Preprocessing) -> pd.DataFrame:
+    """Leave out what cannot inform a classifier, and say so: a column with one value in every
+    row, and a text column different in every row (an identifier, which a teacher could only
+    memorize)."""
+    why = {}
+    for column in frame.columns:
+        values = frame[column]
+        if column == target or values.isna().all():  # an empty one is named by the missing check
+            continue
+        if values.nunique(dropna=False) == 1:
+            why[column] = "one value"
+        elif not pd.api.types.is_numeric_dtype(values) and len(values) >= IDENTIFIER_ROWS and \
+                values.nunique() == len(values):
+            why[column] = "every value different: an identifier"
+    record.dropped = [f"{column} ({reason})" for column, reason in why.items()]
+    if len(why) == frame.shape[1] - 1:
+        raise UserError(f"{path}: no informative feature column ({', '.join(record.dropped)}); add "
+                        "columns that vary from row to row")
+    return frame.drop(columns=list(why))
 
 
 def _apply_missing_policy(path: Path, frame: pd.DataFrame, target: str, missing: str,

@@ -230,7 +230,7 @@ RECOMMEND = {
     "recommend: unknown objective": (["{run}", "--objective", "cost"], "Invalid value for '--objective'"),
     "recommend: missing results": (["{tmp}/nope"], "no results file at"),
     "recommend: a data file given": (["{text}"], "is not a results file; pass a run folder"),
-    "recommend: a run given twice": (["{run}", "{run}"], "is given twice (the same run twice would count"),
+    "recommend: a run given twice": (["{run}", "{run}"], "is given twice; give each run once"),
     "recommend: runs of two datasets": (["{run}", "{run_digits}"], "differ in dataset or teacher"),
     "recommend: empty results file": (["{bad_empty}"], "holds no result rows"),
     "recommend: damaged results": (["{bad_damaged}"], "is not valid JSON"),

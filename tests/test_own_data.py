@@ -282,3 +282,31 @@ def test_an_empty_column_is_named_whatever_the_missing_policy(tmp_path):
     for policy in ("error", "drop", "impute"):
         with pytest.raises(UserError, match=r"column\(s\) blank have no values at all; drop them"):
             load_file(tmp_path / "holes.csv", seed=0, target="label", missing=policy)
+
+
+def test_question_marks_stray_text_identifiers_and_constants(tmp_path):
+    """What a UCI-style table holds: "?" for a missing value, a typo among numbers, a row id and
+    a constant column; none may silently become a feature."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user": [f"user_{i:05d}" for i in range(80)],
+                          "weight": rng.normal(70, 9, 80).round(1), "site": "north",
+                          "colour": rng.choice(["red", "blue"], 80), "label": rng.choice(["a", "b"], 80)})
+    frame.to_csv(tmp_path / "clean.csv", index=False)
+    _, record = load_file(tmp_path / "clean.csv", seed=0, target="label")
+    assert record.dropped == ["user (every value different: an identifier)", "site (one value)"]
+    assert "columns left out: user (every value different: an identifier), site (one value)" in \
+        record.summary()
+    assert record.numeric == ["weight"] and record.one_hot == ["colour"] and not record.ordinal
+    holes = frame.astype({"weight": object})
+    holes.loc[:4, "weight"] = "?"
+    holes.to_csv(tmp_path / "holes.csv", index=False)
+    with pytest.raises(UserError, match=r"5 missing cells in 5 rows \(columns: weight\)"):
+        load_file(tmp_path / "holes.csv", seed=0, target="label")
+    _, imputed = load_file(tmp_path / "holes.csv", seed=0, target="label", missing="impute")
+    assert imputed.numeric == ["weight"] and imputed.cells_imputed == 5
+    holes.loc[:4, "weight"] = "71kg"
+    holes.to_csv(tmp_path / "typo.csv", index=False)
+    with pytest.raises(UserError, match=r"column 'weight' holds numbers except 5 cells \('71kg'\)"):
+        load_file(tmp_path / "typo.csv", seed=0, target="label")

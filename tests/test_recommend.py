@@ -116,16 +116,21 @@ def test_cli_recommend_without_an_accuracy_budget_uses_the_reports(tmp_path):
     assert anything.output.startswith("Recommended (size): distill")
 
 
-def test_one_seed_given_twice_or_two_datasets_are_refused(tmp_path):
+def test_one_seed_counts_once_and_two_datasets_are_refused(tmp_path):
     """A copied run is not a second seed; a model of another dataset is not an alternative."""
     for name in ("a", "copy"):
         write_results(tmp_path / name, ROWS)
-    twice = CliRunner().invoke(cli, ["recommend", str(tmp_path / "a"), str(tmp_path / "copy")])
-    assert twice.exit_code == 2 and "seed 0 of baseline is in both" in twice.stderr
-    report = CliRunner().invoke(cli, ["report", str(tmp_path / "a"), str(tmp_path / "copy"),
-                                      "--out", str(tmp_path / "merged")])
-    assert report.exit_code == 2 and "(the same run twice, or two runs of one seed)" in report.stderr
-    assert not (tmp_path / "merged").exists()
+    same = CliRunner().invoke(cli, ["report", str(tmp_path / "a"), str(tmp_path / "copy"),
+                                    "--out", str(tmp_path / "merged"), "--format", "csv"])
+    alone = CliRunner().invoke(cli, ["report", str(tmp_path / "a"), "--out", str(tmp_path / "alone"),
+                                     "--format", "csv,md"])
+    assert same.exit_code == 0 and alone.exit_code == 0, same.stderr + alone.stderr
+    assert (tmp_path / "merged" / "report.csv").read_text() == (tmp_path / "alone" / "report.csv").read_text()
+    other_model = [{**row, "test_correct": row["test_correct"][::-1]} if row["strategy"] == "distill"
+                   else row for row in ROWS]
+    write_results(tmp_path / "rerun", other_model)
+    twice = CliRunner().invoke(cli, ["recommend", str(tmp_path / "a"), str(tmp_path / "rerun")])
+    assert twice.exit_code == 2 and "seed 0 of distill is a different model in" in twice.stderr
     write_results(tmp_path / "other", [{**row, "dataset": "digits", "seed": row["seed"] + 5}
                                        for row in ROWS])
     mixed = CliRunner().invoke(cli, ["recommend", str(tmp_path / "a"), str(tmp_path / "other")])

@@ -205,8 +205,8 @@ def test_a_family_whose_only_strategy_was_skipped_says_why_instead_of_absent():
     pruning = [v for v in verdicts if v.technique == "Pruning"]
     assert pruning and all(v.verdict == "not measured" for v in pruning)
     assert all("prune-magnitude skipped: no layer to prune" in v.measured for v in pruning)
-    assert "no pruning strategy in this run" in [v for v in evaluate_claims(configs, pairings(configs))
-                                                 if v.technique == "Pruning"][0].measured
+    absent = next(v for v in evaluate_claims(configs, pairings(configs)) if v.technique == "Pruning")
+    assert "no pruning strategy in this run" in absent.measured
 
 
 def test_a_model_no_better_than_the_majority_class_is_called_so():
