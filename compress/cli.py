@@ -78,7 +78,8 @@ def cli() -> None:
               help="Missing cells: stop, drop their rows, or impute (median / most frequent, "
               "fitted on the train split). Counts are always reported.  [default: error]")
 @click.option("--teacher", type=click.Path(path_type=Path), default=None,
-              help="Your trained tf_keras model (.keras or SavedModel folder) as the teacher.")
+              help="Your trained Keras classifier as the teacher: a .keras file (Keras 3 or tf_keras) "
+              "or a SavedModel folder.")
 @click.option("--teacher-arch", default=None, metavar="SPEC",
               help="The built-in teacher to train: mlp:128,64 (any data), cnn:32,64:128 (images), "
               "cnn1d:32,64,64:64 (sequences) or dsres:16,32 (depthwise-separable residual, images). "

@@ -132,7 +132,8 @@ def split_indices(
             raise UserError(f"{name}: {len(classes)} distinct labels in {len(y)} rows, {counts.min()} "
                             f"for class {label}: that looks like a regression target; {CLASSIFIERS_ONLY}")
         raise UserError(
-            f"{name}: class {label} has only {counts.min()} samples; stratified splits need at "
+            f"{name}: class {label} has only {counts.min()} sample{'s' if counts.min() > 1 else ''}; "
+            "stratified splits need at "
             f"least {needed} per class, so add samples or drop that class"
         )
     rows = np.arange(len(y))

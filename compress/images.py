@@ -55,7 +55,9 @@ class ImageFolder:
         if self.resized:
             parts.append(f"{self.resized:,} resized to {self.size[0]}x{self.size[1]}")
         if self.ignored:
-            parts.append(f"{len(self.ignored)} non-image files ignored (e.g. {self.ignored[0]})")
+            count = len(self.ignored)
+            parts.append(f"{count} file{'s' if count > 1 else ''} outside the class folders or not "
+                         f"images, ignored (e.g. {self.ignored[0]})")
         return "; ".join(parts)
 
 

@@ -158,9 +158,12 @@ def load_sweep(path: Path | str) -> SweepConfig:
             not all(isinstance(m, str) and re.fullmatch(module, m) for m in imports):
         raise UserError(f"{path}: imports must be a list of module names, e.g. "
                         f"imports = [\"my_package.strategies\"]; got {imports!r}")
+    data = raw.get("data")
+    if data is not None and not Path(data).is_absolute() and (path.parent / data).exists():
+        data = str(path.parent / data)  # relative to the sweep file, as written there
     return SweepConfig(
         specs=tuple(specs), seeds=tuple(seeds), dataset=raw.get("dataset", "synthetic"),
-        data=raw.get("data"), target=raw.get("target"), missing=raw.get("missing", "error"),
+        data=data, target=raw.get("target"), missing=raw.get("missing", "error"),
         image_size=image_size, epochs=epochs, imports=tuple(imports),
     )
 

@@ -298,6 +298,7 @@ def _load_npz(path: Path, seed: int) -> tuple[Dataset, Preprocessing]:
         if not {"x_test", "y_test"} <= set(arrays):
             raise UserError(f"{path}: give both x_test and y_test, or neither")
         x_test, y_test = _npz_arrays(path, arrays["x_test"], arrays["y_test"], suffix="_test")
+        record.rows_read += len(x_test)
         if x_test.shape[1:] != x.shape[1:]:
             raise UserError(f"{path}: x_test rows have shape {x_test.shape[1:]}, x rows {x.shape[1:]}")
         if _label_kind(y_test) != _label_kind(y):

@@ -310,3 +310,11 @@ def test_question_marks_stray_text_identifiers_and_constants(tmp_path):
     holes.to_csv(tmp_path / "typo.csv", index=False)
     with pytest.raises(UserError, match=r"column 'weight' holds numbers except 5 cells \('71kg'\)"):
         load_file(tmp_path / "typo.csv", seed=0, target="label")
+
+
+def test_rows_read_counts_a_given_test_split(tmp_path):
+    x = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32)
+    y = np.arange(200) % 2
+    np.savez(tmp_path / "split.npz", x=x[:150], y=y[:150], x_test=x[150:], y_test=y[150:])
+    dataset, record = load_file(tmp_path / "split.npz", seed=0)
+    assert len(dataset.y_test) == 50 and record.summary().startswith("200 rows read from split.npz")
