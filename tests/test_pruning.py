@@ -128,8 +128,11 @@ def test_clustering_leaves_depthwise_kernels_as_tfmot_does_and_says_so(tmp_path)
                     make_data("image", shape=(8, 8, 3)), tmp_path)
     _, depthwise, _, pointwise, logits = kernels(artifact.flatbuffer)
     assert len(np.unique(depthwise)) > 8 and len(np.unique(pointwise)) <= 8 and len(np.unique(logits)) <= 8
-    assert "does not cluster depthwise kernels" in artifact.notes
-    assert "depthwise (DepthwiseConv2D)" in artifact.notes
+    assert "Left as they are: depthwise kernels, which tfmot does not cluster (the accuracy lost does " \
+        "not come back): depthwise (DepthwiseConv2D)." in artifact.notes
+    # the separable layer's depthwise kernel keeps its values, and the note must not claim otherwise
+    assert artifact.notes.startswith("Each kernel of expand, logits and the pointwise kernel of separable "
+                                     "(tfmot leaves their depthwise kernel as it is) shares 8 values")
 
 
 def test_qat_quantizes_the_outputs_of_layers_tfmot_has_no_quantizer_for(tmp_path):

@@ -22,7 +22,7 @@ def _refusal(layer: keras.layers.Layer) -> str | None:
     """
     layers = keras.layers
     if type(layer) is layers.DepthwiseConv2D:
-        return "tfmot does not cluster depthwise kernels: the accuracy lost does not come back"
+        return "depthwise kernels, which tfmot does not cluster (the accuracy lost does not come back)"
     kinds = (layers.Dense, layers.Conv1D, layers.Conv2D, layers.SeparableConv1D, layers.SeparableConv2D)
     return None if type(layer) in kinds else "only Dense, Conv1D/2D and separable kernels are clustered"
 
@@ -68,9 +68,15 @@ class Cluster(Strategy):
         except (ValueError, RuntimeError) as error:
             raise Skip(f"tfmot cannot cluster this teacher: {error}".splitlines()[0]) from error
         trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
-        kept = f" Left as they are, {by_reason(left)}." if left else ""
+        kept = f" Left as they are: {by_reason(left)}." if left else ""
+        pointwise_only = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)  # tfmot's choice
+        separable = [name for name in wrapped if isinstance(ctx.teacher.get_layer(name), pointwise_only)]
+        whole = [name for name in wrapped if name not in separable]
+        shared = [f"each kernel of {named(whole)}"] if whole else []
+        shared += [f"the pointwise kernel of {named(separable)} (tfmot leaves their depthwise kernel "
+                   "as it is)"] if separable else []
         return Compressed(
             model=clustering.strip_clustering(model),
-            notes=f"Each kernel of {named(list(wrapped))} shares {self.clusters} values (fine-tuned "
+            notes=f"{' and '.join(shared).capitalize()} shares {self.clusters} values (fine-tuned "
             f"{trained.describe()}).{kept} The float32 file is no smaller, but it compresses far better.",
         )
