@@ -63,7 +63,8 @@ def test_sizes_modes_stray_files_and_a_given_test_split(tmp_path):
     assert dataset.x_test.shape == (10, 16, 16, 3) and len(dataset.y_test) == 10
     assert record.given_test and record.channels == 3 and record.size == (16, 16)
     assert record.resized == 4 and len(record.ignored) == 4
-    assert "4 resized to 16x16" in record.summary() and "4 files outside the class folders or not images, ignored" in record.summary()
+    assert "4 resized to 16x16" in record.summary()
+    assert "4 files outside the class folders or not images, ignored" in record.summary()
     assert dataset.training.x_train.min() >= 0.0 and dataset.training.x_train.max() <= 1.0
     again, cached = load_image_folder(root, seed=0, image_size=None)
     assert cached.from_cache and np.array_equal(again.x_test, dataset.x_test)

@@ -188,3 +188,16 @@ def test_structured_pruning_is_really_smaller_and_cheaper(tiny, tmp_path):
     assert after.size_bytes < 0.4 * before.size_bytes
     assert after.macs < 0.4 * before.macs
     assert TFLiteModel(artifact.flatbuffer).predict(data.x_val).shape == (len(data.x_val), 3)
+    assert "went together" not in artifact.notes  # an MLP couples no layers: nothing to claim
+
+
+def test_coupled_layers_are_named_in_the_notes(tmp_path):
+    from compress.data import TrainingData
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    data = TrainingData("image", x[:48], y[:48], x[48:], y[48:], ("a", "b", "c"))
+    artifact = apply_strategy(PruneStructured(fraction=0.5, epochs=1), residual_cnn(), "test", data,
+                              seed=0, workdir=tmp_path)
+    assert "layers whose channels must match went together (stem + last)" in artifact.notes

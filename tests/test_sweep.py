@@ -277,9 +277,10 @@ def test_a_data_path_in_a_sweep_file_is_read_relative_to_the_file(tmp_path, monk
 
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "data.npz").write_bytes(b"")
-    (tmp_path / "project" / "sweep.toml").write_text('data = "data.npz"\n[[grid]]\nstrategy = "quantize-int8"\n')
+    grid = '[[grid]]\nstrategy = "quantize-int8"\n'
+    (tmp_path / "project" / "sweep.toml").write_text(f'data = "data.npz"\n{grid}')
     monkeypatch.chdir(tmp_path)  # run from elsewhere
     assert load_sweep("project/sweep.toml").data == str(Path("project") / "data.npz")
     (tmp_path / "there.npz").write_bytes(b"")  # found only from the working folder: kept as given
-    (tmp_path / "project" / "sweep.toml").write_text('data = "there.npz"\n[[grid]]\nstrategy = "quantize-int8"\n')
+    (tmp_path / "project" / "sweep.toml").write_text(f'data = "there.npz"\n{grid}')
     assert load_sweep("project/sweep.toml").data == "there.npz"

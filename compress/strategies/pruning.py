@@ -215,11 +215,13 @@ class PruneStructured(Strategy):
         shrunk = shrink(ctx.teacher, self.fraction)
         trained = fit(shrunk.model, ctx.data, epochs=self.epochs, lr=self.lr)
         narrowed = [name for group in shrunk.groups for name in group]
+        joined = [" + ".join(group) for group in shrunk.groups if len(group) > 1]
+        together = f"layers whose channels must match went together ({named(joined)}), " if joined else ""
         return Compressed(
             model=shrunk.model,
             notes=f"{self.fraction:.0%} of the channels of {len(shrunk.groups)} dependency groups removed "
-            f"by summed L1 norm ({named(narrowed)} narrowed; channels joined by residual adds go "
-            "together, the input and output stay whole), the next layers sliced to match, then "
+            f"by summed L1 norm ({named(narrowed)} narrowed; {together}the input and output stay "
+            "whole), the next layers sliced to match, then "
             f"{trained.describe()} of recovery: {ctx.teacher.count_params():,} → "
             f"{shrunk.model.count_params():,} parameters, smaller and faster for real.",
         )
