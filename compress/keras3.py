@@ -30,6 +30,7 @@ so it only ever sees standard Keras layers and objects.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,8 @@ import numpy as np
 
 from compress.backend import keras
 from compress.errors import UserError
-from compress.teacher import INTEGER_INPUTS, TOKEN_LAYERS
+from compress.fileio import write_atomic
+from compress.teacher import INTEGER_INPUTS, TOKEN_LAYERS, cache_dir
 
 #: Largest absolute difference between Keras 3's and the translation's predictions accepted.
 TOLERANCE = 1e-5
@@ -124,30 +127,59 @@ def translate(path: Path) -> keras.Model:
                         f"{_first_line(error)}); re-save it, or save it as a tf_keras model") from None
 
 
-def check_translation(path: Path, translated: keras.Model, x: np.ndarray) -> float:
+def check_translation(path: Path, translated: keras.Model, x: np.ndarray, *, use_cache: bool = True) -> float:
     """The largest absolute difference between Keras 3's predictions for ``x`` and ``translated``'s.
 
-    Keras 3 runs in a child process (see the module docstring for why).
+    Keras 3 runs in a child process (see the module docstring for why), once per file, inputs
+    and versions: its predictions are cached, so a later run of the same teacher on the same
+    data skips the child's 15-20 s.
     """
-    with tempfile.TemporaryDirectory(prefix="compress-keras3-") as folder:
-        inputs, outputs = Path(folder) / "x.npy", Path(folder) / "predictions.npy"
-        np.save(inputs, np.asarray(x, dtype=np.float32))
-        environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-        environment["KERAS_BACKEND"] = "tensorflow"
-        # cwd is the empty folder, so no module lying next to the user's files can shadow keras.
-        done = subprocess.run(
-            [sys.executable, "-c", _REFERENCE, str(Path(path).resolve()), str(inputs), str(outputs)],
-            cwd=folder, env=environment, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-            raise UserError(f"{Path(path).name}: Keras 3 could not run the file to check its "
-                            f"translation: {why}")
-        reference = np.load(outputs)
+    reference = _keras3_predictions(Path(path), np.asarray(x, dtype=np.float32), use_cache)
     mine = np.asarray(translated.predict(x, batch_size=1024, verbose=0))
     if mine.shape != reference.shape:
         raise UserError(f"{Path(path).name}: the translated model predicts shape {mine.shape} but "
                         f"Keras 3 {reference.shape}; save the model as a tf_keras model")
     return float(np.max(np.abs(mine - reference))) if mine.size else 0.0
+
+
+def _keras3_predictions(path: Path, x: np.ndarray, use_cache: bool) -> np.ndarray:
+    """What Keras 3 itself predicts for ``x`` from the file, from the cache when it ran before
+    on the same bytes, inputs, Keras and TensorFlow."""
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(x.tobytes() + str(x.shape).encode())
+    for package in ("keras", "tensorflow"):
+        try:
+            digest.update(metadata.version(package).encode())
+        except metadata.PackageNotFoundError:
+            digest.update(b"-")
+    cached = cache_dir() / "keras3" / f"{digest.hexdigest()[:32]}.npy"
+    if use_cache and cached.exists():
+        return np.load(cached)
+    with tempfile.TemporaryDirectory(prefix="compress-keras3-") as folder:
+        inputs, outputs = Path(folder) / "x.npy", Path(folder) / "predictions.npy"
+        np.save(inputs, x)
+        environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+        environment["KERAS_BACKEND"] = "tensorflow"
+        # cwd is the empty folder, so no module lying next to the user's files can shadow keras.
+        done = subprocess.run(
+            [sys.executable, "-c", _REFERENCE, str(path.resolve()), str(inputs), str(outputs)],
+            cwd=folder, env=environment, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            raise UserError(f"{path.name}: Keras 3 could not run the file to check its "
+                            f"translation: {why}")
+        reference = np.load(outputs)
+    if use_cache:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cached, _npy_bytes(reference))
+    return reference
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    """An array as .npy bytes, for an atomic write."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 def _first_line(error: Exception) -> str:

@@ -435,7 +435,8 @@ def teacher_for(config: RunConfig, source: Source, seed: int, *, load: bool = Tr
     ``load=False``: a cached teacher's model stays on disk (see ``get_teacher``).
     """
     if config.teacher is not None:
-        return load_teacher(config.teacher, source.dataset, trust=config.trust_model)
+        return load_teacher(config.teacher, source.dataset, trust=config.trust_model,
+                            use_cache=config.use_cache)
     return get_teacher(source.teacher_data, seed=seed, recipe=_recipe(config),
                        architecture=config.teacher_architecture, use_cache=config.use_cache,
                        load=load)

@@ -289,8 +289,10 @@ def _binary_as_two_classes(model: keras.Model) -> keras.Model | None:
     return keras.Model(model.inputs, outputs, name=model.name)
 
 
-def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False) -> Teacher:
-    """A user's trained teacher, checked against the data before anything runs."""
+def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False,
+                 use_cache: bool = True) -> Teacher:
+    """A user's trained teacher, checked against the data before anything runs (``use_cache``:
+    a Keras 3 file's reference predictions may come from the cache)."""
     from compress.keras3 import TOLERANCE, check_translation, is_keras3_file
 
     path = Path(path)
@@ -318,7 +320,7 @@ def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False) -> 
     t = dataset.training
     architecture = f"user:{path.name}"
     if is_keras3_file(path):
-        difference = check_translation(path, model, t.x_val)
+        difference = check_translation(path, model, t.x_val, use_cache=use_cache)
         if not difference <= TOLERANCE:  # also refuses NaN
             raise UserError(f"teacher {path.name}: its tf_keras translation predicts up to {difference:.1g} "
                             f"away from Keras 3 on the validation split (allowed: {TOLERANCE:g}); "

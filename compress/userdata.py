@@ -51,11 +51,15 @@ class Preprocessing:
     ordinal: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # columns left out, each with why
+    look_alike: list[str] = field(default_factory=list)  # labels that differ in case or spaces only
 
     def summary(self) -> str:
         parts = [f"{self.rows_read} rows read from {self.source}"]
         if self.dropped:
             parts.append(f"columns left out: {', '.join(self.dropped)}")
+        if self.look_alike:
+            parts.append(f"**labels differing only in case or spaces are different classes: "
+                         f"{', '.join(self.look_alike)}** (clean them if they are one class)")
         if self.rows_dropped:
             parts.append(f"{self.rows_dropped} rows with missing values dropped")
         if self.cells_imputed:
@@ -150,6 +154,10 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
     labels = values.astype(str)
     classes = sorted(labels.unique())
     record.classes = classes
+    spellings: dict[str, list[str]] = {}
+    for name in classes:
+        spellings.setdefault(name.strip().casefold(), []).append(name)
+    record.look_alike = [" / ".join(repr(n) for n in names) for names in spellings.values() if len(names) > 1]
     y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
     features = frame.drop(columns=[target])
     flags = features.select_dtypes(include="bool").columns  # categories: imputers refuse bool dtype

@@ -321,12 +321,30 @@ def test_token_inputs_and_keras3_h5_files_are_refused_in_one_line(models, tmp_pa
     assert "\n" not in str(refused.value)
 
 
+def test_keras3_runs_once_per_file_inputs_and_versions(models, tmp_path, monkeypatch):
+    """Its predictions are cached: the same teacher on the same data skips the child process."""
+    import compress.keras3
+
+    monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache"))
+    children = []
+    real = compress.keras3.subprocess.run
+    monkeypatch.setattr(compress.keras3.subprocess, "run",
+                        lambda *a, **k: children.append(a) or real(*a, **k))
+    path, x = models / "mlp.keras", np.load(models / "mlp.x.npy")
+    model = translate(path)
+    first = check_translation(path, model, x)
+    assert check_translation(path, model, x) == first and len(children) == 1  # from the cache
+    check_translation(path, model, x[:10])  # other inputs: Keras 3 runs again
+    check_translation(path, model, x, use_cache=False)  # --no-cache
+    assert len(children) == 3 and len(list((tmp_path / "cache" / "keras3").glob("*.npy"))) == 2
+
+
 def test_a_translation_that_predicts_differently_is_refused(models, tmp_path, monkeypatch):
     from compress.teacher import load_teacher
     from compress.userdata import load_file
 
     dataset, _ = load_file(_npz(tmp_path), seed=0)
-    monkeypatch.setattr("compress.keras3.check_translation", lambda *_: 3e-4)
+    monkeypatch.setattr("compress.keras3.check_translation", lambda *_, **__: 3e-4)
     with pytest.raises(UserError, match=r"^teacher mlp\.keras: its tf_keras translation predicts up to "
                                         r"0\.0003 away from Keras 3 on the validation split"):
         load_teacher(models / "mlp.keras", dataset)

@@ -318,3 +318,12 @@ def test_rows_read_counts_a_given_test_split(tmp_path):
     np.savez(tmp_path / "split.npz", x=x[:150], y=y[:150], x_test=x[150:], y_test=y[150:])
     dataset, record = load_file(tmp_path / "split.npz", seed=0)
     assert len(dataset.y_test) == 50 and record.summary().startswith("200 rows read from split.npz")
+
+
+def test_labels_that_differ_only_in_case_or_spaces_are_pointed_out(tmp_path):
+    labels = ["cat", "Cat", "dog ", "dog", "bird"] * 12
+    rows = "".join(f"{i % 5},{i % 3},{label}\n" for i, label in enumerate(labels))
+    (tmp_path / "pets.csv").write_text("a,b,label\n" + rows)
+    _, record = load_file(tmp_path / "pets.csv", seed=0, target="label")
+    assert len(record.classes) == 5  # kept apart, as given
+    assert "different classes: 'Cat' / 'cat', 'dog' / 'dog '**" in record.summary()
