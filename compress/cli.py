@@ -209,9 +209,12 @@ def _console() -> Any:
 
 
 def _stderr_console() -> Any:
+    """Progress on stderr; piped to a file or a CI log, one line per message, never wrapped."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    console = Console(stderr=True)
+    console.soft_wrap = not console.is_terminal
+    return console
 
 
 @cli.command(name="list")
@@ -428,7 +431,7 @@ def tune(max_accuracy_drop: float, objective: str, time_budget: float, max_trial
     click.echo(f"chosen: {summary['chosen_label']}  (`{summary['chosen_spec']}`)")
     if test:
         click.echo(f"test split, {test['seeds']} seed(s): accuracy {test['accuracy']:.4f} against the "
-                   f"teacher's {test['teacher_accuracy']:.4f} ({-test['drop_pp']:+.2f} pp), "
+                   f"teacher's {test['teacher_accuracy']:.4f} ({0.0 - test['drop_pp']:+.2f} pp), "
                    f"{test['times_smaller_gzip']:.1f}x smaller (gzip), "
                    f"{test['speedup'] or float('nan'):.2f}x faster")
     _finish(result.out, result.rows)

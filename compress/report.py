@@ -357,12 +357,14 @@ def tune_section(tune: dict[str, Any]) -> list[Block]:
         first = next(iter(confirmation.values()))
         pooled = ", ".join(map(str, first["pooled_seeds"]))
         confidence = f"{first['confidence']:.0%}"
+        why = ("the first seed's split chose the candidates, so it is not trusted to confirm them"
+               if len(first["drops_pp"]) > 1 else "with one seed, the split that chose the candidates "
+               "also confirms them, which flatters them: give --seeds 3 for an independent check")
         blocks += [
             Paragraph(f"Before the choice, candidates were scored again on the validation split of "
                       f"every seed (its own splits and teacher), best first. The choice is the best "
                       f"whose loss, pooled over the paired predictions of seed(s) {pooled}, stays "
-                      f"within the budget with {confidence} confidence (the first seed's split chose "
-                      "the candidates, so it is not trusted to confirm them):"),
+                      f"within the budget with {confidence} confidence ({why}):"),
             Table([{"Configuration": Cell(by_spec[spec]["label"], title=spec) if spec in by_spec else spec,
                     "Δ pp per seed (validation)": ", ".join("failed" if d is None else _pp(-d)
                                                             for d in proof["drops_pp"]),

@@ -687,7 +687,7 @@ def _describe(trial: Trial, settings: TuneSettings) -> str:
         cost = f"{(trial.size_gzip_bytes or 0) / 1024:.1f} KiB gzip"
     else:
         cost = f"{trial.speedup or 0:.2f}x faster"
-    return f"{trial.label}: {cost}, {trial.drop_pp:+.2f} pp lost on validation"
+    return f"{trial.label}: {cost}, {trial.drop_pp + 0.0:+.2f} pp lost on validation"  # never -0.00
 
 
 @dataclass

@@ -17,6 +17,7 @@ import pytest
 
 from compress.backend import keras
 from compress.data import Dataset
+from compress.document import Document
 from compress.errors import UserError
 from compress.runner import resolve_config
 from compress.strategies import Choice, Compressed, Range, RegistryError, Strategy, Task, register, unregister
@@ -390,3 +391,16 @@ def test_a_new_best_is_tried_next_with_each_stage_that_may_follow_it(tmp_path):
     assert [t.spec for t in found.trials] == [
         "test-halve:share=0.5", "test-zero-half", "test-zero-half>test-halve:share=0.5"]
     assert found.trials[1].size_gzip_bytes < found.trials[0].size_gzip_bytes
+
+
+def test_the_report_says_when_one_seed_both_chose_and_confirmed(tuned):
+    from compress.report import tune_section
+
+    summary = json.loads((tuned / TUNE_FILE).read_text())
+    text = Document("t", tune_section(summary)).markdown()
+    assert "the first seed's split chose the candidates, so it is not trusted" in text
+    for proof in summary["confirmation"].values():
+        proof.update(drops_pp=proof["drops_pp"][:1], pooled_seeds=[0])
+    text = Document("t", tune_section(summary)).markdown()
+    assert "not trusted" not in text and "with one seed, the split that chose the candidates also " \
+        "confirms them, which flatters them: give --seeds 3" in text
