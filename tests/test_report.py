@@ -217,3 +217,11 @@ def test_a_model_no_better_than_the_majority_class_is_called_so():
     assert said == ["**distill is no better than always predicting the majority class** (0.300 "
                     "against 0.340): it learned nothing usable here (a training too short, or a "
                     "model too small for this data)."]
+
+
+def test_one_change_in_accuracy_prints_alike_in_every_table():
+    """389 against 388 right of 400 is +0.25 pp: float noise once printed +0.3 beside +0.2."""
+    rows = [fake_row("baseline", "baseline", role="baseline", accuracy=388 / 400, n_test=400),
+            fake_row("quantize-int8", accuracy=389 / 400, n_test=400)]
+    technique = configurations(rows)[1]
+    assert f"{technique.delta_pp:+.1f}" == f"{technique.against_teacher.effect_pp:+.1f}" == "+0.2"
