@@ -39,7 +39,7 @@ from compress.errors import UserError
 from compress.fileio import write_atomic
 from compress.outdir import check_output, folder_kind, open_output
 from compress.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies, default_choices
-from compress.results import CSV_FILE, RESULTS_FILE, mixed, read_runs, to_csv
+from compress.results import CSV_FILE, RESULTS_FILE, comparable_group, mixed, read_runs, to_csv
 from compress.stats import detectable_difference, mean_interval
 from compress.verdicts import CSV_COLUMNS, Verdict
 
@@ -628,8 +628,9 @@ def mixed_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
     ever mixes two datasets; the claims' technique names say their group."""
     groups: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
-        groups.setdefault((str(row.get("dataset")), str(row.get("teacher_architecture"))), []).append(row)
-    document = Document(f"Compression report: {', '.join(sorted({d for d, _ in groups}))}")
+        groups.setdefault(comparable_group(row), []).append(row)
+    datasets = [d for d, _ in groups]
+    document = Document(f"Compression report: {', '.join(sorted(set(datasets)))}")
     document.add(Paragraph(f"These runs differ in dataset or teacher ({'; '.join(mixed(rows))}). Each "
                            "group is reported on its own below: no number, ranking or recommendation "
                            "compares models of two groups."))
@@ -642,7 +643,8 @@ def mixed_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
                                      figure_prefix=f"{number}-")
         document.add(Heading(f"{number}. {dataset}, teacher {teacher}"),
                      *(replace(b, level=b.level + 1) if isinstance(b, Heading) else b for b in part.blocks))
-        verdicts += [replace(v, technique=f"{v.technique} ({dataset})") for v in found]
+        group_name = dataset if datasets.count(dataset) == 1 else f"{dataset}, teacher {teacher}"
+        verdicts += [replace(v, technique=f"{v.technique} ({group_name})") for v in found]
     return document, verdicts
 
 

@@ -166,10 +166,15 @@ def read_runs(paths: Sequence[Path | str]) -> list[dict[str, Any]]:
     return rows
 
 
+def comparable_group(row: dict[str, Any]) -> tuple[str, str]:
+    """(dataset, teacher): rows of one group can be averaged and ranked together."""
+    return str(row.get("dataset")), str(row.get("teacher_architecture"))
+
+
 def mixed(rows: Iterable[dict[str, Any]]) -> list[str]:
     """The (dataset, teacher) groups among these rows, described, when there is more than one:
     their numbers cannot be averaged or ranked together."""
-    kinds = sorted({(str(r.get("dataset")), str(r.get("teacher_architecture"))) for r in rows})
+    kinds = sorted({comparable_group(r) for r in rows})
     return [f"{d} with teacher {t}" for d, t in kinds] if len(kinds) > 1 else []
 
 
