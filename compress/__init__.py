@@ -6,6 +6,8 @@ report commands) never pay for importing TensorFlow.
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
@@ -44,3 +46,23 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'compress' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+#: Functions named like the module that defines them.  Importing ``compress.recommend`` (the
+#: report does) sets the package's attribute to that module, after which ``compress.recommend(rows)``
+#: raised "'module' object is not callable"; the package always answers with the function.
+_SAME_NAMED = frozenset(name for name, module in _EXPORTS.items() if module == f"{__name__}.{name}")
+
+
+class _Package(types.ModuleType):
+    def __getattribute__(self, name: str) -> Any:
+        if name in _SAME_NAMED:
+            return getattr(import_module(_EXPORTS[name]), name)
+        return super().__getattribute__(name)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -238,7 +238,11 @@ def findings(configs: list[Config], rows: list[Row]) -> list[str]:
                          f"{config.size_factor:.1f}× smaller: integer kernels and (de)quantize ops "
                          "cost more than they save here.")
         sparse = (config.row.get("pruned_sparsity") or 0) > 0.05
-        clustered = config.row.get("kernel_unique_max") is not None and config.row["kernel_unique_max"] <= 256
+        unique = config.row.get("kernel_unique_max")
+        teacher_unique = config.items[0].base.get("kernel_unique_max")
+        # clustered: few values per kernel, and far fewer than the teacher's (a kernel of 192
+        # weights has at most 192 values whatever training did)
+        clustered = unique is not None and unique <= 256 and (teacher_unique or 0) >= 4 * unique
         if (sparse or clustered) and config.size_factor < 1.1:
             change = (f"made {config.row['pruned_sparsity']:.0%} of the pruned kernel weights zero"
                       if sparse else
@@ -446,7 +450,7 @@ def _header(rows: list[Row], manifests: list[dict[str, Any]], configs: list[Conf
         f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}",
         f"**Test split:** {n:,} samples per seed; one seed detects accuracy differences of about "
         f"{detectable:.1f} pp (80% power, α = 0.05, at this run's typical disagreement rate); "
-        "pooling seeds narrows that.",
+        "pooling seeds narrows that." if n else "**Test split:** no row finished, so nothing was scored.",
         f"**Teacher:** `{first['teacher_architecture']}`, "
         + ("your model" if str(first["teacher_architecture"]).startswith("user:")
            else "from the cache" if first.get("teacher_cached") else "trained in this run")

@@ -913,10 +913,15 @@ def strategy_classes(strategies: Iterable[Strategy]) -> set[type[Strategy]]:
 
 
 def importable_elsewhere(steps: Sequence[Step]) -> bool:
-    """Whether a worker process can import every strategy class of these steps (a class
-    defined inside a function or a notebook cell cannot be sent there)."""
+    """Whether a worker process can import every strategy class of these steps.  A class
+    defined inside a function cannot be pickled; one defined in ``__main__`` (a notebook cell,
+    ``python -c``, a script) pickles by a name that a spawned worker's own ``__main__`` lacks,
+    and every row then failed with "worker process died repeatedly"."""
+    classes = sorted(strategy_classes(s.strategy for s in steps), key=lambda cls: cls.name)
+    if any(cls.__module__ == "__main__" for cls in classes):
+        return False
     try:
-        pickle.dumps(sorted(strategy_classes(s.strategy for s in steps), key=lambda cls: cls.name))
+        pickle.dumps(classes)
     except (pickle.PicklingError, AttributeError, TypeError):
         return False
     return True

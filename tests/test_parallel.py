@@ -63,6 +63,29 @@ def test_a_strategy_no_worker_could_import_runs_in_this_process(tmp_path):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["workers"] == 1
 
 
+def test_a_strategy_defined_in_main_runs_in_this_process(tmp_path):
+    """A notebook cell or `python -c`: the class pickles as __main__.X, which no spawned worker
+    can import; every row, the baseline too, once failed with "worker process died repeatedly"."""
+    code = f"""
+import json, compress
+from compress.strategies import register
+from tests.test_conformance import HalfPrecisionWeights
+
+@register
+class Notebook(HalfPrecisionWeights):
+    name = "test-parallel-notebook"
+
+frame = compress.compare(dataset="synthetic", epochs=1, strategies=["test-parallel-notebook"],
+                         out={str(tmp_path / "run")!r}, jobs=2)
+print(list(frame["status"]), json.loads(open({str(tmp_path / "run" / "run.json")!r}).read())["workers"])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1],
+                          env={**os.environ, "COMPRESS_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "['ok', 'ok'] 1"
+
+
 def test_jobs_must_be_positive(tmp_path):
     with pytest.raises(compress.UserError, match="--jobs must be at least 1"):
         compress.compare(dataset="synthetic", jobs=0, out=tmp_path / "run")

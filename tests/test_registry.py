@@ -125,3 +125,19 @@ def test_third_party_strategies_load_from_the_entry_point_group(tmp_path, monkey
     finally:
         unregister("acme-identity")
         sys.modules.pop("acme_plugin", None)
+
+
+def test_the_packages_functions_stay_functions_after_their_modules_are_imported():
+    """compress.recommend and compress.tune are also module names: the report imports
+    compress.recommend, which once turned the README's compress.recommend(rows) into a module."""
+    import importlib
+    import subprocess
+    import sys
+
+    code = ("import compress, compress.report, compress.tune, compress.recommend\n"
+            "assert callable(compress.recommend), compress.recommend\n"
+            "assert callable(compress.tune), compress.tune\n"
+            "assert 'recommend' in dir(compress) and 'compare' in dir(compress)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert importlib.import_module("compress.recommend").__name__ == "compress.recommend"

@@ -225,3 +225,20 @@ def test_one_change_in_accuracy_prints_alike_in_every_table():
             fake_row("quantize-int8", accuracy=389 / 400, n_test=400)]
     technique = configurations(rows)[1]
     assert f"{technique.delta_pp:+.1f}" == f"{technique.against_teacher.effect_pp:+.1f}" == "+0.2"
+
+
+def test_a_run_where_nothing_finished_says_so_instead_of_infinite_resolution(tmp_path):
+    rows = [{**fake_row("baseline", "baseline", role="baseline"), "status": "failed",
+             "reason": "worker process died repeatedly"}]
+    text = build_document(rows, [], tmp_path)[0].markdown()
+    assert "no row finished, so nothing was scored" in text and "inf pp" not in text
+
+
+def test_few_values_per_kernel_are_news_only_when_far_fewer_than_the_teachers():
+    """A kernel of 192 weights has at most 192 values whatever training did: fine-tuning is not
+    clustering; 16 against the teacher's 192 is."""
+    base = fake_row("baseline", "baseline", role="baseline", kernel_unique_max=192)
+    rows = [base, fake_row("finetune", "fine-tuning", kernel_unique_max=192, size=40_000),
+            fake_row("cluster", "clustering", kernel_unique_max=16, size=40_000)]
+    said = [note for note in findings(configurations(rows), rows) if "distinct values per kernel" in note]
+    assert len(said) == 1 and said[0].startswith("cluster left at most 16 distinct values per kernel")

@@ -4,6 +4,7 @@ a killed tune resumes from its journal, Dask runs it, and bad input is one line.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import subprocess
 import sys
@@ -184,7 +185,7 @@ def _confirm_offline(monkeypatch, tmp_path, trials: list[Trial], held: set[str],
                      started: float) -> SearchResult:
     """``confirm`` over finished fake jobs: every candidate keeps the budget on the search seed;
     on seed 1 only those in ``held`` do (the others lose 50 of 1,000)."""
-    import compress.tune
+    tune_module = importlib.import_module("compress.tune")  # compress.tune is the function
 
     def maker(seed: int):
         def job_for(spec: str) -> SimpleNamespace:
@@ -195,8 +196,8 @@ def _confirm_offline(monkeypatch, tmp_path, trials: list[Trial], held: set[str],
             return SimpleNamespace(key=path.stem, spec=spec, seed=seed, result_path=path)
         return job_for
 
-    monkeypatch.setattr(compress.tune, "_seed_trials", lambda config, seed, out: (None, None, maker(seed)))
-    monkeypatch.setattr(compress.tune, "_teacher_row",
+    monkeypatch.setattr(tune_module, "_seed_trials", lambda config, seed, out: (None, None, maker(seed)))
+    monkeypatch.setattr(tune_module, "_teacher_row",
                         lambda job_for: json.loads(job_for("baseline").result_path.read_text())["row"])
     found = SearchResult(trials, {}, None, [], [], 0.0, 0, "")
     settings = TuneSettings(max_accuracy_drop=1.0)
