@@ -25,7 +25,8 @@ RANDOM_ROWS = 256
 
 
 def load_flatbuffer(path: Path) -> bytes:
-    """A .tflite as is, or a tf_keras .keras file converted the way runs convert."""
+    """A .tflite as is, or a .keras file converted the way runs convert (a Keras 3 file
+    translated to tf_keras first, as ``run --teacher`` translates it)."""
     if path.is_dir():
         raise UserError(f"model file {path} is a folder; pass a .tflite or .keras file")
     if not path.is_file():
@@ -37,10 +38,15 @@ def load_flatbuffer(path: Path) -> bytes:
                             "identifier); pass a .tflite written by a TFLite converter")
         return flatbuffer
     if path.suffix == ".keras":
+        from compress.keras3 import is_keras3_file, translate
+
+        if is_keras3_file(path):
+            return to_tflite(translate(path))
         try:
             model = keras.models.load_model(path, compile=False, safe_mode=True)
         except Exception as error:
-            raise UserError(f"cannot load {path} as a tf_keras model: {error}") from None
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"cannot load {path} as a tf_keras model: {first}") from None
         return to_tflite(model)
     raise UserError(f"{path}: compress bench takes .tflite or .keras files")
 

@@ -339,6 +339,13 @@ def test_keras3_runs_once_per_file_inputs_and_versions(models, tmp_path, monkeyp
     assert len(children) == 3 and len(list((tmp_path / "cache" / "keras3").glob("*.npy"))) == 2
 
 
+def test_bench_times_a_keras3_file_as_its_translation(models):
+    from compress.backend import to_tflite
+    from compress.bench import load_flatbuffer
+
+    assert load_flatbuffer(models / "cnn.keras") == to_tflite(translate(models / "cnn.keras"))
+
+
 def test_a_translation_that_predicts_differently_is_refused(models, tmp_path, monkeypatch):
     from compress.teacher import load_teacher
     from compress.userdata import load_file
