@@ -468,7 +468,7 @@ def _header(rows: list[Row], manifests: list[dict[str, Any]], configs: list[Conf
                      "scored on the shifted target, so the baseline row is the teacher zero-shot.")
     for manifest in manifests:
         command = (manifest.get("config") or {}).get("command")
-        if command:
+        if command and f"**Command:** `{command}`" not in items:  # a copied run says it once
             items.append(f"**Command:** `{command}`")
         for seed, why in (manifest.get("weak_teacher") or {}).items():
             items.insert(0, f"**Weak teacher (seed {seed}, allowed by --allow-weak-teacher):** {why}.")

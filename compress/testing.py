@@ -108,6 +108,10 @@ CHECKS: tuple[Callable[..., None], ...] = (
 )
 
 
+def _name(strategy: Strategy) -> str:
+    return str(getattr(strategy, "name", type(strategy).__name__))
+
+
 def check_strategy(
     strategy: Strategy,
     data: TrainingData,
@@ -132,6 +136,9 @@ def check_strategy(
         except Skip:
             check_teacher_untouched(before, teacher)
             raise
+        except Exception as error:  # a broken strategy fails the kit, named, never with a bare crash
+            raise AssertionError(f"{_name(strategy)} fails conformance:\n  runs: "
+                                 f"{type(error).__name__}: {error}") from error
         again = produce()
         # the same layers from fresh weights
         untrained = None if strategy.needs_trained_teacher else produce(keras.models.clone_model(teacher))
@@ -143,5 +150,7 @@ def check_strategy(
             check(**context)
         except AssertionError as error:
             failures.append(f"{check.__name__}: {error}")
+        except Exception as error:  # e.g. get_params reading an attribute __init__ never set
+            failures.append(f"{check.__name__}: {type(error).__name__}: {error}")
     if failures:
-        raise AssertionError(f"{strategy.name} fails conformance:\n  " + "\n  ".join(failures))
+        raise AssertionError(f"{_name(strategy)} fails conformance:\n  " + "\n  ".join(failures))

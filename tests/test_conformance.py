@@ -106,3 +106,17 @@ def test_the_kit_catches_a_strategy_that_uses_the_teacher_it_said_it_did_not_nee
 
     with pytest.raises(AssertionError, match="check_teacher_weights_unused"):
         check_strategy(ClaimsNoTeacher(), *tiny)
+
+
+def test_the_kit_names_the_check_a_crashing_strategy_fails(tiny):
+    """An __init__ that stores its parameter under another name breaks get_params: the kit
+    says which check broke instead of letting the AttributeError out."""
+
+    class MisnamedParameter(HalfPrecisionWeights):
+        def __init__(self, keep_bias: bool = True, k: int = 1) -> None:
+            self.keep_bias = keep_bias
+            self.kk = k
+
+    with pytest.raises(AssertionError, match=r"fails conformance:\n  (runs|check_\w+): AttributeError: "
+                                             r".*has no attribute 'k'"):
+        check_strategy(MisnamedParameter(), *tiny)
