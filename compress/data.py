@@ -101,6 +101,9 @@ class Dataset:
         }
 
 
+#: More distinct labels than this (and than a tenth of the rows), some too rare to split: a
+#: measured value, not classes.
+REGRESSION_LABELS = 50
 #: Why a regression target is refused, for every place that finds one.
 CLASSIFIERS_ONLY = ("compress compares classifiers (accuracy against a teacher's classes); give "
                     "class labels, e.g. bins of the value")
@@ -128,7 +131,7 @@ def split_indices(
     if counts.min() < needed:
         rare = classes[counts.argmin()]
         label = repr(class_names[rare]) if class_names is not None else str(rare)
-        if len(classes) > len(y) / 10:  # hundreds of labels, few rows each: a measured value
+        if len(classes) > max(REGRESSION_LABELS, len(y) / 10):  # many labels, few rows each: a measured value
             raise UserError(f"{name}: {len(classes)} distinct labels in {len(y)} rows, {counts.min()} "
                             f"for class {label}: that looks like a regression target; {CLASSIFIERS_ONLY}")
         raise UserError(

@@ -485,14 +485,14 @@ def _weak_causes(teacher: Teacher, n: int, floor: float) -> list[str]:
     if teacher.architecture.startswith("user:"):
         return ["inputs scaled differently from training (e.g. 0-255 against 0-1)",
                 "a different label order", "or a wrong output layer"]
-    causes = []
+    causes: list[str] = []
     if teacher.recipe.epochs < SHORT_TRAINING:
         causes.append(f"a short training ({teacher.recipe.epochs} epochs; --epochs sets it)")
     if n < SMALL_VALIDATION:
         causes.append(f"a validation split of {n} rows, too few to show a difference")
     if floor > DOMINANT_CLASS:
         causes.append(f"one class holding {floor:.0%} of the rows, which leaves accuracy little room")
-    causes.append("or features that say little about the label")
+    causes.append(f"{'or ' if causes else ''}features that say little about the label")
     return causes
 
 

@@ -94,3 +94,22 @@ def test_a_chance_level_teacher_stops_the_run_unless_allowed(tmp_path):
     assert allowed.exit_code == 0, allowed.stderr
     header = (tmp_path / "run" / "report.md").read_text().split("## Recommendation")[0]
     assert "**Weak teacher" in header and "majority class" in header
+
+
+def test_a_weak_teachers_causes_read_as_one_sentence():
+    import numpy as np
+
+    from compress.data import Dataset, TrainingData
+    from compress.runner import weak_teacher
+    from compress.teacher import DEFAULT_RECIPE, Teacher
+
+    y = np.arange(300) % 3
+    x = np.zeros((300, 2), dtype=np.float32)
+    dataset = Dataset(TrainingData("t", x, y, x, y, ("a", "b", "c")), x, y)
+    trained_here = Teacher(None, "mlp:8", DEFAULT_RECIPE, 100, False, 0.34, 0.34, 1.0, "key")
+    assert weak_teacher(trained_here, dataset).endswith(
+        "likely causes: features that say little about the label")
+    short = Teacher(None, "mlp:8", DEFAULT_RECIPE.with_epochs(2), 2, False, 0.34, 0.34, 1.0, "key")
+    assert weak_teacher(short, dataset).endswith(
+        "likely causes: a short training (2 epochs; --epochs sets it), or features that say little "
+        "about the label")

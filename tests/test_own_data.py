@@ -327,3 +327,11 @@ def test_labels_that_differ_only_in_case_or_spaces_are_pointed_out(tmp_path):
     _, record = load_file(tmp_path / "pets.csv", seed=0, target="label")
     assert len(record.classes) == 5  # kept apart, as given
     assert "different classes: 'Cat' / 'cat', 'dog' / 'dog '**" in record.summary()
+
+
+def test_a_small_table_with_a_rare_class_is_not_called_a_regression(tmp_path):
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    np.savez(tmp_path / "small.npz", x=x, y=np.array([0] * 12 + [1] * 12 + [2] * 12 + [3] * 4))
+    with pytest.raises(UserError) as refused:
+        load_file(tmp_path / "small.npz", seed=0)
+    assert "class '3' has only 4 samples" in str(refused.value) and "regression" not in str(refused.value)

@@ -27,6 +27,11 @@ def _refusal(layer: keras.layers.Layer) -> str | None:
     return None if type(layer) in kinds else "only Dense, Conv1D/2D and separable kernels are clustered"
 
 
+def _sentence(text: str) -> str:
+    """The first letter capitalized, layer names left as the user wrote them."""
+    return text[:1].upper() + text[1:]
+
+
 @register
 class Cluster(Strategy):
     name = "cluster"
@@ -77,6 +82,6 @@ class Cluster(Strategy):
                    "as it is)"] if separable else []
         return Compressed(
             model=clustering.strip_clustering(model),
-            notes=f"{' and '.join(shared).capitalize()} shares {self.clusters} values (fine-tuned "
+            notes=f"{_sentence(' and '.join(shared))} shares {self.clusters} values (fine-tuned "
             f"{trained.describe()}).{kept} The float32 file is no smaller, but it compresses far better.",
         )
