@@ -262,16 +262,12 @@ def recommend(results: tuple[Path, ...], max_size_kib: float | None, max_latency
     """Pick the best method for your constraints from saved results (controls never qualify)."""
     from compress.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies
     from compress.recommend import recommend as pick
-    from compress.results import mixed, read_runs
+    from compress.results import read_runs
 
     if max_accuracy_drop is None:  # as the report chooses: a model that lost 60 points is no answer
         max_accuracy_drop = DEFAULT_MAX_DROP_PP
 
     rows = read_runs(results)
-    groups = mixed(rows)
-    if groups:
-        raise UserError(f"these runs differ in dataset or teacher ({'; '.join(groups)}); a "
-                        "recommendation compares models of one: give the runs of one dataset and teacher")
     try:
         choice = pick(rows, max_size_kib=max_size_kib, max_latency_us=max_latency_us,
                       max_accuracy_drop=max_accuracy_drop, objective=objective)

@@ -24,6 +24,7 @@ from compress.analysis import (
     configurations,
 )
 from compress.errors import UserError
+from compress.results import require_one_group
 
 OBJECTIVES = ("size", "latency", "accuracy")
 KIB = 1024
@@ -163,9 +164,13 @@ def recommend(
     max_accuracy_drop: float | None = None,
     objective: str = "size",
 ) -> Recommendation:
-    """The best configuration meeting every constraint; raises NothingQualifies otherwise."""
+    """The best configuration meeting every constraint; raises NothingQualifies otherwise, and
+    UserError for rows of several datasets or teachers (their models are no alternatives)."""
     if objective not in OBJECTIVES:
         raise UserError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    rows = list(rows)
+    require_one_group(rows, "a recommendation compares models of one: give the runs of one dataset "
+                      "and teacher")
     limits = Constraints(max_size_kib, max_latency_us, max_accuracy_drop)
     candidates = [c for c in configurations(rows) if c.role != "control"]
     if not candidates:

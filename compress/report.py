@@ -39,7 +39,15 @@ from compress.errors import UserError
 from compress.fileio import write_atomic
 from compress.outdir import check_output, folder_kind, open_output
 from compress.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies, default_choices
-from compress.results import CSV_FILE, RESULTS_FILE, comparable_group, mixed, read_runs, to_csv
+from compress.results import (
+    CSV_FILE,
+    RESULTS_FILE,
+    comparable_group,
+    mixed,
+    read_runs,
+    require_one_group,
+    to_csv,
+)
 from compress.stats import detectable_difference, mean_interval
 from compress.verdicts import CSV_COLUMNS, Verdict
 
@@ -652,14 +660,6 @@ def mixed_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
     return document, verdicts
 
 
-def _check_mixed(rows: list[Row], allow_mixed: bool) -> None:
-    """Runs of different datasets or teachers cannot be averaged into one number."""
-    groups = mixed(rows)
-    if groups and not allow_mixed:
-        raise UserError(f"these runs differ in dataset or teacher ({'; '.join(groups)}); report them "
-                        "separately, or pass --allow-mixed to group them by dataset")
-
-
 def build_report(
     results: Path | str | Sequence[Path | str],
     out: Path | str | None = None,
@@ -681,7 +681,8 @@ def build_report(
         raise UserError(f"unknown report format {', '.join(unknown) or '(none)'}; "
                         f"choose from {', '.join(FORMATS)}")
     rows = read_runs(paths)
-    _check_mixed(rows, allow_mixed)
+    if not allow_mixed:  # runs of different datasets or teachers cannot be averaged into one number
+        require_one_group(rows, "report them separately, or pass --allow-mixed to group them by dataset")
     manifests = [m for p in paths if (m := _read_manifest(p)) is not None]
     tunes = [t for p in paths if (t := _read_tune(p)) is not None]
     own = {p.parent.resolve() for p in paths}

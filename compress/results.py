@@ -178,6 +178,13 @@ def mixed(rows: Iterable[dict[str, Any]]) -> list[str]:
     return [f"{d} with teacher {t}" for d, t in kinds] if len(kinds) > 1 else []
 
 
+def require_one_group(rows: Iterable[dict[str, Any]], remedy: str) -> None:
+    """Refuse rows of several (dataset, teacher) groups, saying which and ``remedy``."""
+    groups = mixed(rows)
+    if groups:
+        raise UserError(f"these runs differ in dataset or teacher ({'; '.join(groups)}); {remedy}")
+
+
 def read_results(path: Path | str) -> list[dict[str, Any]]:
     """Rows from a results.jsonl (or a run folder holding one), schema and field types checked.
 

@@ -136,3 +136,9 @@ def test_one_seed_counts_once_and_two_datasets_are_refused(tmp_path):
     mixed = CliRunner().invoke(cli, ["recommend", str(tmp_path / "a"), str(tmp_path / "other")])
     assert mixed.exit_code == 2 and "differ in dataset or teacher" in mixed.stderr
     assert len(mixed.stderr.strip().splitlines()) == 1
+
+
+def test_the_library_refuses_rows_of_two_datasets_as_the_cli_does():
+    other = [{**row, "dataset": "digits", "seed": row["seed"] + 5} for row in ROWS]
+    with pytest.raises(UserError, match=r"differ in dataset or teacher .*a recommendation compares"):
+        recommend(ROWS + other, max_accuracy_drop=10)
