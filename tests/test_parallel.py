@@ -18,9 +18,10 @@ from compress.strategies import register, unregister
 from tests.test_conformance import HalfPrecisionWeights
 
 #: Row fields that depend on the clock, the folder, the cache (the first run trains the
-#: teacher, the second finds it cached) or the page cache (peak RSS), not on the model.
+#: teacher, the second finds it cached) or the kernel's page accounting (peak and model RSS,
+#: a page apart from one process to the next), not on the model.
 TIMING = ("latency", "throughput", "speedup", "seconds", "run_id", "artifact", "teacher_cached",
-          "peak_rss")
+          "rss_bytes")
 
 
 @pytest.fixture
