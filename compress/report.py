@@ -442,6 +442,16 @@ def resolution(configs: list[Config]) -> tuple[int, float]:
     return n, (100 * detectable_difference(n, discordance) if n else float("inf"))
 
 
+def _timing_span(seconds: float | None) -> str:
+    """How long each model was timed, when the run recorded it (older runs did not)."""
+    if seconds is None:
+        return ""
+    if seconds == 0:
+        return ("; timed with COMPRESS_LATENCY_SPAN=0, its rounds only: a second of slowed core "
+                "can skew a latency")
+    return f"; each model timed over at least {seconds:g} s"
+
+
 def _header(rows: list[Row], manifests: list[dict[str, Any]], configs: list[Config]) -> list[str]:
     first = rows[0]
     env = first.get("env") or {}
@@ -464,7 +474,8 @@ def _header(rows: list[Row], manifests: list[dict[str, Any]], configs: list[Conf
            else "from the cache" if first.get("teacher_cached") else "trained in this run")
         + (f" ({accuracy})" if accuracy else ""),
         f"**Machine:** {env.get('cpu')}, {env.get('cores')} cores; inference threads "
-        f"{env.get('inference_threads')}; Python {env.get('python')}",
+        f"{env.get('inference_threads')}{_timing_span(env.get('latency_span_seconds'))}; "
+        f"Python {env.get('python')}",
         "**Versions:** " + ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v),
     ]
     if first.get("preprocessing"):

@@ -86,7 +86,9 @@ def _git_commit() -> str | None:
 
 
 def environment(*, threads: int) -> dict[str, Any]:
-    """Machine, thread counts and library versions, recorded with every row."""
+    """Machine, thread counts, the timing span and library versions, recorded with every row."""
+    from compress.measure import latency_span  # only callers that time models get here
+
     versions = {}
     for package in _PACKAGES:
         try:
@@ -100,6 +102,7 @@ def environment(*, threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "inference_threads": threads,
         "train_threads": TRAINING_THREADS,
+        "latency_span_seconds": latency_span(),
         "versions": versions,
         "git_commit": _git_commit(),
     }

@@ -10,7 +10,7 @@ import pytest
 from compress.analysis import configurations, pairings
 from compress.claims import evaluate_claims
 from compress.errors import UserError
-from compress.report import build_document, build_report, common_table, findings
+from compress.report import _header, build_document, build_report, common_table, findings
 from compress.results import write_results
 from compress.verdicts import VERDICTS
 from tests.rows import fake_row, spine_rows
@@ -242,3 +242,15 @@ def test_few_values_per_kernel_are_news_only_when_far_fewer_than_the_teachers():
             fake_row("cluster", "clustering", kernel_unique_max=16, size=40_000)]
     said = [note for note in findings(configurations(rows), rows) if "distinct values per kernel" in note]
     assert len(said) == 1 and said[0].startswith("cluster left at most 16 distinct values per kernel")
+
+
+@pytest.mark.parametrize(("span", "said"), [
+    (3.0, "each model timed over at least 3 s;"),
+    (0.0, "timed with COMPRESS_LATENCY_SPAN=0, its rounds only"),
+    (None, "inference threads 1; Python"),  # a run from before the span was recorded
+])
+def test_the_header_says_how_long_each_model_was_timed(span, said):
+    rows = spine_rows()
+    for row in rows:
+        row["env"] = {**row["env"], "latency_span_seconds": span}
+    assert said in "\n".join(_header(rows, [], configurations(rows)))

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from compress.errors import UserError
+from compress.measure import SPAN_SECONDS
 from compress.results import FIELDS, SCHEMA_VERSION, environment, new_row, read_results, write_results
 from tests.rows import fake_row
 
@@ -43,7 +44,11 @@ def test_unreadable_results_are_user_errors(tmp_path):
         read_results(bad)
 
 
-def test_environment_records_threads_and_versions():
+def test_environment_records_threads_timing_span_and_versions(monkeypatch):
     env = environment(threads=3)
     assert env["inference_threads"] == 3 and env["cores"] >= 1
     assert env["versions"]["tensorflow"] and env["versions"]["ai-edge-litert"]
+    monkeypatch.delenv("COMPRESS_LATENCY_SPAN", raising=False)
+    assert environment(threads=1)["latency_span_seconds"] == SPAN_SECONDS
+    monkeypatch.setenv("COMPRESS_LATENCY_SPAN", "0.5")
+    assert environment(threads=1)["latency_span_seconds"] == 0.5
