@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from compress.data import TrainingData
     from compress.strategies.lowbit import LayerGraph
 
-COLUMNS = ("layer", "method", "setting", "bytes_share", "macs_share", "accuracy_drop_pp", "distortion")
+COLUMNS = ("layer", "method", "setting", "bytes_share", "macs_share", "accuracy_drop_pp", "output_cosine")
 CSV_FILE, PNG_FILE = "sensitivity.csv", "sensitivity.png"
 
 
@@ -45,7 +45,7 @@ def layer_sensitivity(
     set to zero up to the sparsity, on a clone.  ``bytes_share`` and ``macs_share`` are the
     layer's share of the float model's Dense/Conv weight bytes (kernel and bias) and MACs, so
     each sums to 1 over all quantizable layers.  ``accuracy_drop_pp`` is float minus compressed
-    validation accuracy in percentage points (positive = worse).  ``distortion`` is the cosine
+    validation accuracy in percentage points (positive = worse).  ``output_cosine`` is the cosine
     similarity of the layer's output tensor to the float model's (1 = unchanged), over the
     validation rows, as litert-quantizer's ``Quantizer.validate`` computes it; None for pruning.
     Both are None where litert-quantizer cannot apply the precision to the layer (int4 on a
@@ -78,13 +78,13 @@ def layer_sensitivity(
         shares = {"bytes_share": graph.weight_bytes(name) / total_bytes,
                   "macs_share": sum(op.macs for op in graph.layers[name]) / total_macs if total_macs else 0.0}
         for precision in precisions:
-            drop, distortion = _quantized(graph, name, PRECISIONS[precision], data, reference, feed)
+            drop, cosine = _quantized(graph, name, PRECISIONS[precision], data, reference, feed)
             rows.append({"layer": name, "method": "quantize", "setting": precision, **shares,
-                         "accuracy_drop_pp": drop, "distortion": distortion})
+                         "accuracy_drop_pp": drop, "output_cosine": cosine})
         for sparsity in sparsities:
             drop = (reference - _accuracy(_pruned(model, name, sparsity), data)) * 100
             rows.append({"layer": name, "method": "prune", "setting": f"{sparsity:g}", **shares,
-                         "accuracy_drop_pp": drop, "distortion": None})
+                         "accuracy_drop_pp": drop, "output_cosine": None})
     return rows
 
 
@@ -121,8 +121,8 @@ def _quantized(graph: LayerGraph, layer: str, bits: int, data: TrainingData, ref
     tensors = compared.get_all_tensor_results()
     output = graph.layers[layer][-1].output
     metric = ValidationErrorMetric.COSINE_SIMILARITY.value
-    distortion = tensors[output][metric] if output in tensors else None
-    return (reference - _accuracy(flatbuffer, data)) * 100, distortion
+    cosine = tensors[output][metric] if output in tensors else None
+    return (reference - _accuracy(flatbuffer, data)) * 100, cosine
 
 
 def _pruned(model: keras.Model, layer: str, sparsity: float) -> bytes:

@@ -37,7 +37,7 @@ def test_one_row_per_layer_and_setting_in_model_order(rows, digits):
     assert [(r["layer"], r["method"], r["setting"]) for r in rows] == expected
     assert all(tuple(row) == COLUMNS for row in rows)
     assert COLUMNS == ("layer", "method", "setting", "bytes_share", "macs_share", "accuracy_drop_pp",
-                       "distortion")
+                       "output_cosine")
 
 
 def test_shares_sum_to_one_per_method(rows, digits):
@@ -53,14 +53,14 @@ def test_shares_sum_to_one_per_method(rows, digits):
 def test_values_mean_what_they_say(rows):
     for row in rows:
         if row["method"] == "prune":
-            assert row["distortion"] is None and np.isfinite(row["accuracy_drop_pp"])
+            assert row["output_cosine"] is None and np.isfinite(row["accuracy_drop_pp"])
         elif row["setting"] == "int8":
-            assert abs(row["accuracy_drop_pp"]) <= 2 and row["distortion"] > 0.999
-        elif row["distortion"] is not None:
-            assert -1 <= row["distortion"] <= 1
+            assert abs(row["accuracy_drop_pp"]) <= 2 and row["output_cosine"] > 0.999
+        elif row["output_cosine"] is not None:
+            assert -1 <= row["output_cosine"] <= 1
     int2_conv = [r for r in rows if r["setting"] == "int2" and r["layer"].startswith("conv")]
     if runtime_defect("CONV_2D", 2):  # LiteRT's NaN would be measured, not int2: no numbers
-        assert all(r["accuracy_drop_pp"] is None and r["distortion"] is None for r in int2_conv)
+        assert all(r["accuracy_drop_pp"] is None and r["output_cosine"] is None for r in int2_conv)
 
 
 def test_unknown_precision_is_a_one_line_user_error(digits):
@@ -139,7 +139,7 @@ def test_the_sensitivity_command_writes_its_csv_and_never_reads_the_test_split(t
                                       "--precision", "int4", "--out", str(out)])
     assert result.exit_code == 0, (result.stderr, result.exception)
     lines = (out / "sensitivity.csv").read_text().splitlines()
-    assert lines[0] == "layer,method,setting,bytes_share,macs_share,accuracy_drop_pp,distortion"
+    assert lines[0] == "layer,method,setting,bytes_share,macs_share,accuracy_drop_pp,output_cosine"
     assert len(lines) - 1 == 3 * 3  # three Dense layers x (int8, int4, prune 0.8)
     assert (out / "sensitivity.png").is_file()
 
