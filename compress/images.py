@@ -1,7 +1,11 @@
 """Image folders as data: one sub-folder per class, the layout Keras' image_dataset_from_directory reads.
 
-``DIR/<class>/<image>`` is split by the seed like any other source; ``DIR/train/<class>/…``
-plus ``DIR/test/<class>/…`` keeps the given test split.  Images are decoded by Pillow,
+``DIR/<class>/<image>`` is split by the seed like any other source.  Split folders, each
+with class folders, keep the given test split: ``DIR/train`` plus ``DIR/test``, or, with no
+``test/``, a validation folder (``val/``, ``valid/``, ``validation/``) as the test split; a
+validation folder beside ``test/`` joins the training images, from which compress draws its
+own validation split.  Images in sub-folders of a class folder belong to that class, as in
+Keras, and are counted in the record.  Images are decoded by Pillow,
 converted to grayscale when every image is grayscale (else RGB), resized to one size (the
 most common one unless ``image_size`` is given) and scaled to [0, 1]; every resize and
 every ignored file is counted in the record.  Decoded arrays are cached by the files'
@@ -28,6 +32,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 GRAY_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 #: 16-bit grayscale (PNG, TIFF; "I" is how Pillow may open them): scaled by 65535, not 255.
 SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+#: Folders that hold a split of the data (each with class folders), not a class.
+TRAIN_FOLDER, TEST_FOLDER = "train", "test"
+VALIDATION_FOLDERS = ("val", "valid", "validation")
 #: Bump when decoding changes, so cached arrays are never stale.
 DECODER_VERSION = 2  # 2: 16-bit grayscale scaled by 65535 (1 clipped it at 255)
 
@@ -43,15 +50,25 @@ class ImageFolder:
     channels: int
     resized: int = 0
     ignored: list[str] = field(default_factory=list)
-    given_test: bool = False
+    test_folder: str | None = None  # the split folder used as the test split, if one was given
+    joined_training: list[str] = field(default_factory=list)  # validation folders added to train
+    nested: list[str] = field(default_factory=list)  # images below a class folder's top level
     from_cache: bool = False
 
     def summary(self) -> str:
         kind = "grayscale" if self.channels == 1 else "RGB"
         parts = [f"{self.images:,} images in {len(self.classes)} class folders read from {self.source}",
                  f"{self.size[0]}x{self.size[1]} {kind}, scaled to [0, 1]"]
-        if self.given_test:
-            parts.append("test split as given (test/)")
+        if self.test_folder:
+            parts.append(f"test split as given ({self.test_folder}/)")
+        if self.joined_training:
+            folders = ", ".join(f"{name}/" for name in self.joined_training)
+            parts.append(f"{folders} added to the training images (compress draws its own "
+                         "validation split from them)")
+        if self.nested:
+            count = len(self.nested)
+            parts.append(f"{count:,} image{'s' if count > 1 else ''} in sub-folders of class folders, "
+                         f"counted in that class as Keras does (e.g. {self.nested[0]})")
         if self.resized:
             parts.append(f"{self.resized:,} resized to {self.size[0]}x{self.size[1]}")
         if self.ignored:
@@ -78,10 +95,10 @@ def load_image_folder(
     root: Path, *, seed: int, image_size: tuple[int, int] | None = None,
 ) -> tuple[Dataset, ImageFolder]:
     """A Dataset from ``root`` (see the module docstring), split by ``seed``."""
-    given_test = (root / "train").is_dir() and (root / "test").is_dir()
-    parts = [root / "train", root / "test"] if given_test else [root]
+    training_parts, test_part = _split_folders(root)
+    parts = [*training_parts, *([test_part] if test_part else [])]
     listed = [_list_classes(part) for part in parts]
-    classes = sorted(set().union(*(set(files) for files, _ in listed)))
+    classes = sorted(set().union(*(set(files) for files, _, _ in listed)))
     if len(classes) < 2:
         if not classes:
             raise UserError(f"{root} has no class folders; --data takes a .csv, .tsv, .parquet or .npz "
@@ -89,16 +106,20 @@ def load_image_folder(
                             "e.g. DIR/cat/1.png and DIR/dog/2.png")
         raise UserError(f"{root} has one class folder ({classes[0]!r}); an image folder needs one "
                         "sub-folder per class (at least two), e.g. DIR/cat/1.png and DIR/dog/2.png")
-    ignored = [name for _, skipped in listed for name in skipped]
+    ignored = [name for _, skipped, _ in listed for name in skipped]
     files = [[(path, classes.index(name)) for name, paths in found.items() for path in paths]
-             for found, _ in listed]
+             for found, _, _ in listed]
     x_all, record = _decoded(root, [f for group in files for f, _ in group], image_size)
-    record.classes, record.ignored, record.given_test = classes, ignored, given_test
-    labels = [np.array([label for _, label in group], dtype=np.int64) for group in files]
+    record.classes, record.ignored = classes, ignored
+    record.nested = [name for _, _, nested in listed for name in nested]
+    record.test_folder = test_part.name if test_part else None
+    record.joined_training = [part.name for part in training_parts[1:]]
+    training_files = sum(len(group) for group in files[:len(training_parts)])
     names = tuple(classes)
-    x, y = x_all[:len(labels[0])], labels[0]
-    if given_test:
-        x_test, y_test = x_all[len(labels[0]):], labels[1]
+    labels = np.array([label for group in files for _, label in group], dtype=np.int64)
+    x, y = x_all[:training_files], labels[:training_files]
+    if test_part:
+        x_test, y_test = x_all[training_files:], labels[training_files:]
         train, val = split_indices(y, seed, name=root.name, with_test=False, class_names=names)
     else:
         train, val, test = split_indices(y, seed, name=root.name, class_names=names)
@@ -107,10 +128,38 @@ def load_image_folder(
     return Dataset(training, x_test, y_test), record
 
 
-def _list_classes(folder: Path) -> tuple[dict[str, list[Path]], list[str]]:
-    """Image files per class sub-folder, and the names of the other files found."""
+def _split_folders(root: Path) -> tuple[list[Path], Path | None]:
+    """The folders whose class folders are training images, and the test split's folder (None:
+    ``root`` itself holds the class folders, and the seed splits them)."""
+    folders = {sub.name.lower(): sub for sub in root.iterdir()
+               if sub.is_dir() and not sub.name.startswith(".")}
+    validation = [folders[name] for name in VALIDATION_FOLDERS if name in folders]
+    if TRAIN_FOLDER not in folders:
+        held_out = [name for name in (TEST_FOLDER, *VALIDATION_FOLDERS) if name in folders]
+        if held_out and len(held_out) == len(folders):
+            raise UserError(f"{root} holds {', '.join(f'{n}/' for n in held_out)} but no train/ folder; "
+                            "put the training images in train/<class>/, or point at one folder of "
+                            "class folders")
+        return [root], None
+    others = sorted(name for name in folders if name not in (TRAIN_FOLDER, TEST_FOLDER, *VALIDATION_FOLDERS))
+    if others:
+        raise UserError(f"{root} holds train/ beside {', '.join(f'{n}/' for n in others)}: split folders "
+                        "(train/, test/, val/, each with class folders) and class folders cannot be "
+                        "mixed; move those into the splits, or rename a class that is named train")
+    if TEST_FOLDER in folders:
+        return [folders[TRAIN_FOLDER], *validation], folders[TEST_FOLDER]
+    if len(validation) > 1:
+        raise UserError(f"{root} holds train/ and {' and '.join(f'{v.name}/' for v in validation)}; "
+                        "keep one of them as the held-out split, or name it test/")
+    return [folders[TRAIN_FOLDER]], validation[0] if validation else None
+
+
+def _list_classes(folder: Path) -> tuple[dict[str, list[Path]], list[str], list[str]]:
+    """Image files per class sub-folder, the names of the other files found, and the images
+    below a class folder's top level (Keras reads them as that class)."""
     found: dict[str, list[Path]] = {}
     ignored: list[str] = []
+    nested: list[str] = []
     for sub in sorted(folder.iterdir()):
         if sub.name.startswith("."):
             continue
@@ -122,13 +171,15 @@ def _list_classes(folder: Path) -> tuple[dict[str, list[Path]], list[str]]:
             if path.is_file() and not path.name.startswith("."):
                 if path.suffix.lower() in IMAGE_SUFFIXES:
                     images.append(path)
+                    if path.parent != sub:
+                        nested.append(str(path.relative_to(folder)))
                 else:
                     ignored.append(str(path.relative_to(folder)))
         if not images:
             raise UserError(f"class folder {sub} holds no images ({', '.join(IMAGE_SUFFIXES)}); add "
                             "images or remove the folder")
         found[sub.name] = images
-    return found, ignored
+    return found, ignored, nested
 
 
 def _decoded(root: Path, paths: list[Path], image_size: tuple[int, int] | None,

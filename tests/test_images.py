@@ -61,7 +61,7 @@ def test_sizes_modes_stray_files_and_a_given_test_split(tmp_path):
             (root / split / name / "notes.txt").write_text("not an image")
     dataset, record = load_image_folder(root, seed=0)
     assert dataset.x_test.shape == (10, 16, 16, 3) and len(dataset.y_test) == 10
-    assert record.given_test and record.channels == 3 and record.size == (16, 16)
+    assert record.test_folder == "test" and record.channels == 3 and record.size == (16, 16)
     assert record.resized == 4 and len(record.ignored) == 4
     assert "4 resized to 16x16" in record.summary()
     assert "4 files outside the class folders or not images, ignored" in record.summary()
@@ -157,3 +157,54 @@ def test_an_image_size_beyond_the_memory_is_one_line(tmp_path):
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "GiB as float32 pixels, more than half of this machine's" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _shapes(root, counts: dict[str, int], classes=("circle", "square")):
+    """Random 8x8 RGB images: ``counts`` maps a split folder ('' for none) to images per class."""
+    rng = np.random.default_rng(1)
+    for split, count in counts.items():
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            for n in range(count):
+                pixels = rng.integers(0, 255, size=(8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels, mode="RGB").save(root / split / name / f"{n}.png")
+
+
+def test_a_validation_folder_is_the_test_split_only_when_there_is_no_test_folder(tmp_path):
+    _shapes(tmp_path / "a", {"train": 16, "val": 4})
+    dataset, record = load_image_folder(tmp_path / "a", seed=0)
+    assert len(dataset.y_test) == 8 and record.classes == ["circle", "square"]
+    assert record.test_folder == "val" and "test split as given (val/)" in record.summary()
+
+    _shapes(tmp_path / "b", {"train": 12, "Validation": 5, "test": 3})
+    dataset, record = load_image_folder(tmp_path / "b", seed=0)
+    training = dataset.training
+    assert len(dataset.y_test) == 6 and len(training.y_train) + len(training.y_val) == 34
+    assert record.joined_training == ["Validation"]
+    assert "Validation/ added to the training" in record.summary()
+
+
+def test_images_in_sub_folders_of_a_class_are_that_class_and_counted(tmp_path):
+    _shapes(tmp_path / "pets", {"": 16}, classes=("cat", "dog"))
+    _shapes(tmp_path / "pets" / "cat", {"": 3}, classes=("augmented",))
+    _, record = load_image_folder(tmp_path / "pets", seed=0)
+    assert record.classes == ["cat", "dog"] and record.images == 35
+    assert "3 images in sub-folders of class folders, counted in that class as Keras does " \
+           "(e.g. cat/augmented/0.png)" in record.summary()
+
+
+@pytest.mark.parametrize(("counts", "message"), [
+    ({"test": 3, "val": 3}, "holds test/, val/ but no train/ folder"),
+    ({"train": 3, "val": 3, "valid": 3}, "holds train/ and val/ and valid/; keep one of them"),
+])
+def test_split_folders_that_cannot_be_read_as_splits_are_refused(tmp_path, counts, message):
+    _shapes(tmp_path / "images", counts)
+    with pytest.raises(compress.UserError, match=message):
+        load_image_folder(tmp_path / "images", seed=0)
+
+
+def test_a_class_folder_beside_split_folders_is_refused_not_ignored(tmp_path):
+    _shapes(tmp_path / "images", {"train": 3, "test": 3})
+    _shapes(tmp_path / "images", {"": 3}, classes=("triangle",))
+    with pytest.raises(compress.UserError, match=r"holds train/ beside triangle/: split folders"):
+        load_image_folder(tmp_path / "images", seed=0)
