@@ -69,8 +69,8 @@ def cli() -> None:
               "[default: synthetic]")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Your own .csv, .tsv, .parquet or .npz (arrays x, y[, x_test, y_test]) instead, or an "
-              "image folder with one sub-folder per class (PNG/JPEG/BMP/GIF; train/ and test/ "
-              "sub-folders keep a given test split).")
+              "image folder with one sub-folder per class (PNG/JPEG/BMP/GIF; train/ with test/ or "
+              "val/ sub-folders keep a given test split).")
 @click.option("--image-size", default=None, metavar="H,W",
               help="Resize an image folder's images to H,W.  [default: their most common size]")
 @click.option("--target", default=None, help="The label column of a .csv or .parquet --data file.")
