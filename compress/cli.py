@@ -398,8 +398,7 @@ def tune(max_accuracy_drop: float, objective: str, time_budget: float, max_trial
          address: str | None, out: Path | None, **data: Any) -> None:
     """Search every strategy and chain for the smallest (or fastest) model within an accuracy
     budget: trials on the validation split, the choice measured on the test split."""
-    from compress.sweep import SweepInterrupted
-    from compress.tune import NothingMeetsBudget, TuneSettings
+    from compress.tune import NothingMeetsBudget, TuneInterrupted, TuneSettings
     from compress.tune import tune as search
 
     settings = TuneSettings(max_accuracy_drop=max_accuracy_drop, objective=objective,
@@ -419,8 +418,8 @@ def tune(max_accuracy_drop: float, objective: str, time_budget: float, max_trial
     except NothingMeetsBudget as answer:
         click.echo(f"compress: {answer}", err=True)
         sys.exit(1)
-    except SweepInterrupted as stop:
-        click.echo(f"compress: {stop}; re-run the same command to resume", err=True)
+    except TuneInterrupted as stop:
+        click.echo(f"compress: {stop}", err=True)
         sys.exit(130)
     summary = result.summary
     test = summary.get("test") or {}

@@ -76,6 +76,16 @@ class NothingMeetsBudget(Exception):
     """No trial met the accuracy budget on validation; the message names the closest one."""
 
 
+class TuneInterrupted(Exception):
+    """Ctrl-C before the final measurement: the finished trials stay in the tune folder, and
+    the same call into it replays them instead of training them again."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(f"tune interrupted; its finished trials are kept in {folder}: the same "
+                         "command resumes from them")
+        self.folder = folder
+
+
 @dataclass(frozen=True)
 class TuneSettings:
     """What to search for and for how long."""
@@ -707,7 +717,8 @@ def tune(
 
     ``options`` choose data and teacher as for ``compress.compare`` (``dataset``, ``data``,
     ``target``, ``teacher``, ...).  Raises NothingMeetsBudget (after writing tune.json) when
-    no trial met the budget.
+    no trial met the budget, TuneInterrupted on Ctrl-C (during the final measurement, after
+    writing a report of what was measured, marked incomplete).
     """
     started = time.monotonic()
     settings.validate()
@@ -715,15 +726,18 @@ def tune(
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     from compress.outdir import check_output
     from compress.runner import resolve_config
-    from compress.sweep import run_jobs
+    from compress.sweep import SweepInterrupted, run_jobs
 
     tunable_names(settings.strategies)  # a typo is one line before any teacher is trained
     config = resolve_config(seeds=seeds, **options)
     folder = Path(out) if out is not None else Path("reports") / f"tune-{_data_name(config)}"
     check_output(folder, "tune", reuse=True)
-    found = search(config, settings, executor, folder, progress, started=started)
-    if found.chosen is not None:
-        confirm(found, config, settings, executor, folder, progress, started)
+    try:
+        found = search(config, settings, executor, folder, progress, started=started)
+        if found.chosen is not None:
+            confirm(found, config, settings, executor, folder, progress, started)
+    except KeyboardInterrupt:
+        raise TuneInterrupted(folder) from None
     if found.chosen is None:
         _write(folder, settings, found, None)
         raise NothingMeetsBudget(_nothing(found, settings, len(config.seeds)))
@@ -742,9 +756,12 @@ def tune(
         report(len(found.trials), total - done, f"measuring on the test split: {done}/{total} jobs "
                f"({failed} failed), {what}", max(0.0, left))
 
-    measured = run_jobs(run, folder, executor, kind="tune", progress=measuring, settings={
-        "tune": dataclasses.asdict(settings), "seeds": seeds,
-        "run": json.loads(json.dumps(dataclasses.asdict(config), default=str))}, extra=write_tune)
+    try:
+        measured = run_jobs(run, folder, executor, kind="tune", progress=measuring, settings={
+            "tune": dataclasses.asdict(settings), "seeds": seeds,
+            "run": json.loads(json.dumps(dataclasses.asdict(config), default=str))}, extra=write_tune)
+    except SweepInterrupted as stop:  # its report of the measured jobs is written, marked incomplete
+        raise TuneInterrupted(folder) from stop
     return TuneResult(folder, found, measured.rows, holder.get("summary", {}))
 
 

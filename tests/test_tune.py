@@ -30,6 +30,7 @@ from compress.tune import (
     NothingMeetsBudget,
     SearchResult,
     Trial,
+    TuneInterrupted,
     TuneSettings,
     candidates,
     choose,
@@ -295,7 +296,7 @@ def test_a_killed_tune_resumes_from_its_journal(tmp_path):
         if done == 2:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(TuneInterrupted, match=f"trials are kept in {out}: the same command resumes"):
         tune(settings, SerialExecutor(), out=out, seeds=1, progress=stop_after_two, dataset="synthetic")
     journal = [json.loads(line) for line in (out / JOURNAL).read_text().splitlines()]
     assert len(journal) >= 2
@@ -304,6 +305,21 @@ def test_a_killed_tune_resumes_from_its_journal(tmp_path):
     replayed = [t for t in result.search.trials if t.number < 2]
     assert all(t.reused for t in replayed)
     assert len((out / JOURNAL).read_text().splitlines()) == len(result.search.trials)
+
+
+def test_ctrl_c_while_the_teacher_trains_says_how_to_resume(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from compress.cli import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module("compress.tune"), "_seed_trials", interrupted)
+    result = CliRunner().invoke(cli, ["tune", "--max-accuracy-drop", "1", "--out", str(tmp_path / "t")])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == (f"compress: tune interrupted; its finished trials are kept in "
+                                     f"{tmp_path / 't'}: the same command resumes from them")
 
 
 def test_a_budget_no_configuration_meets_names_the_closest(tmp_path):
