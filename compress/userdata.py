@@ -208,8 +208,9 @@ def _refuse_numbers_with_stray_text(path: Path, frame: pd.DataFrame, target: str
 def _drop_uninformative(path: Path, frame: pd.DataFrame, target: str,
                         record: Preprocessing) -> pd.DataFrame:
     """Leave out what cannot inform a classifier, and say so: a column with one value in every
-    row, and a text column different in every row (an identifier, which a teacher could only
-    memorize)."""
+    row, a text column different in every row (an identifier, which a teacher could only
+    memorize), and a row number (consecutive integers, as ``DataFrame.to_csv`` writes its
+    index), which in a file sorted by class would hand the teacher the label."""
     why = {}
     for column in frame.columns:
         values = frame[column]
@@ -220,11 +221,24 @@ def _drop_uninformative(path: Path, frame: pd.DataFrame, target: str,
         elif not pd.api.types.is_numeric_dtype(values) and len(values) >= IDENTIFIER_ROWS and \
                 values.nunique() == len(values):
             why[column] = "every value different: an identifier"
+        elif _row_number(values):
+            why[column] = "consecutive integers: a row number"
     record.dropped = [f"{column} ({reason})" for column, reason in why.items()]
     if len(why) == frame.shape[1] - 1:
         raise UserError(f"{path}: no informative feature column ({', '.join(record.dropped)}); add "
                         "columns that vary from row to row")
     return frame.drop(columns=list(why))
+
+
+def _row_number(values: pd.Series) -> bool:
+    """Whether a column counts rows: distinct integers filling a range, in a file long enough
+    that a real feature would repeat a value (``IDENTIFIER_ROWS``)."""
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return False
+    if len(values) < IDENTIFIER_ROWS or values.isna().any() or values.nunique() != len(values):
+        return False
+    numbers = values.to_numpy(dtype=float)
+    return bool(np.all(numbers == np.round(numbers)) and numbers.max() - numbers.min() == len(values) - 1)
 
 
 def _apply_missing_policy(path: Path, frame: pd.DataFrame, target: str, missing: str,

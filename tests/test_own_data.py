@@ -284,6 +284,25 @@ def test_an_empty_column_is_named_whatever_the_missing_policy(tmp_path):
             load_file(tmp_path / "holes.csv", seed=0, target="label", missing=policy)
 
 
+def test_a_row_number_is_left_out_even_when_it_would_predict_a_sorted_label(tmp_path):
+    """``DataFrame.to_csv`` writes its index as a first, unnamed column; in a file sorted by class
+    it alone would give a perfect teacher and no finding at all."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=90), "count": rng.integers(0, 500, 90),
+                          "label": np.repeat(["a", "b", "c"], 30)})
+    frame.index += 1  # 1..90: a range needs no zero
+    frame.to_csv(tmp_path / "sorted.csv")  # index=True, pandas' default
+    _, record = load_file(tmp_path / "sorted.csv", seed=0, target="label")
+    assert record.dropped == ["Unnamed: 0 (consecutive integers: a row number)"]
+    assert record.numeric == ["x", "count"]
+    shuffled = frame.assign(x=rng.permutation(90).astype(float)).sample(frac=1, random_state=0)
+    shuffled.to_csv(tmp_path / "shuffled.csv", index=False)  # a feature 0..89 in another order
+    _, record = load_file(tmp_path / "shuffled.csv", seed=0, target="label")
+    assert record.dropped == ["x (consecutive integers: a row number)"]
+
+
 def test_question_marks_stray_text_identifiers_and_constants(tmp_path):
     """What a UCI-style table holds: "?" for a missing value, a typo among numbers, a row id and
     a constant column; none may silently become a feature."""
