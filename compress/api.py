@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compress.errors import UserError
 from compress.runner import Progress, RunConfig, RunInterrupted, RunResult, resolve_config, run
 
 if TYPE_CHECKING:
@@ -88,7 +87,7 @@ def sensitivity(
     ``teacher``, ``teacher_architecture``, ``out``, ...).
     """
     from compress.outdir import check_output, open_output
-    from compress.runner import default_out_dir, load_source, teacher_for, weak_teacher
+    from compress.runner import check_teacher, default_out_dir, load_source, teacher_for
     from compress.sensitivity import layer_sensitivity, write_sensitivity
 
     config = resolve_config(seeds=[seed], **options)
@@ -96,9 +95,7 @@ def sensitivity(
     target = config.out or default_out_dir(f"sensitivity-{source.dataset.name}")
     check_output(target, "sensitivity", overwrite=config.overwrite)
     teacher = teacher_for(config, source, seed)
-    reason = weak_teacher(teacher, source.dataset)
-    if reason and not config.allow_weak_teacher:
-        raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
+    check_teacher(config, seed, teacher, source.dataset, {})
     rows = layer_sensitivity(teacher.model, source.dataset.training, precisions=precisions,
                              sparsities=sparsities, layers=layers)
     output = open_output(target, "sensitivity", overwrite=config.overwrite)

@@ -16,7 +16,7 @@ import numpy as np
 from compress.analysis import speed_verdict
 from compress.backend import keras, to_tflite
 from compress.data import BUILTIN_DATASETS, load_dataset
-from compress.errors import UserError
+from compress.errors import UserError, option
 from compress.measure import TFLiteModel, accuracy_stats, latency_span, measure_latency, size_fields
 from compress.results import environment
 from compress.userdata import read_npz
@@ -61,7 +61,7 @@ def load_inputs(data: str | None, input_shape: tuple[int, ...]) -> tuple[np.ndar
         return dataset.x_test, dataset.y_test
     path = Path(data)
     if path.suffix != ".npz" or not path.is_file():
-        raise UserError(f"--data {data!r} is neither a built-in dataset "
+        raise UserError(f"{option('data')} {data!r} is neither a built-in dataset "
                         f"({', '.join(BUILTIN_DATASETS)}) nor an existing .npz file")
     arrays = read_npz(path)
     if "x" not in arrays and "x_test" not in arrays:
@@ -117,9 +117,9 @@ def bench(
     if not paths:
         raise UserError("give at least one model file")
     if threads < 1:
-        raise UserError(f"--threads must be at least 1, got {threads}")
+        raise UserError(f"{option('threads')} must be at least 1, got {threads}")
     if batch < 1:
-        raise UserError(f"--batch must be at least 1, got {batch}")
+        raise UserError(f"{option('batch')} must be at least 1, got {batch}")
     latency_span()
     flatbuffers = {str(path): load_flatbuffer(path) for path in paths}
     shapes = {name: _loaded(name, fb).input_shape for name, fb in flatbuffers.items()}

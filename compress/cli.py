@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from compress import __version__
-from compress.errors import UserError
+from compress.errors import UserError, flags_spelling
 
 DATASETS = ("synthetic", "document", "digits")
 
@@ -31,7 +31,8 @@ class OneLineErrors(click.Group):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            with flags_spelling():  # errors name --flags, not the Python keywords
+                return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as stop:
             code = stop.exit_code
         except self.no_command:  # its message would be the whole help

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compress.errors import UserError
+from compress.errors import UserError, option
 
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1
@@ -259,7 +259,7 @@ def load_shift(name: str, seed: int = 0, target_train: int = SHIFT_TARGET_TRAIN)
     x_t, y_t = _shifted_features(name, x[target_rows]), y[target_rows]
     val = max(full.n_classes, target_train // 5)
     if target_train + val + 5 * full.n_classes > len(y_t) or target_train < 2 * full.n_classes:
-        raise UserError(f"--target-train {target_train} does not fit: the {name} target part has "
+        raise UserError(f"{option('target_train', target_train)} does not fit: the {name} target part has "
                         f"{len(y_t)} rows and {full.n_classes} classes")
     labelled, test = train_test_split(np.arange(len(y_t)), train_size=target_train + val,
                                       random_state=seed, stratify=y_t)

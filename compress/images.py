@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from compress.data import Dataset, TrainingData, split_indices
-from compress.errors import UserError
+from compress.errors import UserError, option
 from compress.fileio import write_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -85,9 +85,9 @@ def parse_image_size(text: str | tuple[int, int] | None) -> tuple[int, int] | No
     try:
         height, width = (int(part) for part in str(text).split(","))
     except ValueError:
-        raise UserError(f"--image-size takes HEIGHT,WIDTH like 32,32, got {text!r}") from None
+        raise UserError(f"{option('image_size')} takes HEIGHT,WIDTH like 32,32, got {text!r}") from None
     if height < 1 or width < 1:
-        raise UserError(f"--image-size must be positive, got {text!r}")
+        raise UserError(f"{option('image_size')} must be positive, got {text!r}")
     return height, width
 
 
@@ -101,8 +101,8 @@ def load_image_folder(
     classes = sorted(set().union(*(set(files) for files, _, _ in listed)))
     if len(classes) < 2:
         if not classes:
-            raise UserError(f"{root} has no class folders; --data takes a .csv, .tsv, .parquet or .npz "
-                            "file, or an image folder with one sub-folder per class (at least two), "
+            raise UserError(f"{root} has no class folders; {option('data')} takes a .csv, .tsv, .parquet or "
+                            ".npz file, or an image folder with one sub-folder per class (at least two), "
                             "e.g. DIR/cat/1.png and DIR/dog/2.png")
         raise UserError(f"{root} has one class folder ({classes[0]!r}); an image folder needs one "
                         "sub-folder per class (at least two), e.g. DIR/cat/1.png and DIR/dog/2.png")
@@ -226,7 +226,7 @@ def _decode(root: Path, paths: list[Path], image_size: tuple[int, int] | None,
     if memory is not None and needed > memory / 2:
         raise UserError(f"{root.name}: {len(paths):,} images of {size[0]}x{size[1]} take "
                         f"{needed / 2**30:,.1f} GiB as float32 pixels, more than half of this "
-                        f"machine's {memory / 2**30:.0f} GiB; choose a smaller --image-size")
+                        f"machine's {memory / 2**30:.0f} GiB; choose a smaller {option('image_size')}")
     x = np.empty(shape, dtype=np.float32)
     resized = 0
     for row, path in enumerate(paths):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from compress.errors import UserError
+from compress.errors import UserError, option
 from compress.fileio import current_umask, write_atomic
 
 MARKER = ".compress.json"
@@ -45,7 +45,7 @@ def _writable_parent(path: Path) -> None:
     parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"cannot create {path}: {parent} is not a writable folder; "
-                        "choose another --out")
+                        f"choose another {option('out')}")
 
 
 def check_output(path: Path, kind: str, *, overwrite: bool = False, reuse: bool = False) -> None:
@@ -55,23 +55,24 @@ def check_output(path: Path, kind: str, *, overwrite: bool = False, reuse: bool 
     a report is rebuilt).  ``overwrite``: a folder of the same kind is replaced whole.
     """
     if path.exists() and not path.is_dir():
-        raise UserError(f"--out {path} is a file, not a folder; choose a folder")
+        raise UserError(f"{option('out')} {path} is a file, not a folder; choose a folder")
     if not path.exists():
         _writable_parent(path)
         return
     if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to {path} (permission denied); choose a writable --out")
+        raise UserError(f"cannot write to {path} (permission denied); choose a writable {option('out')}")
     if not any(path.iterdir()):
         return
     found = folder_kind(path)
     if found is None:
         raise UserError(f"{path} is not empty and was not made by compress; choose a new or "
-                        "empty --out (nothing in it was changed)")
+                        f"empty {option('out')} (nothing in it was changed)")
     if found != kind:
-        raise UserError(f"{path} holds a compress {found}, not a {kind}; choose another --out "
+        raise UserError(f"{path} holds a compress {found}, not a {kind}; choose another {option('out')} "
                         "(nothing in it was changed)")
     if not (reuse or overwrite):
-        raise UserError(f"{path} already holds a {kind}; choose another --out or pass --overwrite")
+        raise UserError(f"{path} already holds a {kind}; choose another {option('out')} or pass "
+                        f"{option('overwrite', True)}")
 
 
 @dataclass
@@ -138,6 +139,7 @@ def open_output(path: Path, kind: str, *, overwrite: bool = False, reuse: bool =
             folder = path
         write_atomic(folder / MARKER, json.dumps({"kind": kind}) + "\n")
     except OSError as error:
-        raise UserError(f"cannot write to {path} ({error.strerror}); choose a writable --out") from None
+        raise UserError(f"cannot write to {path} ({error.strerror}); choose a writable "
+                        f"{option('out')}") from None
     return Output(path, kind, folder, created, found)
 

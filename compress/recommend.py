@@ -23,7 +23,7 @@ from compress.analysis import (
     between,
     configurations,
 )
-from compress.errors import UserError
+from compress.errors import UserError, option
 from compress.results import require_one_group
 
 OBJECTIVES = ("size", "latency", "accuracy")
@@ -41,30 +41,30 @@ class Constraints:
     max_accuracy_drop: float | None = None  # percentage points below the teacher
 
     def __post_init__(self) -> None:
-        for name, value in (("--max-size-kib", self.max_size_kib),
-                            ("--max-latency-us", self.max_latency_us)):
+        for name, value in ((option("max_size_kib"), self.max_size_kib),
+                            (option("max_latency_us"), self.max_latency_us)):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise UserError(f"{name} must be a number above 0, got {value}")
         drop = self.max_accuracy_drop
         if drop is not None and not (math.isfinite(drop) and drop >= 0):
-            raise UserError(f"--max-accuracy-drop must be 0 or more percentage points, got {drop}")
+            raise UserError(f"{option('max_accuracy_drop')} must be 0 or more percentage points, got {drop}")
 
     def misses(self, config: Config) -> list[tuple[str, float]]:
         """(constraint, relative excess) for every limit the configuration breaks."""
         out = []
         size = config.size_bytes / KIB
         if self.max_size_kib is not None and size > self.max_size_kib:
-            out.append((f"--max-size-kib {self.max_size_kib:g} (it is {size:.1f} KiB)",
+            out.append((f"{option('max_size_kib', self.max_size_kib)} (it is {size:.1f} KiB)",
                          size / self.max_size_kib - 1))
         if self.max_latency_us is not None:
             latency = config.latency[0] if config.latency else None
             if latency is None or latency > self.max_latency_us:
                 shown = "not timed" if latency is None else f"{latency:.2f} µs"
                 excess = math.inf if latency is None else latency / self.max_latency_us - 1
-                out.append((f"--max-latency-us {self.max_latency_us:g} (it is {shown})", excess))
+                out.append((f"{option('max_latency_us', self.max_latency_us)} (it is {shown})", excess))
         drop = round(-config.delta_pp, 9)  # 0.903 - 0.913 is not "more than 1 pp"
         if self.max_accuracy_drop is not None and drop > self.max_accuracy_drop:
-            out.append((f"--max-accuracy-drop {self.max_accuracy_drop:g} (it drops {drop:.1f} pp)",
+            out.append((f"{option('max_accuracy_drop', self.max_accuracy_drop)} (it drops {drop:.1f} pp)",
                         (drop - self.max_accuracy_drop) / 100))
         return out
 
@@ -179,7 +179,8 @@ def recommend(
         candidates = [c for c in candidates if c.latency]
         if not candidates:
             raise NothingQualifies("no row was timed (the run stopped before timing every model); "
-                                   "re-run it, or choose --objective size or accuracy")
+                                   f"re-run it, or choose {option('objective', 'size')} or "
+                                   f"{option('objective', 'accuracy')}")
     pool = rank(candidates, objective)
     feasible = [c for c in pool if not limits.misses(c)]
     if not feasible:

@@ -32,7 +32,7 @@ import numpy as np
 
 from compress.backend import keras, seed_everything, to_tflite
 from compress.data import SHIFT_TARGET_TRAIN, Dataset, TrainingData, load_dataset, load_shift
-from compress.errors import UserError
+from compress.errors import UserError, option
 from compress.fileio import write_atomic
 from compress.images import parse_image_size
 from compress.measure import (
@@ -129,45 +129,50 @@ class RunConfig:
     def validate(self) -> None:
         """Every run setting checked, one line per mistake, before anything is loaded."""
         if self.epochs is not None and self.epochs < 1:
-            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+            raise UserError(f"{option('epochs')} must be at least 1, got {self.epochs}")
         if self.threads < 1:
-            raise UserError(f"--threads must be at least 1, got {self.threads}")
+            raise UserError(f"{option('threads')} must be at least 1, got {self.threads}")
         if self.jobs < 1:
-            raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+            raise UserError(f"{option('jobs')} must be at least 1, got {self.jobs}")
         latency_span()  # read now: a mistake there must not wait for the training to end
         if self.time_budget is not None and not (0 < self.time_budget < math.inf):
-            raise UserError(f"--time-budget must be a number of minutes above 0, got {self.time_budget}")
+            raise UserError(f"{option('time_budget')} must be a number of minutes above 0, "
+                            f"got {self.time_budget}")
         if not self.seeds or any(not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in self.seeds):
-            raise UserError(f"--seed/--seeds: seeds must be integers from 0 to {MAX_SEED}, "
-                            f"got {list(self.seeds)}")
+            raise UserError(f"{option('seed')}/{option('seeds')}: seeds must be integers from 0 to "
+                            f"{MAX_SEED}, got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"seeds must be distinct, got {list(self.seeds)}")
         if self.missing not in MISSING_POLICIES:
-            raise UserError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, got {self.missing!r}")
+            raise UserError(f"{option('missing')} must be one of {', '.join(MISSING_POLICIES)}, "
+                            f"got {self.missing!r}")
         if self.target_train < 1:
-            raise UserError(f"--target-train must be at least 1, got {self.target_train}")
+            raise UserError(f"{option('target_train')} must be at least 1, got {self.target_train}")
         if self.scenario not in SCENARIOS:
-            raise UserError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}")
+            raise UserError(f"{option('scenario')} must be one of {', '.join(SCENARIOS)}, "
+                            f"got {self.scenario!r}")
         self.image_size = parse_image_size(self.image_size)
         if self.image_size is not None and (self.data is None or not self.data.is_dir()):
-            raise UserError("--image-size is for an image folder --data DIR (one sub-folder per "
-                            "class); drop it")
+            raise UserError(f"{option('image_size')} is for an image folder {option('data', 'DIR')} (one "
+                            "sub-folder per class); drop it")
         if self.target is not None and self.data is not None and self.data.is_dir():
-            raise UserError("--target names a column of a .csv or .parquet file; an image folder's "
-                            "labels are its sub-folder names, so drop --target")
+            raise UserError(f"{option('target')} names a column of a .csv or .parquet file; an image "
+                            f"folder's labels are its sub-folder names, so drop {option('target')}")
         if self.target is not None and self.data is None:
-            raise UserError("--target needs --data FILE (the built-in datasets have their labels)")
+            raise UserError(f"{option('target')} needs {option('data', 'FILE')} (the built-in datasets have "
+                            "their labels)")
         if self.target is not None and self.data is not None and self.data.suffix.lower() == ".npz":
-            raise UserError("--target names a column of a .csv or .parquet file; an .npz holds its "
-                            "labels in the array y, so drop --target")
+            raise UserError(f"{option('target')} names a column of a .csv or .parquet file; an .npz holds "
+                            f"its labels in the array y, so drop {option('target')}")
         if self.teacher is not None and self.teacher_architecture is not None:
-            raise UserError("give --teacher FILE (your trained model) or --teacher-arch SPEC (a "
-                            "built-in teacher to train), not both")
+            raise UserError(f"give {option('teacher', 'FILE')} (your trained model) or "
+                            f"{option('teacher_architecture', 'SPEC')} (a built-in teacher to train), "
+                            "not both")
         if self.teacher_architecture is not None:
             parse_architecture(self.teacher_architecture)
         if self.scenario == "shift" and (self.data is not None or self.teacher is not None):
-            raise UserError("--scenario shift builds its own source and target from a built-in "
-                            "--dataset; drop --data and --teacher")
+            raise UserError(f"{option('scenario', 'shift')} builds its own source and target from a "
+                            f"built-in {option('dataset')}; drop {option('data')} and {option('teacher')}")
 
 
 def resolve_config(
@@ -201,7 +206,7 @@ def resolve_config(
     from compress.presets import PRESETS
 
     if dataset is not None and data is not None:
-        raise UserError("give --dataset or --data, not both")
+        raise UserError(f"give {option('dataset')} or {option('data')}, not both")
     if preset is not None and preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     settings: dict[str, Any] = {}
@@ -209,7 +214,7 @@ def resolve_config(
     if scenario == "shift":
         settings["strategies"] = SHIFT_STRATEGIES
     if isinstance(seeds, bool) or (isinstance(seeds, int) and seeds < 1):
-        raise UserError(f"--seeds must be at least 1, got {seeds}")
+        raise UserError(f"{option('seeds')} must be at least 1, got {seeds}")
     explicit = {
         "dataset": dataset, "data": data, "target": target, "missing": missing,
         "image_size": image_size, "teacher": teacher,
@@ -283,7 +288,8 @@ def plan_steps(specs: Sequence[str], epochs: int | None = None) -> list[Step]:
     for template in templates:
         if not any(t.controlled(str(template.control_of)) for t in techniques):
             raise UserError(f"{template.name} is a control for {template.control_of}; add "
-                            f"--strategy {template.control_of} to the run, or drop {template.name}")
+                            f"{option('strategies', [template.control_of])} to the run, or drop "
+                            f"{template.name}")
     steps = [Step(Baseline())]
     for technique in techniques:
         steps.append(Step(technique))
@@ -487,7 +493,7 @@ def _weak_causes(teacher: Teacher, n: int, floor: float) -> list[str]:
                 "a different label order", "or a wrong output layer"]
     causes: list[str] = []
     if teacher.recipe.epochs < SHORT_TRAINING:
-        causes.append(f"a short training ({teacher.recipe.epochs} epochs; --epochs sets it)")
+        causes.append(f"a short training ({teacher.recipe.epochs} epochs; {option('epochs')} sets it)")
     if n < SMALL_VALIDATION:
         causes.append(f"a validation split of {n} rows, too few to show a difference")
     if floor > DOMINANT_CLASS:
@@ -502,7 +508,8 @@ def check_teacher(config: RunConfig, seed: int, teacher: Teacher, dataset: Datas
     ``weak``."""
     reason = weak_teacher(teacher, dataset)
     if reason and not config.allow_weak_teacher:
-        raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
+        raise UserError(f"{reason}; fix the data or the teacher, or pass "
+                        f"{option('allow_weak_teacher', True)}")
     if reason:
         weak[seed] = reason
 
@@ -742,7 +749,7 @@ class RowContext:
                            scenario=self.config.scenario, env=self.env, run_id=self.run_id)
             row.update(status="skipped", budget_stopped="not started",
                        reason="the time budget left could not pay for this step; raise "
-                       "--time-budget or run fewer strategies")
+                       f"{option('time_budget')} or run fewer strategies")
             return Evaluated(row)
         return evaluate_step(
             item.step, self.teachers[item.seed], self.sources[item.seed], item.seed,
@@ -975,7 +982,7 @@ def evaluate_in_worker(task: WorkerRow) -> tuple[int, Evaluated | str]:
         (strategy,) = strategies_from_spec(task.spec)
     except Exception as error:  # the row says why; the run goes on
         return task.index, (f"a worker process could not prepare the step ({type(error).__name__}: "
-                            f"{error}); --jobs 1 runs every step in this process")
+                            f"{error}); {option('jobs', 1)} runs every step in this process")
     context = RowContext(task.config, {task.seed: source}, {task.seed: teacher}, task.env,
                          Path(task.folder), task.run_id)
     item = PlannedRow(task.index, task.seed, Step(strategy, task.control_of), task.artifact)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from compress.errors import UserError
+from compress.errors import UserError, option, spelling_flags, use_flags_spelling
 from compress.fileio import write_atomic
 
 if sys.version_info >= (3, 11):
@@ -495,12 +495,14 @@ def _failed(job: Job, reason: str) -> dict[str, Any]:
                     "control_of": job.control_of, "status": "failed", "reason": reason}}
 
 
-def _worker_setup(parent: int, warmup: Callable[[], None] | None = None) -> None:
-    """Worker initializer: leave Ctrl-C to the driver, exit when the driver dies, warm up."""
+def _worker_setup(parent: int, warmup: Callable[[], None] | None = None, flags: bool = False) -> None:
+    """Worker initializer: leave Ctrl-C to the driver, exit when the driver dies, name options
+    as the driver's caller does, warm up."""
     import signal
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    use_flags_spelling(flags)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -540,7 +542,7 @@ def start_pool(workers: int, warmup: Callable[[], None] | None = None) -> Any:
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_setup, initargs=(os.getpid(), warmup))
+                               initializer=_worker_setup, initargs=(os.getpid(), warmup, spelling_flags()))
     for _ in range(workers):  # a pool spawns a process per submitted task, up to ``workers``
         pool.submit(int)
     return pool
@@ -646,7 +648,8 @@ class DaskExecutor(Executor):
         try:
             from dask.distributed import Client, LocalCluster, as_completed
         except ImportError:
-            raise UserError("--executor dask needs dask.distributed: pip install 'compress[dask]'") from None
+            raise UserError(f"{option('executor', 'dask')} needs dask.distributed: "
+                            "pip install 'compress[dask]'") from None
         cluster = None
         if self.address:
             client = Client(self.address)

@@ -26,7 +26,7 @@ import numpy as np
 
 from compress.backend import keras, seed_everything, tf
 from compress.data import Dataset, TrainingData
-from compress.errors import UserError
+from compress.errors import UserError, option
 from compress.fileio import write_atomic
 from compress.models import build_model, default_teacher
 from compress.training import BATCH_SIZE, compile_for_training, cut_short, deadline_callback, limited, plan
@@ -225,14 +225,14 @@ def _load_untrusted(path: Path, trust: bool) -> keras.Model:
                             ".keras file or the folder model.save() wrote")
         metadata_file = path / "keras_metadata.pb"
         if not trust and metadata_file.exists() and b'"Lambda"' in metadata_file.read_bytes():
-            raise UserError(f"{path} contains a Lambda layer; {SAFE_MODE_WHY}. Pass --trust-model "
-                            "only if you trust where the model came from")
+            raise _lambda_refused(path)
         return _load_or_explain(path, lambda: keras.models.load_model(path, compile=False))
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5", ".pkl", ".pickle", ".joblib"):
         if not trust:
             raise UserError(f"{path}: {suffix} files are refused because {SAFE_MODE_WHY}; re-save "
-                            "the model as .keras, or pass --trust-model if you trust its source")
+                            "the model as .keras, or pass "
+                            f"{option('trust_model', True)} if you trust its source")
         if suffix in (".h5", ".hdf5"):
             return _load_or_explain(path, lambda: keras.models.load_model(path, compile=False))
         import pickle
@@ -240,7 +240,7 @@ def _load_untrusted(path: Path, trust: bool) -> keras.Model:
         with open(path, "rb") as handle:
             return pickle.load(handle)
     if suffix != ".keras":
-        raise UserError(f"{path}: --teacher takes a .keras file or a SavedModel folder")
+        raise UserError(f"{path}: {option('teacher')} takes a .keras file or a SavedModel folder")
     from compress.keras3 import is_keras3_file, translate
 
     if is_keras3_file(path):
@@ -249,12 +249,16 @@ def _load_untrusted(path: Path, trust: bool) -> keras.Model:
         return keras.models.load_model(path, compile=False, safe_mode=not trust)
     except ValueError as error:
         if "safe_mode" in str(error) or "Lambda" in str(error):
-            raise UserError(f"{path} contains a Lambda layer; {SAFE_MODE_WHY}. Pass --trust-model "
-                            "only if you trust where the model came from") from None
+            raise _lambda_refused(path) from None
         raise UserError(f"{path} cannot be loaded: {str(error).splitlines()[0]}") from None
     except (TypeError, OSError) as error:
         raise UserError(f"{path} cannot be loaded (a custom layer needs its code registered, or "
                         f"the file is damaged): {str(error).splitlines()[0]}") from None
+
+
+def _lambda_refused(path: Path) -> UserError:
+    return UserError(f"{path} contains a Lambda layer; {SAFE_MODE_WHY}. Pass "
+                     f"{option('trust_model', True)} only if you trust where the model came from")
 
 
 def _load_or_explain(path: Path, load: Callable[[], keras.Model]) -> keras.Model:

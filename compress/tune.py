@@ -34,7 +34,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from compress.errors import UserError
+from compress.errors import UserError, option
 from compress.fileio import write_atomic
 from compress.strategies.base import Choice, Range, RegistryError, Task
 
@@ -100,14 +100,14 @@ class TuneSettings:
     def validate(self) -> None:
         drop = self.max_accuracy_drop
         if not (isinstance(drop, (int, float)) and math.isfinite(drop) and drop >= 0):
-            raise UserError(f"--max-accuracy-drop must be 0 or more percentage points, got {drop}")
+            raise UserError(f"{option('max_accuracy_drop')} must be 0 or more percentage points, got {drop}")
         if self.objective not in OBJECTIVES:
             raise UserError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         budget = self.time_budget_min
         if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
-            raise UserError(f"--time-budget must be more than 0 minutes, got {budget}")
+            raise UserError(f"{option('time_budget')} must be more than 0 minutes, got {budget}")
         if self.max_trials is not None and self.max_trials < 1:
-            raise UserError(f"--trials must be at least 1, got {self.max_trials}")
+            raise UserError(f"{option('trials')} must be at least 1, got {self.max_trials}")
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def search_space(task: Task, patterns: Sequence[str] = ()) -> Space:
             raise RegistryError(f"{name}.search_space names {unknown[0]!r}, not a parameter of it")
         stages[name] = space
     if not stages:
-        raise UserError(f"no strategy matching --strategy {' '.join(patterns)} has a search space "
+        raise UserError(f"no strategy matching {option('strategies', patterns)} has a search space "
                         f"for this teacher; tunable strategies: {', '.join(tunable_names(()))}")
     followers = {a: tuple(b for b in stages if b != a and not available[a].produces_tflite
                           and available[a].family in available[b].follows) for a in stages}
@@ -161,7 +161,7 @@ def tunable_names(patterns: Sequence[str] = ()) -> list[str]:
     names = [cls.name for cls in candidates if cls.role == "technique" and cls.tunable is not None]
     if not names:
         everything = [n for n, c in registry().items() if c.role == "technique" and c.tunable is not None]
-        raise UserError(f"no tunable strategy matches --strategy {' '.join(patterns)}; tunable "
+        raise UserError(f"no tunable strategy matches {option('strategies', patterns)}; tunable "
                         f"strategies: {', '.join(everything)}")
     return names
 
@@ -665,14 +665,12 @@ def search(
 def _seed_trials(config: Any, seed: int, out: Path) -> tuple[Any, Any, Callable[[str], Any]]:
     """One seed's data and teacher (refused when weak) and the maker of its validation jobs."""
     from compress.results import environment
-    from compress.runner import load_source, teacher_for, weak_teacher
+    from compress.runner import check_teacher, load_source, teacher_for
     from compress.sweep import make_job
 
     source = load_source(config, seed)
     teacher = teacher_for(config, source, seed)
-    reason = weak_teacher(teacher, source.dataset)
-    if reason and not config.allow_weak_teacher:
-        raise UserError(f"{reason}; fix the data or the teacher, or pass --allow-weak-teacher")
+    check_teacher(config, seed, teacher, source.dataset, {})
     data_key, env = source.dataset.fingerprint(), environment(threads=1)
 
     def job_for(spec: str) -> Any:
@@ -723,7 +721,7 @@ def tune(
     started = time.monotonic()
     settings.validate()
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}")
+        raise UserError(f"{option('seeds')} must be at least 1, got {seeds}")
     from compress.outdir import check_output
     from compress.runner import resolve_config
     from compress.sweep import SweepInterrupted, run_jobs
@@ -845,13 +843,13 @@ def _nothing(found: SearchResult, settings: TuneSettings, seeds: int) -> str:
         return (f"{len(found.confirmation)} configurations met the {budget:g} pp budget on the first "
                 f"seed's validation split, but none with {CONFIRM_CONFIDENCE:.0%} confidence on the "
                 f"validation split of {where}; the closest, {label}, {loss}; raise "
-                "--max-accuracy-drop or --time-budget")
+                f"{option('max_accuracy_drop')} or {option('time_budget')}")
     closest_trial = min((t for t in found.trials if t.drop_pp is not None), default=None,
                         key=lambda t: t.drop_pp or 0.0)
     hint = (f"; the closest, {closest_trial.label}, loses {closest_trial.drop_pp:.2f} pp at "
             f"{(closest_trial.size_gzip_bytes or 0) / 1024:.1f} KiB gzip" if closest_trial else "")
     return (f"no configuration of {len(found.trials)} trials stays within {budget:g} pp of the "
-            f"teacher on validation{hint}; raise --max-accuracy-drop or --time-budget")
+            f"teacher on validation{hint}; raise {option('max_accuracy_drop')} or {option('time_budget')}")
 
 
 def _data_name(config: Any) -> str:

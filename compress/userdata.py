@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from compress.data import CLASSIFIERS_ONLY, Dataset, TrainingData, split_indices
-from compress.errors import UserError
+from compress.errors import UserError, option
 from compress.images import ImageFolder, load_image_folder
 
 MISSING_POLICIES = ("error", "drop", "impute")
@@ -81,7 +81,7 @@ def load_file(
     """A Dataset from a user's file or image folder, split by ``seed`` like the built-in ones."""
     path = Path(path)
     if missing not in MISSING_POLICIES:
-        raise UserError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
+        raise UserError(f"{option('missing')} must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
     if path.is_dir():
         return load_image_folder(path, seed=seed, image_size=image_size)
     if not path.is_file():
@@ -93,7 +93,7 @@ def load_file(
         return _load_npz(path, seed)
     if suffix in TABULAR_SUFFIXES:
         return _load_table(path, seed, target, missing)
-    raise UserError(f"{path}: --data takes .csv, .tsv, .parquet or .npz files")
+    raise UserError(f"{path}: {option('data')} takes .csv, .tsv, .parquet or .npz files")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -125,7 +125,7 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
     if frame.empty:
         raise UserError(f"{path} has a header but no rows")
     if target is None:
-        raise UserError(f"{path}: name the label column with --target (columns: "
+        raise UserError(f"{path}: name the label column with {option('target')} (columns: "
                         f"{', '.join(map(str, frame.columns))})")
     if target not in frame.columns:
         raise UserError(f"{path}: no column {target!r}; columns are {', '.join(map(str, frame.columns))}")
@@ -254,7 +254,8 @@ def _apply_missing_policy(path: Path, frame: pd.DataFrame, target: str, missing:
                         "the file (nothing can be imputed from an empty column)")
     if missing == "error":
         raise UserError(f"{path}: {cells} missing cells in {rows} rows (columns: {', '.join(columns)}); "
-                        "pass --missing drop to remove those rows or --missing impute to fill them")
+                        f"pass {option('missing', 'drop')} to remove those rows or "
+                        f"{option('missing', 'impute')} to fill them")
     if missing == "drop":
         record.rows_dropped = rows
         return frame.dropna().reset_index(drop=True), record

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import compress
 from compress.backend import keras
 from compress.cli import cli
+from compress.errors import UserError
 from compress.report import build_report
 from compress.results import write_results
 from tests.rows import spine_rows
@@ -181,3 +183,24 @@ def test_a_bad_latency_span_is_one_line_before_anything_runs(span, command, prev
         f"compress: error: COMPRESS_LATENCY_SPAN must be a number of seconds, 0 or more, got '{span}'; "
         "unset it for the default 3"]
     assert {p.name: p.read_bytes() for p in previous.iterdir()} == before
+
+
+def test_options_are_named_as_the_caller_gave_them():
+    """One message, two spellings: flags on the command line (and in reports), keywords from Python."""
+    from compress.errors import flags_spelling, option
+
+    python = [option("max_size_kib", 64.0), option("allow_weak_teacher", True), option("missing", "drop"),
+              option("strategies", ["distill"]), option("teacher_architecture", "SPEC")]
+    assert python == ["max_size_kib=64", "allow_weak_teacher=True", "missing='drop'",
+                      "strategies=['distill']", "teacher_architecture='SPEC'"]
+    with flags_spelling():
+        flags = [option("max_size_kib", 64.0), option("allow_weak_teacher", True), option("missing", "drop"),
+                 option("strategies", ["distill"]), option("teacher_architecture", "SPEC")]
+    assert flags == ["--max-size-kib 64", "--allow-weak-teacher", "--missing drop", "--strategy distill",
+                     "--teacher-arch SPEC"]
+    with pytest.raises(UserError, match=r"^give dataset or data, not both$"):
+        compress.compare(dataset="digits", data="x.csv")
+    with pytest.raises(UserError, match=r"^epochs must be at least 1, got 0$"):
+        compress.compare(epochs=0)
+    result = CliRunner().invoke(cli, ["run", "--epochs", "0"])
+    assert result.exit_code == 2 and "--epochs must be at least 1, got 0" in result.stderr

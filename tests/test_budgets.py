@@ -145,7 +145,7 @@ def test_time_budget_stops_a_long_strategy_and_its_row_says_so(tmp_path):
 
 @pytest.mark.parametrize("budget", [0, -1, float("inf"), float("nan")])
 def test_time_budget_must_be_positive_minutes(tmp_path, budget):
-    with pytest.raises(compress.UserError, match="--time-budget must be a number of minutes above 0"):
+    with pytest.raises(compress.UserError, match="time_budget must be a number of minutes above 0"):
         compress.compare("synthetic", time_budget=budget, out=tmp_path / "run")
 
 

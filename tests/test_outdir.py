@@ -36,7 +36,7 @@ def test_an_earlier_run_needs_overwrite_which_swaps_in_a_clean_folder(tmp_path):
     target = tmp_path / "run"
     first = open_output(target, "run")
     write_atomic(first.folder / "stale.tflite", b"old")
-    with pytest.raises(UserError, match="--overwrite"):
+    with pytest.raises(UserError, match="pass overwrite=True"):
         check_output(target, "run")
     second = open_output(target, "run", overwrite=True)
     assert second.staged and (target / "stale.tflite").exists()  # the old run is whole until the end

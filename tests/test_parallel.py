@@ -88,7 +88,7 @@ print(list(frame["status"]), json.loads(open({str(tmp_path / "run" / "run.json")
 
 
 def test_jobs_must_be_positive(tmp_path):
-    with pytest.raises(compress.UserError, match="--jobs must be at least 1"):
+    with pytest.raises(compress.UserError, match=r"^jobs must be at least 1"):
         compress.compare(dataset="synthetic", jobs=0, out=tmp_path / "run")
 
 
@@ -181,6 +181,22 @@ def test_a_weak_teacher_a_worker_trained_leaves_nothing_behind(tmp_path):
     assert "features that say little about the label" in refused.stderr
     assert "label order" not in refused.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_python_caller_is_told_the_keywords_even_by_a_worker(tmp_path, monkeypatch):
+    """The same refusal as above, from compress.compare: it names what the caller can pass."""
+    import numpy as np
+
+    monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "noise.npz", x=rng.normal(size=(300, 5)).astype(np.float32),
+             y=rng.integers(0, 3, 300))
+    with pytest.raises(compress.UserError) as refused:
+        compress.compare(data=tmp_path / "noise.npz", epochs=1, jobs=2,
+                         strategies=["finetune", "retrain-scratch"], out=tmp_path / "run")
+    assert "pass allow_weak_teacher=True" in str(refused.value)
+    assert "a short training (1 epochs; epochs sets it)" in str(refused.value)
+    assert "--" not in str(refused.value)
 
 
 def teacher_crashes(task):

@@ -40,10 +40,10 @@ def test_accuracy_ties_are_decided_by_a_test_not_by_the_third_decimal():
 @pytest.mark.parametrize(
     ("limits", "objective", "best", "binding"),
     [
-        ({"max_accuracy_drop": 3}, "size", "quantize-int8", "--max-accuracy-drop 3"),
-        ({"max_size_kib": 10}, "accuracy", "distill", "--max-size-kib 10"),
+        ({"max_accuracy_drop": 3}, "size", "quantize-int8", "max_accuracy_drop=3"),
+        ({"max_size_kib": 10}, "accuracy", "distill", "max_size_kib=10"),
         # finetune is as large as the teacher: keeping the teacher is cheaper (no training).
-        ({"max_latency_us": 2.2, "max_accuracy_drop": 3}, "size", "baseline", "--max-latency-us 2.2"),
+        ({"max_latency_us": 2.2, "max_accuracy_drop": 3}, "size", "baseline", "max_latency_us=2.2"),
     ],
 )
 def test_each_constraint_can_bind(limits, objective, best, binding):
@@ -53,7 +53,7 @@ def test_each_constraint_can_bind(limits, objective, best, binding):
 
 
 def test_nothing_feasible_names_the_closest_configuration():
-    with pytest.raises(NothingQualifies, match=r"closest is .* misses --max-size-kib 1"):
+    with pytest.raises(NothingQualifies, match=r"closest is .* misses max_size_kib=1 "):
         recommend(ROWS, max_size_kib=1)
 
 
