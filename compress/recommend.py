@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from compress.analysis import (
     SAME_SIZE_MARGIN,
@@ -26,8 +28,13 @@ from compress.analysis import (
 from compress.errors import UserError, option
 from compress.results import require_one_group
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 OBJECTIVES = ("size", "latency", "accuracy")
 KIB = 1024
+#: The default accuracy budget, the report's too: at most this many points below the teacher.
+DEFAULT_MAX_DROP_PP = 1.0
 
 
 class NothingQualifies(Exception):
@@ -157,18 +164,22 @@ class Recommendation:
 
 
 def recommend(
-    rows: Iterable[Row],
+    rows: Iterable[Row] | pd.DataFrame | str | Path,
     *,
     max_size_kib: float | None = None,
     max_latency_us: float | None = None,
-    max_accuracy_drop: float | None = None,
+    max_accuracy_drop: float | None = DEFAULT_MAX_DROP_PP,
     objective: str = "size",
 ) -> Recommendation:
     """The best configuration meeting every constraint; raises NothingQualifies otherwise, and
-    UserError for rows of several datasets or teachers (their models are no alternatives)."""
+    UserError for rows of several datasets or teachers (their models are no alternatives).
+
+    ``rows`` are result rows (``read_results``), the frame ``compare`` returns, or a run
+    folder.  The accuracy budget is the report's unless given: a model that lost 30 points is
+    no answer, however small; None drops it."""
     if objective not in OBJECTIVES:
-        raise UserError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    rows = list(rows)
+        raise UserError(f"{option('objective')} must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    rows = _as_rows(rows)
     require_one_group(rows, "a recommendation compares models of one: give the runs of one dataset "
                       "and teacher")
     limits = Constraints(max_size_kib, max_latency_us, max_accuracy_drop)
@@ -200,8 +211,19 @@ def recommend(
     return Recommendation(best, runner_up, binding, objective, ties)
 
 
-#: The report's default budget: at most this many points below the teacher.
-DEFAULT_MAX_DROP_PP = 1.0
+def _as_rows(rows: Iterable[Row] | pd.DataFrame | str | Path) -> list[Row]:
+    """Rows from whatever a Python caller has at hand: rows, ``compare``'s frame or a run folder."""
+    from compress.results import read_runs
+
+    if isinstance(rows, (str, Path)):
+        return read_runs([rows])
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a DataFrame, without importing pandas
+        return rows.astype(object).where(rows.notna(), None).to_dict("records")
+    rows = list(rows)
+    if not all(isinstance(row, dict) for row in rows):
+        raise UserError("recommend takes result rows (compress.read_results), the frame compress.compare "
+                        "returns, or a run folder")
+    return rows
 
 
 def default_choices(rows: list[Row]) -> dict[str, Recommendation | NothingQualifies]:

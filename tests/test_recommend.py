@@ -41,7 +41,7 @@ def test_accuracy_ties_are_decided_by_a_test_not_by_the_third_decimal():
     ("limits", "objective", "best", "binding"),
     [
         ({"max_accuracy_drop": 3}, "size", "quantize-int8", "max_accuracy_drop=3"),
-        ({"max_size_kib": 10}, "accuracy", "distill", "max_size_kib=10"),
+        ({"max_size_kib": 10, "max_accuracy_drop": None}, "accuracy", "distill", "max_size_kib=10"),
         # finetune is as large as the teacher: keeping the teacher is cheaper (no training).
         ({"max_latency_us": 2.2, "max_accuracy_drop": 3}, "size", "baseline", "max_latency_us=2.2"),
     ],
@@ -142,3 +142,18 @@ def test_the_library_refuses_rows_of_two_datasets_as_the_cli_does():
     other = [{**row, "dataset": "digits", "seed": row["seed"] + 5} for row in ROWS]
     with pytest.raises(UserError, match=r"differ in dataset or teacher .*a recommendation compares"):
         recommend(ROWS + other, max_accuracy_drop=10)
+
+
+def test_python_gets_the_reports_accuracy_budget_unless_it_drops_it(tmp_path):
+    rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.90, size=40_000),
+            fake_row("tiny-wrong", size=1_000, accuracy=0.60),
+            fake_row("small-right", size=10_000, accuracy=0.90)]
+    assert recommend(rows).best.label == "small-right"  # as `compress recommend` and the report choose
+    assert recommend(rows, max_accuracy_drop=None).best.label == "tiny-wrong"
+    write_results(tmp_path, rows)
+    import pandas as pd
+
+    for given in (tmp_path, str(tmp_path), pd.DataFrame(rows)):  # a run folder, compare()'s frame
+        assert recommend(given).best.label == "small-right"
+    with pytest.raises(UserError, match="recommend takes result rows"):
+        recommend(["baseline", "small-right"])
