@@ -9,12 +9,15 @@ from __future__ import annotations
 import sys
 import types
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "compare": "compress.api",
+    "sensitivity": "compress.api",
+    "bench": "compress.bench",
     "RunConfig": "compress.runner",
     "run": "compress.runner",
     "Strategy": "compress.strategies.base",
@@ -56,10 +59,10 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-#: Functions named like the module that defines them.  Importing ``compress.recommend`` (the
-#: report does) sets the package's attribute to that module, after which ``compress.recommend(rows)``
+#: Functions named like a module of the package.  Importing ``compress.recommend`` (the report
+#: does) sets the package's attribute to that module, after which ``compress.recommend(rows)``
 #: raised "'module' object is not callable"; the package always answers with the function.
-_SAME_NAMED = frozenset(name for name, module in _EXPORTS.items() if module == f"{__name__}.{name}")
+_SAME_NAMED = frozenset(name for name in _EXPORTS if Path(__file__).with_name(f"{name}.py").is_file())
 
 
 class _Package(types.ModuleType):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,7 @@ def compare(
 
     from compress.report import CLAIMS_FILE
 
-    seeds = None if seed is None else [seed] if isinstance(seed, int) else list(seed)
+    seeds = None if seed is None else [seed] if isinstance(seed, numbers.Integral) else list(seed)
     config = resolve_config(dataset=dataset, strategies=strategies, seeds=seeds, **options)
     result = execute(config)
     frame = pd.DataFrame(result.rows)
@@ -74,8 +75,8 @@ def compare(
 
 def sensitivity(
     *,
-    precisions: Sequence[str] = ("int8", "int4", "int2"),
-    sparsities: Sequence[float] = (0.8,),
+    precisions: str | Sequence[str] = ("int8", "int4", "int2"),
+    sparsities: float | Sequence[float] = (0.8,),
     layers: Sequence[str] | None = None,
     seed: int = 0,
     **options: Any,
@@ -88,8 +89,10 @@ def sensitivity(
     """
     from compress.outdir import check_output, open_output
     from compress.runner import check_teacher, default_out_dir, load_source, teacher_for
-    from compress.sensitivity import layer_sensitivity, write_sensitivity
+    from compress.sensitivity import check_settings, layer_sensitivity, write_sensitivity
 
+    precisions, sparsities = check_settings(precisions, sparsities)
+    layers = [layers] if isinstance(layers, str) else layers
     config = resolve_config(seeds=[seed], **options)
     source = load_source(config, seed)
     target = config.out or default_out_dir(f"sensitivity-{source.dataset.name}")

@@ -111,9 +111,11 @@ def _loaded(name: str, flatbuffer: bytes) -> TFLiteModel:
 
 
 def bench(
-    paths: Sequence[Path], *, data: str | None = None, threads: int = 1, batch: int = 256,
+    paths: Path | str | Sequence[Path | str], *, data: str | None = None, threads: int = 1,
+    batch: int = 256,
 ) -> list[dict[str, Any]]:
     """Size, latency (and accuracy with labels) per model; ratios against the first."""
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     if not paths:
         raise UserError("give at least one model file")
     if threads < 1:

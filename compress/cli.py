@@ -240,11 +240,10 @@ def list_strategies() -> None:
               help="Merge runs of different datasets or teachers: one section each.")
 def report(results: tuple[Path, ...], out: Path | None, formats: str, allow_mixed: bool) -> None:
     """Rebuild the report from saved results (several runs are merged); no TensorFlow needed."""
-    from compress.report import build_report
+    from compress.report import build_report, report_formats
 
-    chosen = [f.strip() for f in formats.split(",") if f.strip()]
-    folder = build_report(list(results), out, chosen, allow_mixed=allow_mixed)
-    for written in chosen:
+    folder = build_report(list(results), out, formats, allow_mixed=allow_mixed)
+    for written in report_formats(formats):
         click.echo(f"report: {folder / f'report.{written}'}")
 
 

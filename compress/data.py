@@ -6,6 +6,7 @@ test split, which every row is scored on, can never leak into training.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ class TrainingData:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.x_train.shape[1:])
+
+    def read_only(self) -> TrainingData:
+        """The same splits as views that cannot be written: every strategy shares them, so one
+        that scaled ``x_train`` in place would corrupt the rows after it, unseen."""
+        def frozen(array: np.ndarray) -> np.ndarray:
+            view = array.view()
+            view.flags.writeable = False
+            return view
+
+        return dataclasses.replace(self, x_train=frozen(self.x_train), y_train=frozen(self.y_train),
+                                   x_val=frozen(self.x_val), y_val=frozen(self.y_val))
 
     @property
     def n_classes(self) -> int:

@@ -21,7 +21,8 @@ class UserError(ValueError):
 _FLAGS = contextvars.ContextVar("compress_option_spelling", default=False)
 
 #: Keywords whose flag is not the keyword with dashes.
-_FLAG_NAMES = {"teacher_architecture": "--teacher-arch", "strategies": "--strategy"}
+_FLAG_NAMES = {"teacher_architecture": "--teacher-arch", "strategies": "--strategy",
+               "time_budget_min": "--time-budget", "max_trials": "--trials"}
 
 
 def spelling_flags() -> bool:

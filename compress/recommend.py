@@ -11,6 +11,7 @@ cheaper to train.  The report's recommendation section uses this same code.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +51,10 @@ class Constraints:
     def __post_init__(self) -> None:
         for name, value in ((option("max_size_kib"), self.max_size_kib),
                             (option("max_latency_us"), self.max_latency_us)):
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise UserError(f"{name} must be a number above 0, got {value}")
+            if value is not None and not (_real(value) and math.isfinite(value) and value > 0):
+                raise UserError(f"{name} must be a number above 0, got {value!r}")
         drop = self.max_accuracy_drop
-        if drop is not None and not (math.isfinite(drop) and drop >= 0):
+        if drop is not None and not (_real(drop) and math.isfinite(drop) and drop >= 0):
             raise UserError(f"{option('max_accuracy_drop')} must be 0 or more percentage points, got {drop}")
 
     def misses(self, config: Config) -> list[tuple[str, float]]:
@@ -209,6 +210,10 @@ def recommend(
     ties = tuple(c for c in feasible[1:] if tied(best, c, objective))
     runner_up = feasible[1] if len(feasible) > 1 else None
     return Recommendation(best, runner_up, binding, objective, ties)
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _as_rows(rows: Iterable[Row] | pd.DataFrame | str | Path) -> list[Row]:

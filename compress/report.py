@@ -671,10 +671,16 @@ def mixed_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
     return document, verdicts
 
 
+def report_formats(formats: str | Iterable[str]) -> list[str]:
+    """``"md, html"`` (as ``--format`` takes them) or a list, as a list of format names."""
+    given = formats.split(",") if isinstance(formats, str) else formats
+    return [name.strip() for name in given if name.strip()]
+
+
 def build_report(
     results: Path | str | Sequence[Path | str],
     out: Path | str | None = None,
-    formats: Iterable[str] = ("md", "html"),
+    formats: str | Iterable[str] = ("md", "html"),
     *,
     allow_mixed: bool = False,
 ) -> Path:
@@ -686,7 +692,7 @@ def build_report(
     """
     paths = [Path(p) for p in ([results] if isinstance(results, (str, Path)) else results)]
     paths = [p / RESULTS_FILE if p.is_dir() else p for p in paths]
-    formats = list(formats)
+    formats = report_formats(formats)
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise UserError(f"unknown report format {', '.join(unknown) or '(none)'}; "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import pickle
 import re
 import signal
@@ -48,7 +49,7 @@ from compress.models import check_fits, clone, parse_architecture
 from compress.outdir import Output, check_output, open_output
 from compress.results import environment, new_row, write_results
 from compress.stats import above_rate
-from compress.strategies import Context, Skip, Strategy, strategies_from_spec
+from compress.strategies import Compressed, Context, Skip, Strategy, strategies_from_spec
 from compress.strategies.base import register, registry, strategy_from_name
 from compress.strategies.baseline import Baseline
 from compress.strategies.chain import StageCache
@@ -120,14 +121,24 @@ class RunConfig:
     command: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        self.strategies = tuple(self.strategies)  # any iterable in, JSON-friendly values out
-        self.seeds = tuple(self.seeds)
+        # Any iterable in, JSON-friendly values out; one name is one strategy, not its letters.
+        self.strategies = (self.strategies,) if isinstance(self.strategies, str) else tuple(self.strategies)
+        self.seeds = tuple(_whole(seed) for seed in self.seeds)
+        self.epochs, self.threads, self.jobs, self.target_train = (
+            _whole(self.epochs), _whole(self.threads), _whole(self.jobs), _whole(self.target_train))
         self.data = Path(self.data) if self.data is not None else None
         self.teacher = Path(self.teacher) if self.teacher is not None else None
         self.out = Path(self.out) if self.out is not None else None
 
     def validate(self) -> None:
         """Every run setting checked, one line per mistake, before anything is loaded."""
+        for name in ("epochs", "threads", "jobs", "target_train"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise UserError(f"{option(name)} must be a whole number, got {value!r}")
+        budget = self.time_budget
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, numbers.Real)):
+            raise UserError(f"{option('time_budget')} must be a number of minutes, got {budget!r}")
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"{option('epochs')} must be at least 1, got {self.epochs}")
         if self.threads < 1:
@@ -138,7 +149,8 @@ class RunConfig:
         if self.time_budget is not None and not (0 < self.time_budget < math.inf):
             raise UserError(f"{option('time_budget')} must be a number of minutes above 0, "
                             f"got {self.time_budget}")
-        if not self.seeds or any(not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in self.seeds):
+        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED
+                                 for s in self.seeds):
             raise UserError(f"{option('seed')}/{option('seeds')}: seeds must be integers from 0 to "
                             f"{MAX_SEED}, got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
@@ -173,6 +185,14 @@ class RunConfig:
         if self.scenario == "shift" and (self.data is not None or self.teacher is not None):
             raise UserError(f"{option('scenario', 'shift')} builds its own source and target from a "
                             f"built-in {option('dataset')}; drop {option('data')} and {option('teacher')}")
+
+
+def _whole(value: Any) -> Any:
+    """A NumPy or other integer as a plain int (as JSON and range() want); anything else as given,
+    for ``validate`` to judge."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+        return int(value)
+    return value
 
 
 def resolve_config(
@@ -213,13 +233,14 @@ def resolve_config(
     settings.update(PRESETS.get(preset or "", {}))
     if scenario == "shift":
         settings["strategies"] = SHIFT_STRATEGIES
+    seeds = _whole(seeds)
     if isinstance(seeds, bool) or (isinstance(seeds, int) and seeds < 1):
         raise UserError(f"{option('seeds')} must be at least 1, got {seeds}")
     explicit = {
         "dataset": dataset, "data": data, "target": target, "missing": missing,
         "image_size": image_size, "teacher": teacher,
         "teacher_architecture": teacher_architecture,
-        "strategies": tuple(strategies) if strategies else None, "epochs": epochs,
+        "strategies": strategies or None, "epochs": epochs,
         "seeds": tuple(range(seeds)) if isinstance(seeds, int) else seeds,
         "scenario": scenario, "target_train": target_train, "threads": threads, "jobs": jobs,
         "time_budget": time_budget, "out": out,
@@ -1122,13 +1143,16 @@ def apply_strategy(
     """
     seed_everything(seed)
     ctx = Context(
-        data=data, teacher=clone(teacher), teacher_architecture=teacher_architecture,
+        data=data.read_only(), teacher=clone(teacher), teacher_architecture=teacher_architecture,
         seed=seed, workdir=workdir, stage_cache=stage_cache,
     )
     with time_allowance(deadline) as allowance:
         start = time.perf_counter()
         compressed = strategy.compress(ctx)
         seconds = time.perf_counter() - start
+    if not isinstance(compressed, Compressed):
+        raise TypeError(f"{type(strategy).__name__}.compress returned a {type(compressed).__name__}; "
+                        "it must return compress.Compressed(model=... or tflite=..., notes=...)")
     flatbuffer = compressed.tflite if compressed.tflite is not None else to_tflite(compressed.model)
     return Artifact(flatbuffer, compressed.notes, round(seconds, 3),
                     allowance.stopped if allowance else None)

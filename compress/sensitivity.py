@@ -53,14 +53,7 @@ def layer_sensitivity(
     """
     from compress.strategies.lowbit import PRECISIONS, LayerGraph, signature_input
 
-    unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown:
-        raise UserError(f"unknown precision {unknown[0]!r}; valid precisions: {', '.join(PRECISIONS)}")
-    bad = [s for s in sparsities if not (isinstance(s, (int, float)) and 0 <= s < 1)]
-    if bad:
-        raise UserError(f"sparsity must be at least 0 and below 1, got {bad[0]!r}")
-    if not precisions and not sparsities:
-        raise UserError("nothing to measure: give at least one precision or one sparsity")
+    precisions, sparsities = check_settings(precisions, sparsities)
     graph = LayerGraph(model)
     if not graph.layers:
         raise UserError("the model has no Dense or Conv layer to quantize or prune")
@@ -86,6 +79,28 @@ def layer_sensitivity(
             rows.append({"layer": name, "method": "prune", "setting": f"{sparsity:g}", **shares,
                          "accuracy_drop_pp": drop, "output_cosine": None})
     return rows
+
+
+#: The integer weight precisions litert-quantizer writes, by name; here, not in ``lowbit``, so
+#: that checking a typo needs no TensorFlow.
+PRECISION_NAMES = ("int8", "int4", "int2")
+
+
+def check_settings(precisions: str | Sequence[str], sparsities: float | Sequence[float],
+                   ) -> tuple[list[str], list[float]]:
+    """The precisions and sparsities as lists (one value may be given bare), or a one-line error:
+    checked before a teacher is trained, so a typo costs nothing."""
+    precisions = [precisions] if isinstance(precisions, str) else list(precisions)
+    sparsities = [sparsities] if isinstance(sparsities, (int, float)) else list(sparsities)
+    unknown = [p for p in precisions if p not in PRECISION_NAMES]
+    if unknown:
+        raise UserError(f"unknown precision {unknown[0]!r}; valid precisions: {', '.join(PRECISION_NAMES)}")
+    bad = [s for s in sparsities if isinstance(s, bool) or not (isinstance(s, (int, float)) and 0 <= s < 1)]
+    if bad:
+        raise UserError(f"sparsity must be at least 0 and below 1, got {bad[0]!r}")
+    if not precisions and not sparsities:
+        raise UserError("nothing to measure: give at least one precision or one sparsity")
+    return precisions, sparsities
 
 
 def _accuracy(flatbuffer: bytes, data: TrainingData) -> float:

@@ -97,6 +97,10 @@ class TuneSettings:
     #: Strategy name patterns the search may use (wildcards allowed); empty: every tunable one.
     strategies: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if isinstance(self.strategies, str):  # one pattern, not its letters
+            object.__setattr__(self, "strategies", (self.strategies,))
+
     def validate(self) -> None:
         drop = self.max_accuracy_drop
         if not (isinstance(drop, (int, float)) and math.isfinite(drop) and drop >= 0):
@@ -105,9 +109,10 @@ class TuneSettings:
             raise UserError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         budget = self.time_budget_min
         if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
-            raise UserError(f"{option('time_budget')} must be more than 0 minutes, got {budget}")
-        if self.max_trials is not None and self.max_trials < 1:
-            raise UserError(f"{option('trials')} must be at least 1, got {self.max_trials}")
+            raise UserError(f"{option('time_budget_min')} must be more than 0 minutes, got {budget}")
+        if self.max_trials is not None and (isinstance(self.max_trials, bool) or
+                                            not isinstance(self.max_trials, int) or self.max_trials < 1):
+            raise UserError(f"{option('max_trials')} must be at least 1, got {self.max_trials}")
 
 
 @dataclass(frozen=True)
@@ -843,13 +848,14 @@ def _nothing(found: SearchResult, settings: TuneSettings, seeds: int) -> str:
         return (f"{len(found.confirmation)} configurations met the {budget:g} pp budget on the first "
                 f"seed's validation split, but none with {CONFIRM_CONFIDENCE:.0%} confidence on the "
                 f"validation split of {where}; the closest, {label}, {loss}; raise "
-                f"{option('max_accuracy_drop')} or {option('time_budget')}")
+                f"{option('max_accuracy_drop')} or {option('time_budget_min')}")
     closest_trial = min((t for t in found.trials if t.drop_pp is not None), default=None,
                         key=lambda t: t.drop_pp or 0.0)
     hint = (f"; the closest, {closest_trial.label}, loses {closest_trial.drop_pp:.2f} pp at "
             f"{(closest_trial.size_gzip_bytes or 0) / 1024:.1f} KiB gzip" if closest_trial else "")
     return (f"no configuration of {len(found.trials)} trials stays within {budget:g} pp of the "
-            f"teacher on validation{hint}; raise {option('max_accuracy_drop')} or {option('time_budget')}")
+            f"teacher on validation{hint}; raise {option('max_accuracy_drop')} or "
+            f"{option('time_budget_min')}")
 
 
 def _data_name(config: Any) -> str:

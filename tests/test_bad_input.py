@@ -204,3 +204,32 @@ def test_options_are_named_as_the_caller_gave_them():
         compress.compare(epochs=0)
     result = CliRunner().invoke(cli, ["run", "--epochs", "0"])
     assert result.exit_code == 2 and "--epochs must be at least 1, got 0" in result.stderr
+
+
+def test_python_arguments_of_the_wrong_type_are_one_line_before_any_training(tmp_path):
+    from compress.runner import resolve_config
+
+    for given, message in [({"epochs": 1.5}, "epochs must be a whole number, got 1.5"),
+                           ({"jobs": True}, "jobs must be a whole number, got True"),
+                           ({"time_budget": "2"}, "time_budget must be a number of minutes, got '2'"),
+                           ({"seeds": [True]}, "seeds must be integers")]:
+        with pytest.raises(UserError, match=message):
+            resolve_config(**given)
+    with pytest.raises(UserError, match=r"max_size_kib must be a number above 0, got '64'"):
+        compress.recommend(spine_rows(), max_size_kib="64")
+    with pytest.raises(UserError, match="unknown precision 'int3'"):  # before a teacher is trained
+        compress.sensitivity(precisions="int3", dataset="digits", out=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_numpy_integers_and_bare_strings_mean_what_they_say(tmp_path):
+    from compress.runner import resolve_config
+    from compress.tune import TuneSettings
+
+    config = resolve_config(seeds=list(np.arange(2)), epochs=np.int64(3), strategies="quantize-int8")
+    assert config.seeds == (0, 1) and type(config.seeds[0]) is int and type(config.epochs) is int
+    assert config.strategies == ("quantize-int8",)  # one strategy, not its letters
+    assert TuneSettings(max_accuracy_drop=1.0, strategies="quantize-*").strategies == ("quantize-*",)
+    write_results(tmp_path, spine_rows())
+    build_report(tmp_path, formats="md")
+    assert (tmp_path / "report.md").is_file() and not (tmp_path / "report.html").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from compress.strategies import (
@@ -120,3 +121,26 @@ def test_the_kit_names_the_check_a_crashing_strategy_fails(tiny):
     with pytest.raises(AssertionError, match=r"fails conformance:\n  (runs|check_\w+): AttributeError: "
                                              r".*has no attribute 'k'"):
         check_strategy(MisnamedParameter(), *tiny)
+
+
+def test_a_strategy_cannot_change_the_data_every_row_shares_nor_return_a_bare_model(tiny):
+    """Scaling ctx.data in place would corrupt the rows after it; the arrays refuse the write."""
+    data, teacher, architecture = tiny
+    before = data.x_train.copy()
+
+    class ScalesInPlace(HalfPrecisionWeights):
+        def compress(self, ctx):
+            ctx.data.x_train[...] *= 1000.0
+            return super().compress(ctx)
+
+    with pytest.raises(AssertionError, match="read-only"):
+        check_strategy(ScalesInPlace(), data, teacher, architecture)
+    assert np.array_equal(data.x_train, before) and data.x_train.flags.writeable
+
+    class ReturnsTheModel(HalfPrecisionWeights):
+        def compress(self, ctx):
+            return ctx.teacher
+
+    with pytest.raises(AssertionError, match=r"returned a Functional|returned a Sequential|must return "
+                                             r"compress.Compressed"):
+        check_strategy(ReturnsTheModel(), data, teacher, architecture)

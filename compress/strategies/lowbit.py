@@ -24,6 +24,7 @@ import numpy as np
 
 from compress.backend import Interpreter, keras, quiet_stderr, tflite_schema, to_tflite
 from compress.errors import UserError
+from compress.sensitivity import PRECISION_NAMES
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.quantization import FLOAT_MODEL_FAMILIES, representative_data
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from compress.data import TrainingData
 
 #: Integer weight precisions litert-quantizer writes, by name.
-PRECISIONS = {"int8": 8, "int4": 4, "int2": 2}
+PRECISIONS = {name: int(name.removeprefix("int")) for name in PRECISION_NAMES}
 GRANULARITIES = ("channel", "block")
 BLOCK_SIZES = (32, 64, 128, 256)  # the block sizes litert-quantizer offers
 #: TFLite ops whose second input is a layer's kernel: what litert-quantizer quantizes.
