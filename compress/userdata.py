@@ -139,8 +139,12 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
         raise UserError(f"{path}: infinite values in column(s) {', '.join(map(str, bad))}; "
                         "replace them with finite numbers or leave the cells empty")
     for column in features.columns:
-        if pd.api.types.is_datetime64_any_dtype(features[column]) or \
-                features[column].map(lambda v: isinstance(v, (list, dict, tuple))).any():
+        if pd.api.types.is_datetime64_any_dtype(features[column]) or _dates(features[column]):
+            example = features[column].dropna().iloc[0]
+            raise UserError(f"{path}: column {column!r} holds dates (e.g. {str(example)!r}), which no "
+                            "encoding here would read as time; convert them to numbers (days since "
+                            "a start, month, weekday) or drop the column")
+        if features[column].map(lambda v: isinstance(v, (list, dict, tuple))).any():
             raise UserError(f"{path}: column {column!r} cannot be encoded as a feature; "
                             "convert it to numbers or categories, or drop it")
     _refuse_numbers_with_stray_text(path, frame, target)
@@ -191,9 +195,30 @@ STRAY_TEXT_SHARE = 0.1
 IDENTIFIER_ROWS = 20
 
 
+#: What turns a number into text in a spreadsheet export: thousands separators (1,234 or 1'234
+#: or 1 234), percent and currency signs, a short unit after the digits (12kg, 5 min).
+NUMBER_DECORATION = r"(?<=\d)\s*[A-Za-zµ°]{1,3}$|[,'\s%$€£¥]"
+
+
+#: Dates and times as spreadsheets and databases write them: 2024-01-31, 2024-01-31T08:00,
+#: 31/01/2024, 1.31.24.
+DATE_TEXT = (r"^\s*(\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?"
+             r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4})\s*$")
+
+
+def _dates(values: pd.Series) -> bool:
+    """Whether a text column holds dates: as text they would be categories in alphabetical order,
+    or, every one different, an identifier left out without a word about the time in them."""
+    if pd.api.types.is_numeric_dtype(values):
+        return False
+    cells = values.dropna().astype(str)
+    return bool(len(cells)) and cells.str.match(DATE_TEXT).mean() >= 1 - STRAY_TEXT_SHARE
+
+
 def _refuse_numbers_with_stray_text(path: Path, frame: pd.DataFrame, target: str) -> None:
-    """A numeric column with a few text cells ("n/a", "12kg") would silently become an ordinal
-    category, its numbers reduced to their sort order: name the cells instead."""
+    """A numeric column with a few text cells ("n/a", "12kg"), or numbers all written with
+    separators or units ("1,234", "12%"), would silently become an ordinal category, its numbers
+    reduced to their alphabetical order: name the cells instead."""
     for column in frame.columns:
         if column == target or pd.api.types.is_numeric_dtype(frame[column]):
             continue
@@ -203,6 +228,15 @@ def _refuse_numbers_with_stray_text(path: Path, frame: pd.DataFrame, target: str
             shown = ", ".join(repr(v) for v in sorted(set(stray))[:3])
             raise UserError(f"{path}: column {column!r} holds numbers except {len(stray)} cells ({shown}); "
                             "correct them, or empty them to treat them as missing")
+        plain = values.str.replace(NUMBER_DECORATION, "", regex=True)
+        numbers = pd.to_numeric(plain, errors="coerce").notna()
+        decorated = values[numbers & (plain != values)]
+        if len(values) and len(stray) > STRAY_TEXT_SHARE * len(values) and \
+                numbers.sum() >= (1 - STRAY_TEXT_SHARE) * len(values):
+            shown = ", ".join(repr(v) for v in list(dict.fromkeys(decorated))[:3])
+            raise UserError(f"{path}: column {column!r} holds numbers written with separators, units or "
+                            f"signs ({shown}), which would be read as text categories in alphabetical "
+                            "order; write them as plain numbers (1234.5)")
 
 
 def _drop_uninformative(path: Path, frame: pd.DataFrame, target: str,

@@ -354,3 +354,35 @@ def test_a_small_table_with_a_rare_class_is_not_called_a_regression(tmp_path):
     with pytest.raises(UserError) as refused:
         load_file(tmp_path / "small.npz", seed=0)
     assert "class '3' has only 4 samples" in str(refused.value) and "regression" not in str(refused.value)
+
+
+@pytest.mark.parametrize("written", ["{:,}", "{}%", "{} kg", "${:,}"])
+def test_numbers_written_with_separators_or_units_are_refused_not_sorted_as_text(tmp_path, written):
+    rng = np.random.default_rng(0)
+    cells = [written.format(v) for v in rng.integers(10, 30_000, 90)]
+    rows = "".join(f'{rng.normal():.3f},"{cell}",{"ab"[i % 2]}\n' for i, cell in enumerate(cells))
+    (tmp_path / "money.csv").write_text("x,income,label\n" + rows)
+    with pytest.raises(UserError, match=r"column 'income' holds numbers written with separators, units "
+                                        r"or signs \('.*'\), which would be read as text categories"):
+        load_file(tmp_path / "money.csv", seed=0, target="label")
+
+
+def test_text_categories_that_contain_digits_are_still_categories(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = "".join(f"{rng.normal():.3f},{rng.choice(['A1', 'B2', 'C3'])},{rng.choice(['S', 'XL'])},"
+                   f"{'ab'[i % 2]}\n" for i in range(90))
+    (tmp_path / "grades.csv").write_text("x,grade,size,label\n" + rows)
+    _, record = load_file(tmp_path / "grades.csv", seed=0, target="label")
+    assert record.one_hot == ["grade", "size"]
+
+
+@pytest.mark.parametrize("dates", [
+    [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(90)],  # repeats: would be categories
+    [f"{1 + i % 28:02d}/{1 + i % 12:02d}/2024 " for i in range(90)],
+    [f"2024-01-01T{i % 24:02d}:{i % 60:02d}:00" for i in range(90)],  # all different: an "identifier"
+])
+def test_dates_written_as_text_are_refused_like_a_date_column(tmp_path, dates):
+    rows = "".join(f"{i % 7},{day},{'ab'[i % 2]}\n" for i, day in enumerate(dates))
+    (tmp_path / "days.csv").write_text("x,when,label\n" + rows)
+    with pytest.raises(UserError, match=r"column 'when' holds dates \(e.g. '.*'\), which no encoding"):
+        load_file(tmp_path / "days.csv", seed=0, target="label")
