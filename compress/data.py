@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -151,6 +153,11 @@ def split_indices(
             "stratified splits need at "
             f"least {needed} per class, so add samples or drop that class"
         )
+    fractions = (test_fraction, VAL_FRACTION / (1 - test_fraction)) if with_test else (VAL_FRACTION,)
+    if min(_split_sizes(len(y), fractions)) < len(classes):
+        enough = next(n for n in itertools.count(len(y)) if min(_split_sizes(n, fractions)) >= len(classes))
+        raise UserError(f"{name}: {len(y)} rows are too few for {len(classes)} classes: every split "
+                        f"needs at least one row per class, which takes {enough} rows; add rows")
     rows = np.arange(len(y))
     test: np.ndarray | None = None
     if with_test:
@@ -158,6 +165,17 @@ def split_indices(
     val_share = VAL_FRACTION / (1 - test_fraction) if with_test else VAL_FRACTION
     train, val = train_test_split(rows, test_size=val_share, random_state=seed, stratify=y[rows])
     return (train, val, test) if test is not None else (train, val)
+
+
+def _split_sizes(rows: int, fractions: Sequence[float]) -> list[int]:
+    """The rows each split gets when ``fractions`` are cut off in turn, rounded as scikit-learn's
+    ``train_test_split`` rounds them (the held-out part up), the rest last."""
+    sizes = []
+    for fraction in fractions:
+        held = math.ceil(fraction * rows)
+        sizes.append(held)
+        rows -= held
+    return [*sizes, rows]
 
 
 def split_dataset(

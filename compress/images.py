@@ -106,6 +106,12 @@ def load_image_folder(
                             "e.g. DIR/cat/1.png and DIR/dog/2.png")
         raise UserError(f"{root} has one class folder ({classes[0]!r}); an image folder needs one "
                         "sub-folder per class (at least two), e.g. DIR/cat/1.png and DIR/dog/2.png")
+    if test_part:
+        unseen = sorted(set(listed[-1][0]) - {name for found, _, _ in listed[:-1] for name in found})
+        if unseen:
+            raise UserError(f"{root}: class folder(s) {', '.join(unseen)} are in {test_part.name}/ but not "
+                            f"in {TRAIN_FOLDER}/; no model learns a class it never sees, so add "
+                            f"training images of it or remove it from {test_part.name}/")
     ignored = [name for _, skipped, _ in listed for name in skipped]
     files = [[(path, classes.index(name)) for name, paths in found.items() for path in paths]
              for found, _, _ in listed]

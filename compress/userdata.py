@@ -361,6 +361,11 @@ def _load_npz(path: Path, seed: int) -> tuple[Dataset, Preprocessing]:
         if _label_kind(y_test) != _label_kind(y):
             raise UserError(f"{path}: y holds {_label_kind(y)} labels but y_test {_label_kind(y_test)} "
                             "labels; save both with the same kind of label")
+        unseen = sorted(set(np.unique(y_test).tolist()) - set(np.unique(y).tolist()), key=str)
+        if unseen:
+            raise UserError(f"{path}: y_test holds label(s) {', '.join(map(repr, unseen[:5]))} that y never "
+                            "does; no model learns a class it never sees, so add training rows of it "
+                            "or drop those test rows")
     else:
         x_test = y_test = None
     classes = sorted(set(np.unique(y).tolist()) | set([] if y_test is None else np.unique(y_test).tolist()))

@@ -58,3 +58,14 @@ def test_unknown_dataset_names_the_choices():
 def test_unsplittable_labels_are_user_errors(y, message):
     with pytest.raises(UserError, match=message):
         split_dataset("x", np.zeros((len(y), 2)), y, seed=0)
+
+
+def test_too_few_rows_for_the_classes_is_one_line_with_the_rows_needed():
+    import numpy as np
+
+    from compress.data import split_indices
+    from compress.errors import UserError
+
+    with pytest.raises(UserError, match=r"30 rows are too few for 5 classes: .* which takes 42 rows"):
+        split_indices(np.repeat(np.arange(5), 6), 0, name="tiny")
+    assert [len(part) for part in split_indices(np.arange(42) % 5, 0, name="enough")] == [28, 5, 9]

@@ -386,3 +386,11 @@ def test_dates_written_as_text_are_refused_like_a_date_column(tmp_path, dates):
     (tmp_path / "days.csv").write_text("x,when,label\n" + rows)
     with pytest.raises(UserError, match=r"column 'when' holds dates \(e.g. '.*'\), which no encoding"):
         load_file(tmp_path / "days.csv", seed=0, target="label")
+
+
+def test_a_label_only_y_test_has_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "split.npz", x=rng.normal(size=(90, 3)), y=np.arange(90) % 2,
+             x_test=rng.normal(size=(12, 3)), y_test=np.arange(12) % 3)
+    with pytest.raises(UserError, match=r"y_test holds label\(s\) 2 that y never does"):
+        load_file(tmp_path / "split.npz", seed=0)
