@@ -53,6 +53,32 @@ def test_metadata_is_required():
         register(Nameless)
 
 
+@pytest.mark.parametrize(("attributes", "message"), [
+    ({"name": "my:plugin"}, r"name 'my:plugin' could never be selected"),
+    ({"name": "two words"}, r"could never be selected: a spec splits names at"),
+    ({"cost": "cheap"}, r"cost must be a number of 0 or more .* got 'cheap'"),
+    ({"cost": -1.0}, r"cost must be a number of 0 or more"),
+    ({"cost": float("nan")}, r"cost must be a number of 0 or more"),
+])
+def test_a_plugin_that_could_never_run_is_refused_at_registration(attributes, message):
+    plugin = type("Plugin", (Strategy,), {"name": "test-plugin", "family": "x", "summary": "y",
+                                         "compress": lambda self, ctx: None, **attributes})
+    with pytest.raises(RegistryError, match=message):
+        register(plugin)
+    assert "test-plugin" not in registry() and attributes.get("name") not in registry()
+
+
+def test_a_parameter_without_a_checkable_annotation_is_refused_at_registration():
+    class Untyped(Strategy):
+        name, family, summary = "test-untyped", "x", "y"
+
+        def __init__(self, keep_bias=True) -> None:  # a spec's "false" could not be checked
+            self.keep_bias = keep_bias
+
+    with pytest.raises(RegistryError, match=r"parameter 'keep_bias' needs an annotation of int, float"):
+        register(Untyped)
+
+
 def test_unknown_parameters_name_the_valid_ones():
     expected = "unknown parameter 'sparsty'; valid parameters: sparsity, epochs, lr"
     with pytest.raises(UserError, match=expected):

@@ -11,6 +11,7 @@ import fnmatch
 import inspect
 import json
 import math
+import re
 import types
 import typing
 import warnings
@@ -170,8 +171,10 @@ class Strategy:
 
     @classmethod
     def param_names(cls) -> list[str]:
+        """The named parameters of ``__init__`` (a class without one has none)."""
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         signature = inspect.signature(cls.__init__)
-        return [p for p in signature.parameters if p != "self"]
+        return [name for name, p in signature.parameters.items() if name != "self" and p.kind not in variadic]
 
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_names()}
@@ -244,10 +247,24 @@ def _format_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def _coerce(strategy: str, key: str, value: Any, hint: Any) -> Any:
-    """Check a user value against the parameter's annotation (int, float, bool, str, optional)."""
+#: What a strategy's name may hold: anything else is cut apart by the spec syntax.
+STRATEGY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+#: The parameter types a spec's values can be checked against.
+SPEC_TYPES = (int, float, bool, str)
+
+
+def _coerce_kinds(hint: Any) -> tuple[Any, ...] | None:
+    """The types an annotation allows (int, float, bool, str, optionally None), or None when a
+    spec value could not be checked against it."""
     is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     allowed = typing.get_args(hint) if is_union else (hint,)
+    kinds = [kind for kind in allowed if kind is not type(None)]
+    return allowed if kinds and all(kind in SPEC_TYPES for kind in kinds) else None
+
+
+def _coerce(strategy: str, key: str, value: Any, hint: Any) -> Any:
+    """Check a user value against the parameter's annotation (int, float, bool, str, optional)."""
+    allowed = _coerce_kinds(hint) or (hint,)
     if value is None and type(None) in allowed:
         return None
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -278,6 +295,18 @@ def register(cls: type[S]) -> type[S]:
     for attribute in ("name", "family", "summary"):
         if not getattr(cls, attribute, None):
             raise RegistryError(f"{cls.__qualname__} needs a class attribute {attribute!r}")
+    if not re.fullmatch(STRATEGY_NAME, str(cls.name)):
+        raise RegistryError(f"{cls.__qualname__}.name {cls.name!r} could never be selected: a spec "
+                            "splits names at : > , = and spaces; use letters, digits, '-', '_' and '.'")
+    cost = cls.cost
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < math.inf:
+        raise RegistryError(f"{cls.__qualname__}.cost must be a number of 0 or more (its training "
+                            f"cost against a distilled student's 1), got {cost!r}")
+    hints = typing.get_type_hints(cls.__init__)
+    untyped = [name for name in cls.param_names() if _coerce_kinds(hints.get(name)) is None]
+    if untyped:
+        raise RegistryError(f"{cls.__qualname__}.__init__ parameter {untyped[0]!r} needs an annotation of "
+                            "int, float, bool or str (optionally | None): specs are checked against it")
     if cls.role not in ROLES:
         raise RegistryError(f"{cls.__qualname__}.role must be one of {', '.join(ROLES)}, got {cls.role!r}")
     if (cls.role == "control") != bool(cls.control_of):
