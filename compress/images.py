@@ -21,6 +21,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,9 @@ SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 TRAIN_FOLDER, TEST_FOLDER = "train", "test"
 VALIDATION_FOLDERS = ("val", "valid", "validation")
 #: Bump when decoding changes, so cached arrays are never stale.
-DECODER_VERSION = 2  # 2: 16-bit grayscale scaled by 65535 (1 clipped it at 255)
+DECODER_VERSION = 3  # 2: 16-bit grayscale scaled by 65535 (1 clipped it at 255); 3: transparency counted
+#: Modes that can carry transparency (a palette image may, through its "transparency" entry).
+ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
 @dataclass
@@ -49,6 +52,7 @@ class ImageFolder:
     size: tuple[int, int]
     channels: int
     resized: int = 0
+    transparent: int = 0  # images with a see-through pixel, whose alpha channel was dropped
     ignored: list[str] = field(default_factory=list)
     test_folder: str | None = None  # the split folder used as the test split, if one was given
     joined_training: list[str] = field(default_factory=list)  # validation folders added to train
@@ -71,6 +75,9 @@ class ImageFolder:
                          f"counted in that class as Keras does (e.g. {self.nested[0]})")
         if self.resized:
             parts.append(f"{self.resized:,} resized to {self.size[0]}x{self.size[1]}")
+        if self.transparent:
+            parts.append(f"{self.transparent:,} with transparent pixels, whose alpha channel was dropped "
+                         "as Keras drops it (a see-through pixel keeps its colour)")
         if self.ignored:
             count = len(self.ignored)
             parts.append(f"{count} file{'s' if count > 1 else ''} outside the class folders or not "
@@ -100,6 +107,11 @@ def load_image_folder(
     listed = [_list_classes(part) for part in parts]
     classes = sorted(set().union(*(set(files) for files, _, _ in listed)))
     if len(classes) < 2:
+        if not classes and test_part:
+            raise UserError(f"{root} holds {TRAIN_FOLDER}/ and {test_part.name}/ without class folders "
+                            f"in them; split folders hold one sub-folder per class "
+                            f"({TRAIN_FOLDER}/cat/1.png), and classes named {TRAIN_FOLDER} and "
+                            f"{test_part.name} need other names")
         if not classes:
             raise UserError(f"{root} has no class folders; {option('data')} takes a .csv, .tsv, .parquet or "
                             ".npz file, or an image folder with one sub-folder per class (at least two), "
@@ -174,7 +186,11 @@ def _list_classes(folder: Path) -> tuple[dict[str, list[Path]], list[str], list[
             continue
         images = []
         for path in sorted(sub.rglob("*")):
-            if path.is_file() and not path.name.startswith("."):
+            if any(part.startswith(".") for part in path.relative_to(sub).parts):
+                continue  # hidden, as .thumbs/ or .DS_Store: not the user's data
+            if path.is_symlink() and not path.exists():
+                ignored.append(f"{path.relative_to(folder)} (a broken link)")
+            elif path.is_file():
                 if path.suffix.lower() in IMAGE_SUFFIXES:
                     images.append(path)
                     if path.parent != sub:
@@ -206,7 +222,7 @@ def _decoded(root: Path, paths: list[Path], image_size: tuple[int, int] | None,
     buffer = io.BytesIO()
     np.savez(buffer, x=x, record=np.array(json.dumps({
         "source": record.source, "images": record.images, "classes": [], "size": record.size,
-        "channels": record.channels, "resized": record.resized})))
+        "channels": record.channels, "resized": record.resized, "transparent": record.transparent})))
     cached.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(cached, buffer.getvalue())
     return x, record
@@ -234,10 +250,11 @@ def _decode(root: Path, paths: list[Path], image_size: tuple[int, int] | None,
                         f"{needed / 2**30:,.1f} GiB as float32 pixels, more than half of this "
                         f"machine's {memory / 2**30:.0f} GiB; choose a smaller {option('image_size')}")
     x = np.empty(shape, dtype=np.float32)
-    resized = 0
+    resized = transparent = 0
     for row, path in enumerate(paths):
         try:
             with Image.open(path) as image:
+                transparent += _see_through(image)
                 if image.mode in SIXTEEN_BIT_MODES:  # Pillow's convert("L") clips them at 255
                     image = Image.fromarray(np.asarray(image, dtype=np.float32) / 65535.0, mode="F")
                     scale = 1.0
@@ -255,8 +272,16 @@ def _decode(root: Path, paths: list[Path], image_size: tuple[int, int] | None,
                             "it") from None
         x[row] = pixels.reshape(x.shape[1:])
     record = ImageFolder(source=f"{root.name}/", images=len(paths), classes=[],
-                         size=(int(size[0]), int(size[1])), channels=x.shape[-1], resized=resized)
+                         size=(int(size[0]), int(size[1])), channels=x.shape[-1], resized=resized,
+                         transparent=transparent)
     return x, record
+
+
+def _see_through(image: Any) -> bool:
+    """Whether any pixel of a Pillow image is less than opaque."""
+    if image.mode not in ALPHA_MODES and not (image.mode == "P" and "transparency" in image.info):
+        return False
+    return bool(np.asarray(image.convert("RGBA"))[..., 3].min() < 255)
 
 
 def _physical_memory() -> float | None:

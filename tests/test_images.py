@@ -215,3 +215,24 @@ def test_a_class_only_the_test_split_has_is_refused(tmp_path):
     _shapes(tmp_path / "images" / "test", {"": 3}, classes=("triangle",))
     with pytest.raises(compress.UserError, match=r"class folder\(s\) triangle are in test/ but not in train/"):
         load_image_folder(tmp_path / "images", seed=0)
+
+
+def test_transparency_hidden_folders_and_broken_links_are_counted_or_skipped(tmp_path):
+    root = tmp_path / "icons"
+    _shapes(root, {"": 16}, classes=("on", "off"))
+    see_through = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
+    see_through.save(root / "on" / "ghost.png")
+    Image.new("RGBA", (8, 8), (255, 0, 0, 255)).save(root / "on" / "opaque.png")  # alpha, all opaque
+    (root / "off" / ".thumbs").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "off" / ".thumbs" / "0.png")
+    (root / "off" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    _, record = load_image_folder(root, seed=0)
+    assert record.images == 34 and record.transparent == 1
+    assert "1 with transparent pixels, whose alpha channel was dropped" in record.summary()
+    assert record.ignored == ["off/gone.png (a broken link)"]
+
+
+def test_classes_named_like_split_folders_are_told_apart_from_splits(tmp_path):
+    _shapes(tmp_path / "images", {"": 16}, classes=("train", "test"))
+    with pytest.raises(compress.UserError, match=r"holds train/ and test/ without class folders in them"):
+        load_image_folder(tmp_path / "images", seed=0)
