@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compress.runner import Progress, RunConfig, RunInterrupted, RunResult, resolve_config, run
+from compress.runner import ERROR_LOG, Progress, RunConfig, RunInterrupted, RunResult, resolve_config, run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,6 +68,11 @@ def compare(
     seeds = None if seed is None else [seed] if isinstance(seed, numbers.Integral) else list(seed)
     config = resolve_config(dataset=dataset, strategies=strategies, seeds=seeds, **options)
     result = execute(config)
+    failed = [row["label"] for row in result.rows if row["status"] == "failed"]
+    if failed:  # where the CLI exits 1: the frame is whole, but the caller should know
+        warnings.warn(f"{len(failed)} of {len(result.rows)} rows failed ({', '.join(sorted(set(failed)))}); "
+                      f"each says why in the frame's reason column, with tracebacks in "
+                      f"{result.out / ERROR_LOG}", RuntimeWarning, stacklevel=2)
     frame = pd.DataFrame(result.rows)
     frame.attrs["run_dir"] = str(result.out)
     frame.attrs["claims"] = pd.read_csv(result.out / CLAIMS_FILE).to_dict("records")

@@ -378,8 +378,9 @@ def teacher_deadline(run_deadline: float | None, seeds_left: int, step_costs: fl
     return now + max(0.0, run_deadline - now) * mine
 
 
-class RunInterrupted(Exception):
-    """Ctrl-C: every finished row is saved and the run is marked incomplete."""
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C: every finished row is saved and the run is marked incomplete.  Still a
+    KeyboardInterrupt, so a caller's ``except Exception`` does not swallow the Ctrl-C."""
 
     def __init__(self, result: RunResult) -> None:
         super().__init__(f"interrupted; {len(result.rows)} finished rows kept in {result.out}")

@@ -278,8 +278,9 @@ class SweepResult:
     complete: bool = True
 
 
-class SweepInterrupted(Exception):
-    """Ctrl-C: pending jobs were cancelled; the finished ones are saved and reported."""
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C: pending jobs were cancelled; the finished ones are saved and reported.  Still a
+    KeyboardInterrupt, so a caller's ``except Exception`` does not swallow the Ctrl-C."""
 
     def __init__(self, result: SweepResult) -> None:
         super().__init__(f"interrupted; {len(result.rows)} finished jobs kept in {result.out}")

@@ -76,9 +76,10 @@ class NothingMeetsBudget(Exception):
     """No trial met the accuracy budget on validation; the message names the closest one."""
 
 
-class TuneInterrupted(Exception):
-    """Ctrl-C before the final measurement: the finished trials stay in the tune folder, and
-    the same call into it replays them instead of training them again."""
+class TuneInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the finished trials stay in the tune folder, and the same call into it replays
+    them instead of training them again.  Still a KeyboardInterrupt, so a caller's
+    ``except Exception`` does not swallow the Ctrl-C."""
 
     def __init__(self, folder: Path) -> None:
         super().__init__(f"tune interrupted; its finished trials are kept in {folder}: the same "

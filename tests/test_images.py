@@ -213,7 +213,7 @@ def test_a_class_folder_beside_split_folders_is_refused_not_ignored(tmp_path):
 def test_a_class_only_the_test_split_has_is_refused(tmp_path):
     _shapes(tmp_path / "images", {"train": 16, "test": 3})
     _shapes(tmp_path / "images" / "test", {"": 3}, classes=("triangle",))
-    with pytest.raises(compress.UserError, match=r"class folder\(s\) triangle are in test/ but not in train/"):
+    with pytest.raises(compress.UserError, match=r"folder\(s\) triangle are in test/ but not in train/"):
         load_image_folder(tmp_path / "images", seed=0)
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import compress
 from compress.backend import keras
 from compress.cli import cli
 from compress.outdir import open_output
@@ -103,6 +104,9 @@ def test_a_garbage_artifact_is_a_failed_row_not_a_crash(tmp_path):
     try:
         result = CliRunner().invoke(cli, ["run", "--epochs", "1", "--dataset", "document",
                                           "--strategy", "test-garbage", "--out", str(tmp_path / "r")])
+        with pytest.warns(RuntimeWarning, match=r"1 of 2 rows failed \(test-garbage\); each says why"):
+            frame = compress.compare("document", ["test-garbage"], epochs=1, out=tmp_path / "python")
+        assert list(frame["status"]) == ["ok", "failed"]
     finally:
         unregister("test-garbage")
     assert result.exit_code == 1, result.stderr
