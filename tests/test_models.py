@@ -111,5 +111,5 @@ def test_a_weak_teachers_causes_read_as_one_sentence():
         "likely causes: features that say little about the label")
     short = Teacher(None, "mlp:8", DEFAULT_RECIPE.with_epochs(2), 2, False, 0.34, 0.34, 1.0, "key")
     assert weak_teacher(short, dataset).endswith(
-        "likely causes: a short training (2 epochs; --epochs sets it), or features that say little "
+        "likely causes: a short training (2 epochs; epochs sets it), or features that say little "
         "about the label")

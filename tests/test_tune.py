@@ -358,7 +358,7 @@ def test_bad_tune_input_is_one_line_exit_2(args, message, tmp_path):
 
 @pytest.mark.parametrize(("pattern", "message"), [
     ("nothing-like-this", "no strategy matches 'nothing-like-this'"),
-    ("finetune", "no tunable strategy matches --strategy finetune"),
+    ("finetune", "no tunable strategy matches strategies=\\[.finetune.\\]"),
 ])
 def test_a_strategy_pattern_that_selects_nothing_tunable_is_one_line(pattern, message, tmp_path):
     settings = TuneSettings(max_accuracy_drop=1.0, strategies=(pattern,))
