@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from compress import __version__
-from compress.errors import UserError, flags_spelling
+from compress.errors import UserError, flag_names
 
 DATASETS = ("synthetic", "document", "digits")
 
@@ -31,7 +31,7 @@ class OneLineErrors(click.Group):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
-            with flags_spelling():  # errors name --flags, not the Python keywords
+            with flag_names():  # errors name --flags, not the Python keywords
                 return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as stop:
             code = stop.exit_code

@@ -25,13 +25,13 @@ _FLAG_NAMES = {"teacher_architecture": "--teacher-arch", "strategies": "--strate
                "time_budget_min": "--time-budget", "max_trials": "--trials"}
 
 
-def spelling_flags() -> bool:
+def flag_names_in_use() -> bool:
     """Whether options are being named as command-line flags (for a worker process to inherit)."""
     return _FLAGS.get()
 
 
 @contextlib.contextmanager
-def flags_spelling(flags: bool = True) -> Iterator[None]:
+def flag_names(flags: bool = True) -> Iterator[None]:
     """Within this block, ``option`` names command-line flags (or, with False, keywords)."""
     token = _FLAGS.set(flags)
     try:
@@ -40,7 +40,7 @@ def flags_spelling(flags: bool = True) -> Iterator[None]:
         _FLAGS.reset(token)
 
 
-def use_flags_spelling(flags: bool) -> None:
+def set_flag_names(flags: bool) -> None:
     """Set the spelling for the rest of this process: a worker of a CLI run names flags too."""
     _FLAGS.set(flags)
 

@@ -35,7 +35,7 @@ from compress.analysis import (
 )
 from compress.claims import evaluate_claims, load_claims
 from compress.document import Block, Bullets, Cell, Details, Document, Heading, Image, Paragraph, Table
-from compress.errors import UserError, flags_spelling
+from compress.errors import UserError, flag_names
 from compress.fileio import write_atomic
 from compress.outdir import check_output, folder_kind, open_output
 from compress.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies, default_choices
@@ -712,7 +712,7 @@ def build_report(
         check_output(folder, str(folder_kind(folder)), reuse=True)
     else:
         open_output(folder, "report", reuse=True)
-    with flags_spelling():  # a report names the commands' options, whoever builds it
+    with flag_names():  # a report names the commands' options, whoever builds it
         document, verdicts = (mixed_document if mixed(rows) else build_document)(
             rows, manifests, folder, tunes)
     write_atomic(folder / CLAIMS_FILE, claims_csv(verdicts))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from compress.errors import UserError, option, spelling_flags, use_flags_spelling
+from compress.errors import UserError, flag_names_in_use, option, set_flag_names
 from compress.fileio import write_atomic
 
 if sys.version_info >= (3, 11):
@@ -503,7 +503,7 @@ def _worker_setup(parent: int, warmup: Callable[[], None] | None = None, flags: 
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    use_flags_spelling(flags)
+    set_flag_names(flags)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -543,7 +543,7 @@ def start_pool(workers: int, warmup: Callable[[], None] | None = None) -> Any:
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_setup, initargs=(os.getpid(), warmup, spelling_flags()))
+                               initializer=_worker_setup, initargs=(os.getpid(), warmup, flag_names_in_use()))
     for _ in range(workers):  # a pool spawns a process per submitted task, up to ``workers``
         pool.submit(int)
     return pool

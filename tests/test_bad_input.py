@@ -187,13 +187,13 @@ def test_a_bad_latency_span_is_one_line_before_anything_runs(span, command, prev
 
 def test_options_are_named_as_the_caller_gave_them():
     """One message, two spellings: flags on the command line (and in reports), keywords from Python."""
-    from compress.errors import flags_spelling, option
+    from compress.errors import flag_names, option
 
     python = [option("max_size_kib", 64.0), option("allow_weak_teacher", True), option("missing", "drop"),
               option("strategies", ["distill"]), option("teacher_architecture", "SPEC")]
     assert python == ["max_size_kib=64", "allow_weak_teacher=True", "missing='drop'",
                       "strategies=['distill']", "teacher_architecture='SPEC'"]
-    with flags_spelling():
+    with flag_names():
         flags = [option("max_size_kib", 64.0), option("allow_weak_teacher", True), option("missing", "drop"),
                  option("strategies", ["distill"]), option("teacher_architecture", "SPEC")]
     assert flags == ["--max-size-kib 64", "--allow-weak-teacher", "--missing drop", "--strategy distill",
