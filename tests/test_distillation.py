@@ -91,3 +91,18 @@ def test_mixup_control_differs_from_plain_scratch(tiny, tmp_path):
                                                workdir=tmp_path).flatbuffer).predict(data.x_val)
                     for s in (StudentScratch(epochs=2), StudentScratchMixup(epochs=2)))
     assert not np.array_equal(plain, mixed)
+
+
+@pytest.mark.parametrize("transfer", ["none", "mixup"])
+def test_a_softmax_teacher_distills_as_its_logits_would(tiny, tmp_path, transfer):
+    """The same teacher with a softmax on top: the temperature must act on its logits whether
+    they are computed once or per step (softmax(p / 2) of probabilities is near uniform)."""
+    from compress.backend import keras
+
+    data, teacher, architecture = tiny
+    probabilities = keras.Model(teacher.input, keras.layers.Softmax()(teacher.output))
+    distill = Distill(epochs=2, transfer=transfer, temperature=2.0, alpha=0.5)
+    flatbuffers = [apply_strategy(distill, model, architecture, data, seed=3, workdir=tmp_path).flatbuffer
+                   for model in (teacher, probabilities)]
+    from_logits, from_probabilities = (TFLiteModel(f).predict(data.x_val) for f in flatbuffers)
+    np.testing.assert_allclose(from_probabilities, from_logits, atol=1e-3)

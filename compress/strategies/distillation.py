@@ -82,10 +82,18 @@ def kd_loss(
     return alpha * hard + (1.0 - alpha) * temperature**2 * tf.reduce_mean(kl)
 
 
+#: Probabilities are clipped here before their log: a softmax can round a class to exactly 0.
+PROBABILITY_FLOOR = 1e-7
+
+
+def are_probabilities(outputs: np.ndarray) -> bool:
+    """Whether a teacher's outputs are probabilities (it ends in softmax), not logits."""
+    return bool(np.all(outputs >= 0) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3))
+
+
 def as_logits(outputs: np.ndarray) -> np.ndarray:
     """A teacher that ends in softmax gives probabilities: their log is a valid logit."""
-    probabilities = np.all(outputs >= 0) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3)
-    return np.log(np.clip(outputs, 1e-7, 1.0)) if probabilities else outputs
+    return np.log(np.clip(outputs, PROBABILITY_FLOOR, 1.0)) if are_probabilities(outputs) else outputs
 
 
 def train_student(
@@ -121,6 +129,9 @@ def train_student(
     logits = np.zeros((len(x), ctx.data.n_classes), np.float32)  # unused without a teacher
     if use_teacher and not per_step:
         logits = as_logits(teacher.predict(x, batch_size=1024, verbose=0)).astype(np.float32)
+    # Per step the teacher labels new inputs; softened as they come, its probabilities would be
+    # near uniform at any temperature (softmax(p / T)), so they become logits first, as above.
+    step_probabilities = per_step and are_probabilities(teacher.predict(x[:256], verbose=0))
     perturb = augmenter(ctx.data, noise=0.1) if transfer == "augment" else None
     blend = mixup if mixup > 0 else (MIXUP if transfer == "mixup" else 0.0)
     soft_targets = use_teacher
@@ -138,6 +149,8 @@ def train_student(
         soft = None
         if soft_targets:
             soft = teacher(xb, training=False) if per_step else tf.gather(targets, rows)
+            if step_probabilities:
+                soft = tf.math.log(tf.clip_by_value(soft, PROBABILITY_FLOOR, 1.0))
         with tf.GradientTape() as tape:
             out = student(xb, training=True)
             loss = kd_loss(ya, out, soft, alpha=alpha, temperature=temperature)
