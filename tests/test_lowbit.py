@@ -190,3 +190,26 @@ def test_int4_on_the_digits_teacher_is_a_fifth_of_float_within_one_point(tmp_pat
     assert len(uniform) == 3 and all("drop_pp" in row or "CONV_2D" in row["skipped"] for row in uniform)
     runnable = [row for row in rows if row["spec"] == specs[2]]
     assert len(runnable) == 3 and all(np.isfinite(row["drop_pp"]) for row in runnable), runnable
+
+
+def test_layers_are_found_for_every_op_of_a_mobilenet_style_model():
+    """The converter folds a BatchNorm's name into the depthwise kernel's tensor name, and a
+    separable convolution is two ops: both once left quantize-mixed and sensitivity unable to
+    tell which layer computes which op."""
+    from compress.backend import keras
+    from compress.strategies.lowbit import LayerGraph
+
+    inputs = keras.Input((16, 16, 1))
+    h = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(h)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.SeparableConv2D(16, 3, padding="same")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(10)(h))
+    graph = LayerGraph(model)
+    kinds = {name: [op.kind for op in ops] for name, ops in graph.layers.items()}
+    assert list(kinds.values()) == [["CONV_2D"], ["DEPTHWISE_CONV_2D"], ["DEPTHWISE_CONV_2D", "CONV_2D"],
+                                    ["FULLY_CONNECTED"]]
+    assert [type(model.get_layer(name)).__name__ for name in kinds] == \
+        ["Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"]

@@ -294,9 +294,11 @@ def leaf_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
 class LayerGraph:
     """A Keras model's float flatbuffer, with the TFLite ops that compute each quantizable layer.
 
-    An op belongs to the layer whose name is a path component of the op's kernel tensor name
-    (the converter writes ``teacher/dense/MatMul``); when that leaves any op with no owner or
-    several, ops and kernel layers are paired in order, if their counts agree.
+    An op belongs to the kernel layer whose name is a path component of the op's kernel tensor
+    name (the converter writes ``teacher/dense/MatMul``; a folded BatchNorm's name may join it,
+    but a BatchNorm owns no kernel).  When that leaves any op with no owner or several, ops and
+    kernel layers are paired in order (a separable convolution computes two ops), if their
+    counts agree.
     """
 
     def __init__(self, model: keras.Model) -> None:
@@ -304,18 +306,21 @@ class LayerGraph:
         ops = weighted_ops(self.float)
         leaves = list(leaf_layers(model))
         names = [layer.name for layer in leaves]
+        kernel_layers = [layer.name for layer in leaves
+                         if hasattr(layer, "kernel") or hasattr(layer, "depthwise_kernel")]
         owners = []
         for op in ops:
             parts = set(re.split(r"[/;:]", op.kernel))
-            matches = [name for name in names if name in parts]
+            matches = [name for name in kernel_layers if name in parts]
             owners.append(matches[0] if len(matches) == 1 else None)
         if None in owners:
-            kernel_layers = [layer.name for layer in leaves
-                             if hasattr(layer, "kernel") or hasattr(layer, "depthwise_kernel")]
-            if len(kernel_layers) != len(ops):
+            separable = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+            per_op = [layer.name for layer in leaves if layer.name in kernel_layers
+                      for _ in range(2 if isinstance(layer, separable) else 1)]
+            if len(per_op) != len(ops):
                 raise UserError(f"cannot tell which Keras layer each of the {len(ops)} Dense/Conv ops "
                                 f"of the TFLite file computes (kernel layers: {', '.join(kernel_layers)})")
-            owners = kernel_layers
+            owners = per_op
         self.layers: dict[str, list[WeightedOp]] = {}
         for name in names:  # model order
             mine = [op for op, owner in zip(ops, owners, strict=True) if owner == name]
