@@ -190,6 +190,12 @@ class Config:
         return str(self.row.get("role"))
 
     @property
+    def budget_cut(self) -> str | None:
+        """What ``--time-budget`` cut of its training on some seed ("21 of 300 epochs"), or None:
+        such a row shows what the budget bought, not what the technique does."""
+        return next((str(i.row["budget_stopped"]) for i in self.items if i.row.get("budget_stopped")), None)
+
+    @property
     def control_of(self) -> str | None:
         return self.row.get("control_of")
 
@@ -338,6 +344,13 @@ class Pairing:
     def teacher_gap(self) -> PairedTest | None:
         """The teacher (B) against the control (A): what there is to close."""
         return paired_test((c.row, c.base) for c in self.control.items)
+
+    @property
+    def unequal_budgets(self) -> str | None:
+        """Why the pair did not train on the same budget, or None: ``--time-budget`` stops each
+        row's training by the clock, so a control and its technique stop at different points."""
+        cut = [f"{c.label} at {c.budget_cut}" for c in (self.technique, self.control) if c.budget_cut]
+        return f"--time-budget stopped {' and '.join(cut)}" if cut else None
 
     @property
     def wins(self) -> tuple[int, int]:

@@ -43,8 +43,15 @@ class Evidence:
     technique: str  # the document's name for it
     claim: str
     configs: list[Config]  # the family's technique configurations in the claim's scenarios
-    pairings: list[Pairing]  # those configurations with their controls
+    pairings: list[Pairing]  # those configurations with their controls, on equal budgets
     threshold: float = SIGNIFICANT_FACTOR
+    unequal: tuple[str, ...] = ()  # why pairings were left out: the clock stopped them unequally
+
+    def no_control(self, default: str) -> Verdict:
+        """Not measured, for want of a control: none ran, or none ran on the same budget."""
+        why = "; ".join(self.unequal) + ", so no control trained on the technique's budget" \
+            if self.unequal else default
+        return not_measured(self.technique, self.claim, why)
 
     @property
     def seeds(self) -> int:
@@ -243,7 +250,7 @@ def check_saves_time(evidence: Evidence) -> Verdict:
         outcomes.append(other / max(config.train_seconds, 1e-9))
         parts.append(f"{config.label} {config.train_seconds:.2f} s against {other:.2f} s {what}")
     if not parts:
-        return not_measured(evidence.technique, evidence.claim, "no comparison time recorded")
+        return evidence.no_control("no comparison time recorded")
     saving = min(outcomes)
     holds = True if saving >= TIME_SAVING_FACTOR else False if saving < 1 else None
     return evidence.fact(holds=holds, measured="; ".join(parts), effect=saving, unit="×",
@@ -264,8 +271,7 @@ def check_knowledge_transfer(evidence: Evidence) -> Verdict:
             weakest = min(tests, key=lambda t: t[1].effect_pp)  # type: ignore[union-attr]
             candidates.append((config, weakest, max(t.p() for _, t in tests)))  # type: ignore[union-attr]
     if not candidates:
-        return not_measured(evidence.technique, evidence.claim,
-                            "no control trained without the teacher ran beside it")
+        return evidence.no_control("no control trained without the teacher ran beside it")
     config, (pairing, test), p = max(candidates, key=lambda c: c[1][1].effect_pp)  # type: ignore[union-attr]
     assert test is not None
     low, high = test.interval_pp
@@ -311,12 +317,17 @@ def evaluate_claims(configs: list[Config], pairings: list[Pairing],
         technique = names[claim["family"]]
         scenarios = claim.get("scenarios", ["standard"])
         family = [c for c in configs if c.family == claim["family"]]
-        chosen = [c for c in family if c.role == "technique"
-                  and (c.row.get("scenario") or "standard") in scenarios]
+        applied = [c for c in family if c.role == "technique"
+                   and (c.row.get("scenario") or "standard") in scenarios]
+        chosen = [c for c in applied if not c.budget_cut]  # a cut training is not the technique's
         if not chosen:
             stopped = [r for r in unfinished
                        if r.get("family") == claim["family"] and r.get("role") == "technique"]
-            if family:
+            if applied:
+                why = ("--time-budget stopped its training ("
+                       + "; ".join(f"{c.label} at {c.budget_cut}" for c in applied)
+                       + "): what the budget bought, not what the technique does")
+            elif family:
                 why = f"needs a {' or '.join(scenarios)}-scenario run"
             elif stopped:
                 why = "; ".join(sorted({f"{r['label']} {r['status']}: {r.get('reason') or 'no reason given'}"
@@ -325,8 +336,10 @@ def evaluate_claims(configs: list[Config], pairings: list[Pairing],
                 why = f"no {claim['family']} strategy in this run"
             verdicts.append(not_measured(technique, claim["claim"], why))
             continue
+        mine = [p for p in pairings if p.technique in chosen]
         evidence = Evidence(technique, claim["claim"], chosen,
-                            [p for p in pairings if p.technique in chosen],
-                            claim.get("threshold", SIGNIFICANT_FACTOR))
+                            [p for p in mine if not p.unequal_budgets],
+                            claim.get("threshold", SIGNIFICANT_FACTOR),
+                            tuple(str(p.unequal_budgets) for p in mine if p.unequal_budgets))
         verdicts.append(CHECKS[claim["check"]](evidence))
     return decide(verdicts)

@@ -200,9 +200,13 @@ def controls_section(found: list[Pairing]) -> list[Block]:
             "Gain vs control": effect,
             "p (pooled McNemar)": "—" if gain is None else f"{gain.p():.2g}",
             "Wins": f"{wins}/{seeds}",
-            "Gap closed": _closure(pairing),
+            "Gap closed": "n/a (budgets differ)" if pairing.unequal_budgets else _closure(pairing),
         })
-        if gain is not None and gain.p() > 0.05:
+        if pairing.unequal_budgets:
+            notes.append(f"{pairing.technique.label} against {pairing.control.label} is **not** a "
+                         f"same-budget comparison: {pairing.unequal_budgets}. No verdict rests on "
+                         "it; give a longer --time-budget, or none, to compare them.")
+        elif gain is not None and gain.p() > 0.05:
             notes.append(f"{pairing.technique.label} is **not** shown to beat {pairing.control.label} "
                          f"({gain.effect_pp:+.1f} pp, p = {gain.p():.2g}; this comparison detects "
                          f"≥ {gain.detectable_pp:.1f} pp): credit its result to what the control "

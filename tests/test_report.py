@@ -10,7 +10,7 @@ import pytest
 from compress.analysis import configurations, pairings
 from compress.claims import evaluate_claims
 from compress.errors import UserError
-from compress.report import _header, build_document, build_report, common_table, findings
+from compress.report import _header, build_document, build_report, common_table, controls_section, findings
 from compress.results import write_results
 from compress.verdicts import VERDICTS
 from tests.rows import fake_row, spine_rows
@@ -254,3 +254,23 @@ def test_the_header_says_how_long_each_model_was_timed(span, said):
     for row in rows:
         row["env"] = {**row["env"], "latency_span_seconds": span}
     assert said in "\n".join(_header(rows, [], configurations(rows)))
+
+
+def test_a_clock_stopped_training_decides_no_claim_and_no_control_comparison():
+    """--time-budget stops each row by the clock: a control that trained less (or more) than its
+    technique is no same-budget control, and a cut technique is not the technique."""
+    rows = spine_rows(0) + spine_rows(1)
+    for row in rows:
+        if row["strategy"] == "student-scratch":
+            row["budget_stopped"] = "1 of 300 epochs of batch 64"
+        if row["strategy"] == "prune-magnitude":
+            row["budget_stopped"] = "1 of 430 optimizer steps (2 epochs of batch 32)"
+    verdicts = _verdicts(rows)
+    transfer = verdicts[("Distillation", "Knowledge transfer from the teacher makes the student better")]
+    assert transfer.verdict == "not measured"
+    assert "--time-budget stopped student-scratch at 1 of 300 epochs" in transfer.measured
+    pruning = verdicts[("Pruning", "May lead to accuracy degradation")]
+    assert pruning.verdict == "not measured" and "what the budget bought" in pruning.measured
+    _, _, table, notes = controls_section(pairings(configurations(rows)))
+    assert table.records[0]["Gap closed"] == "n/a (budgets differ)"
+    assert any("is **not** a same-budget comparison" in note for note in notes.items)
