@@ -203,9 +203,10 @@ def check_accuracy_kept(evidence: Evidence) -> Verdict:
 
 
 def weight_bits(arithmetic: str | None) -> int | None:
-    """The weights' integer width from a row's measured arithmetic ("int8", "int4 weights × ...")."""
-    match = re.match(r"u?int(\d+)", arithmetic or "")
-    return int(match.group(1)) if match else None
+    """The narrowest integer width in a row's measured arithmetic ("int8", "int4 weights × ...",
+    "float32 + int4 weights × float32 activations" where a layer stayed float), or None."""
+    widths = [int(bits) for bits in re.findall(r"u?int(\d+)", arithmetic or "")]
+    return min(widths) if widths else None
 
 
 def check_extreme(evidence: Evidence) -> Verdict:
@@ -215,7 +216,10 @@ def check_extreme(evidence: Evidence) -> Verdict:
     if len({bits for bits, _ in by_bits}) < 2:
         return not_measured(evidence.technique, evidence.claim,
                             "needs integer rows of two widths, e.g. quantize-int8 and quantize-int4")
-    (low_bits, low), (high_bits, high) = by_bits[0], by_bits[-1]
+    # At each end the least-trained row: the width is what differs, not a training budget.
+    (low_bits, low), (high_bits, high) = (
+        min(((b, c) for b, c in by_bits if b == end), key=lambda p: (p[1].train_seconds, p[1].label))
+        for end in (by_bits[0][0], by_bits[-1][0]))
     test = between(high, low)
     if test is None:
         return not_measured(evidence.technique, evidence.claim, "no per-sample predictions")

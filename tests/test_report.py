@@ -195,6 +195,19 @@ def test_extreme_quantization_is_tested_against_the_widest_integer_row():
     assert only_int8.verdict == "not measured"
 
 
+def test_extreme_quantization_reads_a_partly_float_row_and_prefers_untrained_rows():
+    """int4 that left a depthwise layer float still has int4 weights; and the 8-bit reference is
+    the post-training row, not one that also trained (QAT), so only the width differs."""
+    rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.95),
+            fake_row("quantize-qat", accuracy=0.97, arithmetic="int8", train_seconds=30.0),
+            fake_row("quantize-int8", accuracy=0.95, arithmetic="int8", train_seconds=0.0),
+            fake_row("quantize-int4", accuracy=0.90, train_seconds=0.0,
+                     arithmetic="float32 + int4 weights × float32 activations")]
+    verdict = _verdicts(rows)[("Quantization", "Especially in extreme quantization cases (fewer bits "
+                               "lose more accuracy)")]
+    assert "quantize-int4 against quantize-int8" in verdict.measured
+
+
 def test_a_family_whose_only_strategy_was_skipped_says_why_instead_of_absent():
     rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.95),
             fake_row("quantize-int8", accuracy=0.95)]
