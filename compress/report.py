@@ -233,6 +233,19 @@ def controls_section(found: list[Pairing]) -> list[Block]:
     ]
 
 
+def _why_nothing(config: Config) -> str:
+    """Why a row predicts no better than the majority class: what trains can learn too little;
+    a conversion that trained nothing lost what the teacher knew."""
+    if config.train_seconds:
+        return "it learned nothing usable here (a training too short, or a model too small for this data)."
+    if (config.row.get("arithmetic") or "").startswith("int"):
+        return ("its conversion lost what the teacher knew; it trained nothing. With integer "
+                "activations every input feature shares one scale, so features on very different "
+                "scales (raw units, before the model's own normalisation) round to a few values: "
+                "standardize the inputs before the model, or keep float activations.")
+    return "its conversion lost what the teacher knew; it trained nothing."
+
+
 def findings(configs: list[Config], rows: list[Row]) -> list[str]:
     """Plain statements of what was measured, including the unwelcome ones."""
     notes = []
@@ -242,8 +255,7 @@ def findings(configs: list[Config], rows: list[Row]) -> list[str]:
         floor = config.row.get("majority_rate")
         if floor is not None and config.accuracy[0] <= floor:
             notes.append(f"**{config.label} is no better than always predicting the majority class** "
-                         f"({config.accuracy[0]:.3f} against {floor:.3f}): it learned nothing usable "
-                         "here (a training too short, or a model too small for this data).")
+                         f"({config.accuracy[0]:.3f} against {floor:.3f}): {_why_nothing(config)}")
         if (config.row.get("arithmetic") or "").startswith("int") and config.speed == "slower":
             notes.append(f"**{config.label} is slower than float32 on this CPU** "
                          f"({config.speedup[0]:.2f}× the teacher's speed), although its file is "  # type: ignore[index]

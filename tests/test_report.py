@@ -225,11 +225,16 @@ def test_a_family_whose_only_strategy_was_skipped_says_why_instead_of_absent():
 def test_a_model_no_better_than_the_majority_class_is_called_so():
     rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.97),
             fake_row("distill", "distillation", accuracy=0.30, size=4000),
-            fake_row("quantize-int8", accuracy=0.97)]
+            fake_row("quantize-int8", accuracy=0.97),
+            fake_row("quantize-int8-io", accuracy=0.33, arithmetic="int8", train_seconds=0.0)]
     said = [note for note in findings(configurations(rows), rows) if "majority class" in note]
-    assert said == ["**distill is no better than always predicting the majority class** (0.300 "
-                    "against 0.340): it learned nothing usable here (a training too short, or a "
-                    "model too small for this data)."]
+    assert said[0] == ("**distill is no better than always predicting the majority class** (0.300 "
+                       "against 0.340): it learned nothing usable here (a training too short, or a "
+                       "model too small for this data).")
+    assert said[1].startswith("**quantize-int8-io is no better than always predicting the majority "
+                              "class** (0.330 against 0.340): its conversion lost what the teacher knew; "
+                              "it trained nothing. With integer activations every input feature shares "
+                              "one scale")
 
 
 def test_one_change_in_accuracy_prints_alike_in_every_table():
