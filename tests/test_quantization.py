@@ -63,3 +63,16 @@ def test_rows_say_what_they_trade(tiny, tmp_path):
     artifact = apply_strategy(QuantizeQAT(epochs=1), teacher, architecture, data, seed=0,
                               workdir=tmp_path)
     assert "int8" in artifact.notes and artifact.train_seconds > 0
+
+
+def test_post_training_notes_say_what_the_file_holds(tiny, tmp_path):
+    """The converter decides per layer: a fixed sentence ("about 4x smaller") could be false."""
+    from compress.runner import apply_strategy
+    from compress.strategies.base import strategy_from_name
+
+    data, teacher, architecture = tiny
+    notes = {name: apply_strategy(strategy_from_name(name), teacher, architecture, data, seed=0,
+                                  workdir=tmp_path).notes
+             for name in ("quantize-dynamic", "quantize-float16")}
+    assert "In the file: FULLY_CONNECTED" in notes["quantize-dynamic"]
+    assert "float16 weights × float32 activations" in notes["quantize-float16"]  # not the dequantized copy

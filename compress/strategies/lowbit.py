@@ -100,16 +100,23 @@ def weighted_ops(flatbuffer: bytes) -> list[WeightedOp]:
     return found
 
 
+def _stored(tensors: list[Any], ops: list[tuple[str, Any]]) -> dict[int, Any]:
+    """Tensor index -> the tensor stored in the file for it: a kernel a DEQUANTIZE op makes at run
+    time (float16 weights) is stored as that op's input."""
+    return {op.outputs[0]: tensors[op.inputs[0]] for kind, op in ops if kind == "DEQUANTIZE"}
+
+
 def op_precisions(flatbuffer: bytes) -> dict[str, str]:
     """What each op kind computes in, read from the file: kind -> "int4 weights × float32 activations"."""
     model, ops = _read(flatbuffer)
     tensors = model.subgraphs[0].tensors
+    stored = _stored(tensors, ops)
     kinds: dict[str, set[str]] = {}
     for kind, op in ops:
         if kind in _IO_OPS:
             continue
         if kind in WEIGHTED_OPS:
-            kernel, activation = tensors[op.inputs[1]], tensors[op.inputs[0]]
+            kernel, activation = stored.get(op.inputs[1], tensors[op.inputs[1]]), tensors[op.inputs[0]]
             quant = kernel.quantization
             blocks = (quant is not None and quant.detailsType ==
                       tflite_schema.QuantizationDetails.BlockwiseQuantization)
