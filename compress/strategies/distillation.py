@@ -319,8 +319,8 @@ class Distill(_Student):
         return Compressed(
             model=student,
             notes=f"Student {student.count_params():,} params, {trained} on soft targets "
-            f"(T={self.temperature:g}, alpha={self.alpha:g}, transfer={self.transfer}); judge it "
-            f"against student-scratch and student-scratch-mixup.{preprocessing_note(ctx.teacher)}",
+            f"(T={self.temperature:g}, alpha={self.alpha:g}, transfer={self.transfer})."
+            f"{preprocessing_note(ctx.teacher)}",
         )
 
 
