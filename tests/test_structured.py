@@ -157,9 +157,24 @@ def test_channels_tied_to_the_input_are_never_cut():
     assert widths["tied"] == 3 and widths["free"] == 4
 
 
+def test_the_models_own_input_scaling_passes_its_channels_through():
+    """A leading Normalization (a user's model scaling raw features) or Rescaling: its channels
+    are the input's, never cut, so its fitted values stay whole."""
+    norm = L.Normalization(name="scaling")
+    norm.adapt(np.random.default_rng(0).normal(50, 20, size=(64, 5)).astype("float32"))
+    model = _randomized(keras.Sequential([keras.Input((5,)), norm, L.Rescaling(0.5, name="half"),
+                                          L.Dense(8, activation="relu", name="hidden"), L.Dense(2)]))
+    _silence(model, {"hidden": [0, 1, 2, 3]})
+    shrunk = shrink(model, 0.5)
+    assert _widths(shrunk.model)["hidden"] == 4
+    _assert_same_function(model, shrunk.model)
+
+
 @pytest.mark.parametrize(
     ("build", "message"),
     [
+        (lambda: keras.Sequential([keras.Input((8,)), L.Dense(4), L.Normalization(name="mid"),
+                                   L.Dense(2)]), "layer mid (Normalization): it scales channels a layer"),
         (lambda: keras.Sequential([keras.Input((8,)), L.Dense(4), L.LayerNormalization(name="norm"),
                                    L.Dense(2)]), "layer norm (LayerNormalization)"),
         (lambda: keras.Sequential([keras.Input((4, 4, 2)), L.Conv2D(4, 1), L.Permute((3, 1, 2), name="perm"),

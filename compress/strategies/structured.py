@@ -40,6 +40,9 @@ PASS_THROUGH = (
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
     "UpSampling1D", "UpSampling2D", "UpSampling3D", "BatchNormalization",
 )
+#: A model's own input scaling: it passes the input's channels on, which are never pruned, so its
+#: fitted per-channel values never need cutting; anywhere else it is refused.
+INPUT_SCALING = ("Normalization", "Rescaling")
 #: Merges whose inputs line up channel by channel (broadcasting a single channel is allowed).
 ELEMENTWISE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
@@ -49,6 +52,7 @@ class _Channels:
 
     def __init__(self) -> None:
         self.parent: list[int] = []
+        self.of_inputs: set[int] = set()  # the model inputs' channels: never removed
 
     def new(self, count: int) -> np.ndarray:
         start = len(self.parent)
@@ -122,7 +126,13 @@ def _trace(layer: keras.layers.Layer, kind: str, config: dict[str, Any], inputs:
         raise _unknown(layer, "channels_first data")
     shape = layer.output.shape
     if kind == "InputLayer":
-        return channels.new(int(shape[-1]))
+        made = channels.new(int(shape[-1]))
+        channels.of_inputs.update(made.tolist())
+        return made
+    if kind in INPUT_SCALING:
+        if not set(inputs[0].tolist()) <= channels.of_inputs:
+            raise _unknown(layer, "it scales channels a layer made, which pruning would cut")
+        return inputs[0]
     if kind in PRODUCERS:
         if config.get("groups", 1) != 1:
             raise _unknown(layer, "grouped convolution")
@@ -174,6 +184,8 @@ def _norms(layer: keras.layers.Layer, norm: keras.layers.Layer | None) -> np.nda
 def _slice(layer: keras.layers.Layer, kind: str, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
     """The layer's weights for the kept input channels (rows) and output channels (cols)."""
     weights = layer.get_weights()
+    if kind in INPUT_SCALING:  # the input's channels, all kept
+        return weights
     if kind in ("SeparableConv1D", "SeparableConv2D"):
         depthwise, pointwise, *bias = weights
         multiplier = layer.depth_multiplier
