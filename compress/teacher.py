@@ -274,11 +274,19 @@ def _load_or_explain(path: Path, load: Callable[[], keras.Model]) -> keras.Model
 
 def _binary_as_two_classes(model: keras.Model) -> keras.Model | None:
     """A binary classifier with one output (``Dense(1, "sigmoid")`` probability, or a linear
-    logit) as an equivalent two-logit model: the last Dense's kernel ``w`` and bias ``b``
-    become ``[0, w]`` and ``[0, b]``, and softmax([0, z]) is [1 - sigmoid(z), sigmoid(z)]."""
+    logit, or either as a Dense followed by its own ``Activation`` layer) as an equivalent
+    two-logit model: the last Dense's kernel ``w`` and bias ``b`` become ``[0, w]`` and
+    ``[0, b]``, and softmax([0, z]) is [1 - sigmoid(z), sigmoid(z)]."""
+    binary = ("sigmoid", "linear")
     last = model.layers[-1]
+    if isinstance(last, keras.layers.Activation) and len(model.layers) > 1 and \
+            keras.activations.serialize(last.activation) in binary:
+        before = model.layers[-2]
+        if isinstance(before, keras.layers.Dense) and before.output is last.input and \
+                keras.activations.serialize(before.activation) == "linear":
+            last = before
     if not isinstance(last, keras.layers.Dense) or \
-            keras.activations.serialize(last.activation) not in ("sigmoid", "linear"):
+            keras.activations.serialize(last.activation) not in binary:
         return None
     try:
         features = last.input

@@ -205,6 +205,22 @@ def test_a_binary_sigmoid_teacher_runs_as_two_classes(tmp_path):
     assert quantized["status"] == "ok" and abs(quantized["accuracy"] - base["accuracy"]) < 0.02
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "linear"])
+def test_a_binary_head_with_its_own_activation_layer_becomes_two_logits(activation):
+    from compress.teacher import _binary_as_two_classes
+
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(1), keras.layers.Activation(activation)])
+    x = np.random.default_rng(0).normal(size=(32, 5)).astype(np.float32)
+    widened = _binary_as_two_classes(model)
+    assert widened is not None and widened.output_shape == (None, 2)
+    logits = widened.predict(x, verbose=0)
+    p = 1 / (1 + np.exp(-(logits[:, 1] - logits[:, 0])))
+    expected = model.predict(x, verbose=0)[:, 0]
+    np.testing.assert_allclose(p if activation == "sigmoid" else logits[:, 1] - logits[:, 0], expected,
+                               atol=1e-5)
+
+
 def _refusal(tmp_path, model, x, y) -> str:
     np.savez(tmp_path / "data.npz", x=x, y=y)
     model.save(tmp_path / "teacher.keras")
