@@ -76,3 +76,22 @@ def test_post_training_notes_say_what_the_file_holds(tiny, tmp_path):
              for name in ("quantize-dynamic", "quantize-float16")}
     assert "In the file: FULLY_CONNECTED" in notes["quantize-dynamic"]
     assert "float16 weights × float32 activations" in notes["quantize-float16"]  # not the dequantized copy
+
+
+def test_qat_applies_to_a_separable_model_whose_conv_kept_the_default_name():
+    """tfmot splits a SeparableConv2D into layers Keras names conv2d...; a teacher layer already
+    named so used to receive the wrong weights and the row was skipped."""
+    import tensorflow_model_optimization as tfmot
+
+    from compress.strategies.quantization import QuantizeQAT, _clear_of_tfmot_names
+
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(8, 3, padding="same", name="conv2d")(inputs)
+    h = keras.layers.SeparableConv2D(16, 3, padding="same", name="separable_conv2d")(h)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h)))
+    clear = _clear_of_tfmot_names(model)
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_array_equal(clear.predict(x, verbose=0), model.predict(x, verbose=0))
+    quantized, _ = QuantizeQAT()._quantize_apply(
+        clear, tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme())
+    assert any("depthwise" in layer.name for layer in quantized.layers)

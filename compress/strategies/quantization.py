@@ -137,7 +137,8 @@ class QuantizeQAT(Strategy):
         elif "pruning" in ctx.history:
             scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
             kept = " Prune-preserving QAT kept the earlier stage's zeros."
-        model, outputs_only = self._quantize_apply(ctx.teacher, scheme)
+        model, outputs_only = self._quantize_apply(_clear_of_tfmot_names(ctx.teacher), scheme)
+        outputs_only = [name.removeprefix(OWN_PREFIX) for name in outputs_only]
         # Fake-quantized weights start far from the float optimum (about 0.37 accuracy here
         # before training): only the fine-tuned model is worth converting.
         trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
@@ -180,6 +181,35 @@ class QuantizeQAT(Strategy):
                 if refused is None or refused.group(1) not in layers or refused.group(1) in left:
                     raise Skip(f"tfmot cannot quantize this teacher: {_first_line(error)}") from error
                 left.append(refused.group(1))
+
+
+#: Put before the teacher's layer names when tfmot will add layers of its own (see below).
+OWN_PREFIX = "teacher_"
+
+
+def _clear_of_tfmot_names(model: keras.Model) -> keras.Model:
+    """The model, or, when it has separable convolutions, a copy whose layer names cannot clash
+    with tfmot's: tfmot splits each into a DepthwiseConv2D and a Conv2D named by Keras' counters
+    (``conv2d``), and a teacher layer already called that receives the wrong weights ("Shape
+    mismatch")."""
+    separable = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+    if not any(isinstance(layer, separable) for layer in model.layers):
+        return model
+    graph = keras.Model(model.inputs, model.outputs) if isinstance(model, keras.Sequential) else model
+    config = graph.get_config()
+    names = {spec["name"]: OWN_PREFIX + spec["name"] for spec in config["layers"]}
+    for spec in config["layers"]:
+        spec["name"] = spec["config"]["name"] = names[spec["name"]]
+        for node in spec["inbound_nodes"]:
+            for entry in node:
+                entry[0] = names[entry[0]]
+    for key in ("input_layers", "output_layers"):
+        for entry in config[key]:
+            entry[0] = names[entry[0]]
+    copy = keras.Model.from_config(config)
+    for layer in graph.layers:
+        copy.get_layer(names[layer.name]).set_weights(layer.get_weights())
+    return copy
 
 
 @functools.cache
