@@ -272,6 +272,18 @@ def _load_or_explain(path: Path, load: Callable[[], keras.Model]) -> keras.Model
                         f"code, or damaged): {first}; save the model as a .keras file") from None
 
 
+def _with_input_shape(model: keras.Model, shape: tuple[int, ...]) -> keras.Model:
+    """The same layers and weights on an input of one fixed shape (where the model left a
+    dimension open), as one flat model the strategies can take apart."""
+    try:
+        fixed = keras.models.clone_model(model, input_tensors=keras.Input(shape, dtype=model.inputs[0].dtype))
+    except (ValueError, TypeError) as error:
+        raise UserError(f"the teacher's open input shape {tuple(model.input_shape[1:])} cannot be fixed to "
+                        f"the data's {shape}: {error}; save it with a fixed input shape") from None
+    fixed.set_weights(model.get_weights())
+    return fixed
+
+
 def _binary_as_two_classes(model: keras.Model) -> keras.Model | None:
     """A binary classifier with one output (``Dense(1, "sigmoid")`` probability, or a linear
     logit, or either as a Dense followed by its own ``Activation`` layer) as an equivalent
@@ -321,9 +333,13 @@ def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False,
         raise UserError(f"teacher {path.name} takes token ids: {INTEGER_INPUTS}")
     expected = dataset.input_shape
     got = tuple(model.input_shape[1:])
-    if got != expected:
+    fits = len(got) == len(expected) and all(g in (None, e) for g, e in zip(got, expected, strict=True))
+    if not fits:
         raise UserError(f"teacher {path.name} expects inputs of shape {got} but the data has "
                         f"{expected}; use a teacher trained on this data")
+    fixed = got != expected
+    if fixed:  # a variable length (None): TFLite times one shape, the data's
+        model = _with_input_shape(model, expected)
     units = model.output_shape[-1]
     widened = _binary_as_two_classes(model) if units == 1 and dataset.n_classes == 2 else None
     if widened is None and units != dataset.n_classes:
@@ -338,6 +354,8 @@ def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False,
                             f"away from Keras 3 on the validation split (allowed: {TOLERANCE:g}); "
                             "save the model as a tf_keras model instead")
         architecture += f" (Keras 3 file, translated; max prediction difference {difference:.1g})"
+    if fixed:
+        architecture += f" (its input {got} fixed to the data's {expected})"
     if widened is not None:
         model = widened
         architecture += " (its one binary output as two class logits)"

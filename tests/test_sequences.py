@@ -26,3 +26,22 @@ def test_sequence_data_gets_a_conv1d_teacher_and_keeps_its_shape(tmp_path):
     assert baseline["teacher_architecture"] == "cnn1d:32,64,64:64"
     assert baseline["accuracy"] >= 0.85
     assert set(frame["status"]) == {"ok"}
+
+
+def test_a_variable_length_teacher_is_fixed_to_the_datas_length(tmp_path):
+    """Input((None, 1)) is how 1-D signal models are often saved: it fits data of any length."""
+    from compress.backend import keras
+    from compress.data import Dataset, TrainingData
+    from compress.teacher import load_teacher
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 32, 1)).astype(np.float32)
+    y = np.arange(60) % 2
+    model = keras.Sequential([keras.Input((None, 1)), keras.layers.Conv1D(4, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
+    model.save(tmp_path / "signal.keras")
+    dataset = Dataset(TrainingData("s", x, y, x, y, ("a", "b")), x, y)
+    teacher = load_teacher(tmp_path / "signal.keras", dataset)
+    assert teacher.model.input_shape == (None, 32, 1)
+    assert "(its input (None, 1) fixed to the data's (32, 1))" in teacher.architecture
+    np.testing.assert_allclose(teacher.model.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
