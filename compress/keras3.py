@@ -67,6 +67,13 @@ LAYERS = frozenset({
     "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
 })
 
+#: Augmentation layers: they change inputs in training only, so the translation leaves them out
+#: (its predictions are still checked against Keras 3's).
+INFERENCE_IDENTITY = frozenset({
+    "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomContrast",
+    "RandomBrightness",
+})
+
 #: Activations whose tf_keras function of the same name computes the same values (checked one
 #: by one; Keras 3's hard_sigmoid is relu6(x + 3) / 6 but tf_keras's is 0.2·x + 0.5).
 ACTIVATIONS = frozenset({
@@ -208,6 +215,16 @@ def _weight_groups(store: h5py.Group, classes: list[str]) -> list[h5py.Group | N
     return groups
 
 
+def _class_name(spec: dict) -> str:
+    return str(spec.get("class_name"))
+
+
+def _augmentation(spec: dict) -> bool:
+    """A Keras augmentation layer (identity at inference): left out of the translation."""
+    return _class_name(spec) in INFERENCE_IDENTITY and str(spec.get("module") or "") == "keras.layers" \
+        and spec.get("registered_name") is None
+
+
 def _name(spec: dict) -> str:
     return str(spec.get("name") or spec.get("config", {}).get("name"))
 
@@ -237,6 +254,8 @@ def _sequential(config: dict, store: h5py.Group) -> keras.Model:
         raise UserError(f"model {config['name']!r} was never built, so it has no weights; train "
                         "or build it before saving")
     groups = _weight_groups(store, [spec["class_name"] for spec in specs])
+    kept = [(spec, group) for spec, group in zip(specs, groups, strict=True) if not _augmentation(spec)]
+    specs, groups = [spec for spec, _ in kept], [group for _, group in kept]
     layers = [_layer(spec, group) for spec, group in zip(specs, groups, strict=True)]
     try:
         model = keras.Sequential([inputs, *layers], name=config["name"])
@@ -261,14 +280,14 @@ def _functional(config: dict, store: h5py.Group) -> keras.Model:
         if spec["class_name"] == "InputLayer":
             outputs[name] = [[_input(spec["config"])]]
             continue
-        built[name] = (_layer(spec, group), spec, group)
+        built[name] = (None if _augmentation(spec) else _layer(spec, group), spec, group)
         outputs[name] = []
         pending.extend((name, node) for node in spec["inbound_nodes"])
     while pending:
         waiting = []
         for name, node in pending:
             layer = built[name][0]
-            where = f"layer {name!r} ({type(layer).__name__})"
+            where = f"layer {name!r} ({_class_name(built[name][1])})"
             # A layer's calls are made in order: its outputs are referred to by call number.
             ready = not any(n == name for n, _ in waiting)
             arguments = _tensors(node.get("args", []), outputs, where) if ready else None
@@ -276,6 +295,9 @@ def _functional(config: dict, store: h5py.Group) -> keras.Model:
                 waiting.append((name, node))
                 continue
             options = _call_options(node.get("kwargs") or {}, where)
+            if layer is None:  # left out: its output is its input
+                outputs[name].append([arguments[0]])
+                continue
             try:
                 result = layer(*arguments, **options)
             except (TypeError, ValueError) as error:
@@ -301,7 +323,8 @@ def _functional(config: dict, store: h5py.Group) -> keras.Model:
     model = keras.Model(tensor(config["input_layers"]), tensor(config["output_layers"]),
                         name=config["name"])
     for layer, spec, group in built.values():
-        _set_weights(layer, spec, group)
+        if layer is not None:
+            _set_weights(layer, spec, group)
     return model
 
 

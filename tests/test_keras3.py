@@ -376,3 +376,26 @@ def test_a_keras3_cnn_teacher_runs_through_every_technique(tmp_path):
         assert row["status"] == "ok", (row["strategy"], row["reason"])
     assert "Keras 3 file, translated" in rows["baseline"]["teacher_architecture"]
     assert "Keras 3 file, translated" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_augmentation_layers_are_left_out_as_at_inference(tmp_path):
+    """RandomFlip, RandomZoom...: identity at inference, so the translation drops them, and the
+    translation is still checked against Keras 3's own predictions."""
+    script = (
+        "import sys, keras\n"
+        "L = keras.layers\n"
+        "inputs = keras.Input((8, 8, 1))\n"
+        "x = L.RandomFlip('horizontal')(inputs)\n"
+        "x = L.RandomTranslation(0.1, 0.1)(L.Rescaling(1 / 255)(x))\n"
+        "x = L.RandomZoom(0.1)(L.RandomContrast(0.1)(x))\n"
+        "x = L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(x))\n"
+        "keras.Model(inputs, L.Dense(3)(x)).save(sys.argv[1] + '/functional.keras')\n"
+        "keras.Sequential([keras.Input((8, 8, 1)), L.RandomRotation(0.1), L.Flatten(), L.Dense(3)])"
+        ".save(sys.argv[1] + '/sequential.keras')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, capture_output=True)
+    x = np.random.default_rng(0).uniform(0, 255, size=(16, 8, 8, 1)).astype(np.float32)
+    for name in ("functional", "sequential"):
+        model = translate(tmp_path / f"{name}.keras")
+        assert not any(type(layer).__name__.startswith("Random") for layer in model.layers)
+        assert check_translation(tmp_path / f"{name}.keras", model, x, use_cache=False) <= TOLERANCE
