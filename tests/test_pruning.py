@@ -135,6 +135,17 @@ def test_clustering_leaves_depthwise_kernels_as_tfmot_does_and_says_so(tmp_path)
                                      "(tfmot leaves their depthwise kernel as it is) shares 8 values")
 
 
+def test_clustering_says_when_a_folded_batchnorm_scales_the_clustered_kernel(tmp_path):
+    teacher = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(16, 3, name="conv"),
+                                L.BatchNormalization(name="norm"), L.GlobalAveragePooling2D(),
+                                L.Dense(4, name="logits")])
+    artifact = _run(Cluster(clusters=8, epochs=1), teacher, make_data("image", shape=(8, 8, 3)), tmp_path)
+    conv, logits = kernels(artifact.flatbuffer)
+    assert len(np.unique(conv)) > 8 and len(np.unique(logits)) <= 8  # what the note must not hide
+    assert all(len(np.unique(channel)) <= 8 for channel in conv)  # TFLite: output channels first
+    assert "the BatchNormalization after conv is folded into its kernel" in artifact.notes
+
+
 def test_qat_quantizes_the_outputs_of_layers_tfmot_has_no_quantizer_for(tmp_path):
     teacher = keras.Sequential([keras.Input((40, 16)), L.Conv1D(32, 5, activation="relu", name="conv1d"),
                                 L.BatchNormalization(name="norm"), L.MaxPooling1D(2, name="pool"),

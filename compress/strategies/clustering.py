@@ -27,6 +27,14 @@ def _refusal(layer: keras.layers.Layer) -> str | None:
     return None if type(layer) in kinds else "only Dense, Conv1D/2D and separable kernels are clustered"
 
 
+def _folded_into(model: keras.Model, names: list[str]) -> list[str]:
+    """Those of the named layers whose output goes straight into a BatchNormalization, which the
+    converter folds into their kernel."""
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    return [name for name in names
+            if any(norm.input is model.get_layer(name).output for norm in norms)]
+
+
 def _sentence(text: str) -> str:
     """The first letter capitalized, layer names left as the user wrote them."""
     return text[:1].upper() + text[1:]
@@ -80,8 +88,13 @@ class Cluster(Strategy):
         shared = [f"each kernel of {named(whole)}"] if whole else []
         shared += [f"the pointwise kernel of {named(separable)} (tfmot leaves their depthwise kernel "
                    "as it is)"] if separable else []
+        folded = _folded_into(ctx.teacher, list(wrapped))
+        scaled = (f" In the file, the BatchNormalization after {named(folded)} is folded into its "
+                  f"kernel, which scales each output channel: at most {self.clusters} values per "
+                  "channel there, so gzip gains less.") if folded else ""
         return Compressed(
             model=clustering.strip_clustering(model),
             notes=f"{_sentence(' and '.join(shared))} shares {self.clusters} values (fine-tuned "
-            f"{trained.describe()}).{kept} The float32 file is no smaller, but it compresses far better.",
+            f"{trained.describe()}).{kept}{scaled} The float32 file is no smaller, but it compresses "
+            "better.",
         )
