@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from compress.data import TrainingData
     from compress.strategies.lowbit import LayerGraph
 
-COLUMNS = ("layer", "method", "setting", "bytes_share", "macs_share", "accuracy_drop_pp", "output_cosine")
+COLUMNS = ("layer", "method", "setting", "bytes_share", "macs_share", "accuracy_drop_pp", "output_cosine",
+           "not_measured")
 CSV_FILE, PNG_FILE = "sensitivity.csv", "sensitivity.png"
 
 
@@ -49,7 +50,8 @@ def layer_sensitivity(
     similarity of the layer's output tensor to the float model's (1 = unchanged), over the
     validation rows, as litert-quantizer's ``Quantizer.validate`` computes it; None for pruning.
     Both are None where litert-quantizer cannot apply the precision to the layer (int4 on a
-    depthwise convolution) or LiteRT cannot compute it (int2 convolutions: ``runtime_defect``).
+    depthwise convolution) or LiteRT cannot compute it (int2 convolutions: ``runtime_defect``),
+    and ``not_measured`` says which.
     """
     from compress.strategies.lowbit import PRECISIONS, LayerGraph, signature_input
 
@@ -71,13 +73,13 @@ def layer_sensitivity(
         shares = {"bytes_share": graph.weight_bytes(name) / total_bytes,
                   "macs_share": sum(op.macs for op in graph.layers[name]) / total_macs if total_macs else 0.0}
         for precision in precisions:
-            drop, cosine = _quantized(graph, name, PRECISIONS[precision], data, reference, feed)
+            drop, cosine, why = _quantized(graph, name, PRECISIONS[precision], data, reference, feed)
             rows.append({"layer": name, "method": "quantize", "setting": precision, **shares,
-                         "accuracy_drop_pp": drop, "output_cosine": cosine})
+                         "accuracy_drop_pp": drop, "output_cosine": cosine, "not_measured": why})
         for sparsity in sparsities:
             drop = (reference - _accuracy(_pruned(model, name, sparsity), data)) * 100
             rows.append({"layer": name, "method": "prune", "setting": f"{sparsity:g}", **shares,
-                         "accuracy_drop_pp": drop, "output_cosine": None})
+                         "accuracy_drop_pp": drop, "output_cosine": None, "not_measured": None})
     return rows
 
 
@@ -110,8 +112,9 @@ def _accuracy(flatbuffer: bytes, data: TrainingData) -> float:
 
 
 def _quantized(graph: LayerGraph, layer: str, bits: int, data: TrainingData, reference: float,
-               feed: tuple[str, str]) -> tuple[float | None, float | None]:
-    """(accuracy drop, cosine similarity at the layer's output) with only ``layer`` at ``bits``."""
+               feed: tuple[str, str]) -> tuple[float | None, float | None, str | None]:
+    """(accuracy drop, cosine similarity at the layer's output, None) with only ``layer`` at
+    ``bits``, or (None, None, why not) where it cannot be measured."""
     from litert_quantizer import quantizer
     from litert_quantizer.utils.validation_utils import ValidationErrorMetric
 
@@ -119,14 +122,16 @@ def _quantized(graph: LayerGraph, layer: str, bits: int, data: TrainingData, ref
     from compress.strategies import Skip
     from compress.strategies.lowbit import kernel_types, quantize_weights, runtime_defect
 
-    if any(runtime_defect(op.kind, bits) for op in graph.layers[layer]):
-        return None, None  # LiteRT would score its own defect, not the precision
+    defects = [defect for op in graph.layers[layer] if (defect := runtime_defect(op.kind, bits))]
+    if defects:
+        return None, None, defects[0]  # LiteRT would score its own defect, not the precision
     try:
         flatbuffer = quantize_weights(graph.float, [(graph.regex(layer), bits)])
-    except Skip:
-        return None, None
+    except Skip as refused:
+        return None, None, str(refused)
     if f"int{bits}" not in {precision for _, precision in kernel_types(flatbuffer)}:
-        return None, None  # litert-quantizer left the layer float: nothing to measure
+        kinds = ", ".join(sorted({op.kind for op in graph.layers[layer]}))
+        return None, None, f"litert-quantizer leaves {kinds} float at int{bits}: nothing to measure"
     signature, name = feed
     with quiet_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": it is what we want
@@ -137,7 +142,7 @@ def _quantized(graph: LayerGraph, layer: str, bits: int, data: TrainingData, ref
     output = graph.layers[layer][-1].output
     metric = ValidationErrorMetric.COSINE_SIMILARITY.value
     cosine = tensors[output][metric] if output in tensors else None
-    return (reference - _accuracy(flatbuffer, data)) * 100, cosine
+    return (reference - _accuracy(flatbuffer, data)) * 100, cosine, None
 
 
 def _pruned(model: keras.Model, layer: str, sparsity: float) -> bytes:

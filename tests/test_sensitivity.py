@@ -37,7 +37,7 @@ def test_one_row_per_layer_and_setting_in_model_order(rows, digits):
     assert [(r["layer"], r["method"], r["setting"]) for r in rows] == expected
     assert all(tuple(row) == COLUMNS for row in rows)
     assert COLUMNS == ("layer", "method", "setting", "bytes_share", "macs_share", "accuracy_drop_pp",
-                       "output_cosine")
+                       "output_cosine", "not_measured")
 
 
 def test_shares_sum_to_one_per_method(rows, digits):
@@ -61,6 +61,8 @@ def test_values_mean_what_they_say(rows):
     int2_conv = [r for r in rows if r["setting"] == "int2" and r["layer"].startswith("conv")]
     if runtime_defect("CONV_2D", 2):  # LiteRT's NaN would be measured, not int2: no numbers
         assert all(r["accuracy_drop_pp"] is None and r["output_cosine"] is None for r in int2_conv)
+        assert all("computes CONV_2D with int2 weights wrongly" in r["not_measured"] for r in int2_conv)
+    assert all(r["not_measured"] is None for r in rows if r["accuracy_drop_pp"] is not None)
 
 
 def test_unknown_precision_is_a_one_line_user_error(digits):
@@ -139,7 +141,8 @@ def test_the_sensitivity_command_writes_its_csv_and_never_reads_the_test_split(t
                                       "--precision", "int4", "--out", str(out)])
     assert result.exit_code == 0, (result.stderr, result.exception)
     lines = (out / "sensitivity.csv").read_text().splitlines()
-    assert lines[0] == "layer,method,setting,bytes_share,macs_share,accuracy_drop_pp,output_cosine"
+    assert lines[0] == ("layer,method,setting,bytes_share,macs_share,accuracy_drop_pp,output_cosine,"
+                        "not_measured")
     assert len(lines) - 1 == 3 * 3  # three Dense layers x (int8, int4, prune 0.8)
     assert (out / "sensitivity.png").is_file()
 
