@@ -51,14 +51,17 @@ def load_flatbuffer(path: Path) -> bytes:
     raise UserError(f"{path}: compress bench takes .tflite or .keras files")
 
 
-def load_inputs(data: str | None, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Test inputs (and labels) from a built-in dataset or an .npz, else seeded random rows."""
+def load_inputs(data: str | None, input_shape: tuple[int, ...],
+                ) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Test inputs (and labels) from a built-in dataset or an .npz, else seeded random rows; and
+    what they are, in words."""
     if data is None:
         rng = np.random.default_rng(0)
-        return rng.normal(size=(RANDOM_ROWS, *input_shape)).astype(np.float32), None
+        return (rng.normal(size=(RANDOM_ROWS, *input_shape)).astype(np.float32), None,
+                f"{RANDOM_ROWS} seeded random rows (no accuracy)")
     if data in BUILTIN_DATASETS:
         dataset = load_dataset(data, 0)
-        return dataset.x_test, dataset.y_test
+        return dataset.x_test, dataset.y_test, f"the test split of {data} (seed 0)"
     path = Path(data)
     if path.suffix != ".npz" or not path.is_file():
         raise UserError(f"{option('data')} {data!r} is neither a built-in dataset "
@@ -72,7 +75,10 @@ def load_inputs(data: str | None, input_shape: tuple[int, ...]) -> tuple[np.ndar
         raise UserError(f"{path} has x_test and y but no y_test (y labels x, not x_test); "
                         "save y_test too, or drop x_test")
     x, y = arrays[name], arrays.get(label)
-    return _checked_inputs(path, name, x), None if y is None else _checked_labels(path, label, y, len(x))
+    what = (f"x_test of {path.name}" if name == "x_test" else
+            f"every row of x in {path.name} (it has no x_test: rows a model trained on flatter it)")
+    return (_checked_inputs(path, name, x), None if y is None else _checked_labels(path, label, y, len(x)),
+            what)
 
 
 def _checked_inputs(path: Path, name: str, x: np.ndarray) -> np.ndarray:
@@ -126,7 +132,7 @@ def bench(
     flatbuffers = {str(path): load_flatbuffer(path) for path in paths}
     shapes = {name: _loaded(name, fb).input_shape for name, fb in flatbuffers.items()}
     first = str(paths[0])
-    x, y = load_inputs(data, shapes[first])
+    x, y, scored_on = load_inputs(data, shapes[first])
     for name, shape in shapes.items():
         if shape != tuple(x.shape[1:]):
             raise UserError(f"{name} expects inputs of shape {shape} but the data has {tuple(x.shape[1:])}")
@@ -142,7 +148,7 @@ def bench(
     env = environment(threads=threads)
     results, reference = [], None
     for name, flatbuffer in flatbuffers.items():
-        row: dict[str, Any] = {"artifact": name, **size_fields(flatbuffer),
+        row: dict[str, Any] = {"artifact": name, "inputs": scored_on, **size_fields(flatbuffer),
                                **latencies[name].fields(), "env": env}
         if y is not None:
             labels = outputs[name].argmax(axis=1)

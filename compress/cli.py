@@ -298,6 +298,7 @@ def bench(models: tuple[Path, ...], data: str | None, threads: int, batch: int, 
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo(Table(bench_table(rows)).markdown())
+    click.echo(f"inputs: {rows[0]['inputs']}", err=True)
     for row in rows:
         if row["latency_warning"]:
             click.echo(f"warning: {row['artifact']}: {row['latency_warning']}", err=True)

@@ -255,6 +255,7 @@ def test_bench_prints_both_models_and_the_ratio(default_run):
     assert len(lines) == 2
     assert "Speed-up vs baseline.tflite" in result.output
     assert "×" in lines[1] and "[" in lines[1]
+    assert "inputs: the test split of synthetic (seed 0)" in result.stderr
 
 
 def test_bench_json_uses_result_field_names(default_run):
@@ -263,9 +264,10 @@ def test_bench_json_uses_result_field_names(default_run):
     rows = json.loads(result.output)
     assert [r["artifact"] for r in rows] == [str(out / "baseline.tflite"), str(out / "distill.tflite")]
     for row in rows:
-        assert set(row) - {"artifact", "env"} <= set(FIELDS)
+        assert set(row) - {"artifact", "env", "inputs"} <= set(FIELDS)
         assert row["latency_us_p50_ci_low"] <= row["latency_us_p50"] <= row["latency_us_p50_ci_high"]
     assert "accuracy" not in rows[0]  # random inputs: no labels, no accuracy
+    assert rows[0]["inputs"] == "256 seeded random rows (no accuracy)"
 
 
 @pytest.mark.parametrize(
