@@ -52,9 +52,12 @@ class Preprocessing:
     classes: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # columns left out, each with why
     look_alike: list[str] = field(default_factory=list)  # labels that differ in case or spaces only
+    layout: str = ""  # how an .npz's x was read, from its shape and type
 
     def summary(self) -> str:
         parts = [f"{self.rows_read} rows read from {self.source}"]
+        if self.layout:
+            parts.append(self.layout)
         if self.dropped:
             parts.append(f"columns left out: {', '.join(self.dropped)}")
         if self.look_alike:
@@ -350,7 +353,8 @@ def _load_npz(path: Path, seed: int) -> tuple[Dataset, Preprocessing]:
         raise UserError(f"{path} needs arrays named x and y (optionally x_test and y_test); "
                         f"it has {', '.join(arrays) or 'none'}")
     x, y = _npz_arrays(path, arrays["x"], arrays["y"])
-    record = Preprocessing(source=path.name, rows_read=len(x), missing_policy="error")
+    record = Preprocessing(source=path.name, rows_read=len(x), missing_policy="error",
+                           layout=_layout(arrays["x"]))
     if "x_test" in arrays or "y_test" in arrays:
         if not {"x_test", "y_test"} <= set(arrays):
             raise UserError(f"{path}: give both x_test and y_test, or neither")
@@ -385,6 +389,24 @@ def _load_npz(path: Path, seed: int) -> tuple[Dataset, Preprocessing]:
 
 def _label_kind(y: np.ndarray) -> str:
     return {"U": "text", "S": "bytes"}.get(y.dtype.kind, "numeric")
+
+
+def _layout(x: np.ndarray) -> str:
+    """How an .npz's x is read, in words: no axis is ever added, so 8-bit (N, H, W) pixels
+    would be sequences, and integer values are used as they are."""
+    shape = x.shape[1:]
+    if len(shape) == 1:
+        read = f"x as {shape[0]} features per row"
+    elif len(shape) == 2:
+        read = f"x as sequences of {shape[0]} steps × {shape[1]} channels"
+        if x.dtype.kind == "u":
+            read += (f" (if these are grayscale images, save x with a channel axis: shape "
+                     f"(N, {shape[0]}, {shape[1]}, 1))")
+    else:
+        read = f"x as {shape[0]}x{shape[1]} images with {shape[2]} channel{'s' if shape[2] > 1 else ''}"
+    if x.dtype.kind in "iu" and x.size and int(x.max()) > 1:
+        read += f"; its {x.dtype} values ({int(x.min())} to {int(x.max())}) used as they are, not scaled"
+    return read
 
 
 def _npz_arrays(path: Path, x: np.ndarray, y: np.ndarray, suffix: str = "") -> tuple[np.ndarray, np.ndarray]:

@@ -410,3 +410,14 @@ def test_a_label_only_y_test_has_is_refused(tmp_path):
              x_test=rng.normal(size=(12, 3)), y_test=np.arange(12) % 3)
     with pytest.raises(UserError, match=r"y_test holds label\(s\) 2 that y never does"):
         load_file(tmp_path / "split.npz", seed=0)
+
+
+def test_the_header_says_how_an_npz_was_read(tmp_path):
+    """No axis is ever added: 8-bit (N, H, W) pixels are sequences, and the header says so."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "pixels.npz", x=rng.integers(0, 256, size=(60, 8, 8), dtype=np.uint8),
+             y=np.arange(60) % 2)
+    _, record = load_file(tmp_path / "pixels.npz", seed=0)
+    assert ("x as sequences of 8 steps × 8 channels (if these are grayscale images, save x with a "
+            "channel axis: shape (N, 8, 8, 1)); its uint8 values (0 to 255) used as they are, not "
+            "scaled") in record.summary()
