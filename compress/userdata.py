@@ -73,7 +73,8 @@ class Preprocessing:
         if self.one_hot:
             parts.append(f"one-hot: {', '.join(self.one_hot)}")
         if self.ordinal:
-            parts.append(f"ordinal (over {ONE_HOT_LIMIT} values): {', '.join(self.ordinal)}")
+            parts.append(f"ordinal codes, standardized (over {ONE_HOT_LIMIT} values): "
+                         f"{', '.join(self.ordinal)}")
         return "; ".join(parts)
 
 
@@ -303,7 +304,8 @@ def _apply_missing_policy(path: Path, frame: pd.DataFrame, target: str, missing:
 
 
 def _transformer(features: pd.DataFrame, record: Preprocessing) -> ColumnTransformer:
-    """Standardize numbers; one-hot small categoricals, ordinal beyond; impute if allowed."""
+    """Standardize numbers; one-hot small categoricals, ordinal codes (standardized) beyond;
+    impute if allowed."""
     numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])
                and not pd.api.types.is_bool_dtype(features[c])]
     categorical = [c for c in features.columns if c not in numeric]
@@ -323,8 +325,9 @@ def _transformer(features: pd.DataFrame, record: Preprocessing) -> ColumnTransfo
             ("numeric", steps(StandardScaler(), strategy="median"), numeric),
             ("one_hot", steps(OneHotEncoder(handle_unknown="ignore", sparse_output=False),
                               strategy="most_frequent"), one_hot),
+            # Codes 0..K beside z-scores would dominate the inputs, and int8's one input scale.
             ("ordinal", steps(OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
-                              strategy="most_frequent"), ordinal),
+                              StandardScaler(), strategy="most_frequent"), ordinal),
         ],
         remainder="drop",
     )

@@ -421,3 +421,14 @@ def test_the_header_says_how_an_npz_was_read(tmp_path):
     assert ("x as sequences of 8 steps × 8 channels (if these are grayscale images, save x with a "
             "channel axis: shape (N, 8, 8, 1)); its uint8 values (0 to 255) used as they are, not "
             "scaled") in record.summary()
+
+
+def test_ordinal_codes_are_standardized_like_the_numbers_beside_them(tmp_path):
+    rng = np.random.default_rng(0)
+    cities = [f"city{i:02d}" for i in range(30)]
+    rows = "".join(f"{rng.normal():.3f},{rng.choice(cities)},{'ab'[i % 2]}\n" for i in range(300))
+    (tmp_path / "cities.csv").write_text("x,city,label\n" + rows)
+    dataset, record = load_file(tmp_path / "cities.csv", seed=0, target="label")
+    assert record.ordinal == ["city"] and "ordinal codes, standardized" in record.summary()
+    codes = dataset.training.x_train[:, 1]
+    assert abs(codes.mean()) < 1e-5 and abs(codes.std() - 1) < 1e-3
