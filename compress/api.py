@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compress.errors import UserError
 from compress.runner import ERROR_LOG, Progress, RunConfig, RunInterrupted, RunResult, resolve_config, run
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ def compare(
 
     from compress.report import CLAIMS_FILE
 
+    if strategies is not None and not isinstance(strategies, str) and len(strategies) == 0:
+        raise UserError("strategies is empty; give at least one, or leave it out for the default ones")
     seeds = None if seed is None else [seed] if isinstance(seed, numbers.Integral) else list(seed)
     config = resolve_config(dataset=dataset, strategies=strategies, seeds=seeds, **options)
     result = execute(config)

@@ -217,6 +217,8 @@ def test_python_arguments_of_the_wrong_type_are_one_line_before_any_training(tmp
             resolve_config(**given)
     with pytest.raises(UserError, match=r"max_size_kib must be a number above 0, got '64'"):
         compress.recommend(spine_rows(), max_size_kib="64")
+    with pytest.raises(UserError, match="strategies is empty; give at least one"):
+        compress.compare(strategies=[])
     with pytest.raises(UserError, match="unknown precision 'int3'"):  # before a teacher is trained
         compress.sensitivity(precisions="int3", dataset="digits", out=tmp_path / "s")
     assert not (tmp_path / "s").exists()
