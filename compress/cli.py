@@ -262,8 +262,11 @@ def recommend(results: tuple[Path, ...], max_size_kib: float | None, max_latency
     """Pick the best method for your constraints from saved results (controls never qualify)."""
     from compress.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies
     from compress.recommend import recommend as pick
-    from compress.results import read_runs
+    from compress.results import read_runs, unfinished_runs
 
+    for folder in unfinished_runs(results):
+        click.echo(f"warning: {folder} stopped early: the strategies it did not finish are not "
+                   "among the candidates", err=True)
     if max_accuracy_drop is None:  # as the report chooses: a model that lost 60 points is no answer
         max_accuracy_drop = DEFAULT_MAX_DROP_PP
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,9 +219,12 @@ def _real(value: object) -> bool:
 
 def _as_rows(rows: Iterable[Row] | pd.DataFrame | str | Path) -> list[Row]:
     """Rows from whatever a Python caller has at hand: rows, ``compare``'s frame or a run folder."""
-    from compress.results import read_runs
+    from compress.results import read_runs, unfinished_runs
 
     if isinstance(rows, (str, Path)):
+        for folder in unfinished_runs([rows]):
+            warnings.warn(f"{folder} stopped early: the strategies it did not finish are not among "
+                          "the candidates", RuntimeWarning, stacklevel=3)
         return read_runs([rows])
     if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a DataFrame, without importing pandas
         return rows.astype(object).where(rows.notna(), None).to_dict("records")

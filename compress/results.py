@@ -131,6 +131,21 @@ def write_results(folder: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(folder / CSV_FILE, to_csv(rows))
 
 
+def unfinished_runs(paths: Sequence[Path | str]) -> list[Path]:
+    """The run folders among ``paths`` whose run.json says they stopped early (Ctrl-C, a killed
+    worker): their missing strategies are absent from any choice made from them."""
+    unfinished = []
+    for given in map(Path, paths):
+        folder = given if given.is_dir() else given.parent
+        try:
+            manifest = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # no run.json (a bare results file) or a damaged one, which the report names
+        if isinstance(manifest, dict) and manifest.get("complete") is False:
+            unfinished.append(folder)
+    return unfinished
+
+
 def read_runs(paths: Sequence[Path | str]) -> list[dict[str, Any]]:
     """The rows of several runs, to merge.  A seed of one configuration (same dataset, teacher and
     spec) counts once, or one model would count as two seeds and narrow every interval for

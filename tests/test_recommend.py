@@ -157,3 +157,15 @@ def test_python_gets_the_reports_accuracy_budget_unless_it_drops_it(tmp_path):
         assert recommend(given).best.label == "small-right"
     with pytest.raises(UserError, match="recommend takes result rows"):
         recommend(["baseline", "small-right"])
+
+
+def test_a_run_that_stopped_early_is_pointed_out(tmp_path):
+    import json
+
+    write_results(tmp_path, spine_rows(0))
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": "r", "complete": False}))
+    result = CliRunner().invoke(cli, ["recommend", str(tmp_path), "--max-accuracy-drop", "10"])
+    assert result.exit_code == 0
+    assert f"warning: {tmp_path} stopped early: the strategies it did not finish" in result.stderr
+    with pytest.warns(RuntimeWarning, match="stopped early"):
+        recommend(tmp_path, max_accuracy_drop=10)
