@@ -515,7 +515,9 @@ def _weak_causes(teacher: Teacher, n: int, floor: float) -> list[str]:
                 "a different label order", "or a wrong output layer"]
     causes: list[str] = []
     if teacher.recipe.epochs < SHORT_TRAINING:
-        causes.append(f"a short training ({teacher.recipe.epochs} epochs; {option('epochs')} sets it)")
+        epochs = teacher.recipe.epochs
+        causes.append(f"a short training ({epochs} epoch{'s' if epochs != 1 else ''}; "
+                      f"{option('epochs')} sets it)")
     if n < SMALL_VALIDATION:
         causes.append(f"a validation split of {n} rows, too few to show a difference")
     if floor > DOMINANT_CLASS:

@@ -50,11 +50,12 @@ class Plan:
 
     def describe(self) -> str:
         """'5 epochs', or '3 epochs of batch 256 (5 asked; ...)' when planned for large data."""
+        epochs = f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}"
         if self.epochs == self.asked_epochs and self.batch_size == self.asked_batch_size:
-            return f"{self.epochs} epochs"
+            return epochs
         if self.epochs == self.asked_epochs:
-            return f"{self.epochs} epochs of batch {self.batch_size}"
-        return (f"{self.epochs} epochs of batch {self.batch_size} ({self.asked_epochs} asked; "
+            return f"{epochs} of batch {self.batch_size}"
+        return (f"{epochs} of batch {self.batch_size} ({self.asked_epochs} asked; "
                 f"{self.steps:,} optimizer steps, the step cap)")
 
 

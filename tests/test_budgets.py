@@ -23,7 +23,7 @@ def test_a_plan_is_the_budget_as_given_on_the_built_in_problems():
         planned = plan(300, rows, batch_size=64, max_steps=24_000)
         assert (planned.epochs, planned.batch_size) == (300, 64)
         assert planned.describe() == "300 epochs"
-        assert plan(5, rows).describe() == "5 epochs"
+        assert plan(5, rows).describe() == "5 epochs" and plan(1, rows).describe() == "1 epoch"
 
 
 def test_on_large_data_batches_grow_and_steps_stay_within_the_reference_cost():

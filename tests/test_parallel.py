@@ -177,7 +177,7 @@ def test_a_weak_teacher_a_worker_trained_leaves_nothing_behind(tmp_path):
     assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "majority class" in refused.stderr and "--allow-weak-teacher" in refused.stderr
     # trained here: what the data and the budget can do, not what a user's model gets wrong
-    assert "a short training (1 epochs; --epochs sets it)" in refused.stderr
+    assert "a short training (1 epoch; --epochs sets it)" in refused.stderr
     assert "features that say little about the label" in refused.stderr
     assert "label order" not in refused.stderr
     assert not (tmp_path / "run").exists()
@@ -195,7 +195,7 @@ def test_a_python_caller_is_told_the_keywords_even_by_a_worker(tmp_path, monkeyp
         compress.compare(data=tmp_path / "noise.npz", epochs=1, jobs=2,
                          strategies=["finetune", "retrain-scratch"], out=tmp_path / "run")
     assert "pass allow_weak_teacher=True" in str(refused.value)
-    assert "a short training (1 epochs; epochs sets it)" in str(refused.value)
+    assert "a short training (1 epoch; epochs sets it)" in str(refused.value)
     assert "--" not in str(refused.value)
 
 
