@@ -206,11 +206,13 @@ def noninferiority_p(b: int, c: int, n: int, margin: float) -> float:
 
     A compressed model rarely beats its reference, so "not significantly
     different" is the wrong question; this asks whether the loss is within
-    tolerance.  Wald z with the paired se; n == 0 is no evidence (1.0).
+    tolerance.  Wald z with the paired se, floored by the rule of three: two models that never
+    disagree on 36 rows have not shown they never will (a zero se gave p = 0).  n == 0 is no
+    evidence (1.0).
     """
     if n == 0:
         return 1.0
-    se = paired_se(b, c, n)
+    se = paired_se(b, c, n, min_discordant=3)
     diff = (c - b) / n
     if se == 0:
         return 0.0 if diff > -margin else 1.0

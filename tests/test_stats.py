@@ -263,8 +263,10 @@ def test_noninferiority_p():
     # p = 5% exactly at the margin where the 90% two-sided (95% one-sided) interval's low end sits.
     low = paired_difference_interval(30, 10, 1000, confidence=0.90)[1]
     assert noninferiority_p(30, 10, 1000, -low) == pytest.approx(0.05)
-    # se == 0
-    assert noninferiority_p(0, 0, 100, 0.01) == 0.0
-    assert noninferiority_p(0, 0, 100, 0.0) == 1.0
-    assert noninferiority_p(5, 0, 5, 0.5) == 1.0
+    # Never disagreeing proves little on a small split (the rule of three floors the se), and
+    # much on a large one.
+    assert noninferiority_p(0, 0, 36, 0.01) > 0.3
+    assert noninferiority_p(0, 0, 1000, 0.01) < 1e-6
+    assert noninferiority_p(0, 0, 100, 0.0) == pytest.approx(0.5)
+    assert noninferiority_p(5, 0, 5, 0.5) == 1.0  # se == 0: every row lost
     assert noninferiority_p(0, 0, 0, 0.01) == 1.0
