@@ -217,8 +217,11 @@ def check_extreme(evidence: Evidence) -> Verdict:
         return not_measured(evidence.technique, evidence.claim,
                             "needs integer rows of two widths, e.g. quantize-int8 and quantize-int4")
     # At each end the least-trained row: the width is what differs, not a training budget.
+    def training(config: Config) -> tuple[float, str]:
+        return config.row.get("training_cost") or 0.0, config.label
+
     (low_bits, low), (high_bits, high) = (
-        min(((b, c) for b, c in by_bits if b == end), key=lambda p: (p[1].train_seconds, p[1].label))
+        min(((b, c) for b, c in by_bits if b == end), key=lambda p: training(p[1]))
         for end in (by_bits[0][0], by_bits[-1][0]))
     test = between(high, low)
     if test is None:

@@ -236,7 +236,7 @@ def controls_section(found: list[Pairing]) -> list[Block]:
 def _why_nothing(config: Config) -> str:
     """Why a row predicts no better than the majority class: what trains can learn too little;
     a conversion that trained nothing lost what the teacher knew."""
-    if config.train_seconds:
+    if config.row.get("training_cost") != 0:  # trained (or an older row, which does not say)
         return "it learned nothing usable here (a training too short, or a model too small for this data)."
     if (config.row.get("arithmetic") or "").startswith("int"):
         return ("its conversion lost what the teacher knew; it trained nothing. With integer "

@@ -43,7 +43,7 @@ FIELDS = (
     "latency_cpu_us_ci_high", "latency_disturbed_rounds", "latency_rounds", "latency_steady_rounds",
     "accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1_macro", "fidelity", "mcnemar_p",
     "test_correct",
-    "train_seconds", "budget_stopped", "env",
+    "train_seconds", "training_cost", "budget_stopped", "env",
 )
 
 _PACKAGES = (

@@ -1082,6 +1082,7 @@ def step_row(
     return new_row(
         run_id=run_id, strategy=strategy.name, spec=strategy.spec(), label=strategy.label(),
         family=strategy.family, role=strategy.role, control_of=step.control_of,
+        training_cost=strategy.cost,  # 0: a conversion, whose "train_seconds" trained nothing
         params=strategy.get_params(), dataset=dataset.name, scenario=scenario,
         preprocessing=source.preprocessing, class_names=list(dataset.class_names), seed=seed,
         **teacher_fields(teacher), majority_rate=majority_rate(dataset.y_test), env=env,

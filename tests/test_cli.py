@@ -45,6 +45,8 @@ def test_default_run_writes_every_output(default_run):
                       "arena_bytes", "peak_rss_bytes", "model_rss_bytes"):
             assert row[field] is not None, (row["strategy"], field)
         assert row["env"]["inference_threads"] == 1 and row["env"]["versions"]["tensorflow"]
+    costs = {row["strategy"]: row["training_cost"] for row in rows}
+    assert costs["quantize-int8"] == 0 and costs["distill"] > 0  # a conversion trains nothing
     assert json.loads((out / "run.json").read_text())["complete"] is True
 
 

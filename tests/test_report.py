@@ -199,9 +199,10 @@ def test_extreme_quantization_reads_a_partly_float_row_and_prefers_untrained_row
     """int4 that left a depthwise layer float still has int4 weights; and the 8-bit reference is
     the post-training row, not one that also trained (QAT), so only the width differs."""
     rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.95),
-            fake_row("quantize-qat", accuracy=0.97, arithmetic="int8", train_seconds=30.0),
-            fake_row("quantize-int8", accuracy=0.95, arithmetic="int8", train_seconds=0.0),
-            fake_row("quantize-int4", accuracy=0.90, train_seconds=0.0,
+            fake_row("quantize-qat", accuracy=0.97, arithmetic="int8", training_cost=2.0),
+            fake_row("quantize-int8", accuracy=0.95, arithmetic="int8", training_cost=0.0,
+                     train_seconds=3.0),  # converting takes seconds too, and trains nothing
+            fake_row("quantize-int4", accuracy=0.90, training_cost=0.0,
                      arithmetic="float32 + int4 weights × float32 activations")]
     verdict = _verdicts(rows)[("Quantization", "Especially in extreme quantization cases (fewer bits "
                                "lose more accuracy)")]
@@ -226,7 +227,8 @@ def test_a_model_no_better_than_the_majority_class_is_called_so():
     rows = [fake_row("baseline", "baseline", role="baseline", accuracy=0.97),
             fake_row("distill", "distillation", accuracy=0.30, size=4000),
             fake_row("quantize-int8", accuracy=0.97),
-            fake_row("quantize-int8-io", accuracy=0.33, arithmetic="int8", train_seconds=0.0)]
+            fake_row("quantize-int8-io", accuracy=0.33, arithmetic="int8", training_cost=0.0,
+                     train_seconds=2.5)]
     said = [note for note in findings(configurations(rows), rows) if "majority class" in note]
     assert said[0] == ("**distill is no better than always predicting the majority class** (0.300 "
                        "against 0.340): it learned nothing usable here (a training too short, or a "
