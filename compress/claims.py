@@ -117,6 +117,11 @@ def check_compute(evidence: Evidence) -> Verdict:
                          "MACs in integer instead of float arithmetic")
 
 
+def _times(ratio: float, less: str, more: str) -> str:
+    """A ratio to the teacher in the direction it goes: "3.4× larger", never "0.3× smaller"."""
+    return f"{ratio:.1f}× {less}" if ratio >= 1 else f"{1 / ratio:.1f}× {more}"
+
+
 def check_power(evidence: Evidence) -> Verdict:
     """Never a verdict: nothing here measures energy.  The row says which measured inputs
     energy depends on (MACs, arithmetic, bytes the arena moves), so nothing is implied."""
@@ -125,9 +130,9 @@ def check_power(evidence: Evidence) -> Verdict:
         base = config.items[0].base
         facts = [f"{config.row.get('arithmetic') or 'unknown'} arithmetic"]
         if config.row.get("macs") and base.get("macs"):
-            facts.append(f"{base['macs'] / config.row['macs']:.1f}× fewer MACs")
+            facts.append(_times(base["macs"] / config.row["macs"], "fewer MACs", "more MACs"))
         if config.arena_bytes and base.get("arena_bytes"):
-            facts.append(f"arena {base['arena_bytes'] / config.arena_bytes:.1f}× smaller")
+            facts.append("arena " + _times(base["arena_bytes"] / config.arena_bytes, "smaller", "larger"))
         parts.append(f"{config.label}: {', '.join(facts)}")
     return not_measured(evidence.technique, evidence.claim,
                         "energy is not measured (no power meter or energy counter here), nor "

@@ -111,8 +111,17 @@ def bonferroni(p: float, choices: int) -> float:
     return min(1.0, p * max(1, choices))
 
 
+#: Beyond this many seeds, more seeds are no answer: each re-splits the same rows, so their test
+#: splits overlap and pooling them overstates the evidence.
+MOST_USEFUL_SEEDS = 10
+
+
 def samples_text(needed: int, n_test: int) -> str:
-    """What an inconclusive verdict needs, in test samples and in seeds of this split size."""
+    """What an inconclusive verdict needs, in test samples and, while a few seeds of this split
+    size would do, in seeds; past that, in data."""
     seeds = math.ceil(needed / n_test) if n_test else 0
+    if seeds > MOST_USEFUL_SEEDS:
+        return (f"needs about {needed:,} test samples, {seeds}× this split's {n_test:,}: more data, "
+                "since seeds re-split the same rows")
     more = f" (about {seeds} seeds of this split, --seeds {seeds})" if seeds > 1 else ""
     return f"needs about {needed:,} test samples{more}"

@@ -270,3 +270,11 @@ def test_noninferiority_p():
     assert noninferiority_p(0, 0, 100, 0.0) == pytest.approx(0.5)
     assert noninferiority_p(5, 0, 5, 0.5) == 1.0  # se == 0: every row lost
     assert noninferiority_p(0, 0, 0, 0.01) == 1.0
+
+
+def test_sample_advice_asks_for_data_where_seeds_would_only_re_split_the_same_rows():
+    from compress.verdicts import samples_text
+
+    assert samples_text(300, 100) == "needs about 300 test samples (about 3 seeds of this split, --seeds 3)"
+    assert samples_text(6_541, 36) == ("needs about 6,541 test samples, 182× this split's 36: more data, "
+                                       "since seeds re-split the same rows")
