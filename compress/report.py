@@ -271,9 +271,13 @@ def findings(configs: list[Config], rows: list[Row]) -> list[str]:
             change = (f"made {config.row['pruned_sparsity']:.0%} of the pruned kernel weights zero"
                       if sparse else
                       f"left at most {config.row['kernel_unique_max']} distinct values per kernel")
+            speed = (f" It measured {_speed(config)} although the same dense kernels multiply every "
+                     "weight: check the latency warnings before crediting the technique."
+                     if config.speed == "faster" else
+                     f" Speed is {_speed(config)}: the dense kernels multiply every weight too.")
             notes.append(f"{config.label} {change}, yet the raw file is {config.size_factor:.2f}× "
-                         f"smaller and speed is {_speed(config)}: dense kernels store and multiply "
-                         f"every weight; only the gzip size shrinks ({config.gzip_factor:.1f}×).")
+                         f"smaller: dense kernels store every weight; only the gzip size shrinks "
+                         f"({config.gzip_factor:.1f}×).{speed}")
     cut = sorted({r["label"] for r in rows if r.get("budget_stopped") and r["status"] == "ok"})
     if cut:
         notes.append(f"**Stopped by the time budget:** {', '.join(cut)}. Their training was cut "

@@ -91,6 +91,11 @@ def test_findings_state_the_unwelcome_facts():
     text = " ".join(findings(configurations(rows), rows))
     assert "quantize-int8 is slower than float32" in text
     assert "only the gzip size shrinks" in text
+    faster = [fake_row("baseline", "baseline", role="baseline"),
+              fake_row("prune-magnitude", "pruning", gzip=12_000, sparsity=0.78, pruned_sparsity=0.8,
+                       speedup=1.15)]
+    said = " ".join(findings(configurations(faster), faster))
+    assert "although the same dense kernels multiply every weight: check the latency" in said
 
 
 def test_the_documents_claims_follow_the_verdict_policy():
