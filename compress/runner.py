@@ -1066,7 +1066,8 @@ def evaluate_step(
         return Evaluated(row)
     notes = made.notes
     if made.cut_short:
-        notes = f"{notes} Stopped by the time budget after {made.cut_short}.".strip()
+        # The strategy's notes describe its plan: the cut comes first, so they cannot be read as done.
+        notes = f"Stopped by the time budget after {made.cut_short}, of this plan: {notes}".strip()
     row.update(scored, status="ok", notes=notes, train_seconds=made.train_seconds,
                budget_stopped=made.cut_short, artifact=artifact,
                test_correct="".join("1" if ok else "0" for ok in labels == dataset.y_test))

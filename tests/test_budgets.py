@@ -135,7 +135,7 @@ def test_time_budget_stops_a_long_strategy_and_its_row_says_so(tmp_path):
     assert {row["status"] for row in rows.values()} == {"ok"}
     stopped = rows["finetune"]["budget_stopped"]
     assert stopped and " of " in stopped and "optimizer steps" in stopped
-    assert "Stopped by the time budget" in rows["finetune"]["notes"]
+    assert rows["finetune"]["notes"].startswith("Stopped by the time budget after ")
     assert rows["quantize-int8"]["budget_stopped"] is None  # no training, nothing to stop
     report = (tmp_path / "run" / "report.md").read_text()
     assert "**Stopped by the time budget:** finetune" in report
