@@ -95,3 +95,16 @@ def test_qat_applies_to_a_separable_model_whose_conv_kept_the_default_name():
     quantized, _ = QuantizeQAT()._quantize_apply(
         clear, tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme())
     assert any("depthwise" in layer.name for layer in quantized.layers)
+
+
+def test_dynamic_range_says_when_it_quantized_nothing(tmp_path):
+    """Every kernel under the converter's 1,024-weight threshold: the file stays float32."""
+    from compress.strategies.base import strategy_from_name
+
+    data = TrainingData("t", np.zeros((40, 4), np.float32), np.arange(40) % 2,
+                        np.zeros((10, 4), np.float32), np.arange(10) % 2, ("a", "b"))
+    teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(2)])
+    made = apply_strategy(strategy_from_name("quantize-dynamic"), teacher, "mlp:8", data, seed=0,
+                          workdir=tmp_path)
+    assert "The converter quantized no layer of this model" in made.notes
+    assert size_stats(made.flatbuffer).arithmetic == "float32"

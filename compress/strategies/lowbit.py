@@ -132,7 +132,9 @@ def kernel_types(flatbuffer: bytes) -> list[tuple[str, str]]:
     """(op kind, kernel precision) of each Dense/Conv op, in execution order: ("CONV_2D", "int4")."""
     model, ops = _read(flatbuffer)
     tensors = model.subgraphs[0].tensors
-    return [(kind, _type_name(tensors[op.inputs[1]])) for kind, op in ops if kind in WEIGHTED_OPS]
+    stored = _stored(tensors, ops)
+    return [(kind, _type_name(stored.get(op.inputs[1], tensors[op.inputs[1]])))
+            for kind, op in ops if kind in WEIGHTED_OPS]
 
 
 def describe(flatbuffer: bytes) -> str:

@@ -50,9 +50,13 @@ class _PostTraining(Strategy):
     def compress(self, ctx: Context) -> Compressed:
         """The conversion, with notes read back from the file: the converter decides per layer
         (dynamic range leaves kernels under 1,024 weights float), so a fixed sentence can be false."""
-        from compress.strategies.lowbit import describe  # lowbit builds on this module
+        from compress.strategies.lowbit import describe, kernel_types  # lowbit builds on this module
 
         flatbuffer = self.convert(ctx.teacher, ctx)
+        if all(precision == "float32" for _, precision in kernel_types(flatbuffer)):
+            return Compressed(tflite=flatbuffer, notes=(
+                f"{self.notes} The converter quantized no layer of this model (dynamic range "
+                "leaves kernels under 1,024 weights float): the file is float32, as the teacher."))
         return Compressed(tflite=flatbuffer, notes=f"{self.notes} In the file: {describe(flatbuffer)}")
 
 
