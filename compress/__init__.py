@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "compare": "compress.api",
     "sensitivity": "compress.api",
+    "encode_rows": "compress.api",
     "bench": "compress.bench",
     "RunConfig": "compress.runner",
     "run": "compress.runner",

@@ -9,9 +9,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compress.errors import UserError
-from compress.runner import ERROR_LOG, Progress, RunConfig, RunInterrupted, RunResult, resolve_config, run
+from compress.runner import (
+    ERROR_LOG,
+    RUN_MANIFEST,
+    Progress,
+    RunConfig,
+    RunInterrupted,
+    RunResult,
+    resolve_config,
+    run,
+)
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
@@ -80,6 +90,25 @@ def compare(
     frame.attrs["run_dir"] = str(result.out)
     frame.attrs["claims"] = pd.read_csv(result.out / CLAIMS_FILE).to_dict("records")
     return frame
+
+
+def encode_rows(run: Path | str, rows: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """Raw rows of the table a run read (its columns, in raw units), as that run's models take
+    them: the encoding each seed fitted on its train split, from run.json.  A deployment of one
+    of the run's .tflite files applies this to every row first."""
+    import json
+
+    from compress.userdata import encode_rows as encode
+
+    manifest = Path(run) / RUN_MANIFEST
+    try:
+        encodings = json.loads(manifest.read_text(encoding="utf-8")).get("input_encoding") or {}
+    except (OSError, ValueError, AttributeError):
+        raise UserError(f"{manifest} is missing or damaged; give a run folder compress wrote") from None
+    if str(seed) not in encodings:
+        raise UserError(f"{run} holds no table encoding for seed {seed} (it has: "
+                        f"{', '.join(encodings) or 'none: its data was not a table'})")
+    return encode(encodings[str(seed)], rows)
 
 
 def sensitivity(

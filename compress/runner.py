@@ -433,13 +433,14 @@ class Source:
     dataset: Dataset
     teacher_data: Dataset  # the same dataset, or the source domain in a shift scenario
     preprocessing: str | None = None
+    encoding: dict[str, Any] | None = None  # a table's fitted encoding (userdata.fitted_encoding)
 
     def for_selection(self) -> Source:
         """This seed's data with the validation split in the test split's place, to choose
         between configurations: the test split is out of reach until the choice is made."""
         training = self.dataset.training
         selection = Dataset(training, training.x_val, training.y_val)
-        return Source(selection, selection, self.preprocessing)
+        return Source(selection, selection, self.preprocessing, self.encoding)
 
 
 def load_source(config: RunConfig, seed: int) -> Source:
@@ -454,7 +455,7 @@ def load_source(config: RunConfig, seed: int) -> Source:
 
     dataset, record = load_file(config.data, seed=seed, target=config.target, missing=config.missing,
                                 image_size=config.image_size)
-    return Source(dataset, dataset, record.summary())
+    return Source(dataset, dataset, record.summary(), getattr(record, "encoding", None))
 
 
 def teacher_for(config: RunConfig, source: Source, seed: int, *, load: bool = True) -> Teacher:
@@ -631,6 +632,9 @@ def _run_steps(
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "dataset": sources[config.seeds[0]].dataset.summary(),
         "preprocessing": sources[config.seeds[0]].preprocessing,
+        # What turns a raw row of the user's table into the models' inputs, per seed (each seed
+        # fits it on its own train split): compress.encode_rows applies it.
+        "input_encoding": {str(seed): s.encoding for seed, s in sources.items() if s.encoding} or None,
         "teachers": {str(seed): teacher_record(t) for seed, t in teachers.items()},
         "weak_teacher": weak or None,
         "env": env,

@@ -53,6 +53,9 @@ class Preprocessing:
     dropped: list[str] = field(default_factory=list)  # columns left out, each with why
     look_alike: list[str] = field(default_factory=list)  # labels that differ in case or spaces only
     layout: str = ""  # how an .npz's x was read, from its shape and type
+    #: A table's fitted encoding as data (``fitted_encoding``): what a deployment must apply to
+    #: a raw row before any of the run's models sees it.
+    encoding: dict[str, Any] | None = None
 
     def summary(self) -> str:
         parts = [f"{self.rows_read} rows read from {self.source}"]
@@ -185,12 +188,63 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
         return narrowed
 
     x_train = float32(transformer.fit_transform(features.iloc[train]))
+    record.encoding = fitted_encoding(transformer)
 
     def transform(rows: np.ndarray) -> np.ndarray:
         return float32(transformer.transform(features.iloc[rows]))
 
     training = TrainingData(path.stem, x_train, y[train], transform(val), y[val], tuple(classes))
     return Dataset(training, transform(test), y[test]), record
+
+
+def fitted_encoding(transformer: ColumnTransformer) -> dict[str, Any]:
+    """The fitted encoding as JSON-able data, in the models' input order: each column's missing
+    value fill, mean and scale, or categories (one input each, one-hot), fitted on the train split."""
+    inputs = []
+    for kind, pipeline, columns in transformer.transformers_:
+        if kind == "remainder" or not len(columns):
+            continue
+        steps = pipeline.named_steps
+        for i, column in enumerate(columns):
+            entry: dict[str, Any] = {"column": str(column), "kind": kind}
+            if "simpleimputer" in steps:
+                entry["fill"] = _plain(steps["simpleimputer"].statistics_[i])
+            encoder = steps.get("onehotencoder") or steps.get("ordinalencoder")
+            if encoder is not None:
+                entry["categories"] = [_plain(c) for c in encoder.categories_[i]]
+            if "standardscaler" in steps:
+                scaler = steps["standardscaler"]
+                entry.update(mean=float(scaler.mean_[i]), scale=float(scaler.scale_[i]))
+            inputs.append(entry)
+    return {"inputs": inputs}
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the JSON value it stands for."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def encode_rows(encoding: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
+    """Raw table rows as the run's models take them, by ``fitted_encoding``'s record: what a
+    deployment applies before the .tflite file (the models never saw raw units)."""
+    missing = [entry["column"] for entry in encoding["inputs"] if entry["column"] not in frame.columns]
+    if missing:
+        raise UserError(f"the rows lack column(s) {', '.join(missing)}, which the models take")
+    parts = []
+    for entry in encoding["inputs"]:
+        values = frame[entry["column"]]
+        if "fill" in entry:
+            values = values.fillna(entry["fill"])
+        if entry["kind"] == "one_hot":
+            text = values.astype(str)
+            parts += [(text == str(category)).to_numpy(dtype=np.float64) for category in entry["categories"]]
+            continue
+        if entry["kind"] == "ordinal":
+            index = {str(category): i for i, category in enumerate(entry["categories"])}
+            values = values.astype(str).map(index).fillna(-1)
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        parts.append((numbers - entry["mean"]) / entry["scale"])
+    return np.column_stack(parts).astype(np.float32)
 
 
 #: A text column whose cells are numbers but for at most this share is a numeric column with typos.

@@ -432,3 +432,24 @@ def test_ordinal_codes_are_standardized_like_the_numbers_beside_them(tmp_path):
     assert record.ordinal == ["city"] and "ordinal codes, standardized" in record.summary()
     codes = dataset.training.x_train[:, 1]
     assert abs(codes.mean()) < 1e-5 and abs(codes.std() - 1) < 1e-3
+
+
+def test_the_fitted_encoding_turns_raw_rows_into_the_models_inputs(tmp_path):
+    """A deployment gets raw rows: the saved encoding must reproduce the inputs the models saw."""
+    import pandas as pd
+
+    from compress.userdata import encode_rows
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"income": rng.normal(50_000, 9_000, 200).round(),
+                          "colour": rng.choice(["red", "blue", "green"], 200),
+                          "city": rng.choice([f"c{i:02d}" for i in range(20)], 200),
+                          "member": rng.choice([True, False], 200), "label": rng.choice(["a", "b"], 200)})
+    frame.loc[3, "income"] = np.nan
+    frame.to_csv(tmp_path / "people.csv", index=False)
+    dataset, record = load_file(tmp_path / "people.csv", seed=0, target="label", missing="impute")
+    encoded = encode_rows(record.encoding, pd.read_csv(tmp_path / "people.csv"))
+    assert encoded.shape == (200, dataset.training.x_train.shape[1])
+    for row in dataset.x_test:  # every test row is one raw row, encoded alike
+        assert np.abs(encoded - row).max(axis=1).min() < 1e-5
+    assert [entry["column"] for entry in record.encoding["inputs"]] == ["income", "colour", "member", "city"]
