@@ -26,7 +26,14 @@ from compress.data import TrainingData, load_dataset
 from compress.measure import TFLiteModel
 from compress.models import build_model, default_teacher
 from compress.runner import Artifact, apply_strategy
-from compress.strategies.base import Skip, Strategy, registry, strategies_from_spec
+from compress.strategies.base import (
+    RegistryError,
+    Skip,
+    Strategy,
+    check_declaration,
+    registry,
+    strategies_from_spec,
+)
 from compress.training import compile_for_training
 
 
@@ -125,6 +132,11 @@ def check_strategy(
     A strategy that cannot handle this teacher raises ``Skip``; the kit checks
     that it left the teacher alone and lets the ``Skip`` through.
     """
+    try:  # a class that registers by name (a pipeline is built from a spec instead)
+        if getattr(type(strategy), "name", None):
+            check_declaration(type(strategy))
+    except RegistryError as error:  # an unselectable class fails here, not in a later check
+        raise AssertionError(f"{_name(strategy)} fails conformance:\n  declaration: {error}") from error
     before = _weights_digest(teacher)
     with tempfile.TemporaryDirectory() as workdir:
         def produce(model: keras.Model = teacher) -> Artifact:

@@ -144,3 +144,15 @@ def test_a_strategy_cannot_change_the_data_every_row_shares_nor_return_a_bare_mo
     with pytest.raises(AssertionError, match=r"returned a Functional|returned a Sequential|must return "
                                              r"compress.Compressed"):
         check_strategy(ReturnsTheModel(), data, teacher, architecture)
+
+
+def test_the_kit_names_a_declaration_a_spec_could_never_check(tiny):
+    """An unannotated parameter made every later check fail as "keep_bias must be None"."""
+
+    class Untyped(HalfPrecisionWeights):
+        def __init__(self, keep_bias=True) -> None:
+            self.keep_bias = keep_bias
+
+    with pytest.raises(AssertionError, match=r"fails conformance:\n  declaration: .*parameter 'keep_bias' "
+                                             r"needs an annotation"):
+        check_strategy(Untyped(), *tiny)

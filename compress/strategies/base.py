@@ -292,6 +292,20 @@ ROLES = ("baseline", "technique", "control")
 
 def register(cls: type[S]) -> type[S]:
     """Class decorator that makes a strategy selectable by name."""
+    check_declaration(cls)
+    existing = _REGISTRY.get(cls.name)
+    if existing is not None and existing is not cls:
+        raise RegistryError(
+            f"a strategy named {cls.name!r} is already registered by "
+            f"{existing.__module__}.{existing.__qualname__}"
+        )
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def check_declaration(cls: type[Strategy]) -> None:
+    """What a strategy class must declare to be selectable and checkable (``register`` and the
+    conformance kit both ask): RegistryError naming the first thing missing or wrong."""
     for attribute in ("name", "family", "summary"):
         if not getattr(cls, attribute, None):
             raise RegistryError(f"{cls.__qualname__} needs a class attribute {attribute!r}")
@@ -316,14 +330,6 @@ def register(cls: type[S]) -> type[S]:
     if unknown:
         raise RegistryError(f"{cls.__qualname__}.tunable names {unknown[0]!r}, which is not a "
                             f"parameter of its __init__ ({', '.join(cls.param_names()) or 'none'})")
-    existing = _REGISTRY.get(cls.name)
-    if existing is not None and existing is not cls:
-        raise RegistryError(
-            f"a strategy named {cls.name!r} is already registered by "
-            f"{existing.__module__}.{existing.__qualname__}"
-        )
-    _REGISTRY[cls.name] = cls
-    return cls
 
 
 def unregister(name: str) -> None:
