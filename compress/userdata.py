@@ -235,6 +235,9 @@ def encode_rows(encoding: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
         values = frame[entry["column"]]
         if "fill" in entry:
             values = values.fillna(entry["fill"])
+        elif values.isna().any():  # the run refused missing cells: there is no fill to apply
+            raise UserError(f"column {entry['column']!r} has missing cells, which this run never "
+                            "filled (it read its data with missing='error'); fill them first")
         if entry["kind"] == "one_hot":
             text = values.astype(str)
             parts += [(text == str(category)).to_numpy(dtype=np.float64) for category in entry["categories"]]

@@ -453,3 +453,18 @@ def test_the_fitted_encoding_turns_raw_rows_into_the_models_inputs(tmp_path):
     for row in dataset.x_test:  # every test row is one raw row, encoded alike
         assert np.abs(encoded - row).max(axis=1).min() < 1e-5
     assert [entry["column"] for entry in record.encoding["inputs"]] == ["income", "colour", "member", "city"]
+
+
+def test_encoding_rows_with_holes_the_run_never_filled_is_refused(tmp_path):
+    import pandas as pd
+
+    from compress.userdata import encode_rows
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=90), "label": rng.choice(["a", "b"], 90)})
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    _, record = load_file(tmp_path / "plain.csv", seed=0, target="label")
+    with pytest.raises(UserError, match="column 'x' has missing cells, which this run never filled"):
+        encode_rows(record.encoding, frame.assign(x=np.nan))
+    with pytest.raises(UserError, match="the rows lack column"):
+        encode_rows(record.encoding, frame.drop(columns=["x"]))
