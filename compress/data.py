@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compress.document import counted
 from compress.errors import UserError, option
 
 TEST_FRACTION = 0.2
@@ -149,7 +150,7 @@ def split_indices(
             raise UserError(f"{name}: {len(classes)} distinct labels in {len(y)} rows, {counts.min()} "
                             f"for class {label}: that looks like a regression target; {CLASSIFIERS_ONLY}")
         raise UserError(
-            f"{name}: class {label} has only {counts.min()} sample{'s' if counts.min() > 1 else ''}; "
+            f"{name}: class {label} has only {counted(int(counts.min()), 'sample')}; "
             "stratified splits need at "
             f"least {needed} per class, so add samples or drop that class"
         )

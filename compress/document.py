@@ -21,6 +21,11 @@ from pathlib import Path
 _INLINE = re.compile(r"\*\*(.+?)\*\*|`(.+?)`")
 
 
+
+def counted(count: int, noun: str) -> str:
+    """``count`` of ``noun``, in the plural unless one: "1 epoch", "3 files", "1,797 images"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
 @dataclass(frozen=True)
 class Heading:
     text: str

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from compress.data import Dataset, TrainingData, split_indices
+from compress.document import counted
 from compress.errors import UserError, option
 from compress.fileio import write_atomic
 
@@ -70,8 +71,7 @@ class ImageFolder:
             parts.append(f"{folders} added to the training images (compress draws its own "
                          "validation split from them)")
         if self.nested:
-            count = len(self.nested)
-            parts.append(f"{count:,} image{'s' if count > 1 else ''} in sub-folders of class folders, "
+            parts.append(f"{counted(len(self.nested), 'image')} in sub-folders of class folders, "
                          f"counted in that class as Keras does (e.g. {self.nested[0]})")
         if self.resized:
             parts.append(f"{self.resized:,} resized to {self.size[0]}x{self.size[1]}")
@@ -79,8 +79,7 @@ class ImageFolder:
             parts.append(f"{self.transparent:,} with transparent pixels, whose alpha channel was dropped "
                          "as Keras drops it (a see-through pixel keeps its colour)")
         if self.ignored:
-            count = len(self.ignored)
-            parts.append(f"{count} file{'s' if count > 1 else ''} outside the class folders or not "
+            parts.append(f"{counted(len(self.ignored), 'file')} outside the class folders or not "
                          f"images, ignored (e.g. {self.ignored[0]})")
         return "; ".join(parts)
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from compress.backend import keras, seed_everything, to_tflite
 from compress.data import SHIFT_TARGET_TRAIN, Dataset, TrainingData, load_dataset, load_shift
+from compress.document import counted
 from compress.errors import UserError, option
 from compress.fileio import write_atomic
 from compress.images import parse_image_size
@@ -516,8 +517,7 @@ def _weak_causes(teacher: Teacher, n: int, floor: float) -> list[str]:
                 "a different label order", "or a wrong output layer"]
     causes: list[str] = []
     if teacher.recipe.epochs < SHORT_TRAINING:
-        epochs = teacher.recipe.epochs
-        causes.append(f"a short training ({epochs} epoch{'s' if epochs != 1 else ''}; "
+        causes.append(f"a short training ({counted(teacher.recipe.epochs, 'epoch')}; "
                       f"{option('epochs')} sets it)")
     if n < SMALL_VALIDATION:
         causes.append(f"a validation split of {n} rows, too few to show a difference")

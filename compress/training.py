@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from compress.backend import keras
+from compress.document import counted
 
 if TYPE_CHECKING:
     from compress.data import TrainingData
@@ -50,7 +51,7 @@ class Plan:
 
     def describe(self) -> str:
         """'5 epochs', or '3 epochs of batch 256 (5 asked; ...)' when planned for large data."""
-        epochs = f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}"
+        epochs = counted(self.epochs, "epoch")
         if self.epochs == self.asked_epochs and self.batch_size == self.asked_batch_size:
             return epochs
         if self.epochs == self.asked_epochs:

@@ -22,6 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from compress.data import CLASSIFIERS_ONLY, Dataset, TrainingData, split_indices
+from compress.document import counted
 from compress.errors import UserError, option
 from compress.images import ImageFolder, load_image_folder
 
@@ -463,7 +464,7 @@ def _layout(x: np.ndarray) -> str:
             read += (f" (if these are grayscale images, save x with a channel axis: shape "
                      f"(N, {shape[0]}, {shape[1]}, 1))")
     else:
-        read = f"x as {shape[0]}x{shape[1]} images with {shape[2]} channel{'s' if shape[2] > 1 else ''}"
+        read = f"x as {shape[0]}x{shape[1]} images with {counted(shape[2], 'channel')}"
     if x.dtype.kind in "iu" and x.size and int(x.max()) > 1:
         read += f"; its {x.dtype} values ({int(x.min())} to {int(x.max())}) used as they are, not scaled"
     return read
