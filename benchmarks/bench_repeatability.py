@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from compress.results import environment
+from compress.results.rows import environment
 
 COMPRESS = str(Path(sys.executable).parent / "compress")
 BUSY_LOOP = "while True: pass"

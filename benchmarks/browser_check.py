@@ -235,7 +235,7 @@ def demo_document(folder: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from compress.document import Bullets, Cell, Details, Document, Heading, Image, Paragraph, Table
+    from compress.report.document import Bullets, Cell, Details, Document, Heading, Image, Paragraph, Table
 
     specs = [
         "distill:temperature=4.0,alpha=0.5,epochs=300,lr=0.001,batch_size=64,student=auto,transfer=none",

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from compress.api import compare
-from compress.backend import keras
-from compress.results import environment
+from compress.models.backend import keras
+from compress.results.rows import environment
 
 CLASSES, LENGTH = 5, 128
 

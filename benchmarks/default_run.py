@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compress.results import environment
+from compress.results.rows import environment
 
 #: What a row holds that depends on the clock, the folder or the page cache, not on the model
 #: (peak RSS varies by a few pages from process to process; model_rss_bytes does not).

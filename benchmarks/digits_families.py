@@ -10,9 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from compress.analysis import compared, speed_verdict
+from compress.analysis.configurations import compared, speed_verdict
 from compress.api import compare
-from compress.results import environment
+from compress.results.rows import environment
 
 
 def main(specs: list[str], dataset: str = "digits") -> None:

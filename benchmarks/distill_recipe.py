@@ -19,10 +19,11 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from compress.analysis import Pairing, configurations, pairings
-from compress.presets import DOCUMENT_DISTILL
-from compress.runner import RunConfig, run
-from compress.teacher import DEFAULT_RECIPE, DOCUMENT_RECIPE
+from compress.analysis.configurations import Pairing, configurations, pairings
+from compress.models.teacher import DEFAULT_RECIPE, DOCUMENT_RECIPE
+from compress.orchestrate.config import RunConfig
+from compress.orchestrate.presets import DOCUMENT_DISTILL
+from compress.orchestrate.run import run
 
 GRID = [
     "distill",

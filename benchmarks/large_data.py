@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.results import environment
+from compress.results.rows import environment
 
 SEED = 0
 

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.backend import keras, seed_everything, to_tflite
-from compress.data import Dataset, split_dataset
-from compress.measure import TFLiteModel, measure_latency, size_fields
-from compress.runner import apply_strategy
+from compress.data.builtin import Dataset, split_dataset
+from compress.measure.latency import measure_latency
+from compress.measure.size import size_fields
+from compress.models.backend import keras, seed_everything, to_tflite
+from compress.models.flatbuffer import TFLiteModel
+from compress.models.training import compile_for_training
+from compress.orchestrate.steps import apply_strategy
 from compress.strategies.pruning import PruneStructured
-from compress.training import compile_for_training
 
 SEED = 0
 TEACHER_EPOCHS = (40, 10)  # at lr 1e-3, then 1e-4 to settle

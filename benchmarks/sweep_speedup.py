@@ -11,8 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from compress.results import environment
-from compress.sweep import LocalExecutor, load_sweep, sweep
+from compress.orchestrate.executors import LocalExecutor
+from compress.orchestrate.sweep import load_sweep, sweep
+from compress.results.rows import environment
 
 CONFIG = """
 dataset = "digits"

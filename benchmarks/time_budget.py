@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.results import environment
-from compress.teacher import cache_dir
+from compress.common.fileio import cache_dir
+from compress.results.rows import environment
 
 SEED = 0
 
@@ -43,9 +43,9 @@ def digits_32(path: Path) -> None:
 def mobilenet_teacher(data: Path, path: Path) -> None:
     """MobileNetV2 from scratch on the run's own training split (BatchNorm momentum 0.9: at
     0.999 the moving statistics stay near their initial values after a few hundred steps)."""
-    from compress.backend import keras, seed_everything
-    from compress.training import compile_for_training
-    from compress.userdata import load_file
+    from compress.data.userdata import load_file
+    from compress.models.backend import keras, seed_everything
+    from compress.models.training import compile_for_training
 
     dataset, _ = load_file(data, seed=SEED)
     t = dataset.training

@@ -23,8 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package holds the zoo
 
-from compress.measure import TFLiteModel, measure_latency
-from compress.results import environment
+from compress.measure.latency import measure_latency
+from compress.models.flatbuffer import TFLiteModel
+from compress.results.rows import environment
 from tests.test_zoo import BY_COST, NAMES, SPECS
 from tests.zoo import ZOO, MemberRun, make_data, run_member
 

@@ -8,17 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compress.errors import UserError
-from compress.runner import (
-    ERROR_LOG,
-    RUN_MANIFEST,
-    Progress,
-    RunConfig,
-    RunInterrupted,
-    RunResult,
-    resolve_config,
-    run,
-)
+from compress.common.errors import UserError
+from compress.orchestrate.config import RunConfig, resolve_config
+from compress.orchestrate.run import Progress, RunInterrupted, RunResult, run
+from compress.orchestrate.steps import ERROR_LOG
+from compress.results.rows import RUN_MANIFEST
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,7 +24,7 @@ def _import_report() -> None:
     during the run on a core a finished worker freed, instead of after it."""
     from scipy import stats  # noqa: F401  (imported by compress.stats on first use)
 
-    import compress.report  # noqa: F401
+    import compress.report.build  # noqa: F401
 
 
 def execute(config: RunConfig, progress: Progress | None = None) -> RunResult:
@@ -49,7 +43,7 @@ def execute(config: RunConfig, progress: Progress | None = None) -> RunResult:
 
 
 def _build_report(folder: Path) -> None:
-    from compress.report import build_report
+    from compress.report.build import build_report
 
     build_report(folder)
 
@@ -74,7 +68,7 @@ def compare(
     """
     import pandas as pd
 
-    from compress.report import CLAIMS_FILE
+    from compress.report.build import CLAIMS_FILE
 
     if strategies is not None and not isinstance(strategies, str) and len(strategies) == 0:
         raise UserError("strategies is empty; give at least one, or leave it out for the default ones")
@@ -98,7 +92,7 @@ def encode_rows(run: Path | str, rows: pd.DataFrame, seed: int = 0) -> np.ndarra
     of the run's .tflite files applies this to every row first."""
     import json
 
-    from compress.userdata import encode_rows as encode
+    from compress.data.userdata import encode_rows as encode
 
     manifest = Path(run) / RUN_MANIFEST
     try:
@@ -125,9 +119,10 @@ def sensitivity(
     ``options`` choose the data and teacher as for ``compare`` (``dataset``, ``data``,
     ``teacher``, ``teacher_architecture``, ``out``, ...).
     """
-    from compress.outdir import check_output, open_output
-    from compress.runner import check_teacher, default_out_dir, load_source, teacher_for
-    from compress.sensitivity import check_settings, layer_sensitivity, write_sensitivity
+    from compress.orchestrate.config import default_out_dir
+    from compress.orchestrate.sensitivity import check_settings, layer_sensitivity, write_sensitivity
+    from compress.orchestrate.teachers import check_teacher, load_source, teacher_for
+    from compress.results.outdir import check_output, open_output
 
     precisions, sparsities = check_settings(precisions, sparsities)
     layers = [layers] if isinstance(layers, str) else layers

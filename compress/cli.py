@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from compress import __version__
-from compress.errors import UserError, flag_names
+from compress.common.errors import UserError, flag_names
 
 DATASETS = ("synthetic", "document", "digits")
 
@@ -136,7 +136,8 @@ def run(dataset: str | None, data: Path | None, image_size: str | None, target: 
     if seed is not None and seed < 0:
         raise UserError(f"--seed must be 0 or more, got {seed}")
     from compress.api import execute
-    from compress.runner import RunInterrupted, resolve_config
+    from compress.orchestrate.config import resolve_config
+    from compress.orchestrate.run import RunInterrupted
 
     config = resolve_config(
         dataset=dataset, data=data, image_size=image_size, target=target, missing=missing,
@@ -161,7 +162,7 @@ def run(dataset: str | None, data: Path | None, image_size: str | None, target: 
 
 def _finish(folder: Path, rows: list[dict[str, Any]]) -> None:
     """The end of run and sweep: problems, a compact summary, the recommendation, the reports."""
-    from compress.summary import summary
+    from compress.report.summary import summary
 
     for row in rows:
         if row["status"] != "ok":
@@ -240,7 +241,7 @@ def list_strategies() -> None:
               help="Merge runs of different datasets or teachers: one section each.")
 def report(results: tuple[Path, ...], out: Path | None, formats: str, allow_mixed: bool) -> None:
     """Rebuild the report from saved results (several runs are merged); no TensorFlow needed."""
-    from compress.report import build_report, report_formats
+    from compress.report.build import build_report, report_formats
 
     folder = build_report(list(results), out, formats, allow_mixed=allow_mixed)
     for written in report_formats(formats):
@@ -260,9 +261,9 @@ def report(results: tuple[Path, ...], out: Path | None, formats: str, allow_mixe
 def recommend(results: tuple[Path, ...], max_size_kib: float | None, max_latency_us: float | None,
               max_accuracy_drop: float | None, objective: str) -> None:
     """Pick the best method for your constraints from saved results (controls never qualify)."""
-    from compress.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies
-    from compress.recommend import recommend as pick
-    from compress.results import read_runs, unfinished_runs
+    from compress.analysis.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies
+    from compress.analysis.recommend import recommend as pick
+    from compress.results.rows import read_runs, unfinished_runs
 
     for folder in unfinished_runs(results):
         click.echo(f"warning: {folder} stopped early: the strategies it did not finish are not "
@@ -292,9 +293,9 @@ def bench(models: tuple[Path, ...], data: str | None, threads: int, batch: int, 
     """Time and size .tflite (or .keras) models; ratios are against the first model."""
     import json
 
-    from compress.bench import bench as run_bench
-    from compress.bench import bench_table
-    from compress.document import Table
+    from compress.orchestrate.bench import bench as run_bench
+    from compress.orchestrate.bench import bench_table
+    from compress.report.document import Table
 
     rows = run_bench(list(models), data=data, threads=threads, batch=batch)
     if as_json:
@@ -355,7 +356,7 @@ def sensitivity(precisions: tuple[str, ...], sparsities: tuple[float, ...], laye
 
 def _executor(executor: str, jobs: int | None, address: str | None) -> Any:
     """The worker pool of sweep and tune, its options checked."""
-    from compress.sweep import DaskExecutor, LocalExecutor
+    from compress.orchestrate.executors import DaskExecutor, LocalExecutor
 
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
@@ -402,8 +403,9 @@ def tune(max_accuracy_drop: float, objective: str, time_budget: float, max_trial
          address: str | None, out: Path | None, **data: Any) -> None:
     """Search every strategy and chain for the smallest (or fastest) model within an accuracy
     budget: trials on the validation split, the choice measured on the test split."""
-    from compress.tune import NothingMeetsBudget, TuneInterrupted, TuneSettings
-    from compress.tune import tune as search
+    from compress.orchestrate.tune import NothingMeetsBudget, TuneInterrupted
+    from compress.orchestrate.tune import tune as search
+    from compress.orchestrate.tune_space import TuneSettings
 
     settings = TuneSettings(max_accuracy_drop=max_accuracy_drop, objective=objective,
                             time_budget_min=time_budget, max_trials=max_trials,
@@ -449,7 +451,7 @@ def sweep_command(config: Path, executor: str, jobs: int | None, address: str | 
     """Run a grid of configurations × seeds in parallel, resumably, then report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from compress.sweep import SweepInterrupted, load_sweep, sweep
+    from compress.orchestrate.sweep import SweepInterrupted, load_sweep, sweep
 
     pool = _executor(executor, jobs, address)
     settings = load_sweep(config)

@@ -21,20 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.backend import keras
-from compress.data import TrainingData, load_dataset
-from compress.measure import TFLiteModel
-from compress.models import build_model, default_teacher
-from compress.runner import Artifact, apply_strategy
-from compress.strategies.base import (
-    RegistryError,
-    Skip,
-    Strategy,
-    check_declaration,
-    registry,
-    strategies_from_spec,
-)
-from compress.training import compile_for_training
+from compress.data.builtin import TrainingData, load_dataset
+from compress.models.architectures import build_model, default_teacher
+from compress.models.backend import keras
+from compress.models.flatbuffer import TFLiteModel
+from compress.models.training import compile_for_training
+from compress.orchestrate.steps import Artifact, apply_strategy
+from compress.strategies.base import RegistryError, Skip, Strategy, check_declaration, registry
+from compress.strategies.resolve import strategies_from_spec
 
 
 def tiny_problem(dataset: str = "document", *, seed: int = 0, epochs: int = 2) -> tuple[

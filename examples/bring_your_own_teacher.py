@@ -16,9 +16,9 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
+from compress import RunConfig
 from compress.api import execute
-from compress.backend import keras
-from compress.runner import RunConfig
+from compress.models.backend import keras
 
 OUT = Path(__file__).parent / "out"
 

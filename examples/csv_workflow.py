@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from compress import RunConfig, TFLiteModel
 from compress.api import encode_rows, execute
-from compress.measure import TFLiteModel
-from compress.runner import RunConfig
 
 OUT = Path(__file__).parent / "out"
 

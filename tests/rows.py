@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compress.results import new_row
+from compress.results.rows import new_row
 
 N_TEST = 1000
 

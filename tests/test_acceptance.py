@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from compress.api import compare
-from compress.measure import kernels
-from compress.results import read_results
+from compress.measure.size import kernels
+from compress.results.rows import read_results
 from compress.strategies.pruning import MIN_PRUNED_WEIGHTS
 
 pytestmark = pytest.mark.slow

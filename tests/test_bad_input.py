@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 import compress
-from compress.backend import keras
 from compress.cli import cli
-from compress.errors import UserError
-from compress.report import build_report
-from compress.results import write_results
+from compress.common.errors import UserError
+from compress.models.backend import keras
+from compress.report.build import build_report
+from compress.results.rows import write_results
 from tests.rows import spine_rows
 
 
@@ -187,7 +187,7 @@ def test_a_bad_latency_span_is_one_line_before_anything_runs(span, command, prev
 
 def test_options_are_named_as_the_caller_gave_them():
     """One message, two spellings: flags on the command line (and in reports), keywords from Python."""
-    from compress.errors import flag_names, option
+    from compress.common.errors import flag_names, option
 
     python = [option("max_size_kib", 64.0), option("allow_weak_teacher", True), option("missing", "drop"),
               option("strategies", ["distill"]), option("teacher_architecture", "SPEC")]
@@ -207,7 +207,7 @@ def test_options_are_named_as_the_caller_gave_them():
 
 
 def test_python_arguments_of_the_wrong_type_are_one_line_before_any_training(tmp_path):
-    from compress.runner import resolve_config
+    from compress.orchestrate.config import resolve_config
 
     for given, message in [({"epochs": 1.5}, "epochs must be a whole number, got 1.5"),
                            ({"jobs": True}, "jobs must be a whole number, got True"),
@@ -225,8 +225,8 @@ def test_python_arguments_of_the_wrong_type_are_one_line_before_any_training(tmp
 
 
 def test_numpy_integers_and_bare_strings_mean_what_they_say(tmp_path):
-    from compress.runner import resolve_config
-    from compress.tune import TuneSettings
+    from compress.orchestrate.config import resolve_config
+    from compress.orchestrate.tune_space import TuneSettings
 
     config = resolve_config(seeds=list(np.arange(2)), epochs=np.int64(3), strategies="quantize-int8")
     assert config.seeds == (0, 1) and type(config.seeds[0]) is int and type(config.epochs) is int

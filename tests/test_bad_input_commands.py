@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from compress.cli import cli
-from compress.outdir import open_output
-from compress.results import write_results
+from compress.results.outdir import open_output
+from compress.results.rows import write_results
 from tests.rows import spine_rows
 
 # Cases ------------------------------------------------------------------------------------
@@ -354,7 +354,7 @@ def _npz(path: Path, **arrays) -> Path:
 
 def _template(root: Path) -> dict[str, Path]:
     """Every file the cases need, built once; each case works on its own copy."""
-    from compress.backend import keras, to_tflite
+    from compress.models.backend import keras, to_tflite
 
     paths: dict[str, Path] = {}
     paths["run"] = _run_folder(root / "run")
@@ -456,13 +456,14 @@ def template(tmp_path_factory):
 @pytest.fixture
 def world(template, tmp_path, monkeypatch):
     """A fresh copy of every file, the working directory inside it, and training forbidden."""
-    import compress.runner
+    import compress.orchestrate.steps
+    import compress.orchestrate.teachers
 
     def refuse(*args, **kwargs):
         raise AssertionError("a teacher or strategy would train: bad input was not caught first")
 
-    monkeypatch.setattr(compress.runner, "get_teacher", refuse)
-    monkeypatch.setattr(compress.runner, "apply_strategy", refuse)
+    monkeypatch.setattr(compress.orchestrate.teachers, "get_teacher", refuse)
+    monkeypatch.setattr(compress.orchestrate.steps, "apply_strategy", refuse)
     source, paths = template
     root = tmp_path / "world"
     shutil.copytree(source, root)

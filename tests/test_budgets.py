@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 
 import compress
-from compress import runner
-from compress.backend import keras
-from compress.results import read_results
-from compress.runner import TimeBudget, teacher_deadline
+from compress.models.backend import keras
+from compress.models.training import REFERENCE_ROWS, cut_short, fit, plan, time_allowance
+from compress.orchestrate.plan import TEACHER_COST, TimeBudget
+from compress.results.rows import read_results
 from compress.strategies.base import Context
 from compress.strategies.distillation import Distill, _BestEpoch, train_student
-from compress.training import REFERENCE_ROWS, cut_short, fit, plan, time_allowance
 
 
 def test_a_plan_is_the_budget_as_given_on_the_built_in_problems():
@@ -93,7 +92,7 @@ def test_fit_with_patience_stops_before_its_epochs_run_out(tiny):
 
 def test_shares_follow_cost_after_the_fixed_cost_of_every_step_left(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(runner.time, "time", lambda: now[0])
+    monkeypatch.setattr(time, "time", lambda: now[0])
     budget = TimeBudget(1100.0, [0.0, 1.0, 3.0])
     assert budget.claim(0.0) == 1100.0  # training nothing, it has nothing to cut
     budget.finished(0.0, 10.0, {"status": "ok"})  # so each step costs 10 s besides its training
@@ -105,7 +104,7 @@ def test_shares_follow_cost_after_the_fixed_cost_of_every_step_left(monkeypatch)
 
 
 def test_two_workers_share_what_is_left_and_a_step_that_cannot_pay_is_not_started(monkeypatch):
-    monkeypatch.setattr(runner.time, "time", lambda: 1000.0)
+    monkeypatch.setattr(time, "time", lambda: 1000.0)
     budget = TimeBudget(1100.0, [1.0, 1.0, 1.0, 1.0], workers=2)
     assert budget.claim(1.0) == 1050.0  # two workers: twice a quarter of the time left
     budget = TimeBudget(1100.0, [0.0, 1.0, 1.0, 4.0], workers=1)
@@ -122,10 +121,28 @@ def test_two_workers_share_what_is_left_and_a_step_that_cannot_pay_is_not_starte
     assert TimeBudget(900.0, [0.0]).claim(0.0) < 1000.0  # the budget is over
 
 
-def test_a_teacher_gets_its_cost_against_the_strategies_spread_over_the_workers(monkeypatch):
-    monkeypatch.setattr(runner.time, "time", lambda: 1000.0)
-    assert teacher_deadline(1100.0, 1, 8.0, 2) == 1050.0
-    assert teacher_deadline(None, 1, 8.0, 2) is None
+def test_teachers_claim_the_same_budget_first_against_the_rows_spread_over_the_workers(monkeypatch):
+    """One budget for the whole run: each teacher trains alone, so its share is its cost against
+    every teacher still to train and the rows' costs divided among the workers."""
+    monkeypatch.setattr(time, "time", lambda: 1000.0)
+    budget = TimeBudget(1100.0, [2.0, 2.0, 2.0, 2.0], workers=2, alone=[TEACHER_COST, TEACHER_COST])
+    first = 1000.0 + 100.0 * TEACHER_COST / (2 * TEACHER_COST + 8.0 / 2)
+    assert budget.claim_alone() == pytest.approx(first)
+    assert budget.claim_alone() == pytest.approx(1000.0 + 100.0 * TEACHER_COST / (TEACHER_COST + 4.0))
+    with pytest.raises(ValueError):  # every teacher has claimed its share
+        budget.claim_alone()
+    assert budget.claim(2.0) == 1050.0  # then the rows, as before: two workers, a quarter each
+
+
+def test_a_run_budget_lists_its_teachers_and_its_rows_in_start_order():
+    from compress.orchestrate.plan import plan_rows, plan_steps, row_costs, start_order
+
+    planned = plan_rows(plan_steps(["quantize-int8", "distill"]), [0, 1])
+    ordered = start_order(planned, workers=2, budgeted=True)
+    budget = TimeBudget.for_run(1100.0, ordered, workers=2, teachers=2)
+    costs = row_costs(planned)
+    assert budget.costs == sorted(costs.values()) == [costs[item.index] for item in ordered]
+    assert budget.alone == [TEACHER_COST, TEACHER_COST]
 
 
 def test_time_budget_stops_a_long_strategy_and_its_row_says_so(tmp_path):
@@ -155,7 +172,9 @@ def test_a_worker_task_carries_its_deadline(tmp_path):
     import dataclasses
     import pickle
 
-    from compress.runner import WorkerRow, evaluate_in_worker, load_source, resolve_config, teacher_for
+    from compress.orchestrate.config import resolve_config
+    from compress.orchestrate.execute import WorkerRow, evaluate_in_worker
+    from compress.orchestrate.teachers import load_source, teacher_for
 
     config = resolve_config(dataset="synthetic", epochs=1, out=tmp_path / "run")
     source = load_source(config, 0)
@@ -176,7 +195,7 @@ def test_a_worker_task_carries_its_deadline(tmp_path):
 
 
 def test_pruning_cut_by_the_budget_says_what_sparsity_it_reached(tiny, tmp_path):
-    from compress.runner import apply_strategy
+    from compress.orchestrate.steps import apply_strategy
     from compress.strategies.pruning import PruneMagnitude
 
     data, teacher, architecture = tiny
@@ -202,21 +221,19 @@ def test_a_step_the_budget_cannot_start_is_skipped_and_says_why(tmp_path):
 
 
 def test_side_by_side_the_costliest_start_first_under_a_budget_the_cheapest():
-    from compress.runner import PlannedRow, RowContext, plan_steps
+    from compress.orchestrate.plan import PlannedRow, plan_steps, row_costs, start_order
 
     planned = [PlannedRow(i, 0, step, f"{i}.tflite") for i, step in
                enumerate(plan_steps(["distill", "finetune", "quantize-int8"]))]
-    context = RowContext(None, {}, {}, {}, None, "run")
-    assert context.order(planned, workers=1) == planned  # one process, no budget: as planned
-    side_by_side = [item.step.strategy.name for item in context.order(planned, workers=2)]
+    assert start_order(planned, 1, budgeted=False) == planned  # one process, no budget: as planned
+    side_by_side = [item.step.strategy.name for item in start_order(planned, 2, budgeted=False)]
     # workers: the longest first, distill's controls as long as distill (not as a fine-tune:
     # started after it, they once ran last and alone for minutes)
     assert side_by_side == ["distill", "student-scratch", "student-scratch-mixup", "finetune",
                             "baseline", "quantize-int8"]
-    budgeted = RowContext(None, {}, {}, {}, None, "run", run_deadline=time.time() + 60)
-    ordered = [item.step.strategy.name for item in budgeted.order(planned, workers=2)]
+    ordered = [item.step.strategy.name for item in start_order(planned, 2, budgeted=True)]
     # the cheapest first; distill's controls train what distill trains: they weigh as much
     assert ordered == ["baseline", "quantize-int8", "finetune", "distill", "student-scratch",
                        "student-scratch-mixup"]
-    costs = budgeted.costs(planned)
+    costs = row_costs(planned)
     assert {costs[i.index] for i in planned if i.step.role == "control"} == {Distill.cost}

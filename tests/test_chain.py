@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from compress.cli import cli
-from compress.errors import UserError
-from compress.measure import size_stats
-from compress.runner import apply_strategy
+from compress.common.errors import UserError
+from compress.measure.size import size_stats
+from compress.orchestrate.steps import apply_strategy
 from compress.strategies import strategies_from_spec
 
 
@@ -61,7 +61,7 @@ def test_pruning_survives_int8_and_shrinks_gzip_beyond_either_stage(tiny, tmp_pa
 def test_a_cached_leading_stage_gives_the_model_training_it_gives(tiny, tmp_path, monkeypatch):
     """Three runs of one chain: no cache, cache empty (stage trained and kept), cache full
     (stage loaded, never trained): one flatbuffer."""
-    from compress.strategies.chain import StageCache
+    from compress.models.stage_cache import StageCache
     from compress.strategies.pruning import PruneMagnitude
 
     data, teacher, architecture = tiny

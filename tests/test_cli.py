@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from compress.cli import cli
-from compress.results import FIELDS, read_results
+from compress.results.rows import FIELDS, read_results
 
 SPINE = ["baseline", "quantize-int8", "prune-magnitude", "distill", "student-scratch",
          "student-scratch-mixup", "finetune"]  # each technique is followed by its own controls
@@ -289,7 +289,7 @@ def test_bench_bad_input_is_one_line(default_run, make_args, message):
 
 def test_the_cli_offers_exactly_the_built_in_datasets():
     from compress.cli import DATASETS
-    from compress.data import BUILTIN_DATASETS
+    from compress.data.builtin import BUILTIN_DATASETS
 
     assert tuple(BUILTIN_DATASETS) == DATASETS  # the CLI keeps its own copy to start fast
 
@@ -298,7 +298,7 @@ def test_presets_are_known_to_the_cli():
     from click import Choice
 
     from compress.cli import run
-    from compress.presets import PRESETS
+    from compress.orchestrate.presets import PRESETS
 
     option = next(p for p in run.params if p.name == "preset")
     assert isinstance(option.type, Choice) and set(option.type.choices) == set(PRESETS)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compress.data import Dataset, TrainingData, load_dataset, split_dataset
-from compress.errors import UserError
+from compress.common.errors import UserError
+from compress.data.builtin import Dataset, TrainingData, load_dataset, split_dataset
 
 
 @pytest.mark.parametrize(("name", "sizes"), [("document", (700, 100, 200)),
@@ -63,8 +63,8 @@ def test_unsplittable_labels_are_user_errors(y, message):
 def test_too_few_rows_for_the_classes_is_one_line_with_the_rows_needed():
     import numpy as np
 
-    from compress.data import split_indices
-    from compress.errors import UserError
+    from compress.common.errors import UserError
+    from compress.data.builtin import split_indices
 
     with pytest.raises(UserError, match=r"30 rows are too few for 5 classes: .* which takes 42 rows"):
         split_indices(np.repeat(np.arange(5), 6), 0, name="tiny")

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compress.backend import tf
-from compress.measure import TFLiteModel
-from compress.runner import apply_strategy
+from compress.models.backend import tf
+from compress.models.flatbuffer import TFLiteModel
+from compress.orchestrate.steps import apply_strategy
 from compress.strategies.distillation import (
     Distill,
     StudentScratch,
@@ -58,7 +58,7 @@ def test_alpha_one_distillation_equals_its_control(tiny, tmp_path, transfer, con
 
 
 def test_controls_copy_the_distill_settings_of_their_run():
-    from compress.runner import plan_steps
+    from compress.orchestrate.plan import plan_steps
 
     steps = plan_steps(["distill:epochs=7,lr=0.01,student=mlp:16,patience=0.3"])
     by_name = {s.strategy.name: s.strategy for s in steps}
@@ -97,7 +97,7 @@ def test_mixup_control_differs_from_plain_scratch(tiny, tmp_path):
 def test_a_softmax_teacher_distills_as_its_logits_would(tiny, tmp_path, transfer):
     """The same teacher with a softmax on top: the temperature must act on its logits whether
     they are computed once or per step (softmax(p / 2) of probabilities is near uniform)."""
-    from compress.backend import keras
+    from compress.models.backend import keras
 
     data, teacher, architecture = tiny
     probabilities = keras.Model(teacher.input, keras.layers.Softmax()(teacher.output))

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from compress.document import (
+from compress.report.document import (
     Bullets,
     Cell,
     Details,

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compress.sweep import load_sweep
+from compress.orchestrate.sweep import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p.name for p in (ROOT / "examples").glob("*.py") if p.name != "__init__.py")

@@ -8,7 +8,7 @@ from PIL import Image
 
 import compress
 from compress.cli import cli
-from compress.images import load_image_folder
+from compress.data.images import load_image_folder
 
 
 def run_cli(args):
@@ -117,7 +117,7 @@ def test_image_size_is_checked_and_only_for_image_folders(tmp_path):
 
 
 def test_a_sweep_file_resizes_an_image_folder_too(tmp_path):
-    from compress.sweep import load_sweep, run_config
+    from compress.orchestrate.sweep import load_sweep, run_config
 
     digits_folder(tmp_path / "digits", per_class=6)
     for value in ('[12, 10]', '"12,10"'):

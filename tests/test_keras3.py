@@ -22,8 +22,8 @@ import h5py
 import numpy as np
 import pytest
 
-from compress.errors import UserError
-from compress.keras3 import ACTIVATIONS, TOLERANCE, check_translation, is_keras3_file, translate
+from compress.common.errors import UserError
+from compress.models.keras3 import ACTIVATIONS, TOLERANCE, check_translation, is_keras3_file, translate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -179,7 +179,7 @@ def models(tmp_path_factory) -> Path:
 
 
 def test_keras3_files_are_told_from_tf_keras_files(models, tmp_path):
-    from compress.backend import keras
+    from compress.models.backend import keras
 
     legacy = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
     legacy.save(tmp_path / "legacy.keras")
@@ -193,8 +193,8 @@ def test_keras3_files_are_told_from_tf_keras_files(models, tmp_path):
 
 @pytest.mark.parametrize("name", EQUIVALENT)
 def test_the_translation_predicts_what_keras3_predicts(models, name):
-    from compress.backend import keras
-    from compress.models import clone
+    from compress.models.architectures import clone
+    from compress.models.backend import keras
 
     model = translate(models / f"{name}.keras")
     assert isinstance(model, keras.Model)
@@ -205,7 +205,7 @@ def test_the_translation_predicts_what_keras3_predicts(models, name):
 
 
 def test_layers_keep_their_kind_statistics_and_training_settings(models):
-    from compress.backend import keras
+    from compress.models.backend import keras
 
     cnn = translate(models / "cnn.keras")
     assert [type(layer) for layer in cnn.layers[:2]] == [keras.layers.Conv2D, keras.layers.BatchNormalization]
@@ -275,8 +275,8 @@ def _npz(tmp_path: Path) -> Path:
 
 
 def test_load_teacher_translates_and_proves_a_keras3_file(models, tmp_path):
-    from compress.teacher import load_teacher
-    from compress.userdata import load_file
+    from compress.data.userdata import load_file
+    from compress.models.teacher import load_teacher
 
     dataset, _ = load_file(_npz(tmp_path), seed=0)
     teacher = load_teacher(models / "mlp.keras", dataset)
@@ -290,8 +290,8 @@ def test_load_teacher_translates_and_proves_a_keras3_file(models, tmp_path):
 
 def test_a_binary_sigmoid_teacher_becomes_two_class_logits(models, tmp_path):
     """Dense(1, "sigmoid"), the usual binary head: softmax of the two logits is [1 - p, p]."""
-    from compress.teacher import load_teacher
-    from compress.userdata import load_file
+    from compress.data.userdata import load_file
+    from compress.models.teacher import load_teacher
 
     x = np.load(models / "binary.x.npy")
     path = tmp_path / "binary.npz"
@@ -308,8 +308,8 @@ def test_a_binary_sigmoid_teacher_becomes_two_class_logits(models, tmp_path):
 
 
 def test_token_inputs_and_keras3_h5_files_are_refused_in_one_line(models, tmp_path):
-    from compress.teacher import load_teacher
-    from compress.userdata import load_file
+    from compress.data.userdata import load_file
+    from compress.models.teacher import load_teacher
 
     with pytest.raises(UserError, match=r"^layer 'tokens' \(Embedding\) takes token ids: compress "
                                         r"compares models on float features"):
@@ -323,12 +323,12 @@ def test_token_inputs_and_keras3_h5_files_are_refused_in_one_line(models, tmp_pa
 
 def test_keras3_runs_once_per_file_inputs_and_versions(models, tmp_path, monkeypatch):
     """Its predictions are cached: the same teacher on the same data skips the child process."""
-    import compress.keras3
+    import compress.models.keras3
 
     monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache"))
     children = []
-    real = compress.keras3.subprocess.run
-    monkeypatch.setattr(compress.keras3.subprocess, "run",
+    real = compress.models.keras3.subprocess.run
+    monkeypatch.setattr(compress.models.keras3.subprocess, "run",
                         lambda *a, **k: children.append(a) or real(*a, **k))
     path, x = models / "mlp.keras", np.load(models / "mlp.x.npy")
     model = translate(path)
@@ -340,18 +340,18 @@ def test_keras3_runs_once_per_file_inputs_and_versions(models, tmp_path, monkeyp
 
 
 def test_bench_times_a_keras3_file_as_its_translation(models):
-    from compress.backend import to_tflite
-    from compress.bench import load_flatbuffer
+    from compress.models.backend import to_tflite
+    from compress.orchestrate.bench import load_flatbuffer
 
     assert load_flatbuffer(models / "cnn.keras") == to_tflite(translate(models / "cnn.keras"))
 
 
 def test_a_translation_that_predicts_differently_is_refused(models, tmp_path, monkeypatch):
-    from compress.teacher import load_teacher
-    from compress.userdata import load_file
+    from compress.data.userdata import load_file
+    from compress.models.teacher import load_teacher
 
     dataset, _ = load_file(_npz(tmp_path), seed=0)
-    monkeypatch.setattr("compress.keras3.check_translation", lambda *_, **__: 3e-4)
+    monkeypatch.setattr("compress.models.keras3.check_translation", lambda *_, **__: 3e-4)
     with pytest.raises(UserError, match=r"^teacher mlp\.keras: its tf_keras translation predicts up to "
                                         r"0\.0003 away from Keras 3 on the validation split"):
         load_teacher(models / "mlp.keras", dataset)

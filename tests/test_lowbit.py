@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compress.backend import to_tflite
-from compress.errors import UserError
-from compress.measure import TFLiteModel, size_stats
-from compress.runner import apply_strategy
+from compress.common.errors import UserError
+from compress.measure.size import size_fields, size_stats
+from compress.models.backend import to_tflite
+from compress.models.flatbuffer import TFLiteModel, kernel_types
+from compress.orchestrate.steps import apply_strategy
 from compress.strategies import Skip, strategies_from_spec
-from compress.strategies.lowbit import kernel_types, quantize_weights, runtime_defect
+from compress.strategies.lowbit import quantize_weights, runtime_defect
 from compress.testing import check_strategy, tiny_problem
 
 #: Every configuration that must build on both teachers; the rest may Skip, with a reason.
@@ -85,8 +86,10 @@ def test_blockwise_int4_quantizes_dense_kernels_in_blocks(digits, tmp_path):
     (strategy,) = strategies_from_spec("quantize-int4:granularity=block")
     data, teacher, architecture = digits
     artifact = apply_strategy(strategy, teacher, architecture, data, seed=0, workdir=tmp_path)
-    assert "FULLY_CONNECTED int4 weights in blocks of 32" in artifact.notes
-    assert "CONV_2D int4 weights × float32" in artifact.notes  # no blockwise convolution
+    stored = size_fields(artifact.flatbuffer)["stored_as"]  # measured, not told by the strategy
+    assert "FULLY_CONNECTED int4 weights in blocks of 32" in stored
+    assert "CONV_2D int4 weights × float32" in stored  # no blockwise convolution
+    assert "no blockwise convolution" in artifact.notes
 
 
 def test_int16x8_has_int16_activations_and_float_io(digits, tmp_path):
@@ -158,8 +161,8 @@ def test_bad_parameters_are_one_line_user_errors(spec, message):
 @pytest.mark.slow
 def test_int4_on_the_digits_teacher_is_a_fifth_of_float_within_one_point(tmp_path):
     """The acceptance: three seeds, the cached digits teacher, scored on each seed's test split."""
-    from compress.data import load_dataset
-    from compress.teacher import get_teacher
+    from compress.data.builtin import load_dataset
+    from compress.models.teacher import get_teacher
 
     specs = ("quantize-int4", "quantize-int2", "quantize-mixed:low=int2,max_drop=100")
     rows = []
@@ -196,7 +199,7 @@ def test_layers_are_found_for_every_op_of_a_mobilenet_style_model():
     """The converter folds a BatchNorm's name into the depthwise kernel's tensor name, and a
     separable convolution is two ops: both once left quantize-mixed and sensitivity unable to
     tell which layer computes which op."""
-    from compress.backend import keras
+    from compress.models.backend import keras
     from compress.strategies.lowbit import LayerGraph
 
     inputs = keras.Input((16, 16, 1))

@@ -3,8 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compress.backend import keras, to_tflite
-from compress.measure import TFLiteModel, accuracy_stats, gzip_bytes, measure_latency, size_stats
+from compress.measure.accuracy import accuracy_stats
+from compress.measure.latency import measure_latency
+from compress.measure.size import gzip_bytes, size_stats
+from compress.models.backend import keras, to_tflite
+from compress.models.flatbuffer import TFLiteModel
 from compress.strategies.quantization import representative_data
 
 
@@ -127,8 +130,8 @@ def test_rounds_go_on_for_the_span_and_are_counted():
 def test_a_round_slowed_for_one_model_of_a_pair_leaves_the_speedup_alone():
     """The candidate runs twice as fast; in 12 of 20 rounds something slowed its slot alone
     (a neighbour's burst between the two): over every round the speed-up would read 1.33."""
-    from compress.measure import _paired_speedup
-    from compress.stats import steady_rounds
+    from compress.common.stats import steady_rounds
+    from compress.measure.latency import _paired_speedup
 
     reference = [np.full(50, 10.0)] * 20
     candidate = [np.full(50, 7.5 if i < 12 else 5.0) for i in range(20)]
@@ -140,8 +143,8 @@ def test_a_round_slowed_for_one_model_of_a_pair_leaves_the_speedup_alone():
 
 
 def test_the_warning_names_a_busy_or_an_unsteady_machine_and_nothing_else():
-    from compress.measure import latency_warning
-    from compress.stats import Spread
+    from compress.common.stats import Spread
+    from compress.measure.latency import latency_warning
 
     def spread(rounds: int, steady: int) -> Spread:
         return Spread(15.0, 14.9, 15.1, 16.0, 17.0, 0.5, rounds, steady)
@@ -159,7 +162,7 @@ def test_the_warning_names_a_busy_or_an_unsteady_machine_and_nothing_else():
 def test_the_arena_is_the_peak_of_tensors_alive_at_once_by_hand():
     """Input 4 floats, Dense 8, Dense 3: while the second Dense runs, its input (8) and output
     (3) are alive; while the first runs, the input (4) and its output (8): peak 12 floats."""
-    from compress.memory import arena_bytes
+    from compress.measure.memory import arena_bytes
 
     model = _model(keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3), shape=(4,))
     assert arena_bytes(to_tflite(model)) == 12 * 4
@@ -169,7 +172,7 @@ def test_the_arena_is_the_peak_of_tensors_alive_at_once_by_hand():
 
 
 def test_resident_memory_comes_from_a_fresh_process_and_grows_with_the_model():
-    from compress.memory import resident_memory
+    from compress.measure.memory import resident_memory
 
     small = resident_memory(to_tflite(_model(keras.layers.Dense(3), shape=(4,))))
     large = resident_memory(to_tflite(_model(keras.layers.Dense(2048), keras.layers.Dense(2048),
@@ -183,7 +186,7 @@ def test_rounds_that_wait_for_a_core_are_counted_and_flagged(monkeypatch):
     every round is disturbed and the row says so."""
     import time as real_time
 
-    import compress.measure as measure
+    import compress.measure.latency as measure
 
     class NoCpu:  # the measuring thread is never on a core: only wall time passes
         perf_counter_ns = staticmethod(real_time.perf_counter_ns)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from compress.backend import keras
 from compress.cli import cli
-from compress.errors import UserError
-from compress.models import build_model, check_fits, default_teacher, derive_student
+from compress.common.errors import UserError
+from compress.models.architectures import build_model, check_fits, default_teacher, derive_student
+from compress.models.backend import keras
 
 
 @pytest.mark.parametrize(("shape", "teacher"), [((20,), "mlp:128,64"), ((40, 1), "cnn1d:32,64,64:64"),
@@ -99,9 +99,9 @@ def test_a_chance_level_teacher_stops_the_run_unless_allowed(tmp_path):
 def test_a_weak_teachers_causes_read_as_one_sentence():
     import numpy as np
 
-    from compress.data import Dataset, TrainingData
-    from compress.runner import weak_teacher
-    from compress.teacher import DEFAULT_RECIPE, Teacher
+    from compress.data.builtin import Dataset, TrainingData
+    from compress.models.teacher import DEFAULT_RECIPE, Teacher
+    from compress.orchestrate.teachers import weak_teacher
 
     y = np.arange(300) % 3
     x = np.zeros((300, 2), dtype=np.float32)

@@ -7,9 +7,9 @@ import stat
 
 import pytest
 
-from compress.errors import UserError
-from compress.fileio import write_atomic
-from compress.outdir import check_output, open_output
+from compress.common.errors import UserError
+from compress.common.fileio import write_atomic
+from compress.results.outdir import check_output, open_output
 
 
 def test_a_new_or_empty_folder_is_fine(tmp_path):

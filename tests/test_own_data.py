@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compress.backend import keras
 from compress.cli import cli
-from compress.errors import UserError
-from compress.results import read_results
-from compress.userdata import load_file
+from compress.common.errors import UserError
+from compress.data.userdata import load_file
+from compress.models.backend import keras
+from compress.results.rows import read_results
 from examples.csv_workflow import make_csv
 
 
@@ -54,7 +54,7 @@ def test_preprocessing_is_fitted_on_the_train_split_only(customers):
 def test_a_value_that_leaves_float32_once_standardized_is_a_user_error(tmp_path):
     """Found by the property test: 3.3e38 is finite in the file, but in the test split it is
     scaled by the train split's spread (below 1) past float32's 3.4e38, and became inf."""
-    from compress.errors import UserError
+    from compress.common.errors import UserError
 
     rng = np.random.default_rng(0)
     rows = ["label,x1,x2", *(f"{'ab'[i % 2]},{rng.normal():.3f},{rng.normal():.3f}" for i in range(60))]
@@ -207,7 +207,7 @@ def test_a_binary_sigmoid_teacher_runs_as_two_classes(tmp_path):
 
 @pytest.mark.parametrize("activation", ["sigmoid", "linear"])
 def test_a_binary_head_with_its_own_activation_layer_becomes_two_logits(activation):
-    from compress.teacher import _binary_as_two_classes
+    from compress.models.teacher import _binary_as_two_classes
 
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"),
                               keras.layers.Dense(1), keras.layers.Activation(activation)])
@@ -438,7 +438,7 @@ def test_the_fitted_encoding_turns_raw_rows_into_the_models_inputs(tmp_path):
     """A deployment gets raw rows: the saved encoding must reproduce the inputs the models saw."""
     import pandas as pd
 
-    from compress.userdata import encode_rows
+    from compress.data.userdata import encode_rows
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"income": rng.normal(50_000, 9_000, 200).round(),
@@ -458,7 +458,7 @@ def test_the_fitted_encoding_turns_raw_rows_into_the_models_inputs(tmp_path):
 def test_encoding_rows_with_holes_the_run_never_filled_is_refused(tmp_path):
     import pandas as pd
 
-    from compress.userdata import encode_rows
+    from compress.data.userdata import encode_rows
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x": rng.normal(size=90), "label": rng.choice(["a", "b"], 90)})

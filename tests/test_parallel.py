@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import compress
-from compress.results import read_results
+from compress.results.rows import read_results
 from compress.strategies import register, unregister
 from tests.test_conformance import HalfPrecisionWeights
 
@@ -94,8 +94,8 @@ def test_jobs_must_be_positive(tmp_path):
 
 def test_every_process_trains_with_the_recorded_thread_count():
     """The thread count changes a training step's float sums: fixed, the seed alone decides."""
-    from compress.backend import TRAINING_THREADS, tf
-    from compress.results import environment
+    from compress.models.backend import TRAINING_THREADS, tf
+    from compress.results.rows import environment
 
     assert tf.config.threading.get_intra_op_parallelism_threads() == TRAINING_THREADS == 1
     assert tf.config.threading.get_inter_op_parallelism_threads() == TRAINING_THREADS
@@ -105,7 +105,7 @@ def test_every_process_trains_with_the_recorded_thread_count():
 def test_tensorflow_used_before_compress_keeps_its_threads_and_says_so():
     code = ("import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'\n"
             "import warnings, tensorflow as tf; tf.constant(1.0) + 1\n"
-            "from compress.backend import import_tensorflow\n"
+            "from compress.models.backend import import_tensorflow\n"
             "with warnings.catch_warnings(record=True) as caught:\n"
             "    warnings.simplefilter('always'); import_tensorflow()\n"
             "print([str(w.message) for w in caught])")
@@ -117,7 +117,7 @@ def test_converting_and_pruning_never_import_keras_3():
     """The converter and tfmot import Keras 3 only to learn our models are not Keras 3 models (3.8 s
     per process); blocked, they reach the same answer, and a process that imported it keeps it."""
     code = ("import sys\n"
-            "from compress.backend import keras, tfmot, to_tflite\n"
+            "from compress.models.backend import keras, tfmot, to_tflite\n"
             "model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(2)])\n"
             "pruned = tfmot.sparsity.keras.prune_low_magnitude(model)\n"
             "plain = to_tflite(model)\n"
@@ -131,20 +131,22 @@ def test_converting_and_pruning_never_import_keras_3():
 def test_a_worker_trains_the_teacher_while_the_others_start_what_needs_none(tmp_path, monkeypatch):
     """Cold cache, two workers: a control starts beside the teacher, from its untrained layers,
     and every row (its teacher fields included) equals a one-process run's."""
-    import compress.sweep
-    from compress.runner import TeacherTask, WorkerRow, resolve_config, run
+    import compress.orchestrate.pool
+    from compress.orchestrate.config import resolve_config
+    from compress.orchestrate.execute import TeacherTask, WorkerRow
+    from compress.orchestrate.run import run
 
     options = {"dataset": "synthetic", "epochs": 2,
                "strategies": ["distill:epochs=2", "finetune:epochs=1", "retrain-scratch:epochs=2"]}
     monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache-one"))
     alone = compress.compare(**options, out=tmp_path / "one", jobs=1)
     monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache-two"))
-    drawn, pool_map = [], compress.sweep.pool_map
+    drawn, pool_map = [], compress.orchestrate.pool.pool_map
 
     def recording(tasks, *args, **kwargs):
         return pool_map((drawn.append(task) or task for task in tasks), *args, **kwargs)
 
-    monkeypatch.setattr(compress.sweep, "pool_map", recording)
+    monkeypatch.setattr(compress.orchestrate.pool, "pool_map", recording)
     said: list[str] = []
     result = run(resolve_config(**options, out=tmp_path / "two", jobs=2),
                  progress=lambda done, total, what: said.append(what))
@@ -203,7 +205,7 @@ def teacher_crashes(task):
     """A worker entry point whose teacher training fails as a bug would (its data file is gone)."""
     from dataclasses import replace
 
-    from compress.runner import TeacherTask, run_in_worker
+    from compress.orchestrate.execute import TeacherTask, run_in_worker
 
     return run_in_worker(replace(task, data_file="/nonexistent/data.pickle")
                          if isinstance(task, TeacherTask) else task)
@@ -211,11 +213,11 @@ def teacher_crashes(task):
 
 def test_a_teacher_that_fails_in_a_worker_stops_the_run_and_leaves_nothing(tmp_path, monkeypatch):
     """Not bad input but a crash: the worker's traceback comes back, and no half-run stays."""
-    from compress import runner
+    from compress.orchestrate import execute
 
     monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(runner, "run_in_worker", teacher_crashes)
-    with pytest.raises(runner.TeacherFailed) as failed:
+    monkeypatch.setattr(execute, "run_in_worker", teacher_crashes)
+    with pytest.raises(execute.TeacherFailed) as failed:
         compress.compare(dataset="synthetic", epochs=1, strategies=["finetune", "retrain-scratch"],
                          out=tmp_path / "run", jobs=2)
     message = str(failed.value)

@@ -15,8 +15,8 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
-from compress import plots
-from compress.plots import FAMILY_COLORS, Point
+from compress.report import plots
+from compress.report.plots import FAMILY_COLORS, Point
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAMES = [
@@ -263,7 +263,7 @@ import functools, multiprocessing, sys
 from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
 from tests.test_plots import _four_figures, point
-from compress import plots
+from compress.report import plots
 asked = []
 real = multiprocessing.get_context
 multiprocessing.get_context = lambda method=None: asked.append(method) or real(method)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compress.backend import keras
-from compress.data import TrainingData
-from compress.models import build_model, input_preprocessing
+from compress.data.builtin import TrainingData
+from compress.models.architectures import build_model, input_preprocessing
+from compress.models.backend import keras
 from compress.strategies import Context
-from compress.strategies.base import strategy_from_name
+from compress.strategies.resolve import strategy_from_name
 
 #: Features on the scale of raw sensor counts or prices: hopeless for a net without its scaler.
 SCALE = 5000.0

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from compress.cli import cli
-from compress.errors import UserError
-from compress.outdir import open_output
-from compress.results import FIELDS, read_results, write_results
+from compress.common.errors import UserError
+from compress.results.outdir import open_output
+from compress.results.rows import FIELDS, read_results, write_results
 from tests.rows import spine_rows
 
 SETTINGS = {"deadline": None, "database": None,
@@ -80,7 +80,7 @@ def spec_texts(draw: st.DrawFn) -> str:
 @settings(max_examples=120, **SETTINGS)
 @given(spec=spec_texts(), epochs=st.one_of(st.none(), st.integers(1, 3)))
 def test_any_spec_is_strategies_or_a_user_error(spec, epochs):
-    from compress.runner import plan_steps
+    from compress.orchestrate.plan import plan_steps
     from compress.strategies import strategies_from_spec
 
     try:
@@ -184,7 +184,7 @@ def csv_texts(draw: st.DrawFn) -> str:
 @given(text=csv_texts(), target=st.sampled_from(["label"] * 9 + [None, "x1", "nope"]),
        missing=st.sampled_from(["error", "drop", "impute"] * 2 + ["guess"]))
 def test_any_csv_loads_or_is_a_user_error(tmp_path, text, target, missing):
-    from compress.userdata import load_file
+    from compress.data.userdata import load_file
 
     path = tmp_path / "data.csv"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
@@ -249,7 +249,7 @@ def npz_arrays(draw: st.DrawFn) -> dict[str, np.ndarray]:
 @settings(max_examples=150, **SETTINGS)
 @given(arrays=npz_arrays(), raw=st.sampled_from([None, b"", b"PK\x03\x04garbage", b"\x93NUMPY"]))
 def test_any_npz_loads_or_is_a_user_error(tmp_path, arrays, raw):
-    from compress.userdata import load_file
+    from compress.data.userdata import load_file
 
     path = tmp_path / "data.npz"
     if raw is not None:
@@ -266,7 +266,7 @@ def test_any_npz_loads_or_is_a_user_error(tmp_path, arrays, raw):
 
 
 def test_an_npz_with_a_pickled_object_array_is_a_user_error(tmp_path):
-    from compress.userdata import load_file
+    from compress.data.userdata import load_file
 
     path = tmp_path / "objects.npz"
     buffer = io.BytesIO()
@@ -352,7 +352,7 @@ def test_any_results_file_reports_or_is_a_user_error(tmp_path_factory, lines):
     except UserError:
         return
     assert rows and all(set(row) == set(FIELDS) for row in rows)
-    from compress.report import build_report
+    from compress.report.build import build_report
 
     try:
         build_report(folder, out=root / "report")
@@ -363,7 +363,7 @@ def test_any_results_file_reports_or_is_a_user_error(tmp_path_factory, lines):
 
 
 def test_merged_runs_whose_labels_clash_still_report(tmp_path):
-    from compress.report import build_report
+    from compress.report.build import build_report
 
     folders = []
     for name, lr in (("old", "0.0001"), ("new", "0.001")):

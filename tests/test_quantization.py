@@ -4,13 +4,14 @@ import linecache
 
 import numpy as np
 
-from compress.backend import keras
-from compress.data import TrainingData
-from compress.measure import TFLiteModel, size_stats
-from compress.runner import apply_strategy
+from compress.data.builtin import TrainingData
+from compress.measure.size import size_stats
+from compress.models.backend import keras
+from compress.models.flatbuffer import TFLiteModel
+from compress.models.training import compile_for_training
+from compress.orchestrate.steps import apply_strategy
 from compress.strategies import quantization
 from compress.strategies.quantization import QuantizeInt8, QuantizeInt8IO, QuantizeQAT
-from compress.training import compile_for_training
 
 
 def test_qat_quantizes_a_batchnorm_after_a_relu_though_its_source_file_changed(tmp_path, monkeypatch):
@@ -65,17 +66,20 @@ def test_rows_say_what_they_trade(tiny, tmp_path):
     assert "int8" in artifact.notes and artifact.train_seconds > 0
 
 
-def test_post_training_notes_say_what_the_file_holds(tiny, tmp_path):
-    """The converter decides per layer: a fixed sentence ("about 4x smaller") could be false."""
-    from compress.runner import apply_strategy
-    from compress.strategies.base import strategy_from_name
+def test_the_measurement_says_what_each_file_holds(tiny, tmp_path):
+    """The converter decides per layer: a fixed sentence ("about 4x smaller") could be false, so
+    the row's ``stored_as`` is read back from the file by the measurement, not told by the
+    strategy."""
+    from compress.measure.size import size_fields
+    from compress.orchestrate.steps import apply_strategy
+    from compress.strategies.resolve import strategy_from_name
 
     data, teacher, architecture = tiny
-    notes = {name: apply_strategy(strategy_from_name(name), teacher, architecture, data, seed=0,
-                                  workdir=tmp_path).notes
-             for name in ("quantize-dynamic", "quantize-float16")}
-    assert "In the file: FULLY_CONNECTED" in notes["quantize-dynamic"]
-    assert "float16 weights × float32 activations" in notes["quantize-float16"]  # not the dequantized copy
+    stored = {name: size_fields(apply_strategy(strategy_from_name(name), teacher, architecture, data,
+                                               seed=0, workdir=tmp_path).flatbuffer)["stored_as"]
+              for name in ("quantize-dynamic", "quantize-float16")}
+    assert stored["quantize-dynamic"].startswith("FULLY_CONNECTED")
+    assert "float16 weights × float32 activations" in stored["quantize-float16"]  # not the dequantized copy
 
 
 def test_qat_applies_to_a_separable_model_whose_conv_kept_the_default_name():
@@ -99,7 +103,7 @@ def test_qat_applies_to_a_separable_model_whose_conv_kept_the_default_name():
 
 def test_dynamic_range_says_when_it_quantized_nothing(tmp_path):
     """Every kernel under the converter's 1,024-weight threshold: the file stays float32."""
-    from compress.strategies.base import strategy_from_name
+    from compress.strategies.resolve import strategy_from_name
 
     data = TrainingData("t", np.zeros((40, 4), np.float32), np.arange(40) % 2,
                         np.zeros((10, 4), np.float32), np.arange(10) % 2, ("a", "b"))

@@ -5,10 +5,10 @@ import math
 import pytest
 from click.testing import CliRunner
 
+from compress.analysis.recommend import NothingQualifies, recommend
 from compress.cli import cli
-from compress.errors import UserError
-from compress.recommend import NothingQualifies, recommend
-from compress.results import write_results
+from compress.common.errors import UserError
+from compress.results.rows import write_results
 from tests.rows import fake_row, spine_rows
 
 ROWS = spine_rows(0) + spine_rows(1)

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from compress.analysis import configurations, pairings
-from compress.claims import evaluate_claims
-from compress.errors import UserError
-from compress.report import _header, build_document, build_report, common_table, controls_section, findings
-from compress.results import write_results
-from compress.verdicts import VERDICTS
+from compress.analysis.claims import evaluate_claims
+from compress.analysis.configurations import configurations, pairings
+from compress.analysis.verdicts import VERDICTS
+from compress.common.errors import UserError
+from compress.report.build import _header, build_document, build_report
+from compress.report.sections import controls_section, findings
+from compress.report.tables import common_table
+from compress.results.rows import write_results
 from tests.rows import fake_row, spine_rows
 
 

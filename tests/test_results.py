@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from compress.errors import UserError
-from compress.measure import SPAN_SECONDS
-from compress.results import FIELDS, SCHEMA_VERSION, environment, new_row, read_results, write_results
+from compress.common.errors import UserError
+from compress.measure.latency import SPAN_SECONDS
+from compress.results.rows import FIELDS, SCHEMA_VERSION, environment, new_row, read_results, write_results
 from tests.rows import fake_row
 
 

@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from compress.errors import UserError
-from compress.runner import plan_steps
+from compress.common.errors import UserError
+from compress.orchestrate.plan import plan_steps
 from compress.strategies import Compressed, Context, Strategy, register, unregister
 from compress.strategies.base import RegistryError
 

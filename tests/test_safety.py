@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 import compress
-from compress.backend import keras
 from compress.cli import cli
-from compress.outdir import open_output
-from compress.results import read_results, write_results
+from compress.models.backend import keras
+from compress.results.outdir import open_output
+from compress.results.rows import read_results, write_results
 from tests.rows import spine_rows
 
 SWEEP = """

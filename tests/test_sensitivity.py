@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from compress.data import Dataset, TrainingData, load_dataset
-from compress.errors import UserError
-from compress.sensitivity import COLUMNS, layer_sensitivity, write_sensitivity
+from compress.common.errors import UserError
+from compress.data.builtin import Dataset, TrainingData, load_dataset
+from compress.orchestrate.sensitivity import COLUMNS, layer_sensitivity, write_sensitivity
 from compress.strategies.lowbit import runtime_defect
 from compress.testing import tiny_problem
 
@@ -124,18 +124,18 @@ def test_the_sensitivity_command_writes_its_csv_and_never_reads_the_test_split(t
 
     from click.testing import CliRunner
 
-    import compress.runner
+    import compress.orchestrate.teachers
     from compress.cli import cli
-    from compress.data import Dataset
+    from compress.data.builtin import Dataset
 
-    real = compress.runner.load_source
+    real = compress.orchestrate.teachers.load_source
 
     def without_test_split(config, seed):
         source = real(config, seed)
         blind = Dataset(source.dataset.training, None, None)  # any read of the test split fails
         return dataclasses.replace(source, dataset=blind)
 
-    monkeypatch.setattr(compress.runner, "load_source", without_test_split)
+    monkeypatch.setattr(compress.orchestrate.teachers, "load_source", without_test_split)
     out = tmp_path / "sens"
     result = CliRunner().invoke(cli, ["sensitivity", "--dataset", "document", "--precision", "int8",
                                       "--precision", "int4", "--out", str(out)])

@@ -30,9 +30,9 @@ def test_sequence_data_gets_a_conv1d_teacher_and_keeps_its_shape(tmp_path):
 
 def test_a_variable_length_teacher_is_fixed_to_the_datas_length(tmp_path):
     """Input((None, 1)) is how 1-D signal models are often saved: it fits data of any length."""
-    from compress.backend import keras
-    from compress.data import Dataset, TrainingData
-    from compress.teacher import load_teacher
+    from compress.data.builtin import Dataset, TrainingData
+    from compress.models.backend import keras
+    from compress.models.teacher import load_teacher
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 32, 1)).astype(np.float32)

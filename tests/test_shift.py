@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from compress.cli import cli
-from compress.data import load_shift
-from compress.errors import UserError
-from compress.results import read_results
+from compress.common.errors import UserError
+from compress.data.builtin import load_shift
+from compress.results.rows import read_results
 
 
 @pytest.mark.parametrize("name", ["synthetic", "digits"])

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from compress.errors import UserError
-from compress.spec import parse_spec
+from compress.common.errors import UserError
+from compress.strategies.spec import parse_spec
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom, binomtest
 
-from compress.stats import (
+from compress.common.stats import (
     Z95,
     detectable_difference,
     discordant,
@@ -273,7 +273,7 @@ def test_noninferiority_p():
 
 
 def test_sample_advice_asks_for_data_where_seeds_would_only_re_split_the_same_rows():
-    from compress.verdicts import samples_text
+    from compress.analysis.verdicts import samples_text
 
     assert samples_text(300, 100) == "needs about 300 test samples (about 3 seeds of this split, --seeds 3)"
     assert samples_text(6_541, 36) == ("needs about 6,541 test samples, 182× this split's 36: more data, "

@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compress.backend import keras, to_tflite
-from compress.measure import TFLiteModel, size_stats
-from compress.runner import apply_strategy
+from compress.measure.size import size_stats
+from compress.models.backend import keras, to_tflite
+from compress.models.flatbuffer import TFLiteModel
+from compress.orchestrate.steps import apply_strategy
 from compress.strategies import Skip
 from compress.strategies.pruning import PruneStructured
 from compress.strategies.structured import shrink
@@ -207,7 +208,7 @@ def test_structured_pruning_is_really_smaller_and_cheaper(tiny, tmp_path):
 
 
 def test_coupled_layers_are_named_in_the_notes(tmp_path):
-    from compress.data import TrainingData
+    from compress.data.builtin import TrainingData
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8, 8, 3)).astype(np.float32)

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from compress.cli import cli
-from compress.errors import UserError
-from compress.results import read_results
-from compress.sweep import load_sweep
+from compress.common.errors import UserError
+from compress.orchestrate.sweep import load_sweep
+from compress.results.rows import read_results
 
 COMPRESS = str(Path(sys.executable).parent / "compress")
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,7 +219,7 @@ strategy = "quantize-dynamic"
 
 def test_a_source_can_wait_for_a_running_task_before_drawing_more():
     """A run's rows that need a teacher wait for the task that trains it (``WAIT``)."""
-    from compress.sweep import WAIT, pool_map
+    from compress.orchestrate.pool import WAIT, pool_map
 
     seen: list[int] = []
 
@@ -242,7 +242,7 @@ def test_stopping_a_pool_lets_idle_workers_exit_by_themselves():
     so nothing of theirs runs while the parent times models."""
     from multiprocessing.connection import wait
 
-    from compress.sweep import start_pool, stop_pool
+    from compress.orchestrate.pool import start_pool, stop_pool
 
     pool = start_pool(2)
     assert pool.submit(int, "7").result() == 7  # the workers are up and idle
@@ -253,7 +253,7 @@ def test_stopping_a_pool_lets_idle_workers_exit_by_themselves():
 
 
 def test_stopping_a_pool_ends_a_busy_worker_at_once():
-    from compress.sweep import start_pool, stop_pool
+    from compress.orchestrate.pool import start_pool, stop_pool
 
     pool = start_pool(1)
     pool.submit(int, "7").result()
@@ -273,7 +273,7 @@ def _exit_code(process) -> int | None:
 
 
 def test_a_data_path_in_a_sweep_file_is_read_relative_to_the_file(tmp_path, monkeypatch):
-    from compress.sweep import load_sweep
+    from compress.orchestrate.sweep import load_sweep
 
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "data.npz").write_bytes(b"")

@@ -16,33 +16,19 @@ from typing import Any, ClassVar
 import optuna
 import pytest
 
-from compress.backend import keras
-from compress.data import Dataset
-from compress.document import Document
-from compress.errors import UserError
-from compress.runner import resolve_config
+from compress.common.errors import UserError
+from compress.data.builtin import Dataset
+from compress.models.backend import keras
+from compress.orchestrate.config import resolve_config
+from compress.orchestrate.executors import DaskExecutor, SerialExecutor
+from compress.orchestrate.tune import NothingMeetsBudget, TuneInterrupted, confirm, tune
+from compress.orchestrate.tune_search import JOURNAL, search
+from compress.orchestrate.tune_space import TuneSettings, propose, search_space, starting_points
+from compress.orchestrate.tune_trials import SearchResult, Trial, candidates, choose, evidence, pareto_front
+from compress.report.document import Document
+from compress.results.rows import TUNE_FILE
 from compress.strategies import Choice, Compressed, Range, RegistryError, Strategy, Task, register, unregister
-from compress.strategies.base import strategies_from_spec
-from compress.sweep import DaskExecutor, SerialExecutor
-from compress.tune import (
-    JOURNAL,
-    TUNE_FILE,
-    NothingMeetsBudget,
-    SearchResult,
-    Trial,
-    TuneInterrupted,
-    TuneSettings,
-    candidates,
-    choose,
-    confirm,
-    evidence,
-    pareto_front,
-    propose,
-    search,
-    search_space,
-    starting_points,
-    tune,
-)
+from compress.strategies.resolve import strategies_from_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPRESS = str(Path(sys.executable).with_name("compress"))
@@ -186,7 +172,7 @@ def _confirm_offline(monkeypatch, tmp_path, trials: list[Trial], held: set[str],
                      started: float) -> SearchResult:
     """``confirm`` over finished fake jobs: every candidate keeps the budget on the search seed;
     on seed 1 only those in ``held`` do (the others lose 50 of 1,000)."""
-    tune_module = importlib.import_module("compress.tune")  # compress.tune is the function
+    tune_module = importlib.import_module("compress.orchestrate.tune_search")
 
     def maker(seed: int):
         def job_for(spec: str) -> SimpleNamespace:
@@ -197,8 +183,8 @@ def _confirm_offline(monkeypatch, tmp_path, trials: list[Trial], held: set[str],
             return SimpleNamespace(key=path.stem, spec=spec, seed=seed, result_path=path)
         return job_for
 
-    monkeypatch.setattr(tune_module, "_seed_trials", lambda config, seed, out: (None, None, maker(seed)))
-    monkeypatch.setattr(tune_module, "_teacher_row",
+    monkeypatch.setattr(tune_module, "seed_trials", lambda config, seed, out: (None, None, maker(seed)))
+    monkeypatch.setattr(tune_module, "teacher_row",
                         lambda job_for: json.loads(job_for("baseline").result_path.read_text())["row"])
     found = SearchResult(trials, {}, None, [], [], 0.0, 0, "")
     settings = TuneSettings(max_accuracy_drop=1.0)
@@ -243,15 +229,15 @@ def _unsealed():
 
 
 def test_the_search_never_reads_the_test_split(monkeypatch, tmp_path):
-    import compress.runner
+    import compress.orchestrate.teachers
 
-    real = compress.runner.load_dataset
+    real = compress.orchestrate.teachers.load_dataset
 
     def sealed(name: str, seed: int = 0) -> Dataset:
         dataset = real(name, seed)
         return _Sealed(dataset.training, dataset.x_test, dataset.y_test)
 
-    monkeypatch.setattr(compress.runner, "load_dataset", sealed)
+    monkeypatch.setattr(compress.orchestrate.teachers, "load_dataset", sealed)
     config = resolve_config(dataset="synthetic", seeds=1)
     settings = TuneSettings(max_accuracy_drop=1.0, max_trials=3, strategies=CHEAP)
     found = search(config, settings, SerialExecutor(), tmp_path / "tune")
@@ -315,7 +301,8 @@ def test_ctrl_c_while_the_teacher_trains_says_how_to_resume(tmp_path, monkeypatc
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(importlib.import_module("compress.tune"), "_seed_trials", interrupted)
+    monkeypatch.setattr(importlib.import_module("compress.orchestrate.tune_search"), "seed_trials",
+                        interrupted)
     result = CliRunner().invoke(cli, ["tune", "--max-accuracy-drop", "1", "--out", str(tmp_path / "t")])
     assert result.exit_code == 130
     assert result.stderr.strip() == (f"compress: tune interrupted; its finished trials are kept in "
@@ -411,7 +398,7 @@ def test_a_new_best_is_tried_next_with_each_stage_that_may_follow_it(tmp_path):
 
 
 def test_the_report_says_when_one_seed_both_chose_and_confirmed(tuned):
-    from compress.report import tune_section
+    from compress.report.sections import tune_section
 
     summary = json.loads((tuned / TUNE_FILE).read_text())
     text = Document("t", tune_section(summary)).markdown()

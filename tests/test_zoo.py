@@ -16,9 +16,10 @@ from itertools import repeat
 import numpy as np
 import pytest
 
-from compress.backend import keras, to_tflite
-from compress.measure import TFLiteModel, kernels, size_fields
-from compress.runner import apply_strategy
+from compress.measure.size import kernels, size_fields
+from compress.models.backend import keras, to_tflite
+from compress.models.flatbuffer import TFLiteModel
+from compress.orchestrate.steps import apply_strategy
 from compress.strategies import registry, strategies_from_spec
 from tests.zoo import ZOO, MemberRun, make_data, run_member, two_of_four
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.backend import keras, seed_everything, to_tflite
-from compress.data import TrainingData
-from compress.runner import apply_strategy, plan_steps
+from compress.data.builtin import TrainingData
+from compress.models.backend import keras, seed_everything, to_tflite
+from compress.models.training import compile_for_training
+from compress.orchestrate.plan import plan_steps
+from compress.orchestrate.steps import apply_strategy
 from compress.strategies import Skip
-from compress.training import compile_for_training
 
 L = keras.layers
 IMAGE = (16, 16, 3)

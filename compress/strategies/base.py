@@ -20,13 +20,12 @@ from importlib import import_module, metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from compress.errors import UserError
-from compress.spec import CHAIN_ALIASES, parse_spec
+from compress.common.errors import UserError
 
 if TYPE_CHECKING:
-    from compress.backend import keras
-    from compress.data import TrainingData
-    from compress.strategies.chain import StageCache
+    from compress.data.builtin import TrainingData
+    from compress.models.backend import keras
+    from compress.models.stage_cache import StageCache
 
 ENTRY_POINT_GROUP = "compress.strategies"
 BUILTIN_MODULES = (
@@ -374,33 +373,3 @@ def select(pattern: str) -> list[type[Strategy]]:
     return matches
 
 
-def strategies_from_spec(spec: str, overrides: dict[str, Any] | None = None) -> list[Strategy]:
-    """Instances for a spec; a wildcard gives one per matching strategy, each validated.
-
-    ``overrides`` (run settings such as ``epochs``) apply to every strategy that has a
-    parameter of that name, unless the spec sets it explicitly.
-    """
-    alias = spec.strip() if spec.strip() in CHAIN_ALIASES else None
-    spec = CHAIN_ALIASES.get(spec.strip(), spec)
-    if ">" in spec:
-        from compress.strategies.chain import Chain  # the chain module builds on this one
-
-        return [Chain.from_spec(spec, overrides, alias=alias)]
-    pattern, params = parse_spec(spec)
-    return [cls.from_params(**_with_overrides(cls, params, overrides)) for cls in select(pattern)]
-
-
-def _with_overrides(cls: type[Strategy], params: dict[str, Any],
-                    overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Run settings for the parameters the class owns; a parameter whose default is None is
-    inherited from a paired technique instead, so a run setting never splits a control from it."""
-    signature = inspect.signature(cls.__init__).parameters
-    shared = {k: v for k, v in (overrides or {}).items()
-              if k in signature and signature[k].default is not None}
-    return {**shared, **params}
-
-
-def strategy_from_name(name: str, overrides: dict[str, Any] | None = None) -> Strategy:
-    """One registered strategy with its defaults (and run overrides)."""
-    cls = registry()[name]
-    return cls.from_params(**_with_overrides(cls, {}, overrides))

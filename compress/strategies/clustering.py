@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from compress.backend import keras, tfmot
+from compress.models.backend import keras, tfmot
+from compress.models.training import fit
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.pruning import by_reason, named
-from compress.training import fit
 
 
 def _refusal(layer: keras.layers.Layer) -> str | None:

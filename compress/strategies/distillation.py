@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from compress.backend import keras, tf, to_tflite
-from compress.models import (
+from compress.models.architectures import (
     FINE_STUDENT_SHRINKS,
     build_model,
     default_teacher,
@@ -40,12 +39,13 @@ from compress.models import (
     preprocessing_note,
     student_candidates,
 )
+from compress.models.backend import keras, tf, to_tflite
+from compress.models.teacher import augmenter
+from compress.models.training import Plan, out_of_time, plan, stopped_by_budget
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, Task, register
-from compress.teacher import augmenter
-from compress.training import Plan, out_of_time, plan, stopped_by_budget
 
 if TYPE_CHECKING:
-    from compress.data import TrainingData
+    from compress.data.builtin import TrainingData
 
 DEFAULT_STUDENT = "auto"
 TRANSFERS = ("none", "augment", "mixup")
@@ -239,14 +239,14 @@ class _Student(Strategy):
             spec = derive_student(ctx.teacher, ctx.teacher_architecture, data.input_shape)
             return build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student",
                                preprocessing=preprocessing)
-        from compress.measure import size_fields  # reads the TFLite schema: only when used
+        from compress.models.flatbuffer import macs  # reads the TFLite schema: only when used
 
-        teacher_macs = size_fields(to_tflite(ctx.teacher))["macs"]
+        teacher_macs = macs(to_tflite(ctx.teacher))
         tried = []
         for spec in student_candidates(ctx.teacher, ctx.teacher_architecture, data.input_shape):
             student = build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student",
                                   preprocessing=preprocessing)
-            student_macs = size_fields(to_tflite(student))["macs"]
+            student_macs = macs(to_tflite(student))
             if student.count_params() < ctx.teacher.count_params() and student_macs < teacher_macs:
                 return student
             tried.append(f"{spec} ({student.count_params():,} parameters, {student_macs:,} MACs)")

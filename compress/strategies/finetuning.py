@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from compress.backend import keras
-from compress.models import keep_preprocessing, preprocessing_note
+from compress.models.architectures import keep_preprocessing, preprocessing_note
+from compress.models.backend import keras
+from compress.models.training import fit
 from compress.strategies.base import Compressed, Context, Strategy, register
-from compress.training import fit
 
 
 @register

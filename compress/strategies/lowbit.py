@@ -16,151 +16,42 @@ import re
 import textwrap
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from compress.backend import Interpreter, keras, quiet_stderr, tflite_schema, to_tflite
-from compress.errors import UserError
-from compress.sensitivity import PRECISION_NAMES
+from compress.common.errors import UserError
+from compress.models.backend import keras, quiet_stderr, to_tflite
+from compress.models.flatbuffer import (
+    WeightedOp,
+    kernel_types,
+    signature_input,
+    weighted_ops,
+)
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.quantization import FLOAT_MODEL_FAMILIES, representative_data
 
 if TYPE_CHECKING:
-    from compress.data import TrainingData
+    from compress.data.builtin import TrainingData
 
-#: Integer weight precisions litert-quantizer writes, by name.
+#: The integer weight precisions litert-quantizer writes, by name (importing this module
+#: imports no TensorFlow, so ``compress sensitivity`` checks a typo at once).
+PRECISION_NAMES = ("int8", "int4", "int2")
 PRECISIONS = {name: int(name.removeprefix("int")) for name in PRECISION_NAMES}
 GRANULARITIES = ("channel", "block")
 BLOCK_SIZES = (32, 64, 128, 256)  # the block sizes litert-quantizer offers
-#: TFLite ops whose second input is a layer's kernel: what litert-quantizer quantizes.
-WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
-_IO_OPS = ("QUANTIZE", "DEQUANTIZE")  # inserted around integer parts; not a precision choice
 _DYNAMIC_NOTE = ("Activations stay float32 in the file; the kernels quantize them on the fly "
                  "(dynamic range), so only the weights shrink.")
 
 
-# Reading a flatbuffer -----------------------------------------------------------------------
-
-
-def _read(flatbuffer: bytes) -> tuple[Any, list[tuple[str, Any]]]:
-    """The parsed model and its main graph's (op kind, op) pairs, in execution order."""
-    names = {v: k for k, v in vars(tflite_schema.BuiltinOperator).items() if not k.startswith("_")}
-    model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    ops = model.subgraphs[0].operators or []
-    return model, [(names.get(codes[op.opcodeIndex], f"OP_{codes[op.opcodeIndex]}"), op) for op in ops]
-
-
-def _type_name(tensor: Any) -> str:
-    return {v: k for k, v in vars(tflite_schema.TensorType).items()}.get(tensor.type, "?").lower()
+# litert-quantizer --------------------------------------------------------------------------
 
 
 def _reason(error: BaseException) -> str:
     """One short line from a library error (LiteRT glues several messages into one)."""
     text = " ".join(str(error).split()) or type(error).__name__
     return textwrap.shorten(text, 200, placeholder=" ...")
-
-
-@dataclass(frozen=True)
-class WeightedOp:
-    """One Dense/Conv op of a float flatbuffer, as litert-quantizer and its validator name it."""
-
-    kind: str  # TFLite op name, e.g. "CONV_2D"
-    scope: str  # litert-quantizer's scope: the output tensor names joined by ";"
-    output: str  # the output tensor's name, as ``Quantizer.validate`` reports it
-    kernel: str  # the kernel tensor's name (the converter keeps the Keras layer's path in it)
-    weight_bytes: int  # kernel and bias bytes in this (float) file
-    macs: int  # multiply-accumulates at batch 1
-
-
-def weighted_ops(flatbuffer: bytes) -> list[WeightedOp]:
-    """The Dense/Conv ops of the main graph, in execution order."""
-    from litert_quantizer.utils import tfl_flatbuffer_utils
-
-    model, ops = _read(flatbuffer)
-    tensors = model.subgraphs[0].tensors
-    found = []
-    for kind, op in ops:
-        if kind not in WEIGHTED_OPS:
-            continue
-        kernel, output = tensors[op.inputs[1]], tensors[op.outputs[0]]
-        constants = [tensors[i] for i in op.inputs[1:] if i >= 0]
-        data = [model.buffers[t.buffer].data for t in constants if t.buffer < len(model.buffers)]
-        found.append(WeightedOp(
-            kind=kind,
-            scope=tfl_flatbuffer_utils.get_op_scope(op, tensors),
-            output=output.name.decode(),
-            kernel=kernel.name.decode(),
-            weight_bytes=sum(len(d) for d in data if d is not None),
-            macs=int(np.prod(output.shape)) * int(np.prod(kernel.shape)) // max(1, int(output.shape[-1])),
-        ))
-    return found
-
-
-def _stored(tensors: list[Any], ops: list[tuple[str, Any]]) -> dict[int, Any]:
-    """Tensor index -> the tensor stored in the file for it: a kernel a DEQUANTIZE op makes at run
-    time (float16 weights) is stored as that op's input."""
-    return {op.outputs[0]: tensors[op.inputs[0]] for kind, op in ops if kind == "DEQUANTIZE"}
-
-
-def op_precisions(flatbuffer: bytes) -> dict[str, str]:
-    """What each op kind computes in, read from the file: kind -> "int4 weights × float32 activations"."""
-    model, ops = _read(flatbuffer)
-    tensors = model.subgraphs[0].tensors
-    stored = _stored(tensors, ops)
-    kinds: dict[str, set[str]] = {}
-    for kind, op in ops:
-        if kind in _IO_OPS:
-            continue
-        if kind in WEIGHTED_OPS:
-            kernel, activation = stored.get(op.inputs[1], tensors[op.inputs[1]]), tensors[op.inputs[0]]
-            quant = kernel.quantization
-            blocks = (quant is not None and quant.detailsType ==
-                      tflite_schema.QuantizationDetails.BlockwiseQuantization)
-            layout = f" in blocks of {quant.details.blockSize}" if blocks else ""
-            precision = f"{_type_name(kernel)} weights{layout} × {_type_name(activation)} activations"
-        else:
-            precision = _type_name(tensors[op.outputs[0]])
-        kinds.setdefault(kind, set()).add(precision)
-    return {kind: " / ".join(sorted(found)) for kind, found in kinds.items()}
-
-
-def kernel_types(flatbuffer: bytes) -> list[tuple[str, str]]:
-    """(op kind, kernel precision) of each Dense/Conv op, in execution order: ("CONV_2D", "int4")."""
-    model, ops = _read(flatbuffer)
-    tensors = model.subgraphs[0].tensors
-    stored = _stored(tensors, ops)
-    return [(kind, _type_name(stored.get(op.inputs[1], tensors[op.inputs[1]])))
-            for kind, op in ops if kind in WEIGHTED_OPS]
-
-
-def describe(flatbuffer: bytes) -> str:
-    """``op_precisions`` as one sentence: weighted ops first, other ops grouped by precision."""
-    precisions = op_precisions(flatbuffer)
-    weighted = [f"{kind} {p}" for kind, p in precisions.items() if kind in WEIGHTED_OPS]
-    others: dict[str, list[str]] = {}
-    for kind, precision in precisions.items():
-        if kind not in WEIGHTED_OPS:
-            others.setdefault(precision, []).append(kind)
-    rest = [f"{', '.join(kinds)} {precision}" for precision, kinds in others.items()]
-    return "; ".join(weighted + rest) + "."
-
-
-def signature_input(flatbuffer: bytes) -> tuple[str, str]:
-    """(signature key, input name): how litert-quantizer's calibration and validation feed data."""
-    with quiet_stderr():
-        signatures = Interpreter(model_content=flatbuffer).get_signature_list()
-    inputs = [name for spec in signatures.values() for name in spec["inputs"]]
-    if len(signatures) != 1 or len(inputs) != 1:
-        raise UserError(f"litert-quantizer is fed one signature with one input here; this model has "
-                        f"{len(signatures)} signatures and {len(inputs)} inputs")
-    return next(iter(signatures)), inputs[0]
-
-
-# Quantizing ------------------------------------------------------------------------------
 
 
 #: litert-quantizer's calibration data: signature key -> one {input name: batch} per sample.
@@ -227,7 +118,7 @@ def runtime_defect(kind: str, bits: int, block_size: int | None = None) -> str |
     weights are integers in the quantized range with the extreme value in every channel and block,
     so quantizing it is exact, and anything beyond activation rounding is the runtime's doing.
     """
-    from compress.measure import TFLiteModel
+    from compress.models.flatbuffer import TFLiteModel
 
     if kind not in ("CONV_2D", "FULLY_CONNECTED"):
         return None
@@ -270,7 +161,7 @@ def runtime_defects(flatbuffer: bytes, bits: int, block_size: int | None = None)
 
 def require_runs(flatbuffer: bytes, data: TrainingData, what: str) -> None:
     """Load the file in LiteRT and run a few validation rows: a missing kernel is a Skip, not a row."""
-    from compress.measure import TFLiteModel
+    from compress.models.flatbuffer import TFLiteModel
 
     try:
         outputs = TFLiteModel(flatbuffer).predict(data.x_val[:8])
@@ -283,7 +174,7 @@ def require_runs(flatbuffer: bytes, data: TrainingData, what: str) -> None:
 
 
 def validation_accuracy(flatbuffer: bytes, data: TrainingData) -> float:
-    from compress.measure import TFLiteModel
+    from compress.models.flatbuffer import TFLiteModel
 
     return float(np.mean(TFLiteModel(flatbuffer).predict(data.x_val).argmax(axis=1) == data.y_val))
 
@@ -378,7 +269,7 @@ class _LowBitWeights(Strategy):
         require_runs(flatbuffer, ctx.data, what)
         fallback = (" litert-quantizer has no blockwise convolution, so convolutions keep one scale "
                     "per output channel.") if block else ""
-        return Compressed(tflite=flatbuffer, notes=f"{describe(flatbuffer)} {_DYNAMIC_NOTE}{fallback}")
+        return Compressed(tflite=flatbuffer, notes=f"{_DYNAMIC_NOTE}{fallback}")
 
 
 @register
@@ -430,7 +321,7 @@ class QuantizeInt16x8(Strategy):
         quantized = run_quantizer(flatbuffer, configure, what, {signature: [{name: x} for (x,) in batches()]})
         require_runs(quantized, ctx.data, what)
         return Compressed(tflite=quantized, notes=(
-            f"{describe(quantized)} Activation ranges from {self.samples} train rows; float input "
+            f"Activation ranges from {self.samples} train rows; float input "
             "and output through QUANTIZE/DEQUANTIZE ops."))
 
 
@@ -494,4 +385,4 @@ class QuantizeMixed(Strategy):
         return Compressed(tflite=flatbuffer, notes=(
             f"{plan}. Validation accuracy {score:.3f}; int8 everywhere {base:.3f}, {self.low} on every "
             f"layer LiteRT runs at {self.low} {all_low:.3f}; budget {self.max_drop:g} pp below int8.{why} "
-            f"{describe(flatbuffer)} {_DYNAMIC_NOTE}"))
+            f"{_DYNAMIC_NOTE}"))

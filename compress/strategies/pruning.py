@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from compress.backend import keras, tfmot
+from compress.models.backend import keras, tfmot
+from compress.models.training import Plan, cut_short, fit, plan
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.structured import shrink
-from compress.training import Plan, cut_short, fit, plan
 
 
 def polynomial_schedule(sparsity: float, planned: Plan) -> tfmot.sparsity.keras.PolynomialDecay:

@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from compress.backend import keras, tf, tfmot, to_tflite
+from compress.models.backend import keras, tf, tfmot, to_tflite
+from compress.models.training import fit
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.pruning import named
-from compress.training import fit
 
 
 def representative_data(
@@ -48,16 +48,16 @@ class _PostTraining(Strategy):
         raise NotImplementedError
 
     def compress(self, ctx: Context) -> Compressed:
-        """The conversion, with notes read back from the file: the converter decides per layer
-        (dynamic range leaves kernels under 1,024 weights float), so a fixed sentence can be false."""
-        from compress.strategies.lowbit import describe, kernel_types  # lowbit builds on this module
+        """The conversion; a file the converter left float says so (dynamic range leaves kernels
+        under 1,024 weights float).  What the file holds per op is measured, not told here."""
+        from compress.models.flatbuffer import kernel_types
 
         flatbuffer = self.convert(ctx.teacher, ctx)
         if all(precision == "float32" for _, precision in kernel_types(flatbuffer)):
             return Compressed(tflite=flatbuffer, notes=(
                 f"{self.notes} The converter quantized no layer of this model (dynamic range "
                 "leaves kernels under 1,024 weights float): the file is float32, as the teacher."))
-        return Compressed(tflite=flatbuffer, notes=f"{self.notes} In the file: {describe(flatbuffer)}")
+        return Compressed(tflite=flatbuffer, notes=self.notes)
 
 
 @register

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from compress.backend import keras
+from compress.models.backend import keras
 from compress.strategies.base import Skip
 
 #: Layers whose kernel makes new channels: the last axis of their kernel.

@@ -1,0 +1,273 @@
+"""Architectures named by short specs, shared by the teacher and the students.
+
+- ``mlp:128,64``: Dense 128, Dense 64 (ReLU), then a logits layer; any input (flattened).
+- ``cnn:32,64:128``: Conv2D 32 and 64 (3×3, ReLU, each followed by 2×2 max-pooling), then
+  Dense 128, then logits; images (height, width, channels).
+- ``cnn1d:32,64,64:64``: Conv1D 32, 64 and 64 (kernel 5, ReLU, each followed by max-pooling
+  by 2), global average pooling, Dense 64, then logits; sequences (length, channels).  Global
+  pooling, as in the 1-D CNNs people write for signals, finds a pattern wherever it sits:
+  with a Flatten head the same widths reached 0.90 where a user's pooled Conv1D reached 0.96
+  (docs/benchmarks.md).
+- ``dsres:16,32``: a small depthwise-separable residual network for images: a 3×3 stem, then
+  per width a MobileNetV2-style block (1×1 expand, 3×3 depthwise, 1×1 project, BatchNorm,
+  ReLU6, a residual add when the width is unchanged), global average pooling, logits.
+
+Every model outputs logits, so temperature scaling in distillation acts where Hinton et al.
+put it.  The data's kind decides the default: features get an MLP, sequences a 1-D CNN,
+images a 2-D CNN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from compress.common.errors import UserError
+from compress.data.builtin import data_kind
+from compress.models.backend import keras, seed_everything
+
+KINDS = ("features", "sequence", "image")
+DEFAULT_TEACHERS = {"features": "mlp:128,64", "sequence": "cnn1d:32,64,64:64", "image": "cnn:32,64:128"}
+#: Students chosen by experiment for the default teachers (docs/benchmarks.md).
+DEFAULT_STUDENTS = {"features": "mlp:32", "sequence": "cnn1d:8,16:16", "image": "cnn:8,16:32"}
+#: Which architectures fit which data kind (an MLP flattens anything).
+FITS = {"mlp": KINDS, "cnn": ("image",), "cnn1d": ("sequence",), "dsres": ("image",)}
+FORMS = ("mlp:W[,W...]", "cnn:C[,C...]:W[,W...]", "cnn1d:C[,C...]:W[,W...]", "dsres:C[,C...]")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    kind: str  # "mlp", "cnn", "cnn1d" or "dsres"
+    conv: tuple[int, ...]
+    dense: tuple[int, ...]
+
+    @property
+    def spec(self) -> str:
+        conv, dense = ",".join(map(str, self.conv)), ",".join(map(str, self.dense))
+        if self.kind == "mlp":
+            return f"mlp:{dense}"
+        if self.kind == "dsres":
+            return f"dsres:{conv}"
+        return f"{self.kind}:{conv}:{dense}"
+
+
+def _widths(text: str, spec: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise UserError(f"architecture {spec!r}: widths must be integers like 'mlp:128,64'") from None
+    if not widths or any(w <= 0 for w in widths):
+        raise UserError(f"architecture {spec!r}: give one or more positive widths")
+    return widths
+
+
+def parse_architecture(spec: str) -> Architecture:
+    """Parse a spec (see the module docstring) into an Architecture; one-line errors."""
+    kind, _, rest = spec.partition(":")
+    if kind == "mlp" and rest:
+        return Architecture("mlp", (), _widths(rest, spec))
+    if kind == "dsres" and rest and ":" not in rest:
+        return Architecture("dsres", _widths(rest, spec), ())
+    if kind in ("cnn", "cnn1d") and rest.count(":") == 1:
+        conv, dense = rest.split(":")
+        return Architecture(kind, _widths(conv, spec), _widths(dense, spec))
+    raise UserError(f"architecture {spec!r} is not understood; use one of {', '.join(FORMS)}")
+
+
+def check_fits(spec: str, input_shape: tuple[int, ...]) -> Architecture:
+    """The architecture, if it can take this data; else a one-line error with the valid forms."""
+    arch = parse_architecture(spec)
+    kind = data_kind(input_shape)
+    if kind not in FITS[arch.kind]:
+        valid = [form for form in FORMS if kind in FITS[form.split(":")[0]]]
+        raise UserError(f"architecture {spec!r} does not fit {kind} data of shape {input_shape}; "
+                        f"for this data use {' or '.join(valid)}")
+    return arch
+
+
+def default_teacher(input_shape: tuple[int, ...]) -> str:
+    return DEFAULT_TEACHERS[data_kind(input_shape)]
+
+
+#: Layers that prepare the input with values fitted to the data (``adapt``) or fixed, which
+#: training does not learn: a model built to stand in for the teacher keeps them.
+PREPROCESSING_LAYERS = ("Normalization", "Rescaling")
+
+
+def input_preprocessing(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's leading Normalization and Rescaling layers, in order (none for a built-in
+    teacher).  A student or a from-scratch control sees the teacher's raw input, so without
+    them it learns from features the teacher never saw: after a Normalization adapted on
+    features reaching 5,000, students missing it stayed below the majority-class rate."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if type(layer).__name__ not in PREPROCESSING_LAYERS:
+            break
+        found.append(layer)
+    return found
+
+
+def keep_preprocessing(model: keras.Model, teacher: keras.Model) -> None:
+    """Give ``model`` (a clone of ``teacher``, with fresh weights) the teacher's fitted
+    preprocessing back: ``clone_model`` resets an adapted Normalization to mean 0, variance 1."""
+    for layer in input_preprocessing(teacher):
+        model.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+def preprocessing_note(teacher: keras.Model) -> str:
+    """What a row built beside the teacher says about the preprocessing it kept, if any."""
+    kept = input_preprocessing(teacher)
+    if not kept:
+        return ""
+    names = ", ".join(type(layer).__name__ for layer in kept)
+    return f" It keeps the teacher's input preprocessing ({names}) with the teacher's values."
+
+
+def build_model(
+    spec: str, input_shape: tuple[int, ...], n_classes: int, *, seed: int, name: str = "model",
+    dropout: float = 0.0, preprocessing: Sequence[keras.layers.Layer] = (),
+) -> keras.Model:
+    """Build an untrained logits model; the same seed gives the same initial weights.
+
+    ``dropout`` adds a Dropout layer after each hidden Dense layer (a no-op at inference,
+    absent from the TFLite file).  ``preprocessing`` (a teacher's ``input_preprocessing``) is
+    copied, with its values, between the input and the first layer.
+    """
+    arch = check_fits(spec, input_shape)
+    seed_everything(seed)
+    copies = [type(layer).from_config({**layer.get_config(), "name": f"preprocessing_{i}"})
+              for i, layer in enumerate(preprocessing)]
+    if arch.kind == "dsres":
+        model = _dsres(arch.conv, input_shape, n_classes, name, copies)
+    else:
+        model = _stacked(arch, input_shape, n_classes, name, dropout, seed, copies)
+    for copy, layer in zip(copies, preprocessing, strict=True):
+        copy.set_weights(layer.get_weights())
+    return model
+
+
+def _stacked(arch: Architecture, input_shape: tuple[int, ...], n_classes: int, name: str,
+             dropout: float, seed: int, first: list[keras.layers.Layer]) -> keras.Model:
+    """An MLP, or a 1-D or 2-D CNN with a Dense head, as one Sequential."""
+    # Every layer is named: automatic names (dense_7) count the models a process built before,
+    # and they are written into the flatbuffer, whose bytes would then depend on that history.
+    layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, name="input"), *first]
+    for i, filters in enumerate(arch.conv):
+        if arch.kind == "cnn":
+            layers += [keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{i}"),
+                       keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i}")]
+        else:
+            layers += [keras.layers.Conv1D(filters, 5, padding="same", activation="relu", name=f"conv_{i}"),
+                       keras.layers.MaxPooling1D(2, padding="same", name=f"pool_{i}")]
+    if arch.kind == "cnn1d":
+        layers.append(keras.layers.GlobalAveragePooling1D(name="global_pool"))
+    elif len(input_shape) > 1:
+        layers.append(keras.layers.Flatten(name="flatten"))
+    for i, width in enumerate(arch.dense):
+        layers.append(keras.layers.Dense(width, activation="relu", name=f"dense_{i}"))
+        if dropout > 0:
+            layers.append(keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{i}"))
+    layers.append(keras.layers.Dense(n_classes, name="logits"))
+    return keras.Sequential(layers, name=name)
+
+
+def _dsres(widths: tuple[int, ...], input_shape: tuple[int, ...], n_classes: int,
+           name: str, first: list[keras.layers.Layer]) -> keras.Model:
+    """MobileNetV2-style blocks: depthwise, residual, BatchNorm, ReLU6."""
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="input")
+    x = inputs
+    for layer in first:
+        x = layer(x)
+    stem = layers.Conv2D(widths[0], 3, padding="same", name="stem_conv")(x)
+    x = layers.ReLU(6.0, name="stem_relu")(layers.BatchNormalization(name="stem_bn")(stem))
+    for i, width in enumerate(widths):
+        block = layers.Conv2D(2 * width, 1, name=f"block{i}_expand")(x)
+        block = layers.ReLU(6.0, name=f"block{i}_expand_relu")(
+            layers.BatchNormalization(name=f"block{i}_expand_bn")(block))
+        block = layers.DepthwiseConv2D(3, padding="same", name=f"block{i}_depthwise")(block)
+        block = layers.ReLU(6.0, name=f"block{i}_depthwise_relu")(
+            layers.BatchNormalization(name=f"block{i}_depthwise_bn")(block))
+        block = layers.BatchNormalization(name=f"block{i}_project_bn")(
+            layers.Conv2D(width, 1, name=f"block{i}_project")(block))
+        x = layers.Add(name=f"block{i}_add")([x, block]) if x.shape[-1] == width else block
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    return keras.Model(inputs, layers.Dense(n_classes, name="logits")(x), name=name)
+
+
+def clone(model: keras.Model) -> keras.Model:
+    """An independent copy with the same weights, so no strategy can touch the original."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+#: How much narrower than its teacher a derived student starts.
+STUDENT_SHRINK = 4
+
+
+def derive_student(teacher: keras.Model, teacher_architecture: str,
+                   input_shape: tuple[int, ...], shrink: int = STUDENT_SHRINK) -> str:
+    """A student of the teacher's own kind, narrower and shallower.
+
+    A default teacher gets the student chosen by experiment; a built-in spec keeps its kind
+    with widths divided by ``shrink`` and at most two hidden layers of each sort; a user's model
+    is read layer by layer (Conv1D, Conv2D or depthwise layers make a 1-D or 2-D CNN student,
+    otherwise an MLP) from its own widths.  The caller checks it is strictly smaller.
+    """
+    kind = data_kind(input_shape)
+    if teacher_architecture == DEFAULT_TEACHERS[kind] and shrink == STUDENT_SHRINK:
+        return DEFAULT_STUDENTS[kind]
+    try:
+        arch = parse_architecture(teacher_architecture)
+    except UserError:
+        arch = _read_architecture(teacher, kind)
+    conv = tuple(max(4, w // shrink) for w in arch.conv[:2])
+    dense = tuple(max(8, w // shrink) for w in arch.dense[:1])
+    if arch.kind == "dsres":
+        return f"cnn:{','.join(map(str, conv))}:{max(8, 2 * conv[-1])}"
+    return Architecture(arch.kind, conv, dense or (16,)).spec
+
+
+#: The automatic student's ladder: each rung about four times fewer weights.
+STUDENT_SHRINKS = (STUDENT_SHRINK, 2 * STUDENT_SHRINK, 4 * STUDENT_SHRINK)
+#: The tuner's ladder: a rung between each of the above (about half the weights each), since
+#: the smallest student within an accuracy budget often falls between two of them.
+FINE_STUDENT_SHRINKS = (4, 6, 8, 12, 16)
+
+
+def student_candidates(teacher: keras.Model, teacher_architecture: str,
+                       input_shape: tuple[int, ...],
+                       shrinks: Sequence[int] = STUDENT_SHRINKS) -> tuple[str, ...]:
+    """Students ``shrinks`` times narrower than the teacher, widest first; for images also the
+    smallest depthwise-separable residual network, whose global pooling suits a teacher that
+    pools globally (a Flatten student can outweigh such a teacher at any width)."""
+    specs = [derive_student(teacher, teacher_architecture, input_shape, s) for s in shrinks]
+    if data_kind(input_shape) == "image":
+        specs.append("dsres:4")
+    return tuple(dict.fromkeys(specs))
+
+
+def _read_architecture(model: keras.Model, kind: str) -> Architecture:
+    """The widths of a user's model, as the closest built-in architecture of its kind."""
+    layers = keras.layers
+    convs = [layer.filters for layer in model.layers
+             if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.SeparableConv1D,
+                                   layers.SeparableConv2D)) and not isinstance(layer, layers.DepthwiseConv2D)]
+    dense = [layer.units for layer in model.layers if isinstance(layer, layers.Dense)][:-1]
+    if kind == "sequence" and convs:
+        return Architecture("cnn1d", tuple(convs), tuple(dense) or (64,))
+    if kind == "image" and convs:
+        return Architecture("cnn", tuple(convs), tuple(dense) or (64,))
+    return Architecture("mlp", (), tuple(dense) or (64,))
+
+
+#: Layers that read token ids, and why such a teacher is refused.
+TOKEN_LAYERS = frozenset({"Embedding", "TextVectorization", "StringLookup", "IntegerLookup"})
+
+
+INTEGER_INPUTS = ("compress compares models on float features (tables, images, signals) and "
+                  "cannot scale, quantize or time integer token inputs; use a teacher whose input "
+                  "is float features")

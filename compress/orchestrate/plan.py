@@ -1,0 +1,178 @@
+"""Planning a run: which rows, paired with which controls, in which files, and how a
+``--time-budget`` is shared among the teachers and the rows.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from compress.common.errors import UserError, option
+from compress.strategies import Strategy, strategies_from_spec
+from compress.strategies.baseline import Baseline
+from compress.strategies.resolve import strategy_from_name
+
+#: A teacher's training weighs this much against strategies' ``cost`` in --time-budget shares
+#: (it trains for about as long as a distilled student).
+TEACHER_COST = 4.0
+
+
+def artifact_name(stem: str, taken: set[str]) -> str:
+    """A file name per row, safe for any strategy name and unique within the run."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
+    name, n = f"{stem}.tflite", 2
+    while name in taken:
+        name, n = f"{stem}-{n}.tflite", n + 1
+    return name
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row to produce: a strategy and, for a control, the technique it is paired with."""
+
+    strategy: Strategy
+    control_of: str | None = None  # the spec of the technique row this control judges
+
+    @property
+    def role(self) -> str:
+        return self.strategy.role
+
+
+def plan_steps(specs: Sequence[str], epochs: int | None = None) -> list[Step]:
+    """Every row of a run: the baseline first, each technique followed by its own controls.
+
+    Each technique configuration gets its own copy of every control it declares
+    (``companions``) or the user asked for, configured by ``paired_with`` so that
+    only the technique differs.  ``epochs`` overrides each strategy's own default,
+    never a parameter a control inherits.
+    """
+    overrides = {} if epochs is None else {"epochs": epochs}
+    requested = [s for spec in specs for s in strategies_from_spec(spec, overrides)]
+    techniques = list({s.spec(): s for s in requested if s.role == "technique"}.values())
+    templates = list({s.spec(): s for s in requested if s.role == "control"}.values())
+    for template in templates:
+        if not any(t.controlled(str(template.control_of)) for t in techniques):
+            raise UserError(f"{template.name} is a control for {template.control_of}; add "
+                            f"{option('strategies', [template.control_of])} to the run, or drop "
+                            f"{template.name}")
+    steps = [Step(Baseline())]
+    for technique in techniques:
+        steps.append(Step(technique))
+        explicit = [c for c in templates if technique.controlled(str(c.control_of))]
+        named = {c.name for c in explicit}
+        defaults = [strategy_from_name(name, overrides) for name in technique.companions
+                    if name not in named]
+        for control in [*explicit, *defaults]:
+            source = technique.controlled(str(control.control_of))
+            if source is not None:
+                steps.append(Step(control.paired_with(source), control_of=technique.spec()))
+    return steps
+
+
+class TimeBudget:
+    """``--time-budget`` shared among a run's steps, each claiming its share as it starts.
+
+    Steps start cheapest first.  Each has a fixed cost (building, converting, scoring), learnt
+    from the steps that train nothing (their whole time is fixed cost), and a training cost in
+    proportion to ``Strategy.cost``.  When a step starts, the time left pays first for the
+    fixed costs of as many of the next steps as it can, then what remains is split among those
+    steps by cost (times the worker count, at most all of it).  Claiming at the start means
+    time a quick step leaves unused goes to the steps after it; a step the time left cannot
+    pay for is not started, so the costliest steps are the ones a short budget leaves out.
+
+    Teachers are claimed the same way, first (``claim_alone``): each trains while nothing else
+    does, so its share is its ``TEACHER_COST`` against every teacher still to train and the
+    rows' work spread over the workers.
+    """
+
+    def __init__(self, deadline: float, costs: Sequence[float], workers: int = 1,
+                 by_index: dict[int, float] | None = None, alone: Sequence[float] = ()) -> None:
+        self.deadline = deadline  # time.time(), so worker processes share the clock
+        self.costs = list(costs)  # of the steps not started yet, in the order they start
+        self.workers = workers
+        self.by_index = by_index or {}  # a row's cost, by its index in the run
+        self.alone = list(alone)  # of the teachers still to train, one at a time before any row
+        self.fixed: list[float] = []
+
+    @classmethod
+    def for_run(cls, deadline: float, ordered: Sequence[PlannedRow], workers: int,
+                teachers: int) -> TimeBudget:
+        """A run's budget: ``teachers`` to train first, then the rows in the order they start."""
+        costs = row_costs(ordered)
+        return cls(deadline, [costs[item.index] for item in ordered], workers, costs,
+                   alone=[TEACHER_COST] * teachers)
+
+    def claim_alone(self, cost: float = TEACHER_COST) -> float:
+        """The training deadline of a step that runs with nothing beside it (a teacher)."""
+        self.alone.remove(cost)
+        now = time.time()
+        share = cost / (cost + sum(self.alone) + sum(self.costs) / self.workers)
+        return now + max(0.0, self.deadline - now) * share
+
+    def claim(self, cost: float) -> float:
+        """The training deadline of the step starting now (the next in line); a time already
+        past means: do not start it."""
+        self.costs.remove(cost)
+        now = time.time()
+        left, fixed = self.deadline - now, statistics.median(self.fixed) if self.fixed else 0.0
+        if left <= fixed:
+            return now - 1.0
+        fitting = len(self.costs) + 1 if fixed <= 0 else max(1, int(left * self.workers / fixed))
+        ahead = [cost, *self.costs[:fitting - 1]]
+        if cost <= 0 or sum(ahead) <= 0:
+            return self.deadline
+        spare = max(0.0, left - fixed * math.ceil(len(ahead) / self.workers))
+        return now + fixed + spare * min(1.0, self.workers * cost / sum(ahead))
+
+    def finished(self, cost: float, seconds: float, row: dict[str, Any]) -> None:
+        """A step took ``seconds`` from its start to its row: all fixed cost if it trains nothing
+        and really ran (a skipped or failed row says nothing about what a step costs)."""
+        if cost <= 0 and row["status"] == "ok":
+            self.fixed.append(seconds)
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """One row of a run: a step for one seed, and the file its model is saved as."""
+
+    index: int
+    seed: int
+    step: Step
+    artifact: str
+
+
+def plan_rows(steps: Sequence[Step], seeds: Sequence[int]) -> list[PlannedRow]:
+    """Every (seed, step) in report order, each with its own artifact name."""
+    planned: list[PlannedRow] = []
+    for seed in seeds:
+        for step in steps:
+            stem = f"{step.strategy.name}-seed{seed}" if len(seeds) > 1 else step.strategy.name
+            artifact = artifact_name(stem, {p.artifact for p in planned})
+            planned.append(PlannedRow(len(planned), seed, step, artifact))
+    return planned
+
+
+def row_costs(planned: Sequence[PlannedRow]) -> dict[int, float]:
+    """What each row weighs in a time budget: its strategy's ``cost``, or for a control its
+    technique's, since it trains the same student for the same budget."""
+    techniques = {(i.seed, i.step.strategy.spec()): i.step.strategy.cost for i in planned}
+    return {i.index: techniques.get((i.seed, i.step.control_of), i.step.strategy.cost)
+            for i in planned}
+
+
+def start_order(planned: Sequence[PlannedRow], workers: int, budgeted: bool) -> list[PlannedRow]:
+    """The order rows start in.  Side by side, the costliest first, so that no worker is left
+    with a long step at the end (a control weighs what its technique does: on 3,773 images
+    both distill controls once started after pruning and ran last, alone, for four minutes);
+    under a time budget, the cheapest first (a control right after its technique): a
+    quantizer's row is complete in seconds, a training cut short is worth less, and what a
+    budget cannot start is skipped."""
+    costs = row_costs(planned)
+    if budgeted:
+        return sorted(planned, key=lambda item: costs[item.index])
+    return sorted(planned, key=lambda item: -costs[item.index]) if workers > 1 else list(planned)

@@ -1,0 +1,167 @@
+"""One step of a run: a strategy applied to a clone of the teacher, its flatbuffer scored.
+
+``apply_strategy`` is the one path from a strategy to a flatbuffer (runs, sweeps, tune and the
+conformance kit take it), ``evaluate_step`` turns it into a guarded row, and ``finish_seed``
+compares a seed's rows with its baseline and times them together.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.common.fileio import write_atomic
+from compress.data.builtin import Dataset, TrainingData
+from compress.measure.accuracy import accuracy_stats, reference_stats
+from compress.measure.latency import measure_latency
+from compress.measure.memory import memory_fields
+from compress.measure.size import size_fields
+from compress.models.architectures import clone
+from compress.models.backend import keras, seed_everything, to_tflite
+from compress.models.flatbuffer import TFLiteModel
+from compress.models.stage_cache import StageCache
+from compress.models.teacher import (
+    Teacher,
+)
+from compress.models.training import time_allowance
+from compress.orchestrate.interrupts import Interrupts
+from compress.orchestrate.plan import Step
+from compress.orchestrate.teachers import Source, majority_rate, teacher_fields
+from compress.results.rows import new_row
+from compress.strategies import Compressed, Context, Skip, Strategy
+
+ERROR_LOG = "errors.log"
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    row: dict[str, Any]
+    flatbuffer: bytes | None = None
+    labels: np.ndarray | None = None  # predicted test labels, for comparisons with the baseline
+
+
+def evaluate_step(
+    step: Step, teacher: Teacher, source: Source, seed: int, *, scenario: str, threads: int,
+    env: dict[str, Any], folder: Path, run_id: str, artifact: str,
+    interrupts: Interrupts | None = None, stage_cache: StageCache | None = None,
+    deadline: float | None = None,
+) -> Evaluated:
+    """One row: run the strategy, save its artifact, score its size and accuracy.
+
+    The same step for runs and sweep jobs.  Everything from the strategy's call to
+    the scored predictions is guarded: whatever goes wrong, a strategy's bug or a
+    garbage flatbuffer, becomes this row's ``failed`` status and the run goes on.
+    Comparisons with the baseline are added by ``finish_seed``.  Training stops at
+    ``deadline`` (``time.time()``), and the row says what that cut short.
+    """
+    dataset, strategy = source.dataset, step.strategy
+    row = step_row(step, teacher, source, seed, scenario=scenario, env=env, run_id=run_id)
+    try:
+        made = apply_strategy(strategy, teacher.model, teacher.architecture, dataset.training,
+                              seed=seed, workdir=folder, stage_cache=stage_cache, deadline=deadline)
+        model = TFLiteModel(made.flatbuffer, threads=threads)
+        labels = np.argmax(model.predict(dataset.x_test), axis=1)
+        scored = {**size_fields(made.flatbuffer), **memory_fields(made.flatbuffer), **asdict(
+            accuracy_stats(dataset.y_test, labels, dataset.n_classes))}
+        write_atomic(folder / artifact, made.flatbuffer)
+    except Skip as reason:
+        row.update(status="skipped", reason=str(reason))
+        return Evaluated(row)
+    except Exception as error:  # one broken strategy or artifact must not sink the run
+        if interrupts is not None and interrupts.requested:
+            raise KeyboardInterrupt from None
+        row.update(status="failed", reason=one_line(f"{type(error).__name__}: {error}"))
+        with open(folder / ERROR_LOG, "a") as log:
+            log.write(f"--- {row['spec']} (seed {seed})\n{traceback.format_exc()}\n")
+        return Evaluated(row)
+    notes = made.notes
+    if made.cut_short:
+        # The strategy's notes describe its plan: the cut comes first, so they cannot be read as done.
+        notes = f"Stopped by the time budget after {made.cut_short}, of this plan: {notes}".strip()
+    row.update(scored, status="ok", notes=notes, train_seconds=made.train_seconds,
+               budget_stopped=made.cut_short, artifact=artifact,
+               test_correct="".join("1" if ok else "0" for ok in labels == dataset.y_test))
+    return Evaluated(row, made.flatbuffer, labels)
+
+
+def step_row(
+    step: Step, teacher: Teacher, source: Source, seed: int, *, scenario: str,
+    env: dict[str, Any], run_id: str,
+) -> dict[str, Any]:
+    """A step's row before it is scored: what was asked for, on which data and teacher."""
+    dataset, strategy = source.dataset, step.strategy
+    return new_row(
+        run_id=run_id, strategy=strategy.name, spec=strategy.spec(), label=strategy.label(),
+        family=strategy.family, role=strategy.role, control_of=step.control_of,
+        training_cost=strategy.cost,  # 0: a conversion, whose "train_seconds" trained nothing
+        params=strategy.get_params(), dataset=dataset.name, scenario=scenario,
+        preprocessing=source.preprocessing, class_names=list(dataset.class_names), seed=seed,
+        **teacher_fields(teacher), majority_rate=majority_rate(dataset.y_test), env=env,
+    )
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
+
+
+def finish_seed(
+    evaluated: Sequence[Evaluated], dataset: Dataset, threads: int,
+    timed: Callable[[dict[str, Any]], bool] | None = None,
+) -> None:
+    """Compare a seed's rows with its baseline (fidelity, McNemar) and time them together.
+
+    ``timed`` picks the rows to time (default: every finished row).
+    """
+    base = next((e for e in evaluated if e.row["role"] == "baseline" and e.labels is not None), None)
+    for item in evaluated:
+        if item.labels is not None and base is not None:
+            item.row.update(reference_stats(dataset.y_test, item.labels, base.labels))
+    flatbuffers = {str(i): e.flatbuffer for i, e in enumerate(evaluated)
+                   if e.flatbuffer is not None and (timed is None or timed(e.row))}
+    reference = next((str(i) for i, e in enumerate(evaluated) if e is base and str(i) in flatbuffers),
+                     None)
+    latencies = measure_latency(flatbuffers, dataset.x_test, reference=reference, threads=threads)
+    for key, latency in latencies.items():
+        evaluated[int(key)].row.update(latency.fields())
+
+
+@dataclass(frozen=True)
+class Artifact:
+    flatbuffer: bytes
+    notes: str
+    train_seconds: float
+    cut_short: str | None = None  # what the time budget stopped, if anything
+
+
+def apply_strategy(
+    strategy: Strategy, teacher: keras.Model, teacher_architecture: str, data: TrainingData,
+    *, seed: int, workdir: Path, stage_cache: StageCache | None = None,
+    deadline: float | None = None,
+) -> Artifact:
+    """Seed, hand the strategy a fresh clone of the teacher, time it, export TFLite.
+
+    The one path from a strategy to a flatbuffer, shared by runs and the
+    conformance suite.  Its training stops at ``deadline`` (``time.time()``, None: never).
+    Raises ``Skip`` or whatever the strategy raised.
+    """
+    seed_everything(seed)
+    ctx = Context(
+        data=data.read_only(), teacher=clone(teacher), teacher_architecture=teacher_architecture,
+        seed=seed, workdir=workdir, stage_cache=stage_cache,
+    )
+    with time_allowance(deadline) as allowance:
+        start = time.perf_counter()
+        compressed = strategy.compress(ctx)
+        seconds = time.perf_counter() - start
+    if not isinstance(compressed, Compressed):
+        raise TypeError(f"{type(strategy).__name__}.compress returned a {type(compressed).__name__}; "
+                        "it must return compress.Compressed(model=... or tflite=..., notes=...)")
+    flatbuffer = compressed.tflite if compressed.tflite is not None else to_tflite(compressed.model)
+    return Artifact(flatbuffer, compressed.notes, round(seconds, 3),
+                    allowance.stopped if allowance else None)

@@ -1,0 +1,404 @@
+"""The search phase of ``compress tune``: Optuna proposes, sweep jobs train and score on the
+validation split only, and a journal lets a re-run replay what finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from compress.common.errors import UserError
+from compress.orchestrate.tune_space import (
+    MAX_STAGES,
+    Space,
+    TuneSettings,
+    default_point,
+    propose,
+    search_space,
+    stage_names,
+    starting_points,
+)
+from compress.orchestrate.tune_trials import (
+    CONFIRM_CANDIDATES,
+    SearchResult,
+    Trial,
+    candidates,
+    choose,
+    describe_trial,
+    evidence,
+    final_specs,
+    pareto_front,
+    rank,
+)
+from compress.strategies.base import Task
+
+#: The proposals in order (Optuna parameters), replayed from the job cache on a re-run.
+JOURNAL = "trials.jsonl"
+
+
+#: Random proposals after the starting points and before TPE models anything: each draws its
+#: chain stage by stage, so long chains are explored before the model narrows the search.
+RANDOM_TRIALS = 24
+
+
+#: A chain is not trained when a prefix of it, tried earlier, lost this many points more
+#: than the budget allows: later stages compress further and do not win accuracy back.
+HOPELESS_MARGIN_PP = 1.0
+
+
+#: Proposals in a row that repeat finished trials, after which the search has converged.
+CONVERGED_REPEATS = 30
+
+
+#: Failed trials in a row after which the search stops: something is broken, not unlucky.
+FAILURES_IN_A_ROW = 8
+
+
+#: Progress callback: (trials finished, trials running, best so far, seconds left).
+TuneProgress = Callable[[int, int, str, float], None]
+
+
+class _Search:
+    """The ask-and-tell loop around an Optuna study, fed to an executor as a lazy job stream."""
+
+    def __init__(self, study: Any, space: Space, settings: TuneSettings, make_job: Callable[[str], Any],
+                 journal: Path, replay: list[dict[str, Any]], teacher_accuracy: float,
+                 measure_speedup: Callable[[Path], float] | None) -> None:
+        self.study, self.space, self.settings = study, space, settings
+        self.make_job, self.journal = make_job, journal
+        self.teacher_accuracy = teacher_accuracy
+        self.worst = 0.0  # the objective's value for a trial that produced nothing: the teacher's
+        self.measure_speedup = measure_speedup
+        self.deadline: Callable[[], float] = lambda: math.inf  # seconds the search may still take
+        self.trials: list[Trial] = []
+        self.by_spec: dict[str, Trial] = {}
+        self.running: dict[str, list[Any]] = {}  # job key -> Optuna trials waiting for it
+        self.submitted: dict[str, Any] = {}  # job key -> job
+        self.repeats = 0
+        self.reused = 0
+        self.stopped = ""
+        self.params: dict[str, dict[str, Any]] = {}  # spec -> the Optuna parameters that made it
+        self.deepened: set[str] = set()
+        self.replay = len(replay)
+        for params in replay:
+            study.enqueue_trial(params, skip_if_exists=False)
+
+    # --- the stream of jobs ------------------------------------------------------------
+    def jobs(self) -> Iterator[Any]:
+        from compress.strategies import strategies_from_spec
+
+        while not self._finished():
+            asked = self.study.ask()
+            try:
+                proposed = propose(asked, self.space)
+                (strategy,) = strategies_from_spec(proposed)
+                spec = strategy.spec()
+            except UserError as error:  # a combination a strategy refuses to build
+                self._record(asked, Trial(asked.number, proposed, proposed, proposed.count(">") + 1,
+                                          "invalid", reason=str(error)))
+                continue
+            if asked.number >= self.replay:  # a replayed proposal is in the journal already
+                self._journal(asked.params)
+            self.params.setdefault(spec, dict(asked.params))
+            stages = spec.count(">") + 1
+            if spec in self.by_spec and self.by_spec[spec].status != "failed":
+                self.repeats += 1
+                first = self.by_spec[spec]
+                self._record(asked, dataclasses.replace(
+                    first, number=asked.number, reused=False,
+                    reason=f"the configuration of trial {first.number}, not run again"))
+                continue
+            self.repeats = 0
+            reason = self._hopeless(spec)
+            if reason:
+                self._record(asked, Trial(asked.number, spec, strategy.label(), stages, "hopeless",
+                                          reason=reason))
+                continue
+            job = self.make_job(spec)
+            if job.key in self.running:
+                self.running[job.key].append(asked)
+                continue
+            self.running[job.key] = [asked]
+            self.submitted[job.key] = job
+            if job.result_path.exists():  # finished by an earlier tune into this folder
+                self.reused += 1
+                self.finish(json.loads(job.result_path.read_text()), reused=True)
+                continue
+            yield job
+
+    def _finished(self) -> bool:
+        if self.settings.max_trials is not None and len(self.trials) >= self.settings.max_trials:
+            self.stopped = f"{self.settings.max_trials} trials"
+        elif len(self.trials) >= FAILURES_IN_A_ROW and all(
+                t.status == "failed" for t in self.trials[-FAILURES_IN_A_ROW:]):
+            self.stopped = (f"{FAILURES_IN_A_ROW} trials in a row failed, the last with: "
+                            f"{self.trials[-1].reason}")
+        elif self.repeats >= CONVERGED_REPEATS:
+            self.stopped = f"converged ({CONVERGED_REPEATS} proposals in a row repeated earlier trials)"
+        elif self.deadline() <= 0 and len(self.trials) >= self.replay:
+            self.stopped = "time budget"
+        return bool(self.stopped)
+
+    def _hopeless(self, spec: str) -> str | None:
+        stages = spec.split(">")
+        limit = self.settings.max_accuracy_drop + HOPELESS_MARGIN_PP
+        for end in range(len(stages) - 1, 0, -1):
+            prefix = self.by_spec.get(">".join(stages[:end]))
+            if prefix is not None and prefix.drop_pp is not None and prefix.drop_pp > limit:
+                return (f"its first {end} stage(s) already lose {prefix.drop_pp:.2f} pp on validation "
+                        f"(trial {prefix.number}), more than the budget plus {HOPELESS_MARGIN_PP:g}")
+        return None
+
+    # --- results ------------------------------------------------------------------------
+    def finish(self, result: dict[str, Any], *, reused: bool = False) -> None:
+        """Tell every Optuna trial that waited for this job what it scored."""
+        row = result["row"]
+        job = self.submitted.pop(result["key"])
+        waiting = self.running.pop(job.key, [])
+        stages = job.spec.count(">") + 1
+        trial = Trial(-1, job.spec, row.get("label") or job.spec, stages, row.get("status", "failed"),
+                      reason=row.get("reason"), reused=reused, key=job.key,
+                      train_seconds=row.get("train_seconds"))
+        if trial.status == "ok":
+            trial.val_accuracy = row["accuracy"]
+            trial.drop_pp = round(100 * (self.teacher_accuracy - row["accuracy"]), 4)
+            trial.size_bytes, trial.size_gzip_bytes = row["size_bytes"], row["size_gzip_bytes"]
+            trial.macs = row.get("macs")
+            if self.measure_speedup is not None:
+                trial.speedup = self.measure_speedup(Path(job.out) / row["artifact"])
+        for asked in waiting:
+            self._record(asked, dataclasses.replace(trial, number=asked.number))
+
+    def _record(self, asked: Any, trial: Trial) -> None:
+
+        self.trials.append(trial)
+        known = self.by_spec.get(trial.spec)
+        if trial.status != "invalid" and (known is None or known.status == "failed"):
+            self.by_spec[trial.spec] = trial  # a failure is tried again, anything else is final
+        value = trial.value(self.settings.objective)
+        if value is None:
+            # Told as the worst outcome, not as failed: TPE ignores failed trials, so it would
+            # keep proposing a configuration that skips (int2 on a convolution) or is hopeless.
+            asked.set_constraint("accuracy_drop_pp", 100.0)
+            self.study.tell(asked, [self.worst, 0.0])
+            return
+        asked.set_constraint("accuracy_drop_pp", (trial.drop_pp or 0.0) - self.settings.max_accuracy_drop)
+        self.study.tell(asked, [value, trial.val_accuracy])
+        self._deepen()
+
+    def _deepen(self) -> None:
+        """When a new best within the budget among the pipelines that can still grow appears,
+        try it next followed by each stage the rules allow after its last one (at that stage's
+        defaults, cheapest first), before the sampler's own proposals: the way the best
+        pipelines are found by hand (distill, then prune, then cluster, then quantize), each
+        step kept only while the budget holds."""
+        if len(self.trials) < self.replay:  # a resumed tune: the journal holds the extensions
+            return
+        growable = [t for t in self.trials if t.stages < MAX_STAGES and self._followers(t.spec)]
+        best = choose(growable, self.settings)
+        if best is None or best.spec in self.deepened or best.spec not in self.params:
+            return
+        self.deepened.add(best.spec)
+        last = stage_names(best.spec)[-1]
+        for follower in self._followers(best.spec):
+            point = {**self.params[best.spec], f"after {last}": follower}
+            if self.space.followers[follower]:
+                point[f"after {follower}"] = "end"
+            point.update(default_point(self.space, follower))
+            self.study.enqueue_trial(point, skip_if_exists=True)
+
+    def _followers(self, spec: str) -> list[str]:
+        """The stages that may come next in this pipeline, cheapest first."""
+        stages = stage_names(spec)
+        followers = [f for f in self.space.followers.get(stages[-1], ()) if f not in stages]
+        return sorted(followers, key=lambda name: (self.space.costs[name], name))
+
+    def _journal(self, params: dict[str, Any]) -> None:
+        with open(self.journal, "a", encoding="utf-8") as journal:
+            journal.write(json.dumps(params) + "\n")
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The proposals of an earlier tune into this folder; a torn last line is dropped."""
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            break
+    return entries
+
+
+def search(
+    config: Any, settings: TuneSettings, executor: Any, out: Path,
+    progress: TuneProgress | None = None, *, started: float | None = None,
+) -> SearchResult:
+    """The search phase: propose, train and score on validation only, until the time budget
+    (less the time the final measurement will need), the trial limit or convergence."""
+    import optuna
+
+    from compress.measure.latency import measure_latency
+    from compress.results.outdir import open_output
+
+    started = time.monotonic() if started is None else started
+    seed = config.seeds[0]
+    source, teacher, job_for = seed_trials(config, seed, out)
+    training = source.dataset.training
+    task = Task(teacher.model, teacher.architecture, training.input_shape, training.n_classes)
+    space = search_space(task, settings.strategies)
+    open_output(out, "tune", reuse=True)
+    x_val = training.x_val
+    base = teacher_row(job_for)
+    teacher_flatbuffer = (out / base["artifact"]).read_bytes()
+
+    def speedup(artifact: Path) -> float:
+        """Paired interleaved rounds against the teacher while trials train: the ratio, not the
+        absolute time, is what survives the contention."""
+        timed = measure_latency({"teacher": teacher_flatbuffer, "trial": artifact.read_bytes()}, x_val,
+                                reference="teacher", rounds=15, span_seconds=0.0)
+        return float(timed["trial"].speedup or 1.0)
+
+    journal_path = out / JOURNAL
+    replay = read_journal(journal_path)
+    if not replay:
+        journal_path.write_text("")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                             n_startup_trials=len(space.stages) + RANDOM_TRIALS)
+        study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
+        budget_seconds = settings.time_budget_min * 60
+
+        def left() -> float:
+            return budget_seconds - (time.monotonic() - started)
+
+        state = _Search(study, space, settings, job_for, journal_path, replay, base["accuracy"],
+                        speedup if settings.objective == "latency" else None)
+        state.deadline = lambda: left() - reserve()
+        state.worst = float(base["size_gzip_bytes"]) if settings.objective == "size" else 1.0
+
+        def reserve() -> float:
+            """Seconds the first batch of confirmation and the final measurement will take for the
+            present candidates: every other seed's teacher, their trainings, the serial timing."""
+            chosen = choose(state.trials, settings)
+            if chosen is None:
+                return 0.0
+            confirming = candidates(state.trials, settings)[:CONFIRM_CANDIDATES]
+            specs = final_specs(state.trials, chosen, settings, confirming)
+            others = len(config.seeds) - 1
+            confirmation = sum(t.train_seconds or 0.0 for t in confirming) * others
+            return (measure_seconds(state.trials, specs, len(config.seeds), executor.workers)
+                    + confirmation / max(1, executor.workers) + others * (teacher.train_seconds or 10))
+
+        if not replay:
+            for point in starting_points(space):
+                study.enqueue_trial(point)
+        report = progress or (lambda done, running, best, seconds: None)
+        search_start = time.monotonic()
+        for result in executor.run(state.jobs()):
+            state.finish(result)
+            best = choose(state.trials, settings)
+            report(len(state.trials), len(state.running), describe_trial(best, settings) if best else
+                   "none within the budget yet", max(0.0, left()))
+    chosen = choose(state.trials, settings)
+    front = pareto_front(state.trials, settings.objective)
+    return SearchResult(
+        trials=state.trials,
+        teacher={"val_accuracy": base["accuracy"], "size_bytes": base["size_bytes"],
+                 "size_gzip_bytes": base["size_gzip_bytes"], "architecture": teacher.architecture},
+        chosen=chosen, front=front,
+        final=final_specs(state.trials, chosen, settings) if chosen else [],
+        seconds=round(time.monotonic() - search_start, 1), reused=state.reused,
+        stopped=state.stopped or "every proposal ran",
+        space={name: {k: dataclasses.asdict(v) for k, v in params.items()}
+               for name, params in space.stages.items()},
+        job_makers={seed: job_for},
+    )
+
+
+def seed_trials(config: Any, seed: int, out: Path) -> tuple[Any, Any, Callable[[str], Any]]:
+    """One seed's data and teacher (refused when weak) and the maker of its validation jobs."""
+    from compress.orchestrate.jobs import make_job
+    from compress.orchestrate.teachers import check_teacher, load_source, teacher_for
+    from compress.results.rows import environment
+
+    source = load_source(config, seed)
+    teacher = teacher_for(config, source, seed)
+    check_teacher(config, seed, teacher, source.dataset, {})
+    data_key, env = source.dataset.fingerprint(), environment(threads=1)
+
+    def job_for(spec: str) -> Any:
+        return make_job(spec, seed, config, data_key, teacher.cache_key, out, (), env,
+                        split="validation")
+
+    return source, teacher, job_for
+
+
+def teacher_row(job_for: Callable[[str], Any]) -> dict[str, Any]:
+    """The teacher as TFLite on the seed's validation split, measured in this process."""
+    from compress.orchestrate.jobs import run_job
+
+    base = run_job(job_for("baseline"))["row"]
+    if base.get("status") != "ok":
+        raise UserError(f"the teacher cannot be measured as TFLite: {base.get('reason')}")
+    return base
+
+
+def measure_seconds(trials: Sequence[Trial], specs: Sequence[str], seeds: int, workers: int) -> float:
+    """Seconds measuring ``specs`` on every seed's test split will take, from the trials' own
+    training times, plus the serial timing and the report."""
+    seconds = {t.spec: t.train_seconds or 0.0 for t in trials}
+    training = sum(seconds.get(s, 0.0) + 5 for s in specs) * seeds
+    return training / max(1, workers) + 3 * len(specs) * seeds + 10
+
+
+def confirm(found: SearchResult, config: Any, settings: TuneSettings, executor: Any, out: Path,
+            progress: TuneProgress | None, started: float) -> None:
+    """Score the candidates on every seed's validation split (each seed with its own splits and
+    teacher), a batch at a time, best objective first, and choose the best whose pooled loss on
+    the confirmation seeds is within the budget at ``CONFIRM_CONFIDENCE``.  Another batch runs
+    while a candidate better than the present choice is unconfirmed and the time left after the
+    final measurement affords it.  ``found`` is updated; the test split is still unread."""
+    seeds = list(config.seeds)
+    makers = {seed: found.job_makers.get(seed) or seed_trials(config, seed, out)[2] for seed in seeds}
+    teachers = {seed: teacher_row(job_for) for seed, job_for in makers.items()}
+    ranked = candidates(found.trials, settings)
+    report = progress or (lambda done, running, best, seconds: None)
+    budget = settings.max_accuracy_drop
+
+    def left() -> float:
+        return settings.time_budget_min * 60 - (time.monotonic() - started)
+
+    batch, passed = ranked[:CONFIRM_CANDIDATES], []
+    while batch:
+        began = time.monotonic()
+        jobs = {(t.spec, seed): makers[seed](t.spec) for t in batch for seed in seeds}
+        results = {j.key: json.loads(j.result_path.read_text()) for j in jobs.values()
+                   if j.result_path.exists()}
+        for result in executor.run([j for j in jobs.values() if j.key not in results]):
+            results[result["key"]] = result
+            report(len(found.trials), len(jobs) - len(results), f"confirming {len(batch)} candidates on "
+                   f"the validation splits of seeds {', '.join(map(str, seeds))}", max(0.0, left()))
+        for trial in batch:
+            found.confirmation[trial.spec] = evidence(
+                seeds, teachers, {seed: results[jobs[trial.spec, seed].key]["row"] for seed in seeds})
+        passed = [t for t in ranked
+                  if t.spec in found.confirmation and found.confirmation[t.spec].within(budget)]
+        best = min(passed, key=lambda t: rank(t, settings)) if passed else None
+        pending = [t for t in ranked if t.spec not in found.confirmation
+                   and (best is None or rank(t, settings) < rank(best, settings))]
+        final = final_specs(found.trials, best, settings, passed) if best else []
+        affordable = left() - measure_seconds(found.trials, final, len(seeds), executor.workers)
+        batch = pending[:CONFIRM_CANDIDATES] if affordable > time.monotonic() - began else []
+    passed.sort(key=lambda t: rank(t, settings))
+    found.chosen = passed[0] if passed else None
+    found.final = final_specs(found.trials, found.chosen, settings, passed) if passed else []

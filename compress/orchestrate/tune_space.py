@@ -1,0 +1,178 @@
+"""What ``compress tune`` searches: the settings a user gives, and the space of strategies and
+chains read from the registered strategies (``Strategy.tunable``, ``follows``, ``cost``), so a
+plugin is searched with no change here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from compress.common.errors import UserError, option
+from compress.strategies.base import Choice, Range, RegistryError, Task
+
+OBJECTIVES = ("size", "latency")
+
+
+MAX_STAGES = 4
+
+
+DEFAULT_TIME_BUDGET_MIN = 15.0
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """What to search for and for how long."""
+
+    max_accuracy_drop: float
+    objective: str = "size"
+    time_budget_min: float = DEFAULT_TIME_BUDGET_MIN
+    max_trials: int | None = None
+    #: Strategy name patterns the search may use (wildcards allowed); empty: every tunable one.
+    strategies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.strategies, str):  # one pattern, not its letters
+            object.__setattr__(self, "strategies", (self.strategies,))
+
+    def validate(self) -> None:
+        drop = self.max_accuracy_drop
+        if not (isinstance(drop, (int, float)) and math.isfinite(drop) and drop >= 0):
+            raise UserError(f"{option('max_accuracy_drop')} must be 0 or more percentage points, got {drop}")
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        budget = self.time_budget_min
+        if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
+            raise UserError(f"{option('time_budget_min')} must be more than 0 minutes, got {budget}")
+        if self.max_trials is not None and (isinstance(self.max_trials, bool) or
+                                            not isinstance(self.max_trials, int) or self.max_trials < 1):
+            raise UserError(f"{option('max_trials')} must be at least 1, got {self.max_trials}")
+
+
+@dataclass(frozen=True)
+class Space:
+    """The searchable strategies, their parameters, and which may follow which."""
+
+    stages: dict[str, dict[str, Range | Choice]]
+    followers: dict[str, tuple[str, ...]]
+    costs: dict[str, float]
+    defaults: dict[str, dict[str, Any]]
+
+
+def search_space(task: Task, patterns: Sequence[str] = ()) -> Space:
+    """Read the space from the registered techniques: those whose ``search_space`` is not None,
+    restricted to ``patterns``; a chain stage B may follow A when A's family is in B.follows."""
+    import inspect
+
+    from compress.strategies import registry
+
+    available = registry()
+    allowed = tunable_names(patterns)
+    stages: dict[str, dict[str, Range | Choice]] = {}
+    for name, cls in available.items():
+        if name not in allowed:
+            continue
+        space = cls.search_space(task)
+        if space is None:
+            continue
+        unknown = sorted(set(space) - set(cls.param_names()))
+        if unknown:
+            raise RegistryError(f"{name}.search_space names {unknown[0]!r}, not a parameter of it")
+        stages[name] = space
+    if not stages:
+        raise UserError(f"no strategy matching {option('strategies', patterns)} has a search space "
+                        f"for this teacher; tunable strategies: {', '.join(tunable_names(()))}")
+    followers = {a: tuple(b for b in stages if b != a and not available[a].produces_tflite
+                          and available[a].family in available[b].follows) for a in stages}
+    defaults = {name: {p.name: p.default for p in inspect.signature(available[name].__init__)
+                       .parameters.values() if p.default is not inspect.Parameter.empty}
+                for name in stages}
+    return Space(stages, followers, {n: available[n].cost for n in stages}, defaults)
+
+
+def tunable_names(patterns: Sequence[str] = ()) -> list[str]:
+    """The techniques that declare a search space, among those ``patterns`` select (all if
+    none); a pattern that selects nothing tunable is a one-line error."""
+    from compress.strategies import registry, select
+
+    candidates = [cls for pattern in patterns for cls in select(pattern)] if patterns else \
+        list(registry().values())
+    names = [cls.name for cls in candidates if cls.role == "technique" and cls.tunable is not None]
+    if not names:
+        everything = [n for n, c in registry().items() if c.role == "technique" and c.tunable is not None]
+        raise UserError(f"no tunable strategy matches {option('strategies', patterns)}; tunable "
+                        f"strategies: {', '.join(everything)}")
+    return names
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return json.dumps(round(value, 6))
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def propose(trial: Any, space: Space) -> str:
+    """Ask an Optuna trial for a pipeline (its first stage, then what follows each stage) and
+    for every parameter of its stages; return the spec.  Parameter names carry the stage they
+    belong to, so the conditional space stays consistent across trials."""
+    stages = [trial.suggest_categorical("stage 1", list(space.stages))]
+    while len(stages) < MAX_STAGES and space.followers[stages[-1]]:
+        following = trial.suggest_categorical(f"after {stages[-1]}", ["end", *space.followers[stages[-1]]])
+        if following == "end" or following in stages:
+            break
+        stages.append(following)
+    specs = []
+    for name in stages:
+        values = {}
+        for key, declared in space.stages[name].items():
+            label = f"{name}.{key}"
+            if isinstance(declared, Choice):
+                values[key] = trial.suggest_categorical(label, list(declared.values))
+            elif declared.integer:
+                values[key] = trial.suggest_int(label, int(declared.low), int(declared.high),
+                                                step=int(declared.step or 1), log=declared.log)
+            else:
+                values[key] = trial.suggest_float(label, declared.low, declared.high,
+                                                  step=declared.step, log=declared.log)
+        params = ",".join(f"{k}={_value_text(v)}" for k, v in values.items())
+        specs.append(f"{name}:{params}" if params else name)
+    return ">".join(specs)
+
+
+def starting_points(space: Space) -> list[dict[str, Any]]:
+    """Every strategy alone at its defaults, cheapest first: Optuna parameters to enqueue."""
+    points = []
+    for name in sorted(space.stages, key=lambda n: (space.costs[n], n)):
+        params: dict[str, Any] = {"stage 1": name}
+        if space.followers[name]:
+            params[f"after {name}"] = "end"
+        params.update(default_point(space, name))
+        points.append(params)
+    return points
+
+
+def default_point(space: Space, name: str) -> dict[str, Any]:
+    """A stage's Optuna parameters at its defaults.  A default outside its declared Choice (a
+    student ``auto`` among the named students) takes the Choice's first value, the one the
+    strategy lists first; a default outside a Range is left to the sampler."""
+    params = {}
+    for key, declared in space.stages[name].items():
+        default = space.defaults[name].get(key)
+        if _within(declared, default):
+            params[f"{name}.{key}"] = default
+        elif isinstance(declared, Choice):
+            params[f"{name}.{key}"] = declared.values[0]
+    return params
+
+
+def _within(declared: Range | Choice, value: Any) -> bool:
+    if isinstance(declared, Choice):
+        return value in declared.values
+    return isinstance(value, (int, float)) and declared.low <= value <= declared.high
+
+
+def stage_names(spec: str) -> list[str]:
+    return [part.split(":", 1)[0] for part in spec.split(">")]

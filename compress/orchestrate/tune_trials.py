@@ -1,0 +1,251 @@
+"""A tune's trials and how one is chosen: the front, the candidates within the budget, the
+evidence that confirms one on other seeds' validation splits, and the words for each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+from compress.common.errors import option
+from compress.orchestrate.tune_space import TuneSettings
+
+#: Configurations measured on the test split at the end: the choice, the rest of the
+#: validation front within the budget, and the best plain strategy.
+FINAL_CONFIGURATIONS = 5
+
+
+#: Candidates confirmed at a time (the best within the budget on the first seed's validation
+#: split, and in the first batch also the most accurate of the rest), scored again on every
+#: other seed's validation split before the choice: one split of a few hundred rows cannot tell
+#: 0.5 pp from 2 pp, and a choice made on it alone lands outside the budget on the test split.
+CONFIRM_CANDIDATES = 6
+
+
+#: One-sided confidence with which a candidate's loss, pooled over the confirmation seeds'
+#: validation pairs, must stay within the budget (docs/tune.md: 0.8 keeps the choice inside the
+#: budget on the test split without rejecting every candidate near it).
+CONFIRM_CONFIDENCE = 0.8
+
+
+#: Candidates of the first batch that may share a first stage (one distilled student, say).
+SAME_FIRST_STAGE = 2
+
+
+@dataclass
+class Trial:
+    """One proposal and what became of it, as tune.json records it."""
+
+    number: int
+    spec: str
+    label: str
+    stages: int
+    status: str  # ok, skipped, failed, hopeless, invalid
+    reason: str | None = None
+    val_accuracy: float | None = None
+    drop_pp: float | None = None
+    size_bytes: int | None = None
+    size_gzip_bytes: int | None = None
+    macs: int | None = None
+    speedup: float | None = None
+    train_seconds: float | None = None
+    reused: bool = False
+    key: str | None = None
+
+    def value(self, objective: str) -> float | None:
+        """What the objective minimizes: gzip bytes, or latency relative to the teacher."""
+        if self.status != "ok":
+            return None
+        if objective == "size":
+            return float(self.size_gzip_bytes or 0)
+        return None if not self.speedup else 1 / self.speedup
+
+    def meets(self, budget: float) -> bool:
+        return self.status == "ok" and self.drop_pp is not None and self.drop_pp <= budget + 1e-9
+
+
+@dataclass
+class SearchResult:
+    """The search phase's outcome, on the validation split of the first seed."""
+
+    trials: list[Trial]
+    teacher: dict[str, Any]
+    chosen: Trial | None
+    front: list[Trial]
+    final: list[str]  # specs measured on the test split at the end
+    seconds: float
+    reused: int
+    stopped: str  # why the search ended
+    space: dict[str, Any] = field(default_factory=dict)
+    #: Candidate spec -> its evidence on every seed's validation split.
+    confirmation: dict[str, Evidence] = field(default_factory=dict)
+    #: Seed -> the maker of its validation jobs, for the seeds the search already prepared, so
+    #: the confirmation does not load their data and teacher again (not saved in tune.json).
+    job_makers: dict[int, Callable[[str], Any]] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A candidate against each seed's teacher on that seed's validation split.
+
+    The decision pools the discordant pairs of the confirmation seeds, every seed but the
+    first: the first seed's split chose the candidates, so its pairs flatter them.  With a
+    single seed there is nothing else to pool, and the first seed's pairs are used.
+    """
+
+    seeds: tuple[int, ...]
+    drops: tuple[float | None, ...]  # pp per seed, None where the job failed or skipped
+    pooled_seeds: tuple[int, ...]
+    b: int  # pooled pairs the teacher got right and the candidate wrong
+    c: int  # ... and the other way round
+    n: int
+
+    @property
+    def drop_pp(self) -> float:
+        """Pooled loss on the confirmation seeds (infinite when a seed produced nothing)."""
+        return math.inf if not self.n else 100 * (self.b - self.c) / self.n
+
+    @property
+    def upper_pp(self) -> float:
+        """The loss this evidence cannot rule out at ``CONFIRM_CONFIDENCE`` (one-sided): the Wald
+        bound for paired proportions, with at least 3 discordant pairs (the rule of three, as
+        the report's paired tests use) so that identical predictions on a few hundred rows do
+        not prove a loss of exactly zero."""
+        from compress.common.stats import paired_se
+
+        if not self.n:
+            return math.inf
+        se = paired_se(self.b, self.c, self.n, min_discordant=3)
+        return 100 * ((self.b - self.c) / self.n + NormalDist().inv_cdf(CONFIRM_CONFIDENCE) * se)
+
+    def within(self, budget: float) -> bool:
+        return self.upper_pp <= budget + 1e-9
+
+    def record(self, budget: float) -> dict[str, Any]:
+        """What tune.json keeps, enough to redo the decision offline."""
+        return {"seeds": list(self.seeds),
+                "drops_pp": [None if d is None else round(d, 4) for d in self.drops],
+                "pooled_seeds": list(self.pooled_seeds), "discordant": [self.b, self.c], "n": self.n,
+                "drop_pp": _finite(self.drop_pp), "upper_pp": _finite(self.upper_pp),
+                "confidence": CONFIRM_CONFIDENCE, "within_budget": self.within(budget)}
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 4) if math.isfinite(value) else None
+
+
+def pareto_front(trials: Sequence[Trial], objective: str) -> list[Trial]:
+    """Finished trials no other beats on both the objective and validation accuracy, by objective."""
+    done = [t for t in trials if t.value(objective) is not None and t.val_accuracy is not None]
+    unique = list({t.spec: t for t in done}.values())
+    front = [t for t in unique if not any(
+        o.value(objective) <= t.value(objective) and o.val_accuracy >= t.val_accuracy  # type: ignore[operator]
+        and (o.value(objective), o.val_accuracy) != (t.value(objective), t.val_accuracy)
+        for o in unique)]
+    return sorted(front, key=lambda t: (t.value(objective), -(t.val_accuracy or 0)))
+
+
+def rank(trial: Trial, settings: TuneSettings) -> tuple[float, float, int]:
+    """Best objective first; ties go to higher accuracy, then to the simpler pipeline."""
+    return (trial.value(settings.objective) or 0.0, -(trial.val_accuracy or 0), trial.stages)
+
+
+def choose(trials: Sequence[Trial], settings: TuneSettings) -> Trial | None:
+    """The best objective among the trials within the budget."""
+    feasible = [t for t in trials if t.meets(settings.max_accuracy_drop)
+                and t.value(settings.objective) is not None]
+    return min(feasible, key=lambda t: rank(t, settings)) if feasible else None
+
+
+def candidates(trials: Sequence[Trial], settings: TuneSettings) -> list[Trial]:
+    """Every distinct model within the budget on the search seed, in the order they are
+    confirmed: best objective first, but at most ``SAME_FIRST_STAGE`` of the first batch share a
+    first stage (chains of one distilled student share its loss on the other seeds, so five of
+    them are confirmed or rejected together), and the most accurate of the rest is moved into
+    the first batch as a safe fallback.  Specs that produced the same file (a mixed-precision
+    search that settles on the same precisions at several ``max_drop``) are one candidate, the
+    simplest spec first."""
+    feasible = sorted({t.spec: t for t in trials if t.meets(settings.max_accuracy_drop)
+                       and t.value(settings.objective) is not None}.values(),
+                      key=lambda t: rank(t, settings))
+    seen: set[tuple[Any, ...]] = set()
+    first: list[Trial] = []
+    rest: list[Trial] = []
+    for trial in feasible:
+        outcome = (trial.size_bytes, trial.size_gzip_bytes, trial.val_accuracy)
+        if outcome in seen:
+            continue
+        seen.add(outcome)
+        stage = trial.spec.split(">")[0]
+        sharing = sum(t.spec.split(">")[0] == stage for t in first)
+        room = len(first) < CONFIRM_CANDIDATES - 1 and sharing < SAME_FIRST_STAGE
+        (first if room else rest).append(trial)
+    safest = min(rest, key=lambda t: (t.drop_pp or 0.0, rank(t, settings)), default=None)
+    if safest is not None:
+        rest.remove(safest)
+    return [*first, *([safest] if safest else []), *rest]
+
+
+def final_specs(trials: Sequence[Trial], chosen: Trial, settings: TuneSettings,
+                confirmed: Sequence[Trial] = ()) -> list[str]:
+    """What the test split measures: the choice, the best plain strategy (one stage) within the
+    budget, so the report can say what the search added, then the other confirmed candidates or
+    the validation front."""
+    budget = settings.max_accuracy_drop
+    front = [t for t in pareto_front(trials, settings.objective) if t.meets(budget)]
+    plain = choose([t for t in trials if t.stages == 1], settings)
+    specs = [chosen.spec]
+    for trial in [*([plain] if plain else []), *(confirmed or front)]:
+        if trial.spec not in specs and len(specs) < FINAL_CONFIGURATIONS:
+            specs.append(trial.spec)
+    return specs
+
+
+def describe_trial(trial: Trial, settings: TuneSettings) -> str:
+    if settings.objective == "size":
+        cost = f"{(trial.size_gzip_bytes or 0) / 1024:.1f} KiB gzip"
+    else:
+        cost = f"{trial.speedup or 0:.2f}x faster"
+    return f"{trial.label}: {cost}, {trial.drop_pp + 0.0:+.2f} pp lost on validation"  # never -0.00
+
+
+def evidence(seeds: Sequence[int], teachers: dict[int, dict[str, Any]],
+             rows: dict[int, dict[str, Any]]) -> Evidence:
+    """One candidate's rows against each seed's teacher row, all on validation splits; a seed
+    where it failed or skipped leaves nothing to pool (an infinite loss)."""
+    from compress.analysis.configurations import paired_test
+
+    pooled = tuple(seeds[1:] or seeds[:1])
+    drops = tuple(100 * (teachers[s]["accuracy"] - rows[s]["accuracy"]) if rows[s].get("status") == "ok"
+                  else None for s in seeds)
+    complete = all(rows[s].get("status") == "ok" for s in pooled)
+    test = paired_test([(teachers[s], rows[s]) for s in pooled]) if complete else None
+    if test is None:
+        return Evidence(tuple(seeds), drops, pooled, 0, 0, 0)
+    return Evidence(tuple(seeds), drops, pooled, test.b, test.c, test.n)
+
+
+def nothing_within_budget(found: SearchResult, settings: TuneSettings, seeds: int) -> str:
+    """Why nothing was chosen, naming the closest configuration, as ``recommend`` does."""
+    budget = settings.max_accuracy_drop
+    if found.confirmation:
+        spec, closest = min(found.confirmation.items(), key=lambda item: item[1].upper_pp)
+        label = next(t.label for t in found.trials if t.spec == spec)
+        plural = "s" if len(closest.pooled_seeds) > 1 else ""
+        where = f"seed{plural} {', '.join(map(str, closest.pooled_seeds))}"
+        loss = (f"loses {closest.drop_pp:.2f} pp there (up to {closest.upper_pp:.2f} pp)"
+                if math.isfinite(closest.drop_pp) else "produced nothing on one of them")
+        return (f"{len(found.confirmation)} configurations met the {budget:g} pp budget on the first "
+                f"seed's validation split, but none with {CONFIRM_CONFIDENCE:.0%} confidence on the "
+                f"validation split of {where}; the closest, {label}, {loss}; raise "
+                f"{option('max_accuracy_drop')} or {option('time_budget_min')}")
+    closest_trial = min((t for t in found.trials if t.drop_pp is not None), default=None,
+                        key=lambda t: t.drop_pp or 0.0)
+    hint = (f"; the closest, {closest_trial.label}, loses {closest_trial.drop_pp:.2f} pp at "
+            f"{(closest_trial.size_gzip_bytes or 0) / 1024:.1f} KiB gzip" if closest_trial else "")
+    return (f"no configuration of {len(found.trials)} trials stays within {budget:g} pp of the "
+            f"teacher on validation{hint}; raise {option('max_accuracy_drop')} or "
+            f"{option('time_budget_min')}")

@@ -1,0 +1,272 @@
+"""The report's prose sections: techniques against their controls, findings, the
+recommendation and a tune's search, each from saved rows (and a tune's saved tune.json).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from compress.analysis.configurations import (
+    DOCUMENT_DISTILL_PARAMS,
+    DOCUMENT_STUDENT_ACCURACY,
+    Config,
+    Pairing,
+    Row,
+)
+from compress.analysis.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies, default_choices
+from compress.common.stats import detectable_difference
+from compress.report.document import Block, Bullets, Cell, Details, Heading, Paragraph, Table
+from compress.report.tables import kib, method_cell, signed_pp, signed_pp_or_blank, speed_cell
+
+#: Assumed share of disagreeing test samples when a run has no comparison to measure it.
+ASSUMED_DISCORDANCE = 0.10
+
+
+def _closure(pairing: Pairing) -> str:
+    closure, why = pairing.gap_closure()
+    if closure is None:
+        return why
+    text = f"{closure:.0%}"
+    if closure > 1:
+        text += " (above 100%: it beats the teacher)"
+    elif closure < 0:
+        text += " (below 0: worse than the control)"
+    return text
+
+
+def controls_section(found: list[Pairing]) -> list[Block]:
+    """Each technique against each of its same-budget controls, paired through control_of."""
+    if not found:
+        return []
+    records, notes = [], []
+    for pairing in found:
+        gain = pairing.gain
+        wins, seeds = pairing.wins
+        effect = "—" if gain is None else (
+            f"{gain.effect_pp:+.1f} pp [{gain.interval_pp[0]:+.1f}, {gain.interval_pp[1]:+.1f}]")
+        records.append({
+            "Technique": method_cell(pairing.technique),
+            "Control": method_cell(pairing.control),
+            "Seeds": str(seeds),
+            "Technique acc.": f"{pairing.technique.accuracy[0]:.3f}",
+            "Control acc.": f"{pairing.control.accuracy[0]:.3f}",
+            "Gain vs control": effect,
+            "p (pooled McNemar)": "—" if gain is None else f"{gain.p():.2g}",
+            "Wins": f"{wins}/{seeds}",
+            "Gap closed": "n/a (budgets differ)" if pairing.unequal_budgets else _closure(pairing),
+        })
+        if pairing.unequal_budgets:
+            notes.append(f"{pairing.technique.label} against {pairing.control.label} is **not** a "
+                         f"same-budget comparison: {pairing.unequal_budgets}. No verdict rests on "
+                         "it; give a longer --time-budget, or none, to compare them.")
+        elif gain is not None and gain.p() > 0.05:
+            notes.append(f"{pairing.technique.label} is **not** shown to beat {pairing.control.label} "
+                         f"({gain.effect_pp:+.1f} pp, p = {gain.p():.2g}; this comparison detects "
+                         f"≥ {gain.detectable_pp:.1f} pp): credit its result to what the control "
+                         "shares with it, not to the technique.")
+        if seeds == 1:
+            notes.append(f"{pairing.technique.label} against {pairing.control.label} rests on one "
+                         "seed; run --seeds 3 or more before trusting the direction.")
+        params = pairing.technique.row.get("params") or {}
+        if all(params.get(k) == v for k, v in DOCUMENT_DISTILL_PARAMS.items()) and \
+                pairing.technique.row.get("dataset") == "document":
+            mean, low, high = pairing.technique.accuracy
+            notes.append(f"The source document reports {DOCUMENT_STUDENT_ACCURACY} for this setting "
+                         f"from one unseeded run; here it is {mean:.3f} [{low:.3f}, {high:.3f}] over "
+                         f"{pairing.technique.seeds} seed(s).")
+    return [
+        Heading("Techniques against their controls"),
+        Paragraph("A control trains with the technique's own budget, batches, seed and resolved "
+                  "settings but without the technique itself (e.g. the same student without the "
+                  "teacher). Gain: technique minus control, pooled exact McNemar over seeds. Gap "
+                  "closed = gain / (teacher − control), shown only where the teacher is "
+                  "significantly better than the control."),
+        Table(records),
+        Bullets(list(dict.fromkeys(notes))),
+    ]
+
+
+def _why_nothing(config: Config) -> str:
+    """Why a row predicts no better than the majority class: what trains can learn too little;
+    a conversion that trained nothing lost what the teacher knew."""
+    if config.row.get("training_cost") != 0:  # trained (or an older row, which does not say)
+        return "it learned nothing usable here (a training too short, or a model too small for this data)."
+    if (config.row.get("arithmetic") or "").startswith("int"):
+        return ("its conversion lost what the teacher knew; it trained nothing. With integer "
+                "activations every input feature shares one scale, so features on very different "
+                "scales (raw units, before the model's own normalisation) round to a few values: "
+                "standardize the inputs before the model, or keep float activations.")
+    return "its conversion lost what the teacher knew; it trained nothing."
+
+
+def findings(configs: list[Config], rows: list[Row]) -> list[str]:
+    """Plain statements of what was measured, including the unwelcome ones."""
+    notes = []
+    for config in configs:
+        if config.role == "baseline":
+            continue
+        floor = config.row.get("majority_rate")
+        if floor is not None and config.accuracy[0] <= floor:
+            notes.append(f"**{config.label} is no better than always predicting the majority class** "
+                         f"({config.accuracy[0]:.3f} against {floor:.3f}): {_why_nothing(config)}")
+        if (config.row.get("arithmetic") or "").startswith("int") and config.speed == "slower":
+            notes.append(f"**{config.label} is slower than float32 on this CPU** "
+                         f"({config.speedup[0]:.2f}× the teacher's speed), although its file is "  # type: ignore[index]
+                         f"{config.size_factor:.1f}× smaller: integer kernels and (de)quantize ops "
+                         "cost more than they save here.")
+        sparse = (config.row.get("pruned_sparsity") or 0) > 0.05
+        unique = config.row.get("kernel_unique_max")
+        teacher_unique = config.items[0].base.get("kernel_unique_max")
+        # clustered: few values per kernel, and far fewer than the teacher's (a kernel of 192
+        # weights has at most 192 values whatever training did)
+        clustered = unique is not None and unique <= 256 and (teacher_unique or 0) >= 4 * unique
+        if (sparse or clustered) and config.size_factor < 1.1:
+            change = (f"made {config.row['pruned_sparsity']:.0%} of the pruned kernel weights zero"
+                      if sparse else
+                      f"left at most {config.row['kernel_unique_max']} distinct values per kernel")
+            speed = (f" It measured {speed_cell(config)} although the same dense kernels multiply every "
+                     "weight: check the latency warnings before crediting the technique."
+                     if config.speed == "faster" else
+                     f" Speed is {speed_cell(config)}: the dense kernels multiply every weight too.")
+            notes.append(f"{config.label} {change}, yet the raw file is {config.size_factor:.2f}× "
+                         f"smaller: dense kernels store every weight; only the gzip size shrinks "
+                         f"({config.gzip_factor:.1f}×).{speed}")
+    cut = sorted({r["label"] for r in rows if r.get("budget_stopped") and r["status"] == "ok"})
+    if cut:
+        notes.append(f"**Stopped by the time budget:** {', '.join(cut)}. Their training was cut "
+                     "short (each row's notes say how far it got), so they may look worse than "
+                     "they would with their full budget.")
+    unstarted = sorted({r["label"] for r in rows if r.get("budget_stopped") and r["status"] != "ok"})
+    if unstarted:
+        notes.append(f"**Not started, the time budget was spent:** {', '.join(unstarted)}.")
+    unstable = sorted({c.label for c in configs if c.unstable})
+    if unstable:
+        notes.append(f"Latency was unstable for {', '.join(unstable)}: treat those timings with care.")
+    cpus = {(r.get("env") or {}).get("cpu") for r in rows}
+    if len(cpus) > 1:
+        notes.append(f"**These results come from different CPUs** ({', '.join(map(str, cpus))}): "
+                     "latency columns are not comparable across them.")
+    return notes
+
+
+def recommendation_section(rows: list[Row]) -> list[Block]:
+    """The report's decision under default budgets: smallest, and fastest, within 1 pp."""
+    items = []
+    for objective, choice in default_choices(rows).items():
+        if isinstance(choice, NothingQualifies):
+            items.append(f"**{objective.capitalize()}:** {choice}")
+            continue
+        head, *rest = choice.reasons()
+        items.append(f"**{'Smallest' if objective == 'size' else 'Fastest'}:** {head} " + " ".join(rest))
+    return [
+        Heading("Recommendation"),
+        Paragraph(f"Under the default budget (at most {DEFAULT_MAX_DROP_PP:g} pp below the teacher's "
+                  "mean accuracy; controls are never candidates). Differences within measurement "
+                  "noise are ties, broken toward the smaller model, then the one cheaper to train. "
+                  "`compress recommend` applies other budgets with the same code."),
+        Bullets(items),
+    ]
+
+
+def tune_section(tune: dict[str, Any]) -> list[Block]:
+    """What ``compress tune`` searched, found and chose; validation numbers are labelled so."""
+    search, teacher = tune["search"], tune["teacher"]
+    trials = tune["trials"]
+    objective = "smallest gzip file" if tune["objective"] == "size" else "fastest model at batch 1"
+    base_gzip = teacher["size_gzip_bytes"]
+
+    def record(t: dict[str, Any]) -> dict[str, str | Cell]:
+        ok = t["status"] == "ok"
+        out: dict[str, str | Cell] = {
+            "Configuration": Cell(t["label"], title=t["spec"]),
+            "Val. accuracy": f"{t['val_accuracy']:.4f}" if ok else "",
+            "Δ pp": signed_pp(-t["drop_pp"]) if ok else "",
+            "gzip KiB": kib(t["size_gzip_bytes"]) if ok else "",
+            "× smaller (gzip)": f"{base_gzip / t['size_gzip_bytes']:.1f}" if ok else "",
+        }
+        if tune["objective"] == "latency":
+            out["Speed-up"] = f"{t['speedup']:.2f}×" if ok and t.get("speedup") else ""
+        return out
+
+    by_spec = {t["spec"]: t for t in trials}
+    front = [record(by_spec[spec]) for spec in tune["front"] if spec in by_spec]
+    plain: dict[str, dict[str, Any]] = {}
+    for t in trials:
+        if t["stages"] == 1 and t["status"] == "ok":
+            name = t["spec"].split(":")[0]
+            best = plain.get(name)
+            if best is None or t["drop_pp"] < best["drop_pp"]:
+                plain[name] = t
+    blocks: list[Block] = [
+        Heading("Search (compress tune)"),
+        Paragraph(f"Objective: the {objective} within {tune['max_accuracy_drop']:g} pp of the "
+                  f"teacher. {len(trials)} trials in {search['seconds'] / 60:.1f} min "
+                  f"({search['reused']} reused from an earlier tune; stopped by: {search['stopped']}), "
+                  f"scored on the **validation split** of the first seed only; {search['sampler']}. "
+                  "The test split was read only afterwards, to measure the configurations of the "
+                  "common table, so their test accuracy is not inflated by the search."),
+    ]
+    test = tune.get("test")
+    if tune.get("chosen_spec"):
+        chosen = by_spec.get(tune["chosen_spec"], {})
+        lines = [f"**Chosen:** {tune['chosen_label']} (`{tune['chosen_spec']}`)."]
+        if chosen:
+            lines.append(f"On validation: {signed_pp(-chosen['drop_pp'])} pp, "
+                         f"{base_gzip / chosen['size_gzip_bytes']:.1f}× smaller (gzip) than the teacher.")
+        if test:
+            met = "within" if tune.get("test_meets_budget") else "**outside**"
+            lines.append(f"On the test split over {test['seeds']} seed(s): accuracy {test['accuracy']:.4f} "
+                         f"against the teacher's {test['teacher_accuracy']:.4f} "
+                         f"({signed_pp(-test['drop_pp'])} pp, {met} the budget), "
+                         f"{test['times_smaller_gzip']:.1f}× smaller (gzip), "
+                         f"{test['times_smaller_raw']:.1f}× smaller (raw)"
+                         + (f", {test['speedup']:.2f}× faster." if test.get("speedup") else "."))
+            if not tune.get("test_meets_budget"):
+                lines.append("The choice met the budget on validation but not on the test split: "
+                             "a validation split this size cannot tell such differences apart; "
+                             "tune with a smaller --max-accuracy-drop for a margin.")
+        blocks.append(Bullets(lines))
+    else:
+        blocks.append(Paragraph("**No configuration met the budget on validation.**"))
+    confirmation = tune.get("confirmation") or {}
+    if confirmation:
+        first = next(iter(confirmation.values()))
+        pooled = ", ".join(map(str, first["pooled_seeds"]))
+        confidence = f"{first['confidence']:.0%}"
+        why = ("the first seed's split chose the candidates, so it is not trusted to confirm them"
+               if len(first["drops_pp"]) > 1 else "with one seed, the split that chose the candidates "
+               "also confirms them, which flatters them: give --seeds 3 for an independent check")
+        blocks += [
+            Paragraph(f"Before the choice, candidates were scored again on the validation split of "
+                      f"every seed (its own splits and teacher), best first. The choice is the best "
+                      f"whose loss, pooled over the paired predictions of seed(s) {pooled}, stays "
+                      f"within the budget with {confidence} confidence ({why}):"),
+            Table([{"Configuration": Cell(by_spec[spec]["label"], title=spec) if spec in by_spec else spec,
+                    "Δ pp per seed (validation)": ", ".join("failed" if d is None else signed_pp(-d)
+                                                            for d in proof["drops_pp"]),
+                    f"pooled Δ pp (seeds {pooled})": signed_pp_or_blank(proof["drop_pp"]),
+                    f"worst Δ pp at {confidence}": signed_pp_or_blank(proof["upper_pp"]),
+                    "Within budget": "yes" if proof["within_budget"] else "no"}
+                   for spec, proof in confirmation.items()]),
+        ]
+    blocks += [
+        Paragraph("The front found: no other trial is both smaller (or faster) and more accurate "
+                  "on validation."),
+        Table(front),
+        Paragraph("Each strategy alone, its best trial (validation), for what the chains add:"),
+        Table([record(t) for t in sorted(plain.values(), key=lambda t: t["size_gzip_bytes"])]),
+        Details(f"All {len(trials)} trials", [Table([
+            {"#": str(t["number"]), **record(t), "Status": t["status"] + (" (reused)" if t["reused"] else ""),
+             "Why": t.get("reason") or ""} for t in trials])]),
+    ]
+    return blocks
+
+
+def resolution(configs: list[Config]) -> tuple[int, float]:
+    """(test samples per seed, the smallest accuracy difference one seed's split can detect)."""
+    n = max((c.n_test for c in configs), default=0)
+    observed = [c.against_teacher.discordance for c in configs
+                if c.against_teacher is not None and c.role != "baseline"]
+    discordance = statistics.median(observed) if observed else ASSUMED_DISCORDANCE
+    return n, (100 * detectable_difference(n, discordance) if n else float("inf"))

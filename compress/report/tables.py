@@ -1,0 +1,173 @@
+"""The report's tables, built from configurations and verdicts: the common table, seeds,
+best per family and the document's claims; and how their numbers are written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from compress.analysis.configurations import (
+    Config,
+    Row,
+    compared,
+)
+from compress.analysis.verdicts import CSV_COLUMNS, Verdict
+from compress.report.document import Cell, Details, Table
+from compress.results.rows import (
+    CSV_FILE,
+)
+
+KIB = 1024
+
+
+def kib(value: float) -> str:
+    return f"{value / KIB:,.1f}"
+
+
+def method_cell(config: Config) -> Cell:
+    """The short label, with the full spec as a tooltip; a control names what it controls."""
+    text = config.label
+    if config.role == "control":
+        text += " (control)"
+    return Cell(text, title=config.spec)
+
+
+def interval_text(values: tuple[float, float, float], digits: int) -> str:
+    mean, low, high = values
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _accuracy_change(config: Config) -> str:
+    test = config.against_teacher
+    if test is None:
+        return "—"
+    return f"{test.effect_pp:+.1f} pp (p={test.p():.2g})"
+
+
+def speed_cell(config: Config) -> str:
+    if not config.speedup:
+        return "—"
+    ratio, low, high = config.speedup
+    return f"{ratio:.2f}× [{low:.2f}, {high:.2f}] {config.speed}"
+
+
+def common_table(configs: list[Config], failed: list[Row]) -> Table:
+    """One row per configuration, means with 95% intervals over seeds; failures after them."""
+    records: list[dict[str, str | Cell]] = []
+    several = len({c.row.get("dataset") for c in configs}) > 1
+    for config in configs:
+        records.append({
+            "Method": method_cell(config),
+            **({"Dataset": str(config.row.get("dataset"))} if several else {}),
+            "Family": config.family,
+            "Seeds": str(config.seeds),
+            "Size KiB": kib(config.size_bytes),
+            "× smaller": f"{config.size_factor:.2f}×",
+            "gzip KiB": kib(config.gzip_bytes),
+            "gzip × smaller": f"{config.gzip_factor:.2f}×",
+            "Arena KiB": kib(config.arena_bytes) if config.arena_bytes is not None else "—",
+            "RSS + KiB": kib(config.model_rss_bytes) if config.model_rss_bytes is not None else "—",
+            "Latency p50 µs [95% CI]": interval_text(config.latency, 2) if config.latency else "not timed",
+            "Speed-up vs teacher": speed_cell(config),
+            "Accuracy [95% CI]": interval_text(config.accuracy, 3),
+            "Δ accuracy vs teacher": _accuracy_change(config),
+            "Train s": f"{config.train_seconds:.1f}",
+        })
+    for row in failed:
+        records.append({"Method": Cell(str(row.get("label") or row["spec"]), title=str(row["spec"])),
+                        "Family": str(row.get("family") or ""), "Seeds": str(row.get("seed")),
+                        "Size KiB": f"{row['status']}: {row.get('reason') or ''}"})
+    return Table(records, footnotes=[
+        "Sizes in KiB (1 KiB = 1024 bytes). Arena: the largest total of tensors alive at once "
+        "while the model runs (activations, input, output), what the interpreter's arena must "
+        "hold; RSS +: what loading and running the model once adds to a fresh LiteRT process's "
+        "peak resident memory (docs/benchmarks.md says how both are measured). Intervals: the "
+        "test-split interval (Wilson) and the latency order-statistic interval for one seed; a t "
+        "interval over seeds otherwise. Latency is the median per-call wall time at batch 1, "
+        "every model timed in the same process in interleaved rounds over at least 3 s, over "
+        "the steady rounds: those within 10% of the fastest rounds' level (slower ones met a "
+        "busy or slowed core; latency_steady_rounds counts the rest). Each row also records "
+        "CPU time per call (latency_cpu_us), and a busy-machine warning when over 20% of its "
+        "rounds waited for a core. "
+        "Δ accuracy: pooled exact McNemar against the teacher. Hover a method for its full spec."])
+
+
+def seeds_details(rows: list[Row]) -> Details:
+    """Every row of every seed, for whoever wants to check the aggregation."""
+    records = []
+    for item in compared(rows):
+        row = item.row
+        records.append({
+            "Method": Cell(str(row.get("label") or row["spec"]), title=str(row["spec"])),
+            "Run": str(row["run_id"]), "Seed": str(row["seed"]),
+            "Size KiB": kib(row["size_bytes"]),
+            "Latency p50 µs": f"{row['latency_us_p50']:.2f}" if row.get("latency_us_p50") else "—",
+            "Accuracy": f"{row['accuracy']:.3f}",
+            "Δ pp": "—" if row is item.base else f"{item.delta_pp:+.1f}",
+        })
+    return Details(f"Per-seed rows ({len(records)}; also in {CSV_FILE})", [Table(records)])
+
+
+def best_per_family(configs: list[Config]) -> list[dict[str, str | Cell]]:
+    """For each technique with several configurations: the most accurate, then the smallest."""
+    records: list[dict[str, str | Cell]] = []
+    families = dict.fromkeys(c.family for c in configs if c.role == "technique")
+    for family in families:
+        group = [c for c in configs if c.family == family and c.role == "technique"]
+        if len(group) < 2:
+            continue
+        best = max(group, key=lambda c: (round(c.accuracy[0], 6), c.gzip_factor))
+        records.append({"Family": family, "Best configuration": method_cell(best),
+                        "Accuracy": f"{best.accuracy[0]:.3f}",
+                        "gzip × smaller": f"{best.gzip_factor:.2f}×",
+                        "Of": f"{len(group)} configurations"})
+    return records
+
+
+def signed_pp(value: float) -> str:
+    """Signed percentage points, without a minus sign on zero."""
+    return f"{value + 0.0:+.2f}" if round(value, 2) != 0 else "0.00"
+
+
+def signed_pp_or_blank(loss: float | None) -> str:
+    """A loss in points as a signed change, blank when there is none (a failed seed)."""
+    return "" if loss is None else signed_pp(-loss)
+
+
+def _verdict_cell(verdict: Verdict) -> str:
+    text = f"**{verdict.verdict}**"
+    if verdict.p_value is not None:
+        text += f" (p={verdict.p_value:.2g})"
+    if verdict.verdict == "not shown" and verdict.p_value is not None and verdict.p_value <= 0.05:
+        text += "; significant, but smaller than the effect that matters"
+    if verdict.needed:
+        text += f"; {verdict.needed}"
+    return text
+
+
+def claims_table(verdicts: list[Verdict]) -> Table:
+    records: list[dict[str, str | Cell]] = [{
+        "Technique": v.technique,
+        "Document says": v.claim,
+        "Measured here": v.measured,
+        "Verdict": _verdict_cell(v),
+        "Decided by": v.rule or "—",
+    } for v in verdicts]
+    return Table(records, footnotes=[
+        "Verdicts follow docs/verdicts.md: p-values are Holm-corrected across this table; "
+        "'not shown' means no significant, meaningful effect that this data could have detected; "
+        "'inconclusive' means the data is too small to detect the smallest meaningful effect. "
+        f"The same numbers are in {CLAIMS_FILE}."])
+
+
+def claims_csv(verdicts: list[Verdict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for verdict in verdicts:
+        writer.writerow(verdict.csv_record())
+    return buffer.getvalue()
+
+
+CLAIMS_FILE = "claims.csv"
