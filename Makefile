@@ -15,7 +15,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/compress run
 
-# One test process per core: training uses one TensorFlow thread per process (compress.backend),
+# One test process per core: training uses one TensorFlow thread per process (compress.models.backend),
 # so a single pytest process leaves the other cores idle.  A file's tests share a process, and
 # so its fixtures.
 test: $(STAMP)

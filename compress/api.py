@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def _import_report() -> None:
     """The report's modules (matplotlib, SciPy's statistics, adjustText: 1.3 to 3 s), imported
     during the run on a core a finished worker freed, instead of after it."""
-    from scipy import stats  # noqa: F401  (imported by compress.stats on first use)
+    from scipy import stats  # noqa: F401  (imported by compress.common.stats on first use)
 
     import compress.report.build  # noqa: F401
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,8 +51,24 @@ class OneLineErrors(click.Group):
             click.echo("compress: interrupted", err=True)
             code = 130
         if standalone_mode:
+            _exit_on_interrupt()
             sys.exit(code)
         return code
+
+
+def _exit_on_interrupt() -> None:
+    """Everything is written: a Ctrl-C while the interpreter shuts down (TensorFlow and the pool
+    take a moment) exits 130 at once, instead of a KeyboardInterrupt that Python turns into death
+    by SIGINT (exit -2) from inside the shutdown."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupted(signum: int, frame: Any) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, interrupted)
 
 
 def _one_line(message: str) -> str:

@@ -3,7 +3,7 @@
 The claims are data (``claims.json``); each names a check here.  A check sees
 the technique's configurations (role ``technique`` of the claim's family), the
 pairings with their controls, and returns a ``Verdict`` before correction;
-``evaluate_claims`` then applies the one verdict policy (``compress.verdicts``)
+``evaluate_claims`` then applies the one verdict policy (``compress.analysis.verdicts``)
 to all of a report's claims together.
 """
 

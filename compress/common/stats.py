@@ -23,7 +23,7 @@ _ALTERNATIVES = ("two-sided", "greater", "less")
 @functools.cache
 def _scipy_stats() -> Any:
     """scipy.stats, imported on first use: its 0.7 s would otherwise delay the start of every
-    command that imports the runner, and with it the start of the worker processes."""
+    command that imports the orchestration, and with it the start of the worker processes."""
     from scipy import stats
 
     return stats

@@ -62,7 +62,7 @@ class LatencyStats:
     disturbed_rounds: int = 0
 
     def fields(self) -> dict[str, float | str | None]:
-        """The result-row fields, named as in ``compress.results.FIELDS``."""
+        """The result-row fields, named as in ``compress.results.rows.FIELDS``."""
         spread = self.spread
         return {
             "latency_us_p50": spread.p50, "latency_us_p50_ci_low": spread.p50_ci_low,
@@ -150,7 +150,7 @@ def measure_latency(
     Each call times set_tensor + invoke + get_tensor.  Interleaving makes machine drift hit
     every model alike, and lets the speed-up against ``reference`` be computed per round,
     paired.  At least ``rounds`` rounds run, over at least ``span_seconds`` (None:
-    ``latency_span()``); the figures come from the steady rounds (``stats.steady_rounds``).
+    ``latency_span()``); the figures come from the steady rounds (``common.stats.steady_rounds``).
     """
     if not models:
         return {}

@@ -150,7 +150,7 @@ def evaluate_in_workers(
     TensorFlow settings, so the rows are identical.  A pending teacher is trained first, by a
     worker, while the others start the rows that need no trained teacher (its untrained
     layers give them the same models); ``teacher_trained`` receives it before the rows that
-    need it start.  Rows start in ``RowContext.order``.
+    need it start.  Rows start in ``plan.start_order``.
     """
     import tempfile
 

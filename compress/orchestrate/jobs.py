@@ -81,7 +81,8 @@ class Job:
 
 
 def run_job(job: Job) -> dict[str, Any]:
-    """Worker entry point: the runner's own per-strategy step; writes jobs/<key>.json atomically.
+    """Worker entry point: a run's own per-strategy step (``steps.evaluate_step``); writes
+    jobs/<key>.json atomically.
 
     Never raises for a failing strategy: the failure is the job's result.
     """

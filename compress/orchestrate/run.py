@@ -1,11 +1,9 @@
-"""The only orchestration: dataset -> teacher -> strategies -> measurement -> results.
+"""``compress run``: dataset -> teacher -> strategies -> measurement -> results.
 
-Strategies run first, each on its own clone of the teacher; each finished row
-(size and accuracy) is saved at once.  Latency is then measured for all rows
-of a seed together with interleaved rounds, so training never competes with
-timing.  Runs and sweep jobs share every step here: ``plan_steps`` (which rows,
-paired with which controls), ``evaluate_step`` (one row) and ``finish_seed``
-(comparisons with the baseline and latency).
+The run is planned (``plan``), its teachers prepared and checked (``teachers``) before the
+output folder is touched, its rows executed here or in workers (``execute``), each saved as it
+finishes; then every seed's rows are timed together in interleaved rounds (``steps.finish_seed``),
+so training never competes with timing, and run.json is completed.
 """
 
 from __future__ import annotations

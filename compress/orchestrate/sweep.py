@@ -178,7 +178,8 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 def run_config(config: SweepConfig) -> Any:
-    """The sweep's data and budget settings as a run's, resolved by the runner's one resolver."""
+    """The sweep's data and budget settings as a run's, resolved by the one resolver
+    (``config.resolve_config``)."""
     from compress.orchestrate.config import resolve_config
 
     return resolve_config(dataset=None if config.data else config.dataset, data=config.data,

@@ -1,5 +1,6 @@
 """The search phase of ``compress tune``: Optuna proposes, sweep jobs train and score on the
-validation split only, and a journal lets a re-run replay what finished.
+validation split only, and a journal lets a re-run replay what finished; then the confirmation
+of the best candidates on every other seed's validation split.
 """
 
 from __future__ import annotations

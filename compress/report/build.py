@@ -4,7 +4,7 @@
 ``run.json`` when present) and writes ``report.md``, a self-contained
 ``report.html``, ``claims.csv`` and the figures they show.  Every pairing and
 selection goes through ``compress.analysis`` by role; every verdict through
-``compress.verdicts``.
+``compress.analysis.verdicts``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from compress.results.rows import (
     CSV_FILE,
 )
 
+CLAIMS_FILE = "claims.csv"
 KIB = 1024
 
 
@@ -169,5 +170,3 @@ def claims_csv(verdicts: list[Verdict]) -> str:
         writer.writerow(verdict.csv_record())
     return buffer.getvalue()
 
-
-CLAIMS_FILE = "claims.csv"

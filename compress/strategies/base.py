@@ -1,7 +1,7 @@
 """The strategy plugin contract: Strategy, Context, Compressed and the registry.
 
 A strategy turns a fresh clone of the teacher into a compressed model.  It
-never measures anything: the runner times it and the measurement module
+never measures anything: the orchestration times it and the measurement stage
 scores its output, identically for every strategy.
 """
 
