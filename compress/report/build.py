@@ -229,7 +229,7 @@ def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
         claims_table(verdicts),
     )
     document.add(*_figures(configs, found, folder, figure_prefix))
-    notes = {(c.label, _notes(c.row)): c for c in configs if _notes(c.row)}
+    notes = {(c.label, text): c for c in configs if (text := _notes(c.row))}
     document.add(Heading("Notes per configuration"),
                  Bullets([f"**{label}**: {text}" for label, text in notes] or ["(none)"]))
     return document, verdicts

@@ -182,8 +182,8 @@ def _tradeoff_figure(points: Sequence[Point], *, cost: str, front: Sequence[str]
                 axes.scatter(x, y, s=_DOT_AREA, color=color, zorder=3, gid=p.label)
 
         handles: list[Line2D] = []
-        for family in dict.fromkeys(p.family for p, _ in drawn):
-            if family == "baseline":
+        for is_baseline, family in dict.fromkeys((p.role == "baseline", p.family) for p, _ in drawn):
+            if is_baseline:
                 handles.append(Line2D([], [], marker="*", markersize=11, color="black", linestyle="",
                                       label="baseline"))
             else:
