@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from compress.data.builtin import TrainingData
 from compress.measure.size import size_stats
 from compress.models.backend import keras, to_tflite
 from compress.models.flatbuffer import TFLiteModel
@@ -207,13 +208,113 @@ def test_structured_pruning_is_really_smaller_and_cheaper(tiny, tmp_path):
     assert "went together" not in artifact.notes  # an MLP couples no layers: nothing to claim
 
 
-def test_coupled_layers_are_named_in_the_notes(tmp_path):
-    from compress.data.builtin import TrainingData
-
+def _image_data() -> TrainingData:
+    """Random 8x8x3 images in three classes, for residual_cnn."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8, 8, 3)).astype(np.float32)
     y = rng.integers(0, 3, 64)
-    data = TrainingData("image", x[:48], y[:48], x[48:], y[48:], ("a", "b", "c"))
-    artifact = apply_strategy(PruneStructured(fraction=0.5, epochs=1), residual_cnn(), "test", data,
-                              seed=0, workdir=tmp_path)
+    return TrainingData("image", x[:48], y[:48], x[48:], y[48:], ("a", "b", "c"))
+
+
+def test_coupled_layers_are_named_in_the_notes(tmp_path):
+    artifact = apply_strategy(PruneStructured(fraction=0.5, epochs=1), residual_cnn(), "test",
+                              _image_data(), seed=0, workdir=tmp_path)
     assert "layers whose channels must match went together (stem + last)" in artifact.notes
+
+
+def test_cuts_to_a_share_of_the_teachers_counts_reach_exactly_what_one_cut_does():
+    """Layer names survive a cut, so a gradual schedule cuts the teacher's groups again, each time
+    to a share of the teacher's channel counts, and ends where a single cut would."""
+    model = residual_cnn()
+    once = _widths(shrink(model, 0.5).model)
+    first = shrink(model, 0.5 / 3)
+    model_now, widths = first.model, []
+    for fraction in (1 / 3, 0.5):
+        model_now = shrink(model_now, fraction, reference=first.sizes).model
+        widths.append(_widths(model_now))
+    assert widths[-1] == once
+    assert widths[0]["stem"] > once["stem"]  # the middle cut really was a step, not the whole way
+
+
+def test_the_strategys_schedule_reaches_the_asked_fraction_with_recovery_between_cuts(
+        tmp_path, monkeypatch):
+    import compress.strategies.distillation as distillation
+
+    recoveries = []
+    real = distillation.train_student
+    monkeypatch.setattr(distillation, "train_student", lambda model, ctx, **kw: recoveries.append(
+        (model.count_params(), kw["epochs"], kw["teacher"], kw["alpha"])) or real(model, ctx, **kw))
+    data = _image_data()
+    teacher = residual_cnn()
+    strategy = PruneStructured(fraction=0.5, epochs=4, cuts=3, alpha=0.5)
+    artifact = apply_strategy(strategy, teacher, "test", data, seed=0, workdir=tmp_path)
+    sizes = [params for params, *_ in recoveries]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 3  # three cuts, each smaller
+    assert [epochs for _, epochs, *_ in recoveries] == [1, 1, 4]  # short between cuts, then the full
+    # Every recovery learns from the unpruned model (the clone the strategy was given), not labels alone.
+    assert all(t is not None and t.count_params() == teacher.count_params() for *_, t, _ in recoveries)
+    assert all(alpha == 0.5 for *_, alpha in recoveries)
+    assert "in cuts of 17%" in artifact.notes and "teacher's logits (alpha=0.5" in artifact.notes
+    one_cut = apply_strategy(PruneStructured(fraction=0.5, epochs=1), teacher, "test", data, seed=0,
+                             workdir=tmp_path)
+    assert size_stats(artifact.flatbuffer).params_count == size_stats(one_cut.flatbuffer).params_count
+
+
+def test_max_drop_keeps_the_largest_fraction_within_the_budget(tmp_path, monkeypatch):
+    """Validation accuracy falls one point per 10% of parameters removed (a stand-in, so the
+    budget's edge is known): a 3.5 pp budget keeps the cut whose model lost 3, not the one that
+    lost 4 or more."""
+    import compress.strategies.distillation as distillation
+    import compress.strategies.pruning as pruning
+
+    teacher = residual_cnn()
+    full = teacher.count_params()
+    monkeypatch.setattr(distillation, "train_student", lambda model, ctx, **kw: "1 epoch")
+    monkeypatch.setattr(pruning, "_validation_accuracy", lambda model, ctx: round(
+        0.9 - 0.1 * (1 - model.count_params() / full), 4))
+    artifact = apply_strategy(PruneStructured(max_drop=3.5, epochs=2), teacher, "test", _image_data(),
+                              seed=0, workdir=tmp_path)
+    kept = size_stats(artifact.flatbuffer).params_count
+    within = [f for f in pruning.SEARCH_FRACTIONS
+              if 0.1 * (1 - shrink(teacher, f).model.count_params() / full) <= 0.035]
+    assert "max_drop=3.5" in artifact.notes and f"{within[-1]:.0%} of the channels" in artifact.notes
+    assert kept == size_stats(to_tflite(shrink(teacher, within[-1]).model)).params_count
+    assert len(within) < len(pruning.SEARCH_FRACTIONS)  # the budget, not the ladder, stopped it
+
+
+def test_max_drop_with_nothing_within_the_budget_says_so(tmp_path, monkeypatch):
+    import compress.strategies.distillation as distillation
+    import compress.strategies.pruning as pruning
+
+    teacher = residual_cnn()
+    monkeypatch.setattr(distillation, "train_student", lambda model, ctx, **kw: "1 epoch")
+    monkeypatch.setattr(pruning, "_validation_accuracy",
+                        lambda model, ctx: 0.9 if model.count_params() == teacher.count_params() else 0.5)
+    with pytest.raises(Skip, match=r"^no fraction keeps validation accuracy within max_drop=1 pp"):
+        apply_strategy(PruneStructured(max_drop=1), teacher, "test", _image_data(), seed=0,
+                       workdir=tmp_path)
+
+
+def test_taylor_importance_sees_a_channel_the_loss_ignores():
+    """Channel 0 has the largest incoming weights, so a norm keeps it; nothing downstream reads
+    it, so its first-order Taylor importance is zero and the data-aware criterion removes it."""
+    model = keras.Sequential([keras.Input((4,)), L.Dense(4, activation="relu", name="hidden"),
+                              L.Dense(3, name="logits")])
+    model = _randomized(model)
+    kernel, bias = model.get_layer("hidden").get_weights()
+    kernel[:, 0] = 5.0
+    model.get_layer("hidden").set_weights([kernel, bias])
+    out_kernel, out_bias = model.get_layer("logits").get_weights()
+    out_kernel[0] = 0.0
+    model.get_layer("logits").set_weights([out_kernel, out_bias])
+    rng = np.random.default_rng(0)
+    rows = (np.abs(rng.normal(size=(32, 4))).astype(np.float32), rng.integers(0, 3, 32))
+    by_norm = shrink(model, 0.25, criterion="l1").model.get_layer("hidden").get_weights()[0]
+    by_taylor = shrink(model, 0.25, criterion="taylor", rows=rows).model.get_layer("hidden").get_weights()[0]
+    assert np.any(np.all(by_norm == 5.0, axis=0))  # the norm kept the loud, useless channel
+    assert not np.any(np.all(by_taylor == 5.0, axis=0))  # Taylor dropped it
+
+
+def test_a_techniques_budget_shows_in_its_label():
+    assert PruneStructured(max_drop=1).label() == "prune-structured:max_drop=1"
+    assert PruneStructured().label() == "prune-structured"

@@ -208,9 +208,11 @@ class Strategy:
         """A short display name: the name plus only the parameters that differ from defaults."""
         defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
                     if p.default is not inspect.Parameter.empty}
-        # A parameter defaulting to None is inherited from the paired technique: not this row's own.
+        # A control's parameter defaulting to None is inherited from the paired technique: not
+        # this row's own.  A technique's (max_drop=None: off) is its own once set.
+        inherited = self.role == "control"
         changed = {k: v for k, v in self.get_params().items()
-                   if k not in defaults or (defaults[k] is not None and defaults[k] != v)}
+                   if k not in defaults or (defaults[k] != v and not (inherited and defaults[k] is None))}
         params = ",".join(f"{k}={_format_value(v)}" for k, v in changed.items())
         return f"{self.name}:{params}" if params else self.name
 

@@ -104,7 +104,7 @@ def train_student(
     alpha: float,
     temperature: float,
     epochs: int,
-    max_steps: int,
+    max_steps: int | None,
     lr: float,
     batch_size: int,
     patience: float | None = None,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
+
 from compress.models.backend import keras, tfmot
-from compress.models.training import Plan, cut_short, fit, plan
+from compress.models.training import BATCH_SIZE, Plan, cut_short, fit, out_of_time, plan
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
-from compress.strategies.structured import shrink
+from compress.strategies.structured import CRITERIA, TAYLOR_ROWS, NothingToRemove, shrink
 
 
 def polynomial_schedule(sparsity: float, planned: Plan) -> tfmot.sparsity.keras.PolynomialDecay:
@@ -194,6 +196,15 @@ class Prune2of4(Strategy):
         )
 
 
+#: The fractions ``max_drop`` climbs, one cut each: the largest whose validation accuracy stays
+#: within the budget after its short recovery is kept.
+SEARCH_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: Recovery targets: ``alpha`` × the labels + (1 - ``alpha``) × the unpruned teacher's logits
+#: softened at this temperature (the anchors' recipe: Torch-Pruning and NNCF recover a pruned
+#: network from its own unpruned outputs).
+RECOVERY_TEMPERATURE = 2.0
+
+
 @register
 class PruneStructured(Strategy):
     name = "prune-structured"
@@ -204,24 +215,115 @@ class PruneStructured(Strategy):
     follows = ("distillation",)
     cost = 3.0  # 40 recovery epochs
 
-    def __init__(self, fraction: float = 0.5, epochs: int = 40, lr: float = 1e-3) -> None:
+    def __init__(self, fraction: float = 0.5, epochs: int = 40, lr: float = 1e-3, cuts: int = 1,
+                 criterion: str = "l1", alpha: float = 1.0, max_drop: float | None = None) -> None:
         self.fraction = fraction
         self.epochs = epochs
         self.lr = lr
+        self.cuts = cuts
+        self.criterion = criterion
+        self.alpha = alpha
+        self.max_drop = max_drop
         self._check_open_unit("fraction", fraction)
         self._check_budget(epochs, lr)
+        self._check(cuts >= 1, f"cuts must be at least 1, got {cuts}")
+        self._check(criterion in CRITERIA,
+                    f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+        self._check(0 <= alpha <= 1, f"alpha must be between 0 and 1, got {alpha}")
+        self._check(max_drop is None or (math.isfinite(max_drop) and max_drop >= 0),
+                    f"max_drop must be 0 or more percentage points, got {max_drop}")
 
     def compress(self, ctx: Context) -> Compressed:
-        shrunk = shrink(ctx.teacher, self.fraction)
-        trained = fit(shrunk.model, ctx.data, epochs=self.epochs, lr=self.lr)
-        narrowed = [name for group in shrunk.groups for name in group]
-        joined = [" + ".join(group) for group in shrunk.groups if len(group) > 1]
+        rows = _sample(ctx) if self.criterion == "taylor" else None
+        first = shrink(ctx.teacher, self._fractions()[0], criterion=self.criterion, rows=rows)
+        model, reference, cut, how = first.model, first.sizes, self._fractions()[0], ""
+        if self.max_drop is None:
+            for fraction in self._fractions()[1:]:
+                self._recover(model, ctx, self._step_epochs())
+                model = self._cut(model, fraction, reference, ctx)
+            cut = self.fraction
+        else:
+            model, cut, how = self._search(model, reference, ctx)
+        trained = self._recover(model, ctx, self.epochs)
+        narrowed = [name for group in first.groups for name in group]
+        joined = [" + ".join(group) for group in first.groups if len(group) > 1]
         together = f"layers whose channels must match went together ({named(joined)}), " if joined else ""
+        steps = "in one cut" if len(self._fractions()) == 1 and self.max_drop is None else \
+            f"in cuts of {self._fractions()[0]:.0%}, each followed by {self._step_epochs()} recovery epochs"
+        targets = "the labels" if self.alpha == 1 else \
+            f"the labels and the unpruned teacher's logits (alpha={self.alpha:g}, T={RECOVERY_TEMPERATURE:g})"
         return Compressed(
-            model=shrunk.model,
-            notes=f"{self.fraction:.0%} of the channels of {len(shrunk.groups)} dependency groups removed "
-            f"by summed L1 norm ({named(narrowed)} narrowed; {together}the input and output stay "
-            "whole), the next layers sliced to match, then "
-            f"{trained.describe()} of recovery: {ctx.teacher.count_params():,} → "
-            f"{shrunk.model.count_params():,} parameters, smaller and faster for real.",
+            model=model,
+            notes=f"{how}{cut:.0%} of the channels of {len(first.groups)} dependency groups removed "
+            f"{steps}, ranked by {self.criterion} importance ({named(narrowed)} narrowed; {together}"
+            f"the input and output stay whole), the next layers sliced to match, then {trained} of "
+            f"recovery on {targets}: {ctx.teacher.count_params():,} → {model.count_params():,} "
+            "parameters, smaller and faster for real.",
         )
+
+    def _fractions(self) -> list[float]:
+        """The cumulative fraction after each cut: the ladder ``max_drop`` climbs, or ``cuts``
+        equal steps to ``fraction``."""
+        if self.max_drop is not None:
+            return list(SEARCH_FRACTIONS)
+        return [self.fraction * k / self.cuts for k in range(1, self.cuts + 1)]
+
+    def _step_epochs(self) -> int:
+        """Recovery between cuts: short, so that the whole schedule costs at most about one and a
+        half final recoveries."""
+        return max(1, round(self.epochs / (2 * len(self._fractions()))))
+
+    def _cut(self, model: keras.Model, fraction: float, reference: dict[tuple[str, ...], int],
+             ctx: Context) -> keras.Model:
+        """The next cut, to ``fraction`` of the teacher's channels; a step too small for any group
+        leaves the model as it is."""
+        rows = _sample(ctx) if self.criterion == "taylor" else None
+        try:
+            return shrink(model, fraction, criterion=self.criterion, reference=reference, rows=rows).model
+        except NothingToRemove:
+            return model
+
+    def _recover(self, model: keras.Model, ctx: Context, epochs: int) -> str:
+        from compress.strategies.distillation import train_student
+
+        return train_student(model, ctx, teacher=ctx.teacher if self.alpha < 1 else None,
+                             alpha=self.alpha, temperature=RECOVERY_TEMPERATURE, epochs=epochs,
+                             max_steps=None, lr=self.lr, batch_size=BATCH_SIZE)
+
+    def _search(self, model: keras.Model, reference: dict[tuple[str, ...], int],
+                ctx: Context) -> tuple[keras.Model, float, str]:
+        """Climb the ladder while the validation accuracy after each cut's short recovery stays
+        within ``max_drop`` of the teacher's; keep the last model that did."""
+        floor = _validation_accuracy(ctx.teacher, ctx) - self.max_drop / 100
+        kept, scores = None, []
+        for index, fraction in enumerate(SEARCH_FRACTIONS):
+            if index:
+                model = self._cut(model, fraction, reference, ctx)
+            self._recover(model, ctx, self._step_epochs())
+            score = _validation_accuracy(model, ctx)
+            scores.append(f"{fraction:.0%} {score:.3f}")
+            if score < floor or out_of_time():
+                break
+            kept = (keras.models.clone_model(model), model.get_weights(), fraction)
+        tried = ", ".join(scores)
+        if kept is None:
+            raise Skip(f"no fraction keeps validation accuracy within max_drop={self.max_drop:g} pp of "
+                       f"the teacher's ({floor + self.max_drop / 100:.3f}): {tried}")
+        best, weights, fraction = kept
+        best.set_weights(weights)
+        how = (f"max_drop={self.max_drop:g}: cut by {SEARCH_FRACTIONS[0]:.0%} at a time while validation "
+               f"accuracy stayed at or above {floor:.3f} (teacher's less {self.max_drop:g} pp; after each "
+               f"cut's short recovery: {tried}); kept the last within it. ")
+        return best, fraction, how
+
+
+def _sample(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows the data-aware criterion scores channels on (never validation or test)."""
+    rng = np.random.default_rng(ctx.seed)
+    pick = rng.permutation(len(ctx.data.y_train))[:TAYLOR_ROWS]
+    return ctx.data.x_train[pick], ctx.data.y_train[pick].astype(np.int64)
+
+
+def _validation_accuracy(model: keras.Model, ctx: Context) -> float:
+    outputs = model.predict(ctx.data.x_val, batch_size=1024, verbose=0)
+    return float(np.mean(np.argmax(outputs, axis=1) == ctx.data.y_val))

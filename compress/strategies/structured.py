@@ -12,8 +12,12 @@ channel axis is an array of channel ids; a layer that makes new channels (Dense,
 pointwise part of a SeparableConv) gives out fresh ids, every other layer maps its input's ids,
 and an element-wise merge unites the ids it lines up (union-find).  Channels with one root are
 removed together; a dependency group is the set of such channels made by the same producing
-layers, and each group keeps ``1 - fraction`` of them, ranked by the summed L1 norm of the
-producers' kernels.  Channels tied to the model's input or output are never removed.
+layers, and each group keeps ``1 - fraction`` of them, ranked by their importance summed over
+the producers (``CRITERIA``).  Channels tied to the model's input or output are never removed.
+
+Layer names survive a cut, so the groups of a smaller model are the teacher's: a gradual
+schedule cuts the same groups again, each time to a share of the teacher's channel counts
+(``reference``), and reaches exactly the counts one cut would.
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ PASS_THROUGH = (
 INPUT_SCALING = ("Normalization", "Rescaling")
 #: Merges whose inputs line up channel by channel (broadcasting a single channel is allowed).
 ELEMENTWISE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+#: How a channel's importance is scored: the L1 or L2 norm of its incoming weights (BatchNorm
+#: folded in), or first-order Taylor (Molchanov et al., 2019): |activation × gradient of the
+#: loss| summed over positions, averaged over training rows; data-aware, it sees which channels
+#: the loss actually depends on.
+CRITERIA = ("l1", "l2", "taylor")
+#: Training rows the Taylor criterion averages over.
+TAYLOR_ROWS = 512
 
 
 class _Channels:
@@ -79,10 +90,16 @@ class _Channels:
 
 @dataclass(frozen=True)
 class Shrunk:
-    """The rebuilt model, and the producing layers narrowed together (one tuple per group)."""
+    """The rebuilt model, the producing layers narrowed together (one tuple per group), and every
+    group's channel count before the cut (a gradual schedule's ``reference``)."""
 
     model: keras.Model
     groups: list[tuple[str, ...]]
+    sizes: dict[tuple[str, ...], int]
+
+
+class NothingToRemove(Skip):
+    """The fraction leaves every group whole: too small for groups this narrow."""
 
 
 def _unknown(layer: keras.layers.Layer, why: str = "its channels cannot be traced") -> Skip:
@@ -168,13 +185,14 @@ def _reshaped(layer: keras.layers.Layer, ids: np.ndarray) -> np.ndarray:
     return np.tile(ids, after // before)
 
 
-def _norms(layer: keras.layers.Layer, norm: keras.layers.Layer | None) -> np.ndarray:
-    """L1 norm of each output channel's incoming weights (the pointwise kernel of a SeparableConv),
-    with the BatchNorm right after it folded in, as TFLite folds it: a BatchNorm rescales each
-    channel, so the raw kernel's scale says little about what the channel contributes."""
+def _norms(layer: keras.layers.Layer, norm: keras.layers.Layer | None, order: int = 1) -> np.ndarray:
+    """L1 (or L2) norm of each output channel's incoming weights (the pointwise kernel of a
+    SeparableConv), with the BatchNorm right after it folded in, as TFLite folds it: a BatchNorm
+    rescales each channel, so the raw kernel's scale says little about what the channel
+    contributes."""
     separable = isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D))
     kernel = layer.get_weights()[1 if separable else 0]
-    norms = np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0)
+    norms = np.linalg.norm(kernel.reshape(-1, kernel.shape[-1]), ord=order, axis=0)
     if norm is None:
         return norms
     scale = 1 / np.sqrt(norm.moving_variance.numpy() + norm.epsilon)
@@ -200,11 +218,53 @@ def _slice(layer: keras.layers.Layer, kind: str, rows: np.ndarray, cols: np.ndar
     return [w[cols] for w in weights]  # BatchNormalization: one value per channel
 
 
-def shrink(model: keras.Model, fraction: float) -> Shrunk:
-    """A smaller copy: every dependency group of channels keeps ``1 - fraction`` of them.
+def _taylor(model: keras.Model, outputs: dict[str, keras.layers.Layer],
+            rows: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """First-order Taylor importance of each channel of each named layer's output: the mean over
+    rows of |sum over positions of activation × d(loss)/d(activation)|."""
+    from compress.models.backend import tf
+
+    names = list(outputs)
+    probe = keras.Model(model.inputs, [*(outputs[name].output for name in names), model.outputs[0]])
+    x, y = rows
+    with tf.GradientTape() as tape:
+        *activations, logits = probe(x.astype(np.float32), training=False)
+        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    gradients = tape.gradient(loss, activations)
+    scores = {}
+    for name, activation, gradient in zip(names, activations, gradients, strict=True):
+        product = (activation * gradient).numpy()
+        per_row = product.reshape(len(x), -1, product.shape[-1]).sum(axis=1)
+        scores[name] = np.abs(per_row).mean(axis=0)
+    return scores
+
+
+def _importance(model: keras.Model, config: dict[str, Any], layers: dict[str, keras.layers.Layer],
+                feeds: dict[str, list[str]], criterion: str,
+                rows: tuple[np.ndarray, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """Each producing layer's per-channel scores under ``criterion``."""
+    normalized = {feeds[spec["name"]][0]: layers[spec["name"]] for spec in config["layers"]
+                  if spec["class_name"] == "BatchNormalization"}
+    producers = [spec["name"] for spec in config["layers"] if spec["class_name"] in PRODUCERS]
+    if criterion != "taylor":
+        order = 2 if criterion == "l2" else 1
+        return {name: _norms(layers[name], normalized.get(name), order) for name in producers}
+    if rows is None:
+        raise ValueError("the taylor criterion needs training rows")
+    # The channel as the next layers see it: after its BatchNorm, if one follows.
+    return _taylor(model, {name: normalized.get(name, layers[name]) for name in producers}, rows)
+
+
+def shrink(model: keras.Model, fraction: float, *, criterion: str = "l1",
+           reference: dict[tuple[str, ...], int] | None = None,
+           rows: tuple[np.ndarray, np.ndarray] | None = None) -> Shrunk:
+    """A smaller copy: every dependency group of channels keeps ``1 - fraction`` of them, or of
+    its count in ``reference`` (a gradual schedule's first model).
 
     On the kept channels the function is unchanged; the removed ones' contributions are simply
-    gone.  A layer whose channels cannot be traced raises Skip naming it and its class.
+    gone.  ``rows`` (inputs, labels) feed the data-aware criterion.  A layer whose channels cannot
+    be traced raises Skip naming it and its class; a fraction that removes nothing raises
+    NothingToRemove.
     """
     config, layers = _graph(model)
     channels = _Channels()
@@ -222,25 +282,22 @@ def shrink(model: keras.Model, fraction: float) -> Shrunk:
     fixed = {root for name in ends for root in channels.roots(ids[name])}
     importance: dict[int, float] = {}
     owners: dict[int, list[str]] = {}
-    normalized = {feeds[spec["name"]][0]: layers[spec["name"]] for spec in config["layers"]
-                  if spec["class_name"] == "BatchNormalization"}
-    for spec in config["layers"]:
-        if spec["class_name"] in PRODUCERS:
-            name = spec["name"]
-            norms = _norms(layers[name], normalized.get(name))
-            for root, norm in zip(channels.roots(ids[name]), norms, strict=True):
-                importance[root] = importance.get(root, 0.0) + float(norm)
-                owners.setdefault(root, [])
-                if name not in owners[root]:
-                    owners[root].append(name)
+    for name, scores in _importance(model, config, layers, feeds, criterion, rows).items():
+        for root, score in zip(channels.roots(ids[name]), scores, strict=True):
+            importance[root] = importance.get(root, 0.0) + float(score)
+            owners.setdefault(root, [])
+            if name not in owners[root]:
+                owners[root].append(name)
     groups: dict[tuple[str, ...], list[int]] = {}
     for root, names in owners.items():
         if root not in fixed:
             groups.setdefault(tuple(names), []).append(root)
     kept = set(fixed)
     narrowed = []
+    sizes = {names: len(roots) for names, roots in groups.items()}
     for names, roots in groups.items():
-        count = max(1, round(len(roots) * (1 - fraction)))
+        whole = (reference or sizes).get(names, len(roots))
+        count = min(len(roots), max(1, round(whole * (1 - fraction))))
         scores = np.array([importance[root] for root in roots])
         kept.update(roots[i] for i in np.argsort(-scores, kind="stable")[:count])
         if count < len(roots):
@@ -249,11 +306,11 @@ def shrink(model: keras.Model, fraction: float) -> Shrunk:
         raise Skip("structured pruning found no channel to remove: every channel is tied to the "
                    "model's input or output")
     if not narrowed:
-        raise Skip(f"fraction={fraction} removes no channel: the largest dependency group has only "
-                   f"{max(len(roots) for roots in groups.values())} channels")
+        raise NothingToRemove(f"fraction={fraction} removes no channel: the largest dependency group "
+                              f"has only {max(len(roots) for roots in groups.values())} channels")
     keep = {name: np.flatnonzero([root in kept for root in channels.roots(channel_ids)])
             for name, channel_ids in ids.items()}
-    return Shrunk(_rebuild(config, layers, feeds, keep, f"{model.name}_shrunk"), narrowed)
+    return Shrunk(_rebuild(config, layers, feeds, keep, f"{model.name}_shrunk"), narrowed, sizes)
 
 
 def _rebuild(config: dict[str, Any], layers: dict[str, keras.layers.Layer], feeds: dict[str, list[str]],
