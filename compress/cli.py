@@ -397,14 +397,29 @@ def _executor_options(command: Any) -> Any:
     return command
 
 
+def _slowdown(text: str) -> float | None:
+    """--max-slowdown: a number of times the teacher's latency, or 'none'."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--max-slowdown must be a number (1: never slower than the teacher) or "
+                        f"'none', got {text!r}") from None
+
+
 @cli.command()
 @_data_options
 @click.option("--max-accuracy-drop", type=float, required=True,
               help="Largest acceptable accuracy loss against the teacher, in percentage points.")
 @click.option("--objective", type=click.Choice(["size", "latency"]), default="size", show_default=True,
               help="size: the smallest gzip file; latency: the fastest at batch 1.")
+@click.option("--max-slowdown", default="1", show_default=True, metavar="X",
+              help="The slowest the choice may run at batch 1, in times the teacher's latency "
+              "(1: never slower); 'none': speed does not matter.")
 @click.option("--time-budget", type=float, default=15.0, show_default=True, metavar="MIN",
-              help="Minutes for the whole tune, the final measurement included.")
+              help="Minutes for the whole tune, the final measurement included; it decides only how "
+              "many trials run (tune.json records it, and --trials N repeats the same search).")
 @click.option("--trials", "max_trials", type=int, default=None,
               help="Stop after this many trials (else the time budget decides).")
 @click.option("--strategy", "strategies", multiple=True, metavar="PATTERN",
@@ -416,8 +431,8 @@ def _executor_options(command: Any) -> Any:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Tune folder; re-running into it replays every finished trial. "
               "Default: reports/tune-<data>.")
-def tune(max_accuracy_drop: float, objective: str, time_budget: float, max_trials: int | None,
-         strategies: tuple[str, ...], seeds: int, executor: str, jobs: int | None,
+def tune(max_accuracy_drop: float, objective: str, max_slowdown: str, time_budget: float,
+         max_trials: int | None, strategies: tuple[str, ...], seeds: int, executor: str, jobs: int | None,
          address: str | None, out: Path | None, **data: Any) -> None:
     """Search every strategy and chain for the smallest (or fastest) model within an accuracy
     budget: trials on the validation split, the choice measured on the test split."""
@@ -427,7 +442,7 @@ def tune(max_accuracy_drop: float, objective: str, time_budget: float, max_trial
 
     settings = TuneSettings(max_accuracy_drop=max_accuracy_drop, objective=objective,
                             time_budget_min=time_budget, max_trials=max_trials,
-                            strategies=strategies)
+                            strategies=strategies, max_slowdown=_slowdown(max_slowdown))
     settings.validate()
     pool = _executor(executor, jobs, address)
     console = _stderr_console()

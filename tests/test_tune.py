@@ -4,6 +4,7 @@ a killed tune resumes from its journal, Dask runs it, and bad input is one line.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
+import numpy as np
 import optuna
 import pytest
 
@@ -22,9 +24,17 @@ from compress.models.backend import keras
 from compress.orchestrate.config import resolve_config
 from compress.orchestrate.executors import DaskExecutor, SerialExecutor
 from compress.orchestrate.tune import NothingMeetsBudget, TuneInterrupted, confirm, tune
-from compress.orchestrate.tune_search import JOURNAL, search
+from compress.orchestrate.tune_search import BATCH, JOURNAL, RANDOM_TRIALS, SearchLoop, search
 from compress.orchestrate.tune_space import TuneSettings, propose, search_space, starting_points
-from compress.orchestrate.tune_trials import SearchResult, Trial, candidates, choose, evidence, pareto_front
+from compress.orchestrate.tune_trials import (
+    SearchResult,
+    Trial,
+    candidates,
+    choose,
+    evidence,
+    nothing_within_budget,
+    pareto_front,
+)
 from compress.report.document import Document
 from compress.results.rows import TUNE_FILE
 from compress.strategies import Choice, Compressed, Range, RegistryError, Strategy, Task, register, unregister
@@ -114,9 +124,9 @@ def test_every_proposal_is_a_valid_spec(task):
     assert chains > 50
 
 
-def _trial(number: int, spec: str, drop: float, gzip: int, stages: int = 1) -> Trial:
+def _trial(number: int, spec: str, drop: float, gzip: int, stages: int = 1, speedup: float = 1.0) -> Trial:
     return Trial(number, spec, spec, stages, "ok", val_accuracy=0.9 - drop / 100, drop_pp=drop,
-                 size_bytes=gzip * 2, size_gzip_bytes=gzip)
+                 size_bytes=gzip * 2, size_gzip_bytes=gzip, speedup=speedup)
 
 
 def test_choice_is_the_smallest_within_the_budget_and_the_front_is_pareto():
@@ -332,6 +342,8 @@ def test_dask_runs_the_same_search(tuned, tmp_path):
     (["--max-accuracy-drop", "1", "--objective", "energy"], "'energy' is not one of"),
     (["--max-accuracy-drop", "1", "--seeds", "0"], "--seeds must be at least 1"),
     (["--max-accuracy-drop", "1", "--trials", "0"], "--trials must be at least 1"),
+    (["--max-accuracy-drop", "1", "--max-slowdown", "fast"], "--max-slowdown must be a number"),
+    (["--max-accuracy-drop", "1", "--max-slowdown", "0.5"], "--max-slowdown must be 1 or more"),
     (["--objective", "size"], "Missing option '--max-accuracy-drop'"),
 ])
 def test_bad_tune_input_is_one_line_exit_2(args, message, tmp_path):
@@ -385,15 +397,18 @@ def test_a_new_best_is_tried_next_with_each_stage_that_may_follow_it(tmp_path):
     for cls in (ZeroHalf, Halve):
         register(cls)
     try:
-        settings = TuneSettings(max_accuracy_drop=100.0, max_trials=3, strategies=(ZeroHalf.name, Halve.name))
+        settings = TuneSettings(max_accuracy_drop=100.0, max_trials=BATCH + 1,
+                                strategies=(ZeroHalf.name, Halve.name), max_slowdown=None)
         found = search(resolve_config(dataset="synthetic", seeds=1), settings, SerialExecutor(),
                        tmp_path / "tune")
     finally:
         for cls in (ZeroHalf, Halve):
             unregister(cls.name)
-    # the two starting points (each alone, at its defaults), then the best of them extended
-    assert [t.spec for t in found.trials] == [
-        "test-halve:share=0.5", "test-zero-half", "test-zero-half>test-halve:share=0.5"]
+    # the two starting points (each alone, at its defaults) open the first batch; the best of
+    # them, extended, opens the next one, unless a random chain of the first batch was just that
+    extension = "test-zero-half>test-halve:share=0.5"
+    assert [t.spec for t in found.trials[:2]] == ["test-halve:share=0.5", "test-zero-half"]
+    assert found.trials[BATCH].spec == extension or extension in [t.spec for t in found.trials[:BATCH]]
     assert found.trials[1].size_gzip_bytes < found.trials[0].size_gzip_bytes
 
 
@@ -408,3 +423,128 @@ def test_the_report_says_when_one_seed_both_chose_and_confirmed(tuned):
     text = Document("t", tune_section(summary)).markdown()
     assert "not trusted" not in text and "with one seed, the split that chose the candidates also " \
         "confirms them, which flatters them: give --seeds 3" in text
+
+
+class _ShuffledExecutor:
+    """Runs fake jobs and hands their results back in an order of its own, as workers of
+    different speeds would: each job's score depends only on its spec."""
+
+    def __init__(self, workers: int, seed: int) -> None:
+        self.workers, self.rng = workers, np.random.default_rng(seed)
+
+    def run(self, jobs):
+        jobs = list(jobs)
+        for index in self.rng.permutation(len(jobs)):
+            job = jobs[index]
+            digest = int(hashlib.sha256(job.spec.encode()).hexdigest()[:8], 16)
+            accuracy = 0.9 - (digest % 60) / 1000  # 0 to 6 pp below the teacher's 0.9
+            yield {"key": job.key, "row": {"status": "ok", "label": job.spec, "accuracy": accuracy,
+                                           "size_bytes": 1000 + digest % 5000,
+                                           "size_gzip_bytes": 500 + digest % 2500, "artifact": "x",
+                                           "train_seconds": 1.0}}
+
+
+def _offline_search(task, tmp_path: Path, settings: TuneSettings, executor: Any) -> SearchLoop:
+    space = search_space(task, settings.strategies)
+    sampler = optuna.samplers.TPESampler(seed=0, multivariate=True, group=True,
+                                         n_startup_trials=len(space.stages) + RANDOM_TRIALS)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
+
+    def make_job(spec: str) -> SimpleNamespace:
+        key = hashlib.sha256(spec.encode()).hexdigest()[:12]
+        return SimpleNamespace(key=key, spec=spec, out=str(tmp_path), result_path=tmp_path / "none" / key)
+
+    journal = tmp_path / f"journal-{executor.workers}-{id(executor)}.jsonl"
+    state = SearchLoop(study, space, settings, make_job, journal, [], 0.9, lambda path: 1.0, seed=0)
+    state.start()
+    state.run(executor, lambda done, waiting: None)
+    return state
+
+
+def test_the_proposals_are_the_same_whatever_order_jobs_finish_in_and_however_many_workers(task, tmp_path):
+    """The sampler learns from a whole batch, in proposal order: the finishing order (the
+    machine's speed, the worker count) changes nothing, and --trials N replays a prefix."""
+    settings = TuneSettings(max_accuracy_drop=2.0, max_trials=60)
+    runs = [_offline_search(task, tmp_path, settings, _ShuffledExecutor(workers, seed))
+            for workers, seed in ((1, 0), (2, 1), (4, 2))]
+    sequences = [[(t.spec, t.status) for t in run.trials] for run in runs]
+    assert sequences[0] == sequences[1] == sequences[2]
+    assert len({spec for spec, _ in sequences[0]}) > 30
+    shorter = _offline_search(task, tmp_path, dataclasses.replace(settings, max_trials=25),
+                              _ShuffledExecutor(2, 7))
+    assert [(t.spec, t.status) for t in shorter.trials] == sequences[0][:25]
+
+
+def test_every_family_leads_some_early_proposals(task, tmp_path):
+    """Random chains led by each family in turn alternate with the best's extensions, so no
+    family (four of them against eight quantizers) is left unexplored while another's best grows."""
+    starting = len(search_space(task).stages)
+    settings = TuneSettings(max_accuracy_drop=2.0, max_trials=starting + 2 * RANDOM_TRIALS)
+    state = _offline_search(task, tmp_path, settings, _ShuffledExecutor(2, 0))
+    random_part = state.trials[starting:]
+    families = set(state.space.families.values())
+    counts = {family: sum(t.family == family for t in random_part) for family in families}
+    assert min(counts.values()) >= RANDOM_TRIALS // len(counts) - 1, counts
+
+
+def test_a_search_that_repeats_itself_widens_instead_of_stopping(tmp_path):
+    """One strategy with nine settings: once the sampler has them, its proposals repeat; each
+    repeat queues a random configuration instead, and the search stops only when the space holds
+    nothing new, never as 'converged' while time is left."""
+    register(Halve)
+    try:
+        space_task = Task(None, "mlp:4", (4,), 2)
+        settings = TuneSettings(max_accuracy_drop=5.0, strategies=(Halve.name,), max_slowdown=None)
+        state = _offline_search(space_task, tmp_path, settings, _ShuffledExecutor(1, 0))
+    finally:
+        unregister(Halve.name)
+    assert len({t.spec for t in state.trials}) == 9  # every share from 0.1 to 0.9, all tried
+    assert state.stopped.startswith("every configuration was tried")
+    assert "converged" not in state.stopped
+
+
+def test_the_speed_guard_keeps_a_slower_model_out_unless_allowed():
+    small_slow = _trial(0, "small-slow", 0.2, 100, speedup=0.6)
+    big_fast = _trial(1, "big-fast", 0.2, 900, speedup=1.4)
+    same_speed = _trial(2, "same-speed", 0.2, 500, speedup=0.98)  # within the timer's margin
+    trials = [small_slow, big_fast, same_speed]
+    assert choose(trials, TuneSettings(max_accuracy_drop=1.0)) is same_speed
+    assert choose(trials, TuneSettings(max_accuracy_drop=1.0, max_slowdown=2.0)) is small_slow
+    assert choose(trials, TuneSettings(max_accuracy_drop=1.0, max_slowdown=None)) is small_slow
+    untimed = dataclasses.replace(small_slow, speedup=None)
+    assert choose([untimed], TuneSettings(max_accuracy_drop=1.0)) is None  # unknown speed: not chosen
+    with pytest.raises(UserError, match="max_slowdown must be 1 or more"):
+        TuneSettings(max_accuracy_drop=1.0, max_slowdown=0.5).validate()
+
+
+def test_nothing_fast_enough_says_so_and_names_the_fastest():
+    found = SearchResult([_trial(0, "slow", 0.2, 100, speedup=0.5)], {}, None, [], [], 0.0, 0,
+                         "time budget spent")
+    message = nothing_within_budget(found, TuneSettings(max_accuracy_drop=1.0), 1)
+    assert "none runs within 1× the teacher's latency" in message and "0.50× as fast" in message
+
+
+def test_the_report_says_how_many_samples_a_point_is_and_what_each_family_did(tuned):
+    report = (tuned / "report.md").read_text()
+    summary = json.loads((tuned / TUNE_FILE).read_text())
+    rows = summary["search"]["validation_rows"]
+    assert f"On that split of {rows:,} rows one sample is {100 / rows:.2f} pp" in report
+    assert "Trials per family" in report and "| quantization |" in report
+    assert summary["search"]["stopped"] == "4 trials"
+
+
+def test_a_repeat_queues_a_new_random_chain_led_by_the_least_tried_family(task, tmp_path):
+    from optuna.trial import TrialState
+
+    state = _offline_search(task, tmp_path, TuneSettings(max_accuracy_drop=2.0, max_trials=20),
+                            _ShuffledExecutor(1, 0))
+    before = state._proposed()
+    tried = {family: sum(t.family == family for t in state.by_spec.values())
+             for family in set(state.space.families.values())}
+    state._widen()
+    (queued,) = state.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    params = queued.system_attrs["fixed_params"]
+    assert json.dumps(params, sort_keys=True) not in before
+    assert state.space.families[params["stage 1"]] == min(sorted(tried), key=lambda f: tried[f])
+    assert state.widened == 1

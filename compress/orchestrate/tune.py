@@ -15,8 +15,11 @@ across every strategy and every chain the registered strategies allow.
   command replays its journal from the cache, and ``--executor dask`` spreads the trials.
 - **Optuna's multi-objective TPE** proposes the trials (cost and validation accuracy, the
   budget as a constraint); docs/tune.md says why it was chosen over the alternatives.
-  Cheap candidates go first (every strategy alone at its defaults, cheapest first), and a
-  chain whose prefix, tried earlier, already broke the budget is never trained.
+  Cheap candidates go first (every strategy alone at its defaults, cheapest first), then random
+  chains led by each family in turn, and a chain whose prefix, tried earlier, already broke the
+  budget is never trained.
+- **The same answer on every machine.** Proposals are told in batches, in proposal order, so no
+  finishing order changes the sequence; the time budget decides only how many trials run.
 
 This module imports no TensorFlow at import time.
 """
@@ -34,6 +37,7 @@ from compress.analysis.configurations import against_teacher
 from compress.common.errors import UserError, option
 from compress.common.fileio import write_atomic
 from compress.orchestrate.tune_search import (
+    BATCH,
     TuneProgress,
     confirm,
     search,
@@ -42,6 +46,7 @@ from compress.orchestrate.tune_space import TuneSettings, tunable_names
 from compress.orchestrate.tune_trials import (
     SearchResult,
     nothing_within_budget,
+    trials_per_family,
 )
 from compress.results.rows import TUNE_FILE
 
@@ -140,6 +145,7 @@ def _write(folder: Path, settings: TuneSettings, found: SearchResult,
     summary = {
         "objective": settings.objective,
         "max_accuracy_drop": settings.max_accuracy_drop,
+        "max_slowdown": settings.max_slowdown,
         "time_budget_min": settings.time_budget_min,
         "chosen_spec": chosen.spec if chosen else None,
         "chosen_label": chosen.label if chosen else None,
@@ -155,7 +161,9 @@ def _write(folder: Path, settings: TuneSettings, found: SearchResult,
         "trials": [dataclasses.asdict(t) for t in found.trials],
         "search": {"sampler": f"optuna {optuna.__version__} TPESampler (multivariate, grouped, "
                    "constrained), two objectives", "seconds": found.seconds, "reused": found.reused,
-                   "stopped": found.stopped, "space": found.space},
+                   "stopped": found.stopped, "widened": found.widened, "batch": BATCH,
+                   "validation_rows": found.validation_rows,
+                   "families": trials_per_family(found.trials, settings), "space": found.space},
     }
     write_atomic(folder / TUNE_FILE, json.dumps(summary, indent=2))
     return summary

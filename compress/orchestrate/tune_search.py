@@ -10,9 +10,11 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from compress.common.errors import UserError
 from compress.orchestrate.tune_space import (
@@ -21,6 +23,7 @@ from compress.orchestrate.tune_space import (
     TuneSettings,
     default_point,
     propose,
+    random_point,
     search_space,
     stage_names,
     starting_points,
@@ -41,22 +44,23 @@ from compress.strategies.base import Task
 
 #: The proposals in order (Optuna parameters), replayed from the job cache on a re-run.
 JOURNAL = "trials.jsonl"
-
-
-#: Random proposals after the starting points and before TPE models anything: each draws its
-#: chain stage by stage, so long chains are explored before the model narrows the search.
+#: Proposals asked, run and told together.  The sampler learns from a whole batch at once, in
+#: proposal order, never from whichever job finished first, so the sequence of proposals is the
+#: same on any machine and with any number of workers; a fixed size (not the worker count) keeps
+#: it the same across ``--jobs`` too.
+BATCH = 8
+#: Random chains after the starting points, before TPE models anything, their first stages
+#: taken from each family in turn: every family gets its share before the sampler concentrates
+#: (quantizers outnumber the other families' strategies several times over).
 RANDOM_TRIALS = 24
-
-
+#: Random draws a family gets to find a chain not proposed before, before the next family's turn.
+RANDOM_DRAWS = 20
 #: A chain is not trained when a prefix of it, tried earlier, lost this many points more
 #: than the budget allows: later stages compress further and do not win accuracy back.
 HOPELESS_MARGIN_PP = 1.0
-
-
-#: Proposals in a row that repeat finished trials, after which the search has converged.
-CONVERGED_REPEATS = 30
-
-
+#: Proposals in a row that repeat earlier trials even after widening: the space holds nothing
+#: new, so the search ends before the budget ("every configuration was tried").
+EXHAUSTED_REPEATS = 400
 #: Failed trials in a row after which the search stops: something is broken, not unlucky.
 FAILURES_IN_A_ROW = 8
 
@@ -65,12 +69,12 @@ FAILURES_IN_A_ROW = 8
 TuneProgress = Callable[[int, int, str, float], None]
 
 
-class _Search:
-    """The ask-and-tell loop around an Optuna study, fed to an executor as a lazy job stream."""
+class SearchLoop:
+    """The ask-and-tell loop around an Optuna study, a batch of proposals at a time."""
 
     def __init__(self, study: Any, space: Space, settings: TuneSettings, make_job: Callable[[str], Any],
                  journal: Path, replay: list[dict[str, Any]], teacher_accuracy: float,
-                 measure_speedup: Callable[[Path], float] | None) -> None:
+                 measure_speedup: Callable[[Path], float], seed: int) -> None:
         self.study, self.space, self.settings = study, space, settings
         self.make_job, self.journal = make_job, journal
         self.teacher_accuracy = teacher_accuracy
@@ -79,72 +83,155 @@ class _Search:
         self.deadline: Callable[[], float] = lambda: math.inf  # seconds the search may still take
         self.trials: list[Trial] = []
         self.by_spec: dict[str, Trial] = {}
-        self.running: dict[str, list[Any]] = {}  # job key -> Optuna trials waiting for it
-        self.submitted: dict[str, Any] = {}  # job key -> job
+        self.waiting: dict[str, list[Any]] = {}  # job key -> the Optuna trials that asked for it
+        self.batch: list[Any] = []  # the jobs of the batch being asked, in proposal order
         self.repeats = 0
         self.reused = 0
+        self.reused_keys: set[str] = set()  # jobs an earlier tune into this folder finished
+        self.widened = 0
+        self.random_turns = 0
+        self.extensions: list[dict[str, Any]] = []  # a best's next stages, in the order to try
+        self.extended = 0
         self.stopped = ""
         self.params: dict[str, dict[str, Any]] = {}  # spec -> the Optuna parameters that made it
         self.deepened: set[str] = set()
         self.replay = len(replay)
+        self.rng = np.random.default_rng(seed)
         for params in replay:
             study.enqueue_trial(params, skip_if_exists=False)
 
-    # --- the stream of jobs ------------------------------------------------------------
-    def jobs(self) -> Iterator[Any]:
+    def start(self) -> None:
+        """A fresh search: every strategy alone at its defaults first."""
+        for point in starting_points(self.space):
+            self.study.enqueue_trial(point)
+
+    def _proposed(self) -> set[str]:
+        """Every proposal's parameters so far (a queued one's are still its fixed parameters), as
+        text: what is not queued again."""
+        return {json.dumps(t.params or t.system_attrs.get("fixed_params", {}), sort_keys=True)
+                for t in self.study.get_trials(deepcopy=False)}
+
+    def _queue_random(self, families: Sequence[str]) -> bool:
+        """Queue a random chain not proposed before, led by the first of ``families`` that still
+        has one (a few draws each); False when none has."""
+        seen = self._proposed()
+        for family in families:
+            members = sorted(n for n, f in self.space.families.items() if f == family)
+            for _ in range(RANDOM_DRAWS):
+                point = random_point(self.space, self.rng, members[int(self.rng.integers(len(members)))])
+                if json.dumps(point, sort_keys=True) not in seen:
+                    self.study.enqueue_trial(point, skip_if_exists=False)
+                    return True
+        return False
+
+    def _before_asking(self) -> None:
+        """What the next proposal is, when nothing is queued in the study (the starting points,
+        a replayed journal): a best's next extension and a random chain led by each family in turn
+        alternate until ``RANDOM_TRIALS`` random ones have run, so every family gets its share
+        before the search concentrates; then the extensions, then the sampler's own."""
+        from optuna.trial import TrialState
+
+        if len(self.trials) < self.replay or \
+                self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return
+        exploring = self.random_turns < RANDOM_TRIALS
+        seen = self._proposed()
+        while self.extensions and json.dumps(self.extensions[0], sort_keys=True) in seen:
+            self.extensions.pop(0)
+        if self.extensions and (not exploring or self.extended <= self.random_turns):
+            self.study.enqueue_trial(self.extensions.pop(0))
+            self.extended += 1
+        elif exploring:
+            families = sorted(set(self.space.families.values()))
+            turn = self.random_turns % len(families)
+            self._queue_random([*families[turn:], *families[:turn]])
+            self.random_turns += 1
+
+    # --- asking -------------------------------------------------------------------------
+    def ask_batch(self) -> list[Any]:
+        """The next batch's jobs, in proposal order.  A proposal that repeats an earlier trial,
+        breaks a strategy's rules or extends a hopeless prefix is told at once (it trains
+        nothing); a repeat also widens the search with a random chain of the family that has
+        been tried least.  Empty when the search is over."""
         from compress.strategies import strategies_from_spec
 
-        while not self._finished():
+        self.batch = []
+        while len(self.batch) < BATCH and not self._finished(asking=True):
+            self._before_asking()
             asked = self.study.ask()
             try:
                 proposed = propose(asked, self.space)
                 (strategy,) = strategies_from_spec(proposed)
                 spec = strategy.spec()
             except UserError as error:  # a combination a strategy refuses to build
-                self._record(asked, Trial(asked.number, proposed, proposed, proposed.count(">") + 1,
-                                          "invalid", reason=str(error)))
+                self._record(asked, self._trial(asked.number, proposed, proposed, "invalid",
+                                                reason=str(error)))
                 continue
             if asked.number >= self.replay:  # a replayed proposal is in the journal already
                 self._journal(asked.params)
             self.params.setdefault(spec, dict(asked.params))
-            stages = spec.count(">") + 1
             if spec in self.by_spec and self.by_spec[spec].status != "failed":
                 self.repeats += 1
                 first = self.by_spec[spec]
                 self._record(asked, dataclasses.replace(
                     first, number=asked.number, reused=False,
                     reason=f"the configuration of trial {first.number}, not run again"))
+                self._widen()
                 continue
             self.repeats = 0
             reason = self._hopeless(spec)
             if reason:
-                self._record(asked, Trial(asked.number, spec, strategy.label(), stages, "hopeless",
-                                          reason=reason))
+                self._record(asked, self._trial(asked.number, spec, strategy.label(), "hopeless",
+                                                reason=reason))
                 continue
             job = self.make_job(spec)
-            if job.key in self.running:
-                self.running[job.key].append(asked)
-                continue
-            self.running[job.key] = [asked]
-            self.submitted[job.key] = job
-            if job.result_path.exists():  # finished by an earlier tune into this folder
-                self.reused += 1
-                self.finish(json.loads(job.result_path.read_text()), reused=True)
-                continue
-            yield job
+            if job.key not in self.waiting:
+                self.batch.append(job)
+            self.waiting.setdefault(job.key, []).append(asked)
+        return self.batch
 
-    def _finished(self) -> bool:
-        if self.settings.max_trials is not None and len(self.trials) >= self.settings.max_trials:
+    def _trial(self, number: int, spec: str, label: str, status: str, **fields: Any) -> Trial:
+        return Trial(number, spec, label, spec.count(">") + 1, status, family=self.space.family(spec),
+                     **fields)
+
+    def _widen(self) -> None:
+        """A repeat: queue a random chain led by the family with the fewest distinct trials, so
+        the search goes on exploring instead of proposing what it has."""
+        tried = {family: 0 for family in self.space.families.values()}
+        for trial in self.by_spec.values():
+            tried[trial.family or "?"] = tried.get(trial.family or "?", 0) + 1
+        if self._queue_random(sorted(tried, key=lambda f: (tried[f], f))):
+            self.widened += 1
+
+    def _finished(self, asking: bool = False) -> bool:
+        """Whether to stop: the trial limit (counting the batch being asked), failures in a row,
+        an exhausted space; the time budget is looked at only between batches."""
+        pending = sum(len(asks) for asks in self.waiting.values())
+        if self.settings.max_trials is not None and len(self.trials) + pending >= self.settings.max_trials:
             self.stopped = f"{self.settings.max_trials} trials"
         elif len(self.trials) >= FAILURES_IN_A_ROW and all(
                 t.status == "failed" for t in self.trials[-FAILURES_IN_A_ROW:]):
             self.stopped = (f"{FAILURES_IN_A_ROW} trials in a row failed, the last with: "
                             f"{self.trials[-1].reason}")
-        elif self.repeats >= CONVERGED_REPEATS:
-            self.stopped = f"converged ({CONVERGED_REPEATS} proposals in a row repeated earlier trials)"
-        elif self.deadline() <= 0 and len(self.trials) >= self.replay:
-            self.stopped = "time budget"
+        elif self.repeats >= EXHAUSTED_REPEATS:
+            self.stopped = (f"every configuration was tried ({EXHAUSTED_REPEATS} proposals in a row "
+                            "repeated earlier trials, random chains included)")
+        elif not asking and self.deadline() <= 0 and len(self.trials) >= self.replay:
+            self.stopped = "time budget spent"
         return bool(self.stopped)
+
+    def run(self, executor: Any, progress: Callable[[int, int], None]) -> None:
+        """Batches until the search is over: each batch's jobs run on ``executor`` (those an
+        earlier tune into this folder finished are read instead), then are told in proposal order,
+        whatever order they finished in."""
+        while not self._finished():
+            batch = self.ask_batch()
+            results = {job.key: saved for job in batch if (saved := self.reused_result(job)) is not None}
+            for result in executor.run([job for job in batch if job.key not in results]):
+                results[result["key"]] = result
+                progress(len(self.trials) + len(results), len(batch) - len(results))
+            self.tell_batch(results)
+            progress(len(self.trials), 0)
 
     def _hopeless(self, spec: str) -> str | None:
         stages = spec.split(">")
@@ -156,28 +243,39 @@ class _Search:
                         f"(trial {prefix.number}), more than the budget plus {HOPELESS_MARGIN_PP:g}")
         return None
 
-    # --- results ------------------------------------------------------------------------
-    def finish(self, result: dict[str, Any], *, reused: bool = False) -> None:
+    # --- telling ------------------------------------------------------------------------
+    def tell_batch(self, results: dict[str, dict[str, Any]]) -> None:
+        """Tell every proposal of the batch what its job scored, in proposal order."""
+        for job in self.batch:
+            self.finish(job, results[job.key], reused=job.key in self.reused_keys)
+        self.batch = []
+
+    def reused_result(self, job: Any) -> dict[str, Any] | None:
+        """The result an earlier tune into this folder saved for this job, if any."""
+        if not job.result_path.exists():
+            return None
+        self.reused += 1
+        self.reused_keys.add(job.key)
+        return json.loads(job.result_path.read_text())
+
+
+    def finish(self, job: Any, result: dict[str, Any], *, reused: bool = False) -> None:
         """Tell every Optuna trial that waited for this job what it scored."""
         row = result["row"]
-        job = self.submitted.pop(result["key"])
-        waiting = self.running.pop(job.key, [])
-        stages = job.spec.count(">") + 1
-        trial = Trial(-1, job.spec, row.get("label") or job.spec, stages, row.get("status", "failed"),
-                      reason=row.get("reason"), reused=reused, key=job.key,
-                      train_seconds=row.get("train_seconds"))
+        waiting = self.waiting.pop(job.key, [])
+        trial = self._trial(-1, job.spec, row.get("label") or job.spec, row.get("status", "failed"),
+                            reason=row.get("reason"), reused=reused, key=job.key,
+                            train_seconds=row.get("train_seconds"))
         if trial.status == "ok":
             trial.val_accuracy = row["accuracy"]
             trial.drop_pp = round(100 * (self.teacher_accuracy - row["accuracy"]), 4)
             trial.size_bytes, trial.size_gzip_bytes = row["size_bytes"], row["size_gzip_bytes"]
             trial.macs = row.get("macs")
-            if self.measure_speedup is not None:
-                trial.speedup = self.measure_speedup(Path(job.out) / row["artifact"])
+            trial.speedup = self.measure_speedup(Path(job.out) / row["artifact"])
         for asked in waiting:
             self._record(asked, dataclasses.replace(trial, number=asked.number))
 
     def _record(self, asked: Any, trial: Trial) -> None:
-
         self.trials.append(trial)
         known = self.by_spec.get(trial.spec)
         if trial.status != "invalid" and (known is None or known.status == "failed"):
@@ -195,14 +293,16 @@ class _Search:
 
     def _deepen(self) -> None:
         """When a new best within the budget among the pipelines that can still grow appears,
-        try it next followed by each stage the rules allow after its last one (at that stage's
+        queue it followed by each stage the rules allow after its last one (at that stage's
         defaults, cheapest first), before the sampler's own proposals: the way the best
         pipelines are found by hand (distill, then prune, then cluster, then quantize), each
         step kept only while the budget holds."""
         if len(self.trials) < self.replay:  # a resumed tune: the journal holds the extensions
             return
         growable = [t for t in self.trials if t.stages < MAX_STAGES and self._followers(t.spec)]
-        best = choose(growable, self.settings)
+        # Accuracy alone decides what grows: a measured speed differs from machine to machine,
+        # and the proposals must not.
+        best = choose(growable, dataclasses.replace(self.settings, max_slowdown=None))
         if best is None or best.spec in self.deepened or best.spec not in self.params:
             return
         self.deepened.add(best.spec)
@@ -212,7 +312,7 @@ class _Search:
             if self.space.followers[follower]:
                 point[f"after {follower}"] = "end"
             point.update(default_point(self.space, follower))
-            self.study.enqueue_trial(point, skip_if_exists=True)
+            self.extensions.append(point)
 
     def _followers(self, spec: str) -> list[str]:
         """The stages that may come next in this pipeline, cheapest first."""
@@ -242,8 +342,9 @@ def search(
     config: Any, settings: TuneSettings, executor: Any, out: Path,
     progress: TuneProgress | None = None, *, started: float | None = None,
 ) -> SearchResult:
-    """The search phase: propose, train and score on validation only, until the time budget
-    (less the time the final measurement will need), the trial limit or convergence."""
+    """The search phase: propose, train and score on validation only, a batch at a time, until
+    the time budget (less the time the confirmation and final measurement will need) or the
+    trial limit; earlier only when the space holds nothing new or trials keep failing."""
     import optuna
 
     from compress.measure.latency import measure_latency
@@ -282,8 +383,8 @@ def search(
         def left() -> float:
             return budget_seconds - (time.monotonic() - started)
 
-        state = _Search(study, space, settings, job_for, journal_path, replay, base["accuracy"],
-                        speedup if settings.objective == "latency" else None)
+        state = SearchLoop(study, space, settings, job_for, journal_path, replay, base["accuracy"],
+                        speedup, seed)
         state.deadline = lambda: left() - reserve()
         state.worst = float(base["size_gzip_bytes"]) if settings.objective == "size" else 1.0
 
@@ -301,15 +402,16 @@ def search(
                     + confirmation / max(1, executor.workers) + others * (teacher.train_seconds or 10))
 
         if not replay:
-            for point in starting_points(space):
-                study.enqueue_trial(point)
+            state.start()
         report = progress or (lambda done, running, best, seconds: None)
         search_start = time.monotonic()
-        for result in executor.run(state.jobs()):
-            state.finish(result)
+
+        def running(done: int, waiting: int) -> None:
             best = choose(state.trials, settings)
-            report(len(state.trials), len(state.running), describe_trial(best, settings) if best else
-                   "none within the budget yet", max(0.0, left()))
+            report(done, waiting, describe_trial(best, settings) if best else "none within the budget yet",
+                   max(0.0, left()))
+
+        state.run(executor, running)
     chosen = choose(state.trials, settings)
     front = pareto_front(state.trials, settings.objective)
     return SearchResult(
@@ -319,7 +421,7 @@ def search(
         chosen=chosen, front=front,
         final=final_specs(state.trials, chosen, settings) if chosen else [],
         seconds=round(time.monotonic() - search_start, 1), reused=state.reused,
-        stopped=state.stopped or "every proposal ran",
+        stopped=state.stopped, widened=state.widened, validation_rows=len(training.y_val),
         space={name: {k: dataclasses.asdict(v) for k, v in params.items()}
                for name, params in space.stages.items()},
         job_makers={seed: job_for},

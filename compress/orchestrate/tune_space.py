@@ -11,15 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from compress.common.errors import UserError, option
 from compress.strategies.base import Choice, Range, RegistryError, Task
 
 OBJECTIVES = ("size", "latency")
-
-
 MAX_STAGES = 4
-
-
 DEFAULT_TIME_BUDGET_MIN = 15.0
 
 
@@ -33,6 +31,9 @@ class TuneSettings:
     max_trials: int | None = None
     #: Strategy name patterns the search may use (wildcards allowed); empty: every tunable one.
     strategies: tuple[str, ...] = ()
+    #: The slowest a choice may be against the teacher at batch 1: 1.0, never slower (a smaller
+    #: model that runs slower is rarely what a size budget is for); None: speed does not matter.
+    max_slowdown: float | None = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.strategies, str):  # one pattern, not its letters
@@ -47,6 +48,11 @@ class TuneSettings:
         budget = self.time_budget_min
         if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
             raise UserError(f"{option('time_budget_min')} must be more than 0 minutes, got {budget}")
+        slowdown = self.max_slowdown
+        if slowdown is not None and not (isinstance(slowdown, (int, float)) and not isinstance(slowdown, bool)
+                                         and math.isfinite(slowdown) and slowdown >= 1):
+            raise UserError(f"{option('max_slowdown')} must be 1 or more (times the teacher's latency), "
+                            f"got {slowdown}")
         if self.max_trials is not None and (isinstance(self.max_trials, bool) or
                                             not isinstance(self.max_trials, int) or self.max_trials < 1):
             raise UserError(f"{option('max_trials')} must be at least 1, got {self.max_trials}")
@@ -60,6 +66,11 @@ class Space:
     followers: dict[str, tuple[str, ...]]
     costs: dict[str, float]
     defaults: dict[str, dict[str, Any]]
+    families: dict[str, str]
+
+    def family(self, spec: str) -> str:
+        """The family of a spec's first stage: what a chain is counted under."""
+        return self.families.get(stage_names(spec)[0], "?")
 
 
 def search_space(task: Task, patterns: Sequence[str] = ()) -> Space:
@@ -90,7 +101,8 @@ def search_space(task: Task, patterns: Sequence[str] = ()) -> Space:
     defaults = {name: {p.name: p.default for p in inspect.signature(available[name].__init__)
                        .parameters.values() if p.default is not inspect.Parameter.empty}
                 for name in stages}
-    return Space(stages, followers, {n: available[n].cost for n in stages}, defaults)
+    return Space(stages, followers, {n: available[n].cost for n in stages}, defaults,
+                 {n: available[n].family for n in stages})
 
 
 def tunable_names(patterns: Sequence[str] = ()) -> list[str]:
@@ -152,6 +164,42 @@ def starting_points(space: Space) -> list[dict[str, Any]]:
         params.update(default_point(space, name))
         points.append(params)
     return points
+
+
+def random_point(space: Space, rng: np.random.Generator, first: str | None = None) -> dict[str, Any]:
+    """Optuna parameters for a chain drawn at random, stage by stage (``first`` fixes its first
+    stage), every parameter on its declared grid: what widens a search that repeats itself, and
+    what gives every family its share before the sampler models anything."""
+    stages = [first or str(rng.choice(sorted(space.stages)))]
+    params: dict[str, Any] = {"stage 1": stages[0]}
+    while True:
+        last = stages[-1]
+        followers = [f for f in space.followers[last] if f not in stages]
+        if not space.followers[last]:
+            break
+        following = str(rng.choice(["end", *followers])) if len(stages) < MAX_STAGES else "end"
+        params[f"after {last}"] = following
+        if following == "end":
+            break
+        stages.append(following)
+    for name in stages:
+        for key, declared in space.stages[name].items():
+            params[f"{name}.{key}"] = _draw(declared, rng)
+    return params
+
+
+def _draw(declared: Range | Choice, rng: np.random.Generator) -> Any:
+    if isinstance(declared, Choice):
+        return declared.values[int(rng.integers(len(declared.values)))]
+    if declared.step:
+        steps = round((declared.high - declared.low) / declared.step)
+        value = declared.low + declared.step * int(rng.integers(steps + 1))
+        return value if declared.integer else round(float(value), 10)
+    if declared.log:
+        value = math.exp(rng.uniform(math.log(declared.low), math.log(declared.high)))
+    else:
+        value = rng.uniform(declared.low, declared.high)
+    return round(value) if declared.integer else float(value)
 
 
 def default_point(space: Space, name: str) -> dict[str, Any]:

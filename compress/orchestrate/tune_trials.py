@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
+from compress.analysis.configurations import SAME_SPEED_MARGIN, paired_test
 from compress.common.errors import option
 from compress.orchestrate.tune_space import TuneSettings
 
@@ -54,6 +55,7 @@ class Trial:
     train_seconds: float | None = None
     reused: bool = False
     key: str | None = None
+    family: str | None = None  # of its first stage: what the report counts trials under
 
     def value(self, objective: str) -> float | None:
         """What the objective minimizes: gzip bytes, or latency relative to the teacher."""
@@ -65,6 +67,14 @@ class Trial:
 
     def meets(self, budget: float) -> bool:
         return self.status == "ok" and self.drop_pp is not None and self.drop_pp <= budget + 1e-9
+
+    def admissible(self, settings: TuneSettings) -> bool:
+        """Within the accuracy budget, no slower than ``max_slowdown`` allows beyond the margin
+        the report calls the same speed (a speed not measured is no evidence either way), and
+        with a value for the objective."""
+        fast = settings.max_slowdown is None or (
+            self.speedup is not None and self.speedup * settings.max_slowdown >= 1 - SAME_SPEED_MARGIN)
+        return self.meets(settings.max_accuracy_drop) and fast and self.value(settings.objective) is not None
 
 
 @dataclass
@@ -80,6 +90,8 @@ class SearchResult:
     reused: int
     stopped: str  # why the search ended
     space: dict[str, Any] = field(default_factory=dict)
+    widened: int = 0  # random chains queued because the sampler repeated itself
+    validation_rows: int = 0  # of the search seed's validation split: 1 pp is this many / 100
     #: Candidate spec -> its evidence on every seed's validation split.
     confirmation: dict[str, Evidence] = field(default_factory=dict)
     #: Seed -> the maker of its validation jobs, for the seeds the search already prepared, so
@@ -155,8 +167,7 @@ def rank(trial: Trial, settings: TuneSettings) -> tuple[float, float, int]:
 
 def choose(trials: Sequence[Trial], settings: TuneSettings) -> Trial | None:
     """The best objective among the trials within the budget."""
-    feasible = [t for t in trials if t.meets(settings.max_accuracy_drop)
-                and t.value(settings.objective) is not None]
+    feasible = [t for t in trials if t.admissible(settings)]
     return min(feasible, key=lambda t: rank(t, settings)) if feasible else None
 
 
@@ -168,8 +179,7 @@ def candidates(trials: Sequence[Trial], settings: TuneSettings) -> list[Trial]:
     the first batch as a safe fallback.  Specs that produced the same file (a mixed-precision
     search that settles on the same precisions at several ``max_drop``) are one candidate, the
     simplest spec first."""
-    feasible = sorted({t.spec: t for t in trials if t.meets(settings.max_accuracy_drop)
-                       and t.value(settings.objective) is not None}.values(),
+    feasible = sorted({t.spec: t for t in trials if t.admissible(settings)}.values(),
                       key=lambda t: rank(t, settings))
     seen: set[tuple[Any, ...]] = set()
     first: list[Trial] = []
@@ -194,8 +204,7 @@ def final_specs(trials: Sequence[Trial], chosen: Trial, settings: TuneSettings,
     """What the test split measures: the choice, the best plain strategy (one stage) within the
     budget, so the report can say what the search added, then the other confirmed candidates or
     the validation front."""
-    budget = settings.max_accuracy_drop
-    front = [t for t in pareto_front(trials, settings.objective) if t.meets(budget)]
+    front = [t for t in pareto_front(trials, settings.objective) if t.admissible(settings)]
     plain = choose([t for t in trials if t.stages == 1], settings)
     specs = [chosen.spec]
     for trial in [*([plain] if plain else []), *(confirmed or front)]:
@@ -216,8 +225,6 @@ def evidence(seeds: Sequence[int], teachers: dict[int, dict[str, Any]],
              rows: dict[int, dict[str, Any]]) -> Evidence:
     """One candidate's rows against each seed's teacher row, all on validation splits; a seed
     where it failed or skipped leaves nothing to pool (an infinite loss)."""
-    from compress.analysis.configurations import paired_test
-
     pooled = tuple(seeds[1:] or seeds[:1])
     drops = tuple(100 * (teachers[s]["accuracy"] - rows[s]["accuracy"]) if rows[s].get("status") == "ok"
                   else None for s in seeds)
@@ -226,6 +233,22 @@ def evidence(seeds: Sequence[int], teachers: dict[int, dict[str, Any]],
     if test is None:
         return Evidence(tuple(seeds), drops, pooled, 0, 0, 0)
     return Evidence(tuple(seeds), drops, pooled, test.b, test.c, test.n)
+
+
+def trials_per_family(trials: Sequence[Trial], settings: TuneSettings) -> dict[str, dict[str, Any]]:
+    """Per family of first stage: proposals, distinct configurations trained, how many of them
+    are admissible, and the best of those: what shows why a family lost."""
+    families: dict[str, dict[str, Any]] = {}
+    for family in dict.fromkeys(t.family or "?" for t in trials):
+        mine = [t for t in trials if (t.family or "?") == family]
+        trained = {t.spec: t for t in mine if t.key is not None}
+        fit = [t for t in trained.values() if t.admissible(settings)]
+        best = min(fit, key=lambda t: rank(t, settings)) if fit else None
+        families[family] = {"proposals": len(mine), "trained": len(trained), "admissible": len(fit),
+                            "best": best.label if best else None,
+                            "best_value": best.value(settings.objective) if best else None,
+                            "best_drop_pp": best.drop_pp if best else None}
+    return families
 
 
 def nothing_within_budget(found: SearchResult, settings: TuneSettings, seeds: int) -> str:
@@ -242,6 +265,13 @@ def nothing_within_budget(found: SearchResult, settings: TuneSettings, seeds: in
                 f"seed's validation split, but none with {CONFIRM_CONFIDENCE:.0%} confidence on the "
                 f"validation split of {where}; the closest, {label}, {loss}; raise "
                 f"{option('max_accuracy_drop')} or {option('time_budget_min')}")
+    accurate = [t for t in found.trials if t.meets(budget)]
+    if accurate and settings.max_slowdown is not None:
+        fastest = max(accurate, key=lambda t: t.speedup or 0.0)
+        return (f"{len({t.spec for t in accurate})} configurations stay within {budget:g} pp of the teacher "
+                f"on validation, but none runs within {settings.max_slowdown:g}× the teacher's latency; "
+                f"the fastest, {fastest.label}, runs {fastest.speedup or 0:.2f}× as fast as the teacher; "
+                f"raise {option('max_slowdown')}")
     closest_trial = min((t for t in found.trials if t.drop_pp is not None), default=None,
                         key=lambda t: t.drop_pp or 0.0)
     hint = (f"; the closest, {closest_trial.label}, loses {closest_trial.drop_pp:.2f} pp at "

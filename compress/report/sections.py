@@ -185,9 +185,11 @@ def tune_section(tune: dict[str, Any]) -> list[Block]:
             "gzip KiB": kib(t["size_gzip_bytes"]) if ok else "",
             "× smaller (gzip)": f"{base_gzip / t['size_gzip_bytes']:.1f}" if ok else "",
         }
-        if tune["objective"] == "latency":
+        if timed:
             out["Speed-up"] = f"{t['speedup']:.2f}×" if ok and t.get("speedup") else ""
         return out
+
+    timed = tune["objective"] == "latency" or any(t.get("speedup") for t in trials)
 
     by_spec = {t["spec"]: t for t in trials}
     front = [record(by_spec[spec]) for spec in tune["front"] if spec in by_spec]
@@ -201,19 +203,32 @@ def tune_section(tune: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = [
         Heading("Search (compress tune)"),
         Paragraph(f"Objective: the {objective} within {tune['max_accuracy_drop']:g} pp of the "
-                  f"teacher. {len(trials)} trials in {search['seconds'] / 60:.1f} min "
+                  f"teacher{_speed_limit(tune)}. {len(trials)} trials in {search['seconds'] / 60:.1f} min "
                   f"({search['reused']} reused from an earlier tune; stopped by: {search['stopped']}), "
                   f"scored on the **validation split** of the first seed only; {search['sampler']}. "
                   "The test split was read only afterwards, to measure the configurations of the "
-                  "common table, so their test accuracy is not inflated by the search."),
+                  "common table, so their test accuracy is not inflated by the search."
+                  f"{_resolution(tune)}"),
     ]
+    families = search.get("families")
+    if families:
+        blocks += [
+            Paragraph("Trials per family (of each configuration's first stage): why a family lost "
+                      "is here, not only who won."),
+            Table([{"Family": family, "Proposals": str(f["proposals"]), "Trained": str(f["trained"]),
+                    "Admissible": str(f["admissible"]), "Best admissible": f["best"] or "none",
+                    "Its Δ pp": "" if f["best_drop_pp"] is None else signed_pp(-f["best_drop_pp"])}
+                   for family, f in families.items()]),
+        ]
     test = tune.get("test")
     if tune.get("chosen_spec"):
         chosen = by_spec.get(tune["chosen_spec"], {})
         lines = [f"**Chosen:** {tune['chosen_label']} (`{tune['chosen_spec']}`)."]
         if chosen:
-            lines.append(f"On validation: {signed_pp(-chosen['drop_pp'])} pp, "
-                         f"{base_gzip / chosen['size_gzip_bytes']:.1f}× smaller (gzip) than the teacher.")
+            speed = f", {chosen['speedup']:.2f}× as fast at batch 1" if chosen.get("speedup") else ""
+            smaller = base_gzip / chosen["size_gzip_bytes"]
+            lines.append(f"On validation: {signed_pp(-chosen['drop_pp'])} pp, {smaller:.1f}× smaller "
+                         f"(gzip) than the teacher{speed}.")
         if test:
             met = "within" if tune.get("test_meets_budget") else "**outside**"
             lines.append(f"On the test split over {test['seeds']} seed(s): accuracy {test['accuracy']:.4f} "
@@ -261,6 +276,28 @@ def tune_section(tune: dict[str, Any]) -> list[Block]:
              "Why": t.get("reason") or ""} for t in trials])]),
     ]
     return blocks
+
+
+def _speed_limit(tune: dict[str, Any]) -> str:
+    slowdown = tune.get("max_slowdown")
+    if slowdown is None:
+        return ""
+    return (", and never slower than the teacher" if slowdown == 1 else
+            f", and at most {slowdown:g}× the teacher's latency")
+
+
+def _resolution(tune: dict[str, Any]) -> str:
+    """How many samples one percentage point is, where the choice was made and confirmed."""
+    rows = tune["search"].get("validation_rows")
+    if not rows:
+        return ""
+    budget = tune["max_accuracy_drop"]
+    text = (f" On that split of {rows:,} rows one sample is {100 / rows:.2f} pp, so the "
+            f"{budget:g} pp budget is {rows * budget / 100:.1f} samples")
+    pooled = next((proof["n"] for proof in (tune.get("confirmation") or {}).values() if proof["n"]), 0)
+    if pooled:
+        text += f"; the confirmation pools {pooled:,} paired rows ({pooled / 100:.1f} samples per pp)"
+    return text + "."
 
 
 def resolution(configs: list[Config]) -> tuple[int, float]:
