@@ -453,7 +453,8 @@ def tune(max_accuracy_drop: float, objective: str, max_slowdown: str, time_budge
                       f"{left / 60:.1f} min left; best: {best}", highlight=False, markup=False)
 
     try:
-        result = search(settings, pool, out=out, seeds=seeds, progress=progress, **data)
+        with pool:  # its workers live from the first batch to the final measurement
+            result = search(settings, pool, out=out, seeds=seeds, progress=progress, **data)
     except NothingMeetsBudget as answer:
         click.echo(f"compress: {answer}", err=True)
         sys.exit(1)
@@ -503,7 +504,8 @@ def sweep_command(config: Path, executor: str, jobs: int | None, address: str | 
                               f"{what}", highlight=False, markup=False)
 
         try:
-            result = sweep(settings, folder, pool, timing=timing, progress=progress)
+            with pool:
+                result = sweep(settings, folder, pool, timing=timing, progress=progress)
         except SweepInterrupted as stop:
             click.echo(f"compress: {stop}; pending jobs were cancelled and the report there is "
                        "marked incomplete; re-run the same command to resume", err=True)

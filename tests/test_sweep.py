@@ -284,3 +284,32 @@ def test_a_data_path_in_a_sweep_file_is_read_relative_to_the_file(tmp_path, monk
     (tmp_path / "there.npz").write_bytes(b"")  # found only from the working folder: kept as given
     (tmp_path / "project" / "sweep.toml").write_text(f'data = "there.npz"\n{grid}')
     assert load_sweep("project/sweep.toml").data == "there.npz"
+
+
+def test_an_executor_keeps_its_workers_between_runs_and_ends_them_on_close():
+    """A tune runs a batch at a time: starting the workers (and their TensorFlow) for each batch
+    would cost seconds per batch.  A crash still replaces them, and close ends them."""
+    from compress.orchestrate.pool import Pool, pool_map
+
+    pool = Pool(2)
+    for _ in range(3):
+        assert sorted(pool_map(range(4), abs, 2, salvage=lambda t: None, give_up=lambda t, r: r,
+                               pool=pool)) == [0, 1, 2, 3]
+    assert pool.starts == 1 and pool.processes is not None
+    pool.close()
+    assert pool.processes is None
+    assert sorted(pool_map(range(2), abs, 2, salvage=lambda t: None, give_up=lambda t, r: r)) == [0, 1]
+
+
+def test_a_closed_map_ends_the_workers_of_a_kept_pool():
+    """Ctrl-C closes the result iterator: nothing of the map may keep running."""
+    import time
+
+    from compress.orchestrate.pool import Pool, pool_map
+
+    pool = Pool(1)
+    results = pool_map(iter([0.2, 0.2, 0.2]), time.sleep, 1, salvage=lambda t: None,
+                       give_up=lambda t, r: r, pool=pool)
+    next(results)
+    results.close()
+    assert pool.processes is None

@@ -1,5 +1,9 @@
 """Where sweep jobs run: in this process, in a local spawn pool, or on a Dask cluster; each
 yields results as they complete and cancels what is pending when its iterator is closed.
+
+An executor keeps its workers from one ``run`` to the next (a tune runs a batch at a time, and
+each batch would otherwise start the workers and their TensorFlow again); ``close``, or leaving
+a ``with`` block, ends them.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 from compress.common.errors import UserError, option
 from compress.orchestrate.jobs import Job, failed_result, run_job
-from compress.orchestrate.pool import pool_map
+from compress.orchestrate.pool import Pool, pool_map
 
 
 class Executor:
@@ -27,6 +31,15 @@ class Executor:
 
     def run(self, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """End the workers this executor keeps between runs (none here)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class SerialExecutor(Executor):
@@ -46,13 +59,17 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int | None = None, max_rebuilds: int = 3) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.max_rebuilds = max_rebuilds
+        self.pool = Pool(self.workers)
 
     def run(self, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
         def salvage(job: Job) -> dict[str, Any] | None:  # finished just before a crash
             return json.loads(job.result_path.read_text()) if job.result_path.exists() else None
 
         return pool_map(jobs, run_job, self.workers, salvage=salvage, give_up=failed_result,
-                        max_rebuilds=self.max_rebuilds)
+                        max_rebuilds=self.max_rebuilds, pool=self.pool)
+
+    def close(self) -> None:
+        self.pool.close()
 
 
 class DaskExecutor(Executor):
@@ -61,23 +78,40 @@ class DaskExecutor(Executor):
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.address = address or os.environ.get("DASK_SCHEDULER_ADDRESS")
+        self.client: Any = None
+        self.cluster: Any = None
+        self.capacity = self.workers
 
-    def run(self, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
+    def _connect(self) -> Any:
+        """The client, connected (and a LocalCluster started) on first use."""
+        if self.client is not None:
+            return self.client
         try:
-            from dask.distributed import Client, LocalCluster, as_completed
+            from dask.distributed import Client, LocalCluster
         except ImportError:
             raise UserError(f"{option('executor', 'dask')} needs dask.distributed: "
                             "pip install 'compress[dask]'") from None
-        cluster = None
         if self.address:
-            client = Client(self.address)
-            _upload_package(client)
-            capacity = max(self.workers, sum(client.nthreads().values()))
+            self.client = Client(self.address)
+            _upload_package(self.client)
+            self.capacity = max(self.workers, sum(self.client.nthreads().values()))
         else:
-            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-            client = Client(cluster)
-            capacity = self.workers
+            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None)
+            self.client = Client(self.cluster)
+        return self.client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
+        client, capacity = self._connect(), self.capacity
+        from dask.distributed import as_completed
+
         source = iter(jobs)
         futures: list[Any] = []
         job_of: dict[str, Job] = {}
@@ -103,9 +137,6 @@ class DaskExecutor(Executor):
                     running.add(following)
         finally:
             client.cancel(futures)
-            client.close()
-            if cluster is not None:
-                cluster.close()
 
 
 def _upload_package(client: Any) -> None:

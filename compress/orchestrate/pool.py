@@ -15,15 +15,9 @@ from typing import Any, TypeVar
 from compress.common.errors import flag_names_in_use, set_flag_names
 
 Task = TypeVar("Task")
-
-
 Result = TypeVar("Result")
-
-
 #: What a ``pool_map`` source yields when none of its tasks can start before a running one ends.
 WAIT: Any = object()
-
-
 _NOTHING_RUNS = "the task source waits for a result, but nothing runs"
 
 
@@ -65,10 +59,34 @@ def start_pool(workers: int, warmup: Callable[[], None] | None = None) -> Any:
     return pool
 
 
+class Pool:
+    """Spawn workers kept from one ``pool_map`` to the next: started once (their TensorFlow
+    import, seconds each, paid once per run, sweep or tune, not per batch), replaced after a
+    crash, ended by ``close``."""
+
+    def __init__(self, workers: int, warmup: Callable[[], None] | None = None) -> None:
+        self.workers, self.warmup = workers, warmup
+        self.processes: Any = None  # the ProcessPoolExecutor, once started
+        self.starts = 0
+
+    def get(self) -> Any:
+        """The running workers, started now if they are not."""
+        if self.processes is None:
+            self.processes = start_pool(self.workers, self.warmup)
+            self.starts += 1
+        return self.processes
+
+    def close(self) -> None:
+        """End the workers now (busy ones are terminated); ``get`` starts new ones."""
+        if self.processes is not None:
+            stop_pool(self.processes)
+            self.processes = None
+
+
 def pool_map(
     tasks: Iterable[Task], work: Callable[[Task], Result], workers: int, *,
     salvage: Callable[[Task], Result | None], give_up: Callable[[Task, str], Result],
-    max_rebuilds: int = 3, pool: Any = None,
+    max_rebuilds: int = 3, pool: Pool | None = None,
 ) -> Iterator[Result]:
     """``work(task)`` in a spawn pool of ``workers`` processes, yielding results as they finish.
 
@@ -77,58 +95,73 @@ def pool_map(
     result (it must not say so while nothing runs).  A dead worker breaks the pool: the
     pool is rebuilt and its unfinished tasks resubmitted (``salvage`` returns the result of one
     that finished anyway); after ``max_rebuilds`` crashes every remaining task gets
-    ``give_up``.  Closing the iterator (Ctrl-C) cancels everything not finished.  ``pool``, from
-    ``start_pool``, is used first (and shut down here like the others).
+    ``give_up``.  Closing the iterator (Ctrl-C) cancels everything not finished.  A ``pool``
+    of the caller's is used and, when every task has finished, left running for its next map;
+    without one, the map starts its own and ends it.
     """
-    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    own = pool is None
+    workers_of = pool if pool is not None else Pool(workers)
     source = iter(tasks)
     pending: dict[int, Task] = {}  # submitted and not finished, resubmitted after a crash
-    exhausted, rebuilds, counter = False, 0, itertools.count()
-    while pending or not exhausted:
-        pool = pool if pool is not None else start_pool(workers)
-        try:
-            futures = {pool.submit(work, task): number for number, task in pending.items()}
-            while True:
-                while not exhausted and len(futures) < workers:
-                    task = next(source, None)
-                    if task is None:
-                        exhausted = True
-                    elif task is WAIT:
-                        if not futures:
-                            raise RuntimeError(_NOTHING_RUNS)
-                        break
-                    else:
-                        number = next(counter)
-                        pending[number] = task
-                        futures[pool.submit(work, task)] = number
+    exhausted, rebuilds, counter, done = False, 0, itertools.count(), False
+    try:
+        while pending or not exhausted:
+            try:
+                yield from _map_once(source, work, workers, workers_of.get(), pending, counter)
+                exhausted = True
+            except BrokenProcessPool:
+                workers_of.close()
+                rebuilds += 1
+                for number, task in list(pending.items()):
+                    saved = salvage(task)
+                    if saved is not None:
+                        pending.pop(number)
+                        yield saved
+                if rebuilds > max_rebuilds:
+                    for task in pending.values():
+                        yield give_up(task, "worker process died repeatedly")
+                    for task in source:  # drawn one at a time: a lazy source sees each failure
+                        if task is WAIT:
+                            raise RuntimeError(_NOTHING_RUNS) from None
+                        yield give_up(task, "worker process died repeatedly")
+                    return
+        done = True
+    finally:
+        if own or not done:  # a closed iterator (Ctrl-C) or an error: nothing may keep running
+            workers_of.close()
+
+
+def _map_once(source: Iterator[Task], work: Callable[[Task], Result], workers: int, pool: Any,
+              pending: dict[int, Task], counter: Iterator[int]) -> Iterator[Result]:
+    """Resubmit ``pending``, then draw and submit tasks as workers free up, until the source is
+    exhausted and every task has finished; raises BrokenProcessPool when a worker dies."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    futures = {pool.submit(work, task): number for number, task in pending.items()}
+    exhausted = False
+    while True:
+        while not exhausted and len(futures) < workers:
+            task = next(source, None)
+            if task is None:
+                exhausted = True
+            elif task is WAIT:
                 if not futures:
-                    break
-                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    number = futures.pop(future)
-                    result = future.result()
-                    pending.pop(number, None)
-                    yield result
-        except BrokenProcessPool:
-            rebuilds += 1
-            for number, task in list(pending.items()):
-                saved = salvage(task)
-                if saved is not None:
-                    pending.pop(number)
-                    yield saved
-            if rebuilds > max_rebuilds:
-                for task in pending.values():
-                    yield give_up(task, "worker process died repeatedly")
-                for task in source:  # drawn one at a time: a lazy source sees each failure
-                    if task is WAIT:
-                        raise RuntimeError(_NOTHING_RUNS) from None
-                    yield give_up(task, "worker process died repeatedly")
-                return
-        finally:
-            stop_pool(pool)
-            pool = None
+                    raise RuntimeError(_NOTHING_RUNS)
+                break
+            else:
+                number = next(counter)
+                pending[number] = task
+                futures[pool.submit(work, task)] = number
+        if not futures:
+            return
+        finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+        for future in finished:
+            number = futures.pop(future)
+            result = future.result()
+            pending.pop(number, None)
+            yield result
 
 
 #: Seconds an idle worker gets to exit by itself (it takes a moment, see ``_worker_setup``).

@@ -102,10 +102,11 @@ def run(config: RunConfig, progress: Progress | None = None,
         pool = None
         if workers > 1:  # workers import TensorFlow while the data and teachers are prepared
             from compress.models.backend import import_tensorflow
-            from compress.orchestrate.pool import start_pool, stop_pool
+            from compress.orchestrate.pool import Pool
 
-            pool = start_pool(workers, import_tensorflow)
-            stack.callback(stop_pool, pool)  # at once if bad input stops the run early
+            pool = Pool(workers, import_tensorflow)
+            pool.get()
+            stack.callback(pool.close)  # at once if bad input stops the run early
         sources = {seed: load_source(config, seed) for seed in config.seeds}
         first = sources[config.seeds[0]]
         target = config.out or default_out_dir(first.dataset.name)
