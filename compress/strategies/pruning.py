@@ -289,11 +289,15 @@ class PruneStructured(Strategy):
             return model
 
     def _recover(self, model: keras.Model, ctx: Context, epochs: int) -> str:
+        """Recovery training: on the labels alone, the recipe every training strategy shares
+        (``fit``); with the teacher's logits, distillation's own loop."""
+        if self.alpha == 1:
+            return fit(model, ctx.data, epochs=epochs, lr=self.lr).describe()
         from compress.strategies.distillation import train_student
 
-        return train_student(model, ctx, teacher=ctx.teacher if self.alpha < 1 else None,
-                             alpha=self.alpha, temperature=RECOVERY_TEMPERATURE, epochs=epochs,
-                             max_steps=None, lr=self.lr, batch_size=BATCH_SIZE)
+        return train_student(model, ctx, teacher=ctx.teacher, alpha=self.alpha,
+                             temperature=RECOVERY_TEMPERATURE, epochs=epochs, max_steps=None,
+                             lr=self.lr, batch_size=BATCH_SIZE)
 
     def _search(self, model: keras.Model, reference: dict[tuple[str, ...], int],
                 ctx: Context) -> tuple[keras.Model, float, str]:
