@@ -325,3 +325,17 @@ def test_taylor_importance_sees_a_channel_the_loss_ignores():
 def test_a_techniques_budget_shows_in_its_label():
     assert PruneStructured(max_drop=1).label() == "prune-structured:max_drop=1"
     assert PruneStructured().label() == "prune-structured"
+
+
+def test_a_first_cut_too_small_for_any_group_waits_for_the_next(tmp_path):
+    """Eight cuts to half: the first (6%) removes nothing from groups of six or eight channels;
+    the schedule goes on and ends where one cut would."""
+    teacher, data = residual_cnn(), _image_data()
+    gradual = apply_strategy(PruneStructured(fraction=0.5, cuts=8, epochs=1), teacher, "test", data,
+                             seed=0, workdir=tmp_path)
+    once = apply_strategy(PruneStructured(fraction=0.5, epochs=1), teacher, "test", data, seed=0,
+                          workdir=tmp_path)
+    assert size_stats(gradual.flatbuffer).params_count == size_stats(once.flatbuffer).params_count
+    with pytest.raises(Skip, match="removes no channel"):
+        apply_strategy(PruneStructured(fraction=0.01, cuts=2, epochs=1), teacher, "test", data, seed=0,
+                       workdir=tmp_path)

@@ -235,19 +235,19 @@ class PruneStructured(Strategy):
                     f"max_drop must be 0 or more percentage points, got {max_drop}")
 
     def compress(self, ctx: Context) -> Compressed:
-        rows = _sample(ctx) if self.criterion == "taylor" else None
-        first = shrink(ctx.teacher, self._fractions()[0], criterion=self.criterion, rows=rows)
-        model, reference, cut, how = first.model, first.sizes, self._fractions()[0], ""
+        cuts = _Cuts(self.criterion, _sample(ctx) if self.criterion == "taylor" else None)
+        model, cut, how = ctx.teacher, self.fraction, ""
         if self.max_drop is None:
-            for fraction in self._fractions()[1:]:
-                self._recover(model, ctx, self._step_epochs())
-                model = self._cut(model, fraction, reference, ctx)
-            cut = self.fraction
+            for index, fraction in enumerate(self._fractions()):
+                if index and cuts.groups:  # recover from the last cut before the next one
+                    self._recover(model, ctx, self._step_epochs())
+                model = cuts.cut(model, fraction, last=index == len(self._fractions()) - 1)
         else:
-            model, cut, how = self._search(model, reference, ctx)
+            model, cut, how = self._search(model, ctx, cuts)
         trained = self._recover(model, ctx, self.epochs)
-        narrowed = [name for group in first.groups for name in group]
-        joined = [" + ".join(group) for group in first.groups if len(group) > 1]
+        groups = list(cuts.groups)
+        narrowed = [name for group in groups for name in group]
+        joined = [" + ".join(group) for group in groups if len(group) > 1]
         together = f"layers whose channels must match went together ({named(joined)}), " if joined else ""
         steps = "in one cut" if len(self._fractions()) == 1 and self.max_drop is None else \
             f"in cuts of {self._fractions()[0]:.0%}, each followed by {self._step_epochs()} recovery epochs"
@@ -255,7 +255,7 @@ class PruneStructured(Strategy):
             f"the labels and the unpruned teacher's logits (alpha={self.alpha:g}, T={RECOVERY_TEMPERATURE:g})"
         return Compressed(
             model=model,
-            notes=f"{how}{cut:.0%} of the channels of {len(first.groups)} dependency groups removed "
+            notes=f"{how}{cut:.0%} of the channels of {len(groups)} dependency groups removed "
             f"{steps}, ranked by {self.criterion} importance ({named(narrowed)} narrowed; {together}"
             f"the input and output stay whole), the next layers sliced to match, then {trained} of "
             f"recovery on {targets}: {ctx.teacher.count_params():,} → {model.count_params():,} "
@@ -278,16 +278,6 @@ class PruneStructured(Strategy):
             return max(1, round(self.epochs / 4))
         return max(1, round(self.epochs / (2 * len(self._fractions()))))
 
-    def _cut(self, model: keras.Model, fraction: float, reference: dict[tuple[str, ...], int],
-             ctx: Context) -> keras.Model:
-        """The next cut, to ``fraction`` of the teacher's channels; a step too small for any group
-        leaves the model as it is."""
-        rows = _sample(ctx) if self.criterion == "taylor" else None
-        try:
-            return shrink(model, fraction, criterion=self.criterion, reference=reference, rows=rows).model
-        except NothingToRemove:
-            return model
-
     def _recover(self, model: keras.Model, ctx: Context, epochs: int) -> str:
         """Recovery training: on the labels alone, the recipe every training strategy shares
         (``fit``); with the teacher's logits, distillation's own loop."""
@@ -299,8 +289,7 @@ class PruneStructured(Strategy):
                              temperature=RECOVERY_TEMPERATURE, epochs=epochs, max_steps=None,
                              lr=self.lr, batch_size=BATCH_SIZE)
 
-    def _search(self, model: keras.Model, reference: dict[tuple[str, ...], int],
-                ctx: Context) -> tuple[keras.Model, float, str]:
+    def _search(self, model: keras.Model, ctx: Context, cuts: _Cuts) -> tuple[keras.Model, float, str]:
         """Climb the ladder while each cut, after its recovery, loses no more than ``max_drop``
         against the teacher on the validation rows, beyond the paired standard error of that
         loss: on a split of a few hundred rows the loss moves by 2-3 pp from one recovery epoch
@@ -309,8 +298,7 @@ class PruneStructured(Strategy):
         teacher = _validation_correct(ctx.teacher, ctx)
         kept, scores = None, []
         for index, fraction in enumerate(SEARCH_FRACTIONS):
-            if index:
-                model = self._cut(model, fraction, reference, ctx)
+            model = cuts.cut(model, fraction, last=index == len(SEARCH_FRACTIONS) - 1)
             self._recover(model, ctx, self._step_epochs())
             mine = _validation_correct(model, ctx)
             b, c, n = int(np.sum(teacher & ~mine)), int(np.sum(~teacher & mine)), len(mine)
@@ -329,6 +317,30 @@ class PruneStructured(Strategy):
                f"against the teacher on validation stayed within {self.max_drop:g} pp, beyond its "
                f"standard error (after each cut's recovery: {tried} pp); kept the last within it. ")
         return best, fraction, how
+
+
+class _Cuts:
+    """One schedule's cuts: each to a share of the teacher's channel counts (the first cut's
+    ``sizes``), and every dependency group any of them narrowed, for the notes."""
+
+    def __init__(self, criterion: str, rows: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self.criterion, self.rows = criterion, rows
+        self.reference: dict[tuple[str, ...], int] | None = None
+        self.groups: dict[tuple[str, ...], None] = {}
+
+    def cut(self, model: keras.Model, fraction: float, *, last: bool = False) -> keras.Model:
+        """The model cut to ``fraction``.  A step too small for any group leaves the model as it
+        is, unless it is the last and nothing was ever cut."""
+        try:
+            shrunk = shrink(model, fraction, criterion=self.criterion, reference=self.reference,
+                            rows=self.rows)
+        except NothingToRemove:
+            if last and not self.groups:
+                raise
+            return model
+        self.reference = self.reference or shrunk.sizes
+        self.groups.update(dict.fromkeys(shrunk.groups))
+        return shrunk.model
 
 
 def _sample(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
