@@ -234,6 +234,7 @@ def test_cuts_to_a_share_of_the_teachers_counts_reach_exactly_what_one_cut_does(
         widths.append(_widths(model_now))
     assert widths[-1] == once
     assert widths[0]["stem"] > once["stem"]  # the middle cut really was a step, not the whole way
+    assert len(to_tflite(model_now)) == len(to_tflite(shrink(model, 0.5).model))  # names included
 
 
 def test_the_strategys_schedule_reaches_the_asked_fraction_with_recovery_between_cuts(

@@ -310,7 +310,10 @@ def shrink(model: keras.Model, fraction: float, *, criterion: str = "l1",
                               f"has only {max(len(roots) for roots in groups.values())} channels")
     keep = {name: np.flatnonzero([root in kept for root in channels.roots(channel_ids)])
             for name, channel_ids in ids.items()}
-    return Shrunk(_rebuild(config, layers, feeds, keep, f"{model.name}_shrunk"), narrowed, sizes)
+    # One suffix however many cuts: the name prefixes every tensor name in the flatbuffer, and a
+    # suffix per cut made four cuts' file 2 KB larger than one cut's, for the same weights.
+    name = model.name if model.name.endswith("_shrunk") else f"{model.name}_shrunk"
+    return Shrunk(_rebuild(config, layers, feeds, keep, name), narrowed, sizes)
 
 
 def _rebuild(config: dict[str, Any], layers: dict[str, keras.layers.Layer], feeds: dict[str, list[str]],
