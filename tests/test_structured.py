@@ -340,3 +340,21 @@ def test_a_first_cut_too_small_for_any_group_waits_for_the_next(tmp_path):
     with pytest.raises(Skip, match="removes no channel"):
         apply_strategy(PruneStructured(fraction=0.01, cuts=2, epochs=1), teacher, "test", data, seed=0,
                        workdir=tmp_path)
+
+
+def test_max_drop_forgives_one_step_outside_the_budget(tmp_path, monkeypatch):
+    """A recovery epoch can land badly: a step outside the budget followed by one within it goes
+    on climbing; two in a row end the climb."""
+    import compress.strategies.distillation as distillation
+    import compress.strategies.pruning as pruning
+
+    teacher = residual_cnn()
+    loss = {0.1: 0.0, 0.2: 0.05, 0.3: 0.01, 0.4: 0.05, 0.5: 0.05, 0.6: 0.0}
+    by_params = {shrink(teacher, f).model.count_params(): share for f, share in loss.items()}
+    monkeypatch.setattr(distillation, "train_student", lambda model, ctx, **kw: "1 epoch")
+    monkeypatch.setattr(pruning, "_validation_correct", lambda model, ctx: _correct_losing(
+        0.0 if model.count_params() == teacher.count_params() else by_params[model.count_params()]))
+    artifact = apply_strategy(PruneStructured(max_drop=2, alpha=0.5), teacher, "test", _image_data(),
+                              seed=0, workdir=tmp_path)
+    assert "30% of the channels" in artifact.notes  # past 20%'s dip, stopped by 40% and 50%
+    assert "60%" not in artifact.notes.split("kept the last")[0]

@@ -200,6 +200,8 @@ class Prune2of4(Strategy):
 #: The fractions ``max_drop`` climbs, one cut each: the largest whose validation accuracy stays
 #: within the budget after its short recovery is kept.
 SEARCH_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: Steps in a row outside the budget that end the climb: one can be a bad recovery epoch.
+LADDER_PATIENCE = 2
 #: Recovery targets: ``alpha`` × the labels + (1 - ``alpha``) × the unpruned teacher's logits
 #: softened at this temperature (the anchors' recipe: Torch-Pruning and NNCF recover a pruned
 #: network from its own unpruned outputs).
@@ -293,10 +295,11 @@ class PruneStructured(Strategy):
         """Climb the ladder while each cut, after its recovery, loses no more than ``max_drop``
         against the teacher on the validation rows, beyond the paired standard error of that
         loss: on a split of a few hundred rows the loss moves by 2-3 pp from one recovery epoch
-        to the next, and the final recovery wins back more than a step's.  Keep the last cut
-        that did."""
+        to the next, and the final recovery wins back more than a step's.  One step outside the
+        budget is forgiven if the next is back within it (``LADDER_PATIENCE``).  Keep the last cut
+        within it."""
         teacher = _validation_correct(ctx.teacher, ctx)
-        kept, scores = None, []
+        kept, scores, outside = None, [], 0
         for index, fraction in enumerate(SEARCH_FRACTIONS):
             model = cuts.cut(model, fraction, last=index == len(SEARCH_FRACTIONS) - 1)
             self._recover(model, ctx, self._step_epochs())
@@ -304,8 +307,14 @@ class PruneStructured(Strategy):
             b, c, n = int(np.sum(teacher & ~mine)), int(np.sum(~teacher & mine)), len(mine)
             loss, error = 100 * (b - c) / n, 100 * paired_se(b, c, n, min_discordant=3)
             scores.append(f"{fraction:.0%} {-loss:+.1f}±{error:.1f}")
-            if loss - error > self.max_drop or out_of_time():
+            if out_of_time():
                 break
+            if loss - error > self.max_drop:
+                outside += 1
+                if outside >= LADDER_PATIENCE:
+                    break
+                continue
+            outside = 0
             kept = (keras.models.clone_model(model), model.get_weights(), fraction)
         tried = ", ".join(scores)
         if kept is None:
