@@ -41,13 +41,13 @@ from compress.strategies.pruning import PruneStructured
 
 L = keras.layers
 MAIN = {
-    "one cut, labels (before)": PruneStructured(),
+    "one cut, labels (before)": PruneStructured(cuts=1, alpha=1.0),
     "4 cuts, teacher's logits": PruneStructured(cuts=4, alpha=0.5),
     "max_drop=1": PruneStructured(max_drop=1, alpha=0.5),
 }
 EXTRAS = {
-    "one cut, teacher's logits": PruneStructured(alpha=0.5),
-    "4 cuts, labels": PruneStructured(cuts=4),
+    "one cut, teacher's logits": PruneStructured(cuts=1, alpha=0.5),
+    "4 cuts, labels": PruneStructured(cuts=4, alpha=1.0),
     "4 cuts, teacher's logits, l2": PruneStructured(cuts=4, alpha=0.5, criterion="l2"),
     "4 cuts, teacher's logits, taylor": PruneStructured(cuts=4, alpha=0.5, criterion="taylor"),
 }
