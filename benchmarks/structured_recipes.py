@@ -1,7 +1,7 @@
 """Structured pruning recipes on real architectures: one cut or gradual cuts, labels or the
 teacher's logits for recovery, and the importance criterion; over seeds.
 
-Run: .venv/bin/python benchmarks/structured_recipes.py MODEL [--seeds 3] [--extras]
+Run: .venv/bin/python benchmarks/structured_recipes.py MODEL [--seeds 3 | --seed S ...] [--extras]
      MODEL: mobilenetv2 | resnet | sepconv1d   (mobilenetv2: about 12 minutes a seed)
 
 - mobilenetv2: ``tf_keras.applications.MobileNetV2(alpha=0.35, weights=None)`` at 32x32x3,
@@ -162,11 +162,13 @@ def main() -> None:
     parser.add_argument("model", choices=sorted(MODELS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--extras", action="store_true")
+    parser.add_argument("--seed", type=int, action="append",
+                        help="only these seeds (repeat), e.g. to split the seeds over two processes")
     args = parser.parse_args()
     env = environment(threads=1)
     print(f"{env['cpu']}, {env['cores']} cores; {env['versions']}", flush=True)
     results: dict[str, list[dict[str, float]]] = {}
-    for seed in range(args.seeds):
+    for seed in args.seed or range(args.seeds):
         configs = {**MAIN, **(EXTRAS if args.extras and seed == 0 else {})}
         for name, row in run_seed(args.model, seed, configs).items():
             results.setdefault(name, []).append(row)
