@@ -280,10 +280,12 @@ def test_load_teacher_translates_and_proves_a_keras3_file(models, tmp_path):
 
     dataset, _ = load_file(_npz(tmp_path), seed=0)
     teacher = load_teacher(models / "mlp.keras", dataset)
-    assert teacher.architecture.startswith("user:mlp.keras (Keras 3 file, translated; max prediction "
-                                           "difference ")
-    difference = float(teacher.architecture.rsplit(" ", 1)[1].rstrip(")"))
-    assert difference <= TOLERANCE
+    assert teacher.architecture == "user:mlp.keras (Keras 3 file, translated; predictions within 1e-05 " \
+                                   "of Keras 3's)"
+    # Another seed's validation rows give another difference, but the same teacher: the
+    # description groups a run's seeds in the report (three seeds once refused to report).
+    other, _ = load_file(_npz(tmp_path), seed=1)
+    assert load_teacher(models / "mlp.keras", other).architecture == teacher.architecture
     with pytest.raises(UserError, match="Lambda layers"):
         load_teacher(models / "lambda.keras", dataset, trust=True)  # trust cannot make code portable
 

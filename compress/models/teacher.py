@@ -349,7 +349,9 @@ def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False,
             raise UserError(f"teacher {path.name}: its tf_keras translation predicts up to {difference:.1g} "
                             f"away from Keras 3 on the validation split (allowed: {TOLERANCE:g}); "
                             "save the model as a tf_keras model instead")
-        architecture += f" (Keras 3 file, translated; max prediction difference {difference:.1g})"
+        # The bound, not the difference measured on this seed's validation rows: the teacher's
+        # description is what groups a run's seeds, and the same file must group as one teacher.
+        architecture += f" (Keras 3 file, translated; predictions within {TOLERANCE:g} of Keras 3's)"
     if fixed:
         architecture += f" (its input {got} fixed to the data's {expected})"
     if widened is not None:
