@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python benchmarks/distill_recipe.py [--seeds 3] [--specs SPEC ...]
      [--data FILE --target COLUMN]   (a user's data: the regularized setting only)
+     [--problems digits conv1d keras3 table]   (issue 31's four problems, benchmarks/distill_budget.py)
 For synthetic (MLP teacher, Dense-32 student) and digits (CNN teacher, narrow CNN student):
   - the document's setting: plain 20-epoch teacher; T=2, alpha=0.5, 20 epochs, batch 32;
   - a regularized teacher (dropout, noise or shifts, early stopping) with 300-epoch students:
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -81,8 +83,24 @@ def main() -> None:
                         "the built-in problems (the regularized setting only)")
     parser.add_argument("--target", help="--data's label column")
     parser.add_argument("--specs", nargs="+", default=GRID)
+    parser.add_argument("--problems", nargs="+", help="issue 31's problems instead of the built-in "
+                        "settings: digits, conv1d, keras3, table")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.problems:
+            from compress.api import compare
+            from compress.results.rows import read_results
+
+            sys.path.insert(0, str(Path(__file__).resolve().parent))  # distill_budget's problems
+            from distill_budget import problem
+
+            for name in args.problems:
+                folder = Path(tmp) / name
+                folder.mkdir()
+                frame = compare(strategies=args.specs, seed=list(range(args.seeds)), out=folder / "run",
+                                jobs=os.cpu_count() or 1, **problem(name, folder))
+                summarize(name, read_results(frame.attrs["run_dir"]))
+            return
         if args.data is not None:
             result = run(RunConfig(dataset=None, data=args.data, target=args.target,
                                    strategies=args.specs, seeds=range(args.seeds), out=Path(tmp) / "run",

@@ -66,7 +66,8 @@ def test_controls_copy_the_distill_settings_of_their_run():
     for control in ("student-scratch", "student-scratch-mixup"):
         params = by_name[control].get_params()
         assert params == {"epochs": 7, "lr": 0.01, "batch_size": 64, "student": "mlp:16",
-                          "max_steps": 24_000, "patience": 0.3}
+                          "max_steps": 24_000, "patience": 0.3, "temperature": 2.0, "alpha": 0.0,
+                          "transfer": "mixup", "max_drop": None}
 
 
 def test_a_teacher_that_outputs_probabilities_is_read_as_logits():
@@ -106,3 +107,153 @@ def test_a_softmax_teacher_distills_as_its_logits_would(tiny, tmp_path, transfer
                    for model in (teacher, probabilities)]
     from_logits, from_probabilities = (TFLiteModel(f).predict(data.x_val) for f in flatbuffers)
     np.testing.assert_allclose(from_probabilities, from_logits, atol=1e-3)
+
+
+@pytest.mark.parametrize(("architecture", "shape"), [
+    ("mlp:128,64", (20,)), ("cnn:32,64:128", (8, 8, 1)), ("cnn1d:32,64,64:64", (64, 1)),
+    ("dsres:16,32", (32, 32, 3))])
+def test_the_ladder_is_derived_from_the_teacher_and_halves_at_each_rung(architecture, shape):
+    """Each rung has at most a quarter of the teacher's parameters, then at most half the rung
+    before; students keep the teacher's kind, except that a globally pooling image teacher
+    gets globally pooling students (a Flatten head outweighs it at any width)."""
+    from compress.models.architectures import build_model, parse_architecture, student_ladder
+
+    teacher = build_model(architecture, shape, 10, seed=0)
+    rungs = student_ladder(teacher, architecture, shape, 10)
+    assert len(rungs) >= 2
+    limits = [teacher.count_params() / 4, *(params / 2 for _, params in rungs)]
+    for (spec, params), limit in zip(rungs, limits, strict=False):
+        assert params <= limit
+        assert params == build_model(spec, shape, 10, seed=0).count_params()
+        assert parse_architecture(spec).kind == parse_architecture(architecture).kind
+
+
+class _LadderStandIn:
+    """Training that only counts epochs, and validation answers that lose ``screened[spec]`` of
+    100,000 rows while a student has trained fewer than ``epochs``, ``loss[spec]`` after."""
+
+    def __init__(self, monkeypatch, data, teacher, architecture, epochs):
+        import compress.strategies.budget as budget
+        import compress.strategies.distillation as distillation
+        from compress.models.architectures import student_ladder
+
+        ladder = student_ladder(teacher, architecture, data.input_shape, data.n_classes)
+        self.rungs = [spec for spec, _ in ladder]
+        spec_of = {params: spec for spec, params in ladder}
+        self.loss: dict[str, float] = {}
+        self.screened: dict[str, float] = {}
+        trained: dict[int, int] = {}
+
+        def train(model, ctx, *, epochs, **kw):
+            trained[id(model)] = trained.get(id(model), 0) + epochs
+            return f"{epochs} epochs"
+
+        def correct(model, ctx):
+            rows = np.arange(100_000) < 90_000  # the teacher: 90% right
+            if model.count_params() != teacher.count_params():
+                spec = spec_of[model.count_params()]
+                losses = self.loss if trained.get(id(model), 0) >= epochs else self.screened
+                rows[: round(100_000 * losses[spec])] = False
+            return rows
+
+        monkeypatch.setattr(distillation, "train_student", train)
+        monkeypatch.setattr(budget, "correct", correct)
+
+
+def _params(artifact) -> int:
+    from compress.measure.size import size_stats
+
+    return size_stats(artifact.flatbuffer).params_count
+
+
+def test_max_drop_chooses_the_smallest_student_within_the_budget(tiny_digits, tmp_path, monkeypatch):
+    """Losses of 0, 0.5, 2 and 3 pp down the ladder: a 1 pp budget keeps the second rung, and
+    its controls train that student, whether the distill's row ran before them or not."""
+    from compress.orchestrate.plan import plan_steps
+
+    data, teacher, architecture = tiny_digits
+    stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
+    assert len(stand_in.rungs) == 4
+    stand_in.loss = stand_in.screened = dict(zip(stand_in.rungs, (0.0, 0.005, 0.02, 0.03), strict=True))
+    made = {s.strategy.name: s.strategy for s in plan_steps(["distill:max_drop=1,epochs=8"])}
+    expected = _params(apply_strategy(Distill(student=stand_in.rungs[1], epochs=8), teacher,
+                                      architecture, data, seed=0, workdir=tmp_path / "named"))
+    for order in (["distill", "student-scratch"], ["student-scratch-mixup", "distill"]):
+        for name in order:
+            artifact = apply_strategy(made[name], teacher, architecture, data, seed=0,
+                                      workdir=tmp_path / order[0])
+            assert _params(artifact) == expected, (order, name)
+            if name == "distill":
+                assert artifact.notes.startswith(f"max_drop=1: kept {stand_in.rungs[1]}, the smallest "
+                                                 "student of the ladder")
+                assert stand_in.rungs[2] in artifact.notes and stand_in.rungs[3] in artifact.notes
+
+
+def test_max_drop_trains_fully_only_the_rungs_that_may_fit(tiny_digits, tmp_path, monkeypatch):
+    """After the screening epochs the third rung seems to fit, but fails once fully trained, and
+    the second, within the budget, is kept; the fourth, far outside even when screened, never
+    trains further."""
+    data, teacher, architecture = tiny_digits
+    stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
+    stand_in.screened = dict(zip(stand_in.rungs, (0.0, 0.008, 0.009, 0.05), strict=True))
+    stand_in.loss = dict(zip(stand_in.rungs, (0.0, 0.008, 0.015, 0.05), strict=True))
+    artifact = apply_strategy(Distill(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
+                              workdir=tmp_path)
+    notes = artifact.notes
+    assert f"{stand_in.rungs[2]} -1.5±" in notes and f"{stand_in.rungs[1]} -0.8±" in notes
+    assert "-5.0±" in notes and notes.count(stand_in.rungs[3]) == 1  # screened only
+    assert "2 epochs, then 6 epochs" in notes
+
+
+def test_max_drop_learns_from_the_widest_rung_what_the_rest_of_training_wins_back(
+        tiny_digits, tmp_path, monkeypatch):
+    """Screened too early, every rung seems 3-6 pp short; the widest, trained in full, wins back
+    2.5 pp, so the next rung, 3.5 pp short when screened, is tried in full and kept."""
+    data, teacher, architecture = tiny_digits
+    stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
+    stand_in.screened = dict(zip(stand_in.rungs, (0.03, 0.035, 0.05, 0.06), strict=True))
+    stand_in.loss = dict(zip(stand_in.rungs, (0.005, 0.009, 0.02, 0.03), strict=True))
+    artifact = apply_strategy(Distill(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
+                              workdir=tmp_path)
+    named = _params(apply_strategy(Distill(student=stand_in.rungs[1], epochs=8), teacher, architecture,
+                                   data, seed=0, workdir=tmp_path / "named"))
+    assert _params(artifact) == named
+    assert f"{stand_in.rungs[0]} -0.5±" in artifact.notes and f"{stand_in.rungs[1]} -0.9±" in artifact.notes
+
+
+def test_max_drop_with_no_student_within_the_budget_says_so_in_one_line(tiny_digits, tmp_path,
+                                                                      monkeypatch):
+    from compress.strategies import Skip
+
+    data, teacher, architecture = tiny_digits
+    stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
+    stand_in.loss = stand_in.screened = dict.fromkeys(stand_in.rungs, 0.03)
+    with pytest.raises(Skip, match=r"^no student of the ladder stays within max_drop=1 pp") as refused:
+        apply_strategy(Distill(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
+                       workdir=tmp_path)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(Skip, match=r"^no student of the ladder"):  # its control says the same
+        apply_strategy(StudentScratch(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
+                       workdir=tmp_path)
+
+
+def test_max_drop_refuses_a_named_student():
+    from compress.common.errors import UserError
+
+    with pytest.raises(UserError, match="max_drop chooses the student"):
+        Distill(max_drop=1, student="mlp:16")
+
+
+def test_under_max_drop_a_run_starts_the_controls_after_their_distill():
+    """They train the student the distill's ladder chose, recorded by its row: side by side,
+    each would climb the ladder again.  Without max_drop nothing waits."""
+    from compress.orchestrate.plan import TechniquesFirst, plan_rows, plan_steps
+
+    planned = plan_rows(plan_steps(["distill:max_drop=1", "distill:epochs=5"]), seeds=[0, 1])
+    gate = TechniquesFirst(planned)
+    ladder_controls = [p for p in planned if "max_drop=1.0" in (p.step.control_of or "")]
+    assert len(ladder_controls) == 4 and not any(gate.ready(p) for p in ladder_controls)
+    assert all(gate.ready(p) for p in planned if p not in ladder_controls)
+    technique = ladder_controls[0].step.control_of
+    gate.done(next(p for p in planned if p.seed == 0 and p.step.strategy.spec() == technique))
+    assert [gate.ready(p) for p in ladder_controls] == [p.seed == 0 for p in ladder_controls]

@@ -272,13 +272,14 @@ def test_max_drop_keeps_the_largest_fraction_within_the_budget(tmp_path, monkeyp
     """The loss against the teacher grows one point per 10% of parameters removed (a stand-in
     on 100,000 rows, so the budget's edge is known to a hair): a 3.5 pp budget keeps the cut
     that lost 3, not one that lost 4 or more."""
+    import compress.strategies.budget as budget
     import compress.strategies.distillation as distillation
     import compress.strategies.pruning as pruning
 
     teacher = residual_cnn()
     full = teacher.count_params()
     monkeypatch.setattr(distillation, "train_student", lambda model, ctx, **kw: "1 epoch")
-    monkeypatch.setattr(pruning, "_validation_correct", lambda model, ctx: _correct_losing(
+    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
         0.1 * (1 - model.count_params() / full)))
     artifact = apply_strategy(PruneStructured(max_drop=3.5, epochs=2), teacher, "test", _image_data(),
                               seed=0, workdir=tmp_path)
@@ -291,12 +292,12 @@ def test_max_drop_keeps_the_largest_fraction_within_the_budget(tmp_path, monkeyp
 
 
 def test_max_drop_with_nothing_within_the_budget_says_so(tmp_path, monkeypatch):
+    import compress.strategies.budget as budget
     import compress.strategies.distillation as distillation
-    import compress.strategies.pruning as pruning
 
     teacher = residual_cnn()
     monkeypatch.setattr(distillation, "train_student", lambda model, ctx, **kw: "1 epoch")
-    monkeypatch.setattr(pruning, "_validation_correct", lambda model, ctx: _correct_losing(
+    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else 0.4))
     with pytest.raises(Skip, match=r"^no fraction keeps validation accuracy within max_drop=1 pp"):
         apply_strategy(PruneStructured(max_drop=1), teacher, "test", _image_data(), seed=0,
@@ -345,14 +346,14 @@ def test_a_first_cut_too_small_for_any_group_waits_for_the_next(tmp_path):
 def test_max_drop_forgives_one_step_outside_the_budget(tmp_path, monkeypatch):
     """A recovery epoch can land badly: a step outside the budget followed by one within it goes
     on climbing; two in a row end the climb."""
+    import compress.strategies.budget as budget
     import compress.strategies.distillation as distillation
-    import compress.strategies.pruning as pruning
 
     teacher = residual_cnn()
     loss = {0.1: 0.0, 0.2: 0.05, 0.3: 0.01, 0.4: 0.05, 0.5: 0.05, 0.6: 0.0}
     by_params = {shrink(teacher, f).model.count_params(): share for f, share in loss.items()}
     monkeypatch.setattr(distillation, "train_student", lambda model, ctx, **kw: "1 epoch")
-    monkeypatch.setattr(pruning, "_validation_correct", lambda model, ctx: _correct_losing(
+    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else by_params[model.count_params()]))
     artifact = apply_strategy(PruneStructured(max_drop=2, alpha=0.5), teacher, "test", _image_data(),
                               seed=0, workdir=tmp_path)

@@ -220,15 +220,31 @@ def derive_student(teacher: keras.Model, teacher_architecture: str,
     kind = data_kind(input_shape)
     if teacher_architecture == DEFAULT_TEACHERS[kind] and shrink == STUDENT_SHRINK:
         return DEFAULT_STUDENTS[kind]
-    try:
-        arch = parse_architecture(teacher_architecture)
-    except UserError:
-        arch = _read_architecture(teacher, kind)
+    arch = _teacher_as_architecture(teacher, teacher_architecture, kind)
     conv = tuple(max(4, w // shrink) for w in arch.conv[:2])
     dense = tuple(max(8, w // shrink) for w in arch.dense[:1])
     if arch.kind == "dsres":
         return f"cnn:{','.join(map(str, conv))}:{max(8, 2 * conv[-1])}"
     return Architecture(arch.kind, conv, dense or (16,)).spec
+
+
+def _teacher_as_architecture(teacher: keras.Model, teacher_architecture: str, kind: str) -> Architecture:
+    """A built-in spec as it is; a user's model read as the closest built-in architecture."""
+    try:
+        return parse_architecture(teacher_architecture)
+    except UserError:
+        return _read_architecture(teacher, kind)
+
+
+def _as_deep(teacher: keras.Model, teacher_architecture: str, input_shape: tuple[int, ...],
+             shrink: int) -> str | None:
+    """A student with every hidden layer of the teacher, each ``shrink`` times narrower (None
+    for a residual teacher, whose blocks ``derive_student`` already replaces)."""
+    arch = _teacher_as_architecture(teacher, teacher_architecture, data_kind(input_shape))
+    if arch.kind == "dsres":
+        return None
+    return Architecture(arch.kind, tuple(max(4, w // shrink) for w in arch.conv),
+                        tuple(max(8, w // shrink) for w in arch.dense) or (16,)).spec
 
 
 #: The automatic student's ladder: each rung about four times fewer weights.
@@ -248,6 +264,51 @@ def student_candidates(teacher: keras.Model, teacher_architecture: str,
     if data_kind(input_shape) == "image":
         specs.append("dsres:4")
     return tuple(dict.fromkeys(specs))
+
+
+#: ``distill:max_drop``'s ladder: its widest rung has at most this share of the teacher's
+#: parameters (a student not four times smaller is rarely worth distilling), each next rung at
+#: most half the one before, up to ``LADDER_RUNGS`` rungs.
+LADDER_FIRST_SHARE = 0.25
+LADDER_RUNGS = 4
+#: The width divisors the ladder draws its rungs from, widest first.
+LADDER_SHRINKS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
+#: Depthwise-separable residual students the ladder may also use for images.
+LADDER_DSRES = ("dsres:16,32", "dsres:8,16", "dsres:8", "dsres:4")
+
+
+def student_ladder(teacher: keras.Model, teacher_architecture: str, input_shape: tuple[int, ...],
+                   n_classes: int) -> list[tuple[str, int]]:
+    """Students of the teacher's own kind and depth, narrower, widest first, each with its
+    parameter count: the first with at most ``LADDER_FIRST_SHARE`` of the teacher's, every next
+    at most half the one before, so the smallest student within a budget is found in a few
+    rungs.  The teacher's depth matters: on a user's Conv1D teacher of three convolutions,
+    students of two lost 5-12 pp on validation after a quarter of their training, students of
+    three of the same size ended within 0.4 pp of it on the test split (docs/benchmarks.md).
+    When none is small enough, the shallower students of ``derive_student``, then
+    for images depthwise-separable residual ones (a teacher that pools globally outweighs any
+    Flatten head).  Empty when nothing is small enough."""
+    families = [
+        [spec for s in LADDER_SHRINKS if (spec := _as_deep(teacher, teacher_architecture, input_shape, s))],
+        [derive_student(teacher, teacher_architecture, input_shape, s) for s in LADDER_SHRINKS],
+        list(LADDER_DSRES) if data_kind(input_shape) == "image" else []]
+    for specs in families:
+        rungs = _rungs(specs, teacher.count_params(), input_shape, n_classes)
+        if rungs:
+            return rungs
+    return []
+
+
+def _rungs(specs: Sequence[str], teacher_params: int, input_shape: tuple[int, ...],
+           n_classes: int) -> list[tuple[str, int]]:
+    sized = sorted(((spec, build_model(spec, input_shape, n_classes, seed=0).count_params())
+                    for spec in dict.fromkeys(specs)), key=lambda item: -item[1])
+    limit, rungs = teacher_params * LADDER_FIRST_SHARE, []
+    for spec, params in sized:
+        if params <= limit and len(rungs) < LADDER_RUNGS:
+            rungs.append((spec, params))
+            limit = params / 2
+    return rungs
 
 
 def _read_architecture(model: keras.Model, kind: str) -> Architecture:

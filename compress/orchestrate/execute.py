@@ -21,7 +21,7 @@ from compress.models.teacher import (
 )
 from compress.orchestrate.config import RunConfig
 from compress.orchestrate.interrupts import Interrupts
-from compress.orchestrate.plan import PlannedRow, Step, TimeBudget, start_order
+from compress.orchestrate.plan import PlannedRow, Step, TechniquesFirst, TimeBudget, start_order
 from compress.orchestrate.steps import Evaluated, evaluate_step, one_line, step_row
 from compress.orchestrate.teachers import Source, teacher_for
 from compress.strategies import Strategy, strategies_from_spec
@@ -173,8 +173,11 @@ def evaluate_in_workers(
         budget, started = context.budget, {}
         ordered = start_order(planned, workers, budgeted=budget is not None)
 
+        techniques = TechniquesFirst(planned)
+
         def startable(item: PlannedRow) -> bool:
-            return not teachers[item.seed].pending or not item.step.strategy.needs_trained_teacher
+            return techniques.ready(item) and (
+                not teachers[item.seed].pending or not item.step.strategy.needs_trained_teacher)
 
         def tasks() -> Iterator[WorkerRow | TeacherTask]:
             """Drawn by the pool as workers free up, so each deadline is set when the step starts,
@@ -213,6 +216,7 @@ def evaluate_in_workers(
                     context.failed(item, row_outcome)
                 if budget is not None:
                     budget.finished(budget.by_index[index], time.time() - started[index], evaluated.row)
+                techniques.done(item)
                 yield item, evaluated
         finally:
             results.close()

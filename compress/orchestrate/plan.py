@@ -165,6 +165,24 @@ def row_costs(planned: Sequence[PlannedRow]) -> dict[int, float]:
             for i in planned}
 
 
+class TechniquesFirst:
+    """Which rows may start as far as their techniques go: a control that trains what its
+    technique's row chose (``Strategy.after_technique``) waits until that row of its seed has
+    finished; every other row may start at once."""
+
+    def __init__(self, planned: Sequence[PlannedRow]) -> None:
+        self.planned = {(item.seed, item.step.strategy.spec()) for item in planned}
+        self.finished: set[tuple[int, str]] = set()
+
+    def ready(self, item: PlannedRow) -> bool:
+        technique = (item.seed, item.step.control_of or "")
+        return not (item.step.strategy.after_technique and technique in self.planned
+                    and technique not in self.finished)
+
+    def done(self, item: PlannedRow) -> None:
+        self.finished.add((item.seed, item.step.strategy.spec()))
+
+
 def start_order(planned: Sequence[PlannedRow], workers: int, budgeted: bool) -> list[PlannedRow]:
     """The order rows start in.  Side by side, the costliest first, so that no worker is left
     with a long step at the end (a control weighs what its technique does: on 3,773 images

@@ -158,6 +158,10 @@ class Strategy:
     #: untrained model), so a run can start it while the teacher trains.  The conformance suite
     #: checks it: the same flatbuffer from the trained and from an untrained teacher.
     needs_trained_teacher: ClassVar[bool] = True
+    #: True: a control that trains what its technique's row chose (distill's student ladder
+    #: under ``max_drop``), so a run starts it only after that row has finished, rather than
+    #: making the same choice twice side by side.
+    after_technique: ClassVar[bool] = False
 
     def compress(self, ctx: Context) -> Compressed:
         raise NotImplementedError

@@ -24,11 +24,16 @@ parameters default to the ``distill`` row's, so the rows cannot drift apart.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import numpy as np
 
+from compress.common.fileio import write_atomic
 from compress.models.architectures import (
     FINE_STUDENT_SHRINKS,
     build_model,
@@ -38,11 +43,13 @@ from compress.models.architectures import (
     parse_architecture,
     preprocessing_note,
     student_candidates,
+    student_ladder,
 )
 from compress.models.backend import keras, tf, to_tflite
 from compress.models.teacher import augmenter
 from compress.models.training import Plan, out_of_time, plan, stopped_by_budget
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, Task, register
+from compress.strategies.budget import Loss, ValidationLoss
 
 if TYPE_CHECKING:
     from compress.data.builtin import TrainingData
@@ -55,6 +62,17 @@ MIXUP = 0.2  # Beta(0.2, 0.2): the usual strength for small data
 #: closed, 1 of 3 seeds won, against +91% and 3 of 3 without; docs/benchmarks.md): the soft
 #: targets go on improving the student after validation accuracy has levelled off.
 PATIENCE = 0.0
+#: ``max_drop``'s first round: every rung of the student ladder trains this share of the epochs
+#: (and of ``max_steps``); then at most ``FULL_TRAININGS`` rungs, those that may still fit the
+#: budget, train the rest (``Distill._climb``).  Successive halving's idea: a ladder of four
+#: costs about two and a half full trainings, not four.
+SCREEN_SHARE = 0.25
+#: Under the run's folder: which student a ``max_drop`` ladder chose, for the controls of the
+#: same ``distill``, which train that student without the teacher.
+CHOICES_DIR = ".students"
+#: Rungs of the ladder trained in full at most: two cost, with the screening, about two and a
+#: half trainings of the widest student.
+FULL_TRAININGS = 2
 
 
 def kd_loss(
@@ -263,10 +281,19 @@ class _Student(Strategy):
                     f"got {self.patience}")
         if self.student not in (None, DEFAULT_STUDENT):
             parse_architecture(self.student)
+        drop = self.max_drop
+        self._check(drop is None or (math.isfinite(drop) and drop >= 0),
+                    f"max_drop must be 0 or more percentage points, got {drop}")
+        self._check(drop is None or self.student in (None, DEFAULT_STUDENT),
+                    f"max_drop chooses the student from a ladder; drop student={self.student} or max_drop")
 
 
 @register
 class Distill(_Student):
+    """The teacher's distribution taught to a student: the automatic one, one the user names, or
+    with ``max_drop`` the smallest of a ladder derived from the teacher that stays within that
+    many points of it on validation."""
+
     name = "distill"
     summary = ("Knowledge distillation on logits (T^2-scaled KL): by default function matching, "
                "the teacher's T=2 distribution on mixup blends.")
@@ -294,6 +321,7 @@ class Distill(_Student):
         transfer: str = "mixup",
         max_steps: int = 24_000,
         patience: float = PATIENCE,
+        max_drop: float | None = None,
     ) -> None:
         self.temperature = temperature
         self.alpha = alpha
@@ -304,6 +332,7 @@ class Distill(_Student):
         self.student = student
         self.transfer = transfer
         self.patience = patience
+        self.max_drop = max_drop
         self._check_positive("temperature", temperature)
         self._check(0 <= alpha <= 1, f"alpha must be between 0 and 1, got {alpha}")
         self._check(transfer in TRANSFERS,
@@ -311,33 +340,151 @@ class Distill(_Student):
         self._check_common()
 
     def compress(self, ctx: Context) -> Compressed:
-        student = self.make_student(ctx)
-        trained = train_student(student, ctx, teacher=ctx.teacher, alpha=self.alpha,
-                                temperature=self.temperature, epochs=self.epochs,
-                                max_steps=self.max_steps, lr=self.lr, batch_size=self.batch_size,
-                                patience=self.patience, transfer=self.transfer)
+        how = ""
+        if self.max_drop is None:
+            student = self.make_student(ctx)
+            trained = self._train(student, ctx, self.epochs, self.max_steps)
+        else:
+            student, _, trained, how = self._climb(ctx)
         return Compressed(
             model=student,
-            notes=f"Student {student.count_params():,} params, {trained} on soft targets "
+            notes=f"{how}Student {student.count_params():,} params, {trained} on soft targets "
             f"(T={self.temperature:g}, alpha={self.alpha:g}, transfer={self.transfer})."
             f"{preprocessing_note(ctx.teacher)}",
         )
 
+    def _train(self, student: keras.Model, ctx: Context, epochs: int, max_steps: int | None) -> str:
+        return train_student(student, ctx, teacher=ctx.teacher, alpha=self.alpha,
+                             temperature=self.temperature, epochs=epochs, max_steps=max_steps,
+                             lr=self.lr, batch_size=self.batch_size, patience=self.patience,
+                             transfer=self.transfer)
+
+    def chosen_student(self, ctx: Context) -> str:
+        """The student ``max_drop``'s ladder chooses for this teacher, data and seed: what an
+        earlier row of the run recorded, or the ladder climbed now (the same seeds choose the
+        same).  Raises Skip, with the ladder's reason, when no rung fits."""
+        choice = self._choice_path(ctx)
+        if choice.exists():
+            recorded = json.loads(choice.read_text(encoding="utf-8"))
+            if recorded["student"] is None:
+                raise Skip(recorded["reason"])
+            return str(recorded["student"])
+        return self._climb(ctx)[1]
+
+    def _climb(self, ctx: Context) -> tuple[keras.Model, str, str, str]:
+        """Every rung of the ladder (widest first) trains ``SCREEN_SHARE`` of the epochs.  Then at
+        most ``FULL_TRAININGS`` rungs train the rest: first the smallest whose screened loss,
+        less its standard error and less what the rest of training won back on a rung trained
+        before, is within the budget (the widest when none is); after one within the budget
+        only smaller rungs are tried, after one outside it only larger ones (a narrower student
+        does not win back what a wider one lost).  The smallest within the budget as observed
+        on validation is kept."""
+        assert self.max_drop is not None
+        rungs = student_ladder(ctx.teacher, ctx.teacher_architecture, ctx.data.input_shape,
+                               ctx.data.n_classes)
+        if not rungs:
+            self._refuse(ctx, f"no student derived from the teacher has at most a quarter of its "
+                              f"{ctx.teacher.count_params():,} parameters; give student=SPEC, not max_drop")
+        loss_of = ValidationLoss(ctx)
+        screen = max(1, math.ceil(self.epochs * SCREEN_SHARE))
+        screen_steps = max(1, math.ceil(self.max_steps * SCREEN_SHARE))
+        screened = []
+        for spec, params in rungs:
+            student = self.build_student(spec, ctx)
+            self._train(student, ctx, screen, screen_steps)
+            screened.append(_Rung(spec, params, student, loss_of(student)))
+            if out_of_time():
+                break
+        tried = [f"{r.spec} ({r.params:,}) {r.screened} pp after {screen} epochs" for r in screened]
+        budget, won_back, kept = self.max_drop, 0.0, None
+        open_rungs = screened[::-1]  # the smallest first
+        for _ in range(FULL_TRAININGS):
+            promising = [r for r in open_rungs if r.screened.pp - won_back - r.screened.error_pp <= budget]
+            if not promising and kept is None and screened[0] in open_rungs:
+                promising = [screened[0]]
+            if not promising or out_of_time():
+                break
+            rung = promising[0]
+            rung.trained = f"{screen} epochs"
+            if self.epochs > screen:
+                rung.trained += ", then " + self._train(rung.student, ctx, self.epochs - screen,
+                                                        self.max_steps - screen_steps)
+            final = loss_of(rung.student)
+            tried.append(f"{rung.spec} {final} pp after all {self.epochs}")
+            won_back = max(won_back, rung.screened.pp - final.pp)
+            if final.within(budget):
+                kept = rung
+                open_rungs = [r for r in open_rungs if r.params < rung.params]
+            else:
+                open_rungs = [r for r in open_rungs if r.params > rung.params]
+        if kept is None:
+            self._refuse(ctx, f"no student of the ladder stays within max_drop={budget:g} pp of the "
+                              f"teacher on validation: {'; '.join(tried)}")
+        how = (f"max_drop={budget:g}: kept {kept.spec}, the smallest student of the ladder within "
+               f"{budget:g} pp of the teacher on validation ({'; '.join(tried)}). ")
+        self._record(ctx, {"student": kept.spec, "how": how})
+        return kept.student, kept.spec, kept.trained, how
+
+    def build_student(self, spec: str, ctx: Context) -> keras.Model:
+        return build_model(spec, ctx.data.input_shape, ctx.data.n_classes, seed=ctx.seed,
+                           name="student", preprocessing=input_preprocessing(ctx.teacher))
+
+    def _refuse(self, ctx: Context, reason: str) -> NoReturn:
+        self._record(ctx, {"student": None, "reason": reason})
+        raise Skip(reason)
+
+    def _record(self, ctx: Context, choice: dict[str, Any]) -> None:
+        path = self._choice_path(ctx)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(choice))
+
+    def _choice_path(self, ctx: Context) -> Path:
+        """Keyed by everything that decides the choice: this recipe, the seed, the teacher's
+        weights and the training rows."""
+        digest = hashlib.sha256(f"{self.spec()}|{ctx.seed}".encode())
+        for weights in ctx.teacher.get_weights():
+            digest.update(np.ascontiguousarray(weights).tobytes())
+        digest.update(np.ascontiguousarray(ctx.data.x_train).tobytes())
+        digest.update(np.ascontiguousarray(ctx.data.y_train).tobytes())
+        return ctx.workdir / CHOICES_DIR / f"{digest.hexdigest()[:24]}.json"
+
+
+@dataclass
+class _Rung:
+    """A student of the ladder: its spec, size, the model, its loss after the screening epochs,
+    and what it was trained, once trained in full."""
+
+    spec: str
+    params: int
+    student: keras.Model
+    screened: Loss
+    trained: str = ""
+
 
 class _Control(_Student):
-    """A scratch student whose unset parameters are taken from the ``distill`` it controls."""
+    """A scratch student whose unset parameters are taken from the ``distill`` it controls.
+
+    It copies the distill's whole recipe (``temperature``, ``alpha``, ``transfer``,
+    ``max_drop``), although it trains without the teacher, so that under ``max_drop`` it trains
+    the student that distill's ladder chose: recorded by the distill's row, or found again by
+    the same ladder when this row runs first.
+    """
 
     role = "control"
     control_of = "distill"
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 2}
     #: The teacher's topology picks the student; no trained weight is used (a fitted input
     #: preprocessing is copied, but only a user's teacher, never trained in a worker, has one).
+    #: Under ``max_drop`` the trained teacher chooses the student: this row waits for it, and
+    #: for the distill's row, which records the choice.
     needs_trained_teacher = False
     mixup = 0.0
 
     def __init__(
         self, epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
         student: str | None = None, max_steps: int | None = None, patience: float | None = None,
+        temperature: float | None = None, alpha: float | None = None, transfer: str | None = None,
+        max_drop: float | None = None,
     ) -> None:
         self.epochs = epochs
         self.max_steps = max_steps
@@ -345,11 +492,20 @@ class _Control(_Student):
         self.lr = lr
         self.batch_size = batch_size
         self.student = student
+        self.temperature = temperature
+        self.alpha = alpha
+        self.transfer = transfer
+        self.max_drop = max_drop
+        self.needs_trained_teacher = self.after_technique = max_drop is not None
         self._check_common()
 
     def compress(self, ctx: Context) -> Compressed:
-        resolved = self.paired_with(Distill())  # alone, without a distill: its defaults
-        student = resolved.make_student(ctx)
+        distill = Distill(**{key: value for key, value in self.get_params().items() if value is not None})
+        resolved = self.paired_with(distill)
+        if distill.max_drop is None:
+            student = resolved.make_student(ctx)
+        else:
+            student = distill.build_student(distill.chosen_student(ctx), ctx)
         trained = train_student(student, ctx, teacher=None, alpha=1.0, temperature=1.0,
                                 epochs=resolved.epochs, max_steps=resolved.max_steps, lr=resolved.lr,
                                 batch_size=resolved.batch_size, patience=resolved.patience,

@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from compress.common.stats import paired_se
 from compress.models.backend import keras, tfmot
 from compress.models.training import BATCH_SIZE, Plan, cut_short, fit, out_of_time, plan
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
+from compress.strategies.budget import ValidationLoss
 from compress.strategies.structured import CRITERIA, TAYLOR_ROWS, NothingToRemove, shrink
 
 
@@ -305,18 +305,16 @@ class PruneStructured(Strategy):
         to the next, and the final recovery wins back more than a step's.  One step outside the
         budget is forgiven if the next is back within it (``LADDER_PATIENCE``).  Keep the last cut
         within it."""
-        teacher = _validation_correct(ctx.teacher, ctx)
+        validation_loss = ValidationLoss(ctx)
         kept, scores, outside = None, [], 0
         for index, fraction in enumerate(SEARCH_FRACTIONS):
             model = cuts.cut(model, fraction, last=index == len(SEARCH_FRACTIONS) - 1)
             self._recover(model, ctx, self._step_epochs())
-            mine = _validation_correct(model, ctx)
-            b, c, n = int(np.sum(teacher & ~mine)), int(np.sum(~teacher & mine)), len(mine)
-            loss, error = 100 * (b - c) / n, 100 * paired_se(b, c, n, min_discordant=3)
-            scores.append(f"{fraction:.0%} {-loss:+.1f}±{error:.1f}")
+            loss = validation_loss(model)
+            scores.append(f"{fraction:.0%} {loss}")
             if out_of_time():
                 break
-            if loss - error > self.max_drop:
+            if not loss.plausible(self.max_drop):
                 outside += 1
                 if outside >= LADDER_PATIENCE:
                     break
@@ -364,9 +362,3 @@ def _sample(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(ctx.seed)
     pick = rng.permutation(len(ctx.data.y_train))[:TAYLOR_ROWS]
     return ctx.data.x_train[pick], ctx.data.y_train[pick].astype(np.int64)
-
-
-def _validation_correct(model: keras.Model, ctx: Context) -> np.ndarray:
-    """Which validation rows the model gets right: paired with the teacher's, row by row."""
-    outputs = model.predict(ctx.data.x_val, batch_size=1024, verbose=0)
-    return np.argmax(outputs, axis=1) == ctx.data.y_val
