@@ -38,11 +38,17 @@ def model_fields(frame):
 
 
 def test_two_workers_give_the_rows_of_one_process(tmp_path, plugin):
-    options = {"dataset": "synthetic", "epochs": 2, "strategies": ["distill:epochs=2", plugin]}
+    # distill:max_drop's controls wait for it in a worker pool and train the student it chose.
+    options = {"dataset": "synthetic", "epochs": 2,
+               "strategies": ["distill:epochs=2", "distill:epochs=2,max_drop=100", plugin]}
     alone = compress.compare(**options, out=tmp_path / "one", jobs=1)
     side_by_side = compress.compare(**options, out=tmp_path / "two", jobs=2)
-    assert list(side_by_side["status"]) == ["ok"] * 5
+    assert list(side_by_side["status"]) == ["ok"] * 8
     assert model_fields(side_by_side) == model_fields(alone)
+    ladder = side_by_side[side_by_side["control_of"].fillna("").str.contains("max_drop=100")]
+    chosen = side_by_side[side_by_side["spec"].isin(ladder["control_of"])]
+    assert len(ladder) == 2 and len(chosen) == 1
+    assert set(ladder["params_count"]) == set(chosen["params_count"])
     assert side_by_side["latency_us_p50"].notna().all()  # timed afterwards, in the parent
     run = json.loads((tmp_path / "two" / "run.json").read_text())
     assert run["config"]["jobs"] == 2 and run["workers"] == 2 and run["complete"]
