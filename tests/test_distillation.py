@@ -66,7 +66,7 @@ def test_controls_copy_the_distill_settings_of_their_run():
     for control in ("student-scratch", "student-scratch-mixup"):
         params = by_name[control].get_params()
         assert params == {"epochs": 7, "lr": 0.01, "batch_size": 64, "student": "mlp:16",
-                          "max_steps": 24_000, "patience": 0.3, "temperature": 2.0, "alpha": 0.0,
+                          "max_steps": 24_000, "patience": 0.3, "temperature": 2.0, "alpha": 0.5,
                           "transfer": "mixup", "max_drop": None}
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from compress.common.errors import UserError
 from compress.data.builtin import Dataset
+from compress.models.architectures import student_ladder
 from compress.models.backend import keras
 from compress.orchestrate.config import resolve_config
 from compress.orchestrate.executors import DaskExecutor, SerialExecutor
@@ -85,7 +86,11 @@ def test_the_space_follows_the_declarations(task):
     space = search_space(task)
     assert "baseline" not in space.stages and "student-scratch" not in space.stages  # roles
     assert "finetune" not in space.stages  # declares nothing to tune: it does not compress
-    assert set(space.stages["distill"]["student"].values) >= {"mlp:32", "mlp:16"}
+    students = space.stages["distill"]["student"].values
+    assert set(students) >= {"mlp:32", "mlp:16"}
+    # distill:max_drop's ladder first, widest first: where the search starts distilling
+    ladder = [spec for spec, _ in student_ladder(task.teacher, "mlp:128,64", (20,), 3)]
+    assert list(students[:len(ladder)]) == ladder
     assert space.followers["distill"] and not space.followers["quantize-int8"]
     assert "distill" not in {f for fs in space.followers.values() for f in fs}  # distill only starts
     points = {point["stage 1"]: point for point in starting_points(space)}
