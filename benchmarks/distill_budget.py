@@ -98,7 +98,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             options = problem(name, Path(tmp))
             frame = compare(strategies=[args.spec], seed=list(range(args.seeds)), out=Path(tmp) / "run",
-                            jobs=2, **options)
+                            jobs=os.cpu_count() or 1, **options)
         for seed, rows in frame.groupby("seed"):
             by = {row["role"] if row["role"] != "control" else row["strategy"]: row
                   for row in rows.to_dict("records")}

@@ -67,7 +67,7 @@ def test_controls_copy_the_distill_settings_of_their_run():
         params = by_name[control].get_params()
         assert params == {"epochs": 7, "lr": 0.01, "batch_size": 64, "student": "mlp:16",
                           "max_steps": 24_000, "patience": 0.3, "temperature": 2.0, "alpha": 0.5,
-                          "transfer": "mixup", "max_drop": None}
+                          "transfer": "mixup", "max_drop": None, "features": 0.0}
 
 
 def test_a_teacher_that_outputs_probabilities_is_read_as_logits():
@@ -257,3 +257,34 @@ def test_under_max_drop_a_run_starts_the_controls_after_their_distill():
     technique = ladder_controls[0].step.control_of
     gate.done(next(p for p in planned if p.seed == 0 and p.step.strategy.spec() == technique))
     assert [gate.ready(p) for p in ladder_controls] == [p.seed == 0 for p in ladder_controls]
+
+
+def test_feature_targets_pair_student_layers_with_the_teachers_at_the_same_depth():
+    """A ladder student (the teacher's depth) pairs layer for layer; a shallower one with the
+    teacher's layers at the same relative depth, where the spatial shapes agree."""
+    from compress.models.architectures import build_model, student_ladder
+    from compress.models.features import feature_pairs
+
+    teacher = build_model("cnn1d:32,64,64:64", (64, 1), 5, seed=0)
+    deep, _ = student_ladder(teacher, "cnn1d:32,64,64:64", (64, 1), 5)[0]
+    assert feature_pairs(build_model(deep, (64, 1), 5, seed=0), teacher) == [
+        ("conv_0", "conv_0"), ("conv_1", "conv_1"), ("conv_2", "conv_2"), ("dense_0", "dense_0")]
+    shallow = build_model("cnn1d:8:16", (64, 1), 5, seed=0)  # one convolution, one Dense
+    assert feature_pairs(shallow, teacher) == [("dense_0", "dense_0")]  # lengths differ
+    mlp = build_model("mlp:128,64", (20,), 3, seed=0)
+    assert feature_pairs(build_model("mlp:32", (20,), 3, seed=0), mlp) == [("dense_0", "dense_1")]
+
+
+def test_feature_targets_train_the_student_toward_the_teachers_layers(tiny_digits, tmp_path):
+    data, teacher, architecture = tiny_digits
+    plain, hinted = (apply_strategy(Distill(epochs=2, student="cnn:8,16:32", features=weight), teacher,
+                                    architecture, data, seed=0, workdir=tmp_path)
+                     for weight in (0.0, 1.0))
+    assert "hidden layers matching the teacher's (conv_0→conv_0, conv_1→conv_1, dense_0→dense_0" \
+        in hinted.notes and "matching" not in plain.notes
+    assert not np.array_equal(TFLiteModel(plain.flatbuffer).predict(data.x_val),
+                              TFLiteModel(hinted.flatbuffer).predict(data.x_val))
+    from compress.common.errors import UserError
+
+    with pytest.raises(UserError, match="features need the teacher run on every step"):
+        Distill(features=1.0, transfer="none")

@@ -110,7 +110,7 @@ def test_spec_spells_out_every_parameter_and_round_trips():
     (strategy,) = strategies_from_spec("distill:alpha=0.2", overrides={"epochs": 7})
     assert strategy.spec() == (
         "distill:temperature=2.0,alpha=0.2,epochs=7,lr=0.001,batch_size=64,student=auto,transfer=mixup,"
-        "max_steps=24000,patience=0.0,max_drop=null"
+        "max_steps=24000,patience=0.0,max_drop=null,features=0.0"
     )
     (again,) = strategies_from_spec(strategy.spec())
     assert again.get_params() == strategy.get_params()

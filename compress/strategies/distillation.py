@@ -50,6 +50,7 @@ from compress.models.architectures import (
     student_ladder,
 )
 from compress.models.backend import keras, tf, to_tflite
+from compress.models.features import FeatureTargets
 from compress.models.teacher import augmenter
 from compress.models.training import Plan, out_of_time, plan, stopped_by_budget
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, Task, register
@@ -132,13 +133,17 @@ def train_student(
     patience: float | None = None,
     transfer: str = "none",
     mixup: float = 0.0,
+    features: float = 0.0,
 ) -> str:
     """One loop for distilled students and their controls: same batches, optimizer and order.
 
     ``transfer`` widens what the teacher labels: ``augment`` perturbs each batch
     (noise or shifts) and ``mixup`` blends pairs; both run the teacher on every
     step.  Without them the teacher's logits are computed once.  ``mixup`` > 0
-    blends inputs and hard labels with Beta(mixup, mixup) weights.
+    blends inputs and hard labels with Beta(mixup, mixup) weights.  ``features`` > 0 adds, with
+    that weight, intermediate-feature targets (``models.features``): each hidden layer of the
+    student learns, through a linear map, to reproduce the teacher's at the same depth on the
+    same batch (a teacher run every step, so only with ``transfer``).
 
     The budget is planned for the data size (``training.plan``).  ``patience`` (a fraction
     of the planned epochs; 0: off) stops when validation accuracy has not improved for that
@@ -157,6 +162,7 @@ def train_student(
     perturb = augmenter(ctx.data, noise=0.1) if transfer == "augment" else None
     blend = mixup if mixup > 0 else (MIXUP if transfer == "mixup" else 0.0)
     soft_targets = use_teacher
+    hints = FeatureTargets.between(student, teacher) if features > 0 and per_step else None
     inputs, labels, targets = tf.constant(x), tf.constant(y), tf.constant(logits)
     planned = plan(epochs, len(x), batch_size=batch_size, max_steps=max_steps)
     batch_size, batches = planned.batch_size, planned.steps_per_epoch
@@ -168,19 +174,27 @@ def train_student(
             xb = weight * xb + (1 - weight) * tf.gather(inputs, partners)
         if perturb is not None:
             xb = perturb(xb)
-        soft = None
-        if soft_targets:
+        soft, theirs = None, []
+        if hints is not None:
+            soft, *theirs = hints.teacher(xb, training=False)
+        elif soft_targets:
             soft = teacher(xb, training=False) if per_step else tf.gather(targets, rows)
-            if step_probabilities:
-                soft = tf.math.log(tf.clip_by_value(soft, PROBABILITY_FLOOR, 1.0))
+        if soft is not None and step_probabilities:
+            soft = tf.math.log(tf.clip_by_value(soft, PROBABILITY_FLOOR, 1.0))
         with tf.GradientTape() as tape:
-            out = student(xb, training=True)
+            if hints is not None:
+                out, *mine = hints.student(xb, training=True)
+            else:
+                out = student(xb, training=True)
             loss = kd_loss(ya, out, soft, alpha=alpha, temperature=temperature)
             if blend:
                 loss = weight * loss + (1 - weight) * kd_loss(
                     yb, out, soft, alpha=alpha, temperature=temperature)
-        grads = tape.gradient(loss, student.trainable_variables)
-        optimizer.apply_gradients(zip(grads, student.trainable_variables, strict=True))
+            if hints is not None:
+                loss += features * hints.loss(mine, theirs)
+        variables = student.trainable_variables + (hints.variables if hints is not None else [])
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
 
     # One graph call per epoch: calling a tf.function per batch costs more than the step itself.
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
@@ -207,7 +221,10 @@ def train_student(
         epoch(order, partners, weights)
         if keep.finished_epoch():
             break
-    return keep.restore(planned)
+    trained = keep.restore(planned)
+    if hints is not None:
+        trained += f", hidden layers matching the teacher's ({hints.describe()}, weight {features:g})"
+    return trained
 
 
 class _BestEpoch:
@@ -331,6 +348,7 @@ class Distill(_Student):
         max_steps: int = 24_000,
         patience: float = PATIENCE,
         max_drop: float | None = None,
+        features: float = 0.0,
     ) -> None:
         self.temperature = temperature
         self.alpha = alpha
@@ -342,10 +360,16 @@ class Distill(_Student):
         self.transfer = transfer
         self.patience = patience
         self.max_drop = max_drop
+        self.features = features
         self._check_positive("temperature", temperature)
         self._check(0 <= alpha <= 1, f"alpha must be between 0 and 1, got {alpha}")
         self._check(transfer in TRANSFERS,
                     f"transfer must be one of {', '.join(TRANSFERS)}, got {transfer!r}")
+        self._check(math.isfinite(features) and features >= 0,
+                    f"features must be a weight of 0 (off) or more, got {features}")
+        self._check(features == 0 or (transfer != "none" and alpha < 1),
+                    "features need the teacher run on every step: give transfer=mixup or augment and "
+                    "alpha below 1")
         self._check_common()
 
     def compress(self, ctx: Context) -> Compressed:
@@ -366,7 +390,7 @@ class Distill(_Student):
         return train_student(student, ctx, teacher=ctx.teacher, alpha=self.alpha,
                              temperature=self.temperature, epochs=epochs, max_steps=max_steps,
                              lr=self.lr, batch_size=self.batch_size, patience=self.patience,
-                             transfer=self.transfer)
+                             transfer=self.transfer, features=self.features)
 
     def chosen_student(self, ctx: Context) -> str:
         """The student ``max_drop``'s ladder chooses for this teacher, data and seed: what an
@@ -474,7 +498,7 @@ class _Control(_Student):
     """A scratch student whose unset parameters are taken from the ``distill`` it controls.
 
     It copies the distill's whole recipe (``temperature``, ``alpha``, ``transfer``,
-    ``max_drop``), although it trains without the teacher, so that under ``max_drop`` it trains
+    ``features``, ``max_drop``), although it trains without the teacher, so that under ``max_drop`` it trains
     the student that distill's ladder chose: recorded by the distill's row, or found again by
     the same ladder when this row runs first.
     """
@@ -493,7 +517,7 @@ class _Control(_Student):
         self, epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
         student: str | None = None, max_steps: int | None = None, patience: float | None = None,
         temperature: float | None = None, alpha: float | None = None, transfer: str | None = None,
-        max_drop: float | None = None,
+        max_drop: float | None = None, features: float | None = None,
     ) -> None:
         self.epochs = epochs
         self.max_steps = max_steps
@@ -505,6 +529,7 @@ class _Control(_Student):
         self.alpha = alpha
         self.transfer = transfer
         self.max_drop = max_drop
+        self.features = features
         self.needs_trained_teacher = self.after_technique = max_drop is not None
         self._check_common()
 
