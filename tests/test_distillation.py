@@ -189,16 +189,23 @@ def test_max_drop_chooses_the_smallest_student_within_the_budget(tiny_digits, tm
                 assert stand_in.rungs[2] in artifact.notes and stand_in.rungs[3] in artifact.notes
 
 
+def _climb(problem, tmp_path, monkeypatch, *, screened, final):
+    """``distill:max_drop=1`` over stand-ins losing ``screened`` (after the screening epochs) and
+    ``final`` (after all of them) down the ladder."""
+    data, teacher, architecture = problem
+    stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
+    stand_in.screened = dict(zip(stand_in.rungs, screened, strict=True))
+    stand_in.loss = dict(zip(stand_in.rungs, final, strict=True))
+    return stand_in, apply_strategy(Distill(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
+                                    workdir=tmp_path)
+
+
 def test_max_drop_trains_fully_only_the_rungs_that_may_fit(tiny_digits, tmp_path, monkeypatch):
     """After the screening epochs the third rung seems to fit, but fails once fully trained, and
     the second, within the budget, is kept; the fourth, far outside even when screened, never
     trains further."""
-    data, teacher, architecture = tiny_digits
-    stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
-    stand_in.screened = dict(zip(stand_in.rungs, (0.0, 0.008, 0.009, 0.05), strict=True))
-    stand_in.loss = dict(zip(stand_in.rungs, (0.0, 0.008, 0.015, 0.05), strict=True))
-    artifact = apply_strategy(Distill(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
-                              workdir=tmp_path)
+    stand_in, artifact = _climb(tiny_digits, tmp_path, monkeypatch, screened=(0.0, 0.008, 0.009, 0.05),
+                                final=(0.0, 0.008, 0.015, 0.05))
     notes = artifact.notes
     assert f"{stand_in.rungs[2]} -1.5±" in notes and f"{stand_in.rungs[1]} -0.8±" in notes
     assert "-5.0±" in notes and notes.count(stand_in.rungs[3]) == 1  # screened only
@@ -210,11 +217,8 @@ def test_max_drop_learns_from_the_widest_rung_what_the_rest_of_training_wins_bac
     """Screened too early, every rung seems 3-6 pp short; the widest, trained in full, wins back
     2.5 pp, so the next rung, 3.5 pp short when screened, is tried in full and kept."""
     data, teacher, architecture = tiny_digits
-    stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
-    stand_in.screened = dict(zip(stand_in.rungs, (0.03, 0.035, 0.05, 0.06), strict=True))
-    stand_in.loss = dict(zip(stand_in.rungs, (0.005, 0.009, 0.02, 0.03), strict=True))
-    artifact = apply_strategy(Distill(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
-                              workdir=tmp_path)
+    stand_in, artifact = _climb(tiny_digits, tmp_path, monkeypatch, screened=(0.03, 0.035, 0.05, 0.06),
+                                final=(0.005, 0.009, 0.02, 0.03))
     named = _params(apply_strategy(Distill(student=stand_in.rungs[1], epochs=8), teacher, architecture,
                                    data, seed=0, workdir=tmp_path / "named"))
     assert _params(artifact) == named
