@@ -241,6 +241,23 @@ def test_max_drop_with_no_student_within_the_budget_says_so_in_one_line(tiny_dig
                        workdir=tmp_path)
 
 
+def test_a_ladder_cut_short_by_the_time_budget_says_so_and_records_nothing(tiny_digits, tmp_path,
+                                                                          monkeypatch):
+    """Out of time before any rung trained in full is not "no student fits": the row says the
+    budget ran out, and no choice is recorded for the controls."""
+    import compress.strategies.distillation as distillation
+    from compress.strategies import Skip
+
+    data, teacher, architecture = tiny_digits
+    stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
+    stand_in.loss = stand_in.screened = dict.fromkeys(stand_in.rungs, 0.0)
+    monkeypatch.setattr(distillation, "out_of_time", lambda: True)
+    with pytest.raises(Skip, match=r"^the time budget ran out before any student of the ladder"):
+        apply_strategy(Distill(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
+                       workdir=tmp_path)
+    assert not (tmp_path / distillation.CHOICES_DIR).exists()
+
+
 def test_max_drop_refuses_a_named_student():
     from compress.common.errors import UserError
 
@@ -277,6 +294,9 @@ def test_feature_targets_pair_student_layers_with_the_teachers_at_the_same_depth
     assert feature_pairs(shallow, teacher) == [("dense_0", "dense_0")]  # lengths differ
     mlp = build_model("mlp:128,64", (20,), 3, seed=0)
     assert feature_pairs(build_model("mlp:32", (20,), 3, seed=0), mlp) == [("dense_0", "dense_1")]
+    deeper = build_model("mlp:32,16,8,8", (20,), 3, seed=0)  # never paired deepest-first
+    assert feature_pairs(deeper, mlp) == [("dense_0", "dense_0"), ("dense_1", "dense_0"),
+                                          ("dense_2", "dense_1"), ("dense_3", "dense_1")]
 
 
 def test_feature_targets_train_the_student_toward_the_teachers_layers(tiny_digits, tmp_path):

@@ -42,7 +42,7 @@ def feature_pairs(student: keras.Model, teacher: keras.Model) -> list[tuple[str,
         return []
     pairs = []
     for i, layer in enumerate(mine):
-        target = theirs[min(len(theirs) - 1, round((i + 1) * len(theirs) / len(mine)) - 1)]
+        target = theirs[min(len(theirs) - 1, max(0, round((i + 1) * len(theirs) / len(mine)) - 1))]
         if tuple(layer.output.shape[1:-1]) == tuple(target.output.shape[1:-1]):
             pairs.append((layer.name, target.name))
     return pairs

@@ -78,6 +78,8 @@ CHOICES_DIR = ".students"
 #: Rungs of the ladder trained in full at most: two cost, with the screening, about two and a
 #: half trainings of the widest student.
 FULL_TRAININGS = 2
+#: What a ``max_drop`` ladder costs, in trainings of its widest rung: what a time budget plans.
+LADDER_COST = 2.5
 
 
 def kd_loss(
@@ -222,6 +224,8 @@ def train_student(
         if keep.finished_epoch():
             break
     trained = keep.restore(planned)
+    if features > 0 and hints is None:
+        trained += ", no feature targets (no hidden layer pairs with the teacher's)"
     if hints is not None:
         trained += f", hidden layers matching the teacher's ({hints.describe()}, weight {features:g})"
     return trained
@@ -361,6 +365,8 @@ class Distill(_Student):
         self.patience = patience
         self.max_drop = max_drop
         self.features = features
+        if max_drop is not None:  # the ladder: about two and a half trainings of its widest rung
+            self.cost = LADDER_COST * Distill.cost
         self._check_positive("temperature", temperature)
         self._check(0 <= alpha <= 1, f"alpha must be between 0 and 1, got {alpha}")
         self._check(transfer in TRANSFERS,
@@ -387,6 +393,8 @@ class Distill(_Student):
         )
 
     def _train(self, student: keras.Model, ctx: Context, epochs: int, max_steps: int | None) -> str:
+        """Under ``max_drop`` a rung trains in two calls, the second with a new optimizer and its
+        batches drawn again from the seed: not the one continuous run its controls get."""
         return train_student(student, ctx, teacher=ctx.teacher, alpha=self.alpha,
                              temperature=self.temperature, epochs=epochs, max_steps=max_steps,
                              lr=self.lr, batch_size=self.batch_size, patience=self.patience,
@@ -420,7 +428,8 @@ class Distill(_Student):
                               f"{ctx.teacher.count_params():,} parameters; give student=SPEC, not max_drop")
         loss_of = ValidationLoss(ctx)
         screen = max(1, math.ceil(self.epochs * SCREEN_SHARE))
-        screen_steps = max(1, math.ceil(self.max_steps * SCREEN_SHARE))
+        screen_steps = None if self.max_steps is None else max(1, math.ceil(self.max_steps * SCREEN_SHARE))
+        rest_steps = None if self.max_steps is None else max(1, self.max_steps - (screen_steps or 0))
         screened = []
         for spec, params in rungs:
             student = self.build_student(spec, ctx)
@@ -440,8 +449,7 @@ class Distill(_Student):
             rung = promising[0]
             rung.trained = f"{screen} epochs"
             if self.epochs > screen:
-                rung.trained += ", then " + self._train(rung.student, ctx, self.epochs - screen,
-                                                        self.max_steps - screen_steps)
+                rung.trained += ", then " + self._train(rung.student, ctx, self.epochs - screen, rest_steps)
             final = loss_of(rung.student)
             tried.append(f"{rung.spec} {final} pp after all {self.epochs}")
             won_back = max(won_back, rung.screened.pp - final.pp)
@@ -450,12 +458,16 @@ class Distill(_Student):
                 open_rungs = [r for r in open_rungs if r.params < rung.params]
             else:
                 open_rungs = [r for r in open_rungs if r.params > rung.params]
+        if kept is None and out_of_time():  # not recorded: another run with more time may find one
+            stopped_by_budget(f"the ladder of students ({'; '.join(tried)})")
+            raise Skip(f"the time budget ran out before any student of the ladder was trained in full "
+                       f"and found within max_drop={budget:g} pp: {'; '.join(tried)}")
         if kept is None:
             self._refuse(ctx, f"no student of the ladder stays within max_drop={budget:g} pp of the "
                               f"teacher on validation: {'; '.join(tried)}")
         how = (f"max_drop={budget:g}: kept {kept.spec}, the smallest student of the ladder within "
                f"{budget:g} pp of the teacher on validation ({'; '.join(tried)}). ")
-        self._record(ctx, {"student": kept.spec, "how": how})
+        self._record(ctx, {"student": kept.spec})
         return kept.student, kept.spec, kept.trained, how
 
     def build_student(self, spec: str, ctx: Context) -> keras.Model:
@@ -472,13 +484,12 @@ class Distill(_Student):
         write_atomic(path, json.dumps(choice))
 
     def _choice_path(self, ctx: Context) -> Path:
-        """Keyed by everything that decides the choice: this recipe, the seed, the teacher's
-        weights and the training rows."""
+        """Keyed by what decides the choice within a run: this recipe, the seed, the teacher's
+        weights, the training and the validation rows."""
         digest = hashlib.sha256(f"{self.spec()}|{ctx.seed}".encode())
-        for weights in ctx.teacher.get_weights():
-            digest.update(np.ascontiguousarray(weights).tobytes())
-        digest.update(np.ascontiguousarray(ctx.data.x_train).tobytes())
-        digest.update(np.ascontiguousarray(ctx.data.y_train).tobytes())
+        data = ctx.data
+        for array in (*ctx.teacher.get_weights(), data.x_train, data.y_train, data.x_val, data.y_val):
+            digest.update(np.ascontiguousarray(array).tobytes())
         return ctx.workdir / CHOICES_DIR / f"{digest.hexdigest()[:24]}.json"
 
 
