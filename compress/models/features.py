@@ -18,26 +18,19 @@ FEATURE_LAYERS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv1D", "Sep
 
 
 def hidden_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The layers that compute features, in order, without the last (the logits)."""
-    layers = [layer for layer in _flat(model) if type(layer).__name__ in FEATURE_LAYERS]
+    """The model's own layers that compute features, in order, without the last (the logits).
+    Layers inside a nested model are left out: their outputs are not reachable from the outer
+    model's input."""
+    layers = [layer for layer in model.layers if type(layer).__name__ in FEATURE_LAYERS]
     return layers[:-1]
-
-
-def _flat(model: keras.Model) -> list[keras.layers.Layer]:
-    out: list[keras.layers.Layer] = []
-    for layer in model.layers:
-        out.extend(_flat(layer) if isinstance(layer, keras.Model) else [layer])
-    return out
 
 
 def feature_pairs(student: keras.Model, teacher: keras.Model) -> list[tuple[str, str]]:
     """(student layer, teacher layer) names whose outputs have the same shape but for the
     channels: each student hidden layer with the teacher's at the same relative depth, so a
     student as deep as the teacher pairs layer for layer and a shallower one with evenly spaced
-    layers of the teacher.  Layers inside a nested model are not paired (their outputs are not
-    reachable from the outer model's input)."""
-    mine = [layer for layer in hidden_layers(student) if layer in student.layers]
-    theirs = [layer for layer in hidden_layers(teacher) if layer in teacher.layers]
+    layers of the teacher."""
+    mine, theirs = hidden_layers(student), hidden_layers(teacher)
     if not mine or not theirs:
         return []
     pairs = []
