@@ -1,5 +1,5 @@
 """Does `compress tune` give the same answer every time?  The README's command, run several times
-into fresh folders, then once more with --trials at the first run's count and another --jobs.
+into fresh folders, then once more with --trials at the first run's count and another --jobs (3).
 
 Run: .venv/bin/python benchmarks/tune_repeat.py [--runs 3] [--minutes 15]   (runs × minutes)
 
@@ -46,19 +46,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a folder to keep the runs' tune folders in (default: a temporary one)")
     args = parser.parse_args()
     env = environment(threads=1)
     print(f"{env['cpu']}, {env['cores']} cores; {env['versions']}", flush=True)
     print("| run | chosen | × smaller (gzip) | speed-up | test Δ pp (3 seeds) | trials | stopped | min |")
     print("|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
         runs = [tune(Path(tmp) / f"run{i}", "--time-budget", f"{args.minutes:g}") for i in range(args.runs)]
         for i, summary in enumerate(runs):
             print(row(f"{i + 1}", summary), flush=True)
         count = len(runs[0].get("trials") or [])
-        replay = tune(Path(tmp) / "replay", "--trials", str(count), "--jobs", "1",
+        # Another worker count, and time to spare: the trial count alone must end the search.
+        replay = tune(Path(tmp) / "replay", "--trials", str(count), "--jobs", "3",
                       "--time-budget", f"{3 * args.minutes:g}")
-        print(row(f"--trials {count} --jobs 1", replay))
+        print(row(f"--trials {count} --jobs 3", replay))
     same = replay.get("chosen_spec") == runs[0].get("chosen_spec")
     factors = [s["test"]["times_smaller_gzip"] for s in runs if s.get("test")]
     spread = (max(factors) / min(factors) - 1) if factors else float("nan")

@@ -28,13 +28,16 @@ from compress.orchestrate.tune import NothingMeetsBudget, TuneInterrupted, confi
 from compress.orchestrate.tune_search import BATCH, JOURNAL, RANDOM_TRIALS, SearchLoop, search
 from compress.orchestrate.tune_space import TuneSettings, propose, search_space, starting_points
 from compress.orchestrate.tune_trials import (
+    MAX_EVIDENCE_SEEDS,
     SearchResult,
     Trial,
     candidates,
     choose,
     evidence,
+    evidence_seeds,
     nothing_within_budget,
     pareto_front,
+    rows_to_resolve,
 )
 from compress.report.document import Document
 from compress.results.rows import TUNE_FILE
@@ -180,13 +183,14 @@ def test_confirmation_pools_the_other_seeds_and_needs_confidence():
     same = evidence([0, 1], teachers, {0: rows[0], 1: _scored("1" * 100)})
     assert same.drop_pp == 0.0 and 1.0 < same.upper_pp < 2.0  # 100 agreeing rows prove little
     alone = evidence([0], teachers, {0: _scored("0" + "1" * 99)})
-    assert alone.pooled_seeds == (0,) and alone.drop_pp == 1.0  # one seed: nothing else to pool
+    assert alone.pooled_seeds == () and not alone.within(100.0)  # the chooser never confirms itself
 
 
 def _confirm_offline(monkeypatch, tmp_path, trials: list[Trial], held: set[str],
-                     started: float) -> SearchResult:
-    """``confirm`` over finished fake jobs: every candidate keeps the budget on the search seed;
-    on seed 1 only those in ``held`` do (the others lose 50 of 1,000)."""
+                     started: float, rows: int = 1000) -> SearchResult:
+    """``confirm`` over finished fake jobs of 1,000 rows (``rows`` is what the search seed's
+    split is said to hold): every candidate keeps the budget on the search seed; on the other
+    seeds only those in ``held`` do (the others lose 50 of 1,000)."""
     tune_module = importlib.import_module("compress.orchestrate.tune_search")
 
     def maker(seed: int):
@@ -201,7 +205,7 @@ def _confirm_offline(monkeypatch, tmp_path, trials: list[Trial], held: set[str],
     monkeypatch.setattr(tune_module, "seed_trials", lambda config, seed, out: (None, None, maker(seed)))
     monkeypatch.setattr(tune_module, "teacher_row",
                         lambda job_for: json.loads(job_for("baseline").result_path.read_text())["row"])
-    found = SearchResult(trials, {}, None, [], [], 0.0, 0, "")
+    found = SearchResult(trials, {}, None, [], [], 0.0, 0, "", validation_rows=rows)
     settings = TuneSettings(max_accuracy_drop=1.0)
     confirm(found, SimpleNamespace(seeds=[0, 1]), settings, SerialExecutor(), tmp_path, None, started)
     return found
@@ -217,6 +221,57 @@ def test_confirmation_goes_on_in_batches_until_nothing_better_is_unconfirmed(mon
     assert found.final[0] == "c9" and not found.confirmation["c0"].within(1.0)
     late = _confirm_offline(monkeypatch, tmp_path, trials, {"c9"}, time.monotonic() - 15 * 60)
     assert late.chosen is None and len(late.confirmation) == 6  # no time left for a second batch
+
+
+def test_the_confirmation_pools_enough_seeds_to_resolve_the_budget(monkeypatch, tmp_path):
+    import time
+
+    # 1 pp on digits' 180-row splits: about 700 pooled rows, four seeds besides the search seed
+    assert 600 < rows_to_resolve(1.0) < 800 and rows_to_resolve(2.0) < rows_to_resolve(1.0) / 3
+    assert evidence_seeds([0, 1, 2], 180, 1.0) == [0, 1, 2, 3, 4]
+    assert evidence_seeds([0, 1, 2], 5000, 1.0) == [0, 1, 2]  # the user's own seeds suffice
+    assert evidence_seeds([7], 5000, 1.0) == [7, 8]  # one seed still gets a split it did not choose on
+    assert len(evidence_seeds([0], 10, 0.0)) - 1 == MAX_EVIDENCE_SEEDS  # a 0 pp budget: the cap
+    trials = [_trial(n, f"c{n}", 0.0, 100 + n) for n in range(3)]
+    found = _confirm_offline(monkeypatch, tmp_path, trials, {"c1"}, time.monotonic(), rows=400)
+    assert found.validation_only_seeds == [2]  # 400-row splits: two besides the search seed
+    proof = found.confirmation["c1"]
+    assert proof.seeds == (0, 1, 2) and proof.pooled_seeds == (1, 2) and proof.n == 2000
+    assert found.chosen.spec == "c1" and not found.confirmation["c0"].within(1.0)
+
+
+def test_a_finished_trial_is_paired_with_the_teacher_on_the_search_split(task, tmp_path):
+    settings = TuneSettings(max_accuracy_drop=1.0, strategies=CHEAP)
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    teacher = {"accuracy": 1.0, "test_correct": "1" * 180}
+    state = SearchLoop(study, search_space(task, CHEAP), settings, lambda spec: None,
+                       tmp_path / "journal", [], teacher, lambda path: 1.0, seed=0)
+    job = SimpleNamespace(key="k", spec="quantize-int8", out=str(tmp_path))
+    state.waiting[job.key] = [study.ask()]
+    row = {"status": "ok", "label": job.spec, "size_bytes": 10, "size_gzip_bytes": 5, "artifact": "x",
+           **_scored("000" + "1" * 177)}
+    state.finish(job, {"key": job.key, "row": row})
+    (trial,) = state.trials
+    assert trial.screen == (3, 0, 180) and trial.drop_pp == pytest.approx(1.6667, abs=1e-3)
+    assert trial.candidate(settings) and not trial.admissible(settings)
+
+
+def test_the_search_split_rules_out_only_what_it_can_tell_is_over_the_budget():
+    settings = TuneSettings(max_accuracy_drop=1.0)
+
+    def screened(b: int, c: int, n: int = 180) -> Trial:
+        return dataclasses.replace(_trial(0, "s", 100 * (b - c) / n, 100), screen=(b, c, n))
+
+    # 3 of 180 rows lost (1.67 pp): the split cannot tell that from 1 pp, so it is confirmed ...
+    assert screened(4, 1).candidate(settings) and not screened(4, 1).admissible(settings)
+    # ... but not 6 of 180 (3.3 pp), nor 1.67 pp measured on 5,000 rows
+    assert not screened(6, 0).candidate(settings)
+    assert not screened(100, 17, 5000).candidate(settings)
+    assert screened(1, 0).candidate(settings) and screened(1, 0).admissible(settings)
+    slow = dataclasses.replace(screened(4, 1), speedup=0.5)
+    assert not slow.candidate(settings)  # plausibly accurate, surely too slow
+    unpaired = _trial(0, "u", 1.67, 100)  # no predictions to pair: its loss must be within
+    assert not unpaired.candidate(settings)
 
 
 class _Sealed(Dataset):
@@ -461,7 +516,8 @@ def _offline_search(task, tmp_path: Path, settings: TuneSettings, executor: Any)
         return SimpleNamespace(key=key, spec=spec, out=str(tmp_path), result_path=tmp_path / "none" / key)
 
     journal = tmp_path / f"journal-{executor.workers}-{id(executor)}.jsonl"
-    state = SearchLoop(study, space, settings, make_job, journal, [], 0.9, lambda path: 1.0, seed=0)
+    state = SearchLoop(study, space, settings, make_job, journal, [], {"accuracy": 0.9}, lambda path: 1.0,
+                       seed=0)
     state.start()
     state.run(executor, lambda done, waiting: None)
     return state
@@ -535,7 +591,11 @@ def test_the_report_says_how_many_samples_a_point_is_and_what_each_family_did(tu
     summary = json.loads((tuned / TUNE_FILE).read_text())
     rows = summary["search"]["validation_rows"]
     assert f"On that split of {rows:,} rows one sample is {100 / rows:.2f} pp" in report
+    pooled = next(iter(summary["confirmation"].values()))["n"]
+    assert f"the confirmation pools {pooled:,} paired rows" in report
+    assert "is confirmed when its pooled loss is at least" in report
     assert "Trials per family" in report and "| quantization |" in report
+    assert "Plausibly admissible" in report
     assert summary["search"]["stopped"] == "4 trials"
 
 

@@ -9,7 +9,8 @@ across every strategy and every chain the registered strategies allow.
   when the chosen configuration and the front are measured over every seed by the same
   jobs, timing and report as ``compress sweep``.
 - **The choice must hold on splits that did not choose it.**  Candidates are scored again on
-  every other seed's validation split, and a candidate is chosen only when its loss, pooled
+  the validation splits of every other seed (and of more seeds, when those are too few to resolve
+  the budget), and a candidate is chosen only when its loss, pooled
   over those seeds' paired predictions, is within the budget with ``CONFIRM_CONFIDENCE``.
 - **Every trial is a keyed, cached sweep job**, so a killed ``tune`` re-run with the same
   command replays its journal from the cache, and ``--executor dask`` spreads the trials.
@@ -44,7 +45,10 @@ from compress.orchestrate.tune_search import (
 )
 from compress.orchestrate.tune_space import TuneSettings, tunable_names
 from compress.orchestrate.tune_trials import (
+    CONFIRM_CONFIDENCE,
+    RESOLVE_DISCORDANCE,
     SearchResult,
+    candidates,
     nothing_within_budget,
     trials_per_family,
 )
@@ -100,7 +104,7 @@ def tune(
     check_output(folder, "tune", reuse=True)
     try:
         found = search(config, settings, executor, folder, progress, started=started)
-        if found.chosen is not None:
+        if candidates(found.trials, settings):  # plausibly within the budget is enough to confirm
             confirm(found, config, settings, executor, folder, progress, started)
     except KeyboardInterrupt:
         raise TuneInterrupted(folder) from None
@@ -163,6 +167,9 @@ def _write(folder: Path, settings: TuneSettings, found: SearchResult,
                    "constrained), two objectives", "seconds": found.seconds, "reused": found.reused,
                    "stopped": found.stopped, "widened": found.widened, "batch": BATCH,
                    "validation_rows": found.validation_rows,
+                   "validation_only_seeds": found.validation_only_seeds,
+                   "seeds_left_out": {str(seed): why for seed, why in found.seeds_left_out.items()},
+                   "resolve": {"discordance": RESOLVE_DISCORDANCE, "confidence": CONFIRM_CONFIDENCE},
                    "families": trials_per_family(found.trials, settings), "space": found.space},
     }
     write_atomic(folder / TUNE_FILE, json.dumps(summary, indent=2))

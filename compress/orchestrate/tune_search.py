@@ -1,6 +1,7 @@
 """The search phase of ``compress tune``: Optuna proposes, sweep jobs train and score on the
 validation split only, and a journal lets a re-run replay what finished; then the confirmation
-of the best candidates on every other seed's validation split.
+of the best candidates plausibly within the budget on the validation splits of the other seeds,
+as many as resolving the budget takes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from compress.analysis.configurations import paired_test
 from compress.common.errors import UserError
 from compress.orchestrate.tune_space import (
     MAX_STAGES,
@@ -36,6 +38,7 @@ from compress.orchestrate.tune_trials import (
     choose,
     describe_trial,
     evidence,
+    evidence_seeds,
     final_specs,
     pareto_front,
     rank,
@@ -73,11 +76,11 @@ class SearchLoop:
     """The ask-and-tell loop around an Optuna study, a batch of proposals at a time."""
 
     def __init__(self, study: Any, space: Space, settings: TuneSettings, make_job: Callable[[str], Any],
-                 journal: Path, replay: list[dict[str, Any]], teacher_accuracy: float,
+                 journal: Path, replay: list[dict[str, Any]], teacher: dict[str, Any],
                  measure_speedup: Callable[[Path], float], seed: int) -> None:
         self.study, self.space, self.settings = study, space, settings
         self.make_job, self.journal = make_job, journal
-        self.teacher_accuracy = teacher_accuracy
+        self.teacher = teacher  # its row on the search split: the accuracy, the predictions
         self.worst = 0.0  # the objective's value for a trial that produced nothing: the teacher's
         self.measure_speedup = measure_speedup
         self.deadline: Callable[[], float] = lambda: math.inf  # seconds the search may still take
@@ -268,7 +271,9 @@ class SearchLoop:
                             train_seconds=row.get("train_seconds"))
         if trial.status == "ok":
             trial.val_accuracy = row["accuracy"]
-            trial.drop_pp = round(100 * (self.teacher_accuracy - row["accuracy"]), 4)
+            trial.drop_pp = round(100 * (self.teacher["accuracy"] - row["accuracy"]), 4)
+            paired = paired_test([(self.teacher, row)])
+            trial.screen = (paired.b, paired.c, paired.n) if paired else None
             trial.size_bytes, trial.size_gzip_bytes = row["size_bytes"], row["size_gzip_bytes"]
             trial.macs = row.get("macs")
             trial.speedup = self.measure_speedup(Path(job.out) / row["artifact"])
@@ -383,20 +388,19 @@ def search(
         def left() -> float:
             return budget_seconds - (time.monotonic() - started)
 
-        state = SearchLoop(study, space, settings, job_for, journal_path, replay, base["accuracy"],
-                        speedup, seed)
+        state = SearchLoop(study, space, settings, job_for, journal_path, replay, base, speedup, seed)
         state.deadline = lambda: left() - reserve()
         state.worst = float(base["size_gzip_bytes"]) if settings.objective == "size" else 1.0
 
         def reserve() -> float:
             """Seconds the first batch of confirmation and the final measurement will take for the
-            present candidates: every other seed's teacher, their trainings, the serial timing."""
-            chosen = choose(state.trials, settings)
-            if chosen is None:
-                return 0.0
+            present candidates: the confirmation seeds' teachers, their trainings, the serial
+            timing."""
             confirming = candidates(state.trials, settings)[:CONFIRM_CANDIDATES]
-            specs = final_specs(state.trials, chosen, settings, confirming)
-            others = len(config.seeds) - 1
+            if not confirming:
+                return 0.0
+            specs = final_specs(state.trials, confirming[0], settings, confirming)
+            others = len(evidence_seeds(config.seeds, len(training.y_val), settings.max_accuracy_drop)) - 1
             confirmation = sum(t.train_seconds or 0.0 for t in confirming) * others
             return (measure_seconds(state.trials, specs, len(config.seeds), executor.workers)
                     + confirmation / max(1, executor.workers) + others * (teacher.train_seconds or 10))
@@ -466,13 +470,24 @@ def measure_seconds(trials: Sequence[Trial], specs: Sequence[str], seeds: int, w
 
 def confirm(found: SearchResult, config: Any, settings: TuneSettings, executor: Any, out: Path,
             progress: TuneProgress | None, started: float) -> None:
-    """Score the candidates on every seed's validation split (each seed with its own splits and
-    teacher), a batch at a time, best objective first, and choose the best whose pooled loss on
-    the confirmation seeds is within the budget at ``CONFIRM_CONFIDENCE``.  Another batch runs
-    while a candidate better than the present choice is unconfirmed and the time left after the
-    final measurement affords it.  ``found`` is updated; the test split is still unread."""
-    seeds = list(config.seeds)
-    makers = {seed: found.job_makers.get(seed) or seed_trials(config, seed, out)[2] for seed in seeds}
+    """Score the candidates on the validation split of every seed of ``evidence_seeds`` (each
+    seed with its own splits and teacher: the user's seeds, then as many more as resolving the
+    budget needs), a batch at a time, best objective first, and choose the best whose pooled
+    loss on the confirmation seeds is within the budget at ``CONFIRM_CONFIDENCE``.  Another
+    batch runs while a candidate better than the present choice is unconfirmed and the time left
+    after the final measurement affords it.  ``found`` is updated; the test split is still
+    unread."""
+    seeds = evidence_seeds(config.seeds, found.validation_rows, settings.max_accuracy_drop)
+    makers = {seed: found.job_makers.get(seed) or seed_trials(config, seed, out)[2]
+              for seed in seeds if seed in config.seeds}
+    for seed in seeds:  # an added seed whose teacher is weak is left out, not the whole tune
+        if seed not in makers:
+            try:
+                makers[seed] = seed_trials(config, seed, out)[2]
+            except UserError as error:
+                found.seeds_left_out[seed] = str(error)
+    seeds = [seed for seed in seeds if seed in makers]
+    found.validation_only_seeds = [seed for seed in seeds if seed not in config.seeds]
     teachers = {seed: teacher_row(job_for) for seed, job_for in makers.items()}
     ranked = candidates(found.trials, settings)
     report = progress or (lambda done, running, best, seconds: None)
@@ -500,7 +515,7 @@ def confirm(found: SearchResult, config: Any, settings: TuneSettings, executor: 
         pending = [t for t in ranked if t.spec not in found.confirmation
                    and (best is None or rank(t, settings) < rank(best, settings))]
         final = final_specs(found.trials, best, settings, passed) if best else []
-        affordable = left() - measure_seconds(found.trials, final, len(seeds), executor.workers)
+        affordable = left() - measure_seconds(found.trials, final, len(config.seeds), executor.workers)
         batch = pending[:CONFIRM_CANDIDATES] if affordable > time.monotonic() - began else []
     passed.sort(key=lambda t: rank(t, settings))
     found.chosen = passed[0] if passed else None

@@ -1,5 +1,6 @@
-"""A tune's trials and how one is chosen: the front, the candidates within the budget, the
-evidence that confirms one on other seeds' validation splits, and the words for each.
+"""A tune's trials and how one is chosen: the front, the candidates plausibly within the budget
+on the search split, the evidence that confirms one on other seeds' validation splits, and the
+words for each.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from compress.orchestrate.tune_space import TuneSettings
 FINAL_CONFIGURATIONS = 5
 
 
-#: Candidates confirmed at a time (the best within the budget on the first seed's validation
-#: split, and in the first batch also the most accurate of the rest), scored again on every
-#: other seed's validation split before the choice: one split of a few hundred rows cannot tell
+#: Candidates confirmed at a time (the best plausibly within the budget on the first seed's
+#: validation split, and in the first batch also the most accurate of the rest), scored again on
+#: the other seeds' validation splits before the choice: one split of a few hundred rows cannot tell
 #: 0.5 pp from 2 pp, and a choice made on it alone lands outside the budget on the test split.
 CONFIRM_CANDIDATES = 6
 
@@ -34,6 +35,24 @@ CONFIRM_CONFIDENCE = 0.8
 
 #: Candidates of the first batch that may share a first stage (one distilled student, say).
 SAME_FIRST_STAGE = 2
+
+#: How often a good candidate disagrees with its teacher (digits' distilled and pruned models:
+#: 2-3% of validation rows), for how many pooled rows the confirmation needs.
+RESOLVE_DISCORDANCE = 0.025
+#: Seeds the confirmation pools at most to resolve the budget, besides the search seed (more only
+#: when the user asked for more seeds): each added one costs a teacher and every candidate's
+#: training once more.
+MAX_EVIDENCE_SEEDS = 5
+
+
+def margin_pp(b: int, c: int, n: int) -> float:
+    """How far a paired loss of (b - c)/n may be off at ``CONFIRM_CONFIDENCE``, one-sided, in pp:
+    the Wald bound for paired proportions with at least 3 discordant pairs (the rule of three,
+    as the report's paired tests use), so identical predictions on a few hundred rows do not
+    prove a loss of exactly zero."""
+    from compress.common.stats import paired_se
+
+    return 100 * NormalDist().inv_cdf(CONFIRM_CONFIDENCE) * paired_se(b, c, n, min_discordant=3)
 
 
 @dataclass
@@ -56,6 +75,9 @@ class Trial:
     reused: bool = False
     key: str | None = None
     family: str | None = None  # of its first stage: what the report counts trials under
+    #: Paired with the teacher on the search split: (teacher right and it wrong, the other way
+    #: round, rows), for how surely one split of a few hundred rows rules it out.
+    screen: tuple[int, int, int] | None = None
 
     def value(self, objective: str) -> float | None:
         """What the objective minimizes: gzip bytes, or latency relative to the teacher."""
@@ -68,13 +90,31 @@ class Trial:
     def meets(self, budget: float) -> bool:
         return self.status == "ok" and self.drop_pp is not None and self.drop_pp <= budget + 1e-9
 
-    def admissible(self, settings: TuneSettings) -> bool:
-        """Within the accuracy budget, no slower than ``max_slowdown`` allows beyond the margin
-        the report calls the same speed (a speed not measured is no evidence either way), and
-        with a value for the objective."""
-        fast = settings.max_slowdown is None or (
+    def plausible(self, budget: float) -> bool:
+        """Not ruled out by the search split: its loss less the margin of ``CONFIRM_CONFIDENCE``
+        (one-sided) is within the budget.  On 180 rows 1 pp is 1.8 samples, and a model that
+        loses 1.7 pp there may well lose under 1 pp on 1,000 rows; only the confirmation's pooled
+        rows can tell.  Without paired predictions, the loss itself must be within."""
+        if self.screen is None or self.drop_pp is None:
+            return self.meets(budget)
+        return self.status == "ok" and self.drop_pp - margin_pp(*self.screen) <= budget + 1e-9
+
+    def _fast(self, settings: TuneSettings) -> bool:
+        """No slower than ``max_slowdown`` allows beyond the margin the report calls the same
+        speed (a speed not measured is no evidence either way)."""
+        return settings.max_slowdown is None or (
             self.speedup is not None and self.speedup * settings.max_slowdown >= 1 - SAME_SPEED_MARGIN)
-        return self.meets(settings.max_accuracy_drop) and fast and self.value(settings.objective) is not None
+
+    def admissible(self, settings: TuneSettings) -> bool:
+        """Within the accuracy budget on the search split, fast enough, and with a value for the
+        objective: what the search grows from and shows as its best so far."""
+        return (self.meets(settings.max_accuracy_drop) and self._fast(settings)
+                and self.value(settings.objective) is not None)
+
+    def candidate(self, settings: TuneSettings) -> bool:
+        """Worth confirming: as ``admissible``, but plausibly within the budget is enough."""
+        return (self.plausible(settings.max_accuracy_drop) and self._fast(settings)
+                and self.value(settings.objective) is not None)
 
 
 @dataclass
@@ -94,6 +134,10 @@ class SearchResult:
     validation_rows: int = 0  # of the search seed's validation split: 1 pp is this many / 100
     #: Candidate spec -> its evidence on every seed's validation split.
     confirmation: dict[str, Evidence] = field(default_factory=dict)
+    #: Seeds the confirmation added to the user's, for their validation splits only.
+    validation_only_seeds: list[int] = field(default_factory=list)
+    #: Added seeds left out, and why (a weak teacher on that split).
+    seeds_left_out: dict[int, str] = field(default_factory=dict)
     #: Seed -> the maker of its validation jobs, for the seeds the search already prepared, so
     #: the confirmation does not load their data and teacher again (not saved in tune.json).
     job_makers: dict[int, Callable[[str], Any]] = field(default_factory=dict, repr=False)
@@ -104,8 +148,7 @@ class Evidence:
     """A candidate against each seed's teacher on that seed's validation split.
 
     The decision pools the discordant pairs of the confirmation seeds, every seed but the
-    first: the first seed's split chose the candidates, so its pairs flatter them.  With a
-    single seed there is nothing else to pool, and the first seed's pairs are used.
+    first: the first seed's split chose the candidates, so its pairs flatter them.
     """
 
     seeds: tuple[int, ...]
@@ -122,16 +165,10 @@ class Evidence:
 
     @property
     def upper_pp(self) -> float:
-        """The loss this evidence cannot rule out at ``CONFIRM_CONFIDENCE`` (one-sided): the Wald
-        bound for paired proportions, with at least 3 discordant pairs (the rule of three, as
-        the report's paired tests use) so that identical predictions on a few hundred rows do
-        not prove a loss of exactly zero."""
-        from compress.common.stats import paired_se
-
+        """The loss this evidence cannot rule out at ``CONFIRM_CONFIDENCE`` (``margin_pp``)."""
         if not self.n:
             return math.inf
-        se = paired_se(self.b, self.c, self.n, min_discordant=3)
-        return 100 * ((self.b - self.c) / self.n + NormalDist().inv_cdf(CONFIRM_CONFIDENCE) * se)
+        return 100 * (self.b - self.c) / self.n + margin_pp(self.b, self.c, self.n)
 
     def within(self, budget: float) -> bool:
         return self.upper_pp <= budget + 1e-9
@@ -172,14 +209,14 @@ def choose(trials: Sequence[Trial], settings: TuneSettings) -> Trial | None:
 
 
 def candidates(trials: Sequence[Trial], settings: TuneSettings) -> list[Trial]:
-    """Every distinct model within the budget on the search seed, in the order they are
-    confirmed: best objective first, but at most ``SAME_FIRST_STAGE`` of the first batch share a
+    """Every distinct model plausibly within the budget on the search seed, in the order they
+    are confirmed: best objective first, but at most ``SAME_FIRST_STAGE`` of the first batch share a
     first stage (chains of one distilled student share its loss on the other seeds, so five of
     them are confirmed or rejected together), and the most accurate of the rest is moved into
     the first batch as a safe fallback.  Specs that produced the same file (a mixed-precision
     search that settles on the same precisions at several ``max_drop``) are one candidate, the
     simplest spec first."""
-    feasible = sorted({t.spec: t for t in trials if t.admissible(settings)}.values(),
+    feasible = sorted({t.spec: t for t in trials if t.candidate(settings)}.values(),
                       key=lambda t: rank(t, settings))
     seen: set[tuple[Any, ...]] = set()
     first: list[Trial] = []
@@ -221,11 +258,33 @@ def describe_trial(trial: Trial, settings: TuneSettings) -> str:
     return f"{trial.label}: {cost}, {trial.drop_pp + 0.0:+.2f} pp lost on validation"  # never -0.00
 
 
+def rows_to_resolve(budget: float) -> int:
+    """Pooled paired rows on which a candidate that disagrees with its teacher on
+    ``RESOLVE_DISCORDANCE`` of them gets a ``CONFIRM_CONFIDENCE`` margin of half the budget:
+    about 700 rows for 1 pp, so a candidate that truly loses half the budget is confirmed (a
+    budget of 0 is counted as 0.1 pp: more rows than ``MAX_EVIDENCE_SEEDS`` splits give)."""
+    z = NormalDist().inv_cdf(CONFIRM_CONFIDENCE)
+    return math.ceil(RESOLVE_DISCORDANCE * (z * 200 / max(budget, 0.1)) ** 2)
+
+
+def evidence_seeds(seeds: Sequence[int], rows_per_seed: int, budget: float) -> list[int]:
+    """The seeds whose validation splits confirm a candidate, the search seed first: every other
+    seed the user asked for, then further seeds (for validation only, never measured on their
+    test splits) until the pooled rows resolve the budget, at most ``MAX_EVIDENCE_SEEDS``."""
+    chosen = list(seeds)
+    needed = math.ceil(rows_to_resolve(budget) / max(1, rows_per_seed))
+    extra = max(seeds) + 1
+    while len(chosen) - 1 < min(needed, MAX_EVIDENCE_SEEDS):
+        chosen.append(extra)
+        extra += 1
+    return chosen
+
+
 def evidence(seeds: Sequence[int], teachers: dict[int, dict[str, Any]],
              rows: dict[int, dict[str, Any]]) -> Evidence:
     """One candidate's rows against each seed's teacher row, all on validation splits; a seed
     where it failed or skipped leaves nothing to pool (an infinite loss)."""
-    pooled = tuple(seeds[1:] or seeds[:1])
+    pooled = tuple(seeds[1:])
     drops = tuple(100 * (teachers[s]["accuracy"] - rows[s]["accuracy"]) if rows[s].get("status") == "ok"
                   else None for s in seeds)
     complete = all(rows[s].get("status") == "ok" for s in pooled)
@@ -237,14 +296,17 @@ def evidence(seeds: Sequence[int], teachers: dict[int, dict[str, Any]],
 
 def trials_per_family(trials: Sequence[Trial], settings: TuneSettings) -> dict[str, dict[str, Any]]:
     """Per family of first stage: proposals, distinct configurations trained, how many of them
-    are admissible, and the best of those: what shows why a family lost."""
+    are admissible and how many plausibly so (candidates for the confirmation), and the best
+    admissible one: what shows why a family lost."""
     families: dict[str, dict[str, Any]] = {}
     for family in dict.fromkeys(t.family or "?" for t in trials):
         mine = [t for t in trials if (t.family or "?") == family]
         trained = {t.spec: t for t in mine if t.key is not None}
         fit = [t for t in trained.values() if t.admissible(settings)]
         best = min(fit, key=lambda t: rank(t, settings)) if fit else None
+        plausible = sum(t.candidate(settings) for t in trained.values())
         families[family] = {"proposals": len(mine), "trained": len(trained), "admissible": len(fit),
+                            "plausible": plausible,
                             "best": best.label if best else None,
                             "best_value": best.value(settings.objective) if best else None,
                             "best_drop_pp": best.drop_pp if best else None}
@@ -261,9 +323,10 @@ def nothing_within_budget(found: SearchResult, settings: TuneSettings, seeds: in
         where = f"seed{plural} {', '.join(map(str, closest.pooled_seeds))}"
         loss = (f"loses {closest.drop_pp:.2f} pp there (up to {closest.upper_pp:.2f} pp)"
                 if math.isfinite(closest.drop_pp) else "produced nothing on one of them")
-        return (f"{len(found.confirmation)} configurations met the {budget:g} pp budget on the first "
-                f"seed's validation split, but none with {CONFIRM_CONFIDENCE:.0%} confidence on the "
-                f"validation split of {where}; the closest, {label}, {loss}; raise "
+        return (f"{len(found.confirmation)} configurations were plausibly within the {budget:g} pp "
+                f"budget on the first seed's validation split, but none held with "
+                f"{CONFIRM_CONFIDENCE:.0%} confidence on the validation split of {where}; the closest, "
+                f"{label}, {loss}; raise "
                 f"{option('max_accuracy_drop')} or {option('time_budget_min')}")
     accurate = [t for t in found.trials if t.meets(budget)]
     if accurate and settings.max_slowdown is not None:

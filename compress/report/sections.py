@@ -4,7 +4,9 @@ recommendation and a tune's search, each from saved rows (and a tune's saved tun
 
 from __future__ import annotations
 
+import math
 import statistics
+from statistics import NormalDist
 from typing import Any
 
 from compress.analysis.configurations import (
@@ -214,9 +216,13 @@ def tune_section(tune: dict[str, Any]) -> list[Block]:
     if families:
         blocks += [
             Paragraph("Trials per family (of each configuration's first stage): why a family lost "
-                      "is here, not only who won."),
+                      "is here, not only who won. Admissible: within the budget on the search split; "
+                      "plausibly admissible: not ruled out by it, and so a candidate for the "
+                      "confirmation."),
             Table([{"Family": family, "Proposals": str(f["proposals"]), "Trained": str(f["trained"]),
-                    "Admissible": str(f["admissible"]), "Best admissible": f["best"] or "none",
+                    "Admissible": str(f["admissible"]),
+                    **({"Plausibly admissible": str(f["plausible"])} if "plausible" in f else {}),
+                    "Best admissible": f["best"] or "none",
                     "Its Δ pp": "" if f["best_drop_pp"] is None else signed_pp(-f["best_drop_pp"])}
                    for family, f in families.items()]),
         ]
@@ -227,8 +233,13 @@ def tune_section(tune: dict[str, Any]) -> list[Block]:
         if chosen:
             speed = f", {chosen['speedup']:.2f}× as fast at batch 1" if chosen.get("speedup") else ""
             smaller = base_gzip / chosen["size_gzip_bytes"]
-            lines.append(f"On validation: {signed_pp(-chosen['drop_pp'])} pp, {smaller:.1f}× smaller "
-                         f"(gzip) than the teacher{speed}.")
+            proof = (tune.get("confirmation") or {}).get(tune["chosen_spec"])
+            pooled = "" if not proof or proof.get("drop_pp") is None else (
+                f", and {signed_pp(-proof['drop_pp'])} pp pooled over the validation splits of seeds "
+                f"{', '.join(map(str, proof['pooled_seeds']))} (at worst "
+                f"{signed_pp(-proof['upper_pp'])} pp at {proof['confidence']:.0%} confidence)")
+            lines.append(f"On validation: {signed_pp(-chosen['drop_pp'])} pp on the split that found it"
+                         f"{pooled}; {smaller:.1f}× smaller (gzip) than the teacher{speed}.")
         if test:
             met = "within" if tune.get("test_meets_budget") else "**outside**"
             lines.append(f"On the test split over {test['seeds']} seed(s): accuracy {test['accuracy']:.4f} "
@@ -238,8 +249,8 @@ def tune_section(tune: dict[str, Any]) -> list[Block]:
                          f"{test['times_smaller_raw']:.1f}× smaller (raw)"
                          + (f", {test['speedup']:.2f}× faster." if test.get("speedup") else "."))
             if not tune.get("test_meets_budget"):
-                lines.append("The choice met the budget on validation but not on the test split: "
-                             "a validation split this size cannot tell such differences apart; "
+                lines.append("The choice met the budget on the pooled validation splits but not on the "
+                             "test split: splits this size cannot tell such differences apart; "
                              "tune with a smaller --max-accuracy-drop for a margin.")
         blocks.append(Bullets(lines))
     else:
@@ -254,7 +265,8 @@ def tune_section(tune: dict[str, Any]) -> list[Block]:
                "also confirms them, which flatters them: give --seeds 3 for an independent check")
         blocks += [
             Paragraph(f"Before the choice, candidates were scored again on the validation split of "
-                      f"every seed (its own splits and teacher), best first. The choice is the best "
+                      f"every seed (its own splits and teacher), best first{_extra_seeds(tune)}. "
+                      f"The choice is the best "
                       f"whose loss, pooled over the paired predictions of seed(s) {pooled}, stays "
                       f"within the budget with {confidence} confidence ({why}):"),
             Table([{"Configuration": Cell(by_spec[spec]["label"], title=spec) if spec in by_spec else spec,
@@ -286,6 +298,16 @@ def _speed_limit(tune: dict[str, Any]) -> str:
             f", and at most {slowdown:g}× the teacher's latency")
 
 
+def _extra_seeds(tune: dict[str, Any]) -> str:
+    extra = tune["search"].get("validation_only_seeds") or []
+    if not extra:
+        return ""
+    named = f"seed {extra[0]} was" if len(extra) == 1 else \
+        f"seeds {', '.join(map(str, extra[:-1]))} and {extra[-1]} were"
+    return (f"; {named} added for this alone, so that the pooled rows can resolve the budget "
+            "(their test splits are never measured)")
+
+
 def _resolution(tune: dict[str, Any]) -> str:
     """How many samples one percentage point is, where the choice was made and confirmed."""
     rows = tune["search"].get("validation_rows")
@@ -297,6 +319,13 @@ def _resolution(tune: dict[str, Any]) -> str:
     pooled = next((proof["n"] for proof in (tune.get("confirmation") or {}).values() if proof["n"]), 0)
     if pooled:
         text += f"; the confirmation pools {pooled:,} paired rows ({pooled / 100:.1f} samples per pp)"
+        resolve = tune["search"].get("resolve")
+        if resolve:
+            z = NormalDist().inv_cdf(resolve["confidence"])
+            margin = 100 * z * math.sqrt(resolve["discordance"] / pooled)
+            text += (f", on which a candidate that disagrees with the teacher on "
+                     f"{resolve['discordance']:.1%} of them is confirmed when its pooled loss is at "
+                     f"least {margin:.2f} pp under the budget")
     return text + "."
 
 
