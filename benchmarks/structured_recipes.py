@@ -2,6 +2,7 @@
 teacher's logits for recovery, and the importance criterion; over seeds.
 
 Run: .venv/bin/python benchmarks/structured_recipes.py MODEL [--seeds 3 | --seed S ...] [--extras]
+                                                     [--only CONFIGURATION ...]
      MODEL: mobilenetv2 | resnet | sepconv1d   (mobilenetv2: about 12 minutes a seed)
 
 - mobilenetv2: ``tf_keras.applications.MobileNetV2(alpha=0.35, weights=None)`` at 32x32x3,
@@ -164,12 +165,16 @@ def main() -> None:
     parser.add_argument("--extras", action="store_true")
     parser.add_argument("--seed", type=int, action="append",
                         help="only these seeds (repeat), e.g. to split the seeds over two processes")
+    parser.add_argument("--only", action="append", choices=sorted({**MAIN, **EXTRAS}),
+                        help="only these configurations (repeat)")
     args = parser.parse_args()
     env = environment(threads=1)
     print(f"{env['cpu']}, {env['cores']} cores; {env['versions']}", flush=True)
     results: dict[str, list[dict[str, float]]] = {}
     for seed in args.seed or range(args.seeds):
         configs = {**MAIN, **(EXTRAS if args.extras and seed == 0 else {})}
+        if args.only:
+            configs = {name: strategy for name, strategy in {**MAIN, **EXTRAS}.items() if name in args.only}
         for name, row in run_seed(args.model, seed, configs).items():
             results.setdefault(name, []).append(row)
     print(f"\n| {args.model}: configuration | seeds | Δ pp per seed | mean Δ pp | speed-up (mean) | "

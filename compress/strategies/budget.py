@@ -30,7 +30,7 @@ class Loss:
         return self.pp <= budget + 1e-9
 
     def __str__(self) -> str:
-        return f"{-self.pp:+.1f}±{self.error_pp:.1f}"
+        return f"{-self.pp + 0.0:+.1f}±{self.error_pp:.1f}"  # never -0.0
 
 
 class ValidationLoss:

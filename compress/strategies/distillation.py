@@ -136,6 +136,7 @@ def train_student(
     transfer: str = "none",
     mixup: float = 0.0,
     features: float = 0.0,
+    decay: bool = False,
 ) -> str:
     """One loop for distilled students and their controls: same batches, optimizer and order.
 
@@ -149,10 +150,15 @@ def train_student(
 
     The budget is planned for the data size (``training.plan``).  ``patience`` (a fraction
     of the planned epochs; 0: off) stops when validation accuracy has not improved for that
-    long, and the best epoch's weights are kept.  Returns what was trained, for the row's notes.
+    long, and the best epoch's weights are kept.  ``decay`` anneals the learning rate to zero
+    along a cosine over the planned steps, so a short training ends settled, not mid-stride.
+    Returns what was trained, for the row's notes.
     """
     x, y = ctx.data.x_train.astype(np.float32), ctx.data.y_train.astype(np.int64)
-    optimizer = keras.optimizers.Adam(lr)
+    planned = plan(epochs, len(x), batch_size=batch_size, max_steps=max_steps)
+    batch_size, batches = planned.batch_size, planned.steps_per_epoch
+    optimizer = keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(lr, planned.epochs * batches) if decay else lr)
     use_teacher = teacher is not None and alpha < 1.0
     per_step = use_teacher and transfer != "none"
     logits = np.zeros((len(x), ctx.data.n_classes), np.float32)  # unused without a teacher
@@ -166,8 +172,6 @@ def train_student(
     soft_targets = use_teacher
     hints = FeatureTargets.between(student, teacher) if features > 0 and per_step else None
     inputs, labels, targets = tf.constant(x), tf.constant(y), tf.constant(logits)
-    planned = plan(epochs, len(x), batch_size=batch_size, max_steps=max_steps)
-    batch_size, batches = planned.batch_size, planned.steps_per_epoch
 
     def step(rows: tf.Tensor, partners: tf.Tensor, weight: tf.Tensor) -> None:
         xb, ya = tf.gather(inputs, rows), tf.gather(labels, rows)
@@ -325,7 +329,8 @@ class Distill(_Student):
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 2}
     companions = ("student-scratch", "student-scratch-mixup")
     tunable: ClassVar[dict[str, Range | Choice] | None] = {
-        "temperature": Choice((2.0, 1.0, 4.0, 8.0)), "alpha": Range(0.0, 0.8, step=0.2)}
+        "temperature": Choice((2.0, 1.0, 4.0, 8.0)), "alpha": Range(0.0, 0.8, step=0.1),
+        "epochs": Choice((300, 900))}
     cost = 4.0
 
     @classmethod
