@@ -320,7 +320,8 @@ def nothing_within_budget(found: SearchResult, settings: TuneSettings, seeds: in
         spec, closest = min(found.confirmation.items(), key=lambda item: item[1].upper_pp)
         label = next(t.label for t in found.trials if t.spec == spec)
         plural = "s" if len(closest.pooled_seeds) > 1 else ""
-        where = f"seed{plural} {', '.join(map(str, closest.pooled_seeds))}"
+        where = (f"seed{plural} {', '.join(map(str, closest.pooled_seeds))}" if closest.pooled_seeds
+                 else "any seed but the first (every added seed's teacher was too weak to use)")
         loss = (f"loses {closest.drop_pp:.2f} pp there (up to {closest.upper_pp:.2f} pp)"
                 if math.isfinite(closest.drop_pp) else "produced nothing on one of them")
         return (f"{len(found.confirmation)} configurations were plausibly within the {budget:g} pp "
