@@ -362,9 +362,11 @@ def test_taylor_importance_sees_a_channel_the_loss_ignores():
     assert not np.any(np.all(by_taylor == 5.0, axis=0))  # Taylor dropped it
 
 
-def test_a_techniques_budget_shows_in_its_label():
+def test_a_techniques_budget_shows_in_its_label_and_its_cost():
     assert PruneStructured(max_drop=1).label() == "prune-structured:max_drop=1"
     assert PruneStructured().label() == "prune-structured"
+    # a time budget plans for the ladder: several recoveries, not one schedule's
+    assert PruneStructured(max_drop=1).cost > 2 * PruneStructured().cost == 2 * PruneStructured.cost
 
 
 def test_a_first_cut_too_small_for_any_group_waits_for_the_next(tmp_path):

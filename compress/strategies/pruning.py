@@ -205,6 +205,10 @@ SEARCH_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: converged teacher are the roughest (MobileNetV2: 2-4 pp lost on validation after a 10% cut,
 #: within the budget again at 20-30%), so two are forgiven.
 LADDER_PATIENCE = 3
+#: What ``max_drop``'s ladder costs against the default schedule, for what a time budget plans:
+#: up to nine cuts of a quarter recovery each, then the full one (MobileNetV2: 1.6 times the
+#: default's recovery seconds; the ResNet, which climbs to 80%, about 3).
+LADDER_COST = 2.5
 #: Recovery targets: ``alpha`` × the labels + (1 - ``alpha``) × the unpruned teacher's logits
 #: softened at this temperature (the anchors' recipe: Torch-Pruning and NNCF recover a pruned
 #: network from its own unpruned outputs).
@@ -237,6 +241,8 @@ class PruneStructured(Strategy):
         self.criterion = criterion
         self.alpha = alpha
         self.max_drop = max_drop
+        if max_drop is not None:
+            self.cost = LADDER_COST * PruneStructured.cost
         self._check_open_unit("fraction", fraction)
         self._check_budget(epochs, lr)
         self._check(cuts >= 1, f"cuts must be at least 1, got {cuts}")
