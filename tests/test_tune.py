@@ -187,7 +187,7 @@ def test_confirmation_pools_the_other_seeds_and_needs_confidence():
 
 
 def _confirm_offline(monkeypatch, tmp_path, trials: list[Trial], held: set[str],
-                     started: float, rows: int = 1000) -> SearchResult:
+                     started: float, rows: int = 1000, weak: tuple[int, ...] = ()) -> SearchResult:
     """``confirm`` over finished fake jobs of 1,000 rows (``rows`` is what the search seed's
     split is said to hold): every candidate keeps the budget on the search seed; on the other
     seeds only those in ``held`` do (the others lose 50 of 1,000)."""
@@ -202,7 +202,12 @@ def _confirm_offline(monkeypatch, tmp_path, trials: list[Trial], held: set[str],
             return SimpleNamespace(key=path.stem, spec=spec, seed=seed, result_path=path)
         return job_for
 
-    monkeypatch.setattr(tune_module, "seed_trials", lambda config, seed, out: (None, None, maker(seed)))
+    def seed_trials(config: Any, seed: int, out: Path) -> tuple[None, None, Any]:
+        if seed in weak:
+            raise UserError(f"the teacher of seed {seed} is barely better than guessing")
+        return None, None, maker(seed)
+
+    monkeypatch.setattr(tune_module, "seed_trials", seed_trials)
     monkeypatch.setattr(tune_module, "teacher_row",
                         lambda job_for: json.loads(job_for("baseline").result_path.read_text())["row"])
     found = SearchResult(trials, {}, None, [], [], 0.0, 0, "", validation_rows=rows)
@@ -238,6 +243,10 @@ def test_the_confirmation_pools_enough_seeds_to_resolve_the_budget(monkeypatch, 
     proof = found.confirmation["c1"]
     assert proof.seeds == (0, 1, 2) and proof.pooled_seeds == (1, 2) and proof.n == 2000
     assert found.chosen.spec == "c1" and not found.confirmation["c0"].within(1.0)
+    # an added seed whose teacher is weak is left out, with the reason, not the whole tune
+    found = _confirm_offline(monkeypatch, tmp_path, trials, {"c1"}, time.monotonic(), rows=400, weak=(2,))
+    assert found.validation_only_seeds == [] and "barely better" in found.seeds_left_out[2]
+    assert found.confirmation["c1"].pooled_seeds == (1,) and found.chosen.spec == "c1"
 
 
 def test_a_finished_trial_is_paired_with_the_teacher_on_the_search_split(task, tmp_path):
@@ -262,7 +271,7 @@ def test_the_search_split_rules_out_only_what_it_can_tell_is_over_the_budget():
     def screened(b: int, c: int, n: int = 180) -> Trial:
         return dataclasses.replace(_trial(0, "s", 100 * (b - c) / n, 100), screen=(b, c, n))
 
-    # 3 of 180 rows lost (1.67 pp): the split cannot tell that from 1 pp, so it is confirmed ...
+    # 3 of 180 rows lost (1.67 pp): the split cannot tell that from 1 pp, so it goes on to be confirmed
     assert screened(4, 1).candidate(settings) and not screened(4, 1).admissible(settings)
     # ... but not 6 of 180 (3.3 pp), nor 1.67 pp measured on 5,000 rows
     assert not screened(6, 0).candidate(settings)
