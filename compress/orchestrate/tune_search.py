@@ -478,15 +478,15 @@ def confirm(found: SearchResult, config: Any, settings: TuneSettings, executor: 
     after the final measurement affords it.  ``found`` is updated; the test split is still
     unread."""
     seeds = evidence_seeds(config.seeds, found.validation_rows, settings.max_accuracy_drop)
-    makers = {seed: found.job_makers.get(seed) or seed_trials(config, seed, out)[2]
-              for seed in seeds if seed in config.seeds}
-    for seed in seeds:  # an added seed whose teacher is weak is left out, not the whole tune
-        if seed not in makers:
-            try:
-                makers[seed] = seed_trials(config, seed, out)[2]
-            except UserError as error:
-                found.seeds_left_out[seed] = str(error)
-    seeds = [seed for seed in seeds if seed in makers]
+    makers = {}
+    for seed in seeds:
+        try:
+            makers[seed] = found.job_makers.get(seed) or seed_trials(config, seed, out)[2]
+        except UserError as error:  # an added seed's weak teacher is left out, not the whole tune
+            if seed in config.seeds:
+                raise
+            found.seeds_left_out[seed] = str(error)
+    seeds = list(makers)
     found.validation_only_seeds = [seed for seed in seeds if seed not in config.seeds]
     teachers = {seed: teacher_row(job_for) for seed, job_for in makers.items()}
     ranked = candidates(found.trials, settings)
