@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 
 import numpy as np
@@ -237,3 +239,72 @@ def test_side_by_side_the_costliest_start_first_under_a_budget_the_cheapest():
                        "student-scratch-mixup"]
     costs = row_costs(planned)
     assert {costs[i.index] for i in planned if i.step.role == "control"} == {Distill.cost}
+
+
+def test_a_costlier_teacher_trains_fewer_samples_never_more_than_the_reference_problem():
+    """The optimizer steps stay within the reference problem's, shrunk in proportion to what a
+    sample costs the teacher above ``REFERENCE_COST``; up to that cost a plan is what it was."""
+    from compress.models.training import REFERENCE_COST, planned_for
+
+    for rows in (700, REFERENCE_ROWS - 1, 35_000):
+        alone = plan(40, rows)
+        with planned_for(REFERENCE_COST):
+            assert plan(40, rows) == alone
+        for times in (2, 8, 40):
+            cost = times * REFERENCE_COST
+            with planned_for(cost):
+                costly = plan(40, rows)
+            assert costly.batch_size == alone.batch_size and 1 <= costly.epochs <= alone.epochs
+            reference = 40 * math.ceil(REFERENCE_ROWS / 32)
+            # rounded up to whole epochs
+            assert costly.steps <= reference / times + costly.steps_per_epoch or costly.epochs == 1
+            if costly.epochs < 40:
+                assert costly.describe().endswith(
+                    f"the cap for a teacher {times:.1f}× as costly a sample as the reference)")
+    with planned_for(10**12):
+        assert plan(40, 700).epochs == 1  # never below one epoch
+    assert plan(40, 700) == plan(40, 700, batch_size=32)  # the block ended: no cap left behind
+
+
+def test_a_teachers_sample_cost_counts_what_its_flatbuffer_does():
+    """forward_macs reads Keras layers and agrees with the TFLite op count on convolutions,
+    depthwise, separable and dense layers, nested models and a layer called twice."""
+    from compress.models.backend import to_tflite
+    from compress.models.cost import ACTIVATION_COST, forward_macs, sample_cost
+    from compress.models.flatbuffer import macs
+    from tests.zoo import mobilenet_v2
+
+    layers = keras.layers
+    inner = keras.Sequential([layers.Conv2D(8, 3, padding="same"), layers.SeparableConv2D(16, 3, strides=2)])
+    inputs = keras.Input((16, 16, 3))
+    shared = layers.Dense(8)
+    hidden = layers.Dense(8)(layers.Flatten()(inner(inputs)))
+    nested = keras.Model(inputs, layers.Dense(4)(shared(shared(hidden))))
+    for model in (mobilenet_v2((16, 16, 3), 4), nested):
+        assert forward_macs(model) == macs(to_tflite(model)) > 0
+    dense = keras.Sequential([keras.Input((20,)), layers.Dense(10), layers.Dense(3)])
+    assert sample_cost(dense) == 20 * 10 + 10 * 3 + ACTIVATION_COST * (10 + 3)
+
+
+def test_strategies_of_a_costlier_teacher_say_their_plan_and_distill_matches_its_controls(
+        tiny, tmp_path, monkeypatch):
+    """Through the one path every row takes: a teacher costlier than the reference trains fewer
+    epochs, the notes say why, and distill and its control train the same planned epochs."""
+    import compress.models.training
+    from compress.orchestrate.steps import apply_strategy
+    from compress.strategies.distillation import StudentScratch
+    from compress.strategies.finetuning import Finetune
+
+    data, teacher, architecture = tiny
+
+    def notes(strategy) -> str:
+        return apply_strategy(strategy, teacher, architecture, data, seed=0, workdir=tmp_path).notes
+
+    assert notes(Finetune(epochs=5)).startswith("5 epochs more")
+    monkeypatch.setattr(compress.models.training, "REFERENCE_COST", 100)
+    capped = re.match(r"(\d) epochs? of batch 32 \(5 asked; .*, the cap for a teacher [\d.]+× as costly",
+                      notes(Finetune(epochs=5)))
+    assert capped and int(capped.group(1)) < 5
+    planned = re.compile(r"\d+ epochs of batch \d+ \(40 asked; [\d,]+ optimizer steps")
+    assert planned.search(notes(Distill(epochs=40, transfer="none"))).group(0) == \
+        planned.search(notes(StudentScratch(epochs=40))).group(0)

@@ -302,7 +302,7 @@ def test_max_drop_recovers_with_an_annealed_learning_rate(tmp_path):
     """The real loop, not a stand-in: each step and the final recovery anneal to 0 (cosine)."""
     artifact = apply_strategy(PruneStructured(max_drop=100, epochs=1), residual_cnn(), "test",
                               _image_data(), seed=0, workdir=tmp_path)
-    assert "each followed by 1 recovery epoch (annealed)" in artifact.notes
+    assert "each followed by 1 epoch of recovery (annealed)" in artifact.notes
     assert ", annealed, of recovery on the labels" in artifact.notes and "; on validation" in artifact.notes
 
 

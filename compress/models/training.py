@@ -1,11 +1,15 @@
 """Training settings shared by the teacher and every strategy that trains.
 
 Every default budget was chosen on problems of at most ``REFERENCE_ROWS`` training rows (the
-built-in ones have 700 to 1,300).  On more data the same budget would cost far more: 300
-epochs of 50,000 rows are 100,000 optimizer steps.  So a budget given in epochs is *planned*
-for the data (``plan``): batches grow with the data, up to 8 times, and the number of
-optimizer steps is capped at what the budget costs on the reference size, but never below
-one epoch.  On the built-in problems a plan is exactly the epochs asked for.
+built-in ones have 700 to 1,300) and teachers whose sample costs at most ``REFERENCE_COST``.
+On more data, or a costlier model, the same budget would cost far more: 300 epochs of 50,000
+rows are 100,000 optimizer steps, and 40 epochs of a MobileNetV2 on 3,773 images of 96x96 take 25 minutes on
+one core.  So a budget given in epochs is *planned* for the data and the teacher (``plan``):
+batches grow with the data, up to 8 times, and the optimizer steps are capped at what the
+budget takes on the reference problem, shrunk in proportion to what a sample costs the teacher
+above the reference (``planned_for``), but never below one epoch.  On the built-in problems
+a plan is exactly the epochs asked for.  The cap is a count, not a clock: every machine
+trains the same steps.
 
 ``--time-budget`` gives each strategy a share of the run's time (``time_allowance``): training
 stops at the next batch (Keras) or epoch (a strategy's own loop) once the share is spent, and
@@ -33,6 +37,10 @@ BATCH_SIZE = 32
 REFERENCE_ROWS = 4_000
 #: Batches grow at most this much with the data (32 -> 256).
 MAX_BATCH_GROWTH = 8
+#: What a training sample (``cost.sample_cost``) of the costliest teacher the default budgets
+#: were chosen and measured on costs: MobileNetV2 (alpha 0.35) at 32x32x3, 3.7 million; a
+#: costlier teacher's strategies train proportionally fewer samples.
+REFERENCE_COST = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class Plan:
     steps_per_epoch: int
     asked_epochs: int  # the budget as given
     asked_batch_size: int
+    cost: int | None = None  # what a sample costs the teacher, when above REFERENCE_COST
 
     @property
     def steps(self) -> int:
@@ -56,16 +65,34 @@ class Plan:
             return epochs
         if self.epochs == self.asked_epochs:
             return f"{epochs} of batch {self.batch_size}"
+        cap = "the step cap" if self.cost is None else \
+            f"the cap for a teacher {self.cost / REFERENCE_COST:.1f}× as costly a sample as the reference"
         return (f"{epochs} of batch {self.batch_size} ({self.asked_epochs} asked; "
-                f"{self.steps:,} optimizer steps, the step cap)")
+                f"{self.steps:,} optimizer steps, {cap})")
+
+
+_COST: ContextVar[int | None] = ContextVar("compress_sample_cost", default=None)
+
+
+@contextlib.contextmanager
+def planned_for(cost: int | None) -> Iterator[None]:
+    """Budgets planned inside the block are planned for a teacher whose training sample costs
+    ``cost`` (``cost.sample_cost``; None: no more than the reference)."""
+    token = _COST.set(cost)
+    try:
+        yield
+    finally:
+        _COST.reset(token)
 
 
 def plan(epochs: int, rows: int, *, batch_size: int = BATCH_SIZE, max_steps: int | None = None) -> Plan:
-    """``epochs`` of ``batch_size`` as chosen on at most ``REFERENCE_ROWS`` rows, for ``rows``.
+    """``epochs`` of ``batch_size`` as chosen on the reference problem, for ``rows``.
 
-    The batch doubles for every doubling of the data above the reference (at most 8×), and
-    the optimizer steps stay within what the budget takes on the reference data (or within
-    ``max_steps``), at least one epoch: 300 epochs on 50,000 rows would be 100,000 steps.
+    The batch doubles for every doubling of the data above ``REFERENCE_ROWS`` (at most 8×),
+    and the optimizer steps stay within what the budget takes on the reference data (or within
+    ``max_steps``), shrunk in proportion when a sample costs the teacher more than
+    ``REFERENCE_COST`` (``planned_for``), at least one epoch: 300 epochs on 50,000 rows would be
+    100,000 steps.
     """
     growth = 1
     while growth < MAX_BATCH_GROWTH and rows >= 2 * growth * REFERENCE_ROWS:
@@ -73,8 +100,13 @@ def plan(epochs: int, rows: int, *, batch_size: int = BATCH_SIZE, max_steps: int
     batch = batch_size * growth
     per_epoch = max(1, math.ceil(rows / batch))
     cap = epochs * math.ceil(REFERENCE_ROWS / batch_size) if max_steps is None else max_steps
-    return Plan(max(1, min(epochs, math.ceil(cap / per_epoch))), batch, per_epoch, epochs,
-                batch_size)
+    cost = _COST.get()
+    costly = cost is not None and cost > REFERENCE_COST
+    if costly:
+        cap = cap * REFERENCE_COST / cost
+    planned = max(1, min(epochs, math.ceil(cap / per_epoch)))
+    return Plan(planned, batch, per_epoch, epochs, batch_size,
+                cost if costly and planned < epochs else None)
 
 
 @dataclass

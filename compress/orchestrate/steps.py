@@ -24,12 +24,13 @@ from compress.measure.memory import memory_fields
 from compress.measure.size import size_fields
 from compress.models.architectures import clone
 from compress.models.backend import keras, seed_everything, to_tflite
+from compress.models.cost import sample_cost
 from compress.models.flatbuffer import TFLiteModel
 from compress.models.stage_cache import StageCache
 from compress.models.teacher import (
     Teacher,
 )
-from compress.models.training import time_allowance
+from compress.models.training import planned_for, time_allowance
 from compress.orchestrate.interrupts import Interrupts
 from compress.orchestrate.plan import Step
 from compress.orchestrate.teachers import Source, majority_rate, teacher_fields
@@ -147,7 +148,8 @@ def apply_strategy(
     """Seed, hand the strategy a fresh clone of the teacher, time it, export TFLite.
 
     The one path from a strategy to a flatbuffer, shared by runs and the
-    conformance suite.  Its training stops at ``deadline`` (``time.time()``, None: never).
+    conformance suite.  Its budgets are planned for what a sample costs the teacher
+    (``training.plan``), and its training stops at ``deadline`` (``time.time()``, None: never).
     Raises ``Skip`` or whatever the strategy raised.
     """
     seed_everything(seed)
@@ -155,7 +157,7 @@ def apply_strategy(
         data=data.read_only(), teacher=clone(teacher), teacher_architecture=teacher_architecture,
         seed=seed, workdir=workdir, stage_cache=stage_cache,
     )
-    with time_allowance(deadline) as allowance:
+    with time_allowance(deadline) as allowance, planned_for(sample_cost(teacher)):
         start = time.perf_counter()
         compressed = strategy.compress(ctx)
         seconds = time.perf_counter() - start

@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from compress.common.text import counted
 from compress.models.backend import keras, tfmot
 from compress.models.training import BATCH_SIZE, Plan, cut_short, fit, out_of_time, plan
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
@@ -269,7 +268,8 @@ class PruneStructured(Strategy):
         joined = [" + ".join(group) for group in groups if len(group) > 1]
         together = f"layers whose channels must match went together ({named(joined)}), " if joined else ""
         annealed = " (annealed)" if self.max_drop is not None else ""
-        step = counted(self._step_epochs(), "recovery epoch") + annealed
+        # what each step's recovery trained: the plan its ``_recover`` made, capped as it was
+        step = plan(self._step_epochs(), len(ctx.data.y_train)).describe() + f" of recovery{annealed}"
         steps = "in one cut" if len(self._fractions()) == 1 and self.max_drop is None else \
             f"in cuts of {self._fractions()[0]:.0%}, each followed by {step}"
         targets = "the labels" if self.alpha == 1 else \
