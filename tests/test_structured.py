@@ -18,7 +18,7 @@ from compress.models.backend import keras, to_tflite
 from compress.models.flatbuffer import TFLiteModel
 from compress.orchestrate.steps import apply_strategy
 from compress.strategies import Skip
-from compress.strategies.pruning import PruneStructured
+from compress.strategies.pruning import SEARCH_FRACTIONS, PruneStructured
 from compress.strategies.structured import shrink
 
 L = keras.layers
@@ -340,6 +340,40 @@ def test_max_drop_with_nothing_within_the_budget_says_so(tmp_path, monkeypatch):
     with pytest.raises(Skip, match=r"^no fraction keeps validation accuracy within max_drop=1 pp"):
         apply_strategy(PruneStructured(max_drop=1), teacher, "test", _image_data(), seed=0,
                        workdir=tmp_path)
+
+
+@pytest.mark.parametrize("after_full", [0.0, 0.03])
+def test_max_drop_with_no_step_within_gives_the_first_cut_its_full_recovery(after_full, tmp_path,
+                                                                           monkeypatch):
+    """A costly teacher's plan leaves each step a short recovery: when no step is within the
+    budget after it, the first cut gets the full recovery and is kept if that brings it within;
+    if not, the row is skipped with both losses."""
+    import compress.strategies.budget as budget
+    import compress.strategies.distillation as distillation
+
+    teacher = residual_cnn()
+    first = next(f for f in SEARCH_FRACTIONS
+                 if shrink(teacher, f).model.count_params() < teacher.count_params())
+    full_recovery: list[bool] = []
+
+    def train_student(model: keras.Model, ctx: Any, **kw: Any) -> str:
+        if kw["epochs"] == 4:  # the full recovery, not a step's (1 epoch)
+            full_recovery.append(True)
+        return "1 epoch"
+
+    monkeypatch.setattr(distillation, "train_student", train_student)
+    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
+        0.0 if model.count_params() == teacher.count_params() else after_full if full_recovery else 0.03))
+    strategy = PruneStructured(max_drop=1, epochs=4)
+    if after_full > 0.01:
+        with pytest.raises(Skip, match=r"pp after each cut's short recovery, and -3\.0±0\.1 pp for "
+                                       r"the first after its full recovery$"):
+            apply_strategy(strategy, teacher, "test", _image_data(), seed=0, workdir=tmp_path)
+        return
+    notes = apply_strategy(strategy, teacher, "test", _image_data(), seed=0, workdir=tmp_path).notes
+    assert "no cut stayed within 1 pp of the teacher on validation after its short recovery" in notes
+    assert f"{first:.0%} of the channels" in notes and "on validation +0.0±0.0 pp" in notes
+    assert len(full_recovery) == 1  # the ladder's three steps stayed short
 
 
 def test_taylor_importance_sees_a_channel_the_loss_ignores():

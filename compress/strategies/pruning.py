@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -261,8 +262,13 @@ class PruneStructured(Strategy):
                 model = cuts.cut(model, fraction, last=index == len(self._fractions()) - 1)
             trained = self._recover(model, ctx, self.epochs)
         else:
-            model, cut, how, judge, seen = self._search(model, ctx, cuts)
-            trained, judged = self._final_recovery(model, ctx, judge, seen)
+            ladder = self._search(model, ctx, cuts)
+            model, cut, how = ladder.model, ladder.fraction, ladder.how
+            trained, judged, final = self._final_recovery(model, ctx, ladder.judge, ladder.seen)
+            if not ladder.within and not final.plausible(self.max_drop):
+                raise Skip(f"no fraction keeps validation accuracy within max_drop={self.max_drop:g} pp "
+                           f"of the teacher's: {ladder.tried} pp after each cut's short recovery, and "
+                           f"{final} pp for the first after its full recovery")
         groups = list(cuts.groups)
         narrowed = [name for group in groups for name in group]
         joined = [" + ".join(group) for group in groups if len(group) > 1]
@@ -312,35 +318,39 @@ class PruneStructured(Strategy):
                              lr=self.lr, batch_size=BATCH_SIZE, decay=decay)
 
     def _final_recovery(self, model: keras.Model, ctx: Context, judge: ValidationLoss,
-                        seen: Loss) -> tuple[str, str]:
+                        seen: Loss) -> tuple[str, str, Loss]:
         """``max_drop``'s full recovery of the cut the ladder kept (judged ``seen``), annealed like
-        its steps, and what it did on validation.  It is kept only if it does at least as well
-        there as the step, so the row is never worse than what chose its fraction."""
+        its steps, what it did on validation, and the loss of the weights kept.  It is kept only
+        if it does at least as well there as the step, so the row is never worse than what chose
+        its fraction."""
         settled = model.get_weights()
         trained = self._recover(model, ctx, self.epochs, decay=True) + ", annealed,"
         after = judge(model)
         if after.pp <= seen.pp:
-            return trained, f"; on validation {after} pp, from {seen} after the ladder's step"
+            return trained, f"; on validation {after} pp, from {seen} after the ladder's step", after
         model.set_weights(settled)
         return trained, (f"; set aside, since it ended at {after} pp on validation against {seen} "
-                         "after the ladder's step, whose weights are kept")
+                         "after the ladder's step, whose weights are kept"), seen
 
-    def _search(self, model: keras.Model, ctx: Context,
-                cuts: _Cuts) -> tuple[keras.Model, float, str, ValidationLoss, Loss]:
+    def _search(self, model: keras.Model, ctx: Context, cuts: _Cuts) -> _Ladder:
         """Climb the ladder while each cut, after its recovery, loses no more than ``max_drop``
         against the teacher on the validation rows, beyond the paired standard error of that
         loss: on a split of a few hundred rows the loss moves by 2-3 pp from one recovery epoch
         to the next, and the final recovery wins back more than a step's.  Two steps outside the
         budget are forgiven if the next is back within it (``LADDER_PATIENCE``).  Keep the last cut
-        within it, with the judge and its loss."""
+        within it.  With none within, the first cut, not marked ``within``: a short recovery is
+        all a costly teacher's plan may leave a step (MobileNetV2 at 96x96: two epochs), and the
+        full one may still bring the smallest cut within the budget."""
         validation_loss = ValidationLoss(ctx)
-        kept, scores, outside = None, [], 0
+        kept, first, scores, outside = None, None, [], 0
         for index, fraction in enumerate(SEARCH_FRACTIONS):
             model = cuts.cut(model, fraction, last=index == len(SEARCH_FRACTIONS) - 1)
             # Annealed, so each cut is judged settled, not mid-stride at the full rate.
             self._recover(model, ctx, self._step_epochs(), decay=True)
             loss = validation_loss(model)
             scores.append(f"{fraction:.0%} {loss}")
+            if first is None and cuts.groups:  # a first step too small to cut anything is not one
+                first = (keras.models.clone_model(model), model.get_weights(), fraction, loss)
             if out_of_time():
                 break
             if not loss.plausible(self.max_drop):
@@ -351,15 +361,33 @@ class PruneStructured(Strategy):
             outside = 0
             kept = (keras.models.clone_model(model), model.get_weights(), fraction, loss)
         tried = ", ".join(scores)
-        if kept is None:
+        if kept is None and first is None:
             raise Skip(f"no fraction keeps validation accuracy within max_drop={self.max_drop:g} pp of "
                        f"the teacher's: {tried} pp after each cut's recovery")
-        best, weights, fraction, seen = kept
+        best, weights, fraction, seen = kept or first
         best.set_weights(weights)
-        how = (f"max_drop={self.max_drop:g}: cut by {SEARCH_FRACTIONS[0]:.0%} at a time while the loss "
-               f"against the teacher on validation stayed within {self.max_drop:g} pp, beyond its "
-               f"standard error (after each cut's recovery: {tried} pp); kept the last within it. ")
-        return best, fraction, how, validation_loss, seen
+        if kept is None:
+            how = (f"max_drop={self.max_drop:g}: no cut stayed within {self.max_drop:g} pp of the teacher "
+                   f"on validation after its short recovery ({tried} pp); the first was recovered in "
+                   "full and judged again. ")
+        else:
+            how = (f"max_drop={self.max_drop:g}: cut by {SEARCH_FRACTIONS[0]:.0%} at a time while the loss "
+                   f"against the teacher on validation stayed within {self.max_drop:g} pp, beyond its "
+                   f"standard error (after each cut's recovery: {tried} pp); kept the last within it. ")
+        return _Ladder(best, fraction, how, tried, validation_loss, seen, within=kept is not None)
+
+
+@dataclass
+class _Ladder:
+    """Where ``max_drop``'s climb stopped: the cut it kept and how it was judged."""
+
+    model: keras.Model
+    fraction: float
+    how: str  # for the notes
+    tried: str  # every step's loss, for a skip
+    judge: ValidationLoss
+    seen: Loss  # the kept cut's loss after its step
+    within: bool  # False: nothing was within after its step, so this is the first cut
 
 
 class _Cuts:
