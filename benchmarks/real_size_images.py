@@ -15,7 +15,8 @@ Each ``--jobs N`` runs ``compress run --data FOLDER --teacher FILE --jobs N`` wi
 strategies and ``--strategy prune-structured:max_drop=1`` in a fresh process (the images were
 decoded, and cached, when the teacher was trained, so every timed run reads the same cache).
 Prints, as Markdown, the wall time, its phases (every model made, then timing and report), and
-every row's share of the training time, accuracy, speed-up, size and planned budget.
+every row's share of the training time, accuracy, speed-up, size and planned budget.  Each
+run's folder and log stay in $COMPRESS_CACHE_DIR/bench-images96/runs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -111,6 +111,7 @@ def prepare() -> tuple[Path, Path]:
 
 def run(images: Path, teacher: Path, jobs: int, out: Path) -> float:
     """One timed ``compress run``; its wall time in seconds."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     command = [str(Path(sys.executable).parent / "compress"), "run", "--data", str(images),
                "--teacher", str(teacher), "--jobs", str(jobs), "--out", str(out), "--overwrite"]
     for strategy in STRATEGIES:
@@ -118,11 +119,14 @@ def run(images: Path, teacher: Path, jobs: int, out: Path) -> float:
     start = time.perf_counter()
     done = subprocess.run(command, env={**os.environ}, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    out.with_suffix(".log").write_text(done.stderr)
     if done.returncode not in (0, 1):  # 1: a row failed, which the table shows
         sys.exit(f"compress run failed:\n{done.stderr[-3000:]}")
+    # piped, the run logs "[elapsed] k/N what" for every finished step: the line before "every
+    # model timed" is the last model made
     logged = re.findall(r"\[\s*([\d.]+)s\] \d+/\d+ (.*)", done.stderr)
-    timed = next(i for i, (_, what) in enumerate(logged) if "timing every model" in what)
-    made = float(logged[timed][0])
+    timed = next(i for i, (_, what) in enumerate(logged) if "every model timed" in what)
+    made = float(logged[timed - 1][0])
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     trained = sum(row["train_seconds"] or 0 for row in rows)
     dataset = json.loads((out / "run.json").read_text())["dataset"]
@@ -157,9 +161,8 @@ def main() -> None:
     if args.prepare_only:
         return
     walls = {}
-    with tempfile.TemporaryDirectory(prefix="compress-images96-") as tmp:
-        for jobs in args.jobs or [2]:
-            walls[jobs] = run(images, teacher, jobs, Path(tmp) / f"jobs{jobs}")
+    for jobs in args.jobs or [2]:  # kept beside the data, so a run of half an hour is never lost
+        walls[jobs] = run(images, teacher, jobs, images.parent / "runs" / f"jobs{jobs}")
     if 1 in walls and 2 in walls:
         print(f"\n2 workers over 1: **{walls[1] / walls[2]:.2f}×**")
 
