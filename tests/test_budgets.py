@@ -263,7 +263,11 @@ def test_a_costlier_teacher_trains_fewer_samples_never_more_than_the_reference_p
                     f"the cap for a teacher {times:.1f}× as costly a sample as the reference)")
     with planned_for(10**12):
         assert plan(40, 700).epochs == 1  # never below one epoch
-    assert plan(40, 700) == plan(40, 700, batch_size=32)  # the block ended: no cap left behind
+    assert plan(40, 700).epochs == 40  # the block ended: no cap left behind
+    with planned_for(REFERENCE_COST + 1):  # a cap the teacher's cost did not set does not name it
+        assert plan(300, 700, batch_size=64, max_steps=64).describe().endswith("the step cap)")
+    with planned_for(None):  # a cost that could not be read caps nothing
+        assert plan(40, 700).epochs == 40
 
 
 def test_a_teachers_sample_cost_counts_what_its_flatbuffer_does():
@@ -284,6 +288,11 @@ def test_a_teachers_sample_cost_counts_what_its_flatbuffer_does():
         assert forward_macs(model) == macs(to_tflite(model)) > 0
     dense = keras.Sequential([keras.Input((20,)), layers.Dense(10), layers.Dense(3)])
     assert sample_cost(dense) == 20 * 10 + 10 * 3 + ACTIVATION_COST * (10 + 3)
+    # a backbone of free input size inside a fixed one: its sizes are unknown, not guessed small
+    backbone = keras.Sequential([keras.Input((None, None, 3)), layers.Conv2D(4, 3)])
+    inputs = keras.Input((16, 16, 3))
+    wrapped = keras.Model(inputs, layers.Dense(2)(layers.GlobalAveragePooling2D()(backbone(inputs))))
+    assert sample_cost(wrapped) is None and forward_macs(wrapped) is None
 
 
 def test_strategies_of_a_costlier_teacher_say_their_plan_and_distill_matches_its_controls(

@@ -1,6 +1,10 @@
 """What one sample costs a Keras model, read from its layers' weights and output shapes with no
 conversion and no clock: training budgets need it before any file exists, and the same number
 on every machine (``flatbuffer.macs`` counts a TFLite file's ops instead).
+
+Counted: Dense, convolution, depthwise and separable kernels, in models nested at any depth.
+Not counted: kernels a layer keeps in sublayers (recurrent cells, attention, wrappers) and
+subclassed models, whose graph Keras does not record; they cost 0, so nothing is capped for them.
 """
 
 from __future__ import annotations
@@ -12,24 +16,39 @@ import numpy as np
 
 from compress.models.backend import keras
 
-#: What one activation value costs a training step, in multiply-accumulates.  Fitted on the
-#: seconds per training sample of four models on a 2-core x86 machine (docs/benchmarks.md): a
-#: ResNet of 26.7M MACs and MobileNetV2 (alpha 0.35) at 96x96 of 10.7M both take 10 ms, since
-#: MobileNetV2's depthwise, normalization and activation layers move 3.6 times the values.
+#: What one activation value costs a training step, in multiply-accumulates.  Solved from the
+#: seconds per training sample of the two 10 ms models of the seven measured on a 2-core x86
+#: machine (docs/benchmarks.md): a ResNet of 26.7M MACs and MobileNetV2 (alpha 0.35) at 96x96 of
+#: 10.7M take the same time, since MobileNetV2's depthwise, normalization and activation layers
+#: move 3.6 times the values.
 ACTIVATION_COST = 13
 
 
-def forward_macs(model: keras.Model) -> int:
-    """Multiply-accumulates of one sample's forward pass through ``model``'s Dense, convolution,
-    depthwise and separable layers (nested models included; a shared layer counts once per call).
-    Pooling, normalization and activations are not counted, as in ``flatbuffer.macs``."""
-    return sum(_layer_macs(layer, shape) for layer, shape in _calls(model))
+def forward_macs(model: keras.Model) -> int | None:
+    """Multiply-accumulates of one sample's forward pass through ``model``'s kernels (a shared
+    layer counts once per call); None when a layer's output size is unknown (an input of free
+    size).  Pooling, normalization and activations are not counted, as in ``flatbuffer.macs``."""
+    counted = _count(model)
+    return None if counted is None else counted[0]
 
 
-def sample_cost(model: keras.Model) -> int:
+def sample_cost(model: keras.Model) -> int | None:
     """A machine-independent stand-in for what one training sample costs ``model``: its MACs
-    plus ``ACTIVATION_COST`` for every value its layers write."""
-    return forward_macs(model) + ACTIVATION_COST * sum(_size(shape) for _, shape in _calls(model))
+    plus ``ACTIVATION_COST`` for every value its layers write; None when a size is unknown."""
+    counted = _count(model)
+    return None if counted is None else counted[0] + ACTIVATION_COST * counted[1]
+
+
+def _count(model: keras.Model) -> tuple[int, int] | None:
+    """(MACs, activation values) of every layer call, or None if any output size is unknown."""
+    macs = values = 0
+    for layer, shape in _calls(model):
+        if any(d is None for d in shape[1:]):
+            return None
+        size = int(np.prod(shape[1:]))
+        macs += _layer_macs(layer, size)
+        values += size
+    return macs, values
 
 
 def _calls(model: keras.Model) -> Iterator[tuple[Any, tuple[int | None, ...]]]:
@@ -57,20 +76,18 @@ def _output_shapes(layer: Any) -> Iterator[tuple[int | None, ...]]:
             yield shape
 
 
-def _size(shape: tuple[int | None, ...]) -> int:
-    return int(np.prod([d for d in shape[1:] if d is not None]))
-
-
-def _layer_macs(layer: Any, output: tuple[int | None, ...]) -> int:
-    """One call's multiply-accumulates: every output value of a kernel costs the kernel's size
-    over its output channels; a depthwise kernel's outputs, its spatial size."""
-    values, channels = _size(output), output[-1] or 1
-    total = 0
+def _layer_macs(layer: Any, values: int) -> int:
+    """One call's multiply-accumulates, ``values`` being its output size: each output value of
+    a kernel costs the kernel's size less its output axis (a depthwise kernel: its window).
+    Independent of the data format, since the output channels are read from the kernel."""
     depthwise = getattr(layer, "depthwise_kernel", None)
+    pointwise = getattr(layer, "pointwise_kernel", None)
+    if depthwise is not None and pointwise is not None:  # separable: depthwise at the output grid
+        grid = values // int(pointwise.shape[-1])
+        return grid * int(np.prod(depthwise.shape)) + values * int(np.prod(pointwise.shape[:-1]))
     if depthwise is not None:
-        total += values // channels * int(np.prod(depthwise.shape))
-    for name in ("kernel", "pointwise_kernel"):
-        kernel = getattr(layer, name, None)
-        if kernel is not None and hasattr(kernel, "shape"):
-            total += values * int(np.prod(kernel.shape)) // channels
-    return total
+        return values * int(np.prod(depthwise.shape[:-2]))
+    kernel = getattr(layer, "kernel", None)
+    if kernel is not None and hasattr(kernel, "shape"):
+        return values * int(np.prod(kernel.shape[:-1]))
+    return 0

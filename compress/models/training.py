@@ -59,7 +59,8 @@ class Plan:
         return self.epochs * self.steps_per_epoch
 
     def describe(self) -> str:
-        """'5 epochs', or '3 epochs of batch 256 (5 asked; ...)' when planned for large data."""
+        """'5 epochs', or '3 epochs of batch 256 (5 asked; ...)' when planned for large data or a
+        costly teacher."""
         epochs = counted(self.epochs, "epoch")
         if self.epochs == self.asked_epochs and self.batch_size == self.asked_batch_size:
             return epochs
@@ -77,7 +78,7 @@ _COST: ContextVar[int | None] = ContextVar("compress_sample_cost", default=None)
 @contextlib.contextmanager
 def planned_for(cost: int | None) -> Iterator[None]:
     """Budgets planned inside the block are planned for a teacher whose training sample costs
-    ``cost`` (``cost.sample_cost``; None: no more than the reference)."""
+    ``cost`` (``cost.sample_cost``; None, unknown: as the reference, no cap)."""
     token = _COST.set(cost)
     try:
         yield
@@ -100,13 +101,13 @@ def plan(epochs: int, rows: int, *, batch_size: int = BATCH_SIZE, max_steps: int
     batch = batch_size * growth
     per_epoch = max(1, math.ceil(rows / batch))
     cap = epochs * math.ceil(REFERENCE_ROWS / batch_size) if max_steps is None else max_steps
-    cost = _COST.get()
-    costly = cost is not None and cost > REFERENCE_COST
-    if costly:
-        cap = cap * REFERENCE_COST / cost
     planned = max(1, min(epochs, math.ceil(cap / per_epoch)))
-    return Plan(planned, batch, per_epoch, epochs, batch_size,
-                cost if costly and planned < epochs else None)
+    cost = _COST.get()
+    if cost is None or cost <= REFERENCE_COST:
+        return Plan(planned, batch, per_epoch, epochs, batch_size)
+    capped = max(1, min(epochs, math.ceil(cap * REFERENCE_COST / cost / per_epoch)))
+    # the teacher's cost is named only where it, not the data size, set the epochs
+    return Plan(capped, batch, per_epoch, epochs, batch_size, cost if capped < planned else None)
 
 
 @dataclass

@@ -264,11 +264,12 @@ class PruneStructured(Strategy):
         else:
             ladder = self._search(model, ctx, cuts)
             model, cut, how = ladder.model, ladder.fraction, ladder.how
-            trained, judged, final = self._final_recovery(model, ctx, ladder.judge, ladder.seen)
-            if not ladder.within and not final.plausible(self.max_drop):
+            trained, judged, kept, after = self._final_recovery(model, ctx, ladder.judge, ladder.seen)
+            # the first cut, recovered in full, is judged by the rule every step of the ladder was
+            if not ladder.within and not kept.plausible(self.max_drop):
                 raise Skip(f"no fraction keeps validation accuracy within max_drop={self.max_drop:g} pp "
                            f"of the teacher's: {ladder.tried} pp after each cut's short recovery, and "
-                           f"{final} pp for the first after its full recovery")
+                           f"{after} pp for the first after its full recovery")
         groups = list(cuts.groups)
         narrowed = [name for group in groups for name in group]
         joined = [" + ".join(group) for group in groups if len(group) > 1]
@@ -318,19 +319,19 @@ class PruneStructured(Strategy):
                              lr=self.lr, batch_size=BATCH_SIZE, decay=decay)
 
     def _final_recovery(self, model: keras.Model, ctx: Context, judge: ValidationLoss,
-                        seen: Loss) -> tuple[str, str, Loss]:
+                        seen: Loss) -> tuple[str, str, Loss, Loss]:
         """``max_drop``'s full recovery of the cut the ladder kept (judged ``seen``), annealed like
-        its steps, what it did on validation, and the loss of the weights kept.  It is kept only
-        if it does at least as well there as the step, so the row is never worse than what chose
-        its fraction."""
+        its steps: what it trained, what it did on validation, the loss of the weights kept and
+        the full recovery's own.  It is kept only if it does at least as well there as the step,
+        so the row is never worse than what chose its fraction."""
         settled = model.get_weights()
         trained = self._recover(model, ctx, self.epochs, decay=True) + ", annealed,"
         after = judge(model)
         if after.pp <= seen.pp:
-            return trained, f"; on validation {after} pp, from {seen} after the ladder's step", after
+            return trained, f"; on validation {after} pp, from {seen} after the ladder's step", after, after
         model.set_weights(settled)
         return trained, (f"; set aside, since it ended at {after} pp on validation against {seen} "
-                         "after the ladder's step, whose weights are kept"), seen
+                         "after the ladder's step, whose weights are kept"), seen, after
 
     def _search(self, model: keras.Model, ctx: Context, cuts: _Cuts) -> _Ladder:
         """Climb the ladder while each cut, after its recovery, loses no more than ``max_drop``
@@ -361,7 +362,7 @@ class PruneStructured(Strategy):
             outside = 0
             kept = (keras.models.clone_model(model), model.get_weights(), fraction, loss)
         tried = ", ".join(scores)
-        if kept is None and first is None:
+        if kept is None and (first is None or out_of_time()):  # no time left for a full recovery
             raise Skip(f"no fraction keeps validation accuracy within max_drop={self.max_drop:g} pp of "
                        f"the teacher's: {tried} pp after each cut's recovery")
         best, weights, fraction, seen = kept or first
