@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from compress.common.fileio import cache_dir
 from compress.orchestrate.config import DEFAULT_STRATEGIES
 from compress.results.rows import environment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # time_budget's helpers
+from time_budget import prepared, timed_run, train_mobilenet
 
 SEED = 0
 SIZE = 96
@@ -72,41 +72,17 @@ def write_images(root: Path, copies: int = 3) -> None:
 
 
 def train_teacher(images: Path, path: Path) -> None:
-    """MobileNetV2 from scratch on the run's training split (BatchNorm momentum 0.9, as in
-    benchmarks/time_budget.py), on a fixed schedule: a teacher chosen by its best validation
-    epoch would look better on that split than it is, and every pruned model judged there worse."""
+    """MobileNetV2 from scratch on the run's training split, on a fixed schedule: a teacher chosen
+    by its best validation epoch would look better on that split than it is, and every pruned
+    model judged there worse."""
     from compress.data.images import load_image_folder
-    from compress.models.backend import keras, seed_everything
-    from compress.models.training import compile_for_training
 
     dataset, _ = load_image_folder(images, seed=SEED)
-    t = dataset.training
-    seed_everything(SEED)
-    teacher = keras.applications.MobileNetV2(weights=None, alpha=0.35, input_shape=(SIZE, SIZE, 3),
-                                             classes=t.n_classes, classifier_activation=None)
-    for layer in teacher.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.9
-    for epochs, lr in ((14, 1e-3), (4, 1e-4)):
-        compile_for_training(teacher, lr)
-        teacher.fit(t.x_train, t.y_train, epochs=epochs, batch_size=32, verbose=2,
-                    validation_data=(t.x_val, t.y_val))
-    teacher.save(path)
+    train_mobilenet(dataset.training, ((14, 1e-3), (4, 1e-4)), verbose=2).save(path)
 
 
 def prepare() -> tuple[Path, Path]:
-    folder = cache_dir() / "bench-images96"
-    folder.mkdir(parents=True, exist_ok=True)
-    images, teacher = folder / "images", folder / "mobilenetv2-96.keras"
-    if not images.exists():
-        write_images(images)
-    if not teacher.exists():
-        start = time.perf_counter()
-        partial = folder / "mobilenetv2-96.partial.keras"
-        train_teacher(images, partial)
-        partial.rename(teacher)
-        print(f"teacher trained once in {time.perf_counter() - start:.0f} s (cached in {folder})")
-    return images, teacher
+    return prepared("bench-images96", "images", write_images, "mobilenetv2-96.keras", train_teacher)
 
 
 def run(images: Path, teacher: Path, jobs: int, out: Path) -> float:
@@ -116,17 +92,7 @@ def run(images: Path, teacher: Path, jobs: int, out: Path) -> float:
                "--teacher", str(teacher), "--jobs", str(jobs), "--out", str(out), "--overwrite"]
     for strategy in STRATEGIES:
         command += ["--strategy", strategy]
-    start = time.perf_counter()
-    done = subprocess.run(command, env={**os.environ}, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    out.with_suffix(".log").write_text(done.stderr)
-    if done.returncode not in (0, 1):  # 1: a row failed, which the table shows
-        sys.exit(f"compress run failed:\n{done.stderr[-3000:]}")
-    # piped, the run logs "[elapsed] k/N what" for every finished step: the line before "every
-    # model timed" is the last model made
-    logged = re.findall(r"\[\s*([\d.]+)s\] \d+/\d+ (.*)", done.stderr)
-    timed = next(i for i, (_, what) in enumerate(logged) if "every model timed" in what)
-    made = float(logged[timed - 1][0])
+    wall, made = timed_run(command, out.with_suffix(".log"))
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     trained = sum(row["train_seconds"] or 0 for row in rows)
     dataset = json.loads((out / "run.json").read_text())["dataset"]
