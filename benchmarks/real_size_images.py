@@ -16,7 +16,8 @@ strategies and ``--strategy prune-structured:max_drop=1`` in a fresh process (th
 decoded, and cached, when the teacher was trained, so every timed run reads the same cache).
 Prints, as Markdown, the wall time, its phases (every model made, then timing and report), and
 every row's share of the training time, accuracy, speed-up, size and planned budget.  Each
-run's folder and log stay in $COMPRESS_CACHE_DIR/bench-images96/runs.
+run's folder, log and times stay in $COMPRESS_CACHE_DIR/bench-images96/runs (``--report-only``
+prints their tables again).
 """
 
 from __future__ import annotations
@@ -86,13 +87,21 @@ def prepare() -> tuple[Path, Path]:
 
 
 def run(images: Path, teacher: Path, jobs: int, out: Path) -> float:
-    """One timed ``compress run``; its wall time in seconds."""
+    """One timed ``compress run``, kept in ``out``; its wall time in seconds."""
     out.parent.mkdir(parents=True, exist_ok=True)
     command = [str(Path(sys.executable).parent / "compress"), "run", "--data", str(images),
                "--teacher", str(teacher), "--jobs", str(jobs), "--out", str(out), "--overwrite"]
     for strategy in STRATEGIES:
         command += ["--strategy", strategy]
     wall, made = timed_run(command, out.with_suffix(".log"))
+    out.with_suffix(".json").write_text(json.dumps({"wall": wall, "made": made}))
+    return report(out, jobs)
+
+
+def report(out: Path, jobs: int) -> float:
+    """Print a kept run's table (see the module docstring); its wall time in seconds."""
+    timed = json.loads(out.with_suffix(".json").read_text())
+    wall, made = timed["wall"], timed["made"]
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     trained = sum(row["train_seconds"] or 0 for row in rows)
     dataset = json.loads((out / "run.json").read_text())["dataset"]
@@ -100,16 +109,18 @@ def run(images: Path, teacher: Path, jobs: int, out: Path) -> float:
           f"{dataset['n_val']:,}/{dataset['n_test']:,} train/val/test)\n")
     print(f"Every model made after {made:.0f} s; timing, memory probes and report {wall - made:.0f} s. "
           f"The rows' training adds up to {trained:.0f} s of one core.\n")
-    print("| row | train s | share of training | accuracy | speed-up p50 | × smaller (gzip) | budget |")
+    print("| row | train s | share of training | accuracy | speed-up p50 [95% CI] | × smaller (gzip) | "
+          "budget (the first in its notes) |")
     print("|---|---|---|---|---|---|---|")
     base = rows[0]
     for row in rows:
         found = re.search(r"\d[\d,]* (?:of [\d,]+ )?epochs?(?: of batch \d+)?(?: \([^)]*\))?",
                           row.get("notes") or "")
         accuracy = "" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
-        speed = (f"{base['latency_ms_p50'] / row['latency_ms_p50']:.2f}×"
-                 if row.get("latency_ms_p50") else "")
-        smaller = f"{base['gzip_bytes'] / row['gzip_bytes']:.1f}×" if row.get("gzip_bytes") else ""
+        speed = (f"{row['speedup']:.2f}× [{row['speedup_ci_low']:.2f}, {row['speedup_ci_high']:.2f}]"
+                 if row.get("speedup") else "")
+        smaller = (f"{base['size_gzip_bytes'] / row['size_gzip_bytes']:.1f}×"
+                   if row.get("size_gzip_bytes") else "")
         seconds = row["train_seconds"] or 0
         print(f"| {row['label']} | {seconds:.0f} | {seconds / max(trained, 1e-9):.0%} | "
               f"{accuracy or row['status']} | {speed} | {smaller} | {found.group(0) if found else ''} |")
@@ -120,6 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, action="append")
     parser.add_argument("--prepare-only", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="print the kept runs' tables again")
     args = parser.parse_args()
     env = environment(threads=1)
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {env['cpu']}, {env['cores']} cores")
@@ -128,7 +140,8 @@ def main() -> None:
         return
     walls = {}
     for jobs in args.jobs or [2]:  # kept beside the data, so a run of half an hour is never lost
-        walls[jobs] = run(images, teacher, jobs, images.parent / "runs" / f"jobs{jobs}")
+        out = images.parent / "runs" / f"jobs{jobs}"
+        walls[jobs] = report(out, jobs) if args.report_only else run(images, teacher, jobs, out)
     if 1 in walls and 2 in walls:
         print(f"\n2 workers over 1: **{walls[1] / walls[2]:.2f}×**")
 
