@@ -3,13 +3,13 @@
 Every default budget was chosen on problems of at most ``REFERENCE_ROWS`` training rows (the
 built-in ones have 700 to 1,300) and teachers whose sample costs at most ``REFERENCE_COST``.
 On more data, or a costlier model, the same budget would cost far more: 300 epochs of 50,000
-rows are 100,000 optimizer steps, and 40 epochs of a MobileNetV2 on 3,773 images of 96x96 take 25 minutes on
-one core.  So a budget given in epochs is *planned* for the data and the teacher (``plan``):
-batches grow with the data, up to 8 times, and the optimizer steps are capped at what the
-budget takes on the reference problem, shrunk in proportion to what a sample costs the teacher
-above the reference (``planned_for``), but never below one epoch.  On the built-in problems
-a plan is exactly the epochs asked for.  The cap is a count, not a clock: every machine
-trains the same steps.
+rows are 100,000 optimizer steps, and 40 epochs of a MobileNetV2 on 3,773 images of 96x96
+take 25 minutes on one core.  So a budget given in epochs is *planned* for the data and the
+teacher (``plan``): batches grow with the data, up to 8 times, and the optimizer steps are
+capped at what the budget takes on the reference problem, shrunk in proportion to what a
+sample costs the teacher above the reference (``planned_for``), but never below one epoch.
+On the built-in problems a plan is exactly the epochs asked for.  The cap is a count, not a
+clock: every machine trains the same steps.
 
 ``--time-budget`` gives each strategy a share of the run's time (``time_allowance``): training
 stops at the next batch (Keras) or epoch (a strategy's own loop) once the share is spent, and
@@ -39,7 +39,7 @@ REFERENCE_ROWS = 4_000
 MAX_BATCH_GROWTH = 8
 #: What a training sample (``cost.sample_cost``) of the costliest teacher the default budgets
 #: were chosen and measured on costs: MobileNetV2 (alpha 0.35) at 32x32x3, 3.7 million; a
-#: costlier teacher's strategies train proportionally fewer samples.
+#: costlier teacher's strategies train proportionally fewer optimizer steps.
 REFERENCE_COST = 4_000_000
 
 
