@@ -241,7 +241,7 @@ def test_side_by_side_the_costliest_start_first_under_a_budget_the_cheapest():
     assert {costs[i.index] for i in planned if i.step.role == "control"} == {Distill.cost}
 
 
-def test_a_costlier_teacher_trains_fewer_samples_never_more_than_the_reference_problem():
+def test_a_costlier_teacher_trains_fewer_steps_never_more_than_the_reference_problem():
     """The optimizer steps stay within the reference problem's, shrunk in proportion to what a
     sample costs the teacher above ``REFERENCE_COST``; up to that cost a plan is what it was."""
     from compress.models.training import REFERENCE_COST, planned_for
