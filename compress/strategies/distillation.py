@@ -435,14 +435,14 @@ class Distill(_Student):
         screen = max(1, math.ceil(self.epochs * SCREEN_SHARE))
         screen_steps = None if self.max_steps is None else max(1, math.ceil(self.max_steps * SCREEN_SHARE))
         rest_steps = None if self.max_steps is None else max(1, self.max_steps - (screen_steps or 0))
-        screened = []
+        screened, screening = [], ""
         for spec, params in rungs:
             student = self.build_student(spec, ctx)
-            self._train(student, ctx, screen, screen_steps)
+            screening = self._train(student, ctx, screen, screen_steps)  # the same plan for every rung
             screened.append(_Rung(spec, params, student, loss_of(student)))
             if out_of_time():
                 break
-        tried = [f"{r.spec} ({r.params:,}) {r.screened} pp after {screen} epochs" for r in screened]
+        tried = [f"{r.spec} ({r.params:,}) {r.screened} pp after {screening}" for r in screened]
         budget, won_back, kept = self.max_drop, 0.0, None
         open_rungs = screened[::-1]  # the smallest first
         for _ in range(FULL_TRAININGS):
@@ -452,11 +452,11 @@ class Distill(_Student):
             if not promising or out_of_time():
                 break
             rung = promising[0]
-            rung.trained = f"{screen} epochs"
+            rung.trained = screening
             if self.epochs > screen:
                 rung.trained += ", then " + self._train(rung.student, ctx, self.epochs - screen, rest_steps)
             final = loss_of(rung.student)
-            tried.append(f"{rung.spec} {final} pp after all {self.epochs}")
+            tried.append(f"{rung.spec} {final} pp after {rung.trained}")
             won_back = max(won_back, rung.screened.pp - final.pp)
             if final.within(budget):
                 kept = rung
