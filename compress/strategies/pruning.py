@@ -351,7 +351,7 @@ class PruneStructured(Strategy):
             loss = validation_loss(model)
             scores.append(f"{fraction:.0%} {loss}")
             if first is None and cuts.groups:  # a first step too small to cut anything is not one
-                first = (keras.models.clone_model(model), model.get_weights(), fraction, loss)
+                first = _snapshot(model, fraction, loss)
             if out_of_time():
                 break
             if not loss.plausible(self.max_drop):
@@ -360,7 +360,7 @@ class PruneStructured(Strategy):
                     break
                 continue
             outside = 0
-            kept = (keras.models.clone_model(model), model.get_weights(), fraction, loss)
+            kept = _snapshot(model, fraction, loss)
         tried = ", ".join(scores)
         if kept is None and (first is None or out_of_time()):  # no time left for a full recovery
             raise Skip(f"no fraction keeps validation accuracy within max_drop={self.max_drop:g} pp of "
@@ -376,6 +376,12 @@ class PruneStructured(Strategy):
                    f"against the teacher on validation stayed within {self.max_drop:g} pp, beyond its "
                    f"standard error (after each cut's recovery: {tried} pp); kept the last within it. ")
         return _Ladder(best, fraction, how, tried, validation_loss, seen, within=kept is not None)
+
+
+def _snapshot(model: keras.Model, fraction: float, loss: Loss) -> tuple[keras.Model, list, float, Loss]:
+    """A step of the ladder kept aside: the model's structure and weights, its fraction and loss
+    (the climb goes on cutting the model itself)."""
+    return keras.models.clone_model(model), model.get_weights(), fraction, loss
 
 
 @dataclass
