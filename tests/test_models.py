@@ -23,6 +23,7 @@ def test_the_default_teacher_follows_the_datas_kind(shape, teacher):
     ("cnn:8:8", (20,), "does not fit features data"),
     ("cnn1d:8:8", (8, 8, 1), "for this data use mlp:W[,W...] or cnn:C[,C...]:W[,W...]"),
     ("dsres:8", (40, 1), "for this data use mlp:W[,W...] or cnn1d"),
+    ("mobile:8,16", (20,), "for this data use mlp:W[,W...]"),
     ("rnn:8", (20,), "is not understood; use one of"),
     ("mlp:0", (20,), "positive widths"),
 ])
@@ -48,6 +49,48 @@ def test_the_automatic_student_is_of_the_teachers_kind_and_smaller(spec, shape):
     assert student.count_params() < teacher.count_params() / 2
     if spec.startswith("cnn1d"):
         assert student_spec.startswith("cnn1d:")
+
+
+def test_the_mobilenet_halves_the_resolution_at_every_width_with_two_separable_blocks():
+    model = build_model("mobile:8,16,32", (32, 32, 3), 4, seed=0)
+    pooled_input = model.get_layer("global_pool").input_shape
+    assert pooled_input == (None, 4, 4, 32)  # 32 -> 16 (stem) -> 8 -> 4
+    depthwise = [layer for layer in model.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
+    assert [layer.strides for layer in depthwise] == [(2, 2), (1, 1), (2, 2), (1, 1)]
+    assert build_model("mobile:8,16,32", (32, 32, 3), 4, seed=0).get_weights()[0].tolist() == \
+        model.get_weights()[0].tolist()  # the seed fixes the weights
+
+
+def _mobilenet_v2(side: int) -> keras.Model:
+    import tf_keras
+
+    return tf_keras.applications.MobileNetV2(input_shape=(side, side, 3), alpha=0.35, weights=None,
+                                             classes=10, classifier_activation=None)
+
+
+@pytest.mark.parametrize(("side", "student"), [(96, "mobile:8,16,32,64"), (32, "mobile:8,16,32")])
+def test_a_mobilenet_teacher_gets_a_mobilenet_student_of_its_resolutions(side, student):
+    """MobileNetV2's maps at 96x96 are 48, 24, 12, 6 and 3 pixels: one width each down to 4 (the
+    3x3 is too small to halve to), from half its first convolution's 16 filters."""
+    teacher = _mobilenet_v2(side)
+    assert derive_student(teacher, "user:mobilenet.keras", (side, side, 3)) == student
+    built = build_model(student, (side, side, 3), 10, seed=0)
+    assert built.count_params() < teacher.count_params() / 20
+    assert derive_student(teacher, "user:mobilenet.keras", (side, side, 3), shrink=8) == \
+        "mobile:" + ",".join(str(int(w) // 2) for w in student.split(":")[1].split(","))
+
+
+def test_the_mobilenet_ladder_halves_its_students():
+    from compress.models.architectures import student_ladder
+
+    rungs = student_ladder(_mobilenet_v2(96), "user:mobilenet.keras", (96, 96, 3), 10)
+    assert all(spec.startswith("mobile:") for spec, _ in rungs) and len(rungs) >= 3
+    assert all(smaller <= larger / 2 for (_, smaller), (_, larger) in zip(rungs[1:], rungs, strict=False))
+
+
+def test_a_depthwise_teacher_that_keeps_its_resolution_gets_no_mobilenet_student():
+    teacher = build_model("dsres:16,32", (16, 16, 3), 3, seed=0)
+    assert derive_student(teacher, "user:dsres.keras", (16, 16, 3)).startswith("cnn:")
 
 
 def test_a_users_conv1d_model_gets_a_conv1d_student():

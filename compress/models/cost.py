@@ -42,7 +42,7 @@ def sample_cost(model: keras.Model) -> int | None:
 def _count(model: keras.Model) -> tuple[int, int] | None:
     """(MACs, activation values) of every layer call, or None if any output size is unknown."""
     macs = values = 0
-    for layer, shape in _calls(model):
+    for layer, shape in layer_calls(model):
         if any(d is None for d in shape[1:]):
             return None
         size = int(np.prod(shape[1:]))
@@ -51,7 +51,7 @@ def _count(model: keras.Model) -> tuple[int, int] | None:
     return macs, values
 
 
-def _calls(model: keras.Model) -> Iterator[tuple[Any, tuple[int | None, ...]]]:
+def layer_calls(model: keras.Model) -> Iterator[tuple[Any, tuple[int | None, ...]]]:
     """Every layer call in ``model``'s graph, with its output shape, nested models opened."""
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
@@ -59,7 +59,7 @@ def _calls(model: keras.Model) -> Iterator[tuple[Any, tuple[int | None, ...]]]:
         shapes = list(_output_shapes(layer))
         if isinstance(layer, keras.Model):
             for _ in shapes or [None]:
-                yield from _calls(layer)
+                yield from layer_calls(layer)
             continue
         for shape in shapes:
             yield layer, shape
