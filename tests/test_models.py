@@ -88,9 +88,20 @@ def test_the_mobilenet_ladder_halves_its_students():
     assert all(smaller <= larger / 2 for (_, smaller), (_, larger) in zip(rungs[1:], rungs, strict=False))
 
 
-def test_a_depthwise_teacher_that_keeps_its_resolution_gets_no_mobilenet_student():
-    teacher = build_model("dsres:16,32", (16, 16, 3), 3, seed=0)
-    assert derive_student(teacher, "user:dsres.keras", (16, 16, 3)).startswith("cnn:")
+def _one_strided_stem(shape: tuple[int, ...], classes: int) -> keras.Model:
+    layers = keras.layers
+    inputs = keras.Input(shape)
+    x = layers.Conv2D(32, 3, strides=2, padding="same")(inputs)
+    x = layers.DepthwiseConv2D(3, padding="same")(x)
+    return keras.Model(inputs, layers.Dense(classes)(layers.GlobalAveragePooling2D()(x)))
+
+
+@pytest.mark.parametrize("teacher", [
+    lambda: build_model("dsres:16,32", (16, 16, 3), 3, seed=0),  # depthwise, never strided
+    lambda: _one_strided_stem((16, 16, 3), 3),  # halves once: no pyramid to follow
+])
+def test_a_depthwise_teacher_that_is_no_pyramid_gets_no_mobilenet_student(teacher):
+    assert derive_student(teacher(), "user:model.keras", (16, 16, 3)).startswith("cnn:")
 
 
 def test_a_users_conv1d_model_gets_a_conv1d_student():
