@@ -61,7 +61,7 @@ def test_a_spent_allowance_stops_the_student_loop_after_one_epoch(tiny, tmp_path
     data, teacher, architecture = tiny
     ctx = Context(data=data, teacher=teacher, teacher_architecture=architecture, seed=0,
                   workdir=tmp_path)
-    student = Distill(epochs=300).make_student(ctx)
+    student, _ = Distill(epochs=300).make_student(ctx)
     with time_allowance(time.time() - 1) as allowance:
         trained = train_student(student, ctx, teacher=None, alpha=1.0, temperature=1.0,
                                 epochs=300, max_steps=24_000, lr=1e-3, batch_size=64)

@@ -86,6 +86,19 @@ def test_transfer_modes_train_a_student(tiny, tmp_path, transfer):
     assert np.all(np.isfinite(predictions)) and f"transfer={transfer}" in artifact.notes
 
 
+@pytest.mark.parametrize("architecture_name", [None, "user:teacher.keras"])
+def test_the_notes_name_the_student_auto_chose_in_distill_and_its_controls(tiny, tmp_path, architecture_name):
+    from compress.models.architectures import build_model, derive_student
+
+    data, teacher, architecture = tiny
+    architecture = architecture_name or architecture
+    expected = derive_student(teacher, architecture, data.input_shape)
+    for strategy in (Distill(epochs=1), StudentScratch(epochs=1)):
+        artifact = apply_strategy(strategy, teacher, architecture, data, seed=0, workdir=tmp_path)
+        params = f"{build_model(expected, data.input_shape, data.n_classes, seed=0).count_params():,}"
+        assert f"Student {expected} ({params} params)" in artifact.notes
+
+
 def test_mixup_control_differs_from_plain_scratch(tiny, tmp_path):
     data, teacher, architecture = tiny
     plain, mixed = (TFLiteModel(apply_strategy(s, teacher, architecture, data, seed=0,

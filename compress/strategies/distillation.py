@@ -272,20 +272,21 @@ class _Student(Strategy):
 
     family = "distillation"
 
-    def make_student(self, ctx: Context) -> keras.Model:
-        """The student spec, or one derived from the teacher's own topology (``auto``), which
-        must be strictly smaller than the teacher in parameters and in MACs.  It starts with the
-        teacher's input preprocessing (``input_preprocessing``), if any, as it sees the same input."""
+    def make_student(self, ctx: Context) -> tuple[keras.Model, str]:
+        """The student and its spec: the one given, or one derived from the teacher's own
+        topology (``auto``), which must be strictly smaller than the teacher in parameters and in
+        MACs.  It starts with the teacher's input preprocessing (``input_preprocessing``), if any,
+        as it sees the same input.  The spec is for the row's notes: which student ``auto`` chose."""
         data = ctx.data
         preprocessing = input_preprocessing(ctx.teacher)
         if self.student != DEFAULT_STUDENT:
             return build_model(self.student, data.input_shape, data.n_classes, seed=ctx.seed,
-                               name="student", preprocessing=preprocessing)
+                               name="student", preprocessing=preprocessing), self.student
         if ctx.teacher_architecture == default_teacher(data.input_shape):
             # the experiment's pair: several times smaller on both counts
             spec = derive_student(ctx.teacher, ctx.teacher_architecture, data.input_shape)
             return build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student",
-                               preprocessing=preprocessing)
+                               preprocessing=preprocessing), spec
         from compress.models.flatbuffer import macs  # reads the TFLite schema: only when used
 
         teacher_macs = macs(to_tflite(ctx.teacher))
@@ -295,7 +296,7 @@ class _Student(Strategy):
                                   preprocessing=preprocessing)
             student_macs = macs(to_tflite(student))
             if student.count_params() < ctx.teacher.count_params() and student_macs < teacher_macs:
-                return student
+                return student, spec
             tried.append(f"{spec} ({student.count_params():,} parameters, {student_macs:,} MACs)")
         raise Skip(f"no automatic student is smaller than the teacher ({ctx.teacher.count_params():,} "
                    f"parameters, {teacher_macs:,} MACs): tried {'; '.join(tried)}; give student=SPEC")
@@ -386,13 +387,13 @@ class Distill(_Student):
     def compress(self, ctx: Context) -> Compressed:
         how = ""
         if self.max_drop is None:
-            student = self.make_student(ctx)
+            student, spec = self.make_student(ctx)
             trained = self._train(student, ctx, self.epochs, self.max_steps)
         else:
-            student, _, trained, how = self._climb(ctx)
+            student, spec, trained, how = self._climb(ctx)
         return Compressed(
             model=student,
-            notes=f"{how}Student {student.count_params():,} params, {trained} on soft targets "
+            notes=f"{how}Student {spec} ({student.count_params():,} params), {trained} on soft targets "
             f"(T={self.temperature:g}, alpha={self.alpha:g}, transfer={self.transfer})."
             f"{preprocessing_note(ctx.teacher)}",
         )
@@ -553,15 +554,17 @@ class _Control(_Student):
         distill = Distill(**{key: value for key, value in self.get_params().items() if value is not None})
         resolved = self.paired_with(distill)
         if distill.max_drop is None:
-            student = resolved.make_student(ctx)
+            student, spec = resolved.make_student(ctx)
         else:
-            student = distill.build_student(distill.chosen_student(ctx), ctx)
+            spec = distill.chosen_student(ctx)
+            student = distill.build_student(spec, ctx)
         trained = train_student(student, ctx, teacher=None, alpha=1.0, temperature=1.0,
                                 epochs=resolved.epochs, max_steps=resolved.max_steps, lr=resolved.lr,
                                 batch_size=resolved.batch_size, patience=resolved.patience,
                                 mixup=self.mixup)
         return Compressed(model=student,
-                          notes=f"{self.notes} Trained {trained}.{preprocessing_note(ctx.teacher)}")
+                          notes=f"{self.notes} Student {spec} ({student.count_params():,} params), "
+                                f"trained {trained}.{preprocessing_note(ctx.teacher)}")
 
 
 @register
