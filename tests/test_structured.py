@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from compress.common.errors import UserError
 from compress.data.builtin import TrainingData
 from compress.measure.size import size_stats
 from compress.models.backend import keras, to_tflite
@@ -394,6 +395,27 @@ def test_taylor_importance_sees_a_channel_the_loss_ignores():
     by_taylor = shrink(model, 0.25, criterion="taylor", rows=rows).model.get_layer("hidden").get_weights()[0]
     assert np.any(np.all(by_norm == 5.0, axis=0))  # the norm kept the loud, useless channel
     assert not np.any(np.all(by_taylor == 5.0, axis=0))  # Taylor dropped it
+
+
+def test_min_channels_keeps_narrow_groups_whole_and_wide_ones_at_the_floor():
+    """Groups of 8 (stem + last), 6 (mid) and 6 (hidden): at half, a floor of 7 leaves the
+    6-wide groups whole and stops the 8-wide one at 7; a floor above every group cuts nothing."""
+    model = residual_cnn()
+    floored = shrink(model, 0.5, min_channels=7)
+    assert _widths(floored.model) == {"stem": 7, "mid": 6, "last": 7, "hidden": 6, "logits": 3}
+    assert floored.groups == [("stem", "last")]
+    assert _widths(shrink(model, 0.5, min_channels=1).model) == _widths(shrink(model, 0.5).model)
+    with pytest.raises(Skip, match=r"fraction=0\.5 and min_channels=8 removes no channel"):
+        shrink(model, 0.5, min_channels=8)
+
+
+def test_the_floor_is_a_parameter_the_notes_name(tmp_path):
+    artifact = apply_strategy(PruneStructured(epochs=1, min_channels=7), residual_cnn(), "test",
+                              _image_data(), seed=0, workdir=tmp_path)
+    assert "ranked by l1 importance, no group below 7 channels (stem, last narrowed;" in artifact.notes
+    for bad in (0, 2.5):
+        with pytest.raises(UserError, match="min_channels must be a whole number of channels"):
+            PruneStructured(min_channels=bad)
 
 
 def test_a_techniques_budget_shows_in_its_label_and_its_cost():

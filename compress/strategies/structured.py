@@ -257,9 +257,10 @@ def _importance(model: keras.Model, config: dict[str, Any], layers: dict[str, ke
 
 def shrink(model: keras.Model, fraction: float, *, criterion: str = "l1",
            reference: dict[tuple[str, ...], int] | None = None,
-           rows: tuple[np.ndarray, np.ndarray] | None = None) -> Shrunk:
+           rows: tuple[np.ndarray, np.ndarray] | None = None, min_channels: int = 1) -> Shrunk:
     """A smaller copy: every dependency group of channels keeps ``1 - fraction`` of them, or of
-    its count in ``reference`` (a gradual schedule's first model).
+    its count in ``reference`` (a gradual schedule's first model), but never fewer than
+    ``min_channels`` (a group that was narrower stays whole).
 
     On the kept channels the function is unchanged; the removed ones' contributions are simply
     gone.  ``rows`` (inputs, labels) feed the data-aware criterion.  A layer whose channels cannot
@@ -297,7 +298,7 @@ def shrink(model: keras.Model, fraction: float, *, criterion: str = "l1",
     sizes = {names: len(roots) for names, roots in groups.items()}
     for names, roots in groups.items():
         whole = (reference or sizes).get(names, len(roots))
-        count = min(len(roots), max(1, round(whole * (1 - fraction))))
+        count = min(len(roots), max(1, min(whole, min_channels), round(whole * (1 - fraction))))
         scores = np.array([importance[root] for root in roots])
         kept.update(roots[i] for i in np.argsort(-scores, kind="stable")[:count])
         if count < len(roots):
@@ -306,8 +307,9 @@ def shrink(model: keras.Model, fraction: float, *, criterion: str = "l1",
         raise Skip("structured pruning found no channel to remove: every channel is tied to the "
                    "model's input or output")
     if not narrowed:
-        raise NothingToRemove(f"fraction={fraction} removes no channel: the largest dependency group "
-                              f"has only {max(len(roots) for roots in groups.values())} channels")
+        floor = f" and min_channels={min_channels}" if min_channels > 1 else ""
+        raise NothingToRemove(f"fraction={fraction}{floor} removes no channel: the largest dependency "
+                              f"group has only {max(len(roots) for roots in groups.values())} channels")
     keep = {name: np.flatnonzero([root in kept for root in channels.roots(channel_ids)])
             for name, channel_ids in ids.items()}
     # One suffix however many cuts: the name prefixes every tensor name in the flatbuffer, and a
