@@ -51,6 +51,7 @@ EXTRAS = {
     "4 cuts, labels": PruneStructured(cuts=4, alpha=1.0),
     "4 cuts, teacher's logits, l2": PruneStructured(cuts=4, alpha=0.5, criterion="l2"),
     "4 cuts, teacher's logits, taylor": PruneStructured(cuts=4, alpha=0.5, criterion="taylor"),
+    "max_drop=1, min_channels=32": PruneStructured(max_drop=1, alpha=0.5, min_channels=32),
 }
 
 
