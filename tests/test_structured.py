@@ -456,3 +456,29 @@ def test_max_drop_forgives_two_steps_outside_the_budget(tmp_path, monkeypatch):
     artifact = apply_strategy(PruneStructured(max_drop=2, alpha=0.5), teacher, "test", _image_data(),
                               seed=0, workdir=tmp_path)
     assert "60% of the channels" in artifact.notes  # past 20%'s dip and 40-50%'s, stopped by 70-90%
+    assert "min_channels" not in artifact.notes  # it went far: no floor to suggest
+
+
+def test_max_drop_ends_the_climb_at_a_step_far_outside_the_budget(tmp_path, monkeypatch):
+    """Forgiveness is for short recoveries that land a few points low: a step that lost far more
+    than the budget (10 pp against 2) ends the climb, though the next would be within."""
+    import compress.strategies.budget as budget
+    import compress.strategies.distillation as distillation
+    import compress.strategies.pruning as pruning
+
+    teacher = residual_cnn()
+    loss = dict.fromkeys(pruning.SEARCH_FRACTIONS, 0.0) | {0.2: 0.10}
+    by_params = {shrink(teacher, f).model.count_params(): share for f, share in loss.items()}
+    recoveries = []
+    monkeypatch.setattr(distillation, "train_student",
+                        lambda model, ctx, **kw: recoveries.append(1) or "1 epoch")
+    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
+        0.0 if model.count_params() == teacher.count_params() else by_params[model.count_params()]))
+    artifact = apply_strategy(PruneStructured(max_drop=2, alpha=0.5), teacher, "test", _image_data(),
+                              seed=0, workdir=tmp_path)
+    assert "10% of the channels" in artifact.notes
+    assert "20% -10.0±0.1 (over 5 pp beyond the budget: the climb ended)" in artifact.notes
+    assert len(recoveries) == 3  # two steps and the final recovery
+    # stopped early with groups of 6 channels cut: the notes say which floor to try
+    assert "The climb stopped at 10% with groups as narrow as 6 channels cut: min_channels=32" \
+        in artifact.notes

@@ -50,11 +50,19 @@ from compress.models.architectures import (
     student_ladder,
 )
 from compress.models.backend import keras, tf, to_tflite
+from compress.models.cost import forward_macs
 from compress.models.features import FeatureTargets
 from compress.models.teacher import augmenter
 from compress.models.training import Plan, out_of_time, plan, stopped_by_budget
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, Task, register
 from compress.strategies.budget import Loss, ValidationLoss
+from compress.strategies.teaching import (
+    PROBABILITY_FLOOR,
+    are_probabilities,
+    blended_logits,
+    flatbuffer_teacher,
+    teacher_logits,
+)
 
 if TYPE_CHECKING:
     from compress.data.builtin import TrainingData
@@ -107,20 +115,6 @@ def kd_loss(
     return alpha * hard + (1.0 - alpha) * temperature**2 * tf.reduce_mean(kl)
 
 
-#: Probabilities are clipped here before their log: a softmax can round a class to exactly 0.
-PROBABILITY_FLOOR = 1e-7
-
-
-def are_probabilities(outputs: np.ndarray) -> bool:
-    """Whether a teacher's outputs are probabilities (it ends in softmax), not logits."""
-    return bool(np.all(outputs >= 0) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3))
-
-
-def as_logits(outputs: np.ndarray) -> np.ndarray:
-    """A teacher that ends in softmax gives probabilities: their log is a valid logit."""
-    return np.log(np.clip(outputs, PROBABILITY_FLOOR, 1.0)) if are_probabilities(outputs) else outputs
-
-
 def train_student(
     student: keras.Model,
     ctx: Context,
@@ -161,19 +155,22 @@ def train_student(
         keras.optimizers.schedules.CosineDecay(lr, planned.epochs * batches) if decay else lr)
     use_teacher = teacher is not None and alpha < 1.0
     per_step = use_teacher and transfer != "none"
-    logits = np.zeros((len(x), ctx.data.n_classes), np.float32)  # unused without a teacher
-    if use_teacher and not per_step:
-        logits = as_logits(teacher.predict(x, batch_size=1024, verbose=0)).astype(np.float32)
-    # Per step the teacher labels new inputs; softened as they come, its probabilities would be
-    # near uniform at any temperature (softmax(p / T)), so they become logits first, as above.
-    step_probabilities = per_step and are_probabilities(teacher.predict(x[:256], verbose=0))
+    no_labels = np.zeros((0, ctx.data.n_classes), np.float32)
+    logits = teacher_logits(teacher, ctx.data.x_train) if use_teacher and not per_step else no_labels
     perturb = augmenter(ctx.data, noise=0.1) if transfer == "augment" else None
     blend = mixup if mixup > 0 else (MIXUP if transfer == "mixup" else 0.0)
-    soft_targets = use_teacher
     hints = FeatureTargets.between(student, teacher) if features > 0 and per_step else None
+    # Mixup blends are made from the epoch's order and weights, so a costly teacher can label
+    # them in LiteRT before the epoch; feature targets and ``augment``'s random perturbations
+    # need the teacher in the graph.
+    labeller = flatbuffer_teacher(teacher) if per_step and transfer == "mixup" and hints is None else None
+    in_graph = per_step and labeller is None
+    # Per step the teacher labels new inputs; softened as they come, its probabilities would be
+    # near uniform at any temperature (softmax(p / T)), so they become logits first, as above.
+    step_probabilities = in_graph and are_probabilities(teacher.predict(x[:256], verbose=0))
     inputs, labels, targets = tf.constant(x), tf.constant(y), tf.constant(logits)
 
-    def step(rows: tf.Tensor, partners: tf.Tensor, weight: tf.Tensor) -> None:
+    def step(rows: tf.Tensor, partners: tf.Tensor, weight: tf.Tensor, labelled: tf.Tensor) -> None:
         xb, ya = tf.gather(inputs, rows), tf.gather(labels, rows)
         yb = tf.gather(labels, partners)
         if blend:
@@ -183,8 +180,12 @@ def train_student(
         soft, theirs = None, []
         if hints is not None:
             soft, *theirs = hints.teacher(xb, training=False)
-        elif soft_targets:
-            soft = teacher(xb, training=False) if per_step else tf.gather(targets, rows)
+        elif in_graph:
+            soft = teacher(xb, training=False)
+        elif labeller is not None:
+            soft = labelled
+        elif use_teacher:
+            soft = tf.gather(targets, rows)
         if soft is not None and step_probabilities:
             soft = tf.math.log(tf.clip_by_value(soft, PROBABILITY_FLOOR, 1.0))
         with tf.GradientTape() as tape:
@@ -204,12 +205,13 @@ def train_student(
 
     # One graph call per epoch: calling a tf.function per batch costs more than the step itself.
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
-                                  tf.TensorSpec([None], tf.float32)])
-    def epoch(order: tf.Tensor, partners: tf.Tensor, weights: tf.Tensor) -> None:
+                                  tf.TensorSpec([None], tf.float32),
+                                  tf.TensorSpec([None, ctx.data.n_classes], tf.float32)])
+    def epoch(order: tf.Tensor, partners: tf.Tensor, weights: tf.Tensor, labelled: tf.Tensor) -> None:
         for b in tf.range(batches):
             begin = b * batch_size
             end = tf.minimum(begin + batch_size, len(x))
-            step(order[begin:end], partners[begin:end], weights[b])
+            step(order[begin:end], partners[begin:end], weights[b], labelled[begin:end])
 
     rng = np.random.default_rng(ctx.seed)
     keep = _BestEpoch(student, ctx.data, planned.epochs, patience)
@@ -224,7 +226,9 @@ def train_student(
                 rows = slice(b * batch_size, (b + 1) * batch_size)
                 partners[rows] = order[rows][rng.permutation(len(order[rows]))]
                 weights[b] = rng.beta(blend, blend)
-        epoch(order, partners, weights)
+        labelled = no_labels if labeller is None else \
+            blended_logits(labeller, x, order, partners, weights, batch_size)
+        epoch(order, partners, weights, labelled)
         if keep.finished_epoch():
             break
     trained = keep.restore(planned)
@@ -267,6 +271,17 @@ class _BestEpoch:
         return f"{ran}, the best validation epoch ({self.best_epoch}) kept"
 
 
+def _macs(model: keras.Model) -> int:
+    """Forward multiply-accumulates, read from the layers (``cost.forward_macs``); from the TFLite
+    file only when the layers do not tell, since converting MobileNetV2 at 96x96 takes 12 s."""
+    counted = forward_macs(model)
+    if counted:
+        return counted
+    from compress.models.flatbuffer import macs  # reads the TFLite schema: only when used
+
+    return macs(to_tflite(model))
+
+
 class _Student(Strategy):
     """Shared by ``distill`` and its controls: one way to build and train the student."""
 
@@ -287,14 +302,12 @@ class _Student(Strategy):
             spec = derive_student(ctx.teacher, ctx.teacher_architecture, data.input_shape)
             return build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student",
                                preprocessing=preprocessing), spec
-        from compress.models.flatbuffer import macs  # reads the TFLite schema: only when used
-
-        teacher_macs = macs(to_tflite(ctx.teacher))
+        teacher_macs = _macs(ctx.teacher)
         tried = []
         for spec in student_candidates(ctx.teacher, ctx.teacher_architecture, data.input_shape):
             student = build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student",
                                   preprocessing=preprocessing)
-            student_macs = macs(to_tflite(student))
+            student_macs = _macs(student)
             if student.count_params() < ctx.teacher.count_params() and student_macs < teacher_macs:
                 return student, spec
             tried.append(f"{spec} ({student.count_params():,} parameters, {student_macs:,} MACs)")
