@@ -477,7 +477,7 @@ def test_max_drop_ends_the_climb_at_a_step_far_outside_the_budget(tmp_path, monk
     artifact = apply_strategy(PruneStructured(max_drop=2, alpha=0.5), teacher, "test", _image_data(),
                               seed=0, workdir=tmp_path)
     assert "10% of the channels" in artifact.notes
-    assert "20% -10.0±0.1 (over 5 pp beyond the budget: the climb ended)" in artifact.notes
+    assert "20% -10.0±0.1 pp; 20% lost over 5 pp beyond the budget, which ended the climb)" in artifact.notes
     assert len(recoveries) == 3  # two steps and the final recovery
     # stopped early with groups of 6 channels cut: the notes say which floor to try
     assert "The climb stopped at 10% with groups as narrow as 6 channels cut: min_channels=32" \
