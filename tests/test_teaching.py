@@ -50,7 +50,7 @@ def test_only_a_costly_teacher_is_converted_and_it_labels_blends_as_the_graph_do
     teacher = _copy(trained)
     assert flatbuffer_teacher(teacher) is None  # cheaper than the reference: it stays in the graph
     monkeypatch.setattr(teaching, "FLATBUFFER_COST", 0)
-    teacher = _copy(trained)
+    teacher = _copy(trained)  # a new teacher: the first one's answer is remembered
     labeller = flatbuffer_teacher(teacher)
     assert isinstance(labeller, TFLiteModel) and flatbuffer_teacher(teacher) is labeller
     x = data.x_train.astype(np.float32)

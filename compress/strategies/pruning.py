@@ -208,9 +208,8 @@ LADDER_PATIENCE = 3
 #: A step that loses more than this beyond the budget, after its standard error, ends the climb at
 #: once.  In the 21 ladders issue 30's benchmarks logged (three models, their seeds and recipe
 #: variants, and MobileNetV2 at 96x96) no step after such a loss came back within the budget,
-#: while steps that lost less did
-#: (the separable Conv1D, seed 2: 60% -6.3+-2.9 pp, then 70% -1.3); at 96x96 the two steps
-#: after 20%'s -8.9 pp cost 100 s for nothing.
+#: while steps that lost less did (the separable Conv1D, seed 2: 60% -6.3+-2.9 pp, then 70%
+#: -1.3); at 96x96 the two steps after 20%'s -8.9 pp cost 100 s for nothing.
 LADDER_GIVE_UP_PP = 5.0
 #: What ``max_drop``'s ladder costs against the default schedule, for what a time budget plans:
 #: up to nine cuts of a quarter recovery each, then the full one (MobileNetV2: 1.6 times the
@@ -218,7 +217,9 @@ LADDER_GIVE_UP_PP = 5.0
 LADDER_COST = 2.5
 #: The floor ``max_drop``'s notes suggest when its climb stopped early with narrow groups cut:
 #: on MobileNetV2 at 96x96 it turned a 10% cut (1.02x faster) into a 90% one (2.3x), and at
-#: 32x32 a 60% cut into 90% (docs/benchmarks.md).
+#: 32x32, over three seeds, 2.1x into 3.0x with 1 pp more.  A hint, not the default: with it a
+#: separable Conv1D whose groups are 32-96 wide lost 6 pp on two seeds of three, and a ResNet of
+#: 16-64 channels kept 1.25x of its 3.4x (docs/benchmarks.md).
 SUGGESTED_FLOOR = 32
 #: A ``max_drop`` climb that kept at most this fraction stopped early.
 EARLY_STOP = 0.3

@@ -26,7 +26,7 @@ from compress.models.training import REFERENCE_COST
 PROBABILITY_FLOOR = 1e-7
 #: A teacher whose training sample costs at least this (``cost.sample_cost``) labels mixup blends
 #: in LiteRT: MobileNetV2 (alpha 0.35) at 96x96 ran 4 times faster there than in TensorFlow's
-#: graph on one thread (0.35 against 1.4 ms a sample), for a conversion of 12 s paid once per
+#: graph on one thread (0.35 against 1.0-1.4 ms a sample), for a conversion of 12 s paid once per
 #: teacher.  Every cheaper teacher, which includes every model the default budgets were chosen
 #: on, stays in the graph, where its labels cost less than converting it would.
 FLATBUFFER_COST = REFERENCE_COST
