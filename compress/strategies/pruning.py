@@ -378,7 +378,7 @@ class PruneStructured(Strategy):
         a step (MobileNetV2 at 96x96: two epochs), and the full one may still bring the smallest
         cut within the budget."""
         validation_loss = ValidationLoss(ctx)
-        kept, first, scores, outside = None, None, [], 0
+        kept, first, scores, outside, ended = None, None, [], 0, ""
         for index, fraction in enumerate(SEARCH_FRACTIONS):
             model = cuts.cut(model, fraction, last=index == len(SEARCH_FRACTIONS) - 1)
             # Annealed, so each cut is judged settled, not mid-stride at the full rate.
@@ -394,13 +394,12 @@ class PruneStructured(Strategy):
                 if outside >= LADDER_PATIENCE:
                     break
                 if not loss.plausible(self.max_drop + LADDER_GIVE_UP_PP):
-                    scores.append(f"; {fraction:.0%} lost over {LADDER_GIVE_UP_PP:g} pp beyond the budget, "
-                                  "which ended the climb")
+                    ended = (f"; {fraction:.0%} lost over {LADDER_GIVE_UP_PP:g} pp beyond the budget, "
+                             "which ended the climb")
                     break
                 continue
             outside = 0
             kept = _snapshot(model, fraction, loss)
-        ended = scores.pop() if scores and scores[-1].startswith(";") else ""
         tried = ", ".join(scores) + " pp" + ended
         if kept is None and (first is None or out_of_time()):  # no time left for a full recovery
             raise Skip(f"no fraction keeps validation accuracy within max_drop={self.max_drop:g} pp of "
