@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # structured_recipes' 
 from structured_recipes import accuracy, digits_32, teacher
 
 from compress.models.backend import to_tflite
-from compress.orchestrate.steps import apply_strategy
 from compress.results.rows import environment
+from compress.strategies.apply import apply_strategy
 from compress.strategies.distillation import Distill, StudentScratchMixup
 
 STUDENTS = ("auto", "cnn:4,4:16")

@@ -24,7 +24,7 @@ from compress.measure.size import size_fields
 from compress.models.backend import keras, seed_everything, to_tflite
 from compress.models.flatbuffer import TFLiteModel
 from compress.models.training import compile_for_training
-from compress.orchestrate.steps import apply_strategy
+from compress.strategies.apply import apply_strategy
 from compress.strategies.pruning import PruneStructured
 
 SEED = 0

@@ -35,9 +35,9 @@ from compress.measure.latency import measure_latency
 from compress.models.backend import keras, seed_everything, to_tflite
 from compress.models.flatbuffer import TFLiteModel
 from compress.models.training import compile_for_training
-from compress.orchestrate.steps import apply_strategy
 from compress.results.rows import environment
 from compress.strategies import Skip
+from compress.strategies.apply import apply_strategy
 from compress.strategies.pruning import PruneStructured
 
 L = keras.layers

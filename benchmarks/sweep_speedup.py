@@ -39,11 +39,11 @@ def main() -> None:
         for jobs in (1, 2):
             start = time.perf_counter()
             result = sweep(config, Path(tmp) / f"jobs{jobs}", LocalExecutor(jobs))
-            results[jobs] = (time.perf_counter() - start, result.seconds["jobs"], len(result.rows))
+            results[jobs] = (time.perf_counter() - start, result.seconds["rows"], len(result.rows))
     for jobs, (total, phase, count) in results.items():
-        print(f"| --jobs {jobs} | {count} jobs | {total:.1f} s | {phase:.1f} s |")
+        print(f"| --jobs {jobs} | {count} rows | {total:.1f} s | {phase:.1f} s |")
     print(f"speed-up: whole sweep {results[1][0] / results[2][0]:.2f}x, "
-          f"job phase {results[1][1] / results[2][1]:.2f}x")
+          f"row phase {results[1][1] / results[2][1]:.2f}x")
 
 
 if __name__ == "__main__":

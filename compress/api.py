@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compress.common.errors import UserError
-from compress.orchestrate.config import RunConfig, resolve_config
+from compress.orchestrate.config import RunConfig, default_jobs, resolve_config
+from compress.orchestrate.executors import spawn_safe_caller
 from compress.orchestrate.run import Progress, RunInterrupted, RunResult, run
 from compress.orchestrate.steps import ERROR_LOG
-from compress.results.rows import RUN_MANIFEST
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,8 +61,11 @@ def compare(
     ``options`` are ``resolve_config``'s keywords, named as the CLI's options (``data``,
     ``target``, ``missing``, ``teacher``, ``trust_model``, ``allow_weak_teacher``, ``epochs``,
     ``scenario``, ``target_train``, ``preset``, ``threads``, ``jobs``, ``time_budget`` (minutes),
-    ``out``, ``overwrite``); what is
-    left out takes the preset's value, else the default, exactly as on the command line.
+    ``out``, ``overwrite``, ``resume``, ``executor``, ``address``); what is left out takes the
+    preset's value, else the default, exactly as on the command line (``jobs``: ``$COMPRESS_JOBS``,
+    else one worker per core; a script that calls this at its top level, outside
+    ``if __name__ == "__main__":``, would be re-run by every spawned worker, so it trains in one
+    process and is told why).
     The run folder is in ``frame.attrs["run_dir"]``, the verdicts on the document's claims
     (claims.csv's rows) in ``frame.attrs["claims"]``.
     """
@@ -73,6 +76,12 @@ def compare(
     if strategies is not None and not isinstance(strategies, str) and len(strategies) == 0:
         raise UserError("strategies is empty; give at least one, or leave it out for the default ones")
     seeds = None if seed is None else [seed] if isinstance(seed, numbers.Integral) else list(seed)
+    if options.get("jobs") is None and default_jobs() > 1 and not spawn_safe_caller():
+        warnings.warn("compress.compare() was called at the top level of a script, which every "
+                      "spawned worker would run again; it trains in this process (one job). Put the "
+                      "call under `if __name__ == \"__main__\":` for one worker per core, or pass jobs=1 "
+                      "to silence this", RuntimeWarning, stacklevel=2)
+        options["jobs"] = 1
     config = resolve_config(dataset=dataset, strategies=strategies, seeds=seeds, **options)
     result = execute(config)
     failed = [row["label"] for row in result.rows if row["status"] == "failed"]
@@ -87,22 +96,23 @@ def compare(
 
 
 def encode_rows(run: Path | str, rows: pd.DataFrame, seed: int = 0) -> np.ndarray:
-    """Raw rows of the table a run read (its columns, in raw units), as that run's models take
-    them: the encoding each seed fitted on its train split, from run.json.  A deployment of one
-    of the run's .tflite files applies this to every row first."""
-    import json
-
+    """Raw rows of the table a run, sweep or tune read (its columns, in raw units), as that
+    folder's models take them: the encoding each seed fitted on its train split, from run.json.
+    A deployment of one of the folder's .tflite files applies this to every row first."""
     from compress.data.userdata import encode_rows as encode
+    from compress.results.manifest import RunManifest
 
-    manifest = Path(run) / RUN_MANIFEST
-    try:
-        encodings = json.loads(manifest.read_text(encoding="utf-8")).get("input_encoding") or {}
-    except (OSError, ValueError, AttributeError):
-        raise UserError(f"{manifest} is missing or damaged; give a run folder compress wrote") from None
-    if str(seed) not in encodings:
-        raise UserError(f"{run} holds no table encoding for seed {seed} (it has: "
-                        f"{', '.join(encodings) or 'none: its data was not a table'})")
-    return encode(encodings[str(seed)], rows)
+    manifest = RunManifest.read(Path(run))
+    if manifest is None:
+        raise UserError(f"{Path(run)} holds no run.json; give a folder compress run, sweep or tune wrote")
+    encoding = manifest.encoding(seed)
+    if encoding is None:
+        kept = ", ".join((manifest.input_encoding or {}).keys())
+        why = f"it has seeds {kept}" if kept else (
+            "none: its data was not a table, or the folder was written before sweeps and tunes kept "
+            "their encoding (run the same command again into a new folder)")
+        raise UserError(f"{run} holds no table encoding for seed {seed} ({why})")
+    return encode(encoding, rows)
 
 
 def sensitivity(

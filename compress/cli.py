@@ -21,6 +21,8 @@ import click
 
 from compress import __version__
 from compress.common.errors import UserError, flag_names
+from compress.common.text import one_line
+from compress.data.options import MISSING_POLICIES
 
 DATASETS = ("synthetic", "document", "digits")
 
@@ -42,10 +44,10 @@ class OneLineErrors(click.Group):
                        "(compress --help describes them)", err=True)
             code = 2
         except click.ClickException as error:
-            click.echo(f"compress: error: {_one_line(error.format_message())}", err=True)
+            click.echo(f"compress: error: {one_line(error.format_message())}", err=True)
             code = error.exit_code
         except UserError as error:
-            click.echo(f"compress: error: {_one_line(str(error))}", err=True)
+            click.echo(f"compress: error: {one_line(str(error))}", err=True)
             code = 2
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("compress: interrupted", err=True)
@@ -71,42 +73,75 @@ def _exit_on_interrupt() -> None:
     signal.signal(signal.SIGINT, interrupted)
 
 
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="compress")
 def cli() -> None:
     """Compare model compression techniques on one dataset, one teacher, one measurement."""
 
 
+def _options(*options: Any) -> Any:
+    """A decorator adding ``options`` to a command, in the order given."""
+    def decorate(command: Any) -> Any:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+#: The data and teacher options of run, sensitivity and tune: declared once, so a new data
+#: option lands in every command.  A sweep file takes the same settings as keys.
+_data_options = _options(
+    click.option("--dataset", type=click.Choice(DATASETS), default=None,
+                 help="Built-in dataset: synthetic (the document's generator, 2,000 rows, a 1,000-row "
+                 "test split), document (its exact 1,000 rows) or digits (8x8 images).  "
+                 "[default: synthetic]"),
+    click.option("--data", type=click.Path(path_type=Path), default=None,
+                 help="Your own .csv, .tsv, .parquet or .npz (arrays x, y[, x_test, y_test]) instead, or "
+                 "an image folder with one sub-folder per class (PNG/JPEG/BMP/GIF; train/ with test/ or "
+                 "val/ sub-folders keep a given test split)."),
+    click.option("--image-size", default=None, metavar="H,W",
+                 help="Resize an image folder's images to H,W.  [default: their most common size]"),
+    click.option("--target", default=None, help="The label column of a .csv or .parquet --data file."),
+    click.option("--missing", type=click.Choice(MISSING_POLICIES), default=None,
+                 help="Missing cells: stop, drop their rows, or impute (median / most frequent, "
+                 "fitted on the train split). Counts are always reported.  [default: error]"),
+    click.option("--teacher", type=click.Path(path_type=Path), default=None,
+                 help="Your trained Keras classifier as the teacher: a .keras file (Keras 3 or tf_keras) "
+                 "or a SavedModel folder."),
+    click.option("--teacher-arch", "teacher_architecture", default=None, metavar="SPEC",
+                 help="The built-in teacher to train: mlp:128,64 (any data), cnn:32,64:128 (images), "
+                 "cnn1d:32,64,64:64 (sequences) or dsres:16,32 (depthwise-separable residual, images). "
+                 "Default: by the data's kind."),
+    click.option("--trust-model", is_flag=True,
+                 help="Allow .h5, pickles and Lambda/custom layers in --teacher (they can run code)."),
+    click.option("--allow-weak-teacher", is_flag=True,
+                 help="Go on when the teacher is not clearly better than predicting the majority class."),
+)
+
+#: Where the rows train, for run, sweep and tune alike.
+_executor_options = _options(
+    click.option("--jobs", type=int, default=None,
+                 help="Worker processes that train strategies side by side (rows are identical for "
+                 "any count; latency is timed afterwards, alone). 1: all in this process.  "
+                 "[default: $COMPRESS_JOBS, else the core count]"),
+    click.option("--executor", type=click.Choice(["local", "dask"]), default=None,
+                 help="local: this process or a process pool on this machine; dask: dask.distributed "
+                 "(pip install 'compress[dask]').  [default: local]"),
+    click.option("--address", default=None, help="Dask scheduler (or set DASK_SCHEDULER_ADDRESS); "
+                 "without one a LocalCluster is started."),
+)
+
+#: --time-budget of run and sweep: the clock cuts training.  tune's --time-budget is another
+#: thing (minutes of search, each trial a fixed number of steps): docs/tune.md.
+_training_time_option = click.option(
+    "--time-budget", type=float, default=None, metavar="MIN",
+    help="Minutes for all training (the teachers' included; timing and the report come after): "
+    "each strategy gets a share by its cost, stops when it is spent, and its row says so; such a "
+    "row is never reused by --resume.  [default: no limit]")
+
+
 @cli.command()
-@click.option("--dataset", type=click.Choice(DATASETS), default=None,
-              help="Built-in dataset: synthetic (the document's generator, 2,000 rows, a 1,000-row "
-              "test split), document (its exact 1,000 rows) or digits (8x8 images).  "
-              "[default: synthetic]")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="Your own .csv, .tsv, .parquet or .npz (arrays x, y[, x_test, y_test]) instead, or an "
-              "image folder with one sub-folder per class (PNG/JPEG/BMP/GIF; train/ with test/ or "
-              "val/ sub-folders keep a given test split).")
-@click.option("--image-size", default=None, metavar="H,W",
-              help="Resize an image folder's images to H,W.  [default: their most common size]")
-@click.option("--target", default=None, help="The label column of a .csv or .parquet --data file.")
-@click.option("--missing", type=click.Choice(["error", "drop", "impute"]), default=None,
-              help="Missing cells: stop, drop their rows, or impute (median / most frequent, "
-              "fitted on the train split). Counts are always reported.  [default: error]")
-@click.option("--teacher", type=click.Path(path_type=Path), default=None,
-              help="Your trained Keras classifier as the teacher: a .keras file (Keras 3 or tf_keras) "
-              "or a SavedModel folder.")
-@click.option("--teacher-arch", default=None, metavar="SPEC",
-              help="The built-in teacher to train: mlp:128,64 (any data), cnn:32,64:128 (images), "
-              "cnn1d:32,64,64:64 (sequences) or dsres:16,32 (depthwise-separable residual, images). "
-              "Default: by the data's kind.")
-@click.option("--trust-model", is_flag=True,
-              help="Allow .h5, pickles and Lambda/custom layers in --teacher (they can run code).")
-@click.option("--allow-weak-teacher", is_flag=True,
-              help="Go on when the teacher is not clearly better than predicting the majority class.")
+@_data_options
 @click.option("--strategy", "strategies", multiple=True, metavar="SPEC",
               help="NAME or NAME:key=value,... (wildcards allowed); repeat for more. "
               "Default: one strategy per technique plus controls.")
@@ -128,44 +163,25 @@ def cli() -> None:
               "stage alone. Options given explicitly still win.")
 @click.option("--threads", type=int, default=None,
               help="LiteRT interpreter threads for accuracy and latency.  [default: 1]")
-@click.option("--jobs", type=int, default=None, envvar="COMPRESS_JOBS",
-              help="Worker processes that train strategies side by side (rows are identical for "
-              "any count; latency is timed afterwards, alone). 1: all in this process.  "
-              "[default: the core count, or $COMPRESS_JOBS]")
-@click.option("--time-budget", type=float, default=None, metavar="MIN",
-              help="Minutes for all training (the teacher's included; timing and the report come "
-              "after): each strategy gets a share by its cost, stops when it is spent, and its row "
-              "says so.  [default: no limit]")
+@_executor_options
+@_training_time_option
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Run folder: new, empty, or an earlier run with --overwrite. "
-              "Default: reports/<dataset>-<timestamp>.")
+              help="Run folder: new, empty, an earlier run with --overwrite, or one to finish or "
+              "extend with --resume. Default: reports/<dataset>-<timestamp>.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out (swapped in at the end).")
-def run(dataset: str | None, data: Path | None, image_size: str | None, target: str | None,
-        missing: str | None, teacher: Path | None, teacher_arch: str | None, trust_model: bool,
-        allow_weak_teacher: bool,
-        strategies: tuple[str, ...], seed: int | None, n_seeds: int | None, epochs: int | None,
-        scenario: str | None, target_train: int | None, preset: str | None, threads: int | None,
-        jobs: int | None, time_budget: float | None, out: Path | None, overwrite: bool) -> None:
+@click.option("--resume", is_flag=True,
+              help="Keep the rows --out already holds of the same data and teachers, make only the "
+              "rest (after an interruption, or with strategies added), and time them all together.")
+def run(strategies: tuple[str, ...], seed: int | None, n_seeds: int | None, **options: Any) -> None:
     """Compress the teacher with every selected strategy and write a report."""
     if seed is not None and n_seeds is not None:
         raise UserError("give --seed or --seeds, not both")
-    if n_seeds is not None and n_seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {n_seeds}")
-    if seed is not None and seed < 0:
-        raise UserError(f"--seed must be 0 or more, got {seed}")
     from compress.api import execute
     from compress.orchestrate.config import resolve_config
     from compress.orchestrate.run import RunInterrupted
 
-    config = resolve_config(
-        dataset=dataset, data=data, image_size=image_size, target=target, missing=missing,
-        teacher=teacher, teacher_architecture=teacher_arch, trust_model=trust_model,
-        allow_weak_teacher=allow_weak_teacher, strategies=strategies,
-        seeds=n_seeds if n_seeds is not None else None if seed is None else [seed], epochs=epochs,
-        scenario=scenario, target_train=target_train, preset=preset, threads=threads,
-        jobs=jobs if jobs is not None else os.cpu_count() or 1, time_budget=time_budget, out=out,
-        overwrite=overwrite, command=shlex.join(["compress", *sys.argv[1:]]),
-    )
+    config = resolve_config(strategies=strategies, seeds=n_seeds if seed is None else [seed], **options,
+                            command=shlex.join(["compress", *sys.argv[1:]]))
     with _progress() as progress:
         try:
             result = execute(config, progress)
@@ -281,7 +297,8 @@ def recommend(results: tuple[Path, ...], max_size_kib: float | None, max_latency
     """Pick the best method for your constraints from saved results (controls never qualify)."""
     from compress.analysis.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies
     from compress.analysis.recommend import recommend as pick
-    from compress.results.rows import read_runs, unfinished_runs
+    from compress.results.manifest import unfinished_runs
+    from compress.results.rows import read_runs
 
     for folder in unfinished_runs(results):
         click.echo(f"warning: {folder} stopped early: the strategies it did not finish are not "
@@ -326,29 +343,6 @@ def bench(models: tuple[Path, ...], data: str | None, threads: int, batch: int, 
             click.echo(f"warning: {row['artifact']}: {row['latency_warning']}", err=True)
 
 
-def _data_options(command: Any) -> Any:
-    """The data and teacher options of sensitivity and tune (run documents them at length)."""
-    options = [
-        click.option("--dataset", type=click.Choice(DATASETS), default=None, help="Built-in dataset."),
-        click.option("--data", type=click.Path(path_type=Path), default=None,
-                     help="Your .csv, .tsv, .parquet or .npz, or an image folder (a sub-folder per class)."),
-        click.option("--image-size", default=None, metavar="H,W",
-                     help="Resize an image folder's images to H,W."),
-        click.option("--target", default=None, help="The label column of a .csv or .parquet --data file."),
-        click.option("--missing", type=click.Choice(["error", "drop", "impute"]), default=None,
-                     help="Missing cells: stop, drop their rows, or impute.  [default: error]"),
-        click.option("--teacher", type=click.Path(path_type=Path), default=None, help="Your trained model."),
-        click.option("--teacher-arch", "teacher_architecture", default=None, metavar="SPEC",
-                     help="The built-in teacher to train."),
-        click.option("--trust-model", is_flag=True, help="Allow files that can run code in --teacher."),
-        click.option("--allow-weak-teacher", is_flag=True,
-                     help="Go on with a teacher near the majority rate."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
 @cli.command()
 @_data_options
 @click.option("--precision", "precisions", multiple=True, metavar="BITS",
@@ -372,29 +366,14 @@ def sensitivity(precisions: tuple[str, ...], sparsities: tuple[float, ...], laye
     click.echo(f"sensitivity: {folder / 'sensitivity.csv'}")
 
 
-def _executor(executor: str, jobs: int | None, address: str | None) -> Any:
-    """The worker pool of sweep and tune, its options checked."""
-    from compress.orchestrate.executors import DaskExecutor, LocalExecutor
+def _executor(executor: str | None, jobs: int | None, address: str | None) -> Any:
+    """The executor tune keeps from its first batch to its final measurement, its options
+    checked by the run settings' resolver."""
+    from compress.orchestrate.config import resolve_config
+    from compress.orchestrate.executors import executor_for
 
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
-    if address and executor != "dask":
-        raise UserError("--address is for --executor dask")
-    return DaskExecutor(jobs, address) if executor == "dask" else LocalExecutor(jobs)
-
-
-def _executor_options(command: Any) -> Any:
-    options = [
-        click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
-                     show_default=True, help="local: a process pool on this machine; dask: "
-                     "dask.distributed."),
-        click.option("--jobs", type=int, default=None, help="Parallel workers. Default: the core count."),
-        click.option("--address", default=None, help="Dask scheduler (or set DASK_SCHEDULER_ADDRESS); "
-                     "without one a LocalCluster is started."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    config = resolve_config(jobs=jobs, executor=executor, address=address)
+    return executor_for(config, [], config.jobs)
 
 
 def _slowdown(text: str) -> float | None:
@@ -419,7 +398,9 @@ def _slowdown(text: str) -> float | None:
               "(1: never slower); 'none': speed does not matter.")
 @click.option("--time-budget", type=float, default=15.0, show_default=True, metavar="MIN",
               help="Minutes for the whole tune, the final measurement included; it decides only how "
-              "many trials run (tune.json records it, and --trials N repeats the same search).")
+              "many trials run (tune.json records it, and --trials N repeats the same search). Unlike "
+              "run's and sweep's --time-budget, the clock never cuts a trial's training: each trains a "
+              "fixed number of steps, so the same command gives the same answer on any machine.")
 @click.option("--trials", "max_trials", type=int, default=None,
               help="Stop after this many trials (else the time budget decides).")
 @click.option("--strategy", "strategies", multiple=True, metavar="PATTERN",
@@ -432,7 +413,8 @@ def _slowdown(text: str) -> float | None:
               help="Tune folder; re-running into it replays every finished trial. "
               "Default: reports/tune-<data>.")
 def tune(max_accuracy_drop: float, objective: str, max_slowdown: str, time_budget: float,
-         max_trials: int | None, strategies: tuple[str, ...], seeds: int, executor: str, jobs: int | None,
+         max_trials: int | None, strategies: tuple[str, ...], seeds: int, executor: str | None,
+         jobs: int | None,
          address: str | None, out: Path | None, **data: Any) -> None:
     """Search every strategy and chain for the smallest (or fastest) model within an accuracy
     budget: trials on the validation split, the choice measured on the test split."""
@@ -475,42 +457,29 @@ def tune(max_accuracy_drop: float, objective: str, max_slowdown: str, time_budge
 @cli.command(name="sweep")
 @click.argument("config", type=click.Path(path_type=Path))
 @_executor_options
+@_training_time_option
 @click.option("--time", "timing", type=click.Choice(["all", "best"]), default="all", show_default=True,
               help="Which rows to time after the parallel phase: all, or each seed's Pareto front.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Sweep folder; re-running into it reuses every finished job. "
+              help="Sweep folder; re-running into it reuses every finished row. "
               "Default: reports/sweep-<config name>.")
-def sweep_command(config: Path, executor: str, jobs: int | None, address: str | None, timing: str,
-                  out: Path | None) -> None:
+def sweep_command(config: Path, executor: str | None, jobs: int | None, address: str | None,
+                  time_budget: float | None, timing: str, out: Path | None) -> None:
     """Run a grid of configurations × seeds in parallel, resumably, then report."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from compress.orchestrate.sweep import SweepInterrupted, load_sweep, sweep
 
-    pool = _executor(executor, jobs, address)
     settings = load_sweep(config)
     folder = out or Path("reports") / f"sweep-{config.stem}"
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn())
-    console = _stderr_console()
-    start = time.monotonic()
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("preparing jobs", total=None, failed=0)
-
-        def progress(done: int, total: int, failed: int, what: str) -> None:
-            bar.update(task, completed=done, total=total, failed=failed, description=what)
-            if not console.is_terminal:
-                console.print(f"[{time.monotonic() - start:7.1f}s] {done}/{total} ({failed} failed) "
-                              f"{what}", highlight=False, markup=False)
-
+    with _progress() as progress:
         try:
-            with pool:
-                result = sweep(settings, folder, pool, timing=timing, progress=progress)
+            result = sweep(settings, folder, timing=timing, progress=progress, jobs=jobs, executor=executor,
+                           address=address, time_budget=time_budget,
+                           command=shlex.join(["compress", *sys.argv[1:]]))
         except SweepInterrupted as stop:
-            click.echo(f"compress: {stop}; pending jobs were cancelled and the report there is "
+            click.echo(f"compress: {stop}; pending rows were cancelled and the report there is "
                        "marked incomplete; re-run the same command to resume", err=True)
             sys.exit(130)
-    click.echo(f"{len(result.rows)} jobs, {result.reused} reused, {result.failed} failed")
+    click.echo(f"{len(result.rows)} rows, {result.reused} reused, {result.failures} failed")
     _finish(folder, result.rows)
     if result.failed:
         sys.exit(1)

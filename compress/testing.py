@@ -26,7 +26,7 @@ from compress.models.architectures import build_model, default_teacher
 from compress.models.backend import keras
 from compress.models.flatbuffer import TFLiteModel
 from compress.models.training import compile_for_training
-from compress.orchestrate.steps import Artifact, apply_strategy
+from compress.strategies.apply import Artifact, apply_strategy
 from compress.strategies.base import RegistryError, Skip, Strategy, check_declaration, registry
 from compress.strategies.resolve import strategies_from_spec
 
@@ -123,13 +123,16 @@ def check_strategy(
 ) -> None:
     """Run every conformance check; raise AssertionError naming each one that failed.
 
+    The declarations are checked first, on the class and on the instance as its ``__init__``
+    configured it, since a run reads the instance's (``cost``, ``needs_trained_teacher``...).
     A strategy that cannot handle this teacher raises ``Skip``; the kit checks
     that it left the teacher alone and lets the ``Skip`` through.
     """
     try:  # a class that registers by name (a pipeline is built from a spec instead)
         if getattr(type(strategy), "name", None):
             check_declaration(type(strategy))
-    except RegistryError as error:  # an unselectable class fails here, not in a later check
+            check_declaration(strategy)
+    except RegistryError as error:  # an unselectable strategy fails here, not in a later check
         raise AssertionError(f"{_name(strategy)} fails conformance:\n  declaration: {error}") from error
     before = _weights_digest(teacher)
     with tempfile.TemporaryDirectory() as workdir:

@@ -36,3 +36,22 @@ class AlwaysRaises(Strategy):
 for _cls in (CrashOnce, AlwaysRaises):
     if _cls.name not in registry():
         register(_cls)
+
+
+class Counted(Strategy):
+    """The teacher as it is, one line appended to ``$COMPRESS_TEST_COUNT`` per application: how
+    a test counts what a command really made, in any process."""
+
+    name, family, summary = "test-count", "baseline", "counts its applications"
+
+    def __init__(self) -> None:
+        pass
+
+    def compress(self, ctx: Context) -> Compressed:
+        with open(os.environ["COMPRESS_TEST_COUNT"], "a") as count:
+            count.write("applied\n")
+        return Compressed(model=ctx.teacher)
+
+
+if Counted.name not in registry():
+    register(Counted)

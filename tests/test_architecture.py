@@ -1,9 +1,11 @@
 """The house rules that no single feature test would notice breaking.
 
-- Imports run one way, down the pipeline's stages, with no circle anywhere: import-linter's
-  contracts in pyproject.toml (docs/architecture.md), checked on the package as it is and shown
-  to fail, naming both modules, on a copy with one upward import added.
-- No module grows past about 600 lines unless its docstring says why it must be one piece.
+- Imports run one way, down the pipeline's stages, with no circle anywhere, and no strategy
+  family imports another: import-linter's contracts in pyproject.toml (docs/architecture.md),
+  checked on the package as it is and shown to fail, naming both modules, on a copy with one
+  forbidden import added.
+- No module grows past about 600 lines unless its docstring says why it must be one piece, and
+  no function past about 80 unless its docstring says why ("One function on purpose: ...").
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "compress"
 MAX_LINES = 600
+MAX_FUNCTION_LINES = 80
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -32,7 +35,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 def test_the_package_keeps_its_import_contracts():
     checked = lint_imports(ROOT)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "2 kept, 0 broken" in checked.stdout
+    assert "3 kept, 0 broken" in checked.stdout
 
 
 @pytest.fixture
@@ -80,6 +83,17 @@ def test_a_circle_between_sibling_modules_fails(copy):
     assert ".base -> .chain" in checked.stdout or ".chain -> .base" in checked.stdout
 
 
+def test_a_family_that_uses_another_as_a_library_fails(copy):
+    """Families are plugins: what two of them share lives in a shared module, so any one can
+    be replaced or removed alone (pruning once borrowed distillation's student loop)."""
+    _add_import(copy, "compress.strategies.pruning",
+                "from compress.strategies import distillation  # noqa", inside_function=True)
+    checked = lint_imports(copy)
+    assert checked.returncode != 0
+    assert "Strategy families never import each other BROKEN" in checked.stdout
+    assert "compress.strategies.pruning -> compress.strategies.distillation" in checked.stdout
+
+
 def _explains_its_size(path: Path) -> bool:
     docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     return "one piece" in docstring
@@ -90,6 +104,26 @@ def test_no_module_grows_past_600_lines_without_saying_why():
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
             and not _explains_its_size(path)}
     assert not long, f"split these by job, or say in the docstring why each is one piece: {long}"
+
+
+def long_functions(package: Path) -> dict[str, int]:
+    """Functions over ``MAX_FUNCTION_LINES`` whose docstring does not say why they are one piece."""
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and \
+                    node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES and \
+                    "One function on purpose" not in (ast.get_docstring(node) or ""):
+                found[f"{path.relative_to(package.parent)}:{node.name}"] = node.end_lineno - node.lineno + 1
+    return found
+
+
+def test_no_function_grows_past_80_lines_without_saying_why(tmp_path):
+    assert not long_functions(PACKAGE), "split these, or say in the docstring why each is one piece"
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "compress").mkdir()
+    (tmp_path / "compress" / "long.py").write_text(f'def grown():\n    """Does much."""\n{body}')
+    assert long_functions(tmp_path / "compress") == {"compress/long.py:grown": MAX_FUNCTION_LINES + 2}
 
 
 def test_every_stage_says_what_it_owns_and_what_it_may_import():

@@ -132,9 +132,9 @@ CASES = {
     "malformed spec": (["--strategy", "distill:alpha"], "is not key=value"),
     "unknown strategy": (["--strategy", "nope"], "no strategy matches 'nope'"),
     "unknown parameter": (["--strategy", "distill:tempreature=2"], "unknown parameter 'tempreature'"),
-    "run epochs zero": (["--epochs", "0"], "--epochs must be at least 1"),
+    "run epochs zero": (["--epochs", "0"], "--epochs must be a whole number of at least 1"),
     "dataset and data": (["--dataset", "digits", "--data", "{good}"], "not both"),
-    "target without data": (["--target", "label"], "--target needs --data"),
+    "target without data": (["--target", "label"], "it needs --data FILE"),
     "seed and seeds": (["--seed", "1", "--seeds", "2"], "not both"),
     "zero seeds": (["--seeds", "0"], "--seeds must be at least 1"),
     "unknown missing policy": (["--missing", "guess"], "Invalid value for '--missing'"),
@@ -200,17 +200,17 @@ def test_options_are_named_as_the_caller_gave_them():
                      "--teacher-arch SPEC"]
     with pytest.raises(UserError, match=r"^give dataset or data, not both$"):
         compress.compare(dataset="digits", data="x.csv")
-    with pytest.raises(UserError, match=r"^epochs must be at least 1, got 0$"):
+    with pytest.raises(UserError, match=r"^epochs must be a whole number of at least 1, got 0$"):
         compress.compare(epochs=0)
     result = CliRunner().invoke(cli, ["run", "--epochs", "0"])
-    assert result.exit_code == 2 and "--epochs must be at least 1, got 0" in result.stderr
+    assert result.exit_code == 2 and "--epochs must be a whole number of at least 1, got 0" in result.stderr
 
 
 def test_python_arguments_of_the_wrong_type_are_one_line_before_any_training(tmp_path):
     from compress.orchestrate.config import resolve_config
 
-    for given, message in [({"epochs": 1.5}, "epochs must be a whole number, got 1.5"),
-                           ({"jobs": True}, "jobs must be a whole number, got True"),
+    for given, message in [({"epochs": 1.5}, "epochs must be a whole number of at least 1, got 1.5"),
+                           ({"jobs": True}, "jobs must be a whole number of at least 1, got True"),
                            ({"time_budget": "2"}, "time_budget must be a number of minutes, got '2'"),
                            ({"seeds": [True]}, "seeds must be integers")]:
         with pytest.raises(UserError, match=message):

@@ -12,11 +12,12 @@ import pytest
 
 import compress
 from compress.models.backend import keras
-from compress.models.training import REFERENCE_ROWS, cut_short, fit, plan, time_allowance
+from compress.models.training import REFERENCE_ROWS, TrainingLimits, fit, plan
 from compress.orchestrate.plan import TEACHER_COST, TimeBudget
 from compress.results.rows import read_results
 from compress.strategies.base import Context
-from compress.strategies.distillation import Distill, _BestEpoch, train_student
+from compress.strategies.distillation import Distill
+from compress.strategies.students import _BestEpoch, train_student
 
 
 def test_a_plan_is_the_budget_as_given_on_the_built_in_problems():
@@ -49,24 +50,24 @@ def test_an_explicit_step_cap_wins_over_the_reference_cost():
 def test_a_spent_allowance_stops_keras_training_after_one_batch(tiny):
     data, teacher, _ = tiny
     model = keras.models.clone_model(teacher)
-    with time_allowance(time.time() - 1) as allowance:
-        fit(model, data, epochs=50, lr=1e-3)
-        assert cut_short() == allowance.stopped
-    assert allowance.stopped.startswith("1 of ")
-    assert "optimizer steps" in allowance.stopped
-    assert cut_short() is None  # outside the block nothing is limited
+    limits = TrainingLimits.until(time.time() - 1)
+    fit(model, data, epochs=50, lr=1e-3, limits=limits)
+    assert limits.cut_short.startswith("1 of ")
+    assert "optimizer steps" in limits.cut_short
+    unlimited = TrainingLimits()  # the default: nothing is limited, nothing cut
+    assert not unlimited.out_of_time() and unlimited.callbacks(model, plan(1, 10)) == []
+    assert unlimited.cut_short is None
 
 
 def test_a_spent_allowance_stops_the_student_loop_after_one_epoch(tiny, tmp_path):
     data, teacher, architecture = tiny
     ctx = Context(data=data, teacher=teacher, teacher_architecture=architecture, seed=0,
-                  workdir=tmp_path)
+                  workdir=tmp_path, limits=TrainingLimits.until(time.time() - 1))
     student, _ = Distill(epochs=300).make_student(ctx)
-    with time_allowance(time.time() - 1) as allowance:
-        trained = train_student(student, ctx, teacher=None, alpha=1.0, temperature=1.0,
-                                epochs=300, max_steps=24_000, lr=1e-3, batch_size=64)
+    trained = train_student(student, ctx, teacher=None, alpha=1.0, temperature=1.0,
+                            epochs=300, max_steps=24_000, lr=1e-3, batch_size=64)
     assert trained.startswith("1 of 300 epochs")
-    assert allowance.stopped.startswith("1 of 300 epochs")
+    assert ctx.limits.cut_short.startswith("1 of 300 epochs")
 
 
 def test_early_stopping_keeps_the_best_epochs_weights(tiny):
@@ -88,7 +89,8 @@ def test_fit_with_patience_stops_before_its_epochs_run_out(tiny):
     data, teacher, _ = tiny
     model = keras.models.clone_model(teacher)
     seen = keras.callbacks.History()
-    fit(model, data, epochs=200, lr=1e-2, callbacks=[seen], patience=0.01)  # two epochs' wait
+    fit(model, data, epochs=200, lr=1e-2, limits=TrainingLimits(), callbacks=[seen],
+        patience=0.01)  # two epochs' wait
     assert 1 <= len(seen.epoch) < 200
 
 
@@ -175,8 +177,11 @@ def test_a_worker_task_carries_its_deadline(tmp_path):
     import pickle
 
     from compress.orchestrate.config import resolve_config
-    from compress.orchestrate.execute import WorkerRow, evaluate_in_worker
+    from compress.orchestrate.plan import Step
+    from compress.orchestrate.steps import step_row
+    from compress.orchestrate.tasks import RowTask, run_task
     from compress.orchestrate.teachers import load_source, teacher_for
+    from compress.strategies import strategies_from_spec
 
     config = resolve_config(dataset="synthetic", epochs=1, out=tmp_path / "run")
     source = load_source(config, 0)
@@ -184,20 +189,25 @@ def test_a_worker_task_carries_its_deadline(tmp_path):
     teacher.model.save(tmp_path / "teacher.keras")
     (tmp_path / "data.pickle").write_bytes(pickle.dumps(source))
     (tmp_path / "run").mkdir()
+    (strategy,) = strategies_from_spec("finetune:epochs=2000")
+    header = step_row(Step(strategy), teacher, source, 0, scenario="standard", env={}, run_id="run")
 
-    def task(deadline: float) -> WorkerRow:
-        return WorkerRow(0, config, 0, "finetune:epochs=2000", None, "finetune.tflite",
-                         str(tmp_path / "run"), "run", {}, dataclasses.replace(teacher, model=None),
-                         str(tmp_path / "teacher.keras"), str(tmp_path / "data.pickle"), deadline, ())
+    def task(deadline: float) -> RowTask:
+        return RowTask(key=f"k{deadline}", index=0, spec=strategy.spec(), control_of=None, seed=0,
+                       config=config, folder=str(tmp_path / "run"), artifact="finetune.tflite",
+                       header=header, data=str(tmp_path / "data.pickle"),
+                       teacher_file=str(tmp_path / "teacher.keras"),
+                       teacher=dataclasses.replace(teacher, model=None), deadline=deadline)
 
-    _, late = evaluate_in_worker(task(time.time() - 1))
+    late = run_task(task(time.time() - 1))
     assert late.row["status"] == "skipped" and late.row["budget_stopped"] == "not started"
-    _, cut = evaluate_in_worker(task(time.time() + 1))  # 54,000 steps never fit in a second
+    cut = run_task(task(time.time() + 1))  # 54,000 steps never fit in a second
     assert cut.row["status"] == "ok" and "optimizer steps" in cut.row["budget_stopped"]
+    assert not list((tmp_path / "run" / "jobs").glob("*.json"))  # what the clock cut is never reused
 
 
 def test_pruning_cut_by_the_budget_says_what_sparsity_it_reached(tiny, tmp_path):
-    from compress.orchestrate.steps import apply_strategy
+    from compress.strategies.apply import apply_strategy
     from compress.strategies.pruning import PruneMagnitude
 
     data, teacher, architecture = tiny
@@ -244,16 +254,13 @@ def test_side_by_side_the_costliest_start_first_under_a_budget_the_cheapest():
 def test_a_costlier_teacher_trains_fewer_steps_never_more_than_the_reference_problem():
     """The optimizer steps stay within the reference problem's, shrunk in proportion to what a
     sample costs the teacher above ``REFERENCE_COST``; up to that cost a plan is what it was."""
-    from compress.models.training import REFERENCE_COST, planned_for
+    from compress.models.training import REFERENCE_COST
 
     for rows in (700, REFERENCE_ROWS - 1, 35_000):
         alone = plan(40, rows)
-        with planned_for(REFERENCE_COST):
-            assert plan(40, rows) == alone
+        assert TrainingLimits(sample_cost=REFERENCE_COST).plan(40, rows) == alone
         for times in (2, 8, 40):
-            cost = times * REFERENCE_COST
-            with planned_for(cost):
-                costly = plan(40, rows)
+            costly = TrainingLimits(sample_cost=times * REFERENCE_COST).plan(40, rows)
             assert costly.batch_size == alone.batch_size and 1 <= costly.epochs <= alone.epochs
             reference = 40 * math.ceil(REFERENCE_ROWS / 32)
             # rounded up to whole epochs
@@ -261,13 +268,11 @@ def test_a_costlier_teacher_trains_fewer_steps_never_more_than_the_reference_pro
             if costly.epochs < 40:
                 assert costly.describe().endswith(
                     f"the cap for a teacher {times:.1f}× as costly a sample as the reference)")
-    with planned_for(10**12):
-        assert plan(40, 700).epochs == 1  # never below one epoch
-    assert plan(40, 700).epochs == 40  # the block ended: no cap left behind
-    with planned_for(REFERENCE_COST + 1):  # a cap the teacher's cost did not set does not name it
-        assert plan(300, 700, batch_size=64, max_steps=64).describe().endswith("the step cap)")
-    with planned_for(None):  # a cost that could not be read caps nothing
-        assert plan(40, 700).epochs == 40
+    assert plan(40, 700, cost=10**12).epochs == 1  # never below one epoch
+    # a cap the teacher's cost did not set does not name it
+    assert plan(300, 700, batch_size=64, max_steps=64, cost=REFERENCE_COST + 1).describe().endswith(
+        "the step cap)")
+    assert TrainingLimits(sample_cost=None).plan(40, 700).epochs == 40  # an unread cost caps nothing
 
 
 def test_a_teachers_sample_cost_counts_what_its_flatbuffer_does():
@@ -300,7 +305,7 @@ def test_strategies_of_a_costlier_teacher_say_their_plan_and_distill_matches_its
     """Through the one path every row takes: a teacher costlier than the reference trains fewer
     epochs, the notes say why, and distill and its control train the same planned epochs."""
     import compress.models.training
-    from compress.orchestrate.steps import apply_strategy
+    from compress.strategies.apply import apply_strategy
     from compress.strategies.distillation import StudentScratch
     from compress.strategies.finetuning import Finetune
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -8,8 +9,8 @@ from click.testing import CliRunner
 from compress.cli import cli
 from compress.common.errors import UserError
 from compress.measure.size import size_stats
-from compress.orchestrate.steps import apply_strategy
 from compress.strategies import strategies_from_spec
+from compress.strategies.apply import apply_strategy
 
 
 @pytest.mark.parametrize(
@@ -77,3 +78,14 @@ def test_a_cached_leading_stage_gives_the_model_training_it_gives(tiny, tmp_path
     assert len(list((tmp_path / "stages").iterdir())) == 2  # prune, prune>cluster
     monkeypatch.setattr(PruneMagnitude, "compress", lambda self, ctx: pytest.fail("trained again"))
     assert made(cache) == first == plain
+
+
+def test_every_stage_gets_the_chains_limits_and_the_first_cut_is_the_rows(tiny, tmp_path):
+    """One share of the clock for the whole row: the first stage stops after a batch, says so
+    for the row, and the stage after it sees the cut (and stops too)."""
+    data, teacher, architecture = tiny
+    (chain,) = strategies_from_spec("finetune:epochs=7>prune-magnitude:epochs=9")
+    made = apply_strategy(chain, teacher, architecture, data, seed=0, workdir=tmp_path,
+                          deadline=time.time() - 1)
+    assert made.cut_short.startswith("1 of ") and made.cut_short.endswith("optimizer steps (7 epochs)")
+    assert "the time budget stopped the ramp" in made.notes

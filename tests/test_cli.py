@@ -168,7 +168,7 @@ def test_unknown_strategy_is_one_line_exit_2():
     [
         (["run", "--dataset", "mnist"], "Invalid value for '--dataset'"),
         (["run", "--seed", "x"], "'x' is not a valid integer"),
-        (["run", "--epochs", "0"], "--epochs must be at least 1"),
+        (["run", "--epochs", "0"], "--epochs must be a whole number of at least 1"),
         (["run", "--strategy", "distill:alpha=7"], "alpha must be between 0 and 1"),
         (["run", "--strategy", "prune-magnitude:bogus=1"], "unknown parameter 'bogus'"),
         (["report", "/nonexistent/results.jsonl"], "no results file"),

@@ -15,6 +15,7 @@ from compress.strategies import (
     strategies_from_spec,
     unregister,
 )
+from compress.strategies.base import check_declaration
 from compress.testing import check_strategy
 
 
@@ -156,3 +157,23 @@ def test_the_kit_names_a_declaration_a_spec_could_never_check(tiny):
     with pytest.raises(AssertionError, match=r"fails conformance:\n  declaration: .*parameter 'keep_bias' "
                                              r"needs an annotation"):
         check_strategy(Untyped(), *tiny)
+
+
+@pytest.mark.parametrize(("attribute", "value", "message"), [
+    ("cost", -1.0, r"\.cost as configured must be a number of 0 or more"),
+    ("needs_trained_teacher", None, r"\.needs_trained_teacher as configured must be True or False"),
+    ("after_technique", True, r"\.after_technique as configured is True, but only a control waits"),
+    ("role", "reference", r"\.role as configured must be one of baseline, technique, control"),
+])
+def test_the_kit_holds_what_an_instance_declares_to_the_rules_of_the_class(attribute, value, message, tiny):
+    """A run reads the instance's declarations, and ``__init__`` may set them (a ladder's cost,
+    a control that waits under max_drop): set wrong there, the class alone would pass."""
+
+    class SetsItsOwn(HalfPrecisionWeights):
+        def __init__(self, keep_bias: bool = True) -> None:
+            super().__init__(keep_bias)
+            setattr(self, attribute, value)
+
+    check_declaration(SetsItsOwn)  # the class alone passes
+    with pytest.raises(AssertionError, match=r"fails conformance:\n  declaration: .*SetsItsOwn" + message):
+        check_strategy(SetsItsOwn(), *tiny)

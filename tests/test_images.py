@@ -129,7 +129,7 @@ def test_a_sweep_file_resizes_an_image_folder_too(tmp_path):
     with pytest.raises(compress.UserError, match="image_size is for an image folder"):
         load_sweep(sweep)
     sweep.write_text(f'data = "{tmp_path / "digits"}"\nimage_size = 12\n[[grid]]\nstrategy = "finetune"\n')
-    with pytest.raises(compress.UserError, match="image_size must be"):
+    with pytest.raises(compress.UserError, match="image_size takes HEIGHT,WIDTH like 32,32, got 12"):
         load_sweep(sweep)
 
 

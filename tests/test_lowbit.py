@@ -13,9 +13,9 @@ from compress.common.errors import UserError
 from compress.measure.size import size_fields, size_stats
 from compress.models.backend import to_tflite
 from compress.models.flatbuffer import TFLiteModel, kernel_types
-from compress.orchestrate.steps import apply_strategy
 from compress.strategies import Skip, strategies_from_spec
-from compress.strategies.lowbit import quantize_weights, runtime_defect
+from compress.strategies.apply import apply_strategy
+from compress.strategies.quantizing import quantize_weights, runtime_defect
 from compress.testing import check_strategy, tiny_problem
 
 #: Every configuration that must build on both teachers; the rest may Skip, with a reason.
@@ -200,7 +200,7 @@ def test_layers_are_found_for_every_op_of_a_mobilenet_style_model():
     separable convolution is two ops: both once left quantize-mixed and sensitivity unable to
     tell which layer computes which op."""
     from compress.models.backend import keras
-    from compress.strategies.lowbit import LayerGraph
+    from compress.strategies.quantizing import LayerGraph
 
     inputs = keras.Input((16, 16, 1))
     h = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)

@@ -8,7 +8,7 @@ from compress.measure.latency import measure_latency
 from compress.measure.size import gzip_bytes, size_stats
 from compress.models.backend import keras, to_tflite
 from compress.models.flatbuffer import TFLiteModel
-from compress.strategies.quantization import representative_data
+from compress.strategies.quantizing import representative_data
 
 
 def _model(*layers, shape):

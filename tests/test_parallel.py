@@ -94,7 +94,7 @@ print(list(frame["status"]), json.loads(open({str(tmp_path / "run" / "run.json")
 
 
 def test_jobs_must_be_positive(tmp_path):
-    with pytest.raises(compress.UserError, match=r"^jobs must be at least 1"):
+    with pytest.raises(compress.UserError, match=r"^jobs must be a whole number of at least 1"):
         compress.compare(dataset="synthetic", jobs=0, out=tmp_path / "run")
 
 
@@ -137,22 +137,22 @@ def test_converting_and_pruning_never_import_keras_3():
 def test_a_worker_trains_the_teacher_while_the_others_start_what_needs_none(tmp_path, monkeypatch):
     """Cold cache, two workers: a control starts beside the teacher, from its untrained layers,
     and every row (its teacher fields included) equals a one-process run's."""
-    import compress.orchestrate.pool
+    import compress.orchestrate.executors
     from compress.orchestrate.config import resolve_config
-    from compress.orchestrate.execute import TeacherTask, WorkerRow
     from compress.orchestrate.run import run
+    from compress.orchestrate.tasks import RowTask, TeacherTask
 
     options = {"dataset": "synthetic", "epochs": 2,
                "strategies": ["distill:epochs=2", "finetune:epochs=1", "retrain-scratch:epochs=2"]}
     monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache-one"))
     alone = compress.compare(**options, out=tmp_path / "one", jobs=1)
     monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache-two"))
-    drawn, pool_map = [], compress.orchestrate.pool.pool_map
+    drawn, pool_map = [], compress.orchestrate.executors.pool_map
 
     def recording(tasks, *args, **kwargs):
         return pool_map((drawn.append(task) or task for task in tasks), *args, **kwargs)
 
-    monkeypatch.setattr(compress.orchestrate.pool, "pool_map", recording)
+    monkeypatch.setattr(compress.orchestrate.executors, "pool_map", recording)
     said: list[str] = []
     result = run(resolve_config(**options, out=tmp_path / "two", jobs=2),
                  progress=lambda done, total, what: said.append(what))
@@ -161,7 +161,7 @@ def test_a_worker_trains_the_teacher_while_the_others_start_what_needs_none(tmp_
     assert side_by_side == model_fields(alone)
     assert all(row["teacher_val_accuracy"] and row["teacher_train_seconds"] for row in result.rows)
     first, second = drawn[:2]  # both workers are busy before any result comes back
-    assert isinstance(first, TeacherTask) and isinstance(second, WorkerRow)
+    assert isinstance(first, TeacherTask) and isinstance(second, RowTask)
     assert second.spec.startswith("student-scratch:") and second.teacher_file == ""
     assert any("training the teacher in a worker" in what for what in said)
     assert any("teacher ready (trained in" in what for what in said)
@@ -211,25 +211,24 @@ def teacher_crashes(task):
     """A worker entry point whose teacher training fails as a bug would (its data file is gone)."""
     from dataclasses import replace
 
-    from compress.orchestrate.execute import TeacherTask, run_in_worker
+    from compress.orchestrate.tasks import TeacherTask, run_task
 
-    return run_in_worker(replace(task, data_file="/nonexistent/data.pickle")
-                         if isinstance(task, TeacherTask) else task)
+    return run_task(replace(task, data="/nonexistent/data.pickle") if isinstance(task, TeacherTask) else task)
 
 
 def test_a_teacher_that_fails_in_a_worker_stops_the_run_and_leaves_nothing(tmp_path, monkeypatch):
     """Not bad input but a crash: the worker's traceback comes back, and no half-run stays."""
-    from compress.orchestrate import execute
+    from compress.orchestrate import executors, tasks
 
     monkeypatch.setenv("COMPRESS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(execute, "run_in_worker", teacher_crashes)
-    with pytest.raises(execute.TeacherFailed) as failed:
+    monkeypatch.setattr(executors, "run_task", teacher_crashes)
+    with pytest.raises(tasks.TeacherFailed) as failed:
         compress.compare(dataset="synthetic", epochs=1, strategies=["finetune", "retrain-scratch"],
                          out=tmp_path / "run", jobs=2)
     message = str(failed.value)
     assert message.startswith("training the teacher of seed 0 failed in a worker process: "
                               "FileNotFoundError")
-    assert "The worker's traceback:" in message and "train_teacher_in_worker" in message
+    assert "The worker's traceback:" in message and "_train_teacher" in message
     assert not (tmp_path / "run").exists()
 
 

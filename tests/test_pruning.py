@@ -7,8 +7,8 @@ from compress.common.errors import UserError
 from compress.measure.size import kernels, size_stats
 from compress.models.backend import keras, to_tflite
 from compress.models.training import plan
-from compress.orchestrate.steps import apply_strategy
 from compress.strategies import Skip, strategies_from_spec
+from compress.strategies.apply import apply_strategy
 from compress.strategies.clustering import Cluster
 from compress.strategies.pruning import MIN_PRUNED_WEIGHTS, Prune2of4, PruneMagnitude, polynomial_schedule
 from compress.strategies.quantization import QuantizeQAT

@@ -9,8 +9,8 @@ from compress.measure.size import size_stats
 from compress.models.backend import keras
 from compress.models.flatbuffer import TFLiteModel
 from compress.models.training import compile_for_training
-from compress.orchestrate.steps import apply_strategy
 from compress.strategies import quantization
+from compress.strategies.apply import apply_strategy
 from compress.strategies.quantization import QuantizeInt8, QuantizeInt8IO, QuantizeQAT
 
 
@@ -71,7 +71,7 @@ def test_the_measurement_says_what_each_file_holds(tiny, tmp_path):
     the row's ``stored_as`` is read back from the file by the measurement, not told by the
     strategy."""
     from compress.measure.size import size_fields
-    from compress.orchestrate.steps import apply_strategy
+    from compress.strategies.apply import apply_strategy
     from compress.strategies.resolve import strategy_from_name
 
     data, teacher, architecture = tiny

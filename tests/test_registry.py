@@ -60,6 +60,8 @@ def test_metadata_is_required():
     ({"cost": "cheap"}, r"cost must be a number of 0 or more .* got 'cheap'"),
     ({"cost": -1.0}, r"cost must be a number of 0 or more"),
     ({"cost": float("nan")}, r"cost must be a number of 0 or more"),
+    ({"needs_trained_teacher": "no"}, r"needs_trained_teacher must be True or False, got 'no'"),
+    ({"after_technique": True}, r"after_technique is True, but only a control waits"),
 ])
 def test_a_plugin_that_could_never_run_is_refused_at_registration(attributes, message):
     plugin = type("Plugin", (Strategy,), {"name": "test-plugin", "family": "x", "summary": "y",

@@ -11,7 +11,7 @@ import pytest
 from compress.common.errors import UserError
 from compress.data.builtin import Dataset, TrainingData, load_dataset
 from compress.orchestrate.sensitivity import COLUMNS, layer_sensitivity, write_sensitivity
-from compress.strategies.lowbit import runtime_defect
+from compress.strategies.quantizing import runtime_defect
 from compress.testing import tiny_problem
 
 SETTINGS = [("quantize", "int8"), ("quantize", "int4"), ("quantize", "int2"), ("prune", "0.8")]

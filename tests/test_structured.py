@@ -17,8 +17,8 @@ from compress.data.builtin import TrainingData
 from compress.measure.size import size_stats
 from compress.models.backend import keras, to_tflite
 from compress.models.flatbuffer import TFLiteModel
-from compress.orchestrate.steps import apply_strategy
 from compress.strategies import Skip
+from compress.strategies.apply import apply_strategy
 from compress.strategies.pruning import SEARCH_FRACTIONS, PruneStructured
 from compress.strategies.structured import shrink
 
@@ -242,11 +242,11 @@ def test_cuts_to_a_share_of_the_teachers_counts_reach_exactly_what_one_cut_does(
 
 def test_the_strategys_schedule_reaches_the_asked_fraction_with_recovery_between_cuts(
         tmp_path, monkeypatch):
-    import compress.strategies.distillation as distillation
+    import compress.strategies.pruning as pruning
 
     recoveries = []
-    real = distillation.train_student
-    monkeypatch.setattr(distillation, "train_student", lambda model, ctx, **kw: recoveries.append(
+    real = pruning.train_student
+    monkeypatch.setattr(pruning, "train_student", lambda model, ctx, **kw: recoveries.append(
         (model.count_params(), kw["epochs"], kw["teacher"], kw["alpha"])) or real(model, ctx, **kw))
     data = _image_data()
     teacher = residual_cnn()
@@ -276,13 +276,12 @@ def test_max_drop_keeps_the_largest_fraction_within_the_budget(tmp_path, monkeyp
     on 100,000 rows, so the budget's edge is known to a hair): a 3.5 pp budget keeps the cut
     that lost 3, not one that lost 4 or more."""
     import compress.strategies.budget as budget
-    import compress.strategies.distillation as distillation
     import compress.strategies.pruning as pruning
 
     teacher = residual_cnn()
     full = teacher.count_params()
     recoveries: list[dict[str, Any]] = []
-    monkeypatch.setattr(distillation, "train_student",
+    monkeypatch.setattr(pruning, "train_student",
                         lambda model, ctx, **kw: recoveries.append(kw) or "1 epoch")
     monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
         0.1 * (1 - model.count_params() / full)))
@@ -309,7 +308,7 @@ def test_max_drop_recovers_with_an_annealed_learning_rate(tmp_path):
 
 def test_max_drop_keeps_the_ladders_weights_when_the_full_recovery_does_worse(tmp_path, monkeypatch):
     import compress.strategies.budget as budget
-    import compress.strategies.distillation as distillation
+    import compress.strategies.pruning as pruning
 
     teacher = residual_cnn()
     full_recovery = []  # set once the final recovery (its full epochs, not a step's) has run
@@ -320,7 +319,7 @@ def test_max_drop_keeps_the_ladders_weights_when_the_full_recovery_does_worse(tm
             model.set_weights([np.zeros_like(w) for w in model.get_weights()])
         return "1 epoch"
 
-    monkeypatch.setattr(distillation, "train_student", train_student)
+    monkeypatch.setattr(pruning, "train_student", train_student)
     monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else 0.03 if full_recovery else 0.0))
     artifact = apply_strategy(PruneStructured(max_drop=2, epochs=2), teacher, "test", _image_data(),
@@ -332,10 +331,10 @@ def test_max_drop_keeps_the_ladders_weights_when_the_full_recovery_does_worse(tm
 
 def test_max_drop_with_nothing_within_the_budget_says_so(tmp_path, monkeypatch):
     import compress.strategies.budget as budget
-    import compress.strategies.distillation as distillation
+    import compress.strategies.pruning as pruning
 
     teacher = residual_cnn()
-    monkeypatch.setattr(distillation, "train_student", lambda model, ctx, **kw: "1 epoch")
+    monkeypatch.setattr(pruning, "train_student", lambda model, ctx, **kw: "1 epoch")
     monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else 0.4))
     with pytest.raises(Skip, match=r"^no fraction keeps validation accuracy within max_drop=1 pp"):
@@ -350,7 +349,7 @@ def test_max_drop_with_no_step_within_gives_the_first_cut_its_full_recovery(afte
     budget after it, the first cut gets the full recovery and is kept if that brings it within;
     if not, the row is skipped with both losses."""
     import compress.strategies.budget as budget
-    import compress.strategies.distillation as distillation
+    import compress.strategies.pruning as pruning
 
     teacher = residual_cnn()
     first = next(f for f in SEARCH_FRACTIONS
@@ -362,7 +361,7 @@ def test_max_drop_with_no_step_within_gives_the_first_cut_its_full_recovery(afte
             full_recovery.append(True)
         return "1 epoch"
 
-    monkeypatch.setattr(distillation, "train_student", train_student)
+    monkeypatch.setattr(pruning, "train_student", train_student)
     monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else after_full if full_recovery else 0.03))
     strategy = PruneStructured(max_drop=1, epochs=4)
@@ -444,13 +443,13 @@ def test_max_drop_forgives_two_steps_outside_the_budget(tmp_path, monkeypatch):
     two steps in a row outside the budget followed by one within it go on climbing; three in a
     row end the climb."""
     import compress.strategies.budget as budget
-    import compress.strategies.distillation as distillation
+    import compress.strategies.pruning as pruning
 
     teacher = residual_cnn()
     loss = {0.1: 0.0, 0.2: 0.05, 0.3: 0.01, 0.4: 0.05, 0.5: 0.05, 0.6: 0.0, 0.7: 0.05, 0.8: 0.05,
             0.9: 0.05}
     by_params = {shrink(teacher, f).model.count_params(): share for f, share in loss.items()}
-    monkeypatch.setattr(distillation, "train_student", lambda model, ctx, **kw: "1 epoch")
+    monkeypatch.setattr(pruning, "train_student", lambda model, ctx, **kw: "1 epoch")
     monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else by_params[model.count_params()]))
     artifact = apply_strategy(PruneStructured(max_drop=2, alpha=0.5), teacher, "test", _image_data(),
@@ -463,14 +462,13 @@ def test_max_drop_ends_the_climb_at_a_step_far_outside_the_budget(tmp_path, monk
     """Forgiveness is for short recoveries that land a few points low: a step that lost far more
     than the budget (10 pp against 2) ends the climb, though the next would be within."""
     import compress.strategies.budget as budget
-    import compress.strategies.distillation as distillation
     import compress.strategies.pruning as pruning
 
     teacher = residual_cnn()
     loss = dict.fromkeys(pruning.SEARCH_FRACTIONS, 0.0) | {0.2: 0.10}
     by_params = {shrink(teacher, f).model.count_params(): share for f, share in loss.items()}
     recoveries = []
-    monkeypatch.setattr(distillation, "train_student",
+    monkeypatch.setattr(pruning, "train_student",
                         lambda model, ctx, **kw: recoveries.append(1) or "1 epoch")
     monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else by_params[model.count_params()]))

@@ -58,7 +58,7 @@ epochs = 50
     [
         ("seeds = [0]", "needs at least one [[grid]]"),
         ("colour = 1\n[[grid]]\nstrategy = 'baseline'", "unknown key 'colour'"),
-        ("seeds = [-1]\n[[grid]]\nstrategy = 'baseline'", "seeds must be a list"),
+        ("seeds = [-1]\n[[grid]]\nstrategy = 'baseline'", "seeds must be integers from 0 to"),
         ("[[grid]]\nsparsity = [0.5]", "needs strategy"),
         ("[[grid]]\nstrategy = 'prune-magnitude'\nsparsity = []", "empty list"),
         ("this is not toml", "not valid TOML"),
@@ -95,7 +95,7 @@ def test_local_sweep_runs_every_job_and_reuses_them(local_sweep):
     assert all(r["latency_us_p50"] for r in rows)  # timed serially after the parallel phase
     before = _accuracies(root / "local")
     again = _run(["sweep", str(config), "--jobs", "2", "--out", str(root / "local")])
-    assert "8 jobs, 8 reused, 0 failed" in again.stdout
+    assert "8 rows, 8 reused, 0 failed" in again.stdout
     assert _accuracies(root / "local") == before
 
 

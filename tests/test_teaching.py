@@ -6,8 +6,8 @@ import numpy as np
 
 from compress.models.backend import keras
 from compress.models.flatbuffer import TFLiteModel
-from compress.orchestrate.steps import apply_strategy
-from compress.strategies import distillation, teaching
+from compress.strategies import students, teaching
+from compress.strategies.apply import apply_strategy
 from compress.strategies.distillation import Distill
 from compress.strategies.pruning import PruneStructured
 from compress.strategies.teaching import as_logits, blended_logits, flatbuffer_teacher, teacher_logits
@@ -36,7 +36,7 @@ def test_the_teachers_logits_are_computed_once_per_teacher_weights_and_rows(tiny
     teacher = _copy(trained)
     asked = _count_predictions(monkeypatch, teacher)
     first = teacher_logits(teacher, data.x_train)
-    np.testing.assert_array_equal(first, as_logits(trained.predict(data.x_train, verbose=0)))
+    np.testing.assert_array_equal(first, as_logits(trained.predict(data.x_train, batch_size=1024, verbose=0)))
     assert teacher_logits(teacher, data.x_train) is first and len(asked) == 2  # the check above, once
     teacher_logits(teacher, data.x_val)
     assert asked[-1] == len(data.x_val)
@@ -70,7 +70,7 @@ def test_distill_trains_the_same_student_whichever_runs_its_teacher(tiny, tmp_pa
     from compress.models.backend import tf
 
     data, teacher, architecture = tiny
-    students = {}
+    predicted = {}
     in_graph = apply_strategy(Distill(epochs=2), teacher, architecture, data, seed=3, workdir=tmp_path)
     monkeypatch.setattr(teaching, "FLATBUFFER_COST", 0)
     labels = tf.function(lambda rows: teacher(rows, training=False))
@@ -84,13 +84,13 @@ def test_distill_trains_the_same_student_whichever_runs_its_teacher(tiny, tmp_pa
         return np.concatenate([labels(blend).numpy() for blend in blends])
 
     for name, labelled in (("graph's values", from_the_graph), ("litert", teaching.blended_logits)):
-        monkeypatch.setattr(distillation, "blended_logits", labelled)
+        monkeypatch.setattr(students, "blended_logits", labelled)
         made = apply_strategy(Distill(epochs=2), teacher, architecture, data, seed=3, workdir=tmp_path)
-        students[name] = TFLiteModel(made.flatbuffer).predict(data.x_val)
+        predicted[name] = TFLiteModel(made.flatbuffer).predict(data.x_val)
     assert len(epochs) == 2
     reference = TFLiteModel(in_graph.flatbuffer).predict(data.x_val)
-    np.testing.assert_array_equal(students["graph's values"], reference)
-    np.testing.assert_allclose(students["litert"], reference, atol=1e-3)
+    np.testing.assert_array_equal(predicted["graph's values"], reference)
+    np.testing.assert_allclose(predicted["litert"], reference, atol=1e-3)
 
 
 def test_a_pruning_schedule_asks_the_teacher_for_its_logits_once(tiny, tmp_path, monkeypatch):

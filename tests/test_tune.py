@@ -24,6 +24,7 @@ from compress.models.architectures import student_ladder
 from compress.models.backend import keras
 from compress.orchestrate.config import resolve_config
 from compress.orchestrate.executors import DaskExecutor, SerialExecutor
+from compress.orchestrate.tasks import RowResult
 from compress.orchestrate.tune import NothingMeetsBudget, TuneInterrupted, confirm, tune
 from compress.orchestrate.tune_search import BATCH, JOURNAL, RANDOM_TRIALS, SearchLoop, search
 from compress.orchestrate.tune_space import TuneSettings, propose, search_space, starting_points
@@ -41,6 +42,7 @@ from compress.orchestrate.tune_trials import (
 )
 from compress.report.document import Document
 from compress.results.rows import TUNE_FILE
+from compress.results.tune_record import TuneRecord
 from compress.strategies import Choice, Compressed, Range, RegistryError, Strategy, Task, register, unregister
 from compress.strategies.resolve import strategies_from_spec
 
@@ -199,7 +201,7 @@ def _confirm_offline(monkeypatch, tmp_path, trials: list[Trial], held: set[str],
             lost = 0 if seed == 0 or spec in held or spec == "baseline" else 50
             row = {**_scored("0" * lost + "1" * (1000 - lost)), "spec": spec}
             path.write_text(json.dumps({"key": path.stem, "row": row}))
-            return SimpleNamespace(key=path.stem, spec=spec, seed=seed, result_path=path)
+            return SimpleNamespace(key=path.stem, spec=spec, seed=seed, result_path=path, index=0)
         return job_for
 
     def seed_trials(config: Any, seed: int, out: Path) -> tuple[None, None, Any]:
@@ -255,11 +257,11 @@ def test_a_finished_trial_is_paired_with_the_teacher_on_the_search_split(task, t
     teacher = {"accuracy": 1.0, "test_correct": "1" * 180}
     state = SearchLoop(study, search_space(task, CHEAP), settings, lambda spec: None,
                        tmp_path / "journal", [], teacher, lambda path: 1.0, seed=0)
-    job = SimpleNamespace(key="k", spec="quantize-int8", out=str(tmp_path))
+    job = SimpleNamespace(key="k", spec="quantize-int8", folder=str(tmp_path))
     state.waiting[job.key] = [study.ask()]
     row = {"status": "ok", "label": job.spec, "size_bytes": 10, "size_gzip_bytes": 5, "artifact": "x",
            **_scored("000" + "1" * 177)}
-    state.finish(job, {"key": job.key, "row": row})
+    state.finish(job, RowResult(job.key, 0, row))
     (trial,) = state.trials
     assert trial.screen == (3, 0, 180) and trial.drop_pp == pytest.approx(1.6667, abs=1e-3)
     assert trial.candidate(settings) and not trial.admissible(settings)
@@ -351,6 +353,9 @@ def test_tune_writes_the_usual_folder_and_tune_json(tuned):
     rows = [json.loads(line) for line in (tuned / "results.jsonl").read_text().splitlines()]
     assert {r["seed"] for r in rows} == {0, 1}
     assert {r["spec"] for r in rows} == {"baseline", *summary["final"]}
+    manifest = json.loads((tuned / "run.json").read_text())  # the one engine's record of its folder
+    assert manifest["kind"] == "tune" and set(manifest["teachers"]) == {"0", "1"} and manifest["complete"]
+    assert manifest["settings"]["tune"]["max_accuracy_drop"] == 2.0
 
 
 def test_a_killed_tune_resumes_from_its_journal(tmp_path):
@@ -485,11 +490,11 @@ def test_the_report_says_when_one_seed_both_chose_and_confirmed(tuned):
     from compress.report.sections import tune_section
 
     summary = json.loads((tuned / TUNE_FILE).read_text())
-    text = Document("t", tune_section(summary)).markdown()
+    text = Document("t", tune_section(TuneRecord.from_dict(summary))).markdown()
     assert "the first seed's split chose the candidates, so it is not trusted" in text
     for proof in summary["confirmation"].values():
         proof.update(drops_pp=proof["drops_pp"][:1], pooled_seeds=[0])
-    text = Document("t", tune_section(summary)).markdown()
+    text = Document("t", tune_section(TuneRecord.from_dict(summary))).markdown()
     assert "not trusted" not in text and "with one seed, the split that chose the candidates also " \
         "confirms them, which flatters them: give --seeds 3" in text
 
@@ -507,10 +512,10 @@ class _ShuffledExecutor:
             job = jobs[index]
             digest = int(hashlib.sha256(job.spec.encode()).hexdigest()[:8], 16)
             accuracy = 0.9 - (digest % 60) / 1000  # 0 to 6 pp below the teacher's 0.9
-            yield {"key": job.key, "row": {"status": "ok", "label": job.spec, "accuracy": accuracy,
-                                           "size_bytes": 1000 + digest % 5000,
-                                           "size_gzip_bytes": 500 + digest % 2500, "artifact": "x",
-                                           "train_seconds": 1.0}}
+            yield RowResult(job.key, 0, {"status": "ok", "label": job.spec, "accuracy": accuracy,
+                                         "size_bytes": 1000 + digest % 5000,
+                                         "size_gzip_bytes": 500 + digest % 2500, "artifact": "x",
+                                         "train_seconds": 1.0})
 
 
 def _offline_search(task, tmp_path: Path, settings: TuneSettings, executor: Any) -> SearchLoop:
@@ -522,7 +527,7 @@ def _offline_search(task, tmp_path: Path, settings: TuneSettings, executor: Any)
 
     def make_job(spec: str) -> SimpleNamespace:
         key = hashlib.sha256(spec.encode()).hexdigest()[:12]
-        return SimpleNamespace(key=key, spec=spec, out=str(tmp_path), result_path=tmp_path / "none" / key)
+        return SimpleNamespace(key=key, spec=spec, folder=str(tmp_path), result_path=tmp_path / "none" / key)
 
     journal = tmp_path / f"journal-{executor.workers}-{id(executor)}.jsonl"
     state = SearchLoop(study, space, settings, make_job, journal, [], {"accuracy": 0.9}, lambda path: 1.0,

@@ -19,8 +19,8 @@ import pytest
 from compress.measure.size import kernels, size_fields
 from compress.models.backend import keras, to_tflite
 from compress.models.flatbuffer import TFLiteModel
-from compress.orchestrate.steps import apply_strategy
 from compress.strategies import registry, strategies_from_spec
+from compress.strategies.apply import apply_strategy
 from tests.zoo import ZOO, MemberRun, make_data, run_member, two_of_four
 
 #: Every built-in and plugin strategy at its fast settings (controls are paired with their

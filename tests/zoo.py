@@ -20,8 +20,8 @@ from compress.data.builtin import TrainingData
 from compress.models.backend import keras, seed_everything, to_tflite
 from compress.models.training import compile_for_training
 from compress.orchestrate.plan import plan_steps
-from compress.orchestrate.steps import apply_strategy
 from compress.strategies import Skip
+from compress.strategies.apply import apply_strategy
 
 L = keras.layers
 IMAGE = (16, 16, 3)

@@ -219,7 +219,8 @@ def _real(value: object) -> bool:
 
 def _as_rows(rows: Iterable[Row] | pd.DataFrame | str | Path) -> list[Row]:
     """Rows from whatever a Python caller has at hand: rows, ``compare``'s frame or a run folder."""
-    from compress.results.rows import read_runs, unfinished_runs
+    from compress.results.manifest import unfinished_runs
+    from compress.results.rows import read_runs
 
     if isinstance(rows, (str, Path)):
         for folder in unfinished_runs([rows]):

@@ -22,8 +22,9 @@ _ALTERNATIVES = ("two-sided", "greater", "less")
 
 @functools.cache
 def _scipy_stats() -> Any:
-    """scipy.stats, imported on first use: its 0.7 s would otherwise delay the start of every
-    command that imports the orchestration, and with it the start of the worker processes."""
+    """scipy.stats, imported on first use: its import would otherwise delay the start of every
+    command that imports the orchestration, and with it the start of the worker processes
+    (measured: docs/benchmarks.md, "Figures behind design decisions")."""
     from scipy import stats
 
     return stats
@@ -254,8 +255,9 @@ def steady_rounds(rounds: list[np.ndarray], tolerance: float = STEADY_TOLERANCE)
     fastest rounds' (their 10th percentile).
 
     Slower rounds met a preempted thread or a slowed core (another tenant on a VM's host, a
-    frequency drop), which comes and goes over about a second; the share of rounds it hits
-    changes from process to process, so a median over every round measures the machine.  A
+    frequency drop), which comes and goes (measured: docs/benchmarks.md, "On a busy machine, and
+    between processes (issue 18)"); the share of rounds it hits changes from process to process,
+    so a median over every round measures the machine.  A
     model's own call-to-call variation shows inside each round, not between them.
     """
     medians = np.array([np.median(r) for r in rounds])

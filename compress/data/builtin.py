@@ -133,7 +133,9 @@ def split_indices(
     Labels must be integers 0..k-1.  Each class needs enough rows to appear
     in every split.
     """
-    from sklearn.model_selection import train_test_split  # scikit-learn loads in ~2 s: only when used
+    # scikit-learn's import is slow (measured: docs/benchmarks.md, "Default run wall time"):
+    # only when used
+    from sklearn.model_selection import train_test_split
 
     y = np.asarray(y)
     if len(y) < MIN_ROWS:

@@ -25,8 +25,8 @@ from compress.common.errors import UserError, option
 from compress.common.text import counted
 from compress.data.builtin import CLASSIFIERS_ONLY, Dataset, TrainingData, split_indices
 from compress.data.images import ImageFolder, load_image_folder
+from compress.data.options import MISSING_POLICIES
 
-MISSING_POLICIES = ("error", "drop", "impute")
 ONE_HOT_LIMIT = 10  # categorical columns with more distinct values are ordinal-encoded
 TABULAR_SUFFIXES = (".csv", ".tsv", ".parquet")
 #: Separators a spreadsheet's "CSV" export may use instead of commas (a European locale's ";"

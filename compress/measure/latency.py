@@ -29,15 +29,16 @@ from compress.models.flatbuffer import DEFAULT_THREADS, TFLiteModel
 
 DISTURBED = 0.20  # a round that spent 20% of its wall time off the CPU waited for a core
 #: Rounds go on for at least this long: a slowed core (another tenant on the host) comes and
-#: goes over about a second on the VMs measured, so a shorter run can fall wholly inside one.
+#: goes in periods this span outlasts, so a shorter run can fall wholly inside one (measured:
+#: docs/benchmarks.md, "On a busy machine, and between processes (issue 18)").
 #: ``$COMPRESS_LATENCY_SPAN`` changes it (0: just the rounds asked for, for quick looks).
 SPAN_SECONDS = 3.0
 #: Below this many rounds steady for both models, the speed-up pairs every round instead.
 MIN_STEADY_PAIRS = 5
 #: Fewer steady rounds than this share earn a warning: the fast level was rare, and may be the
-#: exception rather than the slowed rounds (on this VM, 27-100% of rounds were steady).
+#: exception rather than the slowed rounds (the share steady varies from process to process;
+#: measured: docs/benchmarks.md, "On a busy machine, and between processes (issue 18)").
 UNSTEADY_SHARE = 0.25
-#: A kernel counts as pruned when at least this share of it is zero: trained or merely
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ class LatencyStats:
 
 @contextlib.contextmanager
 def pinned_to_one_core() -> Iterator[int | None]:
-    """Pin the calling thread to one core: unpinned loops here jumped ~60% 1 round in 10."""
+    """Pin the calling thread to one core: unpinned, a timing loop jumps between rounds
+    (measured: docs/benchmarks.md, "How each number is measured")."""
     if not hasattr(os, "sched_setaffinity"):
         yield None
         return

@@ -56,7 +56,8 @@ for detail in interpreter.get_input_details():
 interpreter.invoke()
 print(json.dumps({"before_kib": before, "peak_kib": status("VmHWM")}))
 """
-#: The next model's probe, started early so that its imports (0.3 s) overlap other work.
+#: The next model's probe, started early so that its imports overlap other work (measured:
+#: docs/benchmarks.md, "Figures behind design decisions").
 _spare: subprocess.Popen[bytes] | None = None
 
 

@@ -5,9 +5,9 @@
   Dense 128, then logits; images (height, width, channels).
 - ``cnn1d:32,64,64:64``: Conv1D 32, 64 and 64 (kernel 5, ReLU, each followed by max-pooling
   by 2), global average pooling, Dense 64, then logits; sequences (length, channels).  Global
-  pooling, as in the 1-D CNNs people write for signals, finds a pattern wherever it sits:
-  with a Flatten head the same widths reached 0.90 where a user's pooled Conv1D reached 0.96
-  (docs/benchmarks.md).
+  pooling, as in the 1-D CNNs people write for signals, finds a pattern wherever it sits: with
+  a Flatten head the same widths fell well short of a user's pooled Conv1D (measured:
+  docs/benchmarks.md, "A user's Conv1D teacher on 1-D signals (issue 13)").
 - ``dsres:16,32``: a small depthwise-separable residual network for images: a 3×3 stem, then
   per width a MobileNetV2-style block (1×1 expand, 3×3 depthwise, 1×1 project, BatchNorm,
   ReLU6, a residual add when the width is unchanged), global average pooling, logits.
@@ -15,9 +15,9 @@
   with stride 2, then per further width two depthwise-separable blocks (3×3 depthwise, 1×1
   pointwise, BatchNorm, ReLU6), the first with stride 2, global average pooling, logits.  It
   halves the resolution at every width as a MobileNet teacher does, so it is the student derived
-  for one: distilled from MobileNetV2 at 96x96 it scored 0.98 on the test split where the
-  full-resolution ``cnn:4,4:16`` derived before scored 0.62, in 60% of the time per batch
-  (docs/benchmarks.md).
+  for one: distilled from MobileNetV2 at 96x96 it scored far above the full-resolution
+  ``cnn:4,4:16`` derived before, in less time per batch (measured: docs/benchmarks.md, "The
+  automatic student of a MobileNet: `mobile`").
 
 Every model outputs logits, so temperature scaling in distillation acts where Hinton et al.
 put it.  The data's kind decides the default: features get an MLP, sequences a 1-D CNN,
@@ -110,8 +110,9 @@ PREPROCESSING_LAYERS = ("Normalization", "Rescaling")
 def input_preprocessing(model: keras.Model) -> list[keras.layers.Layer]:
     """The model's leading Normalization and Rescaling layers, in order (none for a built-in
     teacher).  A student or a from-scratch control sees the teacher's raw input, so without
-    them it learns from features the teacher never saw: after a Normalization adapted on
-    features reaching 5,000, students missing it stayed below the majority-class rate."""
+    them it learns from features the teacher never saw: students missing an adapted
+    Normalization stayed below the majority-class rate (measured: docs/benchmarks.md, "Figures
+    behind design decisions")."""
     found = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
@@ -217,9 +218,9 @@ def _dsres(widths: tuple[int, ...], input_shape: tuple[int, ...], n_classes: int
 def _mobile(widths: tuple[int, ...], input_shape: tuple[int, ...], n_classes: int,
             name: str, first: list[keras.layers.Layer]) -> keras.Model:
     """A MobileNet: a strided stem, then two depthwise-separable blocks per further width, the
-    first strided.  Two, not one: with one, a student of widths 8 to 64 reached 0.78 on
-    validation at 96x96 where two reached 0.94 in 25 epochs, the second block widening what each
-    unit sees."""
+    first strided.  Two, not one: the second block widens what each unit sees, and a student
+    with two per width was clearly more accurate than one with one (measured: docs/benchmarks.md,
+    "The automatic student of a MobileNet: `mobile`")."""
     layers = keras.layers
     inputs = keras.Input(shape=input_shape, name="input")
     x = inputs
@@ -275,9 +276,9 @@ def derive_student(teacher: keras.Model, teacher_architecture: str,
 
 
 #: A ``mobile`` student stops halving the resolution where the teacher's maps get this small:
-#: at 96x96, with one block per width, a student halving down to MobileNetV2's last 3x3 maps
-#: (widths 8 to 128) stayed at chance on validation, one stopping at 6x6 (16 to 128) reached 0.83
-#: in 15 epochs (docs/benchmarks.md).
+#: a student halving down to MobileNetV2's last maps stayed at chance on validation, one
+#: stopping earlier learnt (measured: docs/benchmarks.md, "The automatic student of a MobileNet:
+#: `mobile`").
 MOBILE_SMALLEST_SIDE = 4
 
 
@@ -365,8 +366,9 @@ def student_ladder(teacher: keras.Model, teacher_architecture: str, input_shape:
     parameter count: the first with at most ``LADDER_FIRST_SHARE`` of the teacher's, every next
     at most half the one before, so the smallest student within a budget is found in a few
     rungs.  The teacher's depth matters: on a user's Conv1D teacher of three convolutions,
-    students of two lost 5-12 pp on validation after a quarter of their training, students of
-    three of the same size ended within 0.4 pp of it on the test split (docs/benchmarks.md).
+    students of two lost several points on validation after a quarter of their training, students
+    of three of the same size ended close to it on the test split (measured: docs/benchmarks.md,
+    "`distill:max_drop=1`: the smallest student within the budget (issue 31)").
     When none is small enough, the shallower students of ``derive_student``, then
     for images depthwise-separable residual ones (a teacher that pools globally outweighs any
     Flatten head).  Empty when nothing is small enough."""

@@ -25,7 +25,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # its rounding differs run 
 #: TensorFlow's threads per process, for training.  A training step's float sums depend on
 #: how many threads share them, so a fixed count gives the same model from the same seed
 #: whatever the core count and ``--jobs``; and two workers of two threads each on two cores
-#: trained 1.5x slower than two of one (oversubscribed).  Parallelism comes from workers.
+#: train slower than two of one (oversubscribed; measured: docs/benchmarks.md, "Default run wall
+#: time").  Parallelism comes from workers.
 TRAINING_THREADS = 1
 
 warnings.filterwarnings("ignore", module="tensorflow.*")
@@ -60,8 +61,9 @@ class _Lazy:
 
     Importing this module is free: strategies register, ``compress list`` runs
     and reports build without TensorFlow, which loads only when a model is touched.
-    LiteRT loads on its own (0.2 s against TensorFlow's 6 s), so a process that only
-    times or scores flatbuffers never imports TensorFlow.
+    LiteRT loads on its own, in a fraction of TensorFlow's import time, so a process that only
+    times or scores flatbuffers never imports TensorFlow (measured: docs/benchmarks.md,
+    "Figures behind design decisions").
     """
 
     def __init__(self, name: str, loader: Any) -> None:
@@ -85,9 +87,10 @@ def keras3_unimportable() -> Iterator[None]:
     tfmot's import and TensorFlow's Keras converter import Keras 3 only to find that it is not
     what they work with: tfmot's prune registry looks for ``keras.src.engine`` (Keras 3 has
     none, and falls back), the converter asks whether the model is a Keras 3 layer (ours are
-    tf_keras).  That import took 3.8 s of every process's first conversion and 2.6 s of tfmot's
-    import (it pulls in scikit-learn, SciPy's statistics and matplotlib), and it reads the
-    user's ``KERAS_BACKEND``.  An ImportError gives both the answer they reach anyway.
+    tf_keras).  That import slowed every process's first conversion and tfmot's import (it pulls
+    in scikit-learn, SciPy's statistics and matplotlib; measured: docs/benchmarks.md, "Default
+    run wall time"), and it reads the user's ``KERAS_BACKEND``.  An ImportError gives both the
+    answer they reach anyway.
     """
     if "keras" in sys.modules:
         yield
@@ -120,7 +123,7 @@ def _tensorflow() -> dict[str, Any]:
 @functools.cache
 def _tfmot() -> dict[str, Any]:
     """tfmot on its own, for the strategies that prune, cluster or train quantization-aware:
-    the other processes skip its import (0.7 s, 3.3 s while it also imported Keras 3)."""
+    the other processes skip its import (measured: docs/benchmarks.md, "Default run wall time")."""
     _tensorflow()
     with quiet_stderr(), keras3_unimportable():
         import tensorflow_model_optimization

@@ -17,10 +17,10 @@ import numpy as np
 from compress.models.backend import keras
 
 #: What one activation value costs a training step, in multiply-accumulates.  Solved from the
-#: seconds per training sample of the two 10 ms models of the seven measured on a 2-core x86
-#: machine (docs/benchmarks.md): a ResNet of 26.7M MACs and MobileNetV2 (alpha 0.35) at 96x96 of
-#: 10.7M take the same time, since MobileNetV2's depthwise, normalization and activation layers
-#: move 3.6 times the values.
+#: seconds per training sample of the models measured: a ResNet and MobileNetV2 (alpha 0.35) at
+#: 96x96 take the same time for very different MACs, since MobileNetV2's depthwise, normalization
+#: and activation layers move several times the values (measured: docs/benchmarks.md, "Budgets
+#: planned for the teacher's cost (issue 30, 2026-12-05)").
 ACTIVATION_COST = 13
 
 

@@ -23,7 +23,8 @@ not soundly:
   share one TensorFlow runtime.  In a child, nothing Keras 3 does with the user's file can touch
   the tf_keras models or the reproducibility of the run that follows.
 
-The price is one Python start-up and TensorFlow import (about 8 s of CPU) per teacher load.
+The price is one Python start-up and TensorFlow import per teacher load (measured:
+docs/benchmarks.md, "Figures behind design decisions").
 Keras 3 loads the file with ``safe_mode=True``, and only after ``translate`` has accepted it,
 so it only ever sees standard Keras layers and objects.
 """
@@ -139,7 +140,7 @@ def check_translation(path: Path, translated: keras.Model, x: np.ndarray, *, use
 
     Keras 3 runs in a child process (see the module docstring for why), once per file, inputs
     and versions: its predictions are cached, so a later run of the same teacher on the same
-    data skips the child's 15-20 s.
+    data skips the child (measured: docs/benchmarks.md, "Figures behind design decisions").
     """
     reference = _keras3_predictions(Path(path), np.asarray(x, dtype=np.float32), use_cache)
     mine = np.asarray(translated.predict(x, batch_size=1024, verbose=0))

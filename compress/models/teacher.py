@@ -29,14 +29,7 @@ from compress.common.fileio import cache_dir, write_atomic
 from compress.data.builtin import Dataset, TrainingData
 from compress.models.architectures import INTEGER_INPUTS, TOKEN_LAYERS, build_model, default_teacher
 from compress.models.backend import keras, seed_everything, tf
-from compress.models.training import (
-    BATCH_SIZE,
-    compile_for_training,
-    cut_short,
-    deadline_callback,
-    limited,
-    plan,
-)
+from compress.models.training import BATCH_SIZE, TrainingLimits, compile_for_training
 
 # Bump when the training code changes in a way the recipe fields do not capture.
 #: 3: cnn1d pools globally; 4: budgets planned for the data size; 5: one TensorFlow thread
@@ -133,18 +126,19 @@ def untrained_teacher(dataset: Dataset, architecture: str, recipe: TeacherRecipe
                        dropout=recipe.dropout)
 
 
-def _train(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int) -> tuple[keras.Model, int]:
+def _train(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int,
+           limits: TrainingLimits) -> tuple[keras.Model, int]:
     t = dataset.training
     model = untrained_teacher(dataset, architecture, recipe, seed)
     compile_for_training(model, LEARNING_RATE)
     batches = tf.data.Dataset.from_tensor_slices((t.x_train, t.y_train))
     batches = batches.shuffle(len(t.y_train), seed=seed, reshuffle_each_iteration=True)
-    planned = plan(recipe.epochs, len(t.y_train), batch_size=recipe.batch_size)
+    planned = limits.plan(recipe.epochs, len(t.y_train), batch_size=recipe.batch_size)
     batches = batches.batch(planned.batch_size)
     if recipe.augment:
         perturb = augmenter(t, recipe.noise)
         batches = batches.map(lambda x, y: (perturb(x), y))
-    callbacks: list[keras.callbacks.Callback] = [deadline_callback(model, planned)] if limited() else []
+    callbacks = limits.callbacks(model, planned)
     if recipe.patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", patience=recipe.patience, restore_best_weights=True))
@@ -161,9 +155,11 @@ def get_teacher(
     architecture: str | None = None,
     use_cache: bool = True,
     load: bool = True,
+    deadline: float | None = None,
 ) -> Teacher:
-    """Load the teacher from the cache, or train and cache it (unless a time allowance cut its
-    training short: an under-trained teacher must not be reused as the real one).
+    """Load the teacher from the cache, or train and cache it (unless ``deadline``, a
+    ``time.time()`` value, cut its training short: an under-trained teacher must not be reused
+    as the real one).
 
     ``load=False`` leaves a cached teacher's model on disk (``model`` None, ``file`` set):
     a parent whose workers load it need not import TensorFlow at all.
@@ -178,12 +174,13 @@ def get_teacher(
                        meta["val_accuracy"], meta["train_seconds"], key, model_path)
 
     seed_everything(seed)
+    limits = TrainingLimits.until(deadline)
     start = time.perf_counter()
-    model, epochs_trained = _train(dataset, arch, recipe, seed)
+    model, epochs_trained = _train(dataset, arch, recipe, seed, limits)
     seconds = time.perf_counter() - start
     t = dataset.training
     train_acc, val_acc = _accuracy(model, t.x_train, t.y_train), _accuracy(model, t.x_val, t.y_val)
-    stopped = cut_short()
+    stopped = limits.cut_short
     if use_cache and stopped is None:
         folder.mkdir(parents=True, exist_ok=True)
         # Save under a temporary name, then rename: a killed run leaves no half-written teacher.

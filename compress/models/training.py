@@ -4,25 +4,25 @@ Every default budget was chosen on problems of at most ``REFERENCE_ROWS`` traini
 built-in ones have 700 to 1,300) and teachers whose sample costs at most ``REFERENCE_COST``.
 On more data, or a costlier model, the same budget would cost far more: 300 epochs of 50,000
 rows are 100,000 optimizer steps, and 40 epochs of a MobileNetV2 on 3,773 images of 96x96
-take 25 minutes on one core.  So a budget given in epochs is *planned* for the data and the
-teacher (``plan``): batches grow with the data, up to 8 times, and the optimizer steps are
-capped at what the budget takes on the reference problem, shrunk in proportion to what a
-sample costs the teacher above the reference (``planned_for``), but never below one epoch.
-On the built-in problems a plan is exactly the epochs asked for.  The cap is a count, not a
-clock: every machine trains the same steps.
+take many minutes on one core (measured: docs/benchmarks.md, "Figures behind design
+decisions").  So a budget given in epochs is *planned* for the data and the teacher (``plan``):
+batches grow with the data, up to 8 times, and the optimizer steps are capped at what the
+budget takes on the reference problem, shrunk in proportion to what a sample costs the teacher
+above the reference, but never below one epoch.  On the built-in
+problems a plan is exactly the epochs asked for.  The cap is a count, not a clock: every
+machine trains the same steps.
 
-``--time-budget`` gives each strategy a share of the run's time (``time_allowance``): training
-stops at the next batch (Keras) or epoch (a strategy's own loop) once the share is spent, and
-the row says how far it got.
+``--time-budget`` gives each strategy a share of the run's time: training stops at the next
+batch (Keras) or epoch (a strategy's own loop) once the share is spent, and the row says how
+far it got.  Both reach a training loop as ``TrainingLimits`` (a strategy's are
+``Context.limits``), never through ambient state.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,28 +72,15 @@ class Plan:
                 f"{self.steps:,} optimizer steps, {cap})")
 
 
-_COST: ContextVar[int | None] = ContextVar("compress_sample_cost", default=None)
-
-
-@contextlib.contextmanager
-def planned_for(cost: int | None) -> Iterator[None]:
-    """Budgets planned inside the block are planned for a teacher whose training sample costs
-    ``cost`` (``cost.sample_cost``; None, unknown: as the reference, no cap)."""
-    token = _COST.set(cost)
-    try:
-        yield
-    finally:
-        _COST.reset(token)
-
-
-def plan(epochs: int, rows: int, *, batch_size: int = BATCH_SIZE, max_steps: int | None = None) -> Plan:
+def plan(epochs: int, rows: int, *, batch_size: int = BATCH_SIZE, max_steps: int | None = None,
+         cost: int | None = None) -> Plan:
     """``epochs`` of ``batch_size`` as chosen on the reference problem, for ``rows``.
 
     The batch doubles for every doubling of the data above ``REFERENCE_ROWS`` (at most 8×),
     and the optimizer steps stay within what the budget takes on the reference data (or within
-    ``max_steps``), shrunk in proportion when a sample costs the teacher more than
-    ``REFERENCE_COST`` (``planned_for``), at least one epoch: 300 epochs on 50,000 rows would be
-    100,000 steps.
+    ``max_steps``), shrunk in proportion when a sample costs the teacher (``cost``,
+    ``cost.sample_cost``; None, unknown: as the reference, no cap) more than ``REFERENCE_COST``,
+    at least one epoch: 300 epochs on 50,000 rows would be 100,000 steps.
     """
     growth = 1
     while growth < MAX_BATCH_GROWTH and rows >= 2 * growth * REFERENCE_ROWS:
@@ -102,7 +89,6 @@ def plan(epochs: int, rows: int, *, batch_size: int = BATCH_SIZE, max_steps: int
     per_epoch = max(1, math.ceil(rows / batch))
     cap = epochs * math.ceil(REFERENCE_ROWS / batch_size) if max_steps is None else max_steps
     planned = max(1, min(epochs, math.ceil(cap / per_epoch)))
-    cost = _COST.get()
     if cost is None or cost <= REFERENCE_COST:
         return Plan(planned, batch, per_epoch, epochs, batch_size)
     capped = max(1, min(epochs, math.ceil(cap * REFERENCE_COST / cost / per_epoch)))
@@ -112,8 +98,8 @@ def plan(epochs: int, rows: int, *, batch_size: int = BATCH_SIZE, max_steps: int
 
 @dataclass
 class Allowance:
-    """A strategy's share of ``--time-budget``: training stops once ``deadline`` (a
-    ``time.time()`` value, so a worker process can share it) has passed."""
+    """A share of ``--time-budget``: training stops once ``deadline`` (a ``time.time()`` value,
+    so a worker process can share it) has passed."""
 
     deadline: float
     stopped: str | None = None  # what the budget cut short, for the row
@@ -122,62 +108,63 @@ class Allowance:
         return time.time() >= self.deadline
 
 
-_ALLOWANCE: ContextVar[Allowance | None] = ContextVar("compress_allowance", default=None)
+@dataclass(frozen=True)
+class TrainingLimits:
+    """What bounds a training loop, handed to it rather than read from the air: a strategy gets
+    its own in ``Context.limits``, so a plugin's loop obeys exactly what the built-in ones do.
 
+    Budgets are planned for what a sample costs the teacher (``sample_cost``; None, unknown: no
+    cap), and with an ``allowance`` training stops once its share of ``--time-budget`` is spent.
+    The default limits nothing.  Only the allowance's record of what it cut short changes.
+    """
 
-@contextlib.contextmanager
-def time_allowance(deadline: float | None) -> Iterator[Allowance | None]:
-    """Training inside the block stops at ``deadline`` (None: no limit)."""
-    allowance = None if deadline is None else Allowance(deadline)
-    token = _ALLOWANCE.set(allowance)
-    try:
-        yield allowance
-    finally:
-        _ALLOWANCE.reset(token)
+    sample_cost: int | None = None
+    allowance: Allowance | None = None
 
+    @classmethod
+    def until(cls, deadline: float | None, *, sample_cost: int | None = None) -> TrainingLimits:
+        """Training stops at ``deadline`` (``time.time()``; None: never)."""
+        return cls(sample_cost, None if deadline is None else Allowance(deadline))
 
-def out_of_time() -> bool:
-    """For a strategy's own training loop: stop now, the run's time budget for it is spent."""
-    allowance = _ALLOWANCE.get()
-    return allowance is not None and allowance.spent()
+    def plan(self, epochs: int, rows: int, *, batch_size: int = BATCH_SIZE,
+             max_steps: int | None = None) -> Plan:
+        """``plan``, for this teacher's sample cost."""
+        return plan(epochs, rows, batch_size=batch_size, max_steps=max_steps, cost=self.sample_cost)
 
+    def out_of_time(self) -> bool:
+        """For a training loop of one's own: stop now, the time allowed is spent."""
+        return self.allowance is not None and self.allowance.spent()
 
-def stopped_by_budget(what: str) -> None:
-    """Record, for the row, what a loop that obeyed ``out_of_time`` cut short (first one wins:
-    in a chain, the earliest stage that was cut)."""
-    allowance = _ALLOWANCE.get()
-    if allowance is not None and allowance.stopped is None:
-        allowance.stopped = what
+    def record_cut(self, what: str) -> None:
+        """Record, for the row, what a loop that obeyed ``out_of_time`` cut short (the first one
+        wins: in a chain, whose stages share their limits, the earliest stage that was cut)."""
+        if self.allowance is not None and self.allowance.stopped is None:
+            self.allowance.stopped = what
 
+    @property
+    def cut_short(self) -> str | None:
+        """What the time allowance cut short, if anything."""
+        return None if self.allowance is None else self.allowance.stopped
 
-def limited() -> bool:
-    """Whether a time allowance is in force (its callback costs a little on every batch)."""
-    return _ALLOWANCE.get() is not None
+    def callbacks(self, model: keras.Model, planned: Plan) -> list[keras.callbacks.Callback]:
+        """For ``model.fit``: with an allowance, one that stops after the current batch once it is
+        spent (it costs a little on every batch, so none without).  (A LambdaCallback, not a
+        Callback subclass: subclassing at import would import TensorFlow for ``compress list``.)"""
+        if self.allowance is None:
+            return []
+        epoch = [0]
 
+        def batch_end(batch: int, logs: dict | None = None) -> None:
+            if self.out_of_time():
+                model.stop_training = True
+                done = epoch[0] * planned.steps_per_epoch + batch + 1
+                self.record_cut(f"{done:,} of {planned.steps:,} optimizer steps ({planned.describe()})")
 
-def cut_short() -> str | None:
-    """What the current time allowance cut short, if anything."""
-    allowance = _ALLOWANCE.get()
-    return None if allowance is None else allowance.stopped
-
-
-def deadline_callback(model: keras.Model, planned: Plan) -> keras.callbacks.Callback:
-    """Stops ``model.fit`` after the current batch once the time allowance is spent.  (A
-    function, not a Callback subclass: subclassing at import would import TensorFlow for
-    ``compress list``.)"""
-    epoch = [0]
-
-    def batch_end(batch: int, logs: dict | None = None) -> None:
-        if out_of_time():
-            model.stop_training = True
-            done = epoch[0] * planned.steps_per_epoch + batch + 1
-            stopped_by_budget(f"{done:,} of {planned.steps:,} optimizer steps ({planned.describe()})")
-
-    callback = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda number, logs=None: epoch.__setitem__(0, number),
-        on_train_batch_end=batch_end)
-    callback._supports_tf_logs = True  # it reads no logs: spare Keras a numpy copy per batch
-    return callback
+        callback = keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda number, logs=None: epoch.__setitem__(0, number),
+            on_train_batch_end=batch_end)
+        callback._supports_tf_logs = True  # it reads no logs: spare Keras a numpy copy per batch
+        return [callback]
 
 
 def outputs_probabilities(model: keras.Model) -> bool:
@@ -204,18 +191,18 @@ def compile_for_training(model: keras.Model, learning_rate: float) -> None:
     )
 
 
-def fit(model: keras.Model, data: TrainingData, *, epochs: int, lr: float,
+def fit(model: keras.Model, data: TrainingData, *, epochs: int, lr: float, limits: TrainingLimits,
         callbacks: Sequence[keras.callbacks.Callback] = (), patience: float | None = None) -> Plan:
     """Compile and train on the train split: the one recipe every training strategy shares.
 
-    ``epochs`` is planned for the data size (``plan``); ``patience`` (a fraction of the
-    planned epochs; 0 or None: off) stops when validation accuracy has not improved for that
-    long and restores the best weights.  The time
-    allowance, if any, is obeyed.  Returns the plan, for the row's notes.
+    ``epochs`` is planned for the data size and the teacher (``limits.plan``); ``patience`` (a
+    fraction of the planned epochs; 0 or None: off) stops when validation accuracy has not
+    improved for that long and restores the best weights.  The time allowance of ``limits``, if
+    any, is obeyed.  Returns the plan, for the row's notes.
     """
-    planned = plan(epochs, len(data.y_train))
+    planned = limits.plan(epochs, len(data.y_train))
     compile_for_training(model, lr)
-    extra: list[keras.callbacks.Callback] = [deadline_callback(model, planned)] if limited() else []
+    extra = limits.callbacks(model, planned)
     validation = None
     if patience:
         validation = (data.x_val, data.y_val)

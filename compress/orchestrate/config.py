@@ -17,6 +17,7 @@ from typing import Any
 from compress.common.errors import UserError, option
 from compress.data.builtin import SHIFT_TARGET_TRAIN
 from compress.data.images import parse_image_size
+from compress.data.options import MISSING_POLICIES
 from compress.measure.latency import latency_span
 from compress.models.architectures import parse_architecture
 from compress.models.teacher import (
@@ -32,7 +33,6 @@ DEFAULT_STRATEGIES = (
 SCENARIOS = ("standard", "shift")
 
 
-MISSING_POLICIES = ("error", "drop", "impute")
 
 
 #: What --scenario shift compares when no --strategy is given: adaptation to the target.
@@ -44,6 +44,24 @@ SHIFT_STRATEGIES = (
 
 #: scikit-learn and NumPy take seeds below 2**32.
 MAX_SEED = 2**32 - 1
+
+
+EXECUTORS = ("local", "dask")
+
+
+def default_jobs() -> int:
+    """Worker processes when none are asked for: ``$COMPRESS_JOBS``, else one per core; the
+    same for the command line and for Python callers."""
+    import os
+
+    given = os.environ.get("COMPRESS_JOBS", "").strip()
+    if given:
+        try:
+            return int(given)
+        except ValueError:
+            raise UserError(f"$COMPRESS_JOBS must be a whole number of worker processes, got "
+                            f"{given!r}") from None
+    return os.cpu_count() or 1
 
 
 @dataclass
@@ -70,7 +88,10 @@ class RunConfig:
     scenario: str = "standard"  # "shift": teacher on a source domain, strategies on a target
     target_train: int = SHIFT_TARGET_TRAIN
     overwrite: bool = False
+    resume: bool = False  # take the rows the ``out`` folder already holds (same data and teachers)
     use_cache: bool = True
+    executor: str = "local"  # where rows train: "local" (this process or a pool) or "dask"
+    address: str | None = None  # a Dask scheduler; None: a local cluster
     command: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,25 +100,42 @@ class RunConfig:
         self.seeds = tuple(_whole(seed) for seed in self.seeds)
         self.epochs, self.threads, self.jobs, self.target_train = (
             _whole(self.epochs), _whole(self.threads), _whole(self.jobs), _whole(self.target_train))
-        self.data = Path(self.data) if self.data is not None else None
-        self.teacher = Path(self.teacher) if self.teacher is not None else None
-        self.out = Path(self.out) if self.out is not None else None
+        self.data, self.teacher, self.out = (Path(value) if isinstance(value, str) else value
+                                             for value in (self.data, self.teacher, self.out))
 
     def validate(self) -> None:
         """Every run setting checked, one line per mistake, before anything is loaded."""
         for name in ("epochs", "threads", "jobs", "target_train"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise UserError(f"{option(name)} must be a whole number, got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise UserError(f"{option(name)} must be a whole number of at least 1, got {value!r}")
+        for name in ("data", "teacher", "out"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, Path) and str(value).strip()):
+                raise UserError(f"{option(name)} must be a non-empty string (a path), got {value!r}")
+        for name in ("dataset", "target", "teacher_architecture", "address"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                raise UserError(f"{option(name)} must be a non-empty string, got {value!r}")
+        from compress.data.builtin import BUILTIN_DATASETS
+
+        if self.data is None and self.dataset not in BUILTIN_DATASETS:
+            raise UserError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(BUILTIN_DATASETS)}, "
+                            f"or give {option('data', 'FILE')}")
         budget = self.time_budget
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, numbers.Real)):
             raise UserError(f"{option('time_budget')} must be a number of minutes, got {budget!r}")
-        if self.epochs is not None and self.epochs < 1:
-            raise UserError(f"{option('epochs')} must be at least 1, got {self.epochs}")
-        if self.threads < 1:
-            raise UserError(f"{option('threads')} must be at least 1, got {self.threads}")
-        if self.jobs < 1:
-            raise UserError(f"{option('jobs')} must be at least 1, got {self.jobs}")
+        if self.executor not in EXECUTORS:
+            raise UserError(f"{option('executor')} must be one of {', '.join(EXECUTORS)}, "
+                            f"got {self.executor!r}")
+        if self.address is not None and self.executor != "dask":
+            raise UserError(f"{option('address')} is for {option('executor', 'dask')}; drop it")
+        if self.resume and self.overwrite:
+            raise UserError(f"give {option('resume', True)} (keep the rows in {option('out')}) or "
+                            f"{option('overwrite', True)} (replace them), not both")
+        if self.resume and self.out is None:
+            raise UserError(f"{option('resume', True)} resumes the folder {option('out')} names; "
+                            f"give {option('out', 'DIR')}")
         latency_span()  # read now: a mistake there must not wait for the training to end
         if self.time_budget is not None and not (0 < self.time_budget < math.inf):
             raise UserError(f"{option('time_budget')} must be a number of minutes above 0, "
@@ -111,8 +149,6 @@ class RunConfig:
         if self.missing not in MISSING_POLICIES:
             raise UserError(f"{option('missing')} must be one of {', '.join(MISSING_POLICIES)}, "
                             f"got {self.missing!r}")
-        if self.target_train < 1:
-            raise UserError(f"{option('target_train')} must be at least 1, got {self.target_train}")
         if self.scenario not in SCENARIOS:
             raise UserError(f"{option('scenario')} must be one of {', '.join(SCENARIOS)}, "
                             f"got {self.scenario!r}")
@@ -124,8 +160,8 @@ class RunConfig:
             raise UserError(f"{option('target')} names a column of a .csv or .parquet file; an image "
                             f"folder's labels are its sub-folder names, so drop {option('target')}")
         if self.target is not None and self.data is None:
-            raise UserError(f"{option('target')} needs {option('data', 'FILE')} (the built-in datasets have "
-                            "their labels)")
+            raise UserError(f"{option('target')} names a column of a data file; it needs "
+                            f"{option('data', 'FILE')} (the built-in datasets have their labels)")
         if self.target is not None and self.data is not None and self.data.suffix.lower() == ".npz":
             raise UserError(f"{option('target')} names a column of a .csv or .parquet file; an .npz holds "
                             f"its labels in the array y, so drop {option('target')}")
@@ -170,7 +206,10 @@ def resolve_config(
     time_budget: float | None = None,
     out: Path | str | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     use_cache: bool = True,
+    executor: str | None = None,
+    address: str | None = None,
     command: str | None = None,
 ) -> RunConfig:
     """The one place run settings are combined: defaults, then the preset, then the scenario,
@@ -195,14 +234,15 @@ def resolve_config(
         "teacher_architecture": teacher_architecture,
         "strategies": strategies or None, "epochs": epochs,
         "seeds": tuple(range(seeds)) if isinstance(seeds, int) else seeds,
-        "scenario": scenario, "target_train": target_train, "threads": threads, "jobs": jobs,
-        "time_budget": time_budget, "out": out,
+        "scenario": scenario, "target_train": target_train, "threads": threads,
+        "jobs": default_jobs() if jobs is None else jobs, "time_budget": time_budget, "out": out,
+        "executor": executor, "address": address,
     }
     settings.update({key: value for key, value in explicit.items() if value is not None})
     if data is not None:
         settings["dataset"] = None
     config = RunConfig(**settings, trust_model=trust_model, allow_weak_teacher=allow_weak_teacher,
-                       overwrite=overwrite, use_cache=use_cache, command=command)
+                       overwrite=overwrite, resume=resume, use_cache=use_cache, command=command)
     config.validate()
     return config
 

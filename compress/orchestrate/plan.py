@@ -185,8 +185,9 @@ class TechniquesFirst:
 
 def start_order(planned: Sequence[PlannedRow], workers: int, budgeted: bool) -> list[PlannedRow]:
     """The order rows start in.  Side by side, the costliest first, so that no worker is left
-    with a long step at the end (a control weighs what its technique does: on 3,773 images
-    both distill controls once started after pruning and ran last, alone, for four minutes);
+    with a long step at the end (a control weighs what its technique does: weighed as a
+    fine-tune, the distill controls started late and one ran last, alone; measured:
+    docs/benchmarks.md, "The default run on 50,000 rows and on 5,391 images");
     under a time budget, the cheapest first (a control right after its technique): a
     quantizer's row is complete in seconds, a training cut short is worth less, and what a
     budget cannot start is skipped."""

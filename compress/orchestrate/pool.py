@@ -37,8 +37,9 @@ def _worker_setup(parent: int, warmup: Callable[[], None] | None = None, flags: 
 
     threading.Thread(target=watch, daemon=True).start()
     # At exit, once multiprocessing's own finalizers have run (they release the semaphores this
-    # worker made), skip the interpreter's teardown: with TensorFlow loaded it took 1.5 s, which
-    # ``stop_pool`` waits for before the parent times anything.
+    # worker made), skip the interpreter's teardown: with TensorFlow loaded it is slow (measured:
+    # docs/benchmarks.md, "Default run wall time"), and ``stop_pool`` waits for it before the
+    # parent times anything.
     from multiprocessing import util
 
     util.Finalize(None, os._exit, args=(0,), exitpriority=-100)

@@ -1,40 +1,61 @@
-"""``compress run``: dataset -> teacher -> strategies -> measurement -> results.
+"""The one engine of ``compress run``, ``sweep`` and ``tune``'s final measurement:
+dataset -> teacher -> strategies -> measurement -> results.
 
-The run is planned (``plan``), its teachers prepared and checked (``teachers``) before the
-output folder is touched, its rows executed here or in workers (``execute``), each saved as it
-finishes; then every seed's rows are timed together in interleaved rounds (``steps.finish_seed``),
-so training never competes with timing, and run.json is completed.
+A command is planned (``plan``), its teachers prepared and checked (``teachers``) before the
+output folder is touched, its rows made as ``tasks.RowTask`` by an executor (this process, a
+local pool or Dask), each saved as it finishes; then every seed's rows are timed together in
+interleaved rounds (``steps.finish_seed``), so training never competes with timing, and
+run.json is completed.  A folder that already holds rows of the same data and teachers is
+resumed (``resume``): every row whose key matches is taken, not made again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import pickle
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from compress.common.errors import UserError
+import numpy as np
+
+from compress.common.errors import UserError, option
 from compress.common.fileio import write_atomic
 from compress.models.architectures import check_fits
-from compress.models.teacher import (
-    Teacher,
-)
-from compress.models.training import time_allowance
+from compress.models.teacher import Teacher
 from compress.orchestrate.config import RunConfig, default_out_dir
-from compress.orchestrate.execute import (
-    RowContext,
-    TeacherFailed,
-    evaluate_here,
-    evaluate_in_workers,
-    importable_elsewhere,
-)
+from compress.orchestrate.executors import Executor, executor_for
 from compress.orchestrate.interrupts import Interrupts
-from compress.orchestrate.plan import PlannedRow, TimeBudget, plan_rows, plan_steps, start_order
-from compress.orchestrate.steps import Evaluated, finish_seed
+from compress.orchestrate.plan import (
+    PlannedRow,
+    TechniquesFirst,
+    TimeBudget,
+    artifact_name,
+    plan_rows,
+    plan_steps,
+    start_order,
+)
+from compress.orchestrate.pool import WAIT
+from compress.orchestrate.steps import Evaluated, finish_seed, step_row
+from compress.orchestrate.tasks import (
+    JOBS_DIR,
+    RowResult,
+    RowTask,
+    Task,
+    TeacherFailed,
+    TeacherTask,
+    TeacherTrained,
+    forget_here,
+    keep_here,
+    row_key,
+    strategy_classes,
+    task_identity,
+    task_key,
+)
 from compress.orchestrate.teachers import (
     Source,
     check_teacher,
@@ -45,22 +66,32 @@ from compress.orchestrate.teachers import (
     teacher_record,
     teacher_to_train,
 )
+from compress.results.manifest import RunManifest, now
 from compress.results.outdir import Output, check_output, open_output
-from compress.results.rows import RUN_MANIFEST, environment, write_results
+from compress.results.rows import RESULTS_FILE, environment, read_results, write_results
 
 #: Called as progress(done, total, what) when a step finishes (``what`` names it and how it
 #: ended) or a phase starts (``done`` unchanged).
 Progress = Callable[[int, int, str], None]
+#: Which finished rows are timed: every one, each seed's baseline and size/accuracy front, none.
+TIMINGS = ("all", "best", "none")
 
 
 @dataclass
 class RunResult:
     out: Path
     rows: list[dict[str, Any]]
+    reused: int = 0  # rows taken from the folder (``resume``), not made again
+    complete: bool = True
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: prepare, rows, timing
+
+    @property
+    def failures(self) -> int:
+        return sum(row["status"] == "failed" for row in self.rows)
 
     @property
     def failed(self) -> bool:
-        return any(row["status"] == "failed" for row in self.rows)
+        return self.failures > 0
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -72,165 +103,401 @@ class RunInterrupted(KeyboardInterrupt):
         self.result = result
 
 
-def run(config: RunConfig, progress: Progress | None = None,
-        meanwhile: Callable[[], None] | None = None) -> RunResult:
-    """Run every step for every seed against one dataset and teacher per seed.
+@dataclass(frozen=True)
+class Command:
+    """What a command adds to a run's settings: its kind of folder, the timing, its own
+    settings for run.json, the modules that register its strategies, and the executor."""
 
-    Everything the user gave is validated, and every teacher prepared and checked,
-    before the output folder is touched.  With ``config.jobs`` above 1 the steps train side
-    by side in worker processes; there, without a time budget, a teacher still to be trained
-    is trained by a worker while the others start the steps that need no trained teacher,
-    and if it proves weak the output folder is removed again.  ``meanwhile`` (work this
-    process would do after the run, e.g. imports) is called as soon as a worker has no row
-    left to start: on its core, instead of competing with the workers or adding to the time
-    after them.  Rows are saved as each finishes; latency is measured once every model
-    exists, so training never competes with timing.  Ctrl-C raises RunInterrupted after
-    saving what finished.
+    kind: str = "run"
+    timing: str = "all"
+    settings: dict[str, Any] | None = None
+    imports: tuple[str, ...] = ()
+    executor: Executor | None = None  # None: made from the config, and closed at the end
+
+
+def run(config: RunConfig, progress: Progress | None = None,
+        meanwhile: Callable[[], None] | None = None, command: Command = Command()) -> RunResult:
+    """Every step for every seed against one dataset and teacher per seed.
+
+    Everything the user gave is validated, and every teacher prepared and checked, before
+    the output folder is touched.  Side by side in workers, without a time budget, a teacher
+    still to be trained is trained by a worker while the others start the steps that need no
+    trained teacher; if it proves weak the output folder is left as it was found.
+    ``meanwhile`` (work this process would do after the run, e.g. imports) is called as soon as
+    a worker has no row left to start.  Rows are saved as each finishes; latency is measured
+    once every model exists.  Ctrl-C raises RunInterrupted after saving what finished.
     """
     config.validate()
-    started = time.time()
+    if command.timing not in TIMINGS:
+        raise UserError(f"timing must be one of {', '.join(TIMINGS)}, got {command.timing!r}")
     steps = plan_steps(config.strategies, config.epochs)
-    planned = plan_rows(steps, config.seeds)
-    report = progress or (lambda done, total, what: None)
-    total, done = (len(steps) + 2) * len(config.seeds), 0
-    workers = min(config.jobs, len(planned)) if importable_elsewhere(steps) else 1
-    budget = None if config.time_budget is None else TimeBudget.for_run(
-        started + 60 * config.time_budget, start_order(planned, workers, budgeted=True), workers,
-        teachers=len(config.seeds))
+    executor = command.executor or executor_for(config, [s.strategy for s in steps],
+                                                len(steps) * len(config.seeds))
     interrupts = Interrupts()
     with interrupts.installed(), contextlib.ExitStack() as stack:
-        pool = None
-        if workers > 1:  # workers import TensorFlow while the data and teachers are prepared
-            from compress.models.backend import import_tensorflow
-            from compress.orchestrate.pool import Pool
+        if command.executor is None:
+            stack.callback(executor.close)  # at once if bad input stops the run early
+        if executor.workers > 1:  # workers import TensorFlow while the data and teachers are prepared
+            executor.start()
+        engine = Engine(config, command, executor, plan_rows(steps, config.seeds), interrupts,
+                        progress or (lambda done, total, what: None))
+        return engine.execute(meanwhile)
 
-            pool = Pool(workers, import_tensorflow)
-            pool.get()
-            stack.callback(pool.close)  # at once if bad input stops the run early
-        sources = {seed: load_source(config, seed) for seed in config.seeds}
-        first = sources[config.seeds[0]]
+
+class Engine:
+    """One command's rows: prepared, executed, saved and timed."""
+
+    def __init__(self, config: RunConfig, command: Command, executor: Executor,
+                 planned: list[PlannedRow], interrupts: Interrupts, report: Progress) -> None:
+        self.config, self.command, self.executor = config, command, executor
+        self.planned, self.interrupts, self.report = planned, interrupts, report
+        self.started = time.time()
+        self.sources: dict[int, Source] = {}
+        self.teachers: dict[int, Teacher] = {}
+        self.weak: dict[int, str] = {}
+        self.finished: dict[int, Evaluated] = {}
+        self.extra: list[RowResult] = []  # rows of the folder this command did not plan
+        self.done = 0
+        self.total = len(planned) + 2 * len(config.seeds)
+        self.identities: dict[int, dict[str, Any]] = {}
+        self.seconds: dict[str, float] = {}
+
+    # -- before the folder is touched ----------------------------------------------------
+
+    def execute(self, meanwhile: Callable[[], None] | None) -> RunResult:
+        config = self.config
+        self.sources = {seed: load_source(config, seed) for seed in config.seeds}
+        first = self.sources[config.seeds[0]]
         target = config.out or default_out_dir(first.dataset.name)
-        check_output(target, "run", overwrite=config.overwrite)  # before any training
+        check_output(target, self.command.kind, overwrite=config.overwrite, reuse=config.resume)
         if config.teacher_architecture is not None:
             check_fits(config.teacher_architecture, first.teacher_data.input_shape)
-        teachers: dict[int, Teacher] = {}
-        weak: dict[int, str] = {}
-        for seed, source in sources.items():
-            pending = None if pool is None or budget is not None else \
-                teacher_to_train(config, source, seed)
-            if pending is not None:  # trained by a worker while the others start what needs no teacher
-                teachers[seed] = pending
-                continue
-            report(done, total, f"seed {seed}: preparing the teacher (cached after the first run)")
-            with time_allowance(None if budget is None else budget.claim_alone()):
-                teachers[seed] = teacher_for(config, source, seed, load=pool is None)
-            check_teacher(config, seed, teachers[seed], source.dataset, weak)
-            done += 1
-            report(done, total, f"seed {seed}: teacher ready ({teacher_origin(teachers[seed])})")
-        output = open_output(target, "run", overwrite=config.overwrite)
+        budget = self._budget()
+        self._prepare_teachers(budget)
+        previous = self._previous(target) if config.resume else {}
+        self.seconds["prepare"] = round(time.time() - self.started, 3)
+        output = open_output(target, self.command.kind, overwrite=config.overwrite, reuse=config.resume)
         try:
-            return _run_steps(config, planned, sources, teachers, weak, output, interrupts, report,
-                              done, pool, workers, budget, meanwhile)
+            return self._rows(output, previous, budget, meanwhile)
         except KeyboardInterrupt:
-            raise RunInterrupted(RunResult(output.set_aside(), _saved_rows(output.folder))) from None
+            rows = read_results(output.folder) if (output.folder / RESULTS_FILE).exists() else []
+            raise RunInterrupted(RunResult(output.set_aside(), rows, complete=False)) from None
         except (UserError, TeacherFailed):  # a teacher a worker trained was weak, or failed:
             output.discard()  # nothing of the run is kept, as when the teacher is trained here
             raise
 
+    def _budget(self) -> TimeBudget | None:
+        if self.config.time_budget is None:
+            return None
+        ordered = start_order(self.planned, self.executor.workers, budgeted=True)
+        return TimeBudget.for_run(self.started + 60 * self.config.time_budget, ordered,
+                                  self.executor.workers, teachers=len(self.config.seeds))
 
-def _saved_rows(folder: Path) -> list[dict[str, Any]]:
-    from compress.results.rows import RESULTS_FILE, read_results
+    def _prepare_teachers(self, budget: TimeBudget | None) -> None:
+        """Each seed's teacher: loaded or trained here and checked, or left to a worker (side by
+        side, without a time budget, whose shares assume the teachers are done first)."""
+        in_worker = not self.executor.in_process and budget is None and self.executor.workers > 1
+        for seed, source in self.sources.items():
+            pending = teacher_to_train(self.config, source, seed) if in_worker else None
+            if pending is not None:
+                self.teachers[seed] = pending
+                continue
+            self.report(self.done, self.total, f"seed {seed}: preparing the teacher (cached after the "
+                        "first run)")
+            self.teachers[seed] = teacher_for(self.config, source, seed, load=self.executor.in_process,
+                                              deadline=None if budget is None else budget.claim_alone())
+            check_teacher(self.config, seed, self.teachers[seed], source.dataset, self.weak)
+            self.done += 1
+            self.report(self.done, self.total, f"seed {seed}: teacher ready "
+                        f"({teacher_origin(self.teachers[seed])})")
 
-    return read_results(folder) if (folder / RESULTS_FILE).exists() else []
+    def _identity(self, seed: int) -> dict[str, Any]:
+        """What every row of the seed shares in its key (its data hashed once)."""
+        if seed not in self.identities:
+            self.identities[seed] = task_identity(self.sources[seed].dataset.fingerprint(),
+                                                  self.teachers[seed], seed, "test")
+        return self.identities[seed]
 
+    def _previous(self, folder: Path) -> dict[str, RowResult]:
+        """The finished rows a resumed folder holds, by key: refused in one line when they are of
+        other data or another teacher; those of other code are left out (made again)."""
+        previous: dict[str, RowResult] = {}
+        for path in sorted((folder / JOBS_DIR).glob("*.json")):
+            result = RowResult.read(path)
+            if result is None or result.identity.get("split", "test") != "test":
+                continue
+            seed = result.identity.get("seed", result.row.get("seed"))
+            if result.identity and seed in self.teachers:
+                mine = self._identity(seed)
+                for part, what in (("data", "data"), ("teacher", "teacher")):
+                    if result.identity[part] != mine[part]:
+                        raise UserError(
+                            f"{folder} holds rows of seed {seed} made with other {what} than this "
+                            f"command's; choose another {option('out')}, or pass "
+                            f"{option('overwrite', True)} instead of {option('resume', True)} "
+                            "to replace them")
+                if result.identity.get("code") != mine["code"]:
+                    continue
+            previous[result.key] = result
+        return previous
 
-def _run_steps(
-    config: RunConfig, planned: list[PlannedRow], sources: dict[int, Source],
-    teachers: dict[int, Teacher], weak: dict[int, str], output: Output, interrupts: Interrupts,
-    report: Progress, done: int, pool: Any = None, workers: int = 1, budget: TimeBudget | None = None,
-    meanwhile: Callable[[], None] | None = None,
-) -> RunResult:
-    folder, run_id = output.folder, output.target.name
-    total = len(planned) + 2 * len(config.seeds)
-    env = environment(threads=config.threads)
-    manifest: dict[str, Any] = {
-        "run_id": run_id,
-        "config": json.loads(json.dumps(asdict(config), default=str)),
-        "dataset": sources[config.seeds[0]].dataset.summary(),
-        "preprocessing": sources[config.seeds[0]].preprocessing,
-        # What turns a raw row of the user's table into the models' inputs, per seed (each seed
-        # fits it on its own train split): compress.encode_rows applies it.
-        "input_encoding": {str(seed): s.encoding for seed, s in sources.items() if s.encoding} or None,
-        "teachers": {str(seed): teacher_record(t) for seed, t in teachers.items()},
-        "weak_teacher": weak or None,
-        "env": env,
-        "workers": workers,
-        "started": _now(),
-        "complete": False,
-    }
-    write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
-    finished: dict[int, Evaluated] = {}
+    # -- the rows ------------------------------------------------------------------------
 
-    def rows() -> list[dict[str, Any]]:
-        return [finished[p.index].row for p in planned if p.index in finished]
+    def _rows(self, output: Output, previous: dict[str, RowResult], budget: TimeBudget | None,
+              meanwhile: Callable[[], None] | None) -> RunResult:
+        config, folder = self.config, output.folder
+        self.env = environment(threads=config.threads)
+        self.folder, self.run_id = folder, output.target.name
+        self.manifest = RunManifest(
+            run_id=self.run_id, kind=self.command.kind,
+            config=json.loads(json.dumps(asdict(config), default=str)),
+            settings=self.command.settings, dataset=self.sources[config.seeds[0]].dataset.summary(),
+            preprocessing=self.sources[config.seeds[0]].preprocessing,
+            input_encoding={str(seed): s.encoding for seed, s in self.sources.items() if s.encoding} or None,
+            data={str(seed): s.dataset.fingerprint() for seed, s in self.sources.items()},
+            teachers={str(seed): teacher_record(t) for seed, t in self.teachers.items()},
+            weak_teacher={str(k): v for k, v in self.weak.items()} or None, env=self.env,
+            workers=self.executor.workers, started=now())
+        to_run = self._reuse(previous)
+        self.manifest.reused = len(self.planned) - len(to_run) + len(self.extra)
+        self.manifest.write(folder)
+        clock = time.time()
+        try:
+            for seed in (seed for seed, teacher in self.teachers.items() if teacher.pending):
+                self.report(self.done, self.total, f"seed {seed}: training the teacher in a worker; rows "
+                            "that need no trained teacher start beside it")
+            with tempfile.TemporaryDirectory(prefix="compress-shipped-") as tmp:
+                self._execute(to_run, budget, Path(tmp), meanwhile)
+            self.seconds["rows"] = round(time.time() - clock, 3)
+            clock = time.time()
+            self._finish_seeds()
+            self.seconds["timing"] = round(time.time() - clock, 3)
+        except KeyboardInterrupt:
+            self.manifest.interrupted, self.manifest.finished = True, now()
+            self.manifest.write(folder)
+            raise
+        self.manifest.complete, self.manifest.finished = True, now()
+        self.manifest.write(folder)
+        self.report(self.total, self.total, "done")
+        return RunResult(output.commit(), self.rows(), self.manifest.reused, True, self.seconds)
 
-    def teacher_trained(seed: int, teacher: Teacher) -> None:
+    def _reuse(self, previous: dict[str, RowResult]) -> list[PlannedRow]:
+        """Take every planned row the folder already holds (and keep the folder's other rows of
+        these seeds, data and teachers); return the rows still to make, their files renamed where
+        a kept row holds the name."""
+        self.keys = {item.index: self._key(item) for item in self.planned}
+        taken = {r.row.get("artifact") for r in previous.values()}
+        to_run = []
+        for item in self.planned:
+            result = previous.pop(self.keys[item.index], None)
+            if result is not None and self._whole(result):
+                self._take(item.index, result)
+                continue
+            if item.artifact in taken:
+                stem = Path(item.artifact).stem
+                artifact = artifact_name(stem, taken | {p.artifact for p in self.planned})
+                item = replace(item, artifact=artifact)
+            to_run.append(item)
+        seeds = set(self.config.seeds)
+        for result in previous.values():
+            if result.identity.get("seed") in seeds and self._whole(result):
+                self.extra.append(result)
+                self._take(len(self.planned) + len(self.extra) - 1, result)
+        return to_run
+
+    def _whole(self, result: RowResult) -> bool:
+        artifact = result.row.get("artifact")
+        return result.labels is None or bool(artifact and (self.folder / artifact).is_file())
+
+    def _take(self, index: int, result: RowResult) -> None:
+        """A finished row joins this command's rows, untimed, to be timed with the others."""
+        row = dict(result.row, run_id=self.run_id)
+        if not self.teachers[row["seed"]].pending:  # a row made beside a teacher still training
+            row.update(teacher_fields(self.teachers[row["seed"]]))
+        flatbuffer = (self.folder / row["artifact"]).read_bytes() if result.labels is not None else None
+        labels = None if result.labels is None else np.array(result.labels)
+        self.finished[index] = Evaluated(row, flatbuffer, labels)
+        self.done += 1
+
+    def _key(self, item: PlannedRow) -> str:
+        return row_key(self._identity(item.seed), item.step.strategy, item.step.control_of)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [self.finished[i].row for i in sorted(self.finished)]
+
+    def _execute(self, to_run: list[PlannedRow], budget: TimeBudget | None, tmp: Path,
+                 meanwhile: Callable[[], None] | None) -> None:
+        """Make ``to_run``'s rows with the executor, saving each as it finishes."""
+        started: dict[int, float] = {}
+        tasks = Tasks(self, to_run, budget, tmp, started)
+        outcomes = self.executor.run(tasks.drawn(), self.interrupts)
+        by_index = {item.index: item for item in to_run}
+        made = 0
+        try:
+            for outcome in outcomes:
+                self.interrupts.check()
+                if isinstance(outcome, TeacherTrained):
+                    self._teacher_trained(outcome)
+                    continue
+                item = by_index[outcome.index]
+                if budget is not None:
+                    budget.finished(budget.by_index[item.index], time.time() - started[item.index],
+                                    outcome.row)
+                tasks.techniques.done(item)
+                self._finished(item, outcome)
+                made += 1
+                if meanwhile is not None and self.executor.workers > 1 \
+                        and len(to_run) - made < self.executor.workers:
+                    meanwhile()  # a worker is idle for good: its core is free
+                    meanwhile = None
+        finally:
+            close = getattr(outcomes, "close", None)
+            if close is not None:
+                close()
+            forget_here(tasks.token)
+
+    def _finished(self, item: PlannedRow, outcome: RowResult) -> None:
+        row = dict(outcome.row, run_id=self.run_id)
+        if not self.teachers[item.seed].pending:
+            row.update(teacher_fields(self.teachers[item.seed]))
+        artifact = row.get("artifact")
+        flatbuffer = (self.folder / artifact).read_bytes() if outcome.labels is not None else None
+        labels = None if outcome.labels is None else np.array(outcome.labels)
+        self.finished[item.index] = Evaluated(row, flatbuffer, labels)
+        write_results(self.folder, self.rows())
+        self.done += 1
+        self.report(self.done, self.total, f"seed {item.seed}: {item.step.strategy.label()} "
+                    f"{_outcome(row)}")
+
+    def _teacher_trained(self, outcome: TeacherTrained) -> None:
         """A teacher a worker trained: checked as one trained here is, then given to its rows."""
-        nonlocal done
-        check_teacher(config, seed, teacher, sources[seed].dataset, weak)
-        teachers[seed] = teacher
-        for p in planned:  # rows that needed no trained teacher may have finished before it
-            if p.seed == seed and p.index in finished:
-                finished[p.index].row.update(teacher_fields(teacher))
-        manifest["teachers"][str(seed)] = teacher_record(teacher)
-        manifest["weak_teacher"] = weak or None
-        write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
-        write_results(folder, rows())
-        done += 1
-        report(done, total, f"seed {seed}: teacher ready ({teacher_origin(teacher)})")
+        if outcome.teacher is None:
+            raise outcome.error or TeacherFailed("a worker returned no teacher")
+        seed, teacher = outcome.seed, outcome.teacher
+        check_teacher(self.config, seed, teacher, self.sources[seed].dataset, self.weak)
+        self.teachers[seed] = teacher
+        for index, evaluated in self.finished.items():  # rows that needed no trained teacher
+            if evaluated.row["seed"] == seed and index < len(self.planned):
+                evaluated.row.update(teacher_fields(teacher))
+        self.manifest.teachers[str(seed)] = teacher_record(teacher)
+        self.manifest.weak_teacher = {str(k): v for k, v in self.weak.items()} or None
+        self.manifest.write(self.folder)
+        write_results(self.folder, self.rows())
+        self.done += 1
+        self.report(self.done, self.total, f"seed {seed}: teacher ready ({teacher_origin(teacher)})")
 
-    context = RowContext(config, sources, teachers, env, folder, run_id, budget)
-    try:
-        for seed in (seed for seed, teacher in teachers.items() if teacher.pending):
-            report(done, total, f"seed {seed}: training the teacher in a worker; rows that need no "
-                   "trained teacher start beside it")
-        evaluated = evaluate_here(planned, context, interrupts) if pool is None else \
-            evaluate_in_workers(planned, context, interrupts, pool, workers, teacher_trained)
-        for item, result in evaluated:
-            if not teachers[item.seed].pending:
-                result.row.update(teacher_fields(teachers[item.seed]))
-            finished[item.index] = result
-            write_results(folder, rows())
-            done += 1
-            report(done, total, f"seed {item.seed}: {item.step.strategy.label()} {_outcome(result.row)}")
-            if pool is not None and meanwhile is not None and len(planned) - len(finished) < workers:
-                meanwhile()  # a worker is idle for good: its core is free
-                meanwhile = None
-        for seed, source in sources.items():
-            interrupts.check()
-            report(done, total, f"seed {seed}: timing every model (interleaved rounds)")
-            finish_seed([finished[p.index] for p in planned if p.seed == seed], source.dataset,
-                        config.threads)
-            write_results(folder, rows())
-            done += 1
-            report(done, total, f"seed {seed}: every model timed")
-    except KeyboardInterrupt:
-        manifest.update(interrupted=True, finished=_now())
-        write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
-        raise
-    manifest.update(complete=True, finished=_now())
-    write_atomic(folder / RUN_MANIFEST, json.dumps(manifest, indent=2))
-    report(total, total, "done")
-    return RunResult(output.commit(), rows())
+    def _finish_seeds(self) -> None:
+        """Compare every seed's rows with its baseline and time them together."""
+        timing = self.command.timing
+        for seed, source in self.sources.items():
+            self.interrupts.check()
+            self.report(self.done, self.total, f"seed {seed}: timing every model (interleaved rounds)")
+            evaluated = [e for i, e in sorted(self.finished.items()) if e.row["seed"] == seed]
+            finish_seed(evaluated, source.dataset, self.config.threads,
+                        timed=None if timing == "all" else _front_of(evaluated, timing))
+            write_results(self.folder, self.rows())
+            self.done += 1
+            self.report(self.done, self.total, f"seed {seed}: every model timed")
+
+
+class Tasks:
+    """The tasks of a command's rows, drawn by the executor as workers free up: so each
+    deadline is set when its step starts, a control that trains what its technique chose waits
+    for it, and a row that needs a teacher still training waits for that."""
+
+    def __init__(self, engine: Engine, to_run: list[PlannedRow], budget: TimeBudget | None, tmp: Path,
+                 started: dict[int, float]) -> None:
+        self.engine, self.budget, self.tmp, self.started = engine, budget, tmp, started
+        self.ordered = start_order(to_run, engine.executor.workers, budgeted=budget is not None)
+        self.techniques = TechniquesFirst(engine.planned)
+        for index in engine.finished:  # rows taken from the folder count as done
+            if index < len(engine.planned):
+                self.techniques.done(engine.planned[index])
+        self.token = f"{id(self)}-{time.time()}/"
+        self.classes = tuple(strategy_classes(item.step.strategy for item in engine.planned))
+        self.data = {seed: self._ship_data(seed, source) for seed, source in engine.sources.items()}
+
+    def _ship_data(self, seed: int, source: Source) -> str:
+        executor = self.engine.executor
+        if executor.in_process:
+            return keep_here(f"{self.token}data-{seed}", source)
+        if not executor.shares_files:
+            return ""  # a remote worker loads it from the config
+        path = self.tmp / f"data-seed{seed}.pickle"
+        write_atomic(path, pickle.dumps(source))
+        return str(path)
+
+    def _teacher_file(self, seed: int) -> str:
+        """Where a worker finds the seed's teacher; empty while a worker trains it."""
+        teacher = self.engine.teachers[seed]
+        if teacher.pending:
+            return ""
+        if self.engine.executor.in_process:
+            return keep_here(f"{self.token}teacher-{seed}", teacher)
+        if teacher.file is None:  # in memory only: saved for them
+            path = self.tmp / f"teacher-seed{seed}.keras"
+            if not path.exists():
+                teacher.model.save(path)
+            return str(path)
+        return str(teacher.file)
+
+    def startable(self, item: PlannedRow) -> bool:
+        return self.techniques.ready(item) and (
+            not self.engine.teachers[item.seed].pending or not item.step.strategy.needs_trained_teacher)
+
+    def drawn(self) -> Iterator[Task]:
+        engine = self.engine
+        for seed in [seed for seed, teacher in engine.teachers.items() if teacher.pending]:
+            spare = str(self.tmp / f"teacher-seed{seed}.keras")
+            yield TeacherTask(seed, engine.config, self.data[seed], spare)
+        waiting = list(self.ordered)
+        while waiting:
+            item = next((item for item in waiting if self.startable(item)), None)
+            if item is None:
+                yield WAIT
+                continue
+            waiting.remove(item)
+            self.started[item.index] = time.time()
+            yield self.task(item)
+
+    def task(self, item: PlannedRow) -> RowTask:
+        engine, seed = self.engine, item.seed
+        teacher, source = engine.teachers[seed], engine.sources[seed]
+        deadline = None
+        if self.budget is not None:
+            claimed = self.budget.claim(self.budget.by_index[item.index])
+            deadline = None if item.step.role == "baseline" else claimed  # every row needs it
+        identity = engine._identity(seed)
+        header = step_row(item.step, teacher, source, seed, scenario=engine.config.scenario, env=engine.env,
+                          run_id=engine.run_id)
+        return RowTask(
+            key=engine.keys[item.index], index=item.index, spec=item.step.strategy.spec(),
+            control_of=item.step.control_of, seed=seed, config=engine.config, folder=str(engine.folder),
+            artifact=item.artifact, header=header, data=self.data[seed],
+            teacher_file=self._teacher_file(seed), teacher=replace(teacher, model=None),
+            deadline=deadline, stage_key=task_key(identity), threads=engine.config.threads,
+            imports=engine.command.imports, path=str(Path.cwd()), cache_dir=_cache_dir(),
+            classes=self.classes, identity=identity)
+
+
+def _cache_dir() -> str:
+    from compress.common.fileio import cache_dir
+
+    return str(cache_dir())
+
+
+def _front_of(evaluated: list[Evaluated], timing: str) -> Callable[[dict[str, Any]], bool]:
+    """Which rows ``timing`` times: "best", the baseline and the size/accuracy Pareto front;
+    "none", nothing."""
+    from compress.report.plots import pareto_front
+
+    done = [e.row for e in evaluated if e.flatbuffer is not None]
+    front = pareto_front([(r["size_bytes"], r["accuracy"]) for r in done])
+    return lambda row: timing == "best" and (
+        row["role"] == "baseline" or (row["size_bytes"], row["accuracy"]) in front)
 
 
 def _outcome(row: dict[str, Any]) -> str:
     if row["status"] == "ok":
         return f"ok ({row['train_seconds']:.1f} s)"
     return row["status"]
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-

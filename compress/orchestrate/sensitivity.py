@@ -20,12 +20,12 @@ import numpy as np
 
 from compress.common.errors import UserError
 from compress.common.fileio import write_atomic
-from compress.strategies.lowbit import PRECISION_NAMES
+from compress.strategies.quantizing import PRECISION_NAMES
 
 if TYPE_CHECKING:
     from compress.data.builtin import TrainingData
     from compress.models.backend import keras
-    from compress.strategies.lowbit import LayerGraph
+    from compress.strategies.quantizing import LayerGraph
 
 COLUMNS = ("layer", "method", "setting", "bytes_share", "macs_share", "accuracy_drop_pp", "output_cosine",
            "not_measured")
@@ -55,7 +55,7 @@ def layer_sensitivity(
     and ``not_measured`` says which.
     """
     from compress.models.flatbuffer import signature_input
-    from compress.strategies.lowbit import PRECISIONS, LayerGraph
+    from compress.strategies.quantizing import PRECISIONS, LayerGraph
 
     precisions, sparsities = check_settings(precisions, sparsities)
     graph = LayerGraph(model)
@@ -103,7 +103,7 @@ def check_settings(precisions: str | Sequence[str], sparsities: float | Sequence
 
 
 def _accuracy(flatbuffer: bytes, data: TrainingData) -> float:
-    from compress.strategies.lowbit import validation_accuracy
+    from compress.strategies.quantizing import validation_accuracy
 
     return validation_accuracy(flatbuffer, data)
 
@@ -118,7 +118,7 @@ def _quantized(graph: LayerGraph, layer: str, bits: int, data: TrainingData, ref
     from compress.models.backend import quiet_stderr
     from compress.models.flatbuffer import kernel_types
     from compress.strategies import Skip
-    from compress.strategies.lowbit import quantize_weights, runtime_defect
+    from compress.strategies.quantizing import quantize_weights, runtime_defect
 
     defects = [defect for op in graph.layers[layer] if (defect := runtime_defect(op.kind, bits))]
     if defects:
@@ -147,7 +147,7 @@ def _pruned(model: keras.Model, layer: str, sparsity: float) -> bytes:
     """A float flatbuffer of a clone whose ``layer`` kernel has its smallest weights zeroed."""
     from compress.models.architectures import clone
     from compress.models.backend import to_tflite
-    from compress.strategies.lowbit import leaf_layers
+    from compress.strategies.quantizing import leaf_layers
 
     copy = clone(model)
     target = next(candidate for candidate in leaf_layers(copy) if candidate.name == layer)

@@ -16,26 +16,25 @@ from typing import Any
 
 import numpy as np
 
+from compress.common.errors import option
 from compress.common.fileio import write_atomic
-from compress.data.builtin import Dataset, TrainingData
+from compress.common.text import one_line
+from compress.data.builtin import Dataset
 from compress.measure.accuracy import accuracy_stats, reference_stats
 from compress.measure.latency import measure_latency
 from compress.measure.memory import memory_fields
 from compress.measure.size import size_fields
-from compress.models.architectures import clone
-from compress.models.backend import keras, seed_everything, to_tflite
-from compress.models.cost import sample_cost
 from compress.models.flatbuffer import TFLiteModel
 from compress.models.stage_cache import StageCache
 from compress.models.teacher import (
     Teacher,
 )
-from compress.models.training import planned_for, time_allowance
 from compress.orchestrate.interrupts import Interrupts
 from compress.orchestrate.plan import Step
 from compress.orchestrate.teachers import Source, majority_rate, teacher_fields
-from compress.results.rows import new_row
-from compress.strategies import Compressed, Context, Skip, Strategy
+from compress.results.rows import REASON_LIMIT, new_row
+from compress.strategies import Skip, Strategy
+from compress.strategies.apply import apply_strategy
 
 ERROR_LOG = "errors.log"
 
@@ -48,21 +47,25 @@ class Evaluated:
 
 
 def evaluate_step(
-    step: Step, teacher: Teacher, source: Source, seed: int, *, scenario: str, threads: int,
-    env: dict[str, Any], folder: Path, run_id: str, artifact: str,
-    interrupts: Interrupts | None = None, stage_cache: StageCache | None = None,
-    deadline: float | None = None,
+    strategy: Strategy, header: dict[str, Any], teacher: Teacher, source: Source, *, threads: int,
+    folder: Path, artifact: str, interrupts: Interrupts | None = None,
+    stage_cache: StageCache | None = None, deadline: float | None = None,
 ) -> Evaluated:
-    """One row: run the strategy, save its artifact, score its size and accuracy.
+    """One row, from its ``header`` (``step_row``): run the strategy, save its artifact, score
+    its size and accuracy.
 
-    The same step for runs and sweep jobs.  Everything from the strategy's call to
-    the scored predictions is guarded: whatever goes wrong, a strategy's bug or a
-    garbage flatbuffer, becomes this row's ``failed`` status and the run goes on.
-    Comparisons with the baseline are added by ``finish_seed``.  Training stops at
-    ``deadline`` (``time.time()``), and the row says what that cut short.
+    Everything from the strategy's call to the scored predictions is guarded: whatever goes
+    wrong, a strategy's bug or a garbage flatbuffer, becomes this row's ``failed`` status and
+    the command goes on.  Comparisons with the baseline are added by ``finish_seed``.  Training
+    stops at ``deadline`` (``time.time()``), and the row says what that cut short; a deadline
+    already past when the step would start skips it.
     """
-    dataset, strategy = source.dataset, step.strategy
-    row = step_row(step, teacher, source, seed, scenario=scenario, env=env, run_id=run_id)
+    dataset, row, seed = source.dataset, dict(header), header["seed"]
+    if deadline is not None and deadline <= time.time():
+        row.update(status="skipped", budget_stopped="not started",
+                   reason="the time budget left could not pay for this step; raise "
+                   f"{option('time_budget')} or run fewer strategies")
+        return Evaluated(row)
     try:
         made = apply_strategy(strategy, teacher.model, teacher.architecture, dataset.training,
                               seed=seed, workdir=folder, stage_cache=stage_cache, deadline=deadline)
@@ -77,7 +80,7 @@ def evaluate_step(
     except Exception as error:  # one broken strategy or artifact must not sink the run
         if interrupts is not None and interrupts.requested:
             raise KeyboardInterrupt from None
-        row.update(status="failed", reason=one_line(f"{type(error).__name__}: {error}"))
+        row.update(status="failed", reason=one_line(f"{type(error).__name__}: {error}", REASON_LIMIT))
         with open(folder / ERROR_LOG, "a") as log:
             log.write(f"--- {row['spec']} (seed {seed})\n{traceback.format_exc()}\n")
         return Evaluated(row)
@@ -107,10 +110,6 @@ def step_row(
     )
 
 
-def one_line(text: str) -> str:
-    return " ".join(text.split())[:500]
-
-
 def finish_seed(
     evaluated: Sequence[Evaluated], dataset: Dataset, threads: int,
     timed: Callable[[dict[str, Any]], bool] | None = None,
@@ -130,40 +129,3 @@ def finish_seed(
     latencies = measure_latency(flatbuffers, dataset.x_test, reference=reference, threads=threads)
     for key, latency in latencies.items():
         evaluated[int(key)].row.update(latency.fields())
-
-
-@dataclass(frozen=True)
-class Artifact:
-    flatbuffer: bytes
-    notes: str
-    train_seconds: float
-    cut_short: str | None = None  # what the time budget stopped, if anything
-
-
-def apply_strategy(
-    strategy: Strategy, teacher: keras.Model, teacher_architecture: str, data: TrainingData,
-    *, seed: int, workdir: Path, stage_cache: StageCache | None = None,
-    deadline: float | None = None,
-) -> Artifact:
-    """Seed, hand the strategy a fresh clone of the teacher, time it, export TFLite.
-
-    The one path from a strategy to a flatbuffer, shared by runs and the
-    conformance suite.  Its budgets are planned for what a sample costs the teacher
-    (``training.plan``), and its training stops at ``deadline`` (``time.time()``, None: never).
-    Raises ``Skip`` or whatever the strategy raised.
-    """
-    seed_everything(seed)
-    ctx = Context(
-        data=data.read_only(), teacher=clone(teacher), teacher_architecture=teacher_architecture,
-        seed=seed, workdir=workdir, stage_cache=stage_cache,
-    )
-    with time_allowance(deadline) as allowance, planned_for(sample_cost(teacher)):
-        start = time.perf_counter()
-        compressed = strategy.compress(ctx)
-        seconds = time.perf_counter() - start
-    if not isinstance(compressed, Compressed):
-        raise TypeError(f"{type(strategy).__name__}.compress returned a {type(compressed).__name__}; "
-                        "it must return compress.Compressed(model=... or tflite=..., notes=...)")
-    flatbuffer = compressed.tflite if compressed.tflite is not None else to_tflite(compressed.model)
-    return Artifact(flatbuffer, compressed.notes, round(seconds, 3),
-                    allowance.stopped if allowance else None)

@@ -1,12 +1,11 @@
-"""Sweeps: many configurations × seeds as independent, cached, resumable jobs.
+"""Sweeps: a grid of configurations × seeds from a TOML file, run by the one engine
+(``run.run``) into a folder it resumes: every finished row is keyed by everything that decides
+it, so a re-run takes what is done and makes only the rest.
 
-The driver resolves every job, trains each seed's teacher once (the teacher
-cache then serves every worker by path), and hands the jobs to an executor.
-Only JSON and file paths cross process boundaries; TensorFlow is imported
-inside each job, never before a fork.  Each job writes its row atomically
-under a key that hashes everything that decides it, so a re-run skips what
-is done and a job that runs twice (Dask may re-run one) gives the same file.
-Latency is measured afterwards, serially, because parallel timing would lie.
+A sweep file's keys are the run's settings, named as ``compress.compare`` names them (``dataset``,
+``data``, ``teacher``, ``scenario``, ``threads``, ``time_budget``, ...), plus ``seeds`` (a list),
+``imports`` (modules that register extra strategies) and ``[[grid]]`` tables.  They are checked
+by the same resolver as the command line's and Python's (``config.resolve_config``).
 
 This module imports no TensorFlow at import time: workers import it first.
 """
@@ -17,36 +16,45 @@ import dataclasses
 import itertools
 import json
 import sys
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress.common.errors import UserError
-from compress.common.fileio import write_atomic
+from compress.common.errors import UserError, flag_names
+from compress.orchestrate.config import MAX_SEED, RunConfig, resolve_config
 from compress.orchestrate.executors import Executor
-from compress.orchestrate.jobs import Job, collect, on_path, plan_jobs
+from compress.orchestrate.run import Command, Progress, RunInterrupted, RunResult, run
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+#: The run settings a sweep file may set (``resolve_config``'s keywords).
+RUN_KEYS = ("dataset", "data", "target", "missing", "image_size", "teacher", "teacher_architecture",
+            "trust_model", "allow_weak_teacher", "epochs", "scenario", "target_train", "preset",
+            "threads", "time_budget")
+
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """A parsed sweep file: the data, the seeds and the grid of strategy specs."""
+    """A parsed sweep file: the grid of strategy specs, the seeds, the modules to import and the
+    run settings (``RUN_KEYS``) as given."""
 
     specs: tuple[str, ...]
     seeds: tuple[int, ...] = (0,)
-    dataset: str = "synthetic"
-    data: str | None = None
-    target: str | None = None
-    missing: str = "error"
-    image_size: str | None = None  # "HEIGHT,WIDTH" for an image folder's data
-    epochs: int | None = None
-    imports: tuple[str, ...] = ()  # modules that register extra strategies, imported by every job
+    imports: tuple[str, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def dataset(self) -> str | None:
+        return self.settings.get("dataset")
+
+    @property
+    def data(self) -> str | None:
+        return self.settings.get("data")
 
 
 def _grid_specs(grid: Any, where: str) -> list[str]:
@@ -91,9 +99,6 @@ def load_sweep(path: Path | str) -> SweepConfig:
     """Parse a sweep TOML file; every mistake is a one-line UserError."""
     import re
 
-    from compress.data.builtin import BUILTIN_DATASETS
-
-    max_seed = 2**32 - 1  # seeds reach scikit-learn's random_state, which takes 0 .. 2**32 - 1
     path = Path(path)
     if not path.is_file():
         raise UserError(f"sweep file {path} does not exist; check the path")
@@ -103,7 +108,7 @@ def load_sweep(path: Path | str) -> SweepConfig:
         raise UserError(f"{path} is not valid TOML ({error}); see examples/sweep.toml") from None
     except OSError as error:
         raise UserError(f"cannot read {path} ({error.strerror}); check its permissions") from None
-    known = {"dataset", "data", "target", "missing", "image_size", "seeds", "epochs", "grid", "imports"}
+    known = {*RUN_KEYS, "seeds", "grid", "imports"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserError(f"{path}: unknown key {unknown[0]!r}; keys are {', '.join(sorted(known))}")
@@ -114,85 +119,58 @@ def load_sweep(path: Path | str) -> SweepConfig:
     for number, grid in enumerate(grids, start=1):
         specs += [s for s in _grid_specs(grid, f"{path} [[grid]] #{number}") if s not in specs]
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or \
-            not all(type(s) is int and 0 <= s <= max_seed for s in seeds):
-        raise UserError(f"{path}: seeds must be a list of integers from 0 to {max_seed}, "
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
+        raise UserError(f"{path}: seeds must be a list of integers from 0 to {MAX_SEED}, "
                         f"e.g. seeds = [0, 1, 2]; got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"{path}: seeds must be distinct, got {seeds}; list each seed once")
-    for key in ("dataset", "data", "target", "missing"):
-        if key in raw and not (isinstance(raw[key], str) and raw[key].strip()):
-            raise UserError(f"{path}: {key} must be a non-empty string, got {raw[key]!r}")
-    if "dataset" in raw and "data" in raw:
-        raise UserError(f"{path}: give dataset or data, not both")
-    if raw.get("dataset", "synthetic") not in BUILTIN_DATASETS:
-        raise UserError(f"{path}: unknown dataset {raw['dataset']!r}; choose one of "
-                        f"{', '.join(BUILTIN_DATASETS)}, or give data = \"FILE\"")
-    if "target" in raw and "data" not in raw:
-        raise UserError(f"{path}: target names a column of a data file; add data = \"FILE\" or drop target")
-    if raw.get("missing", "error") not in ("error", "drop", "impute"):
-        raise UserError(f"{path}: missing must be one of error, drop, impute, got {raw['missing']!r}")
-    image_size = raw.get("image_size")
-    if isinstance(image_size, list) and len(image_size) == 2 and all(type(v) is int for v in image_size):
-        image_size = f"{image_size[0]},{image_size[1]}"
-    if image_size is not None and not isinstance(image_size, str):
-        raise UserError(f"{path}: image_size must be [HEIGHT, WIDTH] or \"HEIGHT,WIDTH\", got {image_size!r}")
-    if image_size is not None and "data" not in raw:
-        raise UserError(f"{path}: image_size is for an image folder; add data = \"FOLDER\" or drop it")
-    epochs = raw.get("epochs")
-    if epochs is not None and (type(epochs) is not int or epochs < 1):
-        raise UserError(f"{path}: epochs must be a whole number of at least 1, got {epochs!r}")
     imports = raw.get("imports", [])
     module = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
     if not isinstance(imports, list) or \
             not all(isinstance(m, str) and re.fullmatch(module, m) for m in imports):
         raise UserError(f"{path}: imports must be a list of module names, e.g. "
                         f"imports = [\"my_package.strategies\"]; got {imports!r}")
-    data = raw.get("data")
-    if data is not None and not Path(data).is_absolute() and (path.parent / data).exists():
-        data = str(path.parent / data)  # relative to the sweep file, as written there
-    return SweepConfig(
-        specs=tuple(specs), seeds=tuple(seeds), dataset=raw.get("dataset", "synthetic"),
-        data=data, target=raw.get("target"), missing=raw.get("missing", "error"),
-        image_size=image_size, epochs=epochs, imports=tuple(imports),
-    )
-
-
-@dataclass
-class SweepResult:
-    out: Path
-    rows: list[dict[str, Any]]
-    reused: int
-    failed: int
-    seconds: dict[str, float] = field(default_factory=dict)  # per phase: prepare, jobs, timing
-    complete: bool = True
+    settings = {key: raw[key] for key in RUN_KEYS if key in raw}
+    if isinstance(settings.get("image_size"), list):
+        settings["image_size"] = ",".join(map(str, settings["image_size"]))
+    for key in ("data", "teacher"):  # relative to the sweep file, as written there
+        given = settings.get(key)
+        if isinstance(given, str) and not Path(given).is_absolute() and (path.parent / given).exists():
+            settings[key] = str(path.parent / given)
+    config = SweepConfig(specs=tuple(specs), seeds=tuple(seeds), imports=tuple(imports),
+                         settings=settings, path=str(path))
+    run_config(config)  # every setting checked now, before any job
+    return config
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C: pending jobs were cancelled; the finished ones are saved and reported.  Still a
+    """Ctrl-C: pending rows were cancelled; the finished ones are saved and reported.  Still a
     KeyboardInterrupt, so a caller's ``except Exception`` does not swallow the Ctrl-C."""
 
-    def __init__(self, result: SweepResult) -> None:
-        super().__init__(f"interrupted; {len(result.rows)} finished jobs kept in {result.out}")
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"interrupted; {len(result.rows)} finished rows kept in {result.out}")
         self.result = result
 
 
-def run_config(config: SweepConfig) -> Any:
-    """The sweep's data and budget settings as a run's, resolved by the one resolver
-    (``config.resolve_config``)."""
-    from compress.orchestrate.config import resolve_config
-
-    return resolve_config(dataset=None if config.data else config.dataset, data=config.data,
-                          target=config.target, missing=config.missing,
-                          image_size=config.image_size, epochs=config.epochs,
-                          strategies=config.specs, seeds=list(config.seeds))
+def run_config(config: SweepConfig, **given: Any) -> RunConfig:
+    """The sweep's run settings, resolved and checked by the one resolver; ``given`` (the
+    command's options: ``out``, ``jobs``, ``executor``, ...) win over the file's.  A mistake in
+    the file is one line that names the file and the key as written there."""
+    try:
+        with flag_names(False):  # keys of the file are named as written there
+            from_file = resolve_config(strategies=config.specs, seeds=list(config.seeds), **config.settings)
+    except UserError as error:
+        raise UserError(f"{config.path}: {error}" if config.path else str(error)) from None
+    chosen = dataclasses.replace(from_file, **{k: v for k, v in given.items() if v is not None})
+    chosen.validate()  # the command's options, named as its caller names them
+    return chosen
 
 
 def import_modules(imports: Iterable[str]) -> None:
     """Import the modules that register a sweep's extra strategies; one line if one fails."""
     from importlib import import_module
 
-    on_path(str(Path.cwd()))  # as `python -m` does, so imports may name the project's modules
+    folder = str(Path.cwd())  # as `python -m` does, so imports may name the project's modules
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     for module in imports:
         try:
             import_module(module)
@@ -201,78 +179,29 @@ def import_modules(imports: Iterable[str]) -> None:
                             f"({type(error).__name__}: {error})") from None
 
 
-def prepare_jobs(config: SweepConfig, out: Path) -> list[Job]:
-    """A sweep file's jobs (its imports imported first)."""
-    import_modules(config.imports)
-    return plan_jobs(run_config(config), out, config.imports)
-
-
 def sweep(
-    config: SweepConfig, out: Path, executor: Executor, *, timing: str = "all",
-    progress: Callable[[int, int, int, str], None] | None = None,
-) -> SweepResult:
-    """Run every job not already done, then time and save all rows, then the report.
+    config: SweepConfig, out: Path, executor: Executor | None = None, *, timing: str = "all",
+    progress: Progress | None = None, **options: Any,
+) -> RunResult:
+    """Make every row the folder does not hold yet, time and save them all, then the report.
 
-    Ctrl-C cancels the pending jobs and raises SweepInterrupted after saving the
-    finished ones (untimed) with a report marked incomplete.
-    """
-    from compress.results.outdir import check_output
-
-    check_output(out, "sweep", reuse=True)
-    import_modules(config.imports)
-    return run_jobs(run_config(config), out, executor, kind="sweep", imports=config.imports,
-                    settings=dataclasses.asdict(config), timing=timing, progress=progress)
-
-
-def run_jobs(
-    run: Any, out: Path, executor: Executor, *, kind: str, imports: tuple[str, ...] = (),
-    settings: dict[str, Any] | None = None, timing: str = "all",
-    progress: Callable[[int, int, int, str], None] | None = None,
-    extra: Callable[[Path], None] | None = None,
-) -> SweepResult:
-    """The sweep machinery for any command that writes a ``kind`` folder of results: plan,
-    reuse finished jobs, run the rest, time serially, save rows and manifest, build the report.
-
-    ``extra`` writes the command's own files into the folder before the report is built.
+    ``options`` are run settings given beside the file (``jobs``, ``time_budget``, ...).
+    Ctrl-C cancels the pending rows and raises SweepInterrupted after saving the finished ones
+    (untimed) with a report marked incomplete.
     """
     from compress.report.build import build_report
-    from compress.results.outdir import check_output, open_output
-    from compress.results.rows import RUN_MANIFEST, write_results
 
-    check_output(out, kind, reuse=True)
-    clock = time.perf_counter()
-    jobs = plan_jobs(run, out, imports)
-    open_output(out, kind, reuse=True)
-    seconds = {"prepare": time.perf_counter() - clock}
-    results = {job.key: json.loads(job.result_path.read_text()) for job in jobs
-               if job.result_path.exists()}
-    reused = len(results)
-    pending = [job for job in jobs if job.key not in results]
-    report = progress or (lambda done, total, failed, what: None)
-    failed, complete = 0, True
-    report(reused, len(jobs), 0, f"{reused} reused")
-    clock = time.perf_counter()
+    import_modules(config.imports)
+    run_settings = run_config(config, out=out, resume=True, **options)
+    command = Command(kind="sweep", timing=timing, imports=config.imports, executor=executor,
+                      settings={"file": config.path, "specs": list(config.specs),
+                                "seeds": list(config.seeds), "imports": list(config.imports),
+                                **json.loads(json.dumps(config.settings, default=str))})
     try:
-        for result in executor.run(pending):
-            results[result["key"]] = result
-            failed += result["row"].get("status") == "failed"
-            report(len(results), len(jobs), failed, result["row"]["spec"])
-    except KeyboardInterrupt:
-        complete = False
-    seconds["jobs"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    rows = collect(jobs, results, out, timing if complete else None)
-    seconds["timing"] = time.perf_counter() - clock
-    write_results(out, rows)
-    manifest = {"run_id": out.name, "kind": kind, "complete": complete,
-                "config": json.loads(json.dumps(settings or {}, default=str))}
-    write_atomic(out / RUN_MANIFEST, json.dumps(manifest, indent=2))
-    if extra is not None:
-        extra(out)
-    build_report(out)
-    result = SweepResult(out, rows, reused, failed, seconds, complete)
-    if not complete:
-        raise SweepInterrupted(result)
+        result = run(run_settings, progress, command=command)
+    except RunInterrupted as stop:
+        if stop.result.rows:
+            build_report(stop.result.out)
+        raise SweepInterrupted(stop.result) from None
+    build_report(result.out)
     return result
-
-

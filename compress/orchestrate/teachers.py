@@ -56,24 +56,28 @@ def load_source(config: RunConfig, seed: int) -> Source:
     if config.data is None:
         dataset = load_dataset(str(config.dataset), seed)
         return Source(dataset, dataset)
-    from compress.data.userdata import load_file  # pandas and scikit-learn: 1 s, only for a user's file
+    # pandas and scikit-learn are slow to import: only for a user's file (measured:
+    # docs/benchmarks.md, "Figures behind design decisions")
+    from compress.data.userdata import load_file
 
     dataset, record = load_file(config.data, seed=seed, target=config.target, missing=config.missing,
                                 image_size=config.image_size)
     return Source(dataset, dataset, record.summary(), getattr(record, "encoding", None))
 
 
-def teacher_for(config: RunConfig, source: Source, seed: int, *, load: bool = True) -> Teacher:
+def teacher_for(config: RunConfig, source: Source, seed: int, *, load: bool = True,
+                deadline: float | None = None) -> Teacher:
     """The seed's teacher: the user's file, or the cached (else freshly trained) default.
 
-    ``load=False``: a cached teacher's model stays on disk (see ``get_teacher``).
+    ``load=False``: a cached teacher's model stays on disk (see ``get_teacher``); a teacher
+    trained here stops at ``deadline`` (``time.time()``; None: never).
     """
     if config.teacher is not None:
         return load_teacher(config.teacher, source.dataset, trust=config.trust_model,
                             use_cache=config.use_cache)
     return get_teacher(source.teacher_data, seed=seed, recipe=_recipe(config),
                        architecture=config.teacher_architecture, use_cache=config.use_cache,
-                       load=load)
+                       load=load, deadline=deadline)
 
 
 def _recipe(config: RunConfig) -> TeacherRecipe:

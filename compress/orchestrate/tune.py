@@ -36,7 +36,6 @@ from typing import Any
 
 from compress.analysis.configurations import against_teacher
 from compress.common.errors import UserError, option
-from compress.common.fileio import write_atomic
 from compress.orchestrate.tune_search import (
     BATCH,
     TuneProgress,
@@ -52,7 +51,16 @@ from compress.orchestrate.tune_trials import (
     nothing_within_budget,
     trials_per_family,
 )
-from compress.results.rows import TUNE_FILE
+from compress.results.tune_record import (
+    ConfirmationRecord,
+    FamilyRecord,
+    FinalMeasurement,
+    Resolution,
+    SearchRecord,
+    TeacherRecord,
+    TrialRecord,
+    TuneRecord,
+)
 
 
 class NothingMeetsBudget(Exception):
@@ -95,7 +103,8 @@ def tune(
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise UserError(f"{option('seeds')} must be at least 1, got {seeds}")
     from compress.orchestrate.config import resolve_config
-    from compress.orchestrate.sweep import SweepInterrupted, run_jobs
+    from compress.orchestrate.run import Command, RunInterrupted, run
+    from compress.report.build import build_report
     from compress.results.outdir import check_output
 
     tunable_names(settings.strategies)  # a typo is one line before any teacher is trained
@@ -111,28 +120,28 @@ def tune(
     if found.chosen is None:
         _write(folder, settings, found, None)
         raise NothingMeetsBudget(nothing_within_budget(found, settings, len(config.seeds)))
-    run = dataclasses.replace(config, strategies=("baseline", *found.final))
-    holder: dict[str, Any] = {}
-
-    def write_tune(folder: Path) -> None:
-        from compress.results.rows import read_results
-
-        holder["summary"] = _write(folder, settings, found, read_results(folder))
-
+    final = dataclasses.replace(config, strategies=("baseline", *found.final), out=folder, resume=True)
     report = progress or (lambda done, running, best, seconds: None)
 
-    def measuring(done: int, total: int, failed: int, what: str) -> None:
+    def measuring(done: int, total: int, what: str) -> None:
         left = settings.time_budget_min * 60 - (time.monotonic() - started)
-        report(len(found.trials), total - done, f"measuring on the test split: {done}/{total} jobs "
-               f"({failed} failed), {what}", max(0.0, left))
+        report(len(found.trials), total - done, f"measuring on the test split: {done}/{total}, {what}",
+               max(0.0, left))
 
+    command = Command(kind="tune", executor=executor, settings={
+        "tune": dataclasses.asdict(settings), "seeds": seeds,
+        "run": json.loads(json.dumps(dataclasses.asdict(config), default=str))})
     try:
-        measured = run_jobs(run, folder, executor, kind="tune", progress=measuring, settings={
-            "tune": dataclasses.asdict(settings), "seeds": seeds,
-            "run": json.loads(json.dumps(dataclasses.asdict(config), default=str))}, extra=write_tune)
-    except SweepInterrupted as stop:  # its report of the measured jobs is written, marked incomplete
+        measured = run(final, measuring, command=command)
+    except RunInterrupted as stop:  # a report of the measured rows is written, marked incomplete
+        if stop.result.rows:
+            build_report(stop.result.out)
         raise TuneInterrupted(folder) from stop
-    return TuneResult(folder, found, measured.rows, holder.get("summary", {}))
+    from compress.results.rows import read_results
+
+    summary = _write(folder, settings, found, read_results(folder))
+    build_report(folder)
+    return TuneResult(folder, found, measured.rows, summary)
 
 
 def _data_name(config: Any) -> str:
@@ -145,32 +154,36 @@ def _write(folder: Path, settings: TuneSettings, found: SearchResult,
     import optuna
 
     chosen = found.chosen
-    test = against_teacher(rows, chosen.spec) if rows is not None and chosen is not None else None
-    summary = {
-        "objective": settings.objective,
-        "max_accuracy_drop": settings.max_accuracy_drop,
-        "max_slowdown": settings.max_slowdown,
-        "time_budget_min": settings.time_budget_min,
-        "chosen_spec": chosen.spec if chosen else None,
-        "chosen_label": chosen.label if chosen else None,
-        "objective_value": chosen.value(settings.objective) if chosen else None,
-        "validation": dataclasses.asdict(chosen) if chosen else None,
-        "test": test,
-        "test_meets_budget": None if test is None else test["drop_pp"] <= settings.max_accuracy_drop,
-        "teacher": found.teacher,
-        "front": [t.spec for t in found.front],
-        "confirmation": {spec: proof.record(settings.max_accuracy_drop)
-                         for spec, proof in found.confirmation.items()},
-        "final": found.final,
-        "trials": [dataclasses.asdict(t) for t in found.trials],
-        "search": {"sampler": f"optuna {optuna.__version__} TPESampler (multivariate, grouped, "
-                   "constrained), two objectives", "seconds": found.seconds, "reused": found.reused,
-                   "stopped": found.stopped, "widened": found.widened, "batch": BATCH,
-                   "validation_rows": found.validation_rows,
-                   "validation_only_seeds": found.validation_only_seeds,
-                   "seeds_left_out": {str(seed): why for seed, why in found.seeds_left_out.items()},
-                   "resolve": {"discordance": RESOLVE_DISCORDANCE, "confidence": CONFIRM_CONFIDENCE},
-                   "families": trials_per_family(found.trials, settings), "space": found.space},
-    }
-    write_atomic(folder / TUNE_FILE, json.dumps(summary, indent=2))
-    return summary
+    measured = against_teacher(rows, chosen.spec) if rows is not None and chosen is not None else None
+    test = None if measured is None else FinalMeasurement.from_dict(measured)
+    budget = settings.max_accuracy_drop
+    record = TuneRecord(
+        objective=settings.objective,
+        max_accuracy_drop=budget,
+        max_slowdown=settings.max_slowdown,
+        time_budget_min=settings.time_budget_min,
+        chosen_spec=chosen.spec if chosen else None,
+        chosen_label=chosen.label if chosen else None,
+        objective_value=chosen.value(settings.objective) if chosen else None,
+        validation=TrialRecord.from_dict(dataclasses.asdict(chosen)) if chosen else None,
+        test=test,
+        test_meets_budget=None if test is None else test.drop_pp <= budget,
+        teacher=TeacherRecord.from_dict(found.teacher),
+        front=tuple(t.spec for t in found.front),
+        confirmation={spec: ConfirmationRecord.from_dict(proof.record(budget))
+                      for spec, proof in found.confirmation.items()},
+        final=tuple(found.final),
+        trials=tuple(TrialRecord.from_dict(dataclasses.asdict(t)) for t in found.trials),
+        search=SearchRecord(
+            sampler=f"optuna {optuna.__version__} TPESampler (multivariate, grouped, constrained), "
+            "two objectives", seconds=found.seconds, reused=found.reused, stopped=found.stopped,
+            widened=found.widened, batch=BATCH, validation_rows=found.validation_rows,
+            validation_only_seeds=tuple(found.validation_only_seeds),
+            seeds_left_out={str(seed): why for seed, why in found.seeds_left_out.items()},
+            resolve=Resolution(discordance=RESOLVE_DISCORDANCE, confidence=CONFIRM_CONFIDENCE),
+            families={family: FamilyRecord.from_dict(counts)
+                      for family, counts in trials_per_family(found.trials, settings).items()},
+            space=found.space),
+    )
+    record.write(folder)
+    return record.to_dict()

@@ -19,6 +19,7 @@ import numpy as np
 
 from compress.analysis.configurations import paired_test
 from compress.common.errors import UserError
+from compress.orchestrate.tasks import RowResult, RowTask
 from compress.orchestrate.tune_space import (
     MAX_STAGES,
     Space,
@@ -231,7 +232,7 @@ class SearchLoop:
             batch = self.ask_batch()
             results = {job.key: saved for job in batch if (saved := self.reused_result(job)) is not None}
             for result in executor.run([job for job in batch if job.key not in results]):
-                results[result["key"]] = result
+                results[result.key] = result
                 progress(len(self.trials) + len(results), len(batch) - len(results))
             self.tell_batch(results)
             progress(len(self.trials), 0)
@@ -247,24 +248,25 @@ class SearchLoop:
         return None
 
     # --- telling ------------------------------------------------------------------------
-    def tell_batch(self, results: dict[str, dict[str, Any]]) -> None:
+    def tell_batch(self, results: dict[str, RowResult]) -> None:
         """Tell every proposal of the batch what its job scored, in proposal order."""
         for job in self.batch:
             self.finish(job, results[job.key], reused=job.key in self.reused_keys)
         self.batch = []
 
-    def reused_result(self, job: Any) -> dict[str, Any] | None:
+    def reused_result(self, job: RowTask) -> RowResult | None:
         """The result an earlier tune into this folder saved for this job, if any."""
-        if not job.result_path.exists():
+        saved = RowResult.read(job.result_path) if job.result_path.exists() else None
+        if saved is None:
             return None
         self.reused += 1
         self.reused_keys.add(job.key)
-        return json.loads(job.result_path.read_text())
+        return saved
 
 
-    def finish(self, job: Any, result: dict[str, Any], *, reused: bool = False) -> None:
+    def finish(self, job: RowTask, result: RowResult, *, reused: bool = False) -> None:
         """Tell every Optuna trial that waited for this job what it scored."""
-        row = result["row"]
+        row = result.row
         waiting = self.waiting.pop(job.key, [])
         trial = self._trial(-1, job.spec, row.get("label") or job.spec, row.get("status", "failed"),
                             reason=row.get("reason"), reused=reused, key=job.key,
@@ -276,7 +278,7 @@ class SearchLoop:
             trial.screen = (paired.b, paired.c, paired.n) if paired else None
             trial.size_bytes, trial.size_gzip_bytes = row["size_bytes"], row["size_gzip_bytes"]
             trial.macs = row.get("macs")
-            trial.speedup = self.measure_speedup(Path(job.out) / row["artifact"])
+            trial.speedup = self.measure_speedup(Path(job.folder) / row["artifact"])
         for asked in waiting:
             self._record(asked, dataclasses.replace(trial, number=asked.number))
 
@@ -349,7 +351,11 @@ def search(
 ) -> SearchResult:
     """The search phase: propose, train and score on validation only, a batch at a time, until
     the time budget (less the time the confirmation and final measurement will need) or the
-    trial limit; earlier only when the space holds nothing new or trials keep failing."""
+    trial limit; earlier only when the space holds nothing new or trials keep failing.
+
+    One function on purpose: the sampler, the teacher's row, the speed-up probe and the time
+    reserve for the confirmation are closures over the same search state, built in the order
+    the replay of an interrupted tune needs."""
     import optuna
 
     from compress.measure.latency import measure_latency
@@ -432,29 +438,41 @@ def search(
     )
 
 
-def seed_trials(config: Any, seed: int, out: Path) -> tuple[Any, Any, Callable[[str], Any]]:
-    """One seed's data and teacher (refused when weak) and the maker of its validation jobs."""
-    from compress.orchestrate.jobs import make_job
+def seed_trials(config: Any, seed: int, out: Path) -> tuple[Any, Any, Callable[[str], RowTask]]:
+    """One seed's data and teacher (refused when weak) and the maker of its validation tasks:
+    rows of the one engine's kind, scored on the validation split."""
+    from compress.common.fileio import cache_dir
+    from compress.orchestrate.plan import Step
+    from compress.orchestrate.steps import step_row
+    from compress.orchestrate.tasks import JOBS_DIR, row_key, task_identity, task_key
     from compress.orchestrate.teachers import check_teacher, load_source, teacher_for
     from compress.results.rows import environment
+    from compress.strategies import strategies_from_spec
 
     source = load_source(config, seed)
     teacher = teacher_for(config, source, seed)
     check_teacher(config, seed, teacher, source.dataset, {})
-    data_key, env = source.dataset.fingerprint(), environment(threads=1)
+    selection, env = source.for_selection(), environment(threads=1)
+    identity = task_identity(source.dataset.fingerprint(), teacher, seed, "validation")
 
-    def job_for(spec: str) -> Any:
-        return make_job(spec, seed, config, data_key, teacher.cache_key, out, (), env,
-                        split="validation")
+    def job_for(spec: str) -> RowTask:
+        (strategy,) = strategies_from_spec(spec)
+        key = row_key(identity, strategy, None)
+        header = step_row(Step(strategy), teacher, selection, seed, scenario=config.scenario, env=env,
+                          run_id=out.name)
+        return RowTask(key=key, index=0, spec=spec, control_of=None, seed=seed, config=config,
+                       folder=str(out), artifact=f"{JOBS_DIR}/{key}.tflite", header=header,
+                       split="validation", stage_key=task_key(identity), cache_dir=str(cache_dir()),
+                       identity=identity)
 
     return source, teacher, job_for
 
 
-def teacher_row(job_for: Callable[[str], Any]) -> dict[str, Any]:
+def teacher_row(job_for: Callable[[str], RowTask]) -> dict[str, Any]:
     """The teacher as TFLite on the seed's validation split, measured in this process."""
-    from compress.orchestrate.jobs import run_job
+    from compress.orchestrate.tasks import run_task
 
-    base = run_job(job_for("baseline"))["row"]
+    base = run_task(job_for("baseline")).row
     if base.get("status") != "ok":
         raise UserError(f"the teacher cannot be measured as TFLite: {base.get('reason')}")
     return base
@@ -500,15 +518,15 @@ def confirm(found: SearchResult, config: Any, settings: TuneSettings, executor: 
     while batch:
         began = time.monotonic()
         jobs = {(t.spec, seed): makers[seed](t.spec) for t in batch for seed in seeds}
-        results = {j.key: json.loads(j.result_path.read_text()) for j in jobs.values()
-                   if j.result_path.exists()}
+        results = {j.key: saved for j in jobs.values()
+                   if j.result_path.exists() and (saved := RowResult.read(j.result_path)) is not None}
         for result in executor.run([j for j in jobs.values() if j.key not in results]):
-            results[result["key"]] = result
+            results[result.key] = result
             report(len(found.trials), len(jobs) - len(results), f"confirming {len(batch)} candidates on "
                    f"the validation splits of seeds {', '.join(map(str, seeds))}", max(0.0, left()))
         for trial in batch:
             found.confirmation[trial.spec] = evidence(
-                seeds, teachers, {seed: results[jobs[trial.spec, seed].key]["row"] for seed in seeds})
+                seeds, teachers, {seed: results[jobs[trial.spec, seed].key].row for seed in seeds})
         passed = [t for t in ranked
                   if t.spec in found.confirmation and found.confirmation[t.spec].within(budget)]
         best = min(passed, key=lambda t: rank(t, settings)) if passed else None

@@ -14,6 +14,7 @@ from typing import Any
 from compress.analysis.configurations import SAME_SPEED_MARGIN, paired_test
 from compress.common.errors import option
 from compress.orchestrate.tune_space import TuneSettings
+from compress.results.tune_record import TrialRecord
 
 #: Configurations measured on the test split at the end: the choice, the rest of the
 #: validation front within the budget, and the best plain strategy.
@@ -23,7 +24,8 @@ FINAL_CONFIGURATIONS = 5
 #: Candidates confirmed at a time (the best plausibly within the budget on the first seed's
 #: validation split, and in the first batch also the most accurate of the rest), scored again on
 #: the other seeds' validation splits before the choice: one split of a few hundred rows cannot tell
-#: 0.5 pp from 2 pp, and a choice made on it alone lands outside the budget on the test split.
+#: 0.5 pp from 2 pp, and a choice made on it alone lands outside the budget on the test split
+#: (measured: docs/benchmarks.md, "`compress tune` on digits (issue 17)").
 CONFIRM_CANDIDATES = 6
 
 
@@ -36,8 +38,9 @@ CONFIRM_CONFIDENCE = 0.8
 #: Candidates of the first batch that may share a first stage (one distilled student, say).
 SAME_FIRST_STAGE = 2
 
-#: How often a good candidate disagrees with its teacher (digits' distilled and pruned models:
-#: 2-3% of validation rows), for how many pooled rows the confirmation needs.
+#: How often a good candidate disagrees with its teacher, as a share of validation rows, for how
+#: many pooled rows the confirmation needs (measured on digits' distilled and pruned models:
+#: docs/benchmarks.md, "Figures behind design decisions").
 RESOLVE_DISCORDANCE = 0.025
 #: Seeds the confirmation pools at most to resolve the budget, besides the search seed (more only
 #: when the user asked for more seeds): each added one costs a teacher and every candidate's
@@ -56,28 +59,9 @@ def margin_pp(b: int, c: int, n: int) -> float:
 
 
 @dataclass
-class Trial:
-    """One proposal and what became of it, as tune.json records it."""
-
-    number: int
-    spec: str
-    label: str
-    stages: int
-    status: str  # ok, skipped, failed, hopeless, invalid
-    reason: str | None = None
-    val_accuracy: float | None = None
-    drop_pp: float | None = None
-    size_bytes: int | None = None
-    size_gzip_bytes: int | None = None
-    macs: int | None = None
-    speedup: float | None = None
-    train_seconds: float | None = None
-    reused: bool = False
-    key: str | None = None
-    family: str | None = None  # of its first stage: what the report counts trials under
-    #: Paired with the teacher on the search split: (teacher right and it wrong, the other way
-    #: round, rows), for how surely one split of a few hundred rows rules it out.
-    screen: tuple[int, int, int] | None = None
+class Trial(TrialRecord):
+    """One proposal and what became of it: the record tune.json saves (``TrialRecord``, whose
+    fields it fills in as the trial is trained and scored), with what the search asks of it."""
 
     def value(self, objective: str) -> float | None:
         """What the objective minimizes: gzip bytes, or latency relative to the teacher."""

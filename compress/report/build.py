@@ -9,13 +9,11 @@ selection goes through ``compress.analysis`` by role; every verdict through
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from compress.analysis.claims import evaluate_claims, load_claims
 from compress.analysis.configurations import (
@@ -50,16 +48,18 @@ from compress.report.tables import (
     common_table,
     seeds_details,
 )
+from compress.results.manifest import RunManifest
 from compress.results.outdir import check_output, folder_kind, open_output
 from compress.results.rows import (
     RESULTS_FILE,
-    RUN_MANIFEST,
+    TUNE_FILE,
     comparable_group,
     mixed,
     read_runs,
     require_one_group,
     to_csv,
 )
+from compress.results.tune_record import TuneRecord
 
 FORMATS = ("md", "html", "csv")
 FIGURES = {
@@ -81,7 +81,7 @@ def _timing_span(seconds: float | None) -> str:
     return f"; each model timed over at least {seconds:g} s"
 
 
-def _header(rows: list[Row], manifests: list[dict[str, Any]], configs: list[Config]) -> list[str]:
+def _header(rows: list[Row], manifests: list[RunManifest], configs: list[Config]) -> list[str]:
     first = rows[0]
     env = first.get("env") or {}
     seeds = sorted({r["seed"] for r in rows})
@@ -115,21 +115,21 @@ def _header(rows: list[Row], manifests: list[dict[str, Any]], configs: list[Conf
         items.insert(1, "**Scenario:** shift: the teacher learned a source domain only; every row is "
                      "scored on the shifted target, so the baseline row is the teacher zero-shot.")
     for manifest in manifests:
-        command = (manifest.get("config") or {}).get("command")
+        command = manifest.config.get("command")
         if command and f"**Command:** `{command}`" not in items:  # a copied run says it once
             items.append(f"**Command:** `{command}`")
-        for seed, why in (manifest.get("weak_teacher") or {}).items():
+        for seed, why in (manifest.weak_teacher or {}).items():
             items.insert(0, f"**Weak teacher (seed {seed}, allowed by --allow-weak-teacher):** {why}.")
-        budget = (manifest.get("config") or {}).get("time_budget")
+        budget = manifest.config.get("time_budget")
         if budget:
-            cut = {seed: t["budget_stopped"] for seed, t in (manifest.get("teachers") or {}).items()
+            cut = {seed: t["budget_stopped"] for seed, t in manifest.teachers.items()
                    if t.get("budget_stopped")}
             teacher = "; ".join(f"the teacher (seed {seed}) stopped after {what}, so it was not "
                                 "cached" for seed, what in cut.items())
             items.insert(0, f"**Time budget:** {budget:g} min for all training, shared by cost"
                          + (f"; {teacher}" if teacher else "") + ".")
-        if not manifest.get("complete", True):
-            items.insert(0, f"**Run {manifest.get('run_id')} is incomplete:** it stopped early; "
+        if not manifest.complete:
+            items.insert(0, f"**Run {manifest.run_id} is incomplete:** it stopped early; "
                          "its unfinished rows are missing and rows without latency were not timed.")
     return items
 
@@ -183,11 +183,11 @@ def _notes(row: Row) -> str:
     return " ".join(part for part in (row.get("notes") or "", stored) if part)
 
 
-def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Path,
-                   tunes: Sequence[dict[str, Any]] = (), figure_prefix: str = "",
+def build_document(rows: list[Row], manifests: list[RunManifest], folder: Path,
+                   tunes: Sequence[TuneRecord] = (), figure_prefix: str = "",
                    ) -> tuple[Document, list[Verdict]]:
     """Assemble the report (writing its figures into ``folder``) and its claim verdicts;
-    ``tunes`` are the tune.json of tune folders among the results."""
+    ``tunes`` are the tune records of tune folders among the results."""
     datasets = sorted({str(r.get("dataset")) for r in rows})
     configs = configurations(rows)
     found = pairings(configs)
@@ -235,52 +235,8 @@ def build_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
     return document, verdicts
 
 
-def _json_file(path: Path, remedy: str) -> Any:
-    """A JSON file beside the results, or None when there is none; unreadable is one line."""
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON; {remedy}") from None
-
-
-def _read_manifest(results: Path) -> dict[str, Any] | None:
-    """A run's run.json, its parts the report reads checked for their types."""
-    path = results.parent / RUN_MANIFEST
-    manifest = _json_file(path, "the run folder is damaged")
-    if manifest is None:
-        return None
-    shapes = {"config": dict, "weak_teacher": dict, "complete": bool, "run_id": str}
-    wrong = [key for key, kind in shapes.items() if isinstance(manifest, dict)
-             and manifest.get(key) is not None and not isinstance(manifest[key], kind)]
-    if not isinstance(manifest, dict) or wrong:
-        problem = f"{wrong[0]} has the wrong type" if wrong else "not an object"
-        raise UserError(f"{path} is damaged ({problem}); re-run, or delete run.json to report the "
-                        "results alone")
-    return manifest
-
-
-def _read_tune(results: Path) -> dict[str, Any] | None:
-    """A tune folder's tune.json, checked for the parts the report reads."""
-    from compress.results.rows import TUNE_FILE
-
-    path = results.parent / TUNE_FILE
-    tune = _json_file(path, "re-run the same compress tune to rewrite it")
-    if tune is None:
-        return None
-    needed = {"objective": str, "max_accuracy_drop": (int, float), "trials": list, "front": list,
-              "teacher": dict, "search": dict}
-    wrong = [key for key, kind in needed.items() if not isinstance(tune, dict)
-             or not isinstance(tune.get(key), kind)]
-    if wrong:
-        raise UserError(f"{path} is damaged ({wrong[0]} is missing or of the wrong type); re-run the "
-                        "same compress tune to rewrite it")
-    return tune
-
-
-def mixed_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Path,
-                   tunes: Sequence[dict[str, Any]] = ()) -> tuple[Document, list[Verdict]]:
+def mixed_document(rows: list[Row], manifests: list[RunManifest], folder: Path,
+                   tunes: Sequence[TuneRecord] = ()) -> tuple[Document, list[Verdict]]:
     """A report of runs that differ in dataset or teacher (``--allow-mixed``): each group is
     reported on its own, under its heading, so no accuracy, ranking, recommendation or claim
     ever mixes two datasets; the claims' technique names say their group."""
@@ -297,7 +253,7 @@ def mixed_document(rows: list[Row], manifests: list[dict[str, Any]], folder: Pat
     verdicts: list[Verdict] = []
     for number, ((dataset, teacher), group) in enumerate(sorted(groups.items()), start=1):
         runs = {r.get("run_id") for r in group}
-        part, found = build_document(group, [m for m in manifests if m.get("run_id") in runs], folder,
+        part, found = build_document(group, [m for m in manifests if m.run_id in runs], folder,
                                      figure_prefix=f"{number}-")
         document.add(Heading(f"{number}. {dataset}, teacher {teacher}"),
                      *(replace(b, level=b.level + 1) if isinstance(b, Heading) else b for b in part.blocks))
@@ -336,8 +292,8 @@ def build_report(
     if not allow_mixed:  # runs of different datasets or teachers cannot be averaged into one number
         mixing = option("allow_mixed", True)
         require_one_group(rows, f"report them separately, or pass {mixing} to group them by dataset")
-    manifests = [m for p in paths if (m := _read_manifest(p)) is not None]
-    tunes = [t for p in paths if (t := _read_tune(p)) is not None]
+    manifests = [m for p in paths if (m := RunManifest.read(p.parent)) is not None]
+    tunes = [TuneRecord.read(p.parent) for p in paths if (p.parent / TUNE_FILE).exists()]
     own = {p.parent.resolve() for p in paths}
     if out is None:
         folder = paths[0].parent if len(paths) == 1 else \

@@ -74,8 +74,9 @@ def fork_is_safe() -> bool:
 
 def draw_all(figures: Sequence[functools.partial[None]]) -> None:
     """Draw each figure (a call that writes one file), side by side on the free cores when
-    this process can fork: the report's figures are its slowest part (1.5-2 s for four),
-    and after a run with workers the parent has no TensorFlow.  Otherwise one after another;
+    this process can fork: the report's figures are its slowest part (measured:
+    docs/benchmarks.md, "Default run wall time"), and after a run with workers the parent has
+    no TensorFlow.  Otherwise one after another;
     the files are the same bytes either way.  A figure's error is raised here."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     if len(figures) < 2 or cores < 2 or not fork_is_safe():

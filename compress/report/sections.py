@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import statistics
 from statistics import NormalDist
-from typing import Any
 
 from compress.analysis.configurations import (
     DOCUMENT_DISTILL_PARAMS,
@@ -20,6 +19,7 @@ from compress.analysis.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies, d
 from compress.common.stats import detectable_difference
 from compress.report.document import Block, Bullets, Cell, Details, Heading, Paragraph, Table
 from compress.report.tables import kib, method_cell, signed_pp, signed_pp_or_blank, speed_cell
+from compress.results.tune_record import TrialRecord, TuneRecord
 
 #: Assumed share of disagreeing test samples when a run has no comparison to measure it.
 ASSUMED_DISCORDANCE = 0.10
@@ -171,135 +171,140 @@ def recommendation_section(rows: list[Row]) -> list[Block]:
     ]
 
 
-def tune_section(tune: dict[str, Any]) -> list[Block]:
+def tune_section(tune: TuneRecord) -> list[Block]:
     """What ``compress tune`` searched, found and chose; validation numbers are labelled so."""
-    search, teacher = tune["search"], tune["teacher"]
-    trials = tune["trials"]
-    objective = "smallest gzip file" if tune["objective"] == "size" else "fastest model at batch 1"
-    base_gzip = teacher["size_gzip_bytes"]
+    search, trials = tune.search, tune.trials
+    objective = "smallest gzip file" if tune.objective == "size" else "fastest model at batch 1"
+    base_gzip = tune.teacher.size_gzip_bytes
+    timed = tune.objective == "latency" or any(t.speedup for t in trials)
 
-    def record(t: dict[str, Any]) -> dict[str, str | Cell]:
-        ok = t["status"] == "ok"
+    def record(t: TrialRecord) -> dict[str, str | Cell]:
+        ok = t.status == "ok"
         out: dict[str, str | Cell] = {
-            "Configuration": Cell(t["label"], title=t["spec"]),
-            "Val. accuracy": f"{t['val_accuracy']:.4f}" if ok else "",
-            "Δ pp": signed_pp(-t["drop_pp"]) if ok else "",
-            "gzip KiB": kib(t["size_gzip_bytes"]) if ok else "",
-            "× smaller (gzip)": f"{base_gzip / t['size_gzip_bytes']:.1f}" if ok else "",
+            "Configuration": Cell(t.label, title=t.spec),
+            "Val. accuracy": f"{t.val_accuracy:.4f}" if ok else "",
+            "Δ pp": signed_pp(-t.drop_pp) if ok else "",
+            "gzip KiB": kib(t.size_gzip_bytes) if ok else "",
+            "× smaller (gzip)": f"{base_gzip / t.size_gzip_bytes:.1f}" if ok else "",
         }
         if timed:
-            out["Speed-up"] = f"{t['speedup']:.2f}×" if ok and t.get("speedup") else ""
+            out["Speed-up"] = f"{t.speedup:.2f}×" if ok and t.speedup else ""
         return out
 
-    timed = tune["objective"] == "latency" or any(t.get("speedup") for t in trials)
-
-    by_spec = {t["spec"]: t for t in trials}
-    front = [record(by_spec[spec]) for spec in tune["front"] if spec in by_spec]
-    plain: dict[str, dict[str, Any]] = {}
+    by_spec = {t.spec: t for t in trials}
+    front = [record(by_spec[spec]) for spec in tune.front if spec in by_spec]
+    plain: dict[str, TrialRecord] = {}
     for t in trials:
-        if t["stages"] == 1 and t["status"] == "ok":
-            name = t["spec"].split(":")[0]
+        if t.stages == 1 and t.status == "ok":
+            name = t.spec.split(":")[0]
             best = plain.get(name)
-            if best is None or t["drop_pp"] < best["drop_pp"]:
+            if best is None or t.drop_pp < best.drop_pp:
                 plain[name] = t
     blocks: list[Block] = [
         Heading("Search (compress tune)"),
-        Paragraph(f"Objective: the {objective} within {tune['max_accuracy_drop']:g} pp of the "
-                  f"teacher{_speed_limit(tune)}. {len(trials)} trials in {search['seconds'] / 60:.1f} min "
-                  f"({search['reused']} reused from an earlier tune; stopped by: {search['stopped']}), "
-                  f"scored on the **validation split** of the first seed only; {search['sampler']}. "
+        Paragraph(f"Objective: the {objective} within {tune.max_accuracy_drop:g} pp of the "
+                  f"teacher{_speed_limit(tune)}. {len(trials)} trials in {search.seconds / 60:.1f} min "
+                  f"({search.reused} reused from an earlier tune; stopped by: {search.stopped}), "
+                  f"scored on the **validation split** of the first seed only; {search.sampler}. "
                   "The test split was read only afterwards, to measure the configurations of the "
                   "common table, so their test accuracy is not inflated by the search."
                   f"{_resolution(tune)}"),
     ]
-    families = search.get("families")
-    if families:
+    if search.families:
         blocks += [
             Paragraph("Trials per family (of each configuration's first stage): why a family lost "
                       "is here, not only who won. Admissible: within the budget on the search split; "
                       "plausibly admissible: not ruled out by it, and so a candidate for the "
                       "confirmation."),
-            Table([{"Family": family, "Proposals": str(f["proposals"]), "Trained": str(f["trained"]),
-                    "Admissible": str(f["admissible"]),
-                    **({"Plausibly admissible": str(f["plausible"])} if "plausible" in f else {}),
-                    "Best admissible": f["best"] or "none",
-                    "Its Δ pp": "" if f["best_drop_pp"] is None else signed_pp(-f["best_drop_pp"])}
-                   for family, f in families.items()]),
+            Table([{"Family": family, "Proposals": str(f.proposals), "Trained": str(f.trained),
+                    "Admissible": str(f.admissible),
+                    **({"Plausibly admissible": str(f.plausible)} if f.plausible is not None else {}),
+                    "Best admissible": f.best or "none",
+                    "Its Δ pp": "" if f.best_drop_pp is None else signed_pp(-f.best_drop_pp)}
+                   for family, f in search.families.items()]),
         ]
-    test = tune.get("test")
-    if tune.get("chosen_spec"):
-        chosen = by_spec.get(tune["chosen_spec"], {})
-        lines = [f"**Chosen:** {tune['chosen_label']} (`{tune['chosen_spec']}`)."]
-        if chosen:
-            speed = f", {chosen['speedup']:.2f}× as fast at batch 1" if chosen.get("speedup") else ""
-            smaller = base_gzip / chosen["size_gzip_bytes"]
-            proof = (tune.get("confirmation") or {}).get(tune["chosen_spec"])
-            pooled = "" if not proof or proof.get("drop_pp") is None else (
-                f", and {signed_pp(-proof['drop_pp'])} pp pooled over the validation splits of seeds "
-                f"{', '.join(map(str, proof['pooled_seeds']))} (at worst "
-                f"{signed_pp(-proof['upper_pp'])} pp at {proof['confidence']:.0%} confidence)")
-            lines.append(f"On validation: {signed_pp(-chosen['drop_pp'])} pp on the split that found it"
-                         f"{pooled}; {smaller:.1f}× smaller (gzip) than the teacher{speed}.")
-        if test:
-            met = "within" if tune.get("test_meets_budget") else "**outside**"
-            lines.append(f"On the test split over {test['seeds']} seed(s): accuracy {test['accuracy']:.4f} "
-                         f"against the teacher's {test['teacher_accuracy']:.4f} "
-                         f"({signed_pp(-test['drop_pp'])} pp, {met} the budget), "
-                         f"{test['times_smaller_gzip']:.1f}× smaller (gzip), "
-                         f"{test['times_smaller_raw']:.1f}× smaller (raw)"
-                         + (f", {test['speedup']:.2f}× faster." if test.get("speedup") else "."))
-            if not tune.get("test_meets_budget"):
-                lines.append("The choice met the budget on the pooled validation splits but not on the "
-                             "test split: splits this size cannot tell such differences apart; "
-                             "tune with a smaller --max-accuracy-drop for a margin.")
-        blocks.append(Bullets(lines))
-    else:
-        blocks.append(Paragraph("**No configuration met the budget on validation.**"))
-    confirmation = tune.get("confirmation") or {}
-    if confirmation:
-        first = next(iter(confirmation.values()))
-        pooled = ", ".join(map(str, first["pooled_seeds"]))
-        confidence = f"{first['confidence']:.0%}"
-        why = ("the first seed's split chose the candidates, so it is not trusted to confirm them"
-               if len(first["drops_pp"]) > 1 else "with one seed, the split that chose the candidates "
-               "also confirms them, which flatters them: give --seeds 3 for an independent check")
-        blocks += [
-            Paragraph(f"Before the choice, candidates were scored again on the validation split of "
-                      f"every seed (its own splits and teacher), best first{_extra_seeds(tune)}. "
-                      f"The choice is the best "
-                      f"whose loss, pooled over the paired predictions of seed(s) {pooled}, stays "
-                      f"within the budget with {confidence} confidence ({why}):"),
-            Table([{"Configuration": Cell(by_spec[spec]["label"], title=spec) if spec in by_spec else spec,
-                    "Δ pp per seed (validation)": ", ".join("failed" if d is None else signed_pp(-d)
-                                                            for d in proof["drops_pp"]),
-                    f"pooled Δ pp (seeds {pooled})": signed_pp_or_blank(proof["drop_pp"]),
-                    f"worst Δ pp at {confidence}": signed_pp_or_blank(proof["upper_pp"]),
-                    "Within budget": "yes" if proof["within_budget"] else "no"}
-                   for spec, proof in confirmation.items()]),
-        ]
+    blocks.append(_choice(tune, by_spec.get(tune.chosen_spec) if tune.chosen_spec else None))
+    blocks += _confirmation(tune, by_spec)
     blocks += [
         Paragraph("The front found: no other trial is both smaller (or faster) and more accurate "
                   "on validation."),
         Table(front),
         Paragraph("Each strategy alone, its best trial (validation), for what the chains add:"),
-        Table([record(t) for t in sorted(plain.values(), key=lambda t: t["size_gzip_bytes"])]),
+        Table([record(t) for t in sorted(plain.values(), key=lambda t: t.size_gzip_bytes or 0)]),
         Details(f"All {len(trials)} trials", [Table([
-            {"#": str(t["number"]), **record(t), "Status": t["status"] + (" (reused)" if t["reused"] else ""),
-             "Why": t.get("reason") or ""} for t in trials])]),
+            {"#": str(t.number), **record(t), "Status": t.status + (" (reused)" if t.reused else ""),
+             "Why": t.reason or ""} for t in trials])]),
     ]
     return blocks
 
 
-def _speed_limit(tune: dict[str, Any]) -> str:
-    slowdown = tune.get("max_slowdown")
+def _choice(tune: TuneRecord, chosen: TrialRecord | None) -> Block:
+    """The choice on validation (where it was found and confirmed), then on the test split."""
+    if not tune.chosen_spec:
+        return Paragraph("**No configuration met the budget on validation.**")
+    lines = [f"**Chosen:** {tune.chosen_label} (`{tune.chosen_spec}`)."]
+    if chosen:
+        speed = f", {chosen.speedup:.2f}× as fast at batch 1" if chosen.speedup else ""
+        smaller = tune.teacher.size_gzip_bytes / chosen.size_gzip_bytes
+        proof = tune.confirmation.get(tune.chosen_spec)
+        pooled = "" if not proof or proof.drop_pp is None else (
+            f", and {signed_pp(-proof.drop_pp)} pp pooled over the validation splits of seeds "
+            f"{', '.join(map(str, proof.pooled_seeds))} (at worst "
+            f"{signed_pp(-proof.upper_pp)} pp at {proof.confidence:.0%} confidence)")
+        lines.append(f"On validation: {signed_pp(-chosen.drop_pp)} pp on the split that found it"
+                     f"{pooled}; {smaller:.1f}× smaller (gzip) than the teacher{speed}.")
+    test = tune.test
+    if test:
+        met = "within" if tune.test_meets_budget else "**outside**"
+        lines.append(f"On the test split over {test.seeds} seed(s): accuracy {test.accuracy:.4f} "
+                     f"against the teacher's {test.teacher_accuracy:.4f} "
+                     f"({signed_pp(-test.drop_pp)} pp, {met} the budget), "
+                     f"{test.times_smaller_gzip:.1f}× smaller (gzip), "
+                     f"{test.times_smaller_raw:.1f}× smaller (raw)"
+                     + (f", {test.speedup:.2f}× faster." if test.speedup else "."))
+        if not tune.test_meets_budget:
+            lines.append("The choice met the budget on the pooled validation splits but not on the "
+                         "test split: splits this size cannot tell such differences apart; "
+                         "tune with a smaller --max-accuracy-drop for a margin.")
+    return Bullets(lines)
+
+
+def _confirmation(tune: TuneRecord, by_spec: dict[str, TrialRecord]) -> list[Block]:
+    """Each candidate on every seed's validation split, and the rule that chose among them."""
+    if not tune.confirmation:
+        return []
+    first = next(iter(tune.confirmation.values()))
+    pooled = ", ".join(map(str, first.pooled_seeds))
+    confidence = f"{first.confidence:.0%}"
+    why = ("the first seed's split chose the candidates, so it is not trusted to confirm them"
+           if len(first.drops_pp) > 1 else "with one seed, the split that chose the candidates "
+           "also confirms them, which flatters them: give --seeds 3 for an independent check")
+    return [
+        Paragraph(f"Before the choice, candidates were scored again on the validation split of "
+                  f"every seed (its own splits and teacher), best first{_extra_seeds(tune)}. "
+                  f"The choice is the best "
+                  f"whose loss, pooled over the paired predictions of seed(s) {pooled}, stays "
+                  f"within the budget with {confidence} confidence ({why}):"),
+        Table([{"Configuration": Cell(by_spec[spec].label, title=spec) if spec in by_spec else spec,
+                "Δ pp per seed (validation)": ", ".join("failed" if d is None else signed_pp(-d)
+                                                        for d in proof.drops_pp),
+                f"pooled Δ pp (seeds {pooled})": signed_pp_or_blank(proof.drop_pp),
+                f"worst Δ pp at {confidence}": signed_pp_or_blank(proof.upper_pp),
+                "Within budget": "yes" if proof.within_budget else "no"}
+               for spec, proof in tune.confirmation.items()]),
+    ]
+
+
+def _speed_limit(tune: TuneRecord) -> str:
+    slowdown = tune.max_slowdown
     if slowdown is None:
         return ""
     return (", and never slower than the teacher" if slowdown == 1 else
             f", and at most {slowdown:g}× the teacher's latency")
 
 
-def _extra_seeds(tune: dict[str, Any]) -> str:
-    extra = tune["search"].get("validation_only_seeds") or []
+def _extra_seeds(tune: TuneRecord) -> str:
+    extra = tune.search.validation_only_seeds
     if not extra:
         return ""
     named = f"seed {extra[0]} was" if len(extra) == 1 else \
@@ -308,23 +313,23 @@ def _extra_seeds(tune: dict[str, Any]) -> str:
             "(their test splits are never measured)")
 
 
-def _resolution(tune: dict[str, Any]) -> str:
+def _resolution(tune: TuneRecord) -> str:
     """How many samples one percentage point is, where the choice was made and confirmed."""
-    rows = tune["search"].get("validation_rows")
+    rows = tune.search.validation_rows
     if not rows:
         return ""
-    budget = tune["max_accuracy_drop"]
+    budget = tune.max_accuracy_drop
     text = (f" On that split of {rows:,} rows one sample is {100 / rows:.2f} pp, so the "
             f"{budget:g} pp budget is {rows * budget / 100:.1f} samples")
-    pooled = next((proof["n"] for proof in (tune.get("confirmation") or {}).values() if proof["n"]), 0)
+    pooled = next((proof.n for proof in tune.confirmation.values() if proof.n), 0)
     if pooled:
         text += f"; the confirmation pools {pooled:,} paired rows ({pooled / 100:.1f} samples per pp)"
-        resolve = tune["search"].get("resolve")
+        resolve = tune.search.resolve
         if resolve:
-            z = NormalDist().inv_cdf(resolve["confidence"])
-            margin = 100 * z * math.sqrt(resolve["discordance"] / pooled)
+            z = NormalDist().inv_cdf(resolve.confidence)
+            margin = 100 * z * math.sqrt(resolve.discordance / pooled)
             text += (f", on which a candidate that disagrees with the teacher on "
-                     f"{resolve['discordance']:.1%} of them is confirmed when its pooled loss is at "
+                     f"{resolve.discordance:.1%} of them is confirmed when its pooled loss is at "
                      f"least {margin:.2f} pp under the budget")
     return text + "."
 

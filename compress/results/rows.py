@@ -28,6 +28,8 @@ CSV_FILE = "results.csv"
 #: A run's settings, teachers and state beside its rows; a tune's search and choice.
 RUN_MANIFEST = "run.json"
 TUNE_FILE = "tune.json"
+#: A row's ``reason`` is one line of at most this many characters (tracebacks go to errors.log).
+REASON_LIMIT = 500
 
 #: Every field of a row, in the order the CSV uses.
 FIELDS = (
@@ -132,21 +134,6 @@ def write_results(folder: Path, rows: list[dict[str, Any]]) -> None:
     """Write results.jsonl and results.csv, each atomically."""
     write_atomic(folder / RESULTS_FILE, to_jsonl(rows))
     write_atomic(folder / CSV_FILE, to_csv(rows))
-
-
-def unfinished_runs(paths: Sequence[Path | str]) -> list[Path]:
-    """The run folders among ``paths`` whose run.json says they stopped early (Ctrl-C, a killed
-    worker): their missing strategies are absent from any choice made from them."""
-    unfinished = []
-    for given in map(Path, paths):
-        folder = given if given.is_dir() else given.parent
-        try:
-            manifest = json.loads((folder / RUN_MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # no run.json (a bare results file) or a damaged one, which the report names
-        if isinstance(manifest, dict) and manifest.get("complete") is False:
-            unfinished.append(folder)
-    return unfinished
 
 
 def read_runs(paths: Sequence[Path | str]) -> list[dict[str, Any]]:

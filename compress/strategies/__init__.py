@@ -4,8 +4,9 @@ with notes.  One class per file plus ``@register`` (or an entry point in the
 
 Strategies never measure: they may import ``compress.models`` (training, conversion, reading
 their own candidate flatbuffers to decide), ``compress.data`` and ``compress.common``, never
-``measure``, ``results`` or anything after them.  Importing this package does not import the
-built-in families.
+``measure``, ``results`` or anything after them.  A family (a module that registers) never
+imports another: what families share lives in shared modules (``apply``, ``students``,
+``notes``, ``quantizing``...).  Importing this package does not import the built-in families.
 """
 
 from compress.strategies.base import (

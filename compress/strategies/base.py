@@ -15,12 +15,13 @@ import re
 import types
 import typing
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from compress.common.errors import UserError
+from compress.models.training import TrainingLimits
 
 if TYPE_CHECKING:
     from compress.data.builtin import TrainingData
@@ -58,6 +59,10 @@ class Context:
     #: Where a chain keeps the models its leading stages made, for other chains that start
     #: the same way (sweep and tune jobs set it; None: nothing is kept).
     stage_cache: StageCache | None = None
+    #: What bounds its training: ``limits.plan`` turns a budget in epochs into what runs on this
+    #: data and teacher, and a loop of its own asks ``limits.out_of_time()`` (``--time-budget``)
+    #: and says what it cut with ``limits.record_cut``; ``training.fit`` takes them whole.
+    limits: TrainingLimits = field(default_factory=TrainingLimits)
 
 
 @dataclass(frozen=True, eq=False)
@@ -308,32 +313,53 @@ def register(cls: type[S]) -> type[S]:
     return cls
 
 
-def check_declaration(cls: type[Strategy]) -> None:
-    """What a strategy class must declare to be selectable and checkable (``register`` and the
-    conformance kit both ask): RegistryError naming the first thing missing or wrong."""
+#: Declarations that are yes or no; an instance may set them in ``__init__`` (a chain from its
+#: stages, a control under ``max_drop``).
+FLAGS = ("produces_tflite", "needs_trained_teacher", "after_technique")
+
+
+def check_declaration(declared: type[Strategy] | Strategy) -> None:
+    """What a strategy must declare to be selectable and checkable (``register`` and the
+    conformance kit both ask): RegistryError naming the first thing missing or wrong.
+
+    ``declared`` is the class, or an instance as its ``__init__`` configured it: a strategy may
+    set ``cost`` or its flags per instance, and a run reads the instance's.
+    """
+    cls = declared if isinstance(declared, type) else type(declared)
+    configured = "" if declared is cls else " as configured"
+
+    def named(attribute: str) -> str:
+        return f"{cls.__qualname__}.{attribute}{configured}"
+
     for attribute in ("name", "family", "summary"):
-        if not getattr(cls, attribute, None):
-            raise RegistryError(f"{cls.__qualname__} needs a class attribute {attribute!r}")
-    if not re.fullmatch(STRATEGY_NAME, str(cls.name)):
-        raise RegistryError(f"{cls.__qualname__}.name {cls.name!r} could never be selected: a spec "
-                            "splits names at : > , = and spaces; use letters, digits, '-', '_' and '.'")
-    cost = cls.cost
+        if not getattr(declared, attribute, None):
+            raise RegistryError(f"{cls.__qualname__}{configured} needs a class attribute {attribute!r}")
+    if not re.fullmatch(STRATEGY_NAME, str(declared.name)):
+        raise RegistryError(f"{named('name')} {declared.name!r} could never be selected: a spec splits "
+                            "names at : > , = and spaces; use letters, digits, '-', '_' and '.'")
+    cost = declared.cost
     if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < math.inf:
-        raise RegistryError(f"{cls.__qualname__}.cost must be a number of 0 or more (its training "
+        raise RegistryError(f"{named('cost')} must be a number of 0 or more (its training "
                             f"cost against a distilled student's 1), got {cost!r}")
     hints = typing.get_type_hints(cls.__init__)
     untyped = [name for name in cls.param_names() if _coerce_kinds(hints.get(name)) is None]
     if untyped:
         raise RegistryError(f"{cls.__qualname__}.__init__ parameter {untyped[0]!r} needs an annotation of "
                             "int, float, bool or str (optionally | None): specs are checked against it")
-    if cls.role not in ROLES:
-        raise RegistryError(f"{cls.__qualname__}.role must be one of {', '.join(ROLES)}, got {cls.role!r}")
-    if (cls.role == "control") != bool(cls.control_of):
-        raise RegistryError(f"{cls.__qualname__}: a control names the strategy it controls in "
-                            "control_of, and only a control does")
-    unknown = sorted(set(cls.tunable or {}) - set(cls.param_names()))
+    if declared.role not in ROLES:
+        raise RegistryError(f"{named('role')} must be one of {', '.join(ROLES)}, got {declared.role!r}")
+    if (declared.role == "control") != bool(declared.control_of):
+        raise RegistryError(f"{cls.__qualname__}{configured}: a control names the strategy it controls "
+                            "in control_of, and only a control does")
+    for flag in FLAGS:
+        if not isinstance(getattr(declared, flag), bool):
+            raise RegistryError(f"{named(flag)} must be True or False, got {getattr(declared, flag)!r}")
+    if declared.after_technique and declared.role != "control":
+        raise RegistryError(f"{named('after_technique')} is True, but only a control waits for its "
+                            "technique's row")
+    unknown = sorted(set(declared.tunable or {}) - set(cls.param_names()))
     if unknown:
-        raise RegistryError(f"{cls.__qualname__}.tunable names {unknown[0]!r}, which is not a "
+        raise RegistryError(f"{named('tunable')} names {unknown[0]!r}, which is not a "
                             f"parameter of its __init__ ({', '.join(cls.param_names()) or 'none'})")
 
 

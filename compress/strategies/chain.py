@@ -77,7 +77,9 @@ class Chain(Strategy):
 
     def compress(self, ctx: Context) -> Compressed:
         """Each stage on the previous stage's model, each seeded on its own, so a leading stage
-        loaded from ``ctx.stage_cache`` leaves the next exactly where training it would."""
+        loaded from ``ctx.stage_cache`` leaves the next exactly where training it would.  Every
+        stage gets the chain's ``ctx.limits``: budgets planned for the teacher the chain was given,
+        one share of the clock, and the first cut is the row's."""
         model, notes, cache = ctx.teacher, [], ctx.stage_cache
         for index, part in enumerate(self.parts):
             done = self.stages[: index + 1]

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from compress.models.backend import keras, tfmot
 from compress.models.training import fit
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
-from compress.strategies.pruning import by_reason, named
+from compress.strategies.notes import by_reason, named
 
 
 def _refusal(layer: keras.layers.Layer) -> str | None:
@@ -80,7 +80,7 @@ class Cluster(Strategy):
                                              clone_function=lambda layer: wrapped.get(layer.name, layer))
         except (ValueError, RuntimeError) as error:
             raise Skip(f"tfmot cannot cluster this teacher: {error}".splitlines()[0]) from error
-        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
+        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr, limits=ctx.limits)
         kept = f" Left as they are: {by_reason(left)}." if left else ""
         pointwise_only = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)  # tfmot's choice
         separable = [name for name in wrapped if isinstance(ctx.teacher.get_layer(name), pointwise_only)]

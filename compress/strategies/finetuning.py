@@ -38,7 +38,7 @@ class Finetune(Strategy):
                     f"freeze={self.freeze} would freeze all {len(weighted)} weighted layers")
         for layer in frozen:
             layer.trainable = False
-        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
+        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr, limits=ctx.limits)
         kept = f", {len(frozen)} lowest weighted layers frozen" if frozen else ""
         return Compressed(
             model=model,
@@ -69,7 +69,8 @@ class RetrainScratch(Strategy):
     def compress(self, ctx: Context) -> Compressed:
         model = keras.models.clone_model(ctx.teacher)  # same layers, fresh initial weights
         keep_preprocessing(model, ctx.teacher)
-        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr, patience=self.patience)
+        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr, limits=ctx.limits,
+                      patience=self.patience)
         return Compressed(
             model=model,
             notes=f"The teacher's architecture from random weights, {trained.describe()} on this "

@@ -9,10 +9,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from compress.models.backend import keras, tfmot
-from compress.models.training import BATCH_SIZE, Plan, cut_short, fit, out_of_time, plan
+from compress.models.training import BATCH_SIZE, Plan, fit
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.budget import Loss, ValidationLoss
+from compress.strategies.notes import by_reason, first_line, named
 from compress.strategies.structured import CRITERIA, TAYLOR_ROWS, NothingToRemove, shrink
+from compress.strategies.students import train_student
 
 
 def polynomial_schedule(sparsity: float, planned: Plan) -> tfmot.sparsity.keras.PolynomialDecay:
@@ -35,10 +37,9 @@ def polynomial_schedule(sparsity: float, planned: Plan) -> tfmot.sparsity.keras.
 
 
 #: Kernels smaller than this stay dense: the first convolution and a small output layer hold
-#: few bytes but much of the accuracy (digits: -1.9 pp with them pruned at 0.8, see benchmarks).
+#: few bytes but much of the accuracy (measured: docs/benchmarks.md, "Pruning, clustering and
+#: pipelines on digits").
 MIN_PRUNED_WEIGHTS = 2048
-#: Layers named in notes and skip reasons before "and N more".
-NAMED = 6
 
 
 def pruned_weight(layer: keras.layers.Layer) -> str | None:
@@ -50,20 +51,6 @@ def pruned_weight(layer: keras.layers.Layer) -> str | None:
     return {layers.Dense: "kernel", layers.Conv1D: "kernel", layers.Conv2D: "kernel",
             layers.SeparableConv1D: "pointwise_kernel", layers.SeparableConv2D: "pointwise_kernel",
             layers.DepthwiseConv2D: "depthwise_kernel"}.get(type(layer))
-
-
-def named(items: list[str]) -> str:
-    """A short list for notes: the first few, then how many more."""
-    more = f" and {len(items) - NAMED} more" if len(items) > NAMED else ""
-    return ", ".join(items[:NAMED]) + more
-
-
-def by_reason(left: list[tuple[keras.layers.Layer, str]]) -> str:
-    """Layers a library left alone, grouped by why: "reason: name (Class), ...; reason: ..."."""
-    groups: dict[str, list[str]] = {}
-    for layer, reason in left:
-        groups.setdefault(reason, []).append(f"{layer.name} ({type(layer).__name__})")
-    return "; ".join(f"{reason}: {named(names)}" for reason, names in groups.items())
 
 
 def _refusal(layer: keras.layers.Layer, m_by_n: bool) -> str | None:
@@ -113,8 +100,8 @@ def _prune_and_recover(
         model = keras.models.clone_model(ctx.teacher,
                                          clone_function=lambda layer: wrapped.get(layer.name, layer))
     except ValueError as error:  # subclassed models
-        raise Skip(f"tfmot cannot prune this teacher: {_first_line(error)}") from error
-    trained = fit(model, ctx.data, epochs=epochs, lr=lr,
+        raise Skip(f"tfmot cannot prune this teacher: {first_line(error)}") from error
+    trained = fit(model, ctx.data, epochs=epochs, lr=lr, limits=ctx.limits,
                   callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(model), list(wrapped), by_reason(dense), trained
 
@@ -127,10 +114,6 @@ def zero_fraction(model: keras.Model, names: list[str]) -> float:
         weight = getattr(layer, str(pruned_weight(layer))).numpy()
         total, zeros = total + weight.size, zeros + int((weight == 0).sum())
     return zeros / total if total else 0.0
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _kept_dense(dense: str) -> str:
@@ -160,12 +143,12 @@ class PruneMagnitude(Strategy):
         self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
-        schedule = polynomial_schedule(self.sparsity, plan(self.epochs, len(ctx.data.y_train)))
+        schedule = polynomial_schedule(self.sparsity, ctx.limits.plan(self.epochs, len(ctx.data.y_train)))
         model, pruned, dense, trained = _prune_and_recover(ctx, self.epochs, self.lr,
                                                            pruning_schedule=schedule)
         reached = zero_fraction(model, pruned)
         short = "" if reached >= self.sparsity - 0.005 else f" (target {self.sparsity:.0%}" + (
-            ": the time budget stopped the ramp)" if cut_short() else ")")
+            ": the time budget stopped the ramp)" if ctx.limits.cut_short else ")")
         return Compressed(
             model=model,
             notes=f"{reached:.0%} of the weights of {named(pruned)} set to zero{short} over "
@@ -202,24 +185,25 @@ class Prune2of4(Strategy):
 #: within the budget after its short recovery is kept.
 SEARCH_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: Steps in a row outside the budget that end the climb.  The first short recoveries from a
-#: converged teacher are the roughest (MobileNetV2: 2-4 pp lost on validation after a 10% cut,
-#: within the budget again at 20-30%), so two are forgiven.
+#: converged teacher are the roughest (a MobileNetV2's first cuts fell outside the budget and a
+#: later one came back within it; measured: docs/benchmarks.md, "`max_drop=1` with annealed
+#: recoveries (issue 30, 2026-12-05)"), so two are forgiven.
 LADDER_PATIENCE = 3
 #: A step that loses more than this beyond the budget, after its standard error, ends the climb at
-#: once.  In the 21 ladders issue 30's benchmarks logged (three models, their seeds and recipe
-#: variants, and MobileNetV2 at 96x96) no step after such a loss came back within the budget,
-#: while steps that lost less did (the separable Conv1D, seed 2: 60% -6.3+-2.9 pp, then 70%
-#: -1.3); at 96x96 the two steps after 20%'s -8.9 pp cost 100 s for nothing.
+#: once: in the ladders issue 30's benchmarks logged no step after such a loss came back within
+#: the budget, while steps that lost less did, and the steps after it cost time for nothing
+#: (measured: docs/benchmarks.md, "`max_drop=1` with annealed recoveries (issue 30, 2026-12-05)").
 LADDER_GIVE_UP_PP = 5.0
 #: What ``max_drop``'s ladder costs against the default schedule, for what a time budget plans:
-#: up to nine cuts of a quarter recovery each, then the full one (MobileNetV2: 1.6 times the
-#: default's recovery seconds; the ResNet, which climbs to 80%, about 3).
+#: up to nine cuts of a quarter recovery each, then the full one; more for a model that climbs
+#: further (measured: docs/benchmarks.md, "Figures behind design decisions").
 LADDER_COST = 2.5
 #: The floor ``max_drop``'s notes suggest when its climb stopped early with narrow groups cut:
-#: on MobileNetV2 at 96x96 it turned a 10% cut (1.02x faster) into a 90% one (2.3x), and at
-#: 32x32, over three seeds, 2.1x into 3.0x with 1 pp more.  A hint, not the default: with it a
-#: separable Conv1D whose groups are 32-96 wide lost 6 pp on two seeds of three, and a ResNet of
-#: 16-64 channels kept 1.25x of its 3.4x (docs/benchmarks.md).
+#: on MobileNetV2 it let the climb go much further, to a faster, smaller and more accurate model.
+#: A hint, not the default: with it a separable Conv1D whose groups are all near the floor lost
+#: accuracy, and a ResNet gave up most of its speed-up (measured: docs/benchmarks.md, "What the
+#: ladder's 2-epoch steps lose, and what does not fix it" and "The floor on issue 30's three
+#: models, three seeds").
 SUGGESTED_FLOOR = 32
 #: A ``max_drop`` climb that kept at most this fraction stopped early.
 EARLY_STOP = 0.3
@@ -234,12 +218,15 @@ class PruneStructured(Strategy):
     """Half the channels of every dependency group removed (``structured.shrink``), by default in
     four cuts with a short recovery after each and a final recovery on the labels and the
     unpruned teacher's logits.  Against the single cut recovered on the labels alone (the recipe
-    before) it won on every seed of MobileNetV2 and of a separable Conv1D, by 1.4 to 7 pp; on a
-    residual CNN whose teacher scores 99.2-99.7% both stay within two test samples of it
-    (docs/benchmarks.md).  ``min_channels=N`` keeps every group at N channels or more (a narrower
-    one whole): MobileNetV2's residual streams are 8 to 56 channels wide, and at 96x96 with
-    ``min_channels=32`` the ``max_drop=1`` ladder climbed to 90% (2.3x faster, +1.9 pp on the test
-    split) where without it every step from 20% on lost 8-15 pp and it kept 10% (1.02x)."""
+    before) it won on every seed of MobileNetV2 and of a separable Conv1D; on a residual CNN
+    whose teacher is near perfect both stay within two test samples of it (measured:
+    docs/benchmarks.md, "Structured pruning recipes: gradual cuts, the teacher's logits, criteria
+    and `max_drop` (issue 30)").  ``min_channels=N`` keeps every group at N channels or more (a
+    narrower one whole): MobileNetV2's residual streams are 8 to 56 channels wide, and with
+    ``min_channels=32`` the ``max_drop=1`` ladder climbed much further, to a faster and more
+    accurate model, where without it the steps lost far more than the budget and it kept a small
+    cut (measured: docs/benchmarks.md, "What the ladder's 2-epoch steps lose, and what does not
+    fix it")."""
 
     name = "prune-structured"
     family = "pruning"
@@ -299,7 +286,8 @@ class PruneStructured(Strategy):
         annealed = " (annealed)" if self.max_drop is not None else ""
         floor = f", no group below {self.min_channels} channels" if self.min_channels > 1 else ""
         # what each step's recovery trained: the plan its ``_recover`` made, capped as it was
-        step = plan(self._step_epochs(), len(ctx.data.y_train)).describe() + f" of recovery{annealed}"
+        recovery = ctx.limits.plan(self._step_epochs(), len(ctx.data.y_train))
+        step = f"{recovery.describe()} of recovery{annealed}"
         steps = "in one cut" if len(self._fractions()) == 1 and self.max_drop is None else \
             f"in cuts of {self._fractions()[0]:.0%}, each followed by {step}"
         targets = "the labels" if self.alpha == 1 else \
@@ -334,8 +322,9 @@ class PruneStructured(Strategy):
     def _step_epochs(self) -> int:
         """Recovery between cuts: short, so that a schedule to ``fraction`` costs at most about one
         and a half final recoveries; on ``max_drop``'s ladder a quarter of one, since each step's
-        accuracy decides whether to go on, and two epochs after a cut of MobileNetV2 left it
-        3 pp below where the full recovery ends."""
+        accuracy decides whether to go on, and a recovery much shorter than that leaves a cut
+        far below where the full recovery ends (measured: docs/benchmarks.md, "Figures behind
+        design decisions")."""
         if self.max_drop is not None:
             return max(1, round(self.epochs / 4))
         return max(1, round(self.epochs / (2 * len(self._fractions()))))
@@ -343,11 +332,9 @@ class PruneStructured(Strategy):
     def _recover(self, model: keras.Model, ctx: Context, epochs: int, *, decay: bool = False) -> str:
         """Recovery training: on the labels alone, the recipe every training strategy shares
         (``fit``); with the teacher's logits, or with the learning rate annealed (``decay``),
-        distillation's own loop."""
+        the students' loop (``strategies.students``)."""
         if self.alpha == 1 and not decay:
-            return fit(model, ctx.data, epochs=epochs, lr=self.lr).describe()
-        from compress.strategies.distillation import train_student
-
+            return fit(model, ctx.data, epochs=epochs, lr=self.lr, limits=ctx.limits).describe()
         return train_student(model, ctx, teacher=ctx.teacher, alpha=self.alpha,
                              temperature=RECOVERY_TEMPERATURE, epochs=epochs, max_steps=None,
                              lr=self.lr, batch_size=BATCH_SIZE, decay=decay)
@@ -370,13 +357,14 @@ class PruneStructured(Strategy):
     def _search(self, model: keras.Model, ctx: Context, cuts: _Cuts) -> _Ladder:
         """Climb the ladder while each cut, after its recovery, loses no more than ``max_drop``
         against the teacher on the validation rows, beyond the paired standard error of that
-        loss: on a split of a few hundred rows the loss moves by 2-3 pp from one recovery epoch
-        to the next, and the final recovery wins back more than a step's.  Two steps outside the
-        budget are forgiven if the next is back within it (``LADDER_PATIENCE``), but not one far
-        outside it (``LADDER_GIVE_UP_PP``).  Keep the last cut within it.  With none within, the
-        first cut, not marked ``within``: a short recovery is all a costly teacher's plan may leave
-        a step (MobileNetV2 at 96x96: two epochs), and the full one may still bring the smallest
-        cut within the budget."""
+        loss: on a split of a few hundred rows the loss moves by points from one recovery epoch
+        to the next (measured: docs/benchmarks.md, "Figures behind design decisions"), and the
+        final recovery wins back more than a step's.  Two steps outside the budget are forgiven
+        if the next is back within it (``LADDER_PATIENCE``), but not one far outside it
+        (``LADDER_GIVE_UP_PP``).  Keep the last cut within it.  With none within, the first cut,
+        not marked ``within``: a short recovery is all a costly teacher's plan may leave a step
+        (MobileNetV2 at 96x96: two epochs), and the full one may still bring the smallest cut
+        within the budget."""
         validation_loss = ValidationLoss(ctx)
         kept, first, scores, outside, ended = None, None, [], 0, ""
         for index, fraction in enumerate(SEARCH_FRACTIONS):
@@ -387,7 +375,7 @@ class PruneStructured(Strategy):
             scores.append(f"{fraction:.0%} {loss}")
             if first is None and cuts.groups:  # a first step too small to cut anything is not one
                 first = _snapshot(model, fraction, loss)
-            if out_of_time():
+            if ctx.limits.out_of_time():
                 break
             if not loss.plausible(self.max_drop):
                 outside += 1
@@ -401,7 +389,7 @@ class PruneStructured(Strategy):
             outside = 0
             kept = _snapshot(model, fraction, loss)
         tried = ", ".join(scores) + " pp" + ended
-        if kept is None and (first is None or out_of_time()):  # no time left for a full recovery
+        if kept is None and (first is None or ctx.limits.out_of_time()):  # no time left for a full recovery
             raise Skip(f"no fraction keeps validation accuracy within max_drop={self.max_drop:g} pp of "
                        f"the teacher's: {tried} after each cut's recovery")
         best, weights, fraction, seen = kept or first

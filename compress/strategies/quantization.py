@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
-
-import numpy as np
 
 from compress.models.backend import keras, tf, tfmot, to_tflite
 from compress.models.training import fit
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
-from compress.strategies.pruning import named
-
-
-def representative_data(
-    x: np.ndarray, samples: int, seed: int
-) -> Callable[[], Iterator[list[np.ndarray]]]:
-    """Calibration batches drawn from the train split (never the test split)."""
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(len(x), size=min(samples, len(x)), replace=False)
-
-    def batches() -> Iterator[list[np.ndarray]]:
-        for row in rows:
-            yield [x[row : row + 1].astype(np.float32)]
-
-    return batches
-
-
-#: The families whose output a quantization stage may take in a tuned chain: a model
-#: still in float, whatever made it smaller.
-FLOAT_MODEL_FAMILIES = ("distillation", "pruning", "clustering")
+from compress.strategies.notes import first_line, named
+from compress.strategies.quantizing import FLOAT_MODEL_FAMILIES, representative_data
 
 
 class _PostTraining(Strategy):
@@ -43,9 +22,15 @@ class _PostTraining(Strategy):
     tunable: ClassVar[dict[str, Range | Choice] | None] = {}
     follows = FLOAT_MODEL_FAMILIES
     cost = 0.0
+    #: What the converter is asked (``backend.to_tflite``'s options) by a variant that needs no
+    #: calibration; one that does overrides ``convert``.
+    converter_options: ClassVar[dict[str, bool]] = {}
+
+    def __init__(self) -> None:
+        pass
 
     def convert(self, model: keras.Model, ctx: Context) -> bytes:
-        raise NotImplementedError
+        return to_tflite(model, **self.converter_options)
 
     def compress(self, ctx: Context) -> Compressed:
         """The conversion; a file the converter left float says so (dynamic range leaves kernels
@@ -66,12 +51,7 @@ class QuantizeDynamic(_PostTraining):
     summary = "Dynamic-range quantization: int8 weights, float activations, no calibration data."
     notes = ("Weights int8 in layers of 1,024 weights or more (the converter's threshold), "
              "activations float: kernels quantize activations on the fly.")
-
-    def __init__(self) -> None:
-        pass
-
-    def convert(self, model: keras.Model, ctx: Context) -> bytes:
-        return to_tflite(model, optimize=True)
+    converter_options: ClassVar[dict[str, bool]] = {"optimize": True}
 
 
 @register
@@ -79,12 +59,7 @@ class QuantizeFloat16(_PostTraining):
     name = "quantize-float16"
     summary = "Float16 weights: half the size, float32 compute on CPU."
     notes = "Weights float16, dequantized to float32 on CPU: 2x smaller, no speed-up expected."
-
-    def __init__(self) -> None:
-        pass
-
-    def convert(self, model: keras.Model, ctx: Context) -> bytes:
-        return to_tflite(model, float16=True)
+    converter_options: ClassVar[dict[str, bool]] = {"float16": True}
 
 
 @register
@@ -143,9 +118,9 @@ class QuantizeQAT(Strategy):
             kept = " Prune-preserving QAT kept the earlier stage's zeros."
         model, outputs_only = self._quantize_apply(_clear_of_tfmot_names(ctx.teacher), scheme)
         outputs_only = [name.removeprefix(OWN_PREFIX) for name in outputs_only]
-        # Fake-quantized weights start far from the float optimum (about 0.37 accuracy here
-        # before training): only the fine-tuned model is worth converting.
-        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr)
+        # Fake-quantized weights start far from the float optimum (measured: docs/benchmarks.md,
+        # "Figures behind design decisions"): only the fine-tuned model is worth converting.
+        trained = fit(model, ctx.data, epochs=self.epochs, lr=self.lr, limits=ctx.limits)
         unsimulated = (f" tfmot has no quantizer for {named(outputs_only)}: only their outputs were "
                        "quantized in training, so the int8 layers after them see int8 inputs."
                        if outputs_only else "")
@@ -183,7 +158,7 @@ class QuantizeQAT(Strategy):
             except (RuntimeError, ValueError) as error:
                 refused = re.match(r"Layer (\S+?):", str(error))
                 if refused is None or refused.group(1) not in layers or refused.group(1) in left:
-                    raise Skip(f"tfmot cannot quantize this teacher: {_first_line(error)}") from error
+                    raise Skip(f"tfmot cannot quantize this teacher: {first_line(error)}") from error
                 left.append(refused.group(1))
 
 
@@ -255,7 +230,3 @@ def _output_only_config() -> type:
             return {}
 
     return OutputOnlyQuantizeConfig
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

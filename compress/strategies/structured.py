@@ -313,7 +313,8 @@ def shrink(model: keras.Model, fraction: float, *, criterion: str = "l1",
     keep = {name: np.flatnonzero([root in kept for root in channels.roots(channel_ids)])
             for name, channel_ids in ids.items()}
     # One suffix however many cuts: the name prefixes every tensor name in the flatbuffer, and a
-    # suffix per cut made four cuts' file 2 KB larger than one cut's, for the same weights.
+    # suffix per cut made a file of several cuts larger than one cut's, for the same weights
+    # (measured: docs/benchmarks.md, "Figures behind design decisions").
     name = model.name if model.name.endswith("_shrunk") else f"{model.name}_shrunk"
     return Shrunk(_rebuild(config, layers, feeds, keep, name), narrowed, sizes)
 

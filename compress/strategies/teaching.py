@@ -3,9 +3,10 @@ students and structured pruning's recoveries.
 
 Two costs are paid once here instead of on every call.  Pruning recovers after every cut of its
 schedule, each time on the teacher's logits for the same rows: they are computed once per
-teacher (MobileNetV2 at 96x96: 11 s a time on 3,773 images).  And distillation labels new mixup
-blends at every step: a costly teacher labels them in LiteRT, through its TFLite flatbuffer,
-rather than in the training graph (``FLATBUFFER_COST``).
+teacher (measured: docs/benchmarks.md, "A real-size image model through every strategy:
+MobileNetV2 at 96×96 (issue 30)").  And distillation labels new mixup blends at every step: a
+costly teacher labels them in LiteRT, through its TFLite flatbuffer, rather than in the training
+graph (``FLATBUFFER_COST``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from compress.models.training import REFERENCE_COST
 #: Probabilities are clipped here before their log: a softmax can round a class to exactly 0.
 PROBABILITY_FLOOR = 1e-7
 #: A teacher whose training sample costs at least this (``cost.sample_cost``) labels mixup blends
-#: in LiteRT: MobileNetV2 (alpha 0.35) at 96x96 ran 4 times faster there than in TensorFlow's
-#: graph on one thread (0.35 against 1.0-1.4 ms a sample), for a conversion of 12 s paid once per
-#: teacher.  Every cheaper teacher, which includes every model the default budgets were chosen
+#: in LiteRT: MobileNetV2 (alpha 0.35) at 96x96 ran several times faster there than in
+#: TensorFlow's graph on one thread, for a conversion paid once per teacher (measured:
+#: docs/benchmarks.md, "A real-size image model through every strategy: MobileNetV2 at 96×96
+#: (issue 30)").  Every cheaper teacher, which includes every model the default budgets were chosen
 #: on, stays in the graph, where its labels cost less than converting it would.
 FLATBUFFER_COST = REFERENCE_COST
 
