@@ -47,6 +47,31 @@ def test_resume_reuses_finished_rows_and_makes_only_the_new_ones(tmp_path, count
             assert row["test_correct"] == test_correct[row["strategy"]]
 
 
+def _recorded_claims(monkeypatch) -> list[float]:
+    """The costs of the steps that claimed a share of the time budget, in order."""
+    from compress.orchestrate import plan
+
+    claimed: list[float] = []
+    claim = plan.TimeBudget.claim
+
+    def recording(self, cost: float) -> float:
+        claimed.append(cost)
+        return claim(self, cost)
+
+    monkeypatch.setattr(plan.TimeBudget, "claim", recording)
+    return claimed
+
+
+def test_a_resumed_run_shares_its_time_budget_among_the_rows_it_makes(tmp_path, monkeypatch):
+    claimed = _recorded_claims(monkeypatch)
+    out = tmp_path / "run"
+    compress.compare("synthetic", ["quantize-dynamic"], epochs=1, out=out)
+    again = compress.compare("synthetic", ["quantize-dynamic", "finetune:epochs=1"], epochs=1, out=out,
+                             resume=True, time_budget=5)
+    assert set(again["status"]) == {"ok"} and json.loads((out / "run.json").read_text())["reused"] == 2
+    assert len(claimed) == 1  # only the fine-tuning started, so only it claimed a share
+
+
 def test_resume_after_an_interruption_makes_what_is_missing(tmp_path, counted):
     """A row whose saved result is gone (the command stopped before it finished) is made again;
     the others are not."""
@@ -134,12 +159,9 @@ def test_a_sweep_file_takes_every_run_setting(tmp_path):
 
 def test_a_sweep_time_budget_is_the_runs(tmp_path, monkeypatch):
     """--time-budget on a sweep: the run's shares, claimed as each row starts (one implementation)."""
-    from compress.orchestrate import plan
     from compress.orchestrate.sweep import load_sweep, sweep
 
-    claims = []
-    claim = plan.TimeBudget.claim
-    monkeypatch.setattr(plan.TimeBudget, "claim", lambda self, cost: claims.append(cost) or claim(self, cost))
+    claims = _recorded_claims(monkeypatch)
     (tmp_path / "sweep.toml").write_text('dataset = "synthetic"\nepochs = 1\n[[grid]]\n'
                                          'strategy = "finetune"\nepochs = 2000\n')
     swept = sweep(load_sweep(tmp_path / "sweep.toml"), tmp_path / "out", jobs=1, time_budget=0.2)

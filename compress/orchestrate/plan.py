@@ -129,6 +129,11 @@ class TimeBudget:
         spare = max(0.0, left - fixed * math.ceil(len(ahead) / self.workers))
         return now + fixed + spare * min(1.0, self.workers * cost / sum(ahead))
 
+    def skip(self, cost: float) -> None:
+        """A planned step that will not run (its row is taken from the folder): it no longer
+        shares the time."""
+        self.costs.remove(cost)
+
     def finished(self, cost: float, seconds: float, row: dict[str, Any]) -> None:
         """A step took ``seconds`` from its start to its row: all fixed cost if it trains nothing
         and really ran (a skipped or failed row says nothing about what a step costs)."""

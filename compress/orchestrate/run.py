@@ -254,11 +254,17 @@ class Engine:
             settings=self.command.settings, dataset=self.sources[config.seeds[0]].dataset.summary(),
             preprocessing=self.sources[config.seeds[0]].preprocessing,
             input_encoding={str(seed): s.encoding for seed, s in self.sources.items() if s.encoding} or None,
-            data={str(seed): s.dataset.fingerprint() for seed, s in self.sources.items()},
+            data={str(seed): self._identity(seed)["data"] for seed in self.sources},
             teachers={str(seed): teacher_record(t) for seed, t in self.teachers.items()},
             weak_teacher={str(k): v for k, v in self.weak.items()} or None, env=self.env,
             workers=self.executor.workers, started=now())
         to_run = self._reuse(previous)
+        self.total += len(self.extra)
+        if budget is not None:
+            making = {item.index for item in to_run}
+            for item in self.planned:
+                if item.index not in making:
+                    budget.skip(budget.by_index[item.index])
         self.manifest.reused = len(self.planned) - len(to_run) + len(self.extra)
         self.manifest.write(folder)
         clock = time.time()

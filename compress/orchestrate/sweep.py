@@ -180,12 +180,14 @@ def import_modules(imports: Iterable[str]) -> None:
 
 
 def sweep(
-    config: SweepConfig, out: Path, executor: Executor | None = None, *, timing: str = "all",
+    config: SweepConfig, out: Path, pool: Executor | None = None, *, timing: str = "all",
     progress: Progress | None = None, **options: Any,
 ) -> RunResult:
     """Make every row the folder does not hold yet, time and save them all, then the report.
 
-    ``options`` are run settings given beside the file (``jobs``, ``time_budget``, ...).
+    ``options`` are run settings given beside the file (``jobs``, ``executor``, ``address``,
+    ``time_budget``, ...); ``pool``, an executor the caller keeps, is used instead of one made
+    from them.
     Ctrl-C cancels the pending rows and raises SweepInterrupted after saving the finished ones
     (untimed) with a report marked incomplete.
     """
@@ -193,7 +195,7 @@ def sweep(
 
     import_modules(config.imports)
     run_settings = run_config(config, out=out, resume=True, **options)
-    command = Command(kind="sweep", timing=timing, imports=config.imports, executor=executor,
+    command = Command(kind="sweep", timing=timing, imports=config.imports, executor=pool,
                       settings={"file": config.path, "specs": list(config.specs),
                                 "seeds": list(config.seeds), "imports": list(config.imports),
                                 **json.loads(json.dumps(config.settings, default=str))})
