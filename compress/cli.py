@@ -169,6 +169,9 @@ _training_time_option = click.option(
               help="Run folder: new, empty, an earlier run with --overwrite, or one to finish or "
               "extend with --resume. Default: reports/<dataset>-<timestamp>.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --out (swapped in at the end).")
+@click.option("--micro/--no-micro", default=True, show_default=True,
+              help="Measure every model in TFLite Micro too: whether it runs there (the missing op "
+              "named), its exact tensor arena, its flash and its accuracy there.")
 @click.option("--resume", is_flag=True,
               help="Keep the rows --out already holds of the same data and teachers, make only the "
               "rest (after an interruption, or with strategies added), and time them all together.")

@@ -89,6 +89,7 @@ class RunConfig:
     target_train: int = SHIFT_TARGET_TRAIN
     overwrite: bool = False
     resume: bool = False  # take the rows the ``out`` folder already holds (same data and teachers)
+    micro: bool = True  # every row measured in TFLite Micro too (``measure.micro``)
     use_cache: bool = True
     executor: str = "local"  # where rows train: "local" (this process or a pool) or "dask"
     address: str | None = None  # a Dask scheduler; None: a local cluster
@@ -130,6 +131,8 @@ class RunConfig:
                             f"got {self.executor!r}")
         if self.address is not None and self.executor != "dask":
             raise UserError(f"{option('address')} is for {option('executor', 'dask')}; drop it")
+        if not isinstance(self.micro, bool):
+            raise UserError(f"{option('micro')} must be true or false, got {self.micro!r}")
         if self.resume and self.overwrite:
             raise UserError(f"give {option('resume', True)} (keep the rows in {option('out')}) or "
                             f"{option('overwrite', True)} (replace them), not both")
@@ -207,6 +210,7 @@ def resolve_config(
     out: Path | str | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    micro: bool = True,
     use_cache: bool = True,
     executor: str | None = None,
     address: str | None = None,
@@ -242,7 +246,8 @@ def resolve_config(
     if data is not None:
         settings["dataset"] = None
     config = RunConfig(**settings, trust_model=trust_model, allow_weak_teacher=allow_weak_teacher,
-                       overwrite=overwrite, resume=resume, use_cache=use_cache, command=command)
+                       overwrite=overwrite, resume=resume, micro=micro, use_cache=use_cache,
+                       command=command)
     config.validate()
     return config
 

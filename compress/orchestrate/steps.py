@@ -23,6 +23,7 @@ from compress.data.builtin import Dataset
 from compress.measure.accuracy import accuracy_stats, reference_stats
 from compress.measure.latency import measure_latency
 from compress.measure.memory import memory_fields
+from compress.measure.micro import micro_fields
 from compress.measure.size import size_fields
 from compress.models.flatbuffer import TFLiteModel
 from compress.models.stage_cache import StageCache
@@ -49,14 +50,15 @@ class Evaluated:
 def evaluate_step(
     strategy: Strategy, header: dict[str, Any], teacher: Teacher, source: Source, *, threads: int,
     folder: Path, artifact: str, interrupts: Interrupts | None = None,
-    stage_cache: StageCache | None = None, deadline: float | None = None,
+    stage_cache: StageCache | None = None, deadline: float | None = None, micro: bool = True,
 ) -> Evaluated:
     """One row, from its ``header`` (``step_row``): run the strategy, save its artifact, score
     its size and accuracy.
 
     Everything from the strategy's call to the scored predictions is guarded: whatever goes
     wrong, a strategy's bug or a garbage flatbuffer, becomes this row's ``failed`` status and
-    the command goes on.  Comparisons with the baseline are added by ``finish_seed``.  Training
+    the command goes on.  ``micro``: the TFLite Micro columns too (``measure.micro``).
+    Comparisons with the baseline are added by ``finish_seed``.  Training
     stops at ``deadline`` (``time.time()``), and the row says what that cut short; a deadline
     already past when the step would start skips it.
     """
@@ -73,6 +75,8 @@ def evaluate_step(
         labels = np.argmax(model.predict(dataset.x_test), axis=1)
         scored = {**size_fields(made.flatbuffer), **memory_fields(made.flatbuffer), **asdict(
             accuracy_stats(dataset.y_test, labels, dataset.n_classes))}
+        if micro:
+            scored.update(micro_fields(made.flatbuffer, dataset.x_test, dataset.y_test, labels))
         write_atomic(folder / artifact, made.flatbuffer)
     except Skip as reason:
         row.update(status="skipped", reason=str(reason))

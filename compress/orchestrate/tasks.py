@@ -327,7 +327,8 @@ def _make_row(task: RowTask, interrupts: Interrupts | None) -> RowResult:
         else None
     evaluated = evaluate_step(strategy, task.header, teacher, source, threads=task.threads,
                               folder=folder, artifact=task.artifact, interrupts=interrupts,
-                              stage_cache=stages, deadline=task.deadline)
+                              stage_cache=stages, deadline=task.deadline,
+                              micro=task.config.micro and task.split == "test")
     labels = None if evaluated.labels is None else evaluated.labels.tolist()
     result = RowResult(task.key, task.index, evaluated.row, labels, task.identity)
     if _reusable(result, teacher):

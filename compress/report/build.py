@@ -46,6 +46,7 @@ from compress.report.tables import (
     claims_csv,
     claims_table,
     common_table,
+    micro_section,
     seeds_details,
 )
 from compress.results.manifest import RunManifest
@@ -211,6 +212,7 @@ def build_document(rows: list[Row], manifests: list[RunManifest], folder: Path,
              for c in configs])]),
         seeds_details(rows),
     )
+    document.add(*micro_section(configs))
     best = best_per_family(configs)
     if best:
         document.add(Heading("Best configuration per family"),

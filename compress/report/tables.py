@@ -13,7 +13,7 @@ from compress.analysis.configurations import (
     compared,
 )
 from compress.analysis.verdicts import CSV_COLUMNS, Verdict
-from compress.report.document import Cell, Details, Table
+from compress.report.document import Block, Bullets, Cell, Details, Heading, Paragraph, Table
 from compress.results.rows import (
     CSV_FILE,
 )
@@ -170,3 +170,40 @@ def claims_csv(verdicts: list[Verdict]) -> str:
         writer.writerow(verdict.csv_record())
     return buffer.getvalue()
 
+
+
+def micro_section(configs: list[Config]) -> list[Block]:
+    """Each configuration in TFLite Micro (``measure.micro``): whether it runs on a
+    microcontroller, the arena and flash it needs there, and its accuracy there against
+    LiteRT's.  Nothing when no row was measured; one line when TFLite Micro was not at hand."""
+    measured = [c for c in configs if any(i.row.get("micro_runs") is not None for i in c.items)]
+    if not measured:
+        reasons = {i.row.get("micro_reason") for c in configs for i in c.items} - {None}
+        return [Heading("On a microcontroller (TFLite Micro)"), Paragraph(f"Not measured: {min(reasons)}.")] \
+            if reasons else []
+    records: list[dict[str, str | Cell]] = []
+    for config in measured:
+        runs = all(i.row.get("micro_runs") for i in config.items)
+        reason = next((i.row.get("micro_reason") for i in config.items if i.row.get("micro_reason")), "")
+        arena = max((i.row["micro_arena_bytes"] for i in config.items if i.row.get("micro_arena_bytes")),
+                    default=None)
+        records.append({
+            "Method": method_cell(config),
+            "Runs": "yes" if runs else Cell("no", title=reason),
+            "Arena KiB": "—" if arena is None else kib(arena),
+            "Flash KiB": kib(config.mean("micro_flash_bytes") or 0),
+            "Accuracy there": "—" if config.mean("micro_accuracy") is None else
+            f"{config.mean('micro_accuracy'):.3f}",
+            "Same prediction as LiteRT": "—" if config.mean("micro_agreement") is None else
+            f"{config.mean('micro_agreement'):.1%}",
+        })
+    missing = [f"**{c.label}**: {reason}" for c in measured
+               if (reason := next((i.row.get("micro_reason") for i in c.items if i.row.get("micro_reason")),
+                                  None))]
+    return [Heading("On a microcontroller (TFLite Micro)"),
+            Paragraph("Each model in TFLite Micro's own interpreter (its reference kernels, on this "
+                      "machine): the smallest tensor arena it builds and runs in, found to the byte "
+                      "(the largest over seeds), the flash its file takes, and its accuracy there on "
+                      "the test split with the share of rows predicted as in LiteRT. A board's arena "
+                      "differs a little (32-bit pointers, optimized kernels' scratch buffers)."),
+            Table(records), *([Bullets(missing)] if missing else [])]

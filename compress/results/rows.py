@@ -41,6 +41,8 @@ FIELDS = (
     "artifact", "size_bytes", "size_gzip_bytes", "params_count", "nonzero_params", "sparsity",
     "pruned_sparsity", "kernel_unique_max", "macs", "arithmetic", "stored_as", "unaccounted_ops",
     "arena_bytes", "peak_rss_bytes", "model_rss_bytes",
+    "micro_runs", "micro_reason", "micro_arena_bytes", "micro_flash_bytes", "micro_accuracy",
+    "micro_agreement",
     "latency_us_p50", "latency_us_p50_ci_low",
     "latency_us_p50_ci_high", "latency_us_p95", "latency_us_p99", "latency_us_iqr",
     "latency_warning", "speedup", "speedup_ci_low", "speedup_ci_high", "speedup_rounds",
@@ -251,12 +253,12 @@ ROLES = ("baseline", "technique", "control")
 _TEXT_FIELDS = ("run_id", "strategy", "spec", "label", "family", "control_of", "reason", "notes",
                 "stored_as",
                 "dataset", "scenario", "preprocessing", "teacher_architecture", "artifact", "arithmetic",
-                "latency_warning", "test_correct", "budget_stopped")
+                "latency_warning", "test_correct", "budget_stopped", "micro_reason")
 _TEXT_LIST_FIELDS = ("class_names", "unaccounted_ops")
 _OBJECT_FIELDS = ("params", "env")
 _NUMBER_FIELDS = tuple(
     name for name in FIELDS
-    if name not in {"schema_version", "status", "role", "seed", "teacher_cached", *_TEXT_FIELDS,
+    if name not in {"schema_version", "status", "role", "seed", "teacher_cached", "micro_runs", *_TEXT_FIELDS,
                     *_TEXT_LIST_FIELDS, *_OBJECT_FIELDS}
 )
 #: A measurement and the interval that must come with it.
@@ -314,8 +316,9 @@ def _row_problem(row: dict[str, Any]) -> str | None:
         return f"env.versions is {_shown(env['versions'])}, not an object or null"
     if isinstance(env.get("cpu"), (list, dict)):
         return f"env.cpu is {_shown(env['cpu'])}, not a name"
-    if row["teacher_cached"] is not None and not isinstance(row["teacher_cached"], bool):
-        return f"teacher_cached is {_shown(row['teacher_cached'])}, not true, false or null"
+    for name in ("teacher_cached", "micro_runs"):
+        if row[name] is not None and not isinstance(row[name], bool):
+            return f"{name} is {_shown(row[name])}, not true, false or null"
     for name in _NUMBER_FIELDS:
         value = row[name]
         if value is not None and not (_is_number(value) and 0 <= value <= _LARGEST):
