@@ -131,6 +131,13 @@ _executor_options = _options(
                  "without one a LocalCluster is started."),
 )
 
+#: --device of run, sweep and recommend: where the model ships (compress.analysis.devices).
+_device_option = click.option(
+    "--device", default=None, metavar="NAME|mcu:ram=SIZE,flash=SIZE[,int8=yes]",
+    help="Where the model ships: phone, server, nrf52840 (256 KiB RAM, 1 MiB flash), rp2040, stm32h7, "
+    "esp32-s3, or mcu:ram=256k,flash=1m,int8=yes (k: KiB, m: MiB); a microcontroller keeps 25% of "
+    "each for the runtime and the application. Only rows that fit are recommended.")
+
 #: --time-budget of run and sweep: the clock cuts training.  tune's --time-budget is another
 #: thing (minutes of search, each trial a fixed number of steps): docs/tune.md.
 _training_time_option = click.option(
@@ -165,6 +172,7 @@ _training_time_option = click.option(
               help="LiteRT interpreter threads for accuracy and latency.  [default: 1]")
 @_executor_options
 @_training_time_option
+@_device_option
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder: new, empty, an earlier run with --overwrite, or one to finish or "
               "extend with --resume. Default: reports/<dataset>-<timestamp>.")
@@ -198,17 +206,23 @@ def run(strategies: tuple[str, ...], seed: int | None, n_seeds: int | None, **op
 
 
 def _finish(folder: Path, rows: list[dict[str, Any]]) -> None:
-    """The end of run and sweep: problems, a compact summary, the recommendation, the reports."""
+    """The end of run and sweep: problems, a compact summary, the recommendation (for the
+    folder's device), the reports."""
+    from compress.analysis.devices import parse_device
     from compress.report.summary import summary
+    from compress.results.manifest import RunManifest
 
     for row in rows:
         if row["status"] != "ok":
             click.echo(f"{row['label'] or row['spec']} (seed {row['seed']}): {row['status']}: "
                        f"{row['reason']}", err=True)
-    _console().print(summary(rows))
+    manifest = RunManifest.read(folder)
+    device = parse_device(manifest.config.get("device")) if manifest is not None else None
+    _console().print(summary(rows, device))
     click.echo(f"report: {folder / 'report.md'}")
     click.echo(f"html:   {folder / 'report.html'}")
-    click.echo(f"next:   compress recommend {folder} --max-accuracy-drop 1 --objective latency")
+    named = f" --device {shlex.quote(manifest.config['device'])}" if device is not None else ""
+    click.echo(f"next:   compress recommend {folder} --max-accuracy-drop 1 --objective latency{named}")
 
 
 @contextmanager
@@ -295,8 +309,9 @@ def report(results: tuple[Path, ...], out: Path | None, formats: str, allow_mixe
               "Default: the report's budget (1); 100 ignores accuracy.")
 @click.option("--objective", type=click.Choice(["size", "latency", "accuracy"]), default="size",
               show_default=True, help="What to optimise among the configurations that qualify.")
+@_device_option
 def recommend(results: tuple[Path, ...], max_size_kib: float | None, max_latency_us: float | None,
-              max_accuracy_drop: float | None, objective: str) -> None:
+              max_accuracy_drop: float | None, objective: str, device: str | None) -> None:
     """Pick the best method for your constraints from saved results (controls never qualify)."""
     from compress.analysis.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies
     from compress.analysis.recommend import recommend as pick
@@ -312,7 +327,7 @@ def recommend(results: tuple[Path, ...], max_size_kib: float | None, max_latency
     rows = read_runs(results)
     try:
         choice = pick(rows, max_size_kib=max_size_kib, max_latency_us=max_latency_us,
-                      max_accuracy_drop=max_accuracy_drop, objective=objective)
+                      max_accuracy_drop=max_accuracy_drop, objective=objective, device=device)
     except NothingQualifies as answer:
         click.echo(f"compress: {answer}", err=True)
         sys.exit(1)
@@ -461,13 +476,14 @@ def tune(max_accuracy_drop: float, objective: str, max_slowdown: str, time_budge
 @click.argument("config", type=click.Path(path_type=Path))
 @_executor_options
 @_training_time_option
+@_device_option
 @click.option("--time", "timing", type=click.Choice(["all", "best"]), default="all", show_default=True,
               help="Which rows to time after the parallel phase: all, or each seed's Pareto front.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Sweep folder; re-running into it reuses every finished row. "
               "Default: reports/sweep-<config name>.")
 def sweep_command(config: Path, executor: str | None, jobs: int | None, address: str | None,
-                  time_budget: float | None, timing: str, out: Path | None) -> None:
+                  time_budget: float | None, device: str | None, timing: str, out: Path | None) -> None:
     """Run a grid of configurations × seeds in parallel, resumably, then report."""
     from compress.orchestrate.sweep import SweepInterrupted, load_sweep, sweep
 
@@ -476,7 +492,7 @@ def sweep_command(config: Path, executor: str | None, jobs: int | None, address:
     with _progress() as progress:
         try:
             result = sweep(settings, folder, timing=timing, progress=progress, jobs=jobs, executor=executor,
-                           address=address, time_budget=time_budget,
+                           address=address, time_budget=time_budget, device=device,
                            command=shlex.join(["compress", *sys.argv[1:]]))
         except SweepInterrupted as stop:
             click.echo(f"compress: {stop}; pending rows were cancelled and the report there is "

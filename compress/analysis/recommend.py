@@ -27,6 +27,7 @@ from compress.analysis.configurations import (
     between,
     configurations,
 )
+from compress.analysis.devices import Device, fits, parse_device
 from compress.common.errors import UserError, option
 from compress.results.rows import require_one_group
 
@@ -172,22 +173,29 @@ def recommend(
     max_latency_us: float | None = None,
     max_accuracy_drop: float | None = DEFAULT_MAX_DROP_PP,
     objective: str = "size",
+    device: str | Device | None = None,
 ) -> Recommendation:
     """The best configuration meeting every constraint; raises NothingQualifies otherwise, and
     UserError for rows of several datasets or teachers (their models are no alternatives).
 
     ``rows`` are result rows (``read_results``), the frame ``compare`` returns, or a run
     folder.  The accuracy budget is the report's unless given: a model that lost 30 points is
-    no answer, however small; None drops it."""
+    no answer, however small; None drops it.  ``device`` (a profile of ``analysis.devices``):
+    only configurations that fit it on every seed qualify."""
     if objective not in OBJECTIVES:
         raise UserError(f"{option('objective')} must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    target = parse_device(device)
     rows = _as_rows(rows)
+    if target is not None:
+        _require_measured(rows, target)
     require_one_group(rows, "a recommendation compares models of one: give the runs of one dataset "
                       "and teacher")
     limits = Constraints(max_size_kib, max_latency_us, max_accuracy_drop)
     candidates = [c for c in configurations(rows) if c.role != "control"]
     if not candidates:
         raise NothingQualifies("no finished rows with a baseline to compare against")
+    if target is not None:
+        candidates = _fit(candidates, target)
     if objective == "latency":  # an untimed row (a run stopped before its timing) has no latency to rank
         candidates = [c for c in candidates if c.latency]
         if not candidates:
@@ -213,6 +221,28 @@ def recommend(
     return Recommendation(best, runner_up, binding, objective, ties)
 
 
+def _fit(candidates: list[Config], device: Device) -> list[Config]:
+    """The configurations that fit ``device`` on every seed; NothingQualifies naming the closest
+    (the least arena over) and why when none does."""
+    fitting = [c for c in candidates if all(fits(i.row, device)[0] for i in c.items)]
+    if fitting:
+        return fitting
+    measured = [c for c in candidates if all(i.row.get("micro_arena_bytes") for i in c.items)] or candidates
+    closest = min(measured, key=lambda c: (max(i.row.get("micro_arena_bytes") or 0 for i in c.items), c.spec))
+    why = next(text for ok, text in (fits(i.row, device) for i in closest.items) if not ok)
+    raise NothingQualifies(f"no configuration fits {device.describe()}; closest is {closest.label}: {why}")
+
+
+def _require_measured(rows: list[Row], device: Device) -> None:
+    """One line when no row was measured for a microcontroller ``device``."""
+    finished = [row for row in rows if row.get("status") == "ok"]
+    if device.micro and finished and all(row.get("micro_runs") is None for row in finished):
+        why = finished[0].get("micro_reason") or \
+            "they were measured before compress measured TFLite Micro, or with --no-micro"
+        raise UserError(f"these rows were not measured in TFLite Micro ({why}); run the same command "
+                        f"again with {option('device', device.name)} to measure what the device needs")
+
+
 def _real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -236,12 +266,15 @@ def _as_rows(rows: Iterable[Row] | pd.DataFrame | str | Path) -> list[Row]:
     return rows
 
 
-def default_choices(rows: list[Row]) -> dict[str, Recommendation | NothingQualifies]:
-    """The smallest and the fastest configuration within the default accuracy budget."""
+def default_choices(rows: list[Row],
+                    device: Device | None = None) -> dict[str, Recommendation | NothingQualifies]:
+    """The smallest and the fastest configuration within the default accuracy budget (and that
+    fit ``device``)."""
     out: dict[str, Recommendation | NothingQualifies] = {}
     for objective in ("size", "latency"):
         try:
-            out[objective] = recommend(rows, max_accuracy_drop=DEFAULT_MAX_DROP_PP, objective=objective)
+            out[objective] = recommend(rows, max_accuracy_drop=DEFAULT_MAX_DROP_PP, objective=objective,
+                                       device=device)
         except NothingQualifies as answer:
             out[objective] = answer
     return out

@@ -41,6 +41,7 @@ class SizeStats:
     kernel_unique_max: int  # most distinct values in any kernel: clustering shows here
     arithmetic: str  # what compute ops multiply: "float32", "int8", "int8 weights × float32 activations"
     unaccounted_ops: tuple[str, ...]
+    io_type: str  # what the model takes and gives: "float32", "int8", or "int8 in, float32 out"
 
 
 def gzip_bytes(data: bytes) -> bytes:
@@ -122,6 +123,18 @@ def _arithmetic(activation: tflite_schema.TensorT, weights: tflite_schema.Tensor
     return act if act == weight else f"{weight} weights × {act} activations"
 
 
+def _io_type(model: tflite_schema.ModelT) -> str:
+    """The element types of the main graph's inputs and outputs: one word when they agree (a
+    microcontroller pipeline feeds and reads int8 directly), else "X in, Y out"."""
+    graph = model.subgraphs[0]
+
+    def kinds(indices: list[int]) -> str:
+        return "/".join(sorted({TYPE_NAMES.get(graph.tensors[i].type, "?").lower() for i in indices}))
+
+    given, taken = kinds(list(graph.inputs)), kinds(list(graph.outputs))
+    return given if given == taken else f"{given} in, {taken} out"
+
+
 def size_stats(flatbuffer: bytes) -> SizeStats:
     """Bytes, gzip bytes, parameters, non-zeros and MACs, read from the flatbuffer itself."""
     model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
@@ -173,6 +186,7 @@ def size_stats(flatbuffer: bytes) -> SizeStats:
         kernel_unique_max=unique_max,
         arithmetic=" + ".join(sorted(arithmetic)) or "none",
         unaccounted_ops=tuple(sorted(unaccounted)),
+        io_type=_io_type(model),
     )
 
 

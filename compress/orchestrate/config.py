@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from compress.analysis.devices import parse_device
 from compress.common.errors import UserError, option
 from compress.data.builtin import SHIFT_TARGET_TRAIN
 from compress.data.images import parse_image_size
@@ -90,6 +91,7 @@ class RunConfig:
     overwrite: bool = False
     resume: bool = False  # take the rows the ``out`` folder already holds (same data and teachers)
     micro: bool = True  # every row measured in TFLite Micro too (``measure.micro``)
+    device: str | None = None  # where the model ships (``analysis.devices``): a profile or mcu:...
     use_cache: bool = True
     executor: str = "local"  # where rows train: "local" (this process or a pool) or "dask"
     address: str | None = None  # a Dask scheduler; None: a local cluster
@@ -133,6 +135,10 @@ class RunConfig:
             raise UserError(f"{option('address')} is for {option('executor', 'dask')}; drop it")
         if not isinstance(self.micro, bool):
             raise UserError(f"{option('micro')} must be true or false, got {self.micro!r}")
+        device = parse_device(self.device)
+        if device is not None and device.micro and not self.micro:
+            raise UserError(f"{option('device', self.device)} is measured in TFLite Micro: drop "
+                            "--no-micro (micro=False from Python)")
         if self.resume and self.overwrite:
             raise UserError(f"give {option('resume', True)} (keep the rows in {option('out')}) or "
                             f"{option('overwrite', True)} (replace them), not both")
@@ -211,6 +217,7 @@ def resolve_config(
     overwrite: bool = False,
     resume: bool = False,
     micro: bool = True,
+    device: str | None = None,
     use_cache: bool = True,
     executor: str | None = None,
     address: str | None = None,
@@ -240,7 +247,7 @@ def resolve_config(
         "seeds": tuple(range(seeds)) if isinstance(seeds, int) else seeds,
         "scenario": scenario, "target_train": target_train, "threads": threads,
         "jobs": default_jobs() if jobs is None else jobs, "time_budget": time_budget, "out": out,
-        "executor": executor, "address": address,
+        "executor": executor, "address": address, "device": device,
     }
     settings.update({key: value for key, value in explicit.items() if value is not None})
     if data is not None:

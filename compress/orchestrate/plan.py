@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from compress.analysis.devices import Device
 from compress.common.errors import UserError, option
-from compress.strategies import Strategy, strategies_from_spec
+from compress.strategies import Strategy, registry, strategies_from_spec
 from compress.strategies.baseline import Baseline
 from compress.strategies.resolve import strategy_from_name
 
@@ -41,6 +42,24 @@ class Step:
     @property
     def role(self) -> str:
         return self.strategy.role
+
+
+def for_device(specs: Sequence[str], device: Device | None) -> tuple[str, ...]:
+    """``specs`` and the rows a device needs beside them: every registered technique that
+    provides what it requires (``Strategy.provides``: int8 inputs and outputs), at its defaults,
+    alone and after each asked technique whose family it may follow (``follows``), so that a
+    distilled or pruned model gets the form the device takes too."""
+    needs = {"int8-io"} if device is not None and device.int8 else set()
+    asked = [s for spec in specs for s in strategies_from_spec(spec)]
+    added: list[str] = []
+    for name, cls in registry().items():
+        if cls.role != "technique" or not needs & set(cls.provides):
+            continue
+        if name not in {s.name for s in asked}:
+            added.append(name)
+        added += [f"{s.spec()}>{name}" for s in asked
+                  if s.role == "technique" and not s.produces_tflite and s.family in cls.follows]
+    return (*specs, *dict.fromkeys(a for a in added if a not in specs))
 
 
 def plan_steps(specs: Sequence[str], epochs: int | None = None) -> list[Step]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from compress.analysis.devices import fits, parse_device
 from compress.common.errors import UserError, option
 from compress.common.fileio import write_atomic
 from compress.models.architectures import check_fits
@@ -35,6 +36,7 @@ from compress.orchestrate.plan import (
     TechniquesFirst,
     TimeBudget,
     artifact_name,
+    for_device,
     plan_rows,
     plan_steps,
     start_order,
@@ -66,6 +68,7 @@ from compress.orchestrate.teachers import (
     teacher_record,
     teacher_to_train,
 )
+from compress.results.firmware import c_header
 from compress.results.manifest import RunManifest, now
 from compress.results.outdir import Output, check_output, open_output
 from compress.results.rows import RESULTS_FILE, environment, read_results, write_results
@@ -130,7 +133,7 @@ def run(config: RunConfig, progress: Progress | None = None,
     config.validate()
     if command.timing not in TIMINGS:
         raise UserError(f"timing must be one of {', '.join(TIMINGS)}, got {command.timing!r}")
-    steps = plan_steps(config.strategies, config.epochs)
+    steps = plan_steps(for_device(config.strategies, parse_device(config.device)), config.epochs)
     executor = command.executor or executor_for(config, [s.strategy for s in steps],
                                                 len(steps) * len(config.seeds))
     interrupts = Interrupts()
@@ -278,6 +281,7 @@ class Engine:
             clock = time.time()
             self._finish_seeds()
             self.seconds["timing"] = round(time.time() - clock, 3)
+            self._write_firmware()
         except KeyboardInterrupt:
             self.manifest.interrupted, self.manifest.finished = True, now()
             self.manifest.write(folder)
@@ -404,6 +408,22 @@ class Engine:
             write_results(self.folder, self.rows())
             self.done += 1
             self.report(self.done, self.total, f"seed {seed}: every model timed")
+
+
+    def _write_firmware(self) -> None:
+        """Beside each row that fits a microcontroller ``--device``: the model as a C array with
+        its arena as a constant (``results.firmware``)."""
+        device = parse_device(self.config.device)
+        if device is None or not device.micro:
+            return
+        for evaluated in self.finished.values():
+            row = evaluated.row
+            if evaluated.flatbuffer is None or not fits(row, device)[0]:
+                continue
+            stem = Path(row["artifact"]).with_suffix("")
+            about = f"{row['label']} (seed {row['seed']}) for {device.describe()}; spec: {row['spec']}"
+            write_atomic(self.folder / f"{stem}.h", c_header(evaluated.flatbuffer, stem.name,
+                                                             row["micro_arena_bytes"], about))
 
 
 class Tasks:

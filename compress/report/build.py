@@ -26,6 +26,7 @@ from compress.analysis.configurations import (
     group_key,
     pairings,
 )
+from compress.analysis.devices import parse_device
 from compress.analysis.verdicts import Verdict
 from compress.common.errors import UserError, flag_names, option
 from compress.common.fileio import write_atomic
@@ -34,6 +35,7 @@ from compress.report import plots
 from compress.report.document import Block, Bullets, Details, Document, Heading, Image, Paragraph, Table
 from compress.report.sections import (
     controls_section,
+    device_section,
     findings,
     recommendation_section,
     resolution,
@@ -197,7 +199,8 @@ def build_document(rows: list[Row], manifests: list[RunManifest], folder: Path,
     document.add(Bullets(_header(rows, manifests, configs)))
     if not any(c.role == "baseline" for c in configs):
         document.add(Paragraph("**No baseline row finished, so nothing can be compared.**"))
-    document.add(*recommendation_section(rows))
+    device = next((parse_device(m.config.get("device")) for m in manifests if m.config.get("device")), None)
+    document.add(*recommendation_section(rows, device))
     for tune in tunes:
         document.add(*tune_section(tune))
     document.add(
@@ -213,6 +216,8 @@ def build_document(rows: list[Row], manifests: list[RunManifest], folder: Path,
         seeds_details(rows),
     )
     document.add(*micro_section(configs))
+    if device is not None:
+        document.add(*device_section(configs, device))
     best = best_per_family(configs)
     if best:
         document.add(Heading("Best configuration per family"),

@@ -15,6 +15,7 @@ from compress.analysis.configurations import (
     Pairing,
     Row,
 )
+from compress.analysis.devices import Device, fits
 from compress.analysis.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies, default_choices
 from compress.common.stats import detectable_difference
 from compress.report.document import Block, Bullets, Cell, Details, Heading, Paragraph, Table
@@ -152,10 +153,11 @@ def findings(configs: list[Config], rows: list[Row]) -> list[str]:
     return notes
 
 
-def recommendation_section(rows: list[Row]) -> list[Block]:
-    """The report's decision under default budgets: smallest, and fastest, within 1 pp."""
+def recommendation_section(rows: list[Row], device: Device | None = None) -> list[Block]:
+    """The report's decision under default budgets: smallest, and fastest, within 1 pp (and
+    fitting ``device``)."""
     items = []
-    for objective, choice in default_choices(rows).items():
+    for objective, choice in default_choices(rows, device).items():
         if isinstance(choice, NothingQualifies):
             items.append(f"**{objective.capitalize()}:** {choice}")
             continue
@@ -166,9 +168,32 @@ def recommendation_section(rows: list[Row]) -> list[Block]:
         Paragraph(f"Under the default budget (at most {DEFAULT_MAX_DROP_PP:g} pp below the teacher's "
                   "mean accuracy; controls are never candidates). Differences within measurement "
                   "noise are ties, broken toward the smaller model, then the one cheaper to train. "
-                  "`compress recommend` applies other budgets with the same code."),
+                  "`compress recommend` applies other budgets with the same code."
+                  + (f" Only configurations that fit the device, {device.describe()}, are candidates."
+                     if device is not None else "")),
         Bullets(items),
     ]
+
+
+def device_section(configs: list[Config], device: Device) -> list[Block]:
+    """Which configurations fit the device, and for those that do not, by how much and why; with
+    the MACs of each, since an x86 latency is not a board's."""
+    records: list[dict[str, str | Cell]] = []
+    for config in configs:
+        answers = [fits(item.row, device) for item in config.items]
+        fit = "yes" if all(a[0] for a in answers) else "unknown" if any(a[0] is None for a in answers) \
+            else "no"
+        why = next((text for ok, text in answers if not ok), answers[0][1])
+        macs = config.mean("macs")
+        records.append({"Method": Cell(config.label, title=config.spec), "Fits": fit,
+                        "MACs": "—" if macs is None else f"{macs:,.0f}", "Why": why})
+    fitting = sum(r["Fits"] == "yes" for r in records)
+    return [Heading(f"On the device: {device.name}"),
+            Paragraph(f"{device.describe()}. {fitting} of {len(records)} configurations fit; a "
+                      "fitting model's C array and arena size are written beside its .tflite "
+                      "(the .h file of the same name)." if device.micro else
+                      f"{device.describe()}: every configuration runs there as measured."),
+            Table(records)]
 
 
 def tune_section(tune: TuneRecord) -> list[Block]:

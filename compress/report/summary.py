@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.table import Table
 
 from compress.analysis.configurations import Row, configurations
+from compress.analysis.devices import Device
 from compress.analysis.recommend import (
     DEFAULT_MAX_DROP_PP,
     NothingQualifies,
@@ -16,8 +17,9 @@ from compress.analysis.recommend import (
 )
 
 
-def summary(rows: list[Row]) -> Any:
-    """One line per configuration (means over seeds) and the default-budget recommendation."""
+def summary(rows: list[Row], device: Device | None = None) -> Any:
+    """One line per configuration (means over seeds) and the default-budget recommendation
+    (among the configurations that fit ``device``)."""
     table = Table(title="compress: one row per configuration (means over seeds)", title_justify="left")
     for column in ("method", "role", "size KiB", "× smaller", "latency µs", "accuracy", "Δ pp"):
         table.add_column(column, justify="left" if column in ("method", "role") else "right")
@@ -27,7 +29,7 @@ def summary(rows: list[Row]) -> Any:
         table.add_row(config.label, config.role, f"{config.size_bytes / 1024:.1f}",
                       f"{config.size_factor:.2f}", latency, f"{config.accuracy[0]:.3f}", delta)
     lines = []
-    for objective, choice in default_choices(rows).items():
+    for objective, choice in default_choices(rows, device).items():
         if isinstance(choice, NothingQualifies):
             lines.append(f"{objective}: {choice}")
             continue

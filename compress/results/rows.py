@@ -39,7 +39,7 @@ FIELDS = (
     "teacher_architecture", "teacher_cached",
     "teacher_train_accuracy", "teacher_val_accuracy", "teacher_train_seconds",
     "artifact", "size_bytes", "size_gzip_bytes", "params_count", "nonzero_params", "sparsity",
-    "pruned_sparsity", "kernel_unique_max", "macs", "arithmetic", "stored_as", "unaccounted_ops",
+    "pruned_sparsity", "kernel_unique_max", "macs", "arithmetic", "stored_as", "unaccounted_ops", "io_type",
     "arena_bytes", "peak_rss_bytes", "model_rss_bytes",
     "micro_runs", "micro_reason", "micro_arena_bytes", "micro_flash_bytes", "micro_accuracy",
     "micro_agreement",
@@ -253,7 +253,7 @@ ROLES = ("baseline", "technique", "control")
 _TEXT_FIELDS = ("run_id", "strategy", "spec", "label", "family", "control_of", "reason", "notes",
                 "stored_as",
                 "dataset", "scenario", "preprocessing", "teacher_architecture", "artifact", "arithmetic",
-                "latency_warning", "test_correct", "budget_stopped", "micro_reason")
+                "latency_warning", "test_correct", "budget_stopped", "micro_reason", "io_type")
 _TEXT_LIST_FIELDS = ("class_names", "unaccounted_ops")
 _OBJECT_FIELDS = ("params", "env")
 _NUMBER_FIELDS = tuple(

@@ -167,6 +167,10 @@ class Strategy:
     #: under ``max_drop``), so a run starts it only after that row has finished, rather than
     #: making the same choice twice side by side.
     after_technique: ClassVar[bool] = False
+    #: What a deployment target may require that this strategy's models have: "int8-io" (int8
+    #: inputs and outputs, as a microcontroller's pipeline feeds them).  A run for such a target
+    #: adds, at its defaults, every technique that provides what it requires.
+    provides: ClassVar[tuple[str, ...]] = ()
 
     def compress(self, ctx: Context) -> Compressed:
         raise NotImplementedError
@@ -357,6 +361,8 @@ def check_declaration(declared: type[Strategy] | Strategy) -> None:
     if declared.after_technique and declared.role != "control":
         raise RegistryError(f"{named('after_technique')} is True, but only a control waits for its "
                             "technique's row")
+    if not (isinstance(declared.provides, tuple) and all(isinstance(p, str) for p in declared.provides)):
+        raise RegistryError(f"{named('provides')} must be a tuple of strings, got {declared.provides!r}")
     unknown = sorted(set(declared.tunable or {}) - set(cls.param_names()))
     if unknown:
         raise RegistryError(f"{named('tunable')} names {unknown[0]!r}, which is not a "

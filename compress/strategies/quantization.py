@@ -85,6 +85,7 @@ class QuantizeInt8IO(QuantizeInt8):
     summary = "Full-integer quantization with int8 input and output, as microcontrollers need."
     notes = "All int8 including I/O: the caller quantizes inputs and dequantizes outputs."
     int8_io = True
+    provides = ("int8-io",)
     tunable = None  # quantize-int8 with other I/O types: the same size and accuracy, searched once
 
 
