@@ -213,3 +213,21 @@ def test_a_tune_of_a_table_keeps_its_encoding(tmp_path):
     tune(settings, SerialExecutor(), out=tmp_path / "tune", seeds=1, data=table, target="label", epochs=1)
     raw = pd.read_csv(table).drop(columns="label").head(5)
     assert compress.encode_rows(tmp_path / "tune", raw).shape[0] == 5
+
+
+def test_a_kept_worker_serves_each_command_its_own_data_and_teacher(tmp_path):
+    """Trials load their data and teacher from the settings; one process (a kept worker, or
+    this one) serving two tunes of different data must not hand the second the first's."""
+    from compress.orchestrate.config import resolve_config
+    from compress.orchestrate.tasks import run_task
+    from compress.orchestrate.tune_search import seed_trials
+
+    scored = {}
+    for dataset in ("synthetic", "digits"):
+        config = resolve_config(dataset=dataset, epochs=1)
+        source, _, job_for = seed_trials(config, 0, tmp_path / dataset)
+        (tmp_path / dataset).mkdir()
+        row = run_task(job_for("quantize-dynamic")).row
+        scored[dataset] = (len(row["test_correct"]), len(source.dataset.training.y_val))
+    assert all(rows == validation for rows, validation in scored.values())
+    assert scored["synthetic"][0] != scored["digits"][0]

@@ -211,9 +211,17 @@ def importable_elsewhere(strategies: Sequence[Strategy]) -> bool:
 
 
 #: Data and teachers kept in this process (``IN_MEMORY`` references), and what a worker has
-#: loaded, per (data, teacher file, seed): each loaded once, reused by the next rows.
+#: loaded (``_prepared_key``): each loaded once, reused by the next rows.
 _HERE: dict[str, Any] = {}
-_PREPARED: dict[tuple[str, str, int, str], tuple[Any, Teacher]] = {}
+_PREPARED: dict[tuple[Any, ...], tuple[Any, Teacher]] = {}
+
+
+def _prepared_key(data: str, teacher_file: str, seed: int, split: str, data_key: str | None,
+                  teacher_key: str | None) -> tuple[Any, ...]:
+    """Where a worker keeps a seed's data and teacher: by their references and by what they are
+    (data loaded from a configuration, or the cached teacher, has no reference of its own, and a
+    kept worker serves one command after another)."""
+    return data, teacher_file, seed, split, data_key, teacher_key
 
 
 def keep_here(name: str, value: Any) -> str:
@@ -250,7 +258,8 @@ def _train_teacher(task: TeacherTask) -> TeacherTrained:
         if teacher.file is None:
             teacher.model.save(task.spare_file)
         teacher = replace(teacher, file=teacher.file or Path(task.spare_file))
-        _PREPARED[(task.data, str(teacher.file), task.seed, "test")] = (source, teacher)
+        _PREPARED[_prepared_key(task.data, str(teacher.file), task.seed, "test",
+                                source.dataset.fingerprint(), teacher.cache_key)] = (source, teacher)
     except UserError as error:
         return TeacherTrained(task.seed, None, error)
     except Exception as error:  # re-raised in the driver, with the worker's traceback as text
@@ -289,7 +298,8 @@ def _prepare(task: RowTask) -> tuple[Any, Teacher, Strategy]:
     for cls in task.classes:  # a plugin registered in the driver by code, not by entry point
         if cls.name not in known:
             register(cls)
-    key = (task.data, task.teacher_file, task.seed, task.split)
+    key = _prepared_key(task.data, task.teacher_file, task.seed, task.split, task.identity.get("data"),
+                        task.identity.get("teacher"))
     if key not in _PREPARED:
         source = _load_data(task.data, task.config, task.seed)
         if task.teacher_file.startswith(IN_MEMORY):
