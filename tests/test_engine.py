@@ -95,6 +95,17 @@ def test_resume_refuses_a_folder_of_other_data_in_one_line(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == before
 
 
+def test_resume_refuses_a_folder_written_before_rows_were_kept(tmp_path):
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "reports" / "example-digits", out)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(UserError, match="written before compress kept its rows for resuming"):
+        compress.compare("digits", ["quantize-dynamic"], epochs=1, out=out, resume=True)
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
 def test_resume_needs_a_folder_and_excludes_overwrite(tmp_path):
     with pytest.raises(UserError, match="resume=True resumes the folder out names"):
         compress.compare("synthetic", ["quantize-dynamic"], resume=True)

@@ -173,6 +173,10 @@ class Engine:
         first = self.sources[config.seeds[0]]
         target = config.out or default_out_dir(first.dataset.name)
         check_output(target, self.command.kind, overwrite=config.overwrite, reuse=config.resume)
+        if config.resume and (target / RESULTS_FILE).exists() and not (target / JOBS_DIR).is_dir():
+            raise UserError(f"{target} was written before compress kept its rows for resuming, so "
+                            f"none can be taken; choose a new {option('out')}, or pass "
+                            f"{option('overwrite', True)} instead of {option('resume', True)}")
         if config.teacher_architecture is not None:
             check_fits(config.teacher_architecture, first.teacher_data.input_shape)
         budget = self._budget()
