@@ -43,6 +43,11 @@ _EXPORTS = {
     "LocalExecutor": "compress.orchestrate.executors",
     "DaskExecutor": "compress.orchestrate.executors",
     "SerialExecutor": "compress.orchestrate.executors",
+    "sweep": "compress.orchestrate.sweep",
+    "load_sweep": "compress.orchestrate.sweep",
+    "SweepInterrupted": "compress.orchestrate.sweep",
+    "Device": "compress.analysis.devices",
+    "parse_device": "compress.analysis.devices",
 }
 
 __all__ = ["__version__", *_EXPORTS]
