@@ -19,6 +19,19 @@
   ``cnn:4,4:16`` derived before, in less time per batch (measured: docs/benchmarks.md, "The
   automatic student of a MobileNet: `mobile`").
 
+The reference models of MLPerf Tiny (Banbury et al. 2021, docs/architecture.md "Teachers of
+the field"), built from their papers' layers, also by name (``TINY_MODELS``):
+
+- ``resnet:16,32,64`` (``resnet8``): a 3×3 stem, then per width one residual block of two 3×3
+  convolutions (the first strided from the second width on, a strided 1×1 shortcut where the
+  shape changes), BatchNorm and ReLU, global average pooling, logits.
+- ``dscnn:64,64,64,64,64`` (``dscnn``): a 10×4 stem with stride 2, then per further width a
+  depthwise-separable block (3×3 depthwise, 1×1 pointwise, BatchNorm, ReLU), global average
+  pooling, logits: the keyword-spotting DS-CNN.
+- ``mobilenetv1:8`` (``mobilenetv1-0.25``): MobileNetV1 from a first width (8 is alpha 0.25):
+  a strided 3×3 stem, then its thirteen depthwise-separable blocks, doubling the width at each of
+  its four strided ones (to 32 times the first), global average pooling, logits.
+
 Every model outputs logits, so temperature scaling in distillation acts where Hinton et al.
 put it.  The data's kind decides the default: features get an MLP, sequences a 1-D CNN,
 images a 2-D CNN.
@@ -41,11 +54,18 @@ DEFAULT_TEACHERS = {"features": "mlp:128,64", "sequence": "cnn1d:32,64,64:64", "
 DEFAULT_STUDENTS = {"features": "mlp:32", "sequence": "cnn1d:8,16:16", "image": "cnn:8,16:32"}
 #: Which architectures fit which data kind (an MLP flattens anything).
 FITS = {"mlp": KINDS, "cnn": ("image",), "cnn1d": ("sequence",), "dsres": ("image",),
-        "mobile": ("image",)}
+        "mobile": ("image",), "resnet": ("image",), "dscnn": ("image",), "mobilenetv1": ("image",)}
 FORMS = ("mlp:W[,W...]", "cnn:C[,C...]:W[,W...]", "cnn1d:C[,C...]:W[,W...]", "dsres:C[,C...]",
-         "mobile:C[,C...]")
+         "mobile:C[,C...]", "resnet:C[,C...]", "dscnn:C[,C...]", "mobilenetv1:W")
 #: Architectures of convolution widths alone (``dsres:16,32``), no Dense widths.
-CONVOLUTIONAL = ("dsres", "mobile")
+CONVOLUTIONAL = ("dsres", "mobile", "resnet", "dscnn", "mobilenetv1")
+#: MLPerf Tiny's reference models by name: image classification (CIFAR-10), keyword spotting
+#: and visual wake words.
+TINY_MODELS = {"resnet8": "resnet:16,32,64", "dscnn": "dscnn:64,64,64,64,64",
+               "mobilenetv1-0.25": "mobilenetv1:8"}
+#: MobileNetV1's blocks after its stem: (width as a multiple of the first, stride).
+MOBILENET_V1_BLOCKS = ((2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (16, 2), (16, 1), (16, 1), (16, 1),
+                       (16, 1), (16, 1), (32, 2), (32, 1))
 
 
 @dataclass(frozen=True)
@@ -76,7 +96,9 @@ def _widths(text: str, spec: str) -> tuple[int, ...]:
 
 def parse_architecture(spec: str) -> Architecture:
     """Parse a spec (see the module docstring) into an Architecture; one-line errors."""
-    kind, _, rest = spec.partition(":")
+    kind, _, rest = TINY_MODELS.get(spec, spec).partition(":")
+    if kind == "mobilenetv1" and rest and "," in rest:
+        raise UserError(f"architecture {spec!r}: mobilenetv1 takes one first width, e.g. mobilenetv1:8")
     if kind == "mlp" and rest:
         return Architecture("mlp", (), _widths(rest, spec))
     if kind in CONVOLUTIONAL and rest and ":" not in rest:
@@ -153,10 +175,10 @@ def build_model(
     seed_everything(seed)
     copies = [type(layer).from_config({**layer.get_config(), "name": f"preprocessing_{i}"})
               for i, layer in enumerate(preprocessing)]
-    if arch.kind == "dsres":
-        model = _dsres(arch.conv, input_shape, n_classes, name, copies)
-    elif arch.kind == "mobile":
-        model = _mobile(arch.conv, input_shape, n_classes, name, copies)
+    builders = {"dsres": _dsres, "mobile": _mobile, "resnet": _resnet, "dscnn": _dscnn,
+                "mobilenetv1": _mobilenet_v1}
+    if arch.kind in builders:
+        model = builders[arch.kind](arch.conv, input_shape, n_classes, name, copies)
     else:
         model = _stacked(arch, input_shape, n_classes, name, dropout, seed, copies)
     for copy, layer in zip(copies, preprocessing, strict=True):
@@ -235,6 +257,78 @@ def _mobile(widths: tuple[int, ...], input_shape: tuple[int, ...], n_classes: in
                                                    name=f"{block}_depthwise")(x), f"{block}_depthwise")
             x = _normalized(layers.Conv2D(width, 1, use_bias=False, name=f"{block}_pointwise")(x),
                             f"{block}_pointwise")
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    return keras.Model(inputs, layers.Dense(n_classes, name="logits")(x), name=name)
+
+
+def _input(input_shape: tuple[int, ...], first: list[keras.layers.Layer]) -> tuple[Any, Any]:
+    """The model's input and what its preprocessing copies make of it."""
+    inputs = keras.Input(shape=input_shape, name="input")
+    x = inputs
+    for layer in first:
+        x = layer(x)
+    return inputs, x
+
+
+def _conv_bn(x: Any, width: int, kernel: Any, stride: int, name: str, relu: bool = True) -> Any:
+    layers = keras.layers
+    x = layers.BatchNormalization(name=f"{name}_bn")(
+        layers.Conv2D(width, kernel, strides=stride, padding="same", use_bias=False, name=name)(x))
+    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def _resnet(widths: tuple[int, ...], input_shape: tuple[int, ...], n_classes: int,
+            name: str, first: list[keras.layers.Layer]) -> keras.Model:
+    """MLPerf Tiny's ResNet-8 shape: one residual block per width."""
+    layers = keras.layers
+    inputs, x = _input(input_shape, first)
+    x = _conv_bn(x, widths[0], 3, 1, "stem_conv")
+    for i, width in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        y = _conv_bn(x, width, 3, stride, f"block{i}_conv0")
+        y = _conv_bn(y, width, 3, 1, f"block{i}_conv1", relu=False)
+        if stride != 1 or x.shape[-1] != width:
+            x = _conv_bn(x, width, 1, stride, f"block{i}_shortcut", relu=False)
+        x = layers.ReLU(name=f"block{i}_relu")(layers.Add(name=f"block{i}_add")([x, y]))
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    return keras.Model(inputs, layers.Dense(n_classes, name="logits")(x), name=name)
+
+
+def _separable(x: Any, width: int, stride: int, name: str, relu6: bool) -> Any:
+    """A depthwise-separable block: 3×3 depthwise, 1×1 pointwise, each with BatchNorm and ReLU."""
+    layers = keras.layers
+
+    def activation(y: Any, part: str) -> Any:
+        return layers.ReLU(6.0 if relu6 else None, name=f"{name}_{part}_relu")(
+            layers.BatchNormalization(name=f"{name}_{part}_bn")(y))
+
+    x = activation(layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
+                                          name=f"{name}_depthwise")(x), "depthwise")
+    return activation(layers.Conv2D(width, 1, use_bias=False, name=f"{name}_pointwise")(x), "pointwise")
+
+
+def _dscnn(widths: tuple[int, ...], input_shape: tuple[int, ...], n_classes: int,
+           name: str, first: list[keras.layers.Layer]) -> keras.Model:
+    """MLPerf Tiny's keyword-spotting DS-CNN: a 10×4 strided stem, then separable blocks."""
+    layers = keras.layers
+    inputs, x = _input(input_shape, first)
+    x = _conv_bn(x, widths[0], (10, 4), 2, "stem_conv")
+    for i, width in enumerate(widths[1:]):
+        x = _separable(x, width, 1, f"block{i}", relu6=False)
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    return keras.Model(inputs, layers.Dense(n_classes, name="logits")(x), name=name)
+
+
+def _mobilenet_v1(widths: tuple[int, ...], input_shape: tuple[int, ...], n_classes: int,
+                  name: str, first: list[keras.layers.Layer]) -> keras.Model:
+    """MobileNetV1 (Howard et al. 2017) from its first width (8: alpha 0.25, as MLPerf Tiny's
+    visual wake words model)."""
+    layers = keras.layers
+    inputs, x = _input(input_shape, first)
+    x = _normalized(layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False,
+                                  name="stem_conv")(x), "stem")
+    for i, (times, stride) in enumerate(MOBILENET_V1_BLOCKS):
+        x = _separable(x, widths[0] * times, stride, f"block{i}", relu6=True)
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     return keras.Model(inputs, layers.Dense(n_classes, name="logits")(x), name=name)
 
