@@ -55,6 +55,14 @@ def test_the_arena_found_is_the_smallest_that_builds(tmp_path):
     assert not _builds(tmp_path, flatbuffer, int(found["arena"] * 0.99))
 
 
+def test_a_search_that_crashes_its_child_goes_on_past_it():
+    """An arena of 100 bytes kills the process (a segfault): the next child starts above it."""
+    flatbuffer = _dense()
+    x = np.zeros((2, 20), np.float32)
+    from_the_crash = micro.run_in_micro(flatbuffer, x, first_try=100)
+    assert from_the_crash["arena"] == micro.run_in_micro(flatbuffer, x)["arena"]
+
+
 def test_a_missing_operator_is_named(tmp_path):
     """TILE is not in TFLite Micro's op set: the row says so instead of failing."""
     inputs = keras.layers.Input((4,))

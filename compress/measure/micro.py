@@ -86,7 +86,9 @@ def build(size):
 def built(size):
     # The interpreter at ``size`` after one invoke, or None; and what it wrote to stderr.
     say(trying=size)
-    return captured(lambda: build(size))
+    interpreter, said = captured(lambda: build(size))
+    say(**{"failed" if interpreter is None else "built": size})
+    return interpreter, said
 
 def recorded(interpreter):
     # The arena total the recording allocator reports (a hint: the need can be above it).
@@ -167,16 +169,18 @@ def micro_fields(flatbuffer: bytes, x_test: np.ndarray, y_test: np.ndarray,
     return fields
 
 
-def run_in_micro(flatbuffer: bytes, x: np.ndarray) -> dict[str, Any]:
+def run_in_micro(flatbuffer: bytes, x: np.ndarray, first_try: int | None = None) -> dict[str, Any]:
     """The exact arena and the predicted labels of ``x`` in TFLite Micro (``runs``, ``arena``,
-    ``labels``), or why it does not run (``runs`` False, ``reason``)."""
+    ``labels``), or why it does not run (``runs`` False, ``reason``).  The search starts at
+    ``first_try`` bytes (default: ten times the model, at least 16 KiB, as TFLite Micro's own
+    default arena), and goes on past children that a too-small arena crashed."""
     with tempfile.TemporaryDirectory(prefix="compress-micro-") as tmp:
         model, data = Path(tmp) / "model.tflite", Path(tmp) / "x.npz"
         model.write_bytes(flatbuffer)
         np.savez(data, x=np.asarray(x, np.float32))
-        low, high = 0, max(16 * 1024, 10 * len(flatbuffer))
+        low, high = 0, min(MAX_ARENA, first_try or max(16 * 1024, 10 * len(flatbuffer)))
         for _ in range(MAX_CHILDREN):
-            lines, code = _child(model, data, low, min(high, MAX_ARENA))
+            lines, code = _child(model, data, low, high)
             done = next((line for line in lines if "runs" in line), None)
             if done is not None:
                 return done if done["runs"] else {"runs": False, "reason": _reason(done["said"])}
@@ -185,8 +189,10 @@ def run_in_micro(flatbuffer: bytes, x: np.ndarray) -> dict[str, Any]:
                 why = "it took longer than the time allowed" if code is None else f"exit code {code}"
                 return {"runs": False,
                         "reason": f"TFLite Micro stopped before it could build the model ({why})"}
-            low = max(low, tried[-1])  # the size it died on is too small
-            if low >= high:  # died on a size that had worked: not the arena's fault
+            crashed, built = tried[-1], [line["built"] for line in lines if "built" in line]
+            low = max([low, crashed, *(line["failed"] for line in lines if "failed" in line)])
+            high = min(built) if built else max(high, min(MAX_ARENA, 2 * crashed))
+            if low >= high:  # it died on a size known to work: not the arena's fault
                 return {"runs": False, "reason": f"TFLite Micro crashed running the model (exit code {code})"}
         return {"runs": False, "reason": f"TFLite Micro crashed {MAX_CHILDREN} times while its arena was "
                 "searched"}
