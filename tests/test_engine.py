@@ -242,3 +242,31 @@ def test_a_kept_worker_serves_each_command_its_own_data_and_teacher(tmp_path):
         scored[dataset] = (len(row["test_correct"]), len(source.dataset.training.y_val))
     assert all(rows == validation for rows, validation in scored.values())
     assert scored["synthetic"][0] != scored["digits"][0]
+
+
+def test_time_best_times_only_the_baseline_and_the_front(tmp_path):
+    from compress.orchestrate.sweep import load_sweep, sweep
+    from compress.report.plots import pareto_front
+
+    grids = "".join(f'[[grid]]\nstrategy = "{name}"\n'
+                    for name in ("quantize-dynamic", "quantize-float16", "quantize-int8"))
+    (tmp_path / "sweep.toml").write_text(f'dataset = "synthetic"\nepochs = 1\n{grids}')
+    rows = sweep(load_sweep(tmp_path / "sweep.toml"), tmp_path / "out", jobs=1, timing="best").rows
+    front = pareto_front([(row["size_bytes"], row["accuracy"]) for row in rows])
+    timed = {row["strategy"] for row in rows if row["latency_us_p50"] is not None}
+    assert timed == {row["strategy"] for row in rows
+                     if row["role"] == "baseline" or (row["size_bytes"], row["accuracy"]) in front}
+
+
+def test_a_row_a_worker_could_not_prepare_keeps_its_traceback(tmp_path, monkeypatch):
+    from compress.orchestrate import tasks
+
+    def broken(task):
+        raise RuntimeError("prepared badly")
+
+    monkeypatch.setattr(tasks, "_prepare", broken)
+    with pytest.warns(RuntimeWarning, match="rows failed"):
+        frame = compress.compare("synthetic", ["quantize-dynamic"], epochs=1, out=tmp_path / "run")
+    assert set(frame["status"]) == {"failed"}
+    assert all("could not prepare the step (RuntimeError: prepared badly)" in r for r in frame["reason"])
+    assert "prepared badly" in (tmp_path / "run" / "errors.log").read_text()

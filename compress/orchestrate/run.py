@@ -42,7 +42,7 @@ from compress.orchestrate.plan import (
     start_order,
 )
 from compress.orchestrate.pool import WAIT
-from compress.orchestrate.steps import Evaluated, finish_seed, step_row
+from compress.orchestrate.steps import ERROR_LOG, Evaluated, finish_seed, step_row
 from compress.orchestrate.tasks import (
     JOBS_DIR,
     RowResult,
@@ -76,8 +76,8 @@ from compress.results.rows import RESULTS_FILE, environment, read_results, write
 #: Called as progress(done, total, what) when a step finishes (``what`` names it and how it
 #: ended) or a phase starts (``done`` unchanged).
 Progress = Callable[[int, int, str], None]
-#: Which finished rows are timed: every one, each seed's baseline and size/accuracy front, none.
-TIMINGS = ("all", "best", "none")
+#: Which finished rows are timed: every one, or each seed's baseline and size/accuracy front.
+TIMINGS = ("all", "best")
 
 
 @dataclass
@@ -372,6 +372,9 @@ class Engine:
 
     def _finished(self, item: PlannedRow, outcome: RowResult) -> None:
         row = dict(outcome.row, run_id=self.run_id)
+        if outcome.traceback:  # a worker that could not make the row: its traceback, kept
+            with open(self.folder / ERROR_LOG, "a") as log:
+                log.write(f"--- {row['spec']} (seed {row['seed']})\n{outcome.traceback}\n")
         if not self.teachers[item.seed].pending:
             row.update(teacher_fields(self.teachers[item.seed]))
         artifact = row.get("artifact")
@@ -408,7 +411,7 @@ class Engine:
             self.report(self.done, self.total, f"seed {seed}: timing every model (interleaved rounds)")
             evaluated = [e for i, e in sorted(self.finished.items()) if e.row["seed"] == seed]
             finish_seed(evaluated, source.dataset, self.config.threads,
-                        timed=None if timing == "all" else _front_of(evaluated, timing))
+                        timed=None if timing == "all" else _front_of(evaluated))
             write_results(self.folder, self.rows())
             self.done += 1
             self.report(self.done, self.total, f"seed {seed}: every model timed")
@@ -516,15 +519,13 @@ def _cache_dir() -> str:
     return str(cache_dir())
 
 
-def _front_of(evaluated: list[Evaluated], timing: str) -> Callable[[dict[str, Any]], bool]:
-    """Which rows ``timing`` times: "best", the baseline and the size/accuracy Pareto front;
-    "none", nothing."""
+def _front_of(evaluated: list[Evaluated]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a row is timed under ``--time best``: the baseline and the size/accuracy front."""
     from compress.report.plots import pareto_front
 
     done = [e.row for e in evaluated if e.flatbuffer is not None]
     front = pareto_front([(r["size_bytes"], r["accuracy"]) for r in done])
-    return lambda row: timing == "best" and (
-        row["role"] == "baseline" or (row["size_bytes"], row["accuracy"]) in front)
+    return lambda row: row["role"] == "baseline" or (row["size_bytes"], row["accuracy"]) in front
 
 
 def _outcome(row: dict[str, Any]) -> str:
