@@ -41,9 +41,6 @@ class Executor:
     """
 
     workers: int
-    #: Whether the task source may yield ``pool.WAIT`` (nothing can start before a running task
-    #: ends): only then may a teacher train in a worker beside the rows that need none.
-    waits: bool = False
     #: Whether the workers are processes of this machine, reading the driver's temporary files.
     shares_files: bool = True
     #: Whether tasks run in this process, so data and teachers are passed in memory.
@@ -86,8 +83,6 @@ class LocalExecutor(Executor):
     """A spawn process pool: no fork after TensorFlow, and a dead worker costs no tasks.
     ``warmup`` runs in each worker as it starts (importing TensorFlow while the driver
     prepares the data)."""
-
-    waits = True
 
     def __init__(self, workers: int | None = None, max_rebuilds: int = 3,
                  warmup: Callable[[], None] | None = None) -> None:

@@ -325,13 +325,17 @@ class Engine:
 
     def _take(self, index: int, result: RowResult) -> None:
         """A finished row joins this command's rows, untimed, to be timed with the others."""
+        self.finished[index] = self._evaluated(result)
+        self.done += 1
+
+    def _evaluated(self, result: RowResult) -> Evaluated:
+        """A saved or just-made row as this command's: its run, its teacher's fields (unknown
+        while a worker trained the teacher beside it) and its model read back."""
         row = dict(result.row, run_id=self.run_id)
-        if not self.teachers[row["seed"]].pending:  # a row made beside a teacher still training
+        if not self.teachers[row["seed"]].pending:
             row.update(teacher_fields(self.teachers[row["seed"]]))
         flatbuffer = (self.folder / row["artifact"]).read_bytes() if result.labels is not None else None
-        labels = None if result.labels is None else np.array(result.labels)
-        self.finished[index] = Evaluated(row, flatbuffer, labels)
-        self.done += 1
+        return Evaluated(row, flatbuffer, None if result.labels is None else np.array(result.labels))
 
     def _key(self, item: PlannedRow) -> str:
         return row_key(self._identity(item.seed), item.step.strategy, item.step.control_of)
@@ -371,20 +375,14 @@ class Engine:
             forget_here(tasks.token)
 
     def _finished(self, item: PlannedRow, outcome: RowResult) -> None:
-        row = dict(outcome.row, run_id=self.run_id)
         if outcome.traceback:  # a worker that could not make the row: its traceback, kept
             with open(self.folder / ERROR_LOG, "a") as log:
-                log.write(f"--- {row['spec']} (seed {row['seed']})\n{outcome.traceback}\n")
-        if not self.teachers[item.seed].pending:
-            row.update(teacher_fields(self.teachers[item.seed]))
-        artifact = row.get("artifact")
-        flatbuffer = (self.folder / artifact).read_bytes() if outcome.labels is not None else None
-        labels = None if outcome.labels is None else np.array(outcome.labels)
-        self.finished[item.index] = Evaluated(row, flatbuffer, labels)
+                log.write(f"--- {outcome.row['spec']} (seed {item.seed})\n{outcome.traceback}\n")
+        self.finished[item.index] = evaluated = self._evaluated(outcome)
         write_results(self.folder, self.rows())
         self.done += 1
         self.report(self.done, self.total, f"seed {item.seed}: {item.step.strategy.label()} "
-                    f"{_outcome(row)}")
+                    f"{_outcome(evaluated.row)}")
 
     def _teacher_trained(self, outcome: TeacherTrained) -> None:
         """A teacher a worker trained: checked as one trained here is, then given to its rows."""
@@ -415,7 +413,6 @@ class Engine:
             write_results(self.folder, self.rows())
             self.done += 1
             self.report(self.done, self.total, f"seed {seed}: every model timed")
-
 
     def _write_firmware(self) -> None:
         """Beside each row that fits a microcontroller ``--device``: the model as a C array with
@@ -448,6 +445,7 @@ class Tasks:
                 self.techniques.done(engine.planned[index])
         self.token = f"{id(self)}-{time.time()}/"
         self.classes = tuple(strategy_classes(item.step.strategy for item in engine.planned))
+        self.working_folder, self.cache = str(Path.cwd()), _cache_dir()
         self.data = {seed: self._ship_data(seed, source) for seed, source in engine.sources.items()}
 
     def _ship_data(self, seed: int, source: Source) -> str:
@@ -509,7 +507,7 @@ class Tasks:
             artifact=item.artifact, header=header, data=self.data[seed],
             teacher_file=self._teacher_file(seed), teacher=replace(teacher, model=None),
             deadline=deadline, stage_key=task_key(identity), threads=engine.config.threads,
-            imports=engine.command.imports, path=str(Path.cwd()), cache_dir=_cache_dir(),
+            imports=engine.command.imports, path=self.working_folder, cache_dir=self.cache,
             classes=self.classes, identity=identity)
 
 

@@ -49,10 +49,6 @@ class SweepConfig:
     path: str = ""
 
     @property
-    def dataset(self) -> str | None:
-        return self.settings.get("dataset")
-
-    @property
     def data(self) -> str | None:
         return self.settings.get("data")
 
