@@ -139,6 +139,13 @@ _device_option = click.option(
     "esp32-s3, or mcu:ram=256k,flash=1m,int8=yes (k: KiB, m: MiB); a microcontroller keeps 25% of "
     "each for the runtime and the application. Only rows that fit are recommended.")
 
+#: --evidence-rows of run and sweep: the rows that certify budget answers (compress.common.certify).
+_evidence_option = click.option(
+    "--evidence-rows", type=int, default=None, metavar="N",
+    help="Training rows set aside, never trained on, to certify every max_drop answer; 0: none (the "
+    "answers are then not certified).  [default: as many as the tightest max_drop needs, at most 40% "
+    "of the training rows; none when no strategy asks a budget]")
+
 #: --time-budget of run and sweep: the clock cuts training.  tune's --time-budget is another
 #: thing (minutes of search, each trial a fixed number of steps): docs/tune.md.
 _training_time_option = click.option(
@@ -174,6 +181,7 @@ _training_time_option = click.option(
 @_executor_options
 @_training_time_option
 @_device_option
+@_evidence_option
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder: new, empty, an earlier run with --overwrite, or one to finish or "
               "extend with --resume. Default: reports/<dataset>-<timestamp>.")
@@ -211,12 +219,11 @@ def _finish(folder: Path, rows: list[dict[str, Any]]) -> None:
     folder's device), the reports."""
     from compress.analysis.devices import parse_device
     from compress.report.summary import summary
+    from compress.report.tables import unfinished_lines
     from compress.results.manifest import RunManifest
 
-    for row in rows:
-        if row["status"] != "ok":
-            click.echo(f"{row['label'] or row['spec']} (seed {row['seed']}): {row['status']}: "
-                       f"{row['reason']}", err=True)
+    for line in unfinished_lines([row for row in rows if row["status"] != "ok"], mark=""):
+        click.echo(line, err=True)
     manifest = RunManifest.read(folder)
     device = parse_device(manifest.config.get("device")) if manifest is not None else None
     _console().print(summary(rows, device))

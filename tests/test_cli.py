@@ -235,7 +235,7 @@ def test_a_failing_strategy_is_recorded_and_the_run_exits_1(tmp_path):
     assert rows["test-broken"]["status"] == "failed"
     assert rows["test-broken"]["reason"] == "RuntimeError: deliberate failure"
     assert "deliberate failure" in (tmp_path / "r" / "errors.log").read_text()
-    assert "test-broken (seed 0): failed" in result.stderr
+    assert "test-broken: failed on seed 0: RuntimeError: deliberate failure" in result.stderr
 
 
 def test_compare_returns_the_same_fields_as_a_dataframe(tmp_path):

@@ -122,15 +122,16 @@ def test_a_softmax_teacher_distills_as_its_logits_would(tiny, tmp_path, transfer
     ("mlp:128,64", (20,)), ("cnn:32,64:128", (8, 8, 1)), ("cnn1d:32,64,64:64", (64, 1)),
     ("dsres:16,32", (32, 32, 3))])
 def test_the_ladder_is_derived_from_the_teacher_and_halves_at_each_rung(architecture, shape):
-    """Each rung has at most a quarter of the teacher's parameters, then at most half the rung
-    before; students keep the teacher's kind, except that a globally pooling image teacher
+    """Each rung has at most half the teacher's parameters (a quarter left 1 pp out of reach on
+    users' teachers), then at most half the rung before; students keep the teacher's kind,
+    except that a globally pooling image teacher
     gets globally pooling students (a Flatten head outweighs it at any width)."""
     from compress.models.architectures import build_model, parse_architecture, student_ladder
 
     teacher = build_model(architecture, shape, 10, seed=0)
     rungs = student_ladder(teacher, architecture, shape, 10)
     assert len(rungs) >= 2
-    limits = [teacher.count_params() / 4, *(params / 2 for _, params in rungs)]
+    limits = [teacher.count_params() / 2, *(params / 2 for _, params in rungs)]
     for (spec, params), limit in zip(rungs, limits, strict=False):
         assert params <= limit
         assert params == build_model(spec, shape, 10, seed=0).count_params()
@@ -157,7 +158,7 @@ class _LadderStandIn:
             trained[id(model)] = trained.get(id(model), 0) + epochs
             return f"{epochs} epochs"
 
-        def correct(model, ctx):
+        def correct(model, x, y):
             rows = np.arange(100_000) < 90_000  # the teacher: 90% right
             if model.count_params() != teacher.count_params():
                 spec = spec_of[model.count_params()]
@@ -194,7 +195,7 @@ def test_max_drop_chooses_the_smallest_student_within_the_budget(tiny_digits, tm
             assert _params(artifact) == expected, (order, name)
             if name == "distill":
                 assert artifact.notes.startswith(f"max_drop=1: kept {stand_in.rungs[1]}, the smallest "
-                                                 "student of the ladder")
+                                                 "student that meets it")
                 assert stand_in.rungs[2] in artifact.notes and stand_in.rungs[3] in artifact.notes
 
 
@@ -241,7 +242,7 @@ def test_max_drop_with_no_student_within_the_budget_says_so_in_one_line(tiny_dig
     data, teacher, architecture = tiny_digits
     stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
     stand_in.loss = stand_in.screened = dict.fromkeys(stand_in.rungs, 0.03)
-    with pytest.raises(Skip, match=r"^no student of the ladder stays within max_drop=1 pp") as refused:
+    with pytest.raises(Skip, match=r"^no student of the ladder meets max_drop=1 pp") as refused:
         apply_strategy(Distill(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
                        workdir=tmp_path)
     assert "\n" not in str(refused.value)

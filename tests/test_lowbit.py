@@ -111,17 +111,22 @@ def test_chains_end_in_int4(spec, digits, tmp_path):
 
 
 @pytest.mark.parametrize(("problem", "low", "max_drop"), [
-    ("digits", "int4", 0.0), ("digits", "int4", 0.5), ("document", "int4", 5.0), ("document", "int2", 0.0),
-    ("document", "int2", 0.5)])
-def test_mixed_is_never_below_uniform_low_nor_above_uniform_int8(problem, low, max_drop, request, tmp_path):
+    ("digits", "int4", 0.5), ("document", "int4", 5.0), ("document", "int2", 0.5)])
+def test_mixed_keeps_within_its_budget_of_the_teacher_and_never_above_int8(problem, low, max_drop, request,
+                                                                        tmp_path):
+    """Without evidence rows (a strategy called outside a run) the answer is judged as observed on
+    the validation rows, and its notes say it is not certified."""
+    from compress.common.certify import PairedLoss
+
     data, teacher, architecture = request.getfixturevalue(problem)
     (mixed,) = strategies_from_spec(f"quantize-mixed:low={low},max_drop={max_drop}")
     artifact = apply_strategy(mixed, teacher, architecture, data, seed=0, workdir=tmp_path)
-    uniform_low = build(f"quantize-{low}", (data, teacher, architecture), tmp_path)
     uniform_int8 = quantize_weights(to_tflite(teacher), [(".*", 8)])
-    assert val_accuracy(artifact.flatbuffer, data) >= val_accuracy(uniform_low, data)
-    assert val_accuracy(artifact.flatbuffer, data) >= val_accuracy(uniform_int8, data) - max_drop / 100
+    teacher_right = teacher.predict(data.x_val, verbose=0).argmax(1) == data.y_val
+    mine = TFLiteModel(artifact.flatbuffer).predict(data.x_val).argmax(1) == data.y_val
+    assert PairedLoss.of(teacher_right, mine).pp <= max_drop + 1e-9
     assert len(artifact.flatbuffer) <= len(uniform_int8)
+    assert f"Budget {max_drop:g} pp NOT certified" in artifact.notes
     names = [layer.name for layer in teacher.layers if hasattr(layer, "kernel")]
     assert all(name in artifact.notes for name in names)
 

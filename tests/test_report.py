@@ -13,7 +13,7 @@ from compress.analysis.verdicts import VERDICTS
 from compress.common.errors import UserError
 from compress.report.build import _header, build_document, build_report
 from compress.report.sections import controls_section, findings
-from compress.report.tables import common_table
+from compress.report.tables import common_table, unfinished_lines
 from compress.results.rows import write_results
 from tests.rows import fake_row, spine_rows
 
@@ -74,7 +74,7 @@ def _verdicts(rows):
 
 def test_the_common_table_has_one_row_per_configuration_over_seeds():
     rows = spine_rows(0) + spine_rows(1)
-    table = common_table(configurations(rows), [])
+    table = common_table(configurations(rows))
     assert len(table.records) == 6
     assert {r["Seeds"] for r in table.records} == {"2"}
     quantized = table.records[1]
@@ -82,10 +82,39 @@ def test_the_common_table_has_one_row_per_configuration_over_seeds():
     assert str(table.records[4]["Method"]) == "student-scratch (control)"
 
 
-def test_failed_rows_show_their_reason():
+def test_failed_rows_show_their_reason_once_below_the_table():
     rows = [*spine_rows(), fake_row("quantize-qat", status="skipped", reason="Rescaling is not supported")]
-    table = common_table(configurations(rows), [r for r in rows if r["status"] != "ok"])
-    assert table.records[-1]["Size KiB"] == "skipped: Rescaling is not supported"
+    table = common_table(configurations(rows))
+    assert "quantize-qat" not in {str(r["Method"]) for r in table.records}
+    assert unfinished_lines([r for r in rows if r["status"] != "ok"]) == [
+        "**quantize-qat**: skipped on seed 0: Rescaling is not supported"]
+
+
+def test_a_configuration_answered_on_some_seeds_is_one_row_that_says_so_and_is_not_recommended():
+    """A budget answered on seed 1 only: one table row "1 of 3 seeds", one line for its skips
+    (its two controls, skipped for the same reason, named on it, not repeated), and the
+    recommendation passes it over though it is the smallest."""
+    from compress.analysis.recommend import recommend
+
+    spec, reason = "distill:max_drop=1", "no student of the ladder meets max_drop=1 pp"
+    rows = [row for seed in (0, 1, 2) for row in spine_rows(seed)]
+    for seed in (0, 1, 2):
+        status = "ok" if seed == 1 else "skipped"
+        extra = {} if status == "ok" else {"status": status, "reason": reason}
+        rows.append(fake_row(spec, "distillation", size=2_000, seed=seed, accuracy=0.9, **extra))
+        for control in ("student-scratch", "student-scratch-mixup"):
+            rows.append(fake_row(control, "distillation", role="control", control_of=spec, seed=seed,
+                                 spec=f"{control}:max_drop=1", **extra))
+    table = common_table(configurations(rows))
+    seeds = {str(r["Method"]): r["Seeds"] for r in table.records}
+    assert seeds[spec] == "1 of 3 seeds" and seeds["baseline"] == "3"
+    lines = unfinished_lines([r for r in rows if r["status"] != "ok"])
+    controls = "student-scratch:max_drop=1, student-scratch-mixup:max_drop=1"
+    assert lines == [f"**{spec}** (and its controls {controls}): skipped on seeds 0, 2: {reason} "
+                     "(seed 0's; every seed's in results.csv)"]
+    assert recommend(rows, max_accuracy_drop=100).best.spec != spec
+    whole = [r for r in rows if r["spec"] != spec or r["seed"] == 1]  # asked on seed 1 only
+    assert recommend(whole, max_accuracy_drop=100).best.spec == spec
 
 
 def test_findings_state_the_unwelcome_facts():

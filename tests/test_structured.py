@@ -7,6 +7,7 @@ lowest importance of their group: the shrunk model must then compute the same ou
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -283,7 +284,7 @@ def test_max_drop_keeps_the_largest_fraction_within_the_budget(tmp_path, monkeyp
     recoveries: list[dict[str, Any]] = []
     monkeypatch.setattr(pruning, "train_student",
                         lambda model, ctx, **kw: recoveries.append(kw) or "1 epoch")
-    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
+    monkeypatch.setattr(budget, "correct", lambda model, x, y: _correct_losing(
         0.1 * (1 - model.count_params() / full)))
     artifact = apply_strategy(PruneStructured(max_drop=3.5, epochs=2), teacher, "test", _image_data(),
                               seed=0, workdir=tmp_path)
@@ -320,8 +321,9 @@ def test_max_drop_keeps_the_ladders_weights_when_the_full_recovery_does_worse(tm
         return "1 epoch"
 
     monkeypatch.setattr(pruning, "train_student", train_student)
-    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
-        0.0 if model.count_params() == teacher.count_params() else 0.03 if full_recovery else 0.0))
+    # the zeroed weights lose 3 pp; any others (the teacher's, the ladder's step) none
+    monkeypatch.setattr(budget, "correct", lambda model, x, y: _correct_losing(
+        0.03 if not any(np.any(w) for w in model.get_weights()) else 0.0))
     artifact = apply_strategy(PruneStructured(max_drop=2, epochs=2), teacher, "test", _image_data(),
                               seed=0, workdir=tmp_path)
     assert "set aside, since it ended at -3.0±0.1 pp on validation against +0.0±0.0 after the " \
@@ -335,9 +337,10 @@ def test_max_drop_with_nothing_within_the_budget_says_so(tmp_path, monkeypatch):
 
     teacher = residual_cnn()
     monkeypatch.setattr(pruning, "train_student", lambda model, ctx, **kw: "1 epoch")
-    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
+    monkeypatch.setattr(budget, "correct", lambda model, x, y: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else 0.4))
-    with pytest.raises(Skip, match=r"^no fraction keeps validation accuracy within max_drop=1 pp"):
+    with pytest.raises(Skip, match=r"^the 10% cut the climb reached, fully recovered, does not meet "
+                                   r"max_drop=1 pp"):
         apply_strategy(PruneStructured(max_drop=1), teacher, "test", _image_data(), seed=0,
                        workdir=tmp_path)
 
@@ -362,12 +365,12 @@ def test_max_drop_with_no_step_within_gives_the_first_cut_its_full_recovery(afte
         return "1 epoch"
 
     monkeypatch.setattr(pruning, "train_student", train_student)
-    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
+    monkeypatch.setattr(budget, "correct", lambda model, x, y: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else after_full if full_recovery else 0.03))
     strategy = PruneStructured(max_drop=1, epochs=4)
     if after_full > 0.01:
-        with pytest.raises(Skip, match=r"pp after each cut's short recovery, and -3\.0±0\.1 pp for "
-                                       r"the first after its full recovery$"):
+        with pytest.raises(Skip, match=r"^the 10% cut the climb reached, fully recovered, does not meet "
+                                       r"max_drop=1 pp \(on validation -3\.0±0\.1 pp.*loses 3\.00 pp\.$"):
             apply_strategy(strategy, teacher, "test", _image_data(), seed=0, workdir=tmp_path)
         return
     notes = apply_strategy(strategy, teacher, "test", _image_data(), seed=0, workdir=tmp_path).notes
@@ -450,7 +453,7 @@ def test_max_drop_forgives_two_steps_outside_the_budget(tmp_path, monkeypatch):
             0.9: 0.05}
     by_params = {shrink(teacher, f).model.count_params(): share for f, share in loss.items()}
     monkeypatch.setattr(pruning, "train_student", lambda model, ctx, **kw: "1 epoch")
-    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
+    monkeypatch.setattr(budget, "correct", lambda model, x, y: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else by_params[model.count_params()]))
     artifact = apply_strategy(PruneStructured(max_drop=2, alpha=0.5), teacher, "test", _image_data(),
                               seed=0, workdir=tmp_path)
@@ -470,7 +473,7 @@ def test_max_drop_ends_the_climb_at_a_step_far_outside_the_budget(tmp_path, monk
     recoveries = []
     monkeypatch.setattr(pruning, "train_student",
                         lambda model, ctx, **kw: recoveries.append(1) or "1 epoch")
-    monkeypatch.setattr(budget, "correct", lambda model, ctx: _correct_losing(
+    monkeypatch.setattr(budget, "correct", lambda model, x, y: _correct_losing(
         0.0 if model.count_params() == teacher.count_params() else by_params[model.count_params()]))
     artifact = apply_strategy(PruneStructured(max_drop=2, alpha=0.5), teacher, "test", _image_data(),
                               seed=0, workdir=tmp_path)
@@ -480,3 +483,35 @@ def test_max_drop_ends_the_climb_at_a_step_far_outside_the_budget(tmp_path, monk
     # stopped early with groups of 6 channels cut: the notes say which floor to try
     assert "The climb stopped at 10% with groups as narrow as 6 channels cut: min_channels=32" \
         in artifact.notes
+
+
+def test_max_drop_falls_back_to_the_cut_before_when_the_last_fails_after_its_full_recovery(
+        tmp_path, monkeypatch):
+    """Every step of the climb is within 1 pp, so it reaches 90%; fully recovered, the 90% cut
+    loses 3 pp on validation, so the 80% cut is recovered in full too and tested first: it is
+    certified, the 90% cut is not, and the row is the 80% cut, both tests in its notes."""
+    import compress.strategies.budget as budget
+    import compress.strategies.pruning as pruning
+
+    teacher = residual_cnn()
+    last = shrink(teacher, SEARCH_FRACTIONS[-1]).model.count_params()
+    before = shrink(teacher, SEARCH_FRACTIONS[-2]).model.count_params()
+    fully: set[int] = set()
+
+    def train_student(model: keras.Model, ctx: Any, **kw: Any) -> str:
+        if kw["epochs"] == 4:  # a full recovery, not a step's (1 epoch)
+            fully.add(model.count_params())
+        return "1 epoch"
+
+    monkeypatch.setattr(pruning, "train_student", train_student)
+    monkeypatch.setattr(budget, "correct", lambda model, x, y: _correct_losing(
+        0.03 if model.count_params() == last and last in fully else 0.0))
+    data = _image_data()
+    evidence = dataclasses.replace(data, x_evidence=data.x_val, y_evidence=data.y_val)
+    artifact = apply_strategy(PruneStructured(max_drop=1, epochs=4), teacher, "test", evidence, seed=0,
+                              workdir=tmp_path)
+    assert fully == {last, before}
+    assert size_stats(artifact.flatbuffer).params_count == size_stats(
+        to_tflite(shrink(teacher, SEARCH_FRACTIONS[-2]).model)).params_count
+    assert "80% cut +0.0±" in artifact.notes and "90% cut -3.0±" in artifact.notes
+    assert "certified by fixed-sequence testing" in artifact.notes

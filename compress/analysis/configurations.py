@@ -164,6 +164,8 @@ class Config:
     items: tuple[Compared, ...]  # one per (run, seed), all finished
     #: A display name unique within the report (``configurations`` sets it).
     name: str = ""
+    #: The (run, seed) pairs the runs asked of it, finished or not (``configurations`` sets it).
+    planned: int = 0
 
     @property
     def row(self) -> Row:
@@ -202,6 +204,16 @@ class Config:
     @property
     def seeds(self) -> int:
         return len(self.items)
+
+    @property
+    def whole(self) -> bool:
+        """Finished on every seed asked of it: a configuration skipped on some answers only for
+        the rest, so it is never recommended as if it answered for all."""
+        return self.seeds >= self.planned
+
+    @property
+    def seeds_text(self) -> str:
+        return str(self.seeds) if self.whole else f"{self.seeds} of {self.planned} seeds"
 
     @property
     def n_test(self) -> int:
@@ -299,11 +311,16 @@ def config_key(row: Row) -> tuple[str, str, str | None]:
 
 def configurations(rows: Iterable[Row]) -> list[Config]:
     """Finished rows grouped into configurations over seeds, in first-seen order."""
+    rows = list(rows)
     groups: dict[tuple[str, str, str | None], list[Compared]] = defaultdict(list)
     for item in compared(rows):
         groups[config_key(item.row)].append(item)
+    asked: dict[tuple[str, str, str | None], set[tuple[str, int]]] = defaultdict(set)
+    for row in rows:
+        asked[config_key(row)].add(group_key(row))
     configs = [Config(tuple(items)) for items in groups.values()]
-    return [Config(c.items, name) for c, name in zip(configs, _unique_names(configs), strict=True)]
+    return [Config(c.items, name, len(asked[c.key])) for c, name in
+            zip(configs, _unique_names(configs), strict=True)]
 
 
 def _unique_names(configs: list[Config]) -> list[str]:

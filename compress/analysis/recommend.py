@@ -191,9 +191,12 @@ def recommend(
     require_one_group(rows, "a recommendation compares models of one: give the runs of one dataset "
                       "and teacher")
     limits = Constraints(max_size_kib, max_latency_us, max_accuracy_drop)
-    candidates = [c for c in configurations(rows) if c.role != "control"]
+    found = [c for c in configurations(rows) if c.role != "control"]
+    candidates = [c for c in found if c.whole]  # one answered on 1 of 3 seeds answers for 1
     if not candidates:
-        raise NothingQualifies("no finished rows with a baseline to compare against")
+        partial = ", ".join(f"{c.label} ({c.seeds_text})" for c in found)
+        raise NothingQualifies(f"no configuration finished on every seed asked of it: {partial}" if partial
+                               else "no finished rows with a baseline to compare against")
     if target is not None:
         candidates = _fit(candidates, target)
     if objective == "latency":  # an untimed row (a run stopped before its timing) has no latency to rank

@@ -39,6 +39,10 @@ class TrainingData:
     x_val: np.ndarray
     y_val: np.ndarray
     class_names: tuple[str, ...]
+    #: Rows no training decision sees, set aside from the training rows only when the run asks an
+    #: accuracy budget: the evidence that certifies its answers (``common.certify``).
+    x_evidence: np.ndarray | None = None
+    y_evidence: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -52,8 +56,14 @@ class TrainingData:
             view.flags.writeable = False
             return view
 
+        evidence = {} if self.x_evidence is None or self.y_evidence is None else {
+            "x_evidence": frozen(self.x_evidence), "y_evidence": frozen(self.y_evidence)}
         return dataclasses.replace(self, x_train=frozen(self.x_train), y_train=frozen(self.y_train),
-                                   x_val=frozen(self.x_val), y_val=frozen(self.y_val))
+                                   x_val=frozen(self.x_val), y_val=frozen(self.y_val), **evidence)
+
+    @property
+    def n_evidence(self) -> int:
+        return 0 if self.y_evidence is None else len(self.y_evidence)
 
     @property
     def n_classes(self) -> int:
@@ -97,7 +107,8 @@ class Dataset:
         """A content hash of every array and name: the teacher cache's key part."""
         digest = hashlib.sha256(self.name.encode())
         t = self.training
-        for array in (t.x_train, t.y_train, t.x_val, t.y_val, self.x_test, self.y_test):
+        evidence = () if t.x_evidence is None or t.y_evidence is None else (t.x_evidence, t.y_evidence)
+        for array in (t.x_train, t.y_train, t.x_val, t.y_val, self.x_test, self.y_test, *evidence):
             digest.update(str((array.shape, array.dtype.str)).encode())
             digest.update(np.ascontiguousarray(array).tobytes())
         digest.update("\0".join(self.class_names).encode())
@@ -113,7 +124,46 @@ class Dataset:
             "n_train": len(t.y_train),
             "n_val": len(t.y_val),
             "n_test": len(self.y_test),
+            **({"n_evidence": t.n_evidence} if t.n_evidence else {}),
         }
+
+    def with_evidence(self, rows: int, seed: int) -> Dataset:
+        """``rows`` of the training rows set aside, stratified and fixed by ``seed``, as the
+        evidence that certifies budget answers; the teacher and every strategy train on the rest."""
+        from sklearn.model_selection import train_test_split
+
+        t = self.training
+        classes = len(np.unique(t.y_train))
+        if rows < classes or len(t.y_train) - rows < classes:
+            raise UserError(f"{self.name}: {len(t.y_train)} training rows cannot spare {rows} as evidence "
+                            f"for an accuracy budget and keep every one of {classes} classes; add rows, "
+                            f"or give {option('evidence_rows', 'N')} between {classes} and "
+                            f"{len(t.y_train) - classes}")
+        counts = np.bincount(t.y_train)
+        stratify = t.y_train if counts[counts > 0].min() >= 2 else None
+        kept, held = train_test_split(np.arange(len(t.y_train)), test_size=rows, random_state=seed,
+                                      stratify=stratify)
+        training = dataclasses.replace(t, x_train=t.x_train[kept], y_train=t.y_train[kept],
+                                       x_evidence=t.x_train[held], y_evidence=t.y_train[held])
+        return Dataset(training, self.x_test, self.y_test)
+
+
+#: The most of the training rows a budget's evidence may take: beyond it the teacher itself
+#: learns from too little (docs/verdicts.md, "Budgets").
+EVIDENCE_CAP = 0.4
+#: The fewest evidence rows a budget gets, however generous: a wide budget still needs rows
+#: enough to tell a broken candidate from a good one.
+EVIDENCE_FLOOR = 100
+
+
+def evidence_rows(budget: float, n_train: int) -> int:
+    """Rows a run that asks an accuracy budget of ``budget`` pp sets aside: enough to certify a
+    candidate losing half of it at the planning discordance (``common.certify``), at least
+    ``EVIDENCE_FLOOR``, at most ``EVIDENCE_CAP`` of the training rows."""
+    from compress.common.certify import rows_for
+
+    wanted = rows_for(budget / 2) if budget > 0 else n_train
+    return max(1, min(max(wanted, EVIDENCE_FLOOR), math.floor(EVIDENCE_CAP * n_train)))
 
 
 #: More distinct labels than this (and than a tenth of the rows), some too rare to split: a

@@ -92,6 +92,9 @@ class RunConfig:
     resume: bool = False  # take the rows the ``out`` folder already holds (same data and teachers)
     micro: bool = True  # every row measured in TFLite Micro too (``measure.micro``)
     device: str | None = None  # where the model ships (``analysis.devices``): a profile or mcu:...
+    #: Training rows set aside to certify budget answers (``data.builtin.evidence_rows``): None,
+    #: as many as the run's tightest ``max_drop`` needs (none without one); 0: none.
+    evidence_rows: int | None = None
     use_cache: bool = True
     executor: str = "local"  # where rows train: "local" (this process or a pool) or "dask"
     address: str | None = None  # a Dask scheduler; None: a local cluster
@@ -103,15 +106,17 @@ class RunConfig:
         self.seeds = tuple(_whole(seed) for seed in self.seeds)
         self.epochs, self.threads, self.jobs, self.target_train = (
             _whole(self.epochs), _whole(self.threads), _whole(self.jobs), _whole(self.target_train))
+        self.evidence_rows = _whole(self.evidence_rows)
         self.data, self.teacher, self.out = (Path(value) if isinstance(value, str) else value
                                              for value in (self.data, self.teacher, self.out))
 
     def validate(self) -> None:
         """Every run setting checked, one line per mistake, before anything is loaded."""
-        for name in ("epochs", "threads", "jobs", "target_train"):
+        least_of = {"epochs": 1, "threads": 1, "jobs": 1, "target_train": 1, "evidence_rows": 0}
+        for name, least in least_of.items():
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise UserError(f"{option(name)} must be a whole number of at least 1, got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise UserError(f"{option(name)} must be a whole number of at least {least}, got {value!r}")
         for name in ("data", "teacher", "out"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, Path) and str(value).strip()):
@@ -218,6 +223,7 @@ def resolve_config(
     resume: bool = False,
     micro: bool = True,
     device: str | None = None,
+    evidence_rows: int | None = None,
     use_cache: bool = True,
     executor: str | None = None,
     address: str | None = None,
@@ -247,7 +253,7 @@ def resolve_config(
         "seeds": tuple(range(seeds)) if isinstance(seeds, int) else seeds,
         "scenario": scenario, "target_train": target_train, "threads": threads,
         "jobs": default_jobs() if jobs is None else jobs, "time_budget": time_budget, "out": out,
-        "executor": executor, "address": address, "device": device,
+        "executor": executor, "address": address, "device": device, "evidence_rows": evidence_rows,
     }
     settings.update({key: value for key, value in explicit.items() if value is not None})
     if data is not None:

@@ -34,7 +34,7 @@ else:  # pragma: no cover - Python 3.10
 #: The run settings a sweep file may set (``resolve_config``'s keywords).
 RUN_KEYS = ("dataset", "data", "target", "missing", "image_size", "teacher", "teacher_architecture",
             "trust_model", "allow_weak_teacher", "epochs", "scenario", "target_train", "preset",
-            "threads", "time_budget", "micro", "device")
+            "threads", "time_budget", "micro", "device", "evidence_rows")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 from compress.common.errors import UserError, option
 from compress.common.stats import above_rate
 from compress.common.text import counted
-from compress.data.builtin import Dataset, load_dataset, load_shift
+from compress.data.builtin import Dataset, evidence_rows, load_dataset, load_shift
 from compress.models.teacher import (
     Teacher,
     TeacherRecipe,
@@ -49,12 +49,13 @@ class Source:
 
 
 def load_source(config: RunConfig, seed: int) -> Source:
-    """The run's data for one seed (a built-in, a user's file, or a shift scenario)."""
+    """The run's data for one seed (a built-in, a user's file, or a shift scenario), with the
+    evidence rows its budgets need set aside (``with_evidence``)."""
     if config.scenario == "shift":
         source, target = load_shift(str(config.dataset), seed, config.target_train)
         return Source(target, source)
     if config.data is None:
-        dataset = load_dataset(str(config.dataset), seed)
+        dataset = with_evidence(config, load_dataset(str(config.dataset), seed), seed)
         return Source(dataset, dataset)
     # pandas and scikit-learn are slow to import: only for a user's file (measured:
     # docs/benchmarks.md, "Figures behind design decisions")
@@ -62,7 +63,30 @@ def load_source(config: RunConfig, seed: int) -> Source:
 
     dataset, record = load_file(config.data, seed=seed, target=config.target, missing=config.missing,
                                 image_size=config.image_size)
+    dataset = with_evidence(config, dataset, seed)
     return Source(dataset, dataset, record.summary(), getattr(record, "encoding", None))
+
+
+def tightest_budget(config: RunConfig) -> float | None:
+    """The smallest accuracy budget a strategy of the run answers itself, or None."""
+    from compress.strategies import strategies_from_spec
+
+    budgets = [b for spec in config.strategies for s in strategies_from_spec(spec)
+               if (b := s.budget()) is not None]
+    return min(budgets, default=None)
+
+
+def with_evidence(config: RunConfig, dataset: Dataset, seed: int) -> Dataset:
+    """The dataset with evidence rows set aside when the run asks an accuracy budget (as many
+    as ``evidence_rows`` plans, or ``config.evidence_rows``); a run without one is unchanged."""
+    if config.evidence_rows == 0:
+        return dataset
+    budget = tightest_budget(config)
+    if budget is None and config.evidence_rows is None:
+        return dataset
+    training = dataset.training
+    rows = config.evidence_rows or evidence_rows(budget or 0.0, len(training.y_train))
+    return dataset.with_evidence(rows, seed)
 
 
 def teacher_for(config: RunConfig, source: Source, seed: int, *, load: bool = True,

@@ -108,7 +108,8 @@ def tune(
     from compress.results.outdir import check_output
 
     tunable_names(settings.strategies)  # a typo is one line before any teacher is trained
-    config = resolve_config(seeds=seeds, **options)
+    # tune certifies its choice on other seeds' validation splits: no rows set aside for it
+    config = dataclasses.replace(resolve_config(seeds=seeds, **options), evidence_rows=0)
     folder = Path(out) if out is not None else Path("reports") / f"tune-{_data_name(config)}"
     check_output(folder, "tune", reuse=True)
     try:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 from compress.analysis.configurations import SAME_SPEED_MARGIN, paired_test
+from compress.common.certify import CONFIDENCE, PLANNING_DISCORDANCE, PairedLoss, rows_for
 from compress.common.errors import option
 from compress.orchestrate.tune_space import TuneSettings
 from compress.results.tune_record import TrialRecord
@@ -30,18 +30,16 @@ CONFIRM_CANDIDATES = 6
 
 
 #: One-sided confidence with which a candidate's loss, pooled over the confirmation seeds'
-#: validation pairs, must stay within the budget (docs/tune.md: 0.8 keeps the choice inside the
-#: budget on the test split without rejecting every candidate near it).
-CONFIRM_CONFIDENCE = 0.8
+#: validation pairs, must stay within the budget: every budget answer's (``common.certify``).
+CONFIRM_CONFIDENCE = CONFIDENCE
 
 
 #: Candidates of the first batch that may share a first stage (one distilled student, say).
 SAME_FIRST_STAGE = 2
 
-#: How often a good candidate disagrees with its teacher, as a share of validation rows, for how
-#: many pooled rows the confirmation needs (measured on digits' distilled and pruned models:
-#: docs/benchmarks.md, "Figures behind design decisions").
-RESOLVE_DISCORDANCE = 0.025
+#: How often a good candidate disagrees with its teacher, for how many pooled rows the
+#: confirmation needs: what every budget's rows are planned on (``common.certify``).
+RESOLVE_DISCORDANCE = PLANNING_DISCORDANCE
 #: Seeds the confirmation pools at most to resolve the budget, besides the search seed (more only
 #: when the user asked for more seeds): each added one costs a teacher and every candidate's
 #: training once more.
@@ -50,12 +48,9 @@ MAX_EVIDENCE_SEEDS = 5
 
 def margin_pp(b: int, c: int, n: int) -> float:
     """How far a paired loss of (b - c)/n may be off at ``CONFIRM_CONFIDENCE``, one-sided, in pp:
-    the Wald bound for paired proportions with at least 3 discordant pairs (the rule of three,
-    as the report's paired tests use), so identical predictions on a few hundred rows do not
-    prove a loss of exactly zero."""
-    from compress.common.stats import paired_se
-
-    return 100 * NormalDist().inv_cdf(CONFIRM_CONFIDENCE) * paired_se(b, c, n, min_discordant=3)
+    the bound every budget answer is certified by (``common.certify``)."""
+    loss = PairedLoss(b, c, n)
+    return loss.upper_pp() - loss.pp
 
 
 @dataclass
@@ -150,9 +145,7 @@ class Evidence:
     @property
     def upper_pp(self) -> float:
         """The loss this evidence cannot rule out at ``CONFIRM_CONFIDENCE`` (``margin_pp``)."""
-        if not self.n:
-            return math.inf
-        return 100 * (self.b - self.c) / self.n + margin_pp(self.b, self.c, self.n)
+        return PairedLoss(self.b, self.c, self.n).upper_pp() if self.n else math.inf
 
     def within(self, budget: float) -> bool:
         return self.upper_pp <= budget + 1e-9
@@ -247,8 +240,7 @@ def rows_to_resolve(budget: float) -> int:
     ``RESOLVE_DISCORDANCE`` of them gets a ``CONFIRM_CONFIDENCE`` margin of half the budget:
     about 700 rows for 1 pp, so a candidate that truly loses half the budget is confirmed (a
     budget of 0 is counted as 0.1 pp: more rows than ``MAX_EVIDENCE_SEEDS`` splits give)."""
-    z = NormalDist().inv_cdf(CONFIRM_CONFIDENCE)
-    return math.ceil(RESOLVE_DISCORDANCE * (z * 200 / max(budget, 0.1)) ** 2)
+    return rows_for(max(budget, 0.1) / 2, RESOLVE_DISCORDANCE, CONFIRM_CONFIDENCE)
 
 
 def evidence_seeds(seeds: Sequence[int], rows_per_seed: int, budget: float) -> list[int]:

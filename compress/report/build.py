@@ -28,6 +28,7 @@ from compress.analysis.configurations import (
 )
 from compress.analysis.devices import parse_device
 from compress.analysis.verdicts import Verdict
+from compress.common.certify import CONFIDENCE
 from compress.common.errors import UserError, flag_names, option
 from compress.common.fileio import write_atomic
 from compress.common.stats import mean_interval
@@ -50,6 +51,7 @@ from compress.report.tables import (
     common_table,
     micro_section,
     seeds_details,
+    unfinished_lines,
 )
 from compress.results.manifest import RunManifest
 from compress.results.outdir import check_output, folder_kind, open_output
@@ -123,6 +125,11 @@ def _header(rows: list[Row], manifests: list[RunManifest], configs: list[Config]
             items.append(f"**Command:** `{command}`")
         for seed, why in (manifest.weak_teacher or {}).items():
             items.insert(0, f"**Weak teacher (seed {seed}, allowed by --allow-weak-teacher):** {why}.")
+        evidence = (manifest.dataset or {}).get("n_evidence")
+        if evidence and not any(item.startswith("**Budget evidence:**") for item in items):
+            items.append(f"**Budget evidence:** {evidence:,} training rows per seed set aside, trained on by "
+                         f"nothing, to certify every max_drop answer ({CONFIDENCE:.0%} confidence, "
+                         "docs/verdicts.md); the teacher and every row trained on the rest.")
         budget = manifest.config.get("time_budget")
         if budget:
             cut = {seed: t["budget_stopped"] for seed, t in manifest.teachers.items()
@@ -209,7 +216,9 @@ def build_document(rows: list[Row], manifests: list[RunManifest], folder: Path,
                   "LiteRT interpreter: batch-1 latency over interleaved rounds with a paired "
                   "speed-up against the teacher; accuracy on the held-out test split. One row per "
                   "configuration; per-seed rows below."),
-        common_table(configs, failed),
+        common_table(configs),
+        *([Paragraph("Skipped or failed, not in the table above:"), Bullets(unfinished_lines(failed))]
+          if failed else []),
         Details("Full specs, to re-run any row", [Bullets(
             [f"**{c.label}**: `{c.spec}`" + (f" (controls `{c.control_of}`)" if c.control_of else "")
              for c in configs])]),

@@ -26,7 +26,8 @@ def summary(rows: list[Row], device: Device | None = None) -> Any:
     for config in configurations(rows):
         latency = f"{config.latency[0]:.2f}" if config.latency else "—"
         delta = "—" if config.role == "baseline" else f"{config.delta_pp:+.1f}"
-        table.add_row(config.label, config.role, f"{config.size_bytes / 1024:.1f}",
+        partial = "" if config.whole else f" ({config.seeds_text})"
+        table.add_row(config.label + partial, config.role, f"{config.size_bytes / 1024:.1f}",
                       f"{config.size_factor:.2f}", latency, f"{config.accuracy[0]:.3f}", delta)
     lines = []
     for objective, choice in default_choices(rows, device).items():

@@ -11,6 +11,7 @@ from compress.analysis.configurations import (
     Config,
     Row,
     compared,
+    config_key,
 )
 from compress.analysis.verdicts import CSV_COLUMNS, Verdict
 from compress.report.document import Block, Bullets, Cell, Details, Heading, Paragraph, Table
@@ -53,8 +54,9 @@ def speed_cell(config: Config) -> str:
     return f"{ratio:.2f}× [{low:.2f}, {high:.2f}] {config.speed}"
 
 
-def common_table(configs: list[Config], failed: list[Row]) -> Table:
-    """One row per configuration, means with 95% intervals over seeds; failures after them."""
+def common_table(configs: list[Config]) -> Table:
+    """One row per configuration that finished on some seed, means with 95% intervals over
+    the seeds it finished; the rest are listed once below it (``unfinished_lines``)."""
     records: list[dict[str, str | Cell]] = []
     several = len({c.row.get("dataset") for c in configs}) > 1
     for config in configs:
@@ -62,7 +64,7 @@ def common_table(configs: list[Config], failed: list[Row]) -> Table:
             "Method": method_cell(config),
             **({"Dataset": str(config.row.get("dataset"))} if several else {}),
             "Family": config.family,
-            "Seeds": str(config.seeds),
+            "Seeds": config.seeds_text,
             "Size KiB": kib(config.size_bytes),
             "× smaller": f"{config.size_factor:.2f}×",
             "gzip KiB": kib(config.gzip_bytes),
@@ -75,10 +77,6 @@ def common_table(configs: list[Config], failed: list[Row]) -> Table:
             "Δ accuracy vs teacher": _accuracy_change(config),
             "Train s": f"{config.train_seconds:.1f}",
         })
-    for row in failed:
-        records.append({"Method": Cell(str(row.get("label") or row["spec"]), title=str(row["spec"])),
-                        "Family": str(row.get("family") or ""), "Seeds": str(row.get("seed")),
-                        "Size KiB": f"{row['status']}: {row.get('reason') or ''}"})
     return Table(records, footnotes=[
         "Sizes in KiB (1 KiB = 1024 bytes). Arena: the largest total of tensors alive at once "
         "while the model runs (activations, input, output), what the interpreter's arena must "
@@ -92,6 +90,41 @@ def common_table(configs: list[Config], failed: list[Row]) -> Table:
         "CPU time per call (latency_cpu_us), and a busy-machine warning when over 20% of its "
         "rounds waited for a core. "
         "Δ accuracy: pooled exact McNemar against the teacher. Hover a method for its full spec."])
+
+
+def unfinished_lines(failed: list[Row], mark: str = "**") -> list[str]:
+    """One line per configuration that skipped or failed on some seed: its seeds and the first
+    seed's reason; a control that stopped on the same seeds for its technique's reason (a
+    ``max_drop`` ladder with no answer) is named on its technique's line, not repeated.
+    ``mark`` sets the name off (Markdown bold; "" on a terminal)."""
+    groups: dict[tuple[str, str, str, str | None], list[Row]] = {}
+    for row in failed:
+        groups.setdefault((str(row["status"]), *config_key(row)), []).append(row)
+    lines: dict[tuple[str, str, str, str | None], list[str]] = {}
+    for key, mine in groups.items():
+        status, dataset, spec, control_of = key
+        technique = (status, dataset, str(control_of), None)
+        if control_of and technique in groups and _seeds(groups[technique]) == _seeds(mine) and \
+                mine[0].get("reason") == groups[technique][0].get("reason"):
+            lines.setdefault(technique, []).append(str(mine[0].get("label") or spec))
+            continue
+        lines.setdefault(key, [])
+    return [_unfinished_line(groups[key], controls, mark) for key, controls in lines.items()]
+
+
+def _unfinished_line(rows: list[Row], controls: list[str], mark: str) -> str:
+    first, seeds = rows[0], _seeds(rows)
+    plural = "s" if len(controls) > 1 else ""
+    also = f" (and its control{plural} {', '.join(controls)})" if controls else ""
+    where = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+    reason = str(first.get("reason") or "no reason recorded")
+    whose = f" (seed {first.get('seed')}'s; every seed's in {CSV_FILE})" if len(seeds) > 1 else ""
+    name = f"{mark}{first.get('label') or first['spec']}{mark}"
+    return f"{name}{also}: {first['status']} on {where}: {reason}{whose}"
+
+
+def _seeds(rows: list[Row]) -> list[int]:
+    return sorted({int(r.get("seed") or 0) for r in rows})
 
 
 def seeds_details(rows: list[Row]) -> Details:

@@ -175,6 +175,12 @@ class Strategy:
     def compress(self, ctx: Context) -> Compressed:
         raise NotImplementedError
 
+    def budget(self) -> float | None:
+        """The accuracy budget (pp below the teacher) this strategy answers itself by the rule of
+        ``common.certify``, or None: a run that asks one sets evidence rows aside for it."""
+        value = getattr(self, "max_drop", None)
+        return None if value is None else float(value)
+
     @classmethod
     def search_space(cls, task: Task) -> dict[str, Range | Choice] | None:
         """The parameters ``compress tune`` varies for this teacher and data (see ``tunable``);

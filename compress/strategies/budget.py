@@ -1,52 +1,54 @@
-"""How a strategy that answers an accuracy budget itself (``max_drop``) judges a candidate: its
-loss against the teacher on the validation rows, paired row by row, with the standard error of
-that loss.  The test split is never seen; measuring the finished row stays measurement's job.
+"""How a strategy that answers an accuracy budget itself (``max_drop``) judges its candidates:
+paired row by row with the teacher, on validation to screen (what to train next, where a climb
+may go) and on the evidence rows to certify (``common.certify``: what may be handed over).  The
+evidence rows are set aside by the run and seen by no training decision; the test split is
+never seen; measuring the finished row stays measurement's job.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from compress.common.stats import paired_se
+from compress.common.certify import FixedSequence, PairedLoss
+from compress.common.errors import option
 from compress.models.backend import keras
 from compress.strategies.base import Context
 
 
-@dataclass(frozen=True)
-class Loss:
-    """A candidate against the teacher on validation, in percentage points."""
+class Judge:
+    """The teacher's right and wrong rows of one split, kept to pair every candidate with."""
 
-    pp: float  # accuracy lost (negative: gained)
-    error_pp: float  # its paired standard error, with at least 3 discordant rows
+    def __init__(self, ctx: Context, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y = x, y
+        self.teacher = correct(ctx.teacher, x, y)
 
-    def plausible(self, budget: float) -> bool:
-        """Within the budget once its standard error is forgiven: worth training on."""
-        return self.pp - self.error_pp <= budget
+    def __call__(self, model: keras.Model) -> PairedLoss:
+        return PairedLoss.of(self.teacher, correct(model, self.x, self.y))
 
-    def within(self, budget: float) -> bool:
-        """Within the budget as observed: what a finished candidate must be."""
-        return self.pp <= budget + 1e-9
+    def flatbuffer(self, flatbuffer: bytes) -> PairedLoss:
+        """A TFLite candidate (a quantizer's) against the same teacher rows."""
+        from compress.models.flatbuffer import TFLiteModel
 
-    def __str__(self) -> str:
-        return f"{-self.pp + 0.0:+.1f}±{self.error_pp:.1f}"  # never -0.0
+        return PairedLoss.of(self.teacher, TFLiteModel(flatbuffer).predict(self.x).argmax(axis=1) == self.y)
 
 
-class ValidationLoss:
-    """The teacher's right and wrong validation rows, kept to pair every candidate with."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.teacher = correct(ctx.teacher, ctx)
-
-    def __call__(self, model: keras.Model) -> Loss:
-        mine = correct(model, self.ctx)
-        b, c, n = int(np.sum(self.teacher & ~mine)), int(np.sum(~self.teacher & mine)), len(mine)
-        return Loss(100 * (b - c) / n, 100 * paired_se(b, c, n, min_discordant=3))
+def correct(model: keras.Model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Which rows the model gets right."""
+    return np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1) == y
 
 
-def correct(model: keras.Model, ctx: Context) -> np.ndarray:
-    """Which validation rows the model gets right."""
-    outputs = model.predict(ctx.data.x_val, batch_size=1024, verbose=0)
-    return np.argmax(outputs, axis=1) == ctx.data.y_val
+def validation_judge(ctx: Context) -> Judge:
+    """What screens: the validation rows, which early stopping and every screen also see."""
+    return Judge(ctx, ctx.data.x_val, ctx.data.y_val)
+
+
+def certifier(ctx: Context, budget: float) -> tuple[FixedSequence, Judge]:
+    """The fixed sequence a budget answer is made by, and the rows it is judged on: the run's
+    evidence rows, or (none set aside) the validation rows, said in the note."""
+    data = ctx.data
+    if data.x_evidence is None or data.y_evidence is None or not len(data.y_evidence):
+        where = (f"the validation rows, which also chose: no evidence rows were set aside "
+                 f"({option('evidence_rows', 'N')} or a run's max_drop sets them aside)")
+        return FixedSequence(budget, where, certifies=False), validation_judge(ctx)
+    return (FixedSequence(budget, "evidence set aside from the training rows, seen by no training decision"),
+            Judge(ctx, data.x_evidence, data.y_evidence))

@@ -72,6 +72,12 @@ class Chain(Strategy):
     def spec(self) -> str:
         return ">".join(self.stages)
 
+    def budget(self) -> float | None:
+        """The tightest budget a stage answers: each stage is certified against the model it
+        takes, so the chain's rows need the evidence of its strictest stage."""
+        budgets = [b for part in self.parts if (b := part.budget()) is not None]
+        return min(budgets, default=None)
+
     def label(self) -> str:
         return self.alias or ">".join(part.label() for part in self.parts)
 

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 
+from compress.common.certify import PairedLoss
 from compress.common.fileio import write_atomic
 from compress.models.architectures import (
     FINE_STUDENT_SHRINKS,
@@ -51,7 +52,7 @@ from compress.models.architectures import (
 from compress.models.backend import keras, to_tflite
 from compress.models.cost import forward_macs
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, Task, register
-from compress.strategies.budget import Loss, ValidationLoss
+from compress.strategies.budget import Judge, certifier, validation_judge
 from compress.strategies.students import MIXUP, train_student
 
 DEFAULT_STUDENT = "auto"
@@ -72,8 +73,13 @@ CHOICES_DIR = ".students"
 #: Rungs of the ladder trained in full at most: two cost, with the screening, about two and a
 #: half trainings of the widest student.
 FULL_TRAININGS = 2
-#: What a ``max_drop`` ladder costs, in trainings of its widest rung: what a time budget plans.
-LADDER_COST = 2.5
+#: The patient schedule (``epochs`` times this, the benchmarks' strongest recipe: docs/benchmarks.md,
+#: "Re-chosen for issue 31: half the labels, on four problems"), given to the widest student
+#: trained in full when no student is within the budget on validation after its ``epochs``.
+PATIENT_FACTOR = 3
+#: What a ``max_drop`` ladder costs, in trainings of its widest rung: what a time budget plans
+#: (the screening and two full trainings, two and a half; the patient schedule, two more).
+LADDER_COST = 4.5
 
 
 def _macs(model: keras.Model) -> int:
@@ -157,7 +163,7 @@ class Distill(_Student):
     @classmethod
     def search_space(cls, task: Task) -> dict[str, Range | Choice] | None:
         """The tunable settings plus the students of ``max_drop``'s ladder (the teacher's depth,
-        a quarter of its parameters, then halving), widest first, then students 4 to 16 times
+        half of its parameters, then halving), widest first, then students 4 to 16 times
         narrower.  The widest rung comes first, so it is the student the search starts from:
         the likeliest to stay within a budget, and the first chains grow from it."""
         ladder = student_ladder(task.teacher, task.teacher_architecture, task.input_shape, task.n_classes)
@@ -239,62 +245,86 @@ class Distill(_Student):
         return self._climb(ctx)[1]
 
     def _climb(self, ctx: Context) -> tuple[keras.Model, str, str, str]:
-        """Every rung of the ladder (widest first) trains ``SCREEN_SHARE`` of the epochs.  Then at
-        most ``FULL_TRAININGS`` rungs train the rest: first the smallest whose screened loss,
-        less its standard error and less what the rest of training won back on a rung trained
-        before, is within the budget (the widest when none is); after one within the budget
-        only smaller rungs are tried, after one outside it only larger ones (a narrower student
-        does not win back what a wider one lost).  The smallest within the budget as observed
-        on validation is kept."""
+        """Every rung of the ladder (widest first) trains ``SCREEN_SHARE`` of the epochs, judged
+        on validation; at most ``FULL_TRAININGS`` promising rungs train the rest (``_train_fully``),
+        and when none of them is within the budget on validation the widest trained goes on with
+        the patient schedule (``PATIENT_FACTOR`` times the epochs).  Those trained in full are
+        then certified in a fixed sequence, widest first, on the evidence rows
+        (``common.certify``): the smallest certified is kept."""
         assert self.max_drop is not None
         rungs = student_ladder(ctx.teacher, ctx.teacher_architecture, ctx.data.input_shape,
                                ctx.data.n_classes)
         if not rungs:
-            self._refuse(ctx, f"no student derived from the teacher has at most a quarter of its "
+            self._refuse(ctx, f"no student derived from the teacher has at most half of its "
                               f"{ctx.teacher.count_params():,} parameters; give student=SPEC, not max_drop")
-        loss_of = ValidationLoss(ctx)
+        screen_of = validation_judge(ctx)
         screen = max(1, math.ceil(self.epochs * SCREEN_SHARE))
         screen_steps = None if self.max_steps is None else max(1, math.ceil(self.max_steps * SCREEN_SHARE))
-        rest_steps = None if self.max_steps is None else max(1, self.max_steps - (screen_steps or 0))
         screened, screening = [], ""
         for spec, params in rungs:
             student = self.build_student(spec, ctx)
             screening = self._train(student, ctx, screen, screen_steps)  # the same plan for every rung
-            screened.append(_Rung(spec, params, student, loss_of(student)))
+            screened.append(_Rung(spec, params, student, screen_of(student), screening))
             if ctx.limits.out_of_time():
                 break
         tried = [f"{r.spec} ({r.params:,}) {r.screened} pp after {screening}" for r in screened]
-        budget, won_back, kept = self.max_drop, 0.0, None
-        open_rungs = screened[::-1]  # the smallest first
+        trained = self._train_fully(screened, ctx, screen, screen_of, tried)
+        budget = self.max_drop
+        if not trained and ctx.limits.out_of_time():  # not recorded: another run with more time may find one
+            ctx.limits.record_cut(f"the ladder of students ({'; '.join(tried)})")
+            raise Skip(f"the time budget ran out before any student of the ladder was trained in full: "
+                       f"{'; '.join(tried)}")
+        sequence, judge = certifier(ctx, budget)
+        kept = None
+        for rung in sorted(trained, key=lambda r: -r.params):
+            if not sequence.test(rung.spec, judge(rung.student)):
+                break
+            kept = rung
+        screens = f"Screened on validation: {'; '.join(tried)}. "
+        if kept is None:
+            self._refuse(ctx, f"no student of the ladder meets max_drop={budget:g} pp. {screens}"
+                              f"{sequence.describe()}")
+        self._record(ctx, {"student": kept.spec})
+        how = f"max_drop={budget:g}: kept {kept.spec}, the smallest student that meets it. {screens}"
+        return kept.student, kept.spec, kept.trained, f"{how}{sequence.describe()} "
+
+    def _train_fully(self, screened: list[_Rung], ctx: Context, screen: int, screen_of: Judge,
+                     tried: list[str]) -> list[_Rung]:
+        """At most ``FULL_TRAININGS`` rungs trained the rest of the epochs: first the smallest
+        whose screened loss, less its standard error and less what the rest of training won back
+        on a rung trained before, is within the budget (the widest when none is); after one
+        within the budget on validation only smaller rungs are tried, after one outside it only
+        larger ones (a narrower student does not win back what a wider one lost).  None within:
+        the widest trained goes on for the patient schedule.  Validation decides all of it."""
+        budget, won_back = float(self.max_drop or 0.0), 0.0
+        rest_steps = None if self.max_steps is None else \
+            max(1, self.max_steps - math.ceil(self.max_steps * SCREEN_SHARE))
+        open_rungs, trained = screened[::-1], []  # the smallest first
         for _ in range(FULL_TRAININGS):
             promising = [r for r in open_rungs if r.screened.pp - won_back - r.screened.error_pp <= budget]
-            if not promising and kept is None and screened[0] in open_rungs:
+            if not promising and not trained and screened[0] in open_rungs:
                 promising = [screened[0]]
             if not promising or ctx.limits.out_of_time():
                 break
             rung = promising[0]
-            rung.trained = screening
             if self.epochs > screen:
                 rung.trained += ", then " + self._train(rung.student, ctx, self.epochs - screen, rest_steps)
-            final = loss_of(rung.student)
-            tried.append(f"{rung.spec} {final} pp after {rung.trained}")
-            won_back = max(won_back, rung.screened.pp - final.pp)
-            if final.within(budget):
-                kept = rung
-                open_rungs = [r for r in open_rungs if r.params < rung.params]
-            else:
-                open_rungs = [r for r in open_rungs if r.params > rung.params]
-        if kept is None and ctx.limits.out_of_time():  # not recorded: another run with more time may find one
-            ctx.limits.record_cut(f"the ladder of students ({'; '.join(tried)})")
-            raise Skip(f"the time budget ran out before any student of the ladder was trained in full "
-                       f"and found within max_drop={budget:g} pp: {'; '.join(tried)}")
-        if kept is None:
-            self._refuse(ctx, f"no student of the ladder stays within max_drop={budget:g} pp of the "
-                              f"teacher on validation: {'; '.join(tried)}")
-        how = (f"max_drop={budget:g}: kept {kept.spec}, the smallest student of the ladder within "
-               f"{budget:g} pp of the teacher on validation ({'; '.join(tried)}). ")
-        self._record(ctx, {"student": kept.spec})
-        return kept.student, kept.spec, kept.trained, how
+            rung.final = screen_of(rung.student)
+            tried.append(f"{rung.spec} {rung.final} pp after {rung.trained}")
+            trained.append(rung)
+            won_back = max(won_back, rung.screened.pp - rung.final.pp)
+            within = rung.final.within(budget)
+            open_rungs = [r for r in open_rungs
+                          if (r.params < rung.params if within else r.params > rung.params)]
+        fits = any(r.final is not None and r.final.within(budget) for r in trained)
+        if trained and not fits and not ctx.limits.out_of_time():
+            widest = max(trained, key=lambda r: r.params)
+            more = self.epochs * (PATIENT_FACTOR - 1)
+            steps = None if self.max_steps is None else self.max_steps * (PATIENT_FACTOR - 1)
+            widest.trained += ", then (patient) " + self._train(widest.student, ctx, more, steps)
+            widest.final = screen_of(widest.student)
+            tried.append(f"{widest.spec} {widest.final} pp after {widest.trained}")
+        return trained
 
     def build_student(self, spec: str, ctx: Context) -> keras.Model:
         return build_model(spec, ctx.data.input_shape, ctx.data.n_classes, seed=ctx.seed,
@@ -321,14 +351,15 @@ class Distill(_Student):
 
 @dataclass
 class _Rung:
-    """A student of the ladder: its spec, size, the model, its loss after the screening epochs,
-    and what it was trained, once trained in full."""
+    """A student of the ladder: its spec, size, the model, its loss on validation after the
+    screening epochs, what it was trained, and its loss on validation once trained in full."""
 
     spec: str
     params: int
     student: keras.Model
-    screened: Loss
-    trained: str = ""
+    screened: PairedLoss
+    trained: str
+    final: PairedLoss | None = None
 
 
 class _Control(_Student):

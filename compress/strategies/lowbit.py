@@ -19,6 +19,7 @@ from compress.common.errors import UserError
 from compress.models.backend import to_tflite
 from compress.models.flatbuffer import kernel_types, signature_input
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
+from compress.strategies.budget import certifier
 from compress.strategies.quantizing import (
     FLOAT_MODEL_FAMILIES,
     PRECISIONS,
@@ -127,13 +128,18 @@ class QuantizeInt16x8(Strategy):
 
 @register
 class QuantizeMixed(Strategy):
+    """int8 weights everywhere, then layer after layer at ``low``: the least sensitive first (each
+    alone at ``low`` on validation), every prefix of that order a candidate; the most compressed
+    one certified within ``max_drop`` of the teacher on the evidence rows is kept
+    (``common.certify``)."""
+
     name = "quantize-mixed"
     family = "quantization"
-    summary = "Per-layer mixed precision: int4 (or int2) where validation accuracy allows, int8 elsewhere."
+    summary = "Per-layer mixed precision: int4 (or int2) where certified accuracy allows, int8 elsewhere."
     produces_tflite = True
     tunable: ClassVar[dict[str, Range | Choice] | None] = {"max_drop": Range(0.25, 2.0, step=0.25)}
     follows = FLOAT_MODEL_FAMILIES
-    cost = 0.5  # one validation pass per layer
+    cost = 0.5  # two validation passes per layer
 
     def __init__(self, max_drop: float = 0.5, low: str = "int4") -> None:
         self.max_drop = max_drop
@@ -155,34 +161,35 @@ class QuantizeMixed(Strategy):
         def build(layers: Sequence[str]) -> bytes:
             return quantize_weights(graph.float, [(".*", 8), *((graph.regex(n), low) for n in layers)])
 
-        def accuracy(flatbuffer: bytes) -> float:
-            return validation_accuracy(flatbuffer, ctx.data)
-
         int8 = build(())
         require_runs(int8, ctx.data, "int8 weights")
-        base, floor = accuracy(int8), accuracy(int8) - self.max_drop / 100
-        chosen, flatbuffer, score, all_low = [], int8, base, math.nan
-        if runnable:
-            everything = build(runnable)
-            require_runs(everything, ctx.data, f"{self.low} weights")
-            all_low = accuracy(everything)
-            if all_low >= floor and len(everything) <= len(int8):
-                chosen, flatbuffer, score = runnable, everything, all_low
-            else:
-                # Least sensitive first (alone at low, the rest int8); among equals, the largest saving.
-                alone = {name: accuracy(build([name])) for name in runnable}
-                for name in sorted(runnable, key=lambda n: (-alone[n], -graph.weight_bytes(n))):
-                    trial = build([*chosen, name])
-                    trial_score = accuracy(trial)
-                    if trial_score >= floor and len(trial) < len(flatbuffer):
-                        chosen, flatbuffer, score = [*chosen, name], trial, trial_score
-        chosen = [name for name in graph.layers if name in chosen]
+        # the order is set on validation, before the evidence is looked at
+        alone = {name: validation_accuracy(build([name]), ctx.data) for name in runnable}
+        order = sorted(runnable, key=lambda n: (-alone[n], -graph.weight_bytes(n)))
+        sequence, judge = certifier(ctx, self.max_drop)
+        chosen: list[str] = []
+        flatbuffer: bytes | None = None
+        candidate, layers = int8, []
+        for name in [None, *order]:
+            if name is not None:
+                layers = [*layers, name]
+                trial = build(layers)
+                if len(trial) >= len(candidate):  # no smaller: not a candidate (size, not evidence)
+                    continue
+                candidate = trial
+            label = f"{self.low} on {len(layers)} of {len(graph.layers)} layers" if layers else "int8"
+            if not sequence.test(label, judge.flatbuffer(candidate)):
+                break
+            chosen, flatbuffer = list(layers), candidate
+        if flatbuffer is None:
+            raise Skip(f"not even int8 weights everywhere are certified within max_drop={self.max_drop:g} pp "
+                       f"of the teacher. {sequence.describe()}")
         kept = [name for name in graph.layers if name not in chosen]
+        chosen = [name for name in graph.layers if name in chosen]
         plan = "; ".join(f"{label} weights: {', '.join(names)}"
                          for label, names in ((self.low, chosen), ("int8", kept)) if names)
         blocked = "; ".join(sorted({d for found in defects.values() for d in found}))
         why = f" Kept at int8 whatever LiteRT cannot run at {self.low}: {blocked}." if blocked else ""
         return Compressed(tflite=flatbuffer, notes=(
-            f"{plan}. Validation accuracy {score:.3f}; int8 everywhere {base:.3f}, {self.low} on every "
-            f"layer LiteRT runs at {self.low} {all_low:.3f}; budget {self.max_drop:g} pp below int8.{why} "
-            f"{_DYNAMIC_NOTE}"))
+            f"{plan}. Layers tried at {self.low} least sensitive first (each alone, on validation). "
+            f"{sequence.describe()}{why} {_DYNAMIC_NOTE}"))

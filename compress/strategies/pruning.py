@@ -8,10 +8,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from compress.common.certify import PairedLoss
 from compress.models.backend import keras, tfmot
 from compress.models.training import BATCH_SIZE, Plan, fit
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
-from compress.strategies.budget import Loss, ValidationLoss
+from compress.strategies.budget import Judge, certifier, validation_judge
 from compress.strategies.notes import by_reason, first_line, named
 from compress.strategies.structured import CRITERIA, TAYLOR_ROWS, NothingToRemove, shrink
 from compress.strategies.students import train_student
@@ -263,7 +264,7 @@ class PruneStructured(Strategy):
     def compress(self, ctx: Context) -> Compressed:
         cuts = _Cuts(self.criterion, _sample(ctx) if self.criterion == "taylor" else None,
                      self.min_channels)
-        model, cut, how, judged = ctx.teacher, self.fraction, "", ""
+        model, cut, how, judged, certificate = ctx.teacher, self.fraction, "", "", ""
         if self.max_drop is None:
             for index, fraction in enumerate(self._fractions()):
                 if index and cuts.groups:  # recover from the last cut before the next one
@@ -272,13 +273,8 @@ class PruneStructured(Strategy):
             trained = self._recover(model, ctx, self.epochs)
         else:
             ladder = self._search(model, ctx, cuts)
-            model, cut, how = ladder.model, ladder.fraction, ladder.how
-            trained, judged, kept, after = self._final_recovery(model, ctx, ladder.judge, ladder.seen)
-            # the first cut, recovered in full, is judged by the rule every step of the ladder was
-            if not ladder.within and not kept.plausible(self.max_drop):
-                raise Skip(f"no fraction keeps validation accuracy within max_drop={self.max_drop:g} pp "
-                           f"of the teacher's: {ladder.tried} after each cut's short recovery, and "
-                           f"{after} pp for the first after its full recovery")
+            how = ladder.how
+            cut, model, trained, judged, certificate = self._certified(ladder, ctx)
         groups = list(cuts.groups)
         narrowed = [name for group in groups for name in group]
         joined = [" + ".join(group) for group in groups if len(group) > 1]
@@ -298,7 +294,7 @@ class PruneStructured(Strategy):
             f"{steps}, ranked by {self.criterion} importance{floor} ({named(narrowed)} narrowed; {together}"
             f"the input and output stay whole), the next layers sliced to match, then {trained} of "
             f"recovery on {targets}{judged}: {ctx.teacher.count_params():,} → {model.count_params():,} "
-            f"parameters, smaller and faster for real.{self._floor_hint(cut, cuts)}",
+            f"parameters, smaller and faster for real.{certificate}{self._floor_hint(cut, cuts)}",
         )
 
     def _floor_hint(self, kept: float, cuts: _Cuts) -> str:
@@ -339,20 +335,44 @@ class PruneStructured(Strategy):
                              temperature=RECOVERY_TEMPERATURE, epochs=epochs, max_steps=None,
                              lr=self.lr, batch_size=BATCH_SIZE, decay=decay)
 
-    def _final_recovery(self, model: keras.Model, ctx: Context, judge: ValidationLoss,
-                        seen: Loss) -> tuple[str, str, Loss, Loss]:
+    def _certified(self, ladder: _Ladder, ctx: Context) -> tuple[float, keras.Model, str, str, str]:
+        """The cut the climb reached, recovered in full, certified on the evidence rows
+        (``common.certify``); when validation already shows it outside the budget, the climb's
+        cut before it is recovered in full too and goes first in the sequence, so a step too far
+        still leaves an answer.  Validation decides what to recover, the evidence what to keep.
+        Returns the fraction, model, recovery, its validation note and the certificate."""
+        budget = float(self.max_drop or 0.0)
+        trained, judged = self._final_recovery(ladder.model, ctx, ladder.judge, ladder.seen)
+        candidates = [(ladder.fraction, ladder.model, trained, judged)]
+        if ladder.earlier is not None and not ladder.judge(ladder.model).within(budget) \
+                and not ctx.limits.out_of_time():
+            model, weights, fraction, seen = ladder.earlier
+            model.set_weights(weights)
+            candidates.insert(0, (fraction, model, *self._final_recovery(model, ctx, ladder.judge, seen)))
+        sequence, evidence = certifier(ctx, budget)
+        kept = None
+        for candidate in candidates:
+            if not sequence.test(f"{candidate[0]:.0%} cut", evidence(candidate[1])):
+                break
+            kept = candidate
+        if kept is None:
+            raise Skip(f"the {candidates[0][0]:.0%} cut the climb reached, fully recovered, does not meet "
+                       f"max_drop={budget:g} pp ({candidates[0][3].lstrip('; ')}). {sequence.describe()}")
+        return (*kept, f" {sequence.describe()}")
+
+    def _final_recovery(self, model: keras.Model, ctx: Context, judge: Judge,
+                        seen: PairedLoss) -> tuple[str, str]:
         """``max_drop``'s full recovery of the cut the ladder kept (judged ``seen``), annealed like
-        its steps: what it trained, what it did on validation, the loss of the weights kept and
-        the full recovery's own.  It is kept only if it does at least as well there as the step,
-        so the row is never worse than what chose its fraction."""
+        its steps: what it trained and what it did on validation.  It is kept only if it does at
+        least as well there as the step, so the row is never worse than what chose its fraction."""
         settled = model.get_weights()
         trained = self._recover(model, ctx, self.epochs, decay=True) + ", annealed,"
         after = judge(model)
         if after.pp <= seen.pp:
-            return trained, f"; on validation {after} pp, from {seen} after the ladder's step", after, after
+            return trained, f"; on validation {after} pp, from {seen} after the ladder's step"
         model.set_weights(settled)
         return trained, (f"; set aside, since it ended at {after} pp on validation against {seen} "
-                         "after the ladder's step, whose weights are kept"), seen, after
+                         "after the ladder's step, whose weights are kept")
 
     def _search(self, model: keras.Model, ctx: Context, cuts: _Cuts) -> _Ladder:
         """Climb the ladder while each cut, after its recovery, loses no more than ``max_drop``
@@ -365,8 +385,8 @@ class PruneStructured(Strategy):
         not marked ``within``: a short recovery is all a costly teacher's plan may leave a step
         (MobileNetV2 at 96x96: two epochs), and the full one may still bring the smallest cut
         within the budget."""
-        validation_loss = ValidationLoss(ctx)
-        kept, first, scores, outside, ended = None, None, [], 0, ""
+        validation_loss = validation_judge(ctx)
+        kept, earlier, first, scores, outside, ended = None, None, None, [], 0, ""
         for index, fraction in enumerate(SEARCH_FRACTIONS):
             model = cuts.cut(model, fraction, last=index == len(SEARCH_FRACTIONS) - 1)
             # Annealed, so each cut is judged settled, not mid-stride at the full rate.
@@ -387,11 +407,11 @@ class PruneStructured(Strategy):
                     break
                 continue
             outside = 0
-            kept = _snapshot(model, fraction, loss)
+            earlier, kept = kept, _snapshot(model, fraction, loss)
         tried = ", ".join(scores) + " pp" + ended
         if kept is None and (first is None or ctx.limits.out_of_time()):  # no time left for a full recovery
             raise Skip(f"no fraction keeps validation accuracy within max_drop={self.max_drop:g} pp of "
-                       f"the teacher's: {tried} after each cut's recovery")
+                       f"the teacher's, beyond its standard error: {tried} after each cut's recovery")
         best, weights, fraction, seen = kept or first
         best.set_weights(weights)
         if kept is None:
@@ -402,10 +422,11 @@ class PruneStructured(Strategy):
             how = (f"max_drop={self.max_drop:g}: cut by {SEARCH_FRACTIONS[0]:.0%} at a time while the loss "
                    f"against the teacher on validation stayed within {self.max_drop:g} pp, beyond its "
                    f"standard error (after each cut's recovery: {tried}); kept the last within it. ")
-        return _Ladder(best, fraction, how, tried, validation_loss, seen, within=kept is not None)
+        return _Ladder(best, fraction, how, tried, validation_loss, seen, earlier)
 
 
-def _snapshot(model: keras.Model, fraction: float, loss: Loss) -> tuple[keras.Model, list, float, Loss]:
+def _snapshot(model: keras.Model, fraction: float,
+              loss: PairedLoss) -> tuple[keras.Model, list, float, PairedLoss]:
     """A step of the ladder kept aside: the model's structure and weights, its fraction and loss
     (the climb goes on cutting the model itself)."""
     return keras.models.clone_model(model), model.get_weights(), fraction, loss
@@ -419,9 +440,10 @@ class _Ladder:
     fraction: float
     how: str  # for the notes
     tried: str  # every step's loss, for a skip
-    judge: ValidationLoss
-    seen: Loss  # the kept cut's loss after its step
-    within: bool  # False: nothing was within after its step, so this is the first cut
+    judge: Judge
+    seen: PairedLoss  # the kept cut's loss after its step
+    #: The cut within the budget before the kept one (a snapshot), the sequence's fallback.
+    earlier: tuple[keras.Model, list, float, PairedLoss] | None = None
 
 
 class _Cuts:
