@@ -119,7 +119,8 @@ def run_problem(name: str, seeds: list[int], budget: float, folder: Path) -> lis
     results = []
     for seed in seeds:
         for spec, grid_specs in specs.items():
-            grid = [r for r in rows if r["seed"] == seed and r["spec"] in grid_specs]
+            full_specs = {s.spec() for g in grid_specs for s in strategies_from_spec(g)}
+            grid = [r for r in rows if r["seed"] == seed and r["spec"] in full_specs]
             if spec.startswith("distill:"):
                 grid = ladder_students(config, rows, seed, folder / f"students-{seed}")
             (full,) = strategies_from_spec(spec)

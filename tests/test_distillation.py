@@ -121,9 +121,9 @@ def test_a_softmax_teacher_distills_as_its_logits_would(tiny, tmp_path, transfer
 @pytest.mark.parametrize(("architecture", "shape"), [
     ("mlp:128,64", (20,)), ("cnn:32,64:128", (8, 8, 1)), ("cnn1d:32,64,64:64", (64, 1)),
     ("dsres:16,32", (32, 32, 3))])
-def test_the_ladder_is_derived_from_the_teacher_and_halves_at_each_rung(architecture, shape):
+def test_the_ladder_is_derived_from_the_teacher_and_narrows_at_each_rung(architecture, shape):
     """Each rung has at most half the teacher's parameters (a quarter left 1 pp out of reach on
-    users' teachers), then at most half the rung before; students keep the teacher's kind,
+    users' teachers), then at most 0.6 of the rung before; students keep the teacher's kind,
     except that a globally pooling image teacher
     gets globally pooling students (a Flatten head outweighs it at any width)."""
     from compress.models.architectures import build_model, parse_architecture, student_ladder
@@ -131,7 +131,7 @@ def test_the_ladder_is_derived_from_the_teacher_and_halves_at_each_rung(architec
     teacher = build_model(architecture, shape, 10, seed=0)
     rungs = student_ladder(teacher, architecture, shape, 10)
     assert len(rungs) >= 2
-    limits = [teacher.count_params() / 2, *(params / 2 for _, params in rungs)]
+    limits = [teacher.count_params() / 2, *(params * 0.6 for _, params in rungs)]
     for (spec, params), limit in zip(rungs, limits, strict=False):
         assert params <= limit
         assert params == build_model(spec, shape, 10, seed=0).count_params()
@@ -152,6 +152,7 @@ class _LadderStandIn:
         spec_of = {params: spec for spec, params in ladder}
         self.loss: dict[str, float] = {}
         self.screened: dict[str, float] = {}
+        self.patient: dict[str, float] = {}  # after the patient schedule, where it differs
         trained: dict[int, int] = {}
 
         def train(model, ctx, *, epochs, **kw):
@@ -162,7 +163,10 @@ class _LadderStandIn:
             rows = np.arange(100_000) < 90_000  # the teacher: 90% right
             if model.count_params() != teacher.count_params():
                 spec = spec_of[model.count_params()]
-                losses = self.loss if trained.get(id(model), 0) >= epochs else self.screened
+                done = trained.get(id(model), 0)
+                patient = done >= epochs * distillation.PATIENT_FACTOR
+                losses = self.screened if done < epochs else {**self.loss, **self.patient} if patient \
+                    else self.loss
                 rows[: round(100_000 * losses[spec])] = False
             return rows
 
@@ -177,16 +181,16 @@ def _params(artifact) -> int:
 
 
 def test_max_drop_chooses_the_smallest_student_within_the_budget(tiny_digits, tmp_path, monkeypatch):
-    """Losses of 0, 0.5, 2 and 3 pp down the ladder: a 1 pp budget keeps the second rung, and
+    """Losses of 0, 0, 0.5, 2 and 3 pp down the ladder: a 1 pp budget keeps the third rung, and
     its controls train that student, whether the distill's row ran before them or not."""
     from compress.orchestrate.plan import plan_steps
 
     data, teacher, architecture = tiny_digits
     stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
-    assert len(stand_in.rungs) == 4
-    stand_in.loss = stand_in.screened = dict(zip(stand_in.rungs, (0.0, 0.005, 0.02, 0.03), strict=True))
+    assert len(stand_in.rungs) == 5
+    stand_in.loss = stand_in.screened = dict(zip(stand_in.rungs, (0.0, 0.0, 0.005, 0.02, 0.03), strict=True))
     made = {s.strategy.name: s.strategy for s in plan_steps(["distill:max_drop=1,epochs=8"])}
-    expected = _params(apply_strategy(Distill(student=stand_in.rungs[1], epochs=8), teacher,
+    expected = _params(apply_strategy(Distill(student=stand_in.rungs[2], epochs=8), teacher,
                                       architecture, data, seed=0, workdir=tmp_path / "named"))
     for order in (["distill", "student-scratch"], ["student-scratch-mixup", "distill"]):
         for name in order:
@@ -194,9 +198,9 @@ def test_max_drop_chooses_the_smallest_student_within_the_budget(tiny_digits, tm
                                       workdir=tmp_path / order[0])
             assert _params(artifact) == expected, (order, name)
             if name == "distill":
-                assert artifact.notes.startswith(f"max_drop=1: kept {stand_in.rungs[1]}, the smallest "
+                assert artifact.notes.startswith(f"max_drop=1: kept {stand_in.rungs[2]}, the smallest "
                                                  "student that meets it")
-                assert stand_in.rungs[2] in artifact.notes and stand_in.rungs[3] in artifact.notes
+                assert stand_in.rungs[3] in artifact.notes and stand_in.rungs[4] in artifact.notes
 
 
 def _climb(problem, tmp_path, monkeypatch, *, screened, final):
@@ -211,14 +215,14 @@ def _climb(problem, tmp_path, monkeypatch, *, screened, final):
 
 
 def test_max_drop_trains_fully_only_the_rungs_that_may_fit(tiny_digits, tmp_path, monkeypatch):
-    """After the screening epochs the third rung seems to fit, but fails once fully trained, and
-    the second, within the budget, is kept; the fourth, far outside even when screened, never
+    """After the screening epochs the fourth rung seems to fit, but fails once fully trained, and
+    the third, within the budget, is kept; the fifth, far outside even when screened, never
     trains further."""
-    stand_in, artifact = _climb(tiny_digits, tmp_path, monkeypatch, screened=(0.0, 0.008, 0.009, 0.05),
-                                final=(0.0, 0.008, 0.015, 0.05))
+    stand_in, artifact = _climb(tiny_digits, tmp_path, monkeypatch,
+                                screened=(0.0, 0.0, 0.008, 0.009, 0.05), final=(0.0, 0.0, 0.008, 0.015, 0.05))
     notes = artifact.notes
-    assert f"{stand_in.rungs[2]} -1.5±" in notes and f"{stand_in.rungs[1]} -0.8±" in notes
-    assert "-5.0±" in notes and notes.count(stand_in.rungs[3]) == 1  # screened only
+    assert f"{stand_in.rungs[3]} -1.5±" in notes and f"{stand_in.rungs[2]} -0.8±" in notes
+    assert "-5.0±" in notes and notes.count(stand_in.rungs[4]) == 1  # screened only
     assert "2 epochs, then 6 epochs" in notes
 
 
@@ -227,12 +231,12 @@ def test_max_drop_learns_from_the_widest_rung_what_the_rest_of_training_wins_bac
     """Screened too early, every rung seems 3-6 pp short; the widest, trained in full, wins back
     2.5 pp, so the next rung, 3.5 pp short when screened, is tried in full and kept."""
     data, teacher, architecture = tiny_digits
-    stand_in, artifact = _climb(tiny_digits, tmp_path, monkeypatch, screened=(0.03, 0.035, 0.05, 0.06),
-                                final=(0.005, 0.009, 0.02, 0.03))
-    named = _params(apply_strategy(Distill(student=stand_in.rungs[1], epochs=8), teacher, architecture,
+    stand_in, artifact = _climb(tiny_digits, tmp_path, monkeypatch, screened=(0.03, 0.03, 0.035, 0.05, 0.06),
+                                final=(0.005, 0.005, 0.009, 0.02, 0.03))
+    named = _params(apply_strategy(Distill(student=stand_in.rungs[2], epochs=8), teacher, architecture,
                                    data, seed=0, workdir=tmp_path / "named"))
     assert _params(artifact) == named
-    assert f"{stand_in.rungs[0]} -0.5±" in artifact.notes and f"{stand_in.rungs[1]} -0.9±" in artifact.notes
+    assert f"{stand_in.rungs[0]} -0.5±" in artifact.notes and f"{stand_in.rungs[2]} -0.9±" in artifact.notes
 
 
 def test_max_drop_with_no_student_within_the_budget_says_so_in_one_line(tiny_digits, tmp_path,
@@ -267,6 +271,28 @@ def test_a_ladder_cut_short_by_the_time_budget_says_so_and_records_nothing(tiny_
         apply_strategy(Distill(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
                        workdir=tmp_path, deadline=time.time() - 1)
     assert not (tmp_path / distillation.CHOICES_DIR).exists()
+
+
+def test_the_patient_schedule_is_given_when_no_student_meets_the_budget_after_its_epochs(
+        tiny_digits, tmp_path, monkeypatch):
+    """Every rung 1.5 pp short after its epochs: the widest trained goes on for the patient
+    schedule, which brings it within; it is kept, and its control trains as long."""
+    import compress.strategies.distillation as distillation
+
+    data, teacher, architecture = tiny_digits
+    stand_in = _LadderStandIn(monkeypatch, data, teacher, architecture, epochs=8)
+    stand_in.loss = stand_in.screened = dict.fromkeys(stand_in.rungs, 0.015)
+    stand_in.patient = {stand_in.rungs[0]: 0.0}
+    artifact = apply_strategy(Distill(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
+                              workdir=tmp_path)
+    assert artifact.notes.startswith(f"max_drop=1: kept {stand_in.rungs[0]}, the smallest")
+    assert "then (patient) 16 epochs" in artifact.notes
+    control = {}
+    monkeypatch.setattr(distillation, "train_student",
+                        lambda model, ctx, **kw: control.update(kw) or "trained")
+    apply_strategy(StudentScratch(max_drop=1, epochs=8), teacher, architecture, data, seed=0,
+                   workdir=tmp_path)
+    assert control["epochs"] == 8 * distillation.PATIENT_FACTOR
 
 
 def test_max_drop_refuses_a_named_student():

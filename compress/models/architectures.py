@@ -345,7 +345,7 @@ STUDENT_SHRINK = 4
 
 
 def derive_student(teacher: keras.Model, teacher_architecture: str,
-                   input_shape: tuple[int, ...], shrink: int = STUDENT_SHRINK) -> str:
+                   input_shape: tuple[int, ...], shrink: float = STUDENT_SHRINK) -> str:
     """A student of the teacher's own kind, narrower and shallower.
 
     A default teacher gets the student chosen by experiment; a MobileNet-class teacher (depthwise
@@ -362,8 +362,8 @@ def derive_student(teacher: keras.Model, teacher_architecture: str,
     if mobile:
         return mobile
     arch = _teacher_as_architecture(teacher, teacher_architecture, kind)
-    conv = tuple(max(4, w // shrink) for w in arch.conv[:2])
-    dense = tuple(max(8, w // shrink) for w in arch.dense[:1])
+    conv = tuple(max(4, int(w / shrink)) for w in arch.conv[:2])
+    dense = tuple(max(8, int(w / shrink)) for w in arch.dense[:1])
     if arch.kind == "dsres":
         return f"cnn:{','.join(map(str, conv))}:{max(8, 2 * conv[-1])}"
     return Architecture(arch.kind, conv, dense or (16,)).spec
@@ -376,7 +376,7 @@ def derive_student(teacher: keras.Model, teacher_architecture: str,
 MOBILE_SMALLEST_SIDE = 4
 
 
-def _mobile_student(teacher: keras.Model, input_shape: tuple[int, ...], shrink: int) -> str | None:
+def _mobile_student(teacher: keras.Model, input_shape: tuple[int, ...], shrink: float) -> str | None:
     """A ``mobile`` student for a teacher with depthwise convolutions that halves its resolution
     at least twice (MobileNets, EfficientNets): one width per resolution of the teacher's
     convolutions below the input's and at least ``MOBILE_SMALLEST_SIDE`` pixels, doubling as a
@@ -400,7 +400,7 @@ def _mobile_student(teacher: keras.Model, input_shape: tuple[int, ...], shrink: 
             sides.append(side)
     if not depthwise or first is None or len(sides) < 2:  # a pyramid, not one strided stem
         return None
-    width = max(4, 2 * first // shrink)
+    width = max(4, int(2 * first / shrink))
     return "mobile:" + ",".join(str(width * 2**k) for k in range(len(sides)))
 
 
@@ -413,15 +413,15 @@ def _teacher_as_architecture(teacher: keras.Model, teacher_architecture: str, ki
 
 
 def _as_deep(teacher: keras.Model, teacher_architecture: str, input_shape: tuple[int, ...],
-             shrink: int) -> str | None:
+             shrink: float) -> str | None:
     """A student with every hidden layer of the teacher, each ``shrink`` times narrower (None
     for a residual or MobileNet-class teacher, whose blocks ``derive_student`` already replaces)."""
     kind = data_kind(input_shape)
     arch = _teacher_as_architecture(teacher, teacher_architecture, kind)
     if arch.kind == "dsres" or (kind == "image" and _mobile_student(teacher, input_shape, shrink)):
         return None
-    return Architecture(arch.kind, tuple(max(4, w // shrink) for w in arch.conv),
-                        tuple(max(8, w // shrink) for w in arch.dense) or (16,)).spec
+    return Architecture(arch.kind, tuple(max(4, int(w / shrink)) for w in arch.conv),
+                        tuple(max(8, int(w / shrink)) for w in arch.dense) or (16,)).spec
 
 
 #: The automatic student's ladder: each rung about four times fewer weights.
@@ -445,11 +445,13 @@ def student_candidates(teacher: keras.Model, teacher_architecture: str,
 
 #: ``distill:max_drop``'s ladder: its widest rung has at most this share of the teacher's
 #: parameters (half: a quarter left a budget of 1 pp out of reach on 5 of 6 seeds of two users'
-#: teachers, issue 42), each next rung at most half the one before, up to ``LADDER_RUNGS`` rungs.
+#: teachers, issue 42), each next rung at most ``LADDER_STEP`` of the one before, up to
+#: ``LADDER_RUNGS`` rungs: from half the teacher's size down to about a fifteenth of it.
 LADDER_FIRST_SHARE = 0.5
-LADDER_RUNGS = 4
+LADDER_STEP = 0.6
+LADDER_RUNGS = 5
 #: The width divisors the ladder draws its rungs from, widest first.
-LADDER_SHRINKS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
+LADDER_SHRINKS = (1.5, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 #: Depthwise-separable residual students the ladder may also use for images.
 LADDER_DSRES = ("dsres:16,32", "dsres:8,16", "dsres:8", "dsres:4")
 
@@ -458,7 +460,7 @@ def student_ladder(teacher: keras.Model, teacher_architecture: str, input_shape:
                    n_classes: int) -> list[tuple[str, int]]:
     """Students of the teacher's own kind and depth, narrower, widest first, each with its
     parameter count: the first with at most ``LADDER_FIRST_SHARE`` of the teacher's, every next
-    at most half the one before, so the smallest student within a budget is found in a few
+    at most ``LADDER_STEP`` of the one before, so the smallest student within a budget is found in a few
     rungs.  The teacher's depth matters: on a user's Conv1D teacher of three convolutions,
     students of two lost several points on validation after a quarter of their training, students
     of three of the same size ended close to it on the test split (measured: docs/benchmarks.md,
@@ -487,7 +489,7 @@ def _rungs(specs: Sequence[str], teacher_params: int, input_shape: tuple[int, ..
     for spec, params in sized:
         if params <= limit and len(rungs) < LADDER_RUNGS:
             rungs.append((spec, params))
-            limit = params / 2
+            limit = params * LADDER_STEP
     return rungs
 
 
