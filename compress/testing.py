@@ -24,7 +24,7 @@ import numpy as np
 from compress.data.builtin import TrainingData, load_dataset
 from compress.models.architectures import build_model, default_teacher
 from compress.models.backend import keras
-from compress.models.flatbuffer import TFLiteModel
+from compress.models.flatbuffer import TFLiteModel, micro_only
 from compress.models.training import compile_for_training
 from compress.strategies.apply import Artifact, apply_strategy
 from compress.strategies.base import RegistryError, Skip, Strategy, check_declaration, registry
@@ -68,8 +68,24 @@ def check_params_round_trip(strategy: Strategy, **_: object) -> None:
         assert again.get_params() == params, f"spec {strategy.spec()!r} does not round-trip"
 
 
+def _labels(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
+    """Predicted labels, in LiteRT, or in TFLite Micro for a file only it runs."""
+    if micro_only(flatbuffer):
+        from compress.measure.micro import run_in_micro
+
+        outcome = run_in_micro(flatbuffer, x)
+        assert outcome["runs"], f"TFLite Micro cannot run the file: {outcome['reason']}"
+        return np.asarray(outcome["labels"])
+    return TFLiteModel(flatbuffer).predict(x).argmax(axis=1)
+
+
 def check_artifact(artifact: Artifact, data: TrainingData, **_: object) -> None:
     assert isinstance(artifact.flatbuffer, bytes) and artifact.flatbuffer, "no TFLite flatbuffer"
+    if micro_only(artifact.flatbuffer):
+        labels = _labels(artifact.flatbuffer, data.x_val)
+        assert labels.shape == (len(data.x_val),) and set(labels.tolist()) <= set(range(data.n_classes)), (
+            "TFLite Micro's predictions are not one class per row")
+        return
     predictions = TFLiteModel(artifact.flatbuffer).predict(data.x_val)
     assert predictions.shape == (len(data.x_val), data.n_classes), (
         f"predictions have shape {predictions.shape}, expected {(len(data.x_val), data.n_classes)}"
@@ -82,8 +98,7 @@ def check_teacher_untouched(before: str, teacher: keras.Model, **_: object) -> N
 
 
 def check_deterministic(artifact: Artifact, again: Artifact, data: TrainingData, **_: object) -> None:
-    first = TFLiteModel(artifact.flatbuffer).predict(data.x_val).argmax(axis=1)
-    second = TFLiteModel(again.flatbuffer).predict(data.x_val).argmax(axis=1)
+    first, second = _labels(artifact.flatbuffer, data.x_val), _labels(again.flatbuffer, data.x_val)
     assert np.array_equal(first, second), (
         f"the same seed gave different predictions (accuracy {np.mean(first == data.y_val):.3f} "
         f"then {np.mean(second == data.y_val):.3f})"

@@ -149,6 +149,24 @@ def micro_unavailable() -> str | None:
     return None
 
 
+def micro_scored(flatbuffer: bytes, x_test: np.ndarray,
+                 y_test: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """A file only TFLite Micro runs (``models.flatbuffer.micro_only``): its predicted test
+    labels there, which are the row's, and its TFLite Micro columns (no agreement: there is no
+    LiteRT prediction to agree with).  RuntimeError, with the reason, when it cannot be scored."""
+    missing = micro_unavailable()
+    if missing is not None:
+        raise RuntimeError(f"{missing}, and this file runs only there")
+    outcome = run_in_micro(flatbuffer, x_test)
+    if not outcome["runs"]:
+        raise RuntimeError(outcome["reason"])
+    labels = np.asarray(outcome["labels"])
+    fields: dict[str, Any] = {**dict.fromkeys(FIELDS), "micro_runs": True,
+                              "micro_flash_bytes": len(flatbuffer), "micro_arena_bytes": outcome["arena"],
+                              "micro_accuracy": float(np.mean(labels == y_test))}
+    return labels, fields
+
+
 def micro_fields(flatbuffer: bytes, x_test: np.ndarray, y_test: np.ndarray,
                  litert_labels: np.ndarray) -> dict[str, Any]:
     """The TFLite Micro columns of a row (``FIELDS``), from the flatbuffer and the test split."""

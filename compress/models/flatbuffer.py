@@ -114,6 +114,18 @@ def op_macs(op_name: str, op: tflite_schema.OperatorT, tensors: list) -> int | N
 
 
 
+#: The custom operator that unpacks look-up-table compressed tensors: TFLite Micro has it,
+#: LiteRT does not.
+DECODE_OP = b"TFLM_DECODE"
+
+
+def micro_only(flatbuffer: bytes) -> bool:
+    """Whether only TFLite Micro runs this file (it holds ``DECODE_OP``): such a file is scored
+    in TFLite Micro and not timed, since the interpreter it would be timed in cannot load it."""
+    model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    return any(code.customCode == DECODE_OP for code in model.operatorCodes)
+
+
 def macs(flatbuffer: bytes) -> int:
     """Multiply-accumulates at batch 1 of the ops whose cost their shapes tell."""
     model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)

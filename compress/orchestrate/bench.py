@@ -21,7 +21,7 @@ from compress.measure.accuracy import accuracy_stats
 from compress.measure.latency import latency_span, measure_latency
 from compress.measure.size import size_fields
 from compress.models.backend import keras, to_tflite
-from compress.models.flatbuffer import TFLiteModel
+from compress.models.flatbuffer import TFLiteModel, micro_only
 from compress.results.rows import environment
 
 RANDOM_ROWS = 256
@@ -112,6 +112,9 @@ def _checked_labels(path: Path, name: str, y: np.ndarray, rows: int) -> np.ndarr
 
 
 def _loaded(name: str, flatbuffer: bytes) -> TFLiteModel:
+    if micro_only(flatbuffer):
+        raise UserError(f"{name} runs only in TFLite Micro (its weights are look-up-table compressed): "
+                        "time it on the device; its run's row has its TFLite Micro accuracy and arena")
     try:
         return TFLiteModel(flatbuffer)
     except (ValueError, RuntimeError) as error:

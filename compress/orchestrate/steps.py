@@ -22,10 +22,10 @@ from compress.common.text import one_line
 from compress.data.builtin import Dataset
 from compress.measure.accuracy import accuracy_stats, reference_stats
 from compress.measure.latency import measure_latency
-from compress.measure.memory import memory_fields
-from compress.measure.micro import micro_fields
+from compress.measure.memory import arena_bytes, memory_fields
+from compress.measure.micro import micro_fields, micro_scored
 from compress.measure.size import size_fields
-from compress.models.flatbuffer import TFLiteModel
+from compress.models.flatbuffer import TFLiteModel, micro_only
 from compress.models.stage_cache import StageCache
 from compress.models.teacher import (
     Teacher,
@@ -71,12 +71,7 @@ def evaluate_step(
     try:
         made = apply_strategy(strategy, teacher.model, teacher.architecture, dataset.training,
                               seed=seed, workdir=folder, stage_cache=stage_cache, deadline=deadline)
-        model = TFLiteModel(made.flatbuffer, threads=threads)
-        labels = np.argmax(model.predict(dataset.x_test), axis=1)
-        scored = {**size_fields(made.flatbuffer), **memory_fields(made.flatbuffer), **asdict(
-            accuracy_stats(dataset.y_test, labels, dataset.n_classes))}
-        if micro:
-            scored.update(micro_fields(made.flatbuffer, dataset.x_test, dataset.y_test, labels))
+        labels, scored = _scored(made.flatbuffer, dataset, threads=threads, micro=micro)
         write_atomic(folder / artifact, made.flatbuffer)
     except Skip as reason:
         row.update(status="skipped", reason=str(reason))
@@ -96,6 +91,23 @@ def evaluate_step(
                budget_stopped=made.cut_short, artifact=artifact,
                test_correct="".join("1" if ok else "0" for ok in labels == dataset.y_test))
     return Evaluated(row, made.flatbuffer, labels)
+
+
+def _scored(flatbuffer: bytes, dataset: Dataset, *, threads: int,
+            micro: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    """The predicted test labels and the scored fields of a flatbuffer: in LiteRT (and in
+    TFLite Micro too, ``micro``), or in TFLite Micro alone for a file only it runs."""
+    if micro_only(flatbuffer):
+        labels, scored = micro_scored(flatbuffer, dataset.x_test, dataset.y_test)
+        scored.update(arena_bytes=arena_bytes(flatbuffer), peak_rss_bytes=None, model_rss_bytes=None)
+    else:
+        labels = np.argmax(TFLiteModel(flatbuffer, threads=threads).predict(dataset.x_test), axis=1)
+        scored = memory_fields(flatbuffer)
+        if micro:
+            scored.update(micro_fields(flatbuffer, dataset.x_test, dataset.y_test, labels))
+    scored.update(size_fields(flatbuffer))
+    scored.update(asdict(accuracy_stats(dataset.y_test, labels, dataset.n_classes)))
+    return labels, scored
 
 
 def step_row(
@@ -126,8 +138,9 @@ def finish_seed(
     for item in evaluated:
         if item.labels is not None and base is not None:
             item.row.update(reference_stats(dataset.y_test, item.labels, base.labels))
-    flatbuffers = {str(i): e.flatbuffer for i, e in enumerate(evaluated)
-                   if e.flatbuffer is not None and (timed is None or timed(e.row))}
+    flatbuffers = {str(i): e.flatbuffer for i, e in enumerate(evaluated)  # what LiteRT can time
+                   if e.flatbuffer is not None and not micro_only(e.flatbuffer)
+                   and (timed is None or timed(e.row))}
     reference = next((str(i) for i, e in enumerate(evaluated) if e is base and str(i) in flatbuffers),
                      None)
     latencies = measure_latency(flatbuffers, dataset.x_test, reference=reference, threads=threads)

@@ -35,6 +35,7 @@ STYLE = {
 FAMILY_COLORS = {
     "baseline": "#333333", "quantization": "#1f77b4", "pruning": "#d62728",
     "distillation": "#2ca02c", "fine-tuning": "#9467bd", "clustering": "#ff7f0e",
+    "factorization": "#e7ba52",
 }
 # Plugin families: picked by a stable hash so a family keeps its colour across figures and runs.
 _EXTRA_COLORS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf", "#7f7f7f", "#393b79", "#8c6d31")

@@ -35,6 +35,8 @@ BUILTIN_MODULES = (
     "compress.strategies.lowbit",
     "compress.strategies.pruning",
     "compress.strategies.clustering",
+    "compress.strategies.factorization",
+    "compress.strategies.lookup",
     "compress.strategies.distillation",
     "compress.strategies.finetuning",
 )

@@ -169,7 +169,7 @@ class Distill(_Student):
     @classmethod
     def search_space(cls, task: Task) -> dict[str, Range | Choice] | None:
         """The tunable settings plus the students of ``max_drop``'s ladder (the teacher's depth,
-        half of its parameters, then halving), widest first, then students 4 to 16 times
+        half of its parameters, then 0.6 of the rung before), widest first, then students 4 to 16 times
         narrower.  The widest rung comes first, so it is the student the search starts from:
         the likeliest to stay within a budget, and the first chains grow from it."""
         ladder = student_ladder(task.teacher, task.teacher_architecture, task.input_shape, task.n_classes)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 #: The families whose output a quantization stage may take in a tuned chain: a model
 #: still in float, whatever made it smaller.
-FLOAT_MODEL_FAMILIES = ("distillation", "pruning", "clustering")
+FLOAT_MODEL_FAMILIES = ("distillation", "pruning", "clustering", "factorization")
 
 
 def representative_data(
