@@ -72,5 +72,5 @@ def test_bits_out_of_range_are_one_line_errors():
     for bad in (0, 9):
         with pytest.raises(UserError, match="bits must be a whole number from 1 to 8"):
             strategies_from_spec(f"lut:bits={bad}")
-    with pytest.raises(UserError, match="lut: bits must be int, got 2.5"):
+    with pytest.raises(UserError, match=r"lut: bits must be int, got 2\.5"):
         strategies_from_spec("lut:bits=2.5")

@@ -80,12 +80,15 @@ def test_a_mobilenet_teacher_gets_a_mobilenet_student_of_its_resolutions(side, s
         "mobile:" + ",".join(str(int(w) // 2) for w in student.split(":")[1].split(","))
 
 
-def test_the_mobilenet_ladder_halves_its_students():
-    from compress.models.architectures import student_ladder
+def test_the_mobilenet_ladder_narrows_its_students():
+    from compress.models.architectures import LADDER_STEP, student_ladder
 
-    rungs = student_ladder(_mobilenet_v2(96), "user:mobilenet.keras", (96, 96, 3), 10)
+    teacher = _mobilenet_v2(96)
+    rungs = student_ladder(teacher, "user:mobilenet.keras", (96, 96, 3), 10)
     assert all(spec.startswith("mobile:") for spec, _ in rungs) and len(rungs) >= 3
-    assert all(smaller <= larger / 2 for (_, smaller), (_, larger) in zip(rungs[1:], rungs, strict=False))
+    assert rungs[0][1] <= teacher.count_params() / 2
+    assert all(smaller <= larger * LADDER_STEP
+               for (_, smaller), (_, larger) in zip(rungs[1:], rungs, strict=False))
 
 
 def _one_strided_stem(shape: tuple[int, ...], classes: int) -> keras.Model:

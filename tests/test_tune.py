@@ -149,18 +149,15 @@ def test_choice_is_the_smallest_within_the_budget_and_the_front_is_pareto():
     assert choose(trials[2:3], settings) is None
 
 
-def test_candidates_are_distinct_models_best_first_with_the_safest_in_the_first_batch():
+def test_candidates_are_distinct_models_in_the_fixed_sequence_likeliest_first():
+    """The order the confirmation certifies in: lowest loss on the search split first, ties to
+    the least compressed; c8 is over the budget; c7's very file by a longer route is c7."""
     trials = [_trial(n, f"c{n}", drop, 1000 - 100 * n) for n, drop in enumerate(
         [0.0, 0.5, 0.9, 0.2, 0.7, 0.6, 0.8, 0.1, 3.0])]
-    trials.append(_trial(9, "c7>same", 0.1, 300, stages=2))  # c7's very file, by a longer route
+    trials.append(_trial(9, "c7>same", 0.1, 300, stages=2))
+    trials.append(_trial(10, "c9", 0.0, 500))
     picked = [t.spec for t in candidates(trials, TuneSettings(max_accuracy_drop=1.0))]
-    # five smallest within 1 pp, the safest of the rest, then the rest best first; c8 is over
-    assert picked == ["c7", "c6", "c5", "c4", "c3", "c0", "c2", "c1"]
-    # chains of one first stage lose together on other seeds: two of them in the first batch
-    chains = [_trial(n, f"s>q{n}", 0.5, 100 + n, stages=2) for n in range(4)]
-    picked = [t.spec for t in candidates(trials + chains, TuneSettings(max_accuracy_drop=1.0))]
-    assert picked[:6] == ["s>q0", "s>q1", "c7", "c6", "c5", "c0"]
-    assert picked[6:9] == ["s>q2", "s>q3", "c4"]
+    assert picked == ["c0", "c9", "c7", "c3", "c1", "c5", "c4", "c6", "c2"]
 
 
 def _scored(correct: str, status: str = "ok") -> dict[str, Any]:
@@ -218,16 +215,33 @@ def _confirm_offline(monkeypatch, tmp_path, trials: list[Trial], held: set[str],
     return found
 
 
-def test_confirmation_goes_on_in_batches_until_nothing_better_is_unconfirmed(monkeypatch, tmp_path):
+def test_confirmation_certifies_in_a_fixed_sequence_and_stops_at_the_first_failure(monkeypatch, tmp_path):
+    """Fourteen candidates whose search-split loss grows as they shrink (c0 the smallest): the
+    sequence runs from c13 down; with c13 to c3 holding on the other seeds the second batch
+    reaches c2, which fails, so c3 is chosen and c1 and c0 are never tested; a late start leaves
+    time for the first batch only, whose best, c8, is chosen."""
     import time
 
-    trials = [_trial(n, f"c{n}", 0.0, 100 + n) for n in range(14)]  # c0 is the smallest
-    found = _confirm_offline(monkeypatch, tmp_path, trials, {"c9", "c12"}, time.monotonic())
-    assert found.chosen.spec == "c9"  # the second batch held c6 to c11
-    assert list(found.confirmation) == [f"c{n}" for n in range(12)]  # c12, worse than c9, never ran
-    assert found.final[0] == "c9" and not found.confirmation["c0"].within(1.0)
-    late = _confirm_offline(monkeypatch, tmp_path, trials, {"c9"}, time.monotonic() - 15 * 60)
-    assert late.chosen is None and len(late.confirmation) == 6  # no time left for a second batch
+    trials = [_trial(n, f"c{n}", (13 - n) * 0.05, 100 + n) for n in range(14)]
+    held = {f"c{n}" for n in range(3, 14)}
+    found = _confirm_offline(monkeypatch, tmp_path, trials, held, time.monotonic())
+    assert found.chosen.spec == "c3" and found.final[0] == "c3"
+    assert list(found.confirmation) == [f"c{n}" for n in range(13, 1, -1)]
+    late = _confirm_offline(monkeypatch, tmp_path, trials, held, time.monotonic() - 15 * 60)
+    assert late.chosen.spec == "c8" and len(late.confirmation) == 6
+
+
+def test_a_failure_early_in_the_sequence_ends_it_though_later_ones_would_hold(monkeypatch, tmp_path):
+    """Testing on past a failure would spend the error rate again: c10 fails, so c9 to c0, which
+    hold, are never certified (c9 and c8, in the same batch, held on their own), no second batch
+    runs, and the choice is c11."""
+    import time
+
+    trials = [_trial(n, f"c{n}", (13 - n) * 0.05, 100 + n) for n in range(14)]
+    held = {f"c{n}" for n in range(14)} - {"c10"}
+    found = _confirm_offline(monkeypatch, tmp_path, trials, held, time.monotonic())
+    assert found.chosen.spec == "c11" and found.confirmation["c9"].within(1.0)
+    assert "c7" not in found.confirmation
 
 
 def test_the_confirmation_pools_enough_seeds_to_resolve_the_budget(monkeypatch, tmp_path):
@@ -239,7 +253,7 @@ def test_the_confirmation_pools_enough_seeds_to_resolve_the_budget(monkeypatch, 
     assert evidence_seeds([0, 1, 2], 5000, 1.0) == [0, 1, 2]  # the user's own seeds suffice
     assert evidence_seeds([7], 5000, 1.0) == [7, 8]  # one seed still gets a split it did not choose on
     assert len(evidence_seeds([0], 10, 0.0)) - 1 == MAX_EVIDENCE_SEEDS  # a 0 pp budget: the cap
-    trials = [_trial(n, f"c{n}", 0.0, 100 + n) for n in range(3)]
+    trials = [_trial(n, f"c{n}", 0.3 if n != 1 else 0.0, 100 + n) for n in range(3)]  # c1 first
     found = _confirm_offline(monkeypatch, tmp_path, trials, {"c1"}, time.monotonic(), rows=400)
     assert found.validation_only_seeds == [2]  # 400-row splits: two besides the search seed
     proof = found.confirmation["c1"]

@@ -122,8 +122,11 @@ DECODE_OP = b"TFLM_DECODE"
 def micro_only(flatbuffer: bytes) -> bool:
     """Whether only TFLite Micro runs this file (it holds ``DECODE_OP``): such a file is scored
     in TFLite Micro and not timed, since the interpreter it would be timed in cannot load it."""
-    model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    return any(code.customCode == DECODE_OP for code in model.operatorCodes)
+    try:
+        model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    except Exception:  # not a flatbuffer at all: whoever loads it says so, in its own words
+        return False
+    return any(code.customCode == DECODE_OP for code in model.operatorCodes or [])
 
 
 def macs(flatbuffer: bytes) -> int:

@@ -36,6 +36,7 @@ from compress.orchestrate.tune_trials import (
     SearchResult,
     Trial,
     candidates,
+    certified,
     choose,
     describe_trial,
     evidence,
@@ -490,11 +491,12 @@ def confirm(found: SearchResult, config: Any, settings: TuneSettings, executor: 
             progress: TuneProgress | None, started: float) -> None:
     """Score the candidates on the validation split of every seed of ``evidence_seeds`` (each
     seed with its own splits and teacher: the user's seeds, then as many more as resolving the
-    budget needs), a batch at a time, best objective first, and choose the best whose pooled
-    loss on the confirmation seeds is within the budget at ``CONFIRM_CONFIDENCE``.  Another
-    batch runs while a candidate better than the present choice is unconfirmed and the time left
-    after the final measurement affords it.  ``found`` is updated; the test split is still
-    unread."""
+    budget needs), a batch at a time in the fixed sequence of ``candidates``, and choose the best
+    of those certified (pooled loss on the confirmation seeds within the budget at
+    ``CONFIRM_CONFIDENCE``) before the first that is not (``common.certify``).  Another batch runs
+    while the sequence is open, a candidate better than the present choice is left in it, and the
+    time left after the final measurement affords it.  ``found`` is updated; the test split is
+    still unread."""
     seeds = evidence_seeds(config.seeds, found.validation_rows, settings.max_accuracy_drop)
     makers = {}
     for seed in seeds:
@@ -507,14 +509,14 @@ def confirm(found: SearchResult, config: Any, settings: TuneSettings, executor: 
     seeds = list(makers)
     found.validation_only_seeds = [seed for seed in seeds if seed not in config.seeds]
     teachers = {seed: teacher_row(job_for) for seed, job_for in makers.items()}
-    ranked = candidates(found.trials, settings)
+    order = candidates(found.trials, settings)
     report = progress or (lambda done, running, best, seconds: None)
     budget = settings.max_accuracy_drop
 
     def left() -> float:
         return settings.time_budget_min * 60 - (time.monotonic() - started)
 
-    batch, passed = ranked[:CONFIRM_CANDIDATES], []
+    batch, passed = order[:CONFIRM_CANDIDATES], []
     while batch:
         began = time.monotonic()
         jobs = {(t.spec, seed): makers[seed](t.spec) for t in batch for seed in seeds}
@@ -527,11 +529,11 @@ def confirm(found: SearchResult, config: Any, settings: TuneSettings, executor: 
         for trial in batch:
             found.confirmation[trial.spec] = evidence(
                 seeds, teachers, {seed: results[jobs[trial.spec, seed].key].row for seed in seeds})
-        passed = [t for t in ranked
-                  if t.spec in found.confirmation and found.confirmation[t.spec].within(budget)]
+        passed, still_open = certified(order, found.confirmation, budget)
         best = min(passed, key=lambda t: rank(t, settings)) if passed else None
-        pending = [t for t in ranked if t.spec not in found.confirmation
-                   and (best is None or rank(t, settings) < rank(best, settings))]
+        pending = [t for t in order if t.spec not in found.confirmation] if still_open else []
+        if best is not None and not any(rank(t, settings) < rank(best, settings) for t in pending):
+            pending = []  # nothing left to test could be a better choice
         final = final_specs(found.trials, best, settings, passed) if best else []
         affordable = left() - measure_seconds(found.trials, final, len(config.seeds), executor.workers)
         batch = pending[:CONFIRM_CANDIDATES] if affordable > time.monotonic() - began else []

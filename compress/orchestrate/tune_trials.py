@@ -21,10 +21,9 @@ from compress.results.tune_record import TrialRecord
 FINAL_CONFIGURATIONS = 5
 
 
-#: Candidates confirmed at a time (the best plausibly within the budget on the first seed's
-#: validation split, and in the first batch also the most accurate of the rest), scored again on
-#: the other seeds' validation splits before the choice: one split of a few hundred rows cannot tell
-#: 0.5 pp from 2 pp, and a choice made on it alone lands outside the budget on the test split
+#: Candidates confirmed at a time, the next of the fixed sequence (``candidates``), scored again
+#: on the other seeds' validation splits before the choice: one split of a few hundred rows cannot
+#: tell 0.5 pp from 2 pp, and a choice made on it alone lands outside the budget on the test split
 #: (measured: docs/benchmarks.md, "`compress tune` on digits (issue 17)").
 CONFIRM_CANDIDATES = 6
 
@@ -34,8 +33,6 @@ CONFIRM_CANDIDATES = 6
 CONFIRM_CONFIDENCE = CONFIDENCE
 
 
-#: Candidates of the first batch that may share a first stage (one distilled student, say).
-SAME_FIRST_STAGE = 2
 
 #: How often a good candidate disagrees with its teacher, for how many pooled rows the
 #: confirmation needs: what every budget's rows are planned on (``common.certify``).
@@ -186,31 +183,38 @@ def choose(trials: Sequence[Trial], settings: TuneSettings) -> Trial | None:
 
 
 def candidates(trials: Sequence[Trial], settings: TuneSettings) -> list[Trial]:
-    """Every distinct model plausibly within the budget on the search seed, in the order they
-    are confirmed: best objective first, but at most ``SAME_FIRST_STAGE`` of the first batch share a
-    first stage (chains of one distilled student share its loss on the other seeds, so five of
-    them are confirmed or rejected together), and the most accurate of the rest is moved into
-    the first batch as a safe fallback.  Specs that produced the same file (a mixed-precision
-    search that settles on the same precisions at several ``max_drop``) are one candidate, the
-    simplest spec first."""
-    feasible = sorted({t.spec: t for t in trials if t.candidate(settings)}.values(),
-                      key=lambda t: rank(t, settings))
+    """Every distinct model plausibly within the budget on the search seed, in the fixed sequence
+    the confirmation certifies them in (``common.certify``): the likeliest within the budget
+    first, by their loss on the search split (which chose them, and is not the evidence), ties to
+    the least compressed.  Specs that produced the same file (a mixed-precision search that
+    settles on the same precisions at several ``max_drop``) are one candidate, the simplest
+    spec first."""
+    feasible = {t.spec: t for t in trials if t.candidate(settings)}.values()
     seen: set[tuple[Any, ...]] = set()
-    first: list[Trial] = []
-    rest: list[Trial] = []
-    for trial in feasible:
+    distinct = []
+    for trial in sorted(feasible, key=lambda t: (t.stages, t.spec)):
         outcome = (trial.size_bytes, trial.size_gzip_bytes, trial.val_accuracy)
-        if outcome in seen:
-            continue
-        seen.add(outcome)
-        stage = trial.spec.split(">")[0]
-        sharing = sum(t.spec.split(">")[0] == stage for t in first)
-        room = len(first) < CONFIRM_CANDIDATES - 1 and sharing < SAME_FIRST_STAGE
-        (first if room else rest).append(trial)
-    safest = min(rest, key=lambda t: (t.drop_pp or 0.0, rank(t, settings)), default=None)
-    if safest is not None:
-        rest.remove(safest)
-    return [*first, *([safest] if safest else []), *rest]
+        if outcome not in seen:
+            seen.add(outcome)
+            distinct.append(trial)
+    return sorted(distinct, key=lambda t: (t.drop_pp or 0.0, -(t.value(settings.objective) or 0.0)))
+
+
+def certified(order: Sequence[Trial], confirmation: dict[str, Evidence],
+              budget: float) -> tuple[list[Trial], bool]:
+    """The candidates certified before the first that is not, in the sequence ``order``, and
+    whether the sequence is still open: it reached one not yet confirmed, not a failure.  Every
+    one certified is within the budget with the stated error rate, so the choice may be the best
+    of them."""
+    passed = []
+    for trial in order:
+        proof = confirmation.get(trial.spec)
+        if proof is None:
+            return passed, True
+        if not proof.within(budget):
+            return passed, False
+        passed.append(trial)
+    return passed, False
 
 
 def final_specs(trials: Sequence[Trial], chosen: Trial, settings: TuneSettings,
