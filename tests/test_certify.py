@@ -109,3 +109,23 @@ def test_bad_evidence_rows_are_one_line_errors():
         resolve_config(dataset="digits", evidence_rows=-3)
     with pytest.raises(UserError, match=r"cannot spare 5000 as evidence"):
         load_dataset("digits", 0).with_evidence(5000, seed=0)
+
+
+def test_a_run_with_a_budget_records_its_evidence_and_certifies_on_it(tmp_path):
+    """End to end: the run sets the rows aside, run.json and the report's header say how many,
+    and the answer's notes name the test, the rows and each candidate's bound."""
+    import json
+
+    import compress
+    from compress.data.builtin import evidence_rows as planned
+
+    frame = compress.compare("digits", ["quantize-mixed:max_drop=2"], seed=0, epochs=1,
+                             out=tmp_path / "run", jobs=1, micro=False)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    rows = planned(2.0, run["dataset"]["n_train"] + run["dataset"]["n_evidence"])
+    assert run["dataset"]["n_evidence"] == rows and run["config"]["evidence_rows"] is None
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert f"**Budget evidence:** {rows:,} training rows per seed set aside" in report
+    notes = frame.set_index("strategy").loc["quantize-mixed", "notes"]
+    assert f"at 80% confidence (error rate at most 20%) on {rows:,} rows of evidence" in notes
+    assert "int8 +" in notes or "int8 -" in notes

@@ -457,13 +457,15 @@ LADDER_DSRES = ("dsres:16,32", "dsres:8,16", "dsres:8", "dsres:4")
 
 
 def student_ladder(teacher: keras.Model, teacher_architecture: str, input_shape: tuple[int, ...],
-                   n_classes: int) -> list[tuple[str, int]]:
+                   n_classes: int, *, first_share: float = LADDER_FIRST_SHARE, step: float = LADDER_STEP,
+                   most: int = LADDER_RUNGS) -> list[tuple[str, int]]:
     """Students of the teacher's own kind and depth, narrower, widest first, each with its
-    parameter count: the first with at most ``LADDER_FIRST_SHARE`` of the teacher's, every next
-    at most ``LADDER_STEP`` of the one before, so the smallest student within a budget is found in a few
-    rungs.  The teacher's depth matters: on a user's Conv1D teacher of three convolutions,
-    students of two lost several points on validation after a quarter of their training, students
-    of three of the same size ended close to it on the test split (measured: docs/benchmarks.md,
+    parameter count: the first with at most ``first_share`` of the teacher's, every next at most
+    ``step`` of the one before, at most ``most`` of them, so the smallest student within a
+    budget is found in a few rungs.  The teacher's depth matters: on a user's Conv1D teacher of
+    three convolutions, students of two lost several points on validation after a quarter of
+    their training, students of three of the same size ended close to it on the test split
+    (measured: docs/benchmarks.md,
     "`distill:max_drop=1`: the smallest student within the budget (issue 31)").
     When these give fewer than two rungs, the shallower students of ``derive_student``, then
     for images depthwise-separable residual ones (a teacher that pools globally outweighs any
@@ -474,22 +476,22 @@ def student_ladder(teacher: keras.Model, teacher_architecture: str, input_shape:
         list(LADDER_DSRES) if data_kind(input_shape) == "image" else []]
     best: list[tuple[str, int]] = []
     for specs in families:
-        rungs = _rungs(specs, teacher.count_params(), input_shape, n_classes)
+        rungs = _rungs(specs, teacher.count_params(), input_shape, n_classes, first_share, step, most)
         if len(rungs) > 1:
             return rungs
         best = max(best, rungs, key=len)
     return best
 
 
-def _rungs(specs: Sequence[str], teacher_params: int, input_shape: tuple[int, ...],
-           n_classes: int) -> list[tuple[str, int]]:
+def _rungs(specs: Sequence[str], teacher_params: int, input_shape: tuple[int, ...], n_classes: int,
+           first_share: float, step: float, most: int) -> list[tuple[str, int]]:
     sized = sorted(((spec, build_model(spec, input_shape, n_classes, seed=0).count_params())
                     for spec in dict.fromkeys(specs)), key=lambda item: -item[1])
-    limit, rungs = teacher_params * LADDER_FIRST_SHARE, []
+    limit, rungs = teacher_params * first_share, []
     for spec, params in sized:
-        if params <= limit and len(rungs) < LADDER_RUNGS:
+        if params <= limit and len(rungs) < most:
             rungs.append((spec, params))
-            limit = params * LADDER_STEP
+            limit = params * step
     return rungs
 
 

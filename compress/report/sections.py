@@ -306,10 +306,12 @@ def _confirmation(tune: TuneRecord, by_spec: dict[str, TrialRecord]) -> list[Blo
            "also confirms them, which flatters them: give --seeds 3 for an independent check")
     return [
         Paragraph(f"Before the choice, candidates were scored again on the validation split of "
-                  f"every seed (its own splits and teacher), best first{_extra_seeds(tune)}. "
-                  f"The choice is the best "
-                  f"whose loss, pooled over the paired predictions of seed(s) {pooled}, stays "
-                  f"within the budget with {confidence} confidence ({why}):"),
+                  f"every seed (its own splits and teacher){_extra_seeds(tune)}, in a fixed "
+                  f"sequence, the likeliest within the budget first (by the first seed's loss). "
+                  f"A candidate is certified when its loss, pooled over the paired predictions of "
+                  f"seed(s) {pooled}, stays within the budget with {confidence} confidence ({why}); "
+                  f"the sequence stops at the first that is not, and the choice is the best of "
+                  f"those certified before it (docs/verdicts.md, \"Budgets\"):"),
         Table([{"Configuration": Cell(by_spec[spec].label, title=spec) if spec in by_spec else spec,
                 "Δ pp per seed (validation)": ", ".join("failed" if d is None else signed_pp(-d)
                                                         for d in proof.drops_pp),

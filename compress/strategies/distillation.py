@@ -79,6 +79,12 @@ SCREEN_FORGIVES = 2.0
 #: Rungs of the ladder trained in full at most: two cost, with the screening, about two and a
 #: half trainings of the widest student.
 FULL_TRAININGS = 2
+#: The ladder ``tune`` searches students from, as before issue 42: narrower than ``max_drop``'s,
+#: which reaches half the teacher so that a student alone can meet a budget; tune meets it by
+#: chaining a student with pruning, clustering and quantization.  With the wider ladder (and
+#: ``factorize`` in its space) the digits search's best after 193 trials was 10× smaller, where
+#: it had chosen 57× (docs/benchmarks.md, issue 42).
+TUNE_LADDER: dict[str, Any] = {"first_share": 0.25, "step": 0.5, "most": 4}
 #: The patient schedule (``epochs`` times this, the benchmarks' strongest recipe: docs/benchmarks.md,
 #: "Re-chosen for issue 31: half the labels, on four problems"), given to the widest student
 #: trained in full when no student is within the budget on validation after its ``epochs``.
@@ -168,11 +174,12 @@ class Distill(_Student):
 
     @classmethod
     def search_space(cls, task: Task) -> dict[str, Range | Choice] | None:
-        """The tunable settings plus the students of ``max_drop``'s ladder (the teacher's depth,
-        half of its parameters, then 0.6 of the rung before), widest first, then students 4 to 16 times
-        narrower.  The widest rung comes first, so it is the student the search starts from:
-        the likeliest to stay within a budget, and the first chains grow from it."""
-        ladder = student_ladder(task.teacher, task.teacher_architecture, task.input_shape, task.n_classes)
+        """The tunable settings plus the students of a ladder (the teacher's depth, at most a
+        quarter of its parameters, then halving: ``TUNE_LADDER``), widest first, then students 4
+        to 16 times narrower.  The widest rung comes first, so it is the student the search
+        starts from, and the first chains grow from it."""
+        ladder = student_ladder(task.teacher, task.teacher_architecture, task.input_shape, task.n_classes,
+                                **TUNE_LADDER)
         narrower = student_candidates(task.teacher, task.teacher_architecture, task.input_shape,
                                       FINE_STUDENT_SHRINKS)
         students = tuple(dict.fromkeys([*(spec for spec, _ in ladder), *narrower]))
