@@ -44,6 +44,7 @@ from compress.report.document import Document
 from compress.results.rows import TUNE_FILE
 from compress.results.tune_record import TuneRecord
 from compress.strategies import Choice, Compressed, Range, RegistryError, Strategy, Task, register, unregister
+from compress.strategies.distillation import TUNE_LADDER
 from compress.strategies.resolve import strategies_from_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,8 +94,8 @@ def test_the_space_follows_the_declarations(task):
     assert "finetune" not in space.stages  # declares nothing to tune: it does not compress
     students = space.stages["distill"]["student"].values
     assert set(students) >= {"mlp:32", "mlp:16"}
-    # distill:max_drop's ladder first, widest first: where the search starts distilling
-    ladder = [spec for spec, _ in student_ladder(task.teacher, "mlp:128,64", (20,), 3)]
+    # tune's own ladder first, widest first: where the search starts distilling
+    ladder = [spec for spec, _ in student_ladder(task.teacher, "mlp:128,64", (20,), 3, **TUNE_LADDER)]
     assert list(students[:len(ladder)]) == ladder
     assert space.followers["distill"] and not space.followers["quantize-int8"]
     assert "distill" not in {f for fs in space.followers.values() for f in fs}  # distill only starts
