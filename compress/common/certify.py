@@ -104,9 +104,11 @@ def rows_for(margin_pp: float, discordance: float = PLANNING_DISCORDANCE,
 
 @dataclass
 class FixedSequence:
-    """Candidates tested one by one, least compressed first, on the same evidence rows; ``test``
-    says whether to go on.  ``kept`` is the last certified; ``describe`` is the note every
-    answer carries: the test, the rows, each candidate's loss and bound, and where it stopped."""
+    """Candidates tested one by one on the same evidence rows, in an order the caller fixed
+    before looking at them (the likeliest within the budget first: the least compressed, or the
+    lowest loss on the rows that chose); ``test`` says whether to go on.  ``kept`` is the last
+    certified; ``describe`` is the note every answer carries: the test, the rows, each
+    candidate's loss and bound, and where it stopped."""
 
     budget: float
     evidence: str  # where the rows come from, for the note
@@ -122,11 +124,10 @@ class FixedSequence:
     def test(self, label: str, loss: PairedLoss) -> bool:
         self.rows = loss.rows
         if not self.certifies:
+            self.tried.append(f"{label} {loss} pp")
             if loss.within(self.budget):
                 self.kept = label
-                self.tried.append(f"{label} {loss} pp")
                 return True
-            self.tried.append(f"{label} {loss} pp")
             self.stopped = f"{label} loses {loss.pp:.2f} pp"
             return False
         upper = loss.upper_pp(self.confidence)
