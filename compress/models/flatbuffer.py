@@ -122,11 +122,12 @@ DECODE_OP = b"TFLM_DECODE"
 def micro_only(flatbuffer: bytes) -> bool:
     """Whether only TFLite Micro runs this file (it holds ``DECODE_OP``): such a file is scored
     in TFLite Micro and not timed, since the interpreter it would be timed in cannot load it."""
-    try:
-        model = tflite_schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    try:  # the operator codes alone, read in place: every row asks, and unpacking copies the weights
+        model = tflite_schema.Model.GetRootAs(flatbuffer, 0)
+        codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
+        return any(code.CustomCode() == DECODE_OP for code in codes)
     except Exception:  # not a flatbuffer at all: whoever loads it says so, in its own words
         return False
-    return any(code.customCode == DECODE_OP for code in model.operatorCodes or [])
 
 
 def macs(flatbuffer: bytes) -> int:
