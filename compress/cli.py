@@ -132,7 +132,7 @@ _executor_options = _options(
                  "without one a LocalCluster is started."),
 )
 
-#: --device of run, sweep and recommend: where the model ships (compress.analysis.devices).
+#: --device of run, sweep, tune and recommend: where the model ships (compress.analysis.devices).
 _device_option = click.option(
     "--device", default=None, metavar="NAME|mcu:ram=SIZE,flash=SIZE[,int8=yes]",
     help="Where the model ships: phone, server, nrf52840 (256 KiB RAM, 1 MiB flash), rp2040, stm32h7, "
@@ -434,14 +434,15 @@ def _slowdown(text: str) -> float | None:
               "Default: every tunable strategy.")
 @click.option("--seeds", type=int, default=3, show_default=True,
               help="Seeds the chosen configuration and the front are measured on, on the test split.")
+@_device_option
 @_executor_options
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Tune folder; re-running into it replays every finished trial. "
               "Default: reports/tune-<data>.")
 def tune(max_accuracy_drop: float, objective: str, max_slowdown: str, time_budget: float,
-         max_trials: int | None, strategies: tuple[str, ...], seeds: int, executor: str | None,
-         jobs: int | None,
-         address: str | None, out: Path | None, **data: Any) -> None:
+         max_trials: int | None, strategies: tuple[str, ...], seeds: int, device: str | None,
+         executor: str | None, jobs: int | None, address: str | None, out: Path | None,
+         **data: Any) -> None:
     """Search every strategy and chain for the smallest (or fastest) model within an accuracy
     budget: trials on the validation split, the choice measured on the test split."""
     from compress.orchestrate.tune import NothingMeetsBudget, TuneInterrupted
@@ -450,7 +451,8 @@ def tune(max_accuracy_drop: float, objective: str, max_slowdown: str, time_budge
 
     settings = TuneSettings(max_accuracy_drop=max_accuracy_drop, objective=objective,
                             time_budget_min=time_budget, max_trials=max_trials,
-                            strategies=strategies, max_slowdown=_slowdown(max_slowdown))
+                            strategies=strategies, max_slowdown=_slowdown(max_slowdown),
+                            device=device)
     settings.validate()
     pool = _executor(executor, jobs, address)
     console = _stderr_console()

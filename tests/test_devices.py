@@ -70,3 +70,65 @@ def test_a_run_for_a_board_adds_its_rows_writes_firmware_and_recommends_only_wha
         recommend(out, device="mcu:ram=1k,flash=1m", max_accuracy_drop=100)
     report = (out / "report.md").read_text()
     assert "## On the device: nrf52840" in report and "not int8" in report
+
+
+def test_a_device_gives_every_pipeline_the_form_it_takes():
+    from compress.orchestrate.plan import device_form
+    from compress.strategies import strategies_from_spec
+
+    board = PROFILES["nrf52840"]
+    (pruned,) = strategies_from_spec("prune-magnitude")
+    assert device_form(pruned, board) == f"{pruned.spec()}>quantize-int8-io"  # by what it provides
+    assert device_form(pruned, PROFILES["phone"]) == pruned.spec()
+    assert device_form(pruned, parse_device("mcu:ram=1m,flash=1m,int8=no")) == pruned.spec()
+    (int8_io,) = strategies_from_spec("prune-magnitude>quantize-int8-io")
+    assert device_form(int8_io, board) == int8_io.spec()
+    (float_io,) = strategies_from_spec("quantize-int8")
+    with pytest.raises(UserError, match="quantize-int8 writes a model without int8 inputs and outputs, "
+                       "which nrf52840 requires"):
+        device_form(float_io, board)
+
+
+def test_tune_for_a_board_chooses_only_what_fits_and_counts_its_flash():
+    from compress.orchestrate.tune_space import TuneSettings
+    from compress.orchestrate.tune_trials import Trial, choose
+
+    def trial(spec: str, gzip: int, raw: int, fitting: bool | None) -> Trial:
+        return Trial(0, spec, spec, 1, "ok", val_accuracy=0.9, drop_pp=0.0, size_bytes=raw,
+                     size_gzip_bytes=gzip, speedup=1.0, fits=fitting)
+
+    # sparse weights gzip well but take the same flash: a board is chosen for by raw bytes
+    sparse, dense, too_big = trial("sparse", 100, 900, True), trial("dense", 400, 500, True), \
+        trial("big", 50, 50, False)
+    board = TuneSettings(max_accuracy_drop=1.0, device="nrf52840")
+    assert choose([sparse, dense, too_big], board).spec == "dense"
+    assert choose([sparse, dense, too_big], TuneSettings(max_accuracy_drop=1.0)).spec == "big"
+    assert choose([trial("unmeasured", 10, 10, None)], board) is None  # unknown is not a yes
+    with pytest.raises(UserError, match="is not a device"):
+        TuneSettings(max_accuracy_drop=1.0, device="toaster").validate()
+
+
+@pytest.mark.skipif(micro_unavailable() is not None, reason="tflite-micro has no wheel for this machine")
+def test_tune_for_a_board_measures_trials_in_tflite_micro_and_ends_in_its_form(tmp_path):
+    import json
+
+    from compress.orchestrate.executors import SerialExecutor
+    from compress.orchestrate.tune import NothingMeetsBudget, tune
+    from compress.orchestrate.tune_space import TuneSettings, stage_names
+    from compress.results.rows import TUNE_FILE
+
+    settings = TuneSettings(max_accuracy_drop=2.0, max_trials=6, device="nrf52840",
+                            strategies=("quantize-int8", "prune-magnitude"))
+    result = tune(settings, SerialExecutor(), out=tmp_path / "t", seeds=1, dataset="synthetic", epochs=1)
+    record = json.loads((tmp_path / "t" / TUNE_FILE).read_text())
+    assert record["device"] == "nrf52840" and stage_names(record["chosen_spec"])[-1] == "quantize-int8-io"
+    trained = [t for t in record["trials"] if t["status"] == "ok"]
+    assert trained and all(t["fits"] is True and "arena" in t["fit"] for t in trained)
+    refused = [t for t in record["trials"] if t["spec"] == "quantize-int8"]
+    assert refused and refused[0]["status"] == "invalid" and "int8 inputs and outputs" in refused[0]["reason"]
+    assert any(r["spec"] == record["chosen_spec"] and r["micro_arena_bytes"] for r in result.rows)
+    assert "Fits the device" in (tmp_path / "t" / "report.md").read_text()
+    tiny = TuneSettings(max_accuracy_drop=2.0, max_trials=2, device="mcu:ram=1k,flash=1m",
+                        strategies=("quantize-int8",))
+    with pytest.raises(NothingMeetsBudget, match=r"none fits mcu \(RAM 1 KiB.*its arena needs"):
+        tune(tiny, SerialExecutor(), out=tmp_path / "tiny", seeds=1, dataset="synthetic")

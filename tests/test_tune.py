@@ -145,7 +145,7 @@ def test_choice_is_the_smallest_within_the_budget_and_the_front_is_pareto():
               _trial(3, "d", 0.9, 900)]
     settings = TuneSettings(max_accuracy_drop=1.0)
     assert choose(trials, settings).spec == "b"
-    assert [t.spec for t in pareto_front(trials, "size")] == ["c", "b", "a"]  # d is dominated by b
+    assert [t.spec for t in pareto_front(trials, settings)] == ["c", "b", "a"]  # d is dominated by b
     assert choose(trials, TuneSettings(max_accuracy_drop=0.1)).spec == "a"
     assert choose(trials[2:3], settings) is None
 
@@ -434,6 +434,8 @@ def test_dask_runs_the_same_search(tuned, tmp_path):
     (["--max-accuracy-drop", "1", "--max-slowdown", "fast"], "--max-slowdown must be a number"),
     (["--max-accuracy-drop", "1", "--max-slowdown", "0.5"], "--max-slowdown must be 1 or more"),
     (["--objective", "size"], "Missing option '--max-accuracy-drop'"),
+    (["--max-accuracy-drop", "1", "--device", "mcu:ram=-1k,flash=1m"], "--device 'mcu:ram=-1k,flash=1m': "
+     "ram='-1k' is not a size above 0"),
 ])
 def test_bad_tune_input_is_one_line_exit_2(args, message, tmp_path):
     out = tmp_path / "out"

@@ -44,12 +44,22 @@ class Step:
         return self.strategy.role
 
 
+#: What each requirement a device may have of a model's form means, for its messages.
+_NEEDS = {"int8-io": "int8 inputs and outputs"}
+
+
+def device_needs(device: Device | None) -> set[str]:
+    """What a device requires of a model's form (``Strategy.provides``): int8 inputs and outputs
+    for a profile that says so."""
+    return {"int8-io"} if device is not None and device.int8 else set()
+
+
 def for_device(specs: Sequence[str], device: Device | None) -> tuple[str, ...]:
     """``specs`` and the rows a device needs beside them: every registered technique that
     provides what it requires (``Strategy.provides``: int8 inputs and outputs), at its defaults,
     alone and after each asked technique whose family it may follow (``follows``), so that a
     distilled or pruned model gets the form the device takes too."""
-    needs = {"int8-io"} if device is not None and device.int8 else set()
+    needs = device_needs(device)
     asked = [s for spec in specs for s in strategies_from_spec(spec)]
     added: list[str] = []
     for name, cls in registry().items():
@@ -60,6 +70,24 @@ def for_device(specs: Sequence[str], device: Device | None) -> tuple[str, ...]:
         added += [f"{s.spec()}>{name}" for s in asked
                   if s.role == "technique" and not s.produces_tflite and s.family in cls.follows]
     return (*specs, *dict.fromkeys(a for a in added if a not in specs))
+
+
+def device_form(strategy: Strategy, device: Device | None) -> str:
+    """The spec of ``strategy`` whose model the device takes: itself when the device requires
+    nothing of the model's form or its last stage provides it, else followed by the first
+    registered technique that provides it and may follow that stage.  A one-line UserError when
+    none may (its last stage writes a file of another form)."""
+    needs = device_needs(device)
+    last = getattr(strategy, "parts", [strategy])[-1]
+    if needs <= set(last.provides):
+        return strategy.spec()
+    if not last.produces_tflite:
+        for name, cls in registry().items():
+            if cls.role == "technique" and needs <= set(cls.provides) and last.family in cls.follows:
+                return f"{strategy.spec()}>{name}"
+    assert device is not None  # needs is empty without one
+    raise UserError(f"{last.name} writes a model without {_NEEDS[min(needs - set(last.provides))]}, "
+                    f"which {device.name} requires, and no stage that gives it may follow {last.name}")
 
 
 def plan_steps(specs: Sequence[str], epochs: int | None = None) -> list[Step]:

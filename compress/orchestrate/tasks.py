@@ -184,10 +184,14 @@ def strategy_code(strategies: Iterable[Strategy]) -> str:
     return source_digest(files) + "".join(sorted(unfiled))
 
 
-def task_identity(data_key: str, teacher: Teacher, seed: int, split: str) -> dict[str, Any]:
-    """What every row of one seed shares in its key: a resumed folder must hold the same."""
-    return {"data": data_key, "teacher": teacher.cache_key, "seed": seed, "split": split,
-            "code": code_version()}
+def task_identity(data_key: str, teacher: Teacher, seed: int, split: str,
+                  micro: bool = False) -> dict[str, Any]:
+    """What every row of one seed shares in its key: a resumed folder must hold the same.
+    ``micro``: a validation row measured in TFLite Micro too (a tune trial for a
+    microcontroller, which must know whether the model fits); every test row is."""
+    identity = {"data": data_key, "teacher": teacher.cache_key, "seed": seed, "split": split,
+                "code": code_version()}
+    return {**identity, "micro": True} if micro else identity
 
 
 def row_key(identity: dict[str, Any], strategy: Strategy, control_of: str | None) -> str:
@@ -338,7 +342,8 @@ def _make_row(task: RowTask, interrupts: Interrupts | None) -> RowResult:
     evaluated = evaluate_step(strategy, task.header, teacher, source, threads=task.threads,
                               folder=folder, artifact=task.artifact, interrupts=interrupts,
                               stage_cache=stages, deadline=task.deadline,
-                              micro=task.config.micro and task.split == "test")
+                              micro=task.config.micro and (task.split == "test"
+                                                           or bool(task.identity.get("micro"))))
     labels = None if evaluated.labels is None else evaluated.labels.tolist()
     result = RowResult(task.key, task.index, evaluated.row, labels, task.identity)
     if _reusable(result, teacher):

@@ -102,6 +102,7 @@ def tune(
     settings.validate()
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise UserError(f"{option('seeds')} must be at least 1, got {seeds}")
+    from compress.measure.micro import micro_unavailable
     from compress.orchestrate.config import resolve_config
     from compress.orchestrate.run import Command, RunInterrupted, run
     from compress.report.build import build_report
@@ -109,7 +110,12 @@ def tune(
 
     tunable_names(settings.strategies)  # a typo is one line before any teacher is trained
     # tune certifies its choice on other seeds' validation splits: no rows set aside for it
-    config = dataclasses.replace(resolve_config(seeds=seeds, **options), evidence_rows=0)
+    config = dataclasses.replace(resolve_config(seeds=seeds, device=settings.device, **options),
+                                 evidence_rows=0)
+    device = settings.deployment()
+    if device is not None and device.micro and (missing := micro_unavailable()) is not None:
+        raise UserError(f"{option('device', settings.device)} chooses by what fits in TFLite Micro: "
+                        f"{missing}")
     folder = Path(out) if out is not None else Path("reports") / f"tune-{_data_name(config)}"
     check_output(folder, "tune", reuse=True)
     try:
@@ -162,10 +168,11 @@ def _write(folder: Path, settings: TuneSettings, found: SearchResult,
         objective=settings.objective,
         max_accuracy_drop=budget,
         max_slowdown=settings.max_slowdown,
+        device=settings.device,
         time_budget_min=settings.time_budget_min,
         chosen_spec=chosen.spec if chosen else None,
         chosen_label=chosen.label if chosen else None,
-        objective_value=chosen.value(settings.objective) if chosen else None,
+        objective_value=chosen.value(settings) if chosen else None,
         validation=TrialRecord.from_dict(dataclasses.asdict(chosen)) if chosen else None,
         test=test,
         test_meets_budget=None if test is None else test.drop_pp <= budget,

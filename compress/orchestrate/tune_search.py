@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from compress.analysis.configurations import paired_test
+from compress.analysis.devices import fits
 from compress.common.errors import UserError
+from compress.orchestrate.plan import device_form, device_needs
 from compress.orchestrate.tasks import RowResult, RowTask
 from compress.orchestrate.tune_space import (
     MAX_STAGES,
@@ -99,6 +101,9 @@ class SearchLoop:
         self.extended = 0
         self.stopped = ""
         self.params: dict[str, dict[str, Any]] = {}  # spec -> the Optuna parameters that made it
+        #: spec -> the pipeline proposed, before the stage a device's form adds (``device_form``):
+        #: what grows.
+        self.proposed: dict[str, str] = {}
         self.deepened: set[str] = set()
         self.replay = len(replay)
         self.rng = np.random.default_rng(seed)
@@ -167,14 +172,15 @@ class SearchLoop:
             try:
                 proposed = propose(asked, self.space)
                 (strategy,) = strategies_from_spec(proposed)
-                spec = strategy.spec()
-            except UserError as error:  # a combination a strategy refuses to build
+                spec = device_form(strategy, self.settings.deployment())
+            except UserError as error:  # a combination a strategy refuses, or the device does
                 self._record(asked, self._trial(asked.number, proposed, proposed, "invalid",
                                                 reason=str(error)))
                 continue
             if asked.number >= self.replay:  # a replayed proposal is in the journal already
                 self._journal(asked.params)
             self.params.setdefault(spec, dict(asked.params))
+            self.proposed.setdefault(spec, strategy.spec())
             if spec in self.by_spec and self.by_spec[spec].status != "failed":
                 self.repeats += 1
                 first = self.by_spec[spec]
@@ -280,6 +286,9 @@ class SearchLoop:
             trial.size_bytes, trial.size_gzip_bytes = row["size_bytes"], row["size_gzip_bytes"]
             trial.macs = row.get("macs")
             trial.speedup = self.measure_speedup(Path(job.folder) / row["artifact"])
+            device = self.settings.deployment()
+            if device is not None and device.micro:
+                trial.fits, trial.fit = fits(row, device)
         for asked in waiting:
             self._record(asked, dataclasses.replace(trial, number=asked.number))
 
@@ -288,7 +297,7 @@ class SearchLoop:
         known = self.by_spec.get(trial.spec)
         if trial.status != "invalid" and (known is None or known.status == "failed"):
             self.by_spec[trial.spec] = trial  # a failure is tried again, anything else is final
-        value = trial.value(self.settings.objective)
+        value = trial.value(self.settings)
         if value is None:
             # Told as the worst outcome, not as failed: TPE ignores failed trials, so it would
             # keep proposing a configuration that skips (int2 on a convolution) or is hopeless.
@@ -307,15 +316,18 @@ class SearchLoop:
         step kept only while the budget holds."""
         if len(self.trials) < self.replay:  # a resumed tune: the journal holds the extensions
             return
-        growable = [t for t in self.trials if t.stages < MAX_STAGES and self._followers(t.spec)]
+        growable = [t for t in self.trials if t.spec in self.proposed
+                    and len(stage_names(self.proposed[t.spec])) < MAX_STAGES
+                    and self._followers(self.proposed[t.spec])]
         # Accuracy alone decides what grows: a measured speed differs from machine to machine,
         # and the proposals must not.
         best = choose(growable, dataclasses.replace(self.settings, max_slowdown=None))
-        if best is None or best.spec in self.deepened or best.spec not in self.params:
+        if best is None or best.spec in self.deepened:
             return
         self.deepened.add(best.spec)
-        last = stage_names(best.spec)[-1]
-        for follower in self._followers(best.spec):
+        grown = self.proposed[best.spec]
+        last = stage_names(grown)[-1]
+        for follower in self._followers(grown):
             point = {**self.params[best.spec], f"after {last}": follower}
             if self.space.followers[follower]:
                 point[f"after {follower}"] = "end"
@@ -367,7 +379,7 @@ def search(
     source, teacher, job_for = seed_trials(config, seed, out)
     training = source.dataset.training
     task = Task(teacher.model, teacher.architecture, training.input_shape, training.n_classes)
-    space = search_space(task, settings.strategies)
+    space = search_space(task, settings.strategies, device_needs(settings.deployment()))
     open_output(out, "tune", reuse=True)
     x_val = training.x_val
     base = teacher_row(job_for)
@@ -397,7 +409,8 @@ def search(
 
         state = SearchLoop(study, space, settings, job_for, journal_path, replay, base, speedup, seed)
         state.deadline = lambda: left() - reserve()
-        state.worst = float(base["size_gzip_bytes"]) if settings.objective == "size" else 1.0
+        state.worst = float(base["size_bytes" if settings.flash_bound() else "size_gzip_bytes"]) \
+            if settings.objective == "size" else 1.0
 
         def reserve() -> float:
             """Seconds the first batch of confirmation and the final measurement will take for the
@@ -424,7 +437,7 @@ def search(
 
         state.run(executor, running)
     chosen = choose(state.trials, settings)
-    front = pareto_front(state.trials, settings.objective)
+    front = pareto_front(state.trials, settings)
     return SearchResult(
         trials=state.trials,
         teacher={"val_accuracy": base["accuracy"], "size_bytes": base["size_bytes"],
@@ -442,6 +455,7 @@ def search(
 def seed_trials(config: Any, seed: int, out: Path) -> tuple[Any, Any, Callable[[str], RowTask]]:
     """One seed's data and teacher (refused when weak) and the maker of its validation tasks:
     rows of the one engine's kind, scored on the validation split."""
+    from compress.analysis.devices import parse_device
     from compress.common.fileio import cache_dir
     from compress.orchestrate.plan import Step
     from compress.orchestrate.steps import step_row
@@ -454,7 +468,9 @@ def seed_trials(config: Any, seed: int, out: Path) -> tuple[Any, Any, Callable[[
     teacher = teacher_for(config, source, seed)
     check_teacher(config, seed, teacher, source.dataset, {})
     selection, env = source.for_selection(), environment(threads=1)
-    identity = task_identity(source.dataset.fingerprint(), teacher, seed, "validation")
+    device = parse_device(config.device)
+    identity = task_identity(source.dataset.fingerprint(), teacher, seed, "validation",
+                             micro=device is not None and device.micro)
 
     def job_for(spec: str) -> RowTask:
         (strategy,) = strategies_from_spec(spec)

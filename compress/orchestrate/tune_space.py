@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from compress.analysis.devices import Device, parse_device
 from compress.common.errors import UserError, option
 from compress.strategies.base import Choice, Range, RegistryError, Task
 
@@ -34,6 +35,9 @@ class TuneSettings:
     #: The slowest a choice may be against the teacher at batch 1: 1.0, never slower (a smaller
     #: model that runs slower is rarely what a size budget is for); None: speed does not matter.
     max_slowdown: float | None = 1.0
+    #: Where the model ships (``analysis.devices``): on a microcontroller only trials that fit it
+    #: may be chosen, and every trial takes the form it requires (int8 inputs and outputs).
+    device: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.strategies, str):  # one pattern, not its letters
@@ -56,6 +60,17 @@ class TuneSettings:
         if self.max_trials is not None and (isinstance(self.max_trials, bool) or
                                             not isinstance(self.max_trials, int) or self.max_trials < 1):
             raise UserError(f"{option('max_trials')} must be at least 1, got {self.max_trials}")
+        self.deployment()  # a bad profile is one line before any teacher is trained
+
+    def deployment(self) -> Device | None:
+        """The device profile ``device`` names, or None."""
+        return parse_device(self.device)
+
+    def flash_bound(self) -> bool:
+        """Whether the model ships to a microcontroller, whose flash stores the file as it is:
+        size is then its bytes, not its gzip."""
+        device = self.deployment()
+        return device is not None and device.micro
 
 
 @dataclass(frozen=True)
@@ -73,9 +88,11 @@ class Space:
         return self.families.get(stage_names(spec)[0], "?")
 
 
-def search_space(task: Task, patterns: Sequence[str] = ()) -> Space:
+def search_space(task: Task, patterns: Sequence[str] = (), needs: Collection[str] = ()) -> Space:
     """Read the space from the registered techniques: those whose ``search_space`` is not None,
-    restricted to ``patterns``; a chain stage B may follow A when A's family is in B.follows."""
+    restricted to ``patterns``, and every technique that provides what a device ``needs``
+    (``Strategy.provides``), tunable or not, so a pipeline can end in the form the device takes;
+    a chain stage B may follow A when A's family is in B.follows."""
     import inspect
 
     from compress.strategies import registry
@@ -84,9 +101,12 @@ def search_space(task: Task, patterns: Sequence[str] = ()) -> Space:
     allowed = tunable_names(patterns)
     stages: dict[str, dict[str, Range | Choice]] = {}
     for name, cls in available.items():
-        if name not in allowed:
+        required = cls.role == "technique" and bool(set(needs) & set(cls.provides))
+        if name not in allowed and not required:
             continue
         space = cls.search_space(task)
+        if space is None and required:
+            space = {}
         if space is None:
             continue
         unknown = sorted(set(space) - set(cls.param_names()))

@@ -55,12 +55,14 @@ class Trial(TrialRecord):
     """One proposal and what became of it: the record tune.json saves (``TrialRecord``, whose
     fields it fills in as the trial is trained and scored), with what the search asks of it."""
 
-    def value(self, objective: str) -> float | None:
-        """What the objective minimizes: gzip bytes, or latency relative to the teacher."""
+    def value(self, settings: TuneSettings) -> float | None:
+        """What the objective minimizes: the file's bytes (gzip, or as stored when the model ships
+        to a microcontroller, whose flash holds the file as it is), or latency relative to the
+        teacher."""
         if self.status != "ok":
             return None
-        if objective == "size":
-            return float(self.size_gzip_bytes or 0)
+        if settings.objective == "size":
+            return float((self.size_bytes if settings.flash_bound() else self.size_gzip_bytes) or 0)
         return None if not self.speedup else 1 / self.speedup
 
     def meets(self, budget: float) -> bool:
@@ -81,16 +83,22 @@ class Trial(TrialRecord):
         return settings.max_slowdown is None or (
             self.speedup is not None and self.speedup * settings.max_slowdown >= 1 - SAME_SPEED_MARGIN)
 
+    def _deployable(self, settings: TuneSettings) -> bool:
+        """Fits the microcontroller ``settings.device`` names, as TFLite Micro measured it (a
+        trial not measured there is not known to fit); any model fits another device."""
+        device = settings.deployment()
+        return device is None or not device.micro or self.fits is True
+
     def admissible(self, settings: TuneSettings) -> bool:
-        """Within the accuracy budget on the search split, fast enough, and with a value for the
-        objective: what the search grows from and shows as its best so far."""
+        """Within the accuracy budget on the search split, fast enough, fitting the device, and
+        with a value for the objective: what the search grows from and shows as its best so far."""
         return (self.meets(settings.max_accuracy_drop) and self._fast(settings)
-                and self.value(settings.objective) is not None)
+                and self._deployable(settings) and self.value(settings) is not None)
 
     def candidate(self, settings: TuneSettings) -> bool:
         """Worth confirming: as ``admissible``, but plausibly within the budget is enough."""
         return (self.plausible(settings.max_accuracy_drop) and self._fast(settings)
-                and self.value(settings.objective) is not None)
+                and self._deployable(settings) and self.value(settings) is not None)
 
 
 @dataclass
@@ -160,20 +168,20 @@ def _finite(value: float) -> float | None:
     return round(value, 4) if math.isfinite(value) else None
 
 
-def pareto_front(trials: Sequence[Trial], objective: str) -> list[Trial]:
+def pareto_front(trials: Sequence[Trial], settings: TuneSettings) -> list[Trial]:
     """Finished trials no other beats on both the objective and validation accuracy, by objective."""
-    done = [t for t in trials if t.value(objective) is not None and t.val_accuracy is not None]
+    done = [t for t in trials if t.value(settings) is not None and t.val_accuracy is not None]
     unique = list({t.spec: t for t in done}.values())
     front = [t for t in unique if not any(
-        o.value(objective) <= t.value(objective) and o.val_accuracy >= t.val_accuracy  # type: ignore[operator]
-        and (o.value(objective), o.val_accuracy) != (t.value(objective), t.val_accuracy)
+        o.value(settings) <= t.value(settings) and o.val_accuracy >= t.val_accuracy  # type: ignore[operator]
+        and (o.value(settings), o.val_accuracy) != (t.value(settings), t.val_accuracy)
         for o in unique)]
-    return sorted(front, key=lambda t: (t.value(objective), -(t.val_accuracy or 0)))
+    return sorted(front, key=lambda t: (t.value(settings), -(t.val_accuracy or 0)))
 
 
 def rank(trial: Trial, settings: TuneSettings) -> tuple[float, float, int]:
     """Best objective first; ties go to higher accuracy, then to the simpler pipeline."""
-    return (trial.value(settings.objective) or 0.0, -(trial.val_accuracy or 0), trial.stages)
+    return (trial.value(settings) or 0.0, -(trial.val_accuracy or 0), trial.stages)
 
 
 def choose(trials: Sequence[Trial], settings: TuneSettings) -> Trial | None:
@@ -197,7 +205,7 @@ def candidates(trials: Sequence[Trial], settings: TuneSettings) -> list[Trial]:
         if outcome not in seen:
             seen.add(outcome)
             distinct.append(trial)
-    return sorted(distinct, key=lambda t: (t.drop_pp or 0.0, -(t.value(settings.objective) or 0.0)))
+    return sorted(distinct, key=lambda t: (t.drop_pp or 0.0, -(t.value(settings) or 0.0)))
 
 
 def certified(order: Sequence[Trial], confirmation: dict[str, Evidence],
@@ -222,7 +230,7 @@ def final_specs(trials: Sequence[Trial], chosen: Trial, settings: TuneSettings,
     """What the test split measures: the choice, the best plain strategy (one stage) within the
     budget, so the report can say what the search added, then the other confirmed candidates or
     the validation front."""
-    front = [t for t in pareto_front(trials, settings.objective) if t.admissible(settings)]
+    front = [t for t in pareto_front(trials, settings) if t.admissible(settings)]
     plain = choose([t for t in trials if t.stages == 1], settings)
     specs = [chosen.spec]
     for trial in [*([plain] if plain else []), *(confirmed or front)]:
@@ -233,7 +241,8 @@ def final_specs(trials: Sequence[Trial], chosen: Trial, settings: TuneSettings,
 
 def describe_trial(trial: Trial, settings: TuneSettings) -> str:
     if settings.objective == "size":
-        cost = f"{(trial.size_gzip_bytes or 0) / 1024:.1f} KiB gzip"
+        stored = "flash" if settings.flash_bound() else "gzip"
+        cost = f"{(trial.value(settings) or 0) / 1024:.1f} KiB {stored}"
     else:
         cost = f"{trial.speedup or 0:.2f}x faster"
     return f"{trial.label}: {cost}, {trial.drop_pp + 0.0:+.2f} pp lost on validation"  # never -0.00
@@ -288,7 +297,7 @@ def trials_per_family(trials: Sequence[Trial], settings: TuneSettings) -> dict[s
         families[family] = {"proposals": len(mine), "trained": len(trained), "admissible": len(fit),
                             "plausible": plausible,
                             "best": best.label if best else None,
-                            "best_value": best.value(settings.objective) if best else None,
+                            "best_value": best.value(settings) if best else None,
                             "best_drop_pp": best.drop_pp if best else None}
     return families
 
@@ -310,6 +319,14 @@ def nothing_within_budget(found: SearchResult, settings: TuneSettings, seeds: in
                 f"{label}, {loss}; raise "
                 f"{option('max_accuracy_drop')} or {option('time_budget_min')}")
     accurate = [t for t in found.trials if t.meets(budget)]
+    device = settings.deployment()
+    if accurate and device is not None and device.micro and not any(t.fits for t in accurate):
+        measured = [t for t in accurate if t.fits is not None] or accurate
+        smallest = min(measured, key=lambda t: (t.size_bytes or 0, t.spec))
+        return (f"{len({t.spec for t in accurate})} configurations stay within {budget:g} pp of the "
+                f"teacher on validation, but none fits {device.describe()}; the smallest, "
+                f"{smallest.label}: {smallest.fit or smallest.reason or 'not measured in TFLite Micro'}; "
+                f"raise {option('max_accuracy_drop')} or choose a larger {option('device')}")
     if accurate and settings.max_slowdown is not None:
         fastest = max(accurate, key=lambda t: t.speedup or 0.0)
         return (f"{len({t.spec for t in accurate})} configurations stay within {budget:g} pp of the teacher "

@@ -15,7 +15,7 @@ from compress.analysis.configurations import (
     Pairing,
     Row,
 )
-from compress.analysis.devices import Device, fits
+from compress.analysis.devices import Device, fits, parse_device
 from compress.analysis.recommend import DEFAULT_MAX_DROP_PP, NothingQualifies, default_choices
 from compress.common.stats import detectable_difference
 from compress.report.document import Block, Bullets, Cell, Details, Heading, Paragraph, Table
@@ -214,6 +214,8 @@ def tune_section(tune: TuneRecord) -> list[Block]:
         }
         if timed:
             out["Speed-up"] = f"{t.speedup:.2f}×" if ok and t.speedup else ""
+        if tune.device:
+            out["Fits the device"] = "" if t.fits is None else ("yes" if t.fits else f"no: {t.fit}")
         return out
 
     by_spec = {t.spec: t for t in trials}
@@ -228,7 +230,8 @@ def tune_section(tune: TuneRecord) -> list[Block]:
     blocks: list[Block] = [
         Heading("Search (compress tune)"),
         Paragraph(f"Objective: the {objective} within {tune.max_accuracy_drop:g} pp of the "
-                  f"teacher{_speed_limit(tune)}. {len(trials)} trials in {search.seconds / 60:.1f} min "
+                  f"teacher{_speed_limit(tune)}{_device_limit(tune)}. {len(trials)} trials in "
+                  f"{search.seconds / 60:.1f} min "
                   f"({search.reused} reused from an earlier tune; stopped by: {search.stopped}), "
                   f"scored on the **validation split** of the first seed only; {search.sampler}. "
                   "The test split was read only afterwards, to measure the configurations of the "
@@ -328,6 +331,14 @@ def _speed_limit(tune: TuneRecord) -> str:
         return ""
     return (", and never slower than the teacher" if slowdown == 1 else
             f", and at most {slowdown:g}× the teacher's latency")
+
+
+def _device_limit(tune: TuneRecord) -> str:
+    device = parse_device(tune.device) if tune.device else None
+    if device is None or not device.micro:
+        return ""
+    return (f", fitting {device.describe()}: every trial was measured in TFLite Micro on the "
+            "validation split, and only those that fit could be chosen")
 
 
 def _extra_seeds(tune: TuneRecord) -> str:

@@ -46,6 +46,10 @@ class TrialRecord(Record):
     #: Paired with the teacher on the search split: (teacher right and it wrong, the other way
     #: round, rows), for how surely one split of a few hundred rows rules it out.
     screen: tuple[int, int, int] | None = None
+    #: On a microcontroller ``--device``: whether the model fits it (``analysis.devices.fits``;
+    #: None: not measured), and why not, or by how much it fits.
+    fits: bool | None = None
+    fit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,7 @@ class TuneRecord(Record):
     search: SearchRecord
     max_slowdown: float | None = None
     confirmation: dict[str, ConfirmationRecord] = field(default_factory=dict)
+    device: str | None = None  # the --device the choice had to fit
     schema_version: int = TUNE_SCHEMA_VERSION
 
     @classmethod
