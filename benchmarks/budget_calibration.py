@@ -1,9 +1,9 @@
 """Do `max_drop` answers land within their budget on the test split, and what do they give up?
 
 Run: .venv/bin/python benchmarks/budget_calibration.py [--seeds 3] [--budget 1]
-     [--only digits conv1d keras3 table]
+     [--only digits conv1d keras3 table mobilenet32]
 
-The four problems of benchmarks/distill_budget.py, as a user brings them, over seeds 0..n-1.
+The problems of benchmarks/distill_budget.py, as a user brings them, over seeds 0..n-1.
 Each problem is one run of every budget answerer (`quantize-mixed`, `prune-structured`,
 `distill`, each with `max_drop=B`), certified on the evidence rows the run sets aside, beside the
 fixed configurations an oracle looks at: int8 and int4 weights everywhere; structured pruning of
@@ -97,7 +97,7 @@ def score(rows: list[dict], answer_spec: str, grid: list[dict], seed: int,
                 "seconds": answer.get("train_seconds") or 0.0}
     return {"answered": True, "drop": drop(answer), "within": drop(answer) <= budget + 1e-9,
             "factor": factor(answer), "oracle": oracle, "ratio": factor(answer) / oracle,
-            "seconds": answer.get("train_seconds") or 0.0}
+            "speedup": answer.get("speedup"), "seconds": answer.get("train_seconds") or 0.0}
 
 
 def run_problem(name: str, seeds: list[int], budget: float, folder: Path) -> list[tuple]:
@@ -142,8 +142,8 @@ def main() -> None:
     print(f"{machine['cpu']}, {machine['cores']} cores; max_drop={args.budget:g}; "
           f"seeds 0..{args.seeds - 1}\n")
     print("| problem | seed | answerer | evidence rows | answer | Δ pp on test | within | × smaller (gzip) "
-          "| oracle × | of oracle | train s |")
-    print("|---|---:|---|---:|---|---:|---|---:|---:|---:|---:|")
+          "| speed-up p50 | oracle × | of oracle | train s |")
+    print("|---|---:|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
     every = []
     for name in args.only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -153,7 +153,7 @@ def main() -> None:
                 answer = "ok" if s["answered"] else f"skipped: {s['reason'][:90]}…"
                 print(f"| {problem_name} | {seed} | `{spec}` | {evidence} | {answer} | "
                       + (f"{-s['drop'] + 0.0:+.2f} | {'yes' if s['within'] else 'no'} | {s['factor']:.1f} | "
-                         if s["answered"] else "| | | ")
+                         f"{s['speedup'] or 0:.2f}× | " if s["answered"] else "| | | | ")
                       + f"{s['oracle']:.1f} | {s['ratio']:.2f} | {s['seconds']:.0f} |", flush=True)
     answered = [s for s in every if s["answered"]]
     within = sum(s["within"] for s in answered)

@@ -8,7 +8,9 @@ Four problems, each as a user would bring it, over seeds 0..n-1 (each seed its o
 - conv1d: a user's Conv1D teacher (tf_keras, global pooling) on generated 1-D signals
   (benchmarks/conv1d_teacher.py), a fixed test split;
 - keras3: a Keras 3 CNN with BatchNorm trained on digits by a user, read from its .keras file;
-- table: a 50,000-row make_classification CSV (the document's generator, 50 times its size).
+- table: a 50,000-row make_classification CSV (the document's generator, 50 times its size);
+- mobilenet32 (not in the default four): a user's ``tf_keras.applications.MobileNetV2`` (alpha
+  0.35) at 32x32x3 on digits upscaled, trained once by benchmarks/time_budget.py and cached.
 Prints one Markdown row per problem and seed: the teacher's and the student's test accuracy,
 the drop, how many times fewer parameters, the student the ladder chose, the two controls'
 accuracy on the same student, and the distill row's training seconds.
@@ -73,6 +75,12 @@ def problem(name: str, folder: Path) -> dict:
         subprocess.run([sys.executable, "-c", KERAS3_TEACHER, str(folder / "keras3.keras"),
                         str(folder / "digits.npz")], check=True, env=environment_)
         return {"data": folder / "digits.npz", "teacher": folder / "keras3.keras"}
+    if name == "mobilenet32":
+        from time_budget import digits_32, mobilenet_teacher, prepared
+
+        data, teacher = prepared("bench", "digits32.npz", digits_32, "mobilenetv2-digits32.keras",
+                                 mobilenet_teacher)
+        return {"data": data, "teacher": teacher}
     import pandas as pd
     from sklearn.datasets import make_classification
 

@@ -40,10 +40,12 @@ OLD = {
 
 def _current() -> dict:
     """A tune.json as today's tune writes it: every key (a fresh copy, for a test to damage)."""
-    trial = {**INT8, "family": "quantization", "screen": [3, 2, 180]}
+    trial = {**INT8, "family": "quantization", "screen": [3, 2, 180], "fits": True,
+             "fit": "arena 3.8 KiB of 192.0 KiB, flash 4.0 KiB of 768.0 KiB"}
     return copy.deepcopy({
-        **OLD, "schema_version": TUNE_SCHEMA_VERSION, "max_slowdown": 1.0,
-        "validation": trial, "trials": [trial, {**FAILED, "family": "pruning", "screen": None}],
+        **OLD, "schema_version": TUNE_SCHEMA_VERSION, "max_slowdown": 1.0, "device": "nrf52840",
+        "validation": trial, "trials": [trial, {**FAILED, "family": "pruning", "screen": None,
+                                                "fits": None, "fit": None}],
         "confirmation": {"quantize-int8": {
             "seeds": [0, 1], "drops_pp": [0.5, None], "pooled_seeds": [1], "discordant": [4, 2],
             "n": 180, "drop_pp": 1.1111, "upper_pp": 2.4, "confidence": 0.8, "within_budget": False}},
