@@ -267,12 +267,16 @@ def test_a_costlier_teacher_trains_fewer_steps_never_more_than_the_reference_pro
             assert costly.steps <= reference / times + costly.steps_per_epoch or costly.epochs == 1
             if costly.epochs < 40:
                 assert costly.describe().endswith(
-                    f"the cap for a teacher {times:.1f}× as costly a sample as the reference)")
+                    f"the cap for a teacher {times:.1f}× as costly a sample as the reference; a "
+                    "--time-budget lifts it, to train the 40 asked while the time lasts)")
     assert plan(40, 700, cost=10**12).epochs == 1  # never below one epoch
     # a cap the teacher's cost did not set does not name it
     assert plan(300, 700, batch_size=64, max_steps=64, cost=REFERENCE_COST + 1).describe().endswith(
         "the step cap)")
     assert TrainingLimits(sample_cost=None).plan(40, 700).epochs == 40  # an unread cost caps nothing
+    # under a time budget the clock is the limit: the budget asked is planned, the allowance cuts it
+    timed = TrainingLimits.until(time.time() + 60, sample_cost=40 * REFERENCE_COST)
+    assert timed.plan(40, 700) == plan(40, 700)
 
 
 def test_a_teachers_sample_cost_counts_what_its_flatbuffer_does():

@@ -105,7 +105,9 @@ def _warm_up(model: TFLiteModel, inputs: list[np.ndarray], calls: int, seconds: 
 
 
 def _throughput(flatbuffer: bytes, x: np.ndarray, batch: int, threads: int) -> float:
+    """Rows a second at ``batch``, or at the batch a fixed-batch file runs."""
     model = TFLiteModel(flatbuffer, threads=threads)
+    batch = batch if model.resizable else model.input_batch
     rows = np.resize(x, (batch, *x.shape[1:]))
     model.resize(batch)
     encoded = model.encode(rows)

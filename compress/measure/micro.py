@@ -132,6 +132,7 @@ for row in x:
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         row = np.clip(np.round(row / scales[0] + zeros[0]), info.min, info.max)
+    interpreter.reset()  # variable tensors (a fused LSTM's state) start every row from zeros
     interpreter.set_input(row.astype(dtype), 0)
     interpreter.invoke()
     labels.append(int(np.argmax(interpreter.get_output(0))))

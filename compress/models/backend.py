@@ -167,6 +167,41 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+class Unconvertible(ValueError):
+    """A model the TFLite converter cannot take in the form asked; the message is one line
+    that names the layers and what does convert them (a strategy's row skips with it)."""
+
+
+def loops(model: keras.Model) -> list[str]:
+    """The recurrent layers that convert to a ``WHILE`` loop rather than a fused op: every
+    ``GRU`` and ``SimpleRNN``, and an ``LSTM`` the fused op cannot take (activations other than
+    tanh and sigmoid, recurrent dropout); an unrolled one becomes plain ops."""
+    looped = []
+    for layer in model.submodules:
+        if not isinstance(layer, keras.layers.RNN) or getattr(layer, "unroll", False):
+            continue
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.LSTM) and config.get("activation") == "tanh" and \
+                config.get("recurrent_activation") == "sigmoid" and not config.get("recurrent_dropout"):
+            continue
+        looped.append(f"{layer.name} ({type(layer).__name__})")
+    return looped
+
+
+def recurrent(model: keras.Model) -> list[str]:
+    """The recurrent layers of a model (``LSTM``, ``GRU``, ``Bidirectional``'s, inside any
+    wrapper), as "name (Class)"."""
+    return [f"{layer.name} ({type(layer).__name__})" for layer in model.submodules
+            if isinstance(layer, keras.layers.RNN)]
+
+
+def fixed_batch(model: keras.Model) -> bool:
+    """Whether the model converts only for a batch of one: recurrent layers do, since their loop
+    needs static shapes; the LSTM then becomes the fused ``UNIDIRECTIONAL_SEQUENCE_LSTM``, whose
+    state is sized for that batch, so such a file runs one row at a time, as a device runs it."""
+    return bool(recurrent(model))
+
+
 def to_tflite(
     model: keras.Model,
     *,
@@ -182,7 +217,16 @@ def to_tflite(
     int8.  Every strategy and measurement goes through this one converter so
     that rows differ only in what the strategy did.
     """
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if representative is not None and (looped := loops(model)):
+        raise Unconvertible(f"the TFLite converter crashes calibrating the loop of {', '.join(looped)} "
+                            "for full-integer quantization; dynamic-range and float16 quantization "
+                            "convert it, and unroll=True makes it plain ops")
+    if fixed_batch(model):
+        spec = tf.TensorSpec([1, *model.input_shape[1:]], model.inputs[0].dtype)
+        function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if optimize or float16 or representative is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if float16:

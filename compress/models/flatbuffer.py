@@ -40,10 +40,22 @@ class TFLiteModel:
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = int(self._input["shape"][0])
+        #: Variable tensors (a fused LSTM's state) are reset before every call, so each row
+        #: starts from zeros as the Keras layer does.
+        self.stateful = has_state(flatbuffer)
+        signature = self._input.get("shape_signature")
+        #: Whether the batch may change: a file converted for a fixed batch (recurrent layers,
+        #: ``backend.fixed_batch``) runs that many rows at a time.
+        self.resizable = signature is None or len(signature) == 0 or int(signature[0]) == -1
 
     @property
     def input_dtype(self) -> np.dtype:
         return np.dtype(self._input["dtype"])
+
+    @property
+    def input_batch(self) -> int:
+        """The rows one call takes now."""
+        return self._batch
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -66,6 +78,8 @@ class TFLiteModel:
         return y.astype(np.float32)
 
     def resize(self, batch: int) -> None:
+        if batch != self._batch and not self.resizable:
+            raise ValueError(f"this model runs {self._batch} row(s) at a time, not {batch}")
         if batch != self._batch:
             shape = [batch, *self._input["shape"][1:]]
             self.interpreter.resize_tensor_input(self._input["index"], shape)
@@ -73,7 +87,9 @@ class TFLiteModel:
             self._batch = batch
 
     def call(self, encoded: np.ndarray) -> np.ndarray:
-        """One timed unit: set the input, invoke, copy the output out."""
+        """One timed unit: set the input (and reset the state), invoke, copy the output out."""
+        if self.stateful:
+            self.interpreter.reset_all_variables()
         self.interpreter.set_tensor(self._input["index"], encoded)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._output["index"])
@@ -81,6 +97,7 @@ class TFLiteModel:
     def predict(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
         """Float outputs (logits or probabilities, as the model emits) for every row of x."""
         outputs = []
+        batch = batch if self.resizable else self._batch
         for start in range(0, len(x), batch):
             chunk = x[start : start + batch]
             self.resize(len(chunk))
@@ -128,6 +145,17 @@ def micro_only(flatbuffer: bytes) -> bool:
         return any(code.CustomCode() == DECODE_OP for code in codes)
     except Exception:  # not a flatbuffer at all: whoever loads it says so, in its own words
         return False
+
+
+def has_state(flatbuffer: bytes) -> bool:
+    """Whether the file keeps variable tensors between calls (a fused LSTM's state does): a
+    stateless Keras layer starts every call from zeros, so the caller resets them first."""
+    model = tflite_schema.Model.GetRootAs(flatbuffer, 0)
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        if any(graph.Tensors(t).IsVariable() for t in range(graph.TensorsLength())):
+            return True
+    return False
 
 
 def macs(flatbuffer: bytes) -> int:

@@ -67,7 +67,9 @@ class Plan:
         if self.epochs == self.asked_epochs:
             return f"{epochs} of batch {self.batch_size}"
         cap = "the step cap" if self.cost is None else \
-            f"the cap for a teacher {self.cost / REFERENCE_COST:.1f}× as costly a sample as the reference"
+            (f"the cap for a teacher {self.cost / REFERENCE_COST:.1f}× as costly a sample as the "
+             f"reference; a --time-budget lifts it, to train the {self.asked_epochs} asked while "
+             "the time lasts")
         return (f"{epochs} of batch {self.batch_size} ({self.asked_epochs} asked; "
                 f"{self.steps:,} optimizer steps, {cap})")
 
@@ -128,8 +130,11 @@ class TrainingLimits:
 
     def plan(self, epochs: int, rows: int, *, batch_size: int = BATCH_SIZE,
              max_steps: int | None = None) -> Plan:
-        """``plan``, for this teacher's sample cost."""
-        return plan(epochs, rows, batch_size=batch_size, max_steps=max_steps, cost=self.sample_cost)
+        """``plan``, for this teacher's sample cost: capped for a costly teacher, so a run
+        without a time budget ends in a time the default budgets were chosen for; under a time
+        allowance the clock is the limit instead, and the budget asked is planned uncapped."""
+        cost = None if self.allowance is not None else self.sample_cost
+        return plan(epochs, rows, batch_size=batch_size, max_steps=max_steps, cost=cost)
 
     def out_of_time(self) -> bool:
         """For a training loop of one's own: stop now, the time allowed is spent."""

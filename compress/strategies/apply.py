@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from compress.models.architectures import clone
-from compress.models.backend import keras, seed_everything, to_tflite
+from compress.models.backend import Unconvertible, keras, seed_everything, to_tflite
 from compress.models.cost import sample_cost
 from compress.models.training import TrainingLimits
-from compress.strategies.base import Compressed, Context, Strategy
+from compress.strategies.base import Compressed, Context, Skip, Strategy
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -53,10 +53,13 @@ def apply_strategy(
         seed=seed, workdir=workdir, stage_cache=stage_cache, limits=limits,
     )
     start = time.perf_counter()
-    compressed = strategy.compress(ctx)
-    seconds = time.perf_counter() - start
-    if not isinstance(compressed, Compressed):
-        raise TypeError(f"{type(strategy).__name__}.compress returned a {type(compressed).__name__}; "
-                        "it must return compress.Compressed(model=... or tflite=..., notes=...)")
-    flatbuffer = compressed.tflite if compressed.tflite is not None else to_tflite(compressed.model)
+    try:
+        compressed = strategy.compress(ctx)
+        seconds = time.perf_counter() - start
+        if not isinstance(compressed, Compressed):
+            raise TypeError(f"{type(strategy).__name__}.compress returned a {type(compressed).__name__}; "
+                            "it must return compress.Compressed(model=... or tflite=..., notes=...)")
+        flatbuffer = compressed.tflite if compressed.tflite is not None else to_tflite(compressed.model)
+    except Unconvertible as error:  # a layer the converter cannot take so: this row skips, saying why
+        raise Skip(str(error)) from error
     return Artifact(flatbuffer, compressed.notes, round(seconds, 3), limits.cut_short)

@@ -43,28 +43,34 @@ def polynomial_schedule(sparsity: float, planned: Plan) -> tfmot.sparsity.keras.
 MIN_PRUNED_WEIGHTS = 2048
 
 
-def pruned_weight(layer: keras.layers.Layer) -> str | None:
-    """The weight pruning zeroes in this layer.  As in tfmot's registry the class must match
-    exactly and a SeparableConv has its pointwise kernel pruned only; tfmot wraps a
-    DepthwiseConv2D but prunes none of its weights, here its depthwise kernel is pruned too
+def pruned_weights(layer: keras.layers.Layer) -> list[Any]:
+    """The weights pruning zeroes in this layer (none: it stays dense).  As in tfmot's registry
+    the class must match exactly: a SeparableConv has its pointwise kernel pruned only, a
+    recurrent layer its cell's input and recurrent kernels, an Embedding its table; tfmot wraps
+    a DepthwiseConv2D but prunes none of its weights, here its depthwise kernel is pruned too
     (see ``_wrap``)."""
     layers = keras.layers
-    return {layers.Dense: "kernel", layers.Conv1D: "kernel", layers.Conv2D: "kernel",
+    if type(layer) in (layers.LSTM, layers.GRU, layers.SimpleRNN):
+        return [layer.cell.kernel, layer.cell.recurrent_kernel]
+    name = {layers.Dense: "kernel", layers.Conv1D: "kernel", layers.Conv2D: "kernel",
             layers.SeparableConv1D: "pointwise_kernel", layers.SeparableConv2D: "pointwise_kernel",
-            layers.DepthwiseConv2D: "depthwise_kernel"}.get(type(layer))
+            layers.DepthwiseConv2D: "depthwise_kernel", layers.Embedding: "embeddings"}.get(type(layer))
+    return [] if name is None else [getattr(layer, name)]
 
 
 def _refusal(layer: keras.layers.Layer, m_by_n: bool) -> str | None:
     """Why this layer's weights stay dense, or None to prune it."""
-    weight = pruned_weight(layer)
-    if weight is None:
-        return "only Dense, Conv1D/2D, depthwise and separable kernels are pruned"
-    size = int(getattr(layer, weight).shape.num_elements())
+    weights = pruned_weights(layer)
+    if isinstance(layer, keras.layers.Bidirectional):
+        return "tfmot prunes no layer inside a Bidirectional wrapper"
+    if not weights:
+        return "only Dense, Conv1D/2D, depthwise, separable, recurrent and Embedding kernels are pruned"
+    size = sum(int(weight.shape.num_elements()) for weight in weights)
     if size < MIN_PRUNED_WEIGHTS:
         return f"under {MIN_PRUNED_WEIGHTS} weights"
     if m_by_n and isinstance(layer, keras.layers.DepthwiseConv2D):
         return "2:4 is a pattern for matrix multiplies, not depthwise convolutions"
-    if m_by_n and getattr(layer, weight).shape.rank not in (2, 4):
+    if m_by_n and any(weight.shape.rank not in (2, 4) for weight in weights):
         return "tfmot's 2:4 masks take rank-2 or rank-4 kernels only"
     return None
 
@@ -80,7 +86,7 @@ def _wrap(layer: keras.layers.Layer, pruning: dict[str, Any]) -> keras.layers.La
 def _prune_and_recover(
     ctx: Context, epochs: int, lr: float, **pruning: Any
 ) -> tuple[keras.Model, list[str], str, Plan]:
-    """Wrap the large Dense/Conv kernels, train with pruning steps, strip the wrappers.
+    """Wrap the large kernels (``pruned_weights``), train with pruning steps, strip the wrappers.
 
     Returns the model, the names of the pruned layers, why the other weighted layers
     stay dense, and the training plan.
@@ -111,9 +117,9 @@ def zero_fraction(model: keras.Model, names: list[str]) -> float:
     """The share of zeros in the pruned weights of these layers: what pruning really reached."""
     total = zeros = 0
     for name in names:
-        layer = model.get_layer(name)
-        weight = getattr(layer, str(pruned_weight(layer))).numpy()
-        total, zeros = total + weight.size, zeros + int((weight == 0).sum())
+        for weight in pruned_weights(model.get_layer(name)):
+            values = weight.numpy()
+            total, zeros = total + values.size, zeros + int((values == 0).sum())
     return zeros / total if total else 0.0
 
 

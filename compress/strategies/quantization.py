@@ -6,7 +6,7 @@ import functools
 import re
 from typing import Any, ClassVar
 
-from compress.models.backend import keras, tf, tfmot, to_tflite
+from compress.models.backend import keras, recurrent, tf, tfmot, to_tflite
 from compress.models.training import fit
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.notes import first_line, named
@@ -109,6 +109,11 @@ class QuantizeQAT(Strategy):
         self._check_budget(epochs, lr)
 
     def compress(self, ctx: Context) -> Compressed:
+        looping = recurrent(ctx.teacher)
+        if looping:
+            raise Skip(f"tfmot's quantization-aware training has no quantizer for recurrent layers "
+                       f"({named(looping)}), and their output-only simulation does not convert; "
+                       "quantize-int8 quantizes a fused LSTM after training")
         scheme, kept = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(), ""
         if "clustering" in ctx.history:  # keep the clusters (and zeros) an earlier stage made
             scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(

@@ -1,0 +1,82 @@
+"""Recurrent teachers (issue 41): an LSTM converts to the fused op for one row at a time, every
+row starts from a zero state, a GRU's loop converts in float and is refused full-integer
+calibration in one line, and magnitude pruning reaches the recurrent kernels."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compress.data.builtin import split_dataset
+from compress.models.backend import Unconvertible, keras, to_tflite
+from compress.models.flatbuffer import TFLiteModel, _read
+from compress.strategies.apply import apply_strategy
+from compress.strategies.base import Skip
+from compress.strategies.pruning import PruneMagnitude, zero_fraction
+from compress.strategies.quantization import QuantizeInt8, QuantizeQAT
+
+LENGTH, CHANNELS, CLASSES = 16, 2, 3
+
+
+def _model(*body: keras.layers.Layer) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((LENGTH, CHANNELS)), *body, keras.layers.Dense(CLASSES)])
+
+
+def _rows(n: int = 40, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, LENGTH, CHANNELS)).astype(np.float32)
+
+
+def _ops(flatbuffer: bytes) -> list[str]:
+    return [kind for kind, _ in _read(flatbuffer)[1]]
+
+
+def test_an_lstm_becomes_the_fused_op_and_every_row_starts_from_zeros():
+    model = _model(keras.layers.LSTM(8, return_sequences=True), keras.layers.LSTM(6))
+    flatbuffer = to_tflite(model)
+    assert _ops(flatbuffer).count("UNIDIRECTIONAL_SEQUENCE_LSTM") == 2 and "WHILE" not in _ops(flatbuffer)
+    runtime = TFLiteModel(flatbuffer)
+    assert not runtime.resizable and runtime.stateful  # one row a call, its state kept between calls
+    x = _rows()
+    assert np.abs(runtime.predict(x) - model.predict(x, verbose=0)).max() < 1e-5  # no state leaks
+    first = runtime.predict(x[:1])
+    assert np.array_equal(first, runtime.predict(x[:1]))
+
+
+def test_a_gru_converts_as_a_loop_and_is_refused_full_integer_calibration_in_one_line(tmp_path):
+    model = _model(keras.layers.GRU(8))
+    flatbuffer = to_tflite(model)
+    assert "WHILE" in _ops(flatbuffer)
+    x = _rows()
+    assert np.abs(TFLiteModel(flatbuffer).predict(x) - model.predict(x, verbose=0)).max() < 1e-5
+
+    def calibration():
+        yield [x[:1]]
+
+    gru = model.layers[0].name
+    with pytest.raises(Unconvertible, match=rf"calibrating the loop of {gru} \(GRU\)") as refused:
+        to_tflite(model, representative=calibration)  # it would crash the converter's process
+    assert "\n" not in str(refused.value)
+    unrolled = _model(keras.layers.GRU(8, unroll=True))  # plain ops: nothing to refuse
+    assert "WHILE" not in _ops(to_tflite(unrolled, representative=calibration))
+    data = split_dataset("signals", x, np.arange(len(x)) % CLASSES, seed=0).training
+    with pytest.raises(Skip, match=f"calibrating the loop of {gru}"):
+        apply_strategy(QuantizeInt8(samples=4), model, "user", data, seed=0, workdir=tmp_path)
+    with pytest.raises(Skip, match=rf"no quantizer for recurrent layers \({gru} \(GRU\)\)"):
+        apply_strategy(QuantizeQAT(epochs=1), model, "user", data, seed=0, workdir=tmp_path)
+
+
+def test_magnitude_pruning_reaches_the_recurrent_kernels(tmp_path: Path):
+    model = _model(keras.layers.LSTM(32))  # 4 x (2 + 32) x 32 = 4,352 kernel weights
+    x = _rows(120)
+    data = split_dataset("signals", x, np.arange(len(x)) % CLASSES, seed=0).training
+    made = apply_strategy(PruneMagnitude(sparsity=0.5, epochs=1), model, "user", data, seed=0,
+                          workdir=tmp_path)
+    lstm = model.layers[0].name
+    reached = re.match(rf"(\d+)% of the weights of {lstm} set to zero", made.notes)
+    assert reached and int(reached.group(1)) >= 49, made.notes
+    assert zero_fraction(model, [lstm]) == 0.0  # the teacher itself is untouched
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in _ops(made.flatbuffer)
