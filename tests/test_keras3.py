@@ -28,7 +28,8 @@ from compress.models.keras3 import ACTIVATIONS, TOLERANCE, check_translation, is
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Models whose translation must predict exactly what Keras 3 predicts.
-EQUIVALENT = ("mlp", "cnn", "conv1d", "residual", "separable", "zoo2d", "zoo1d", "activations", "nested")
+EQUIVALENT = ("mlp", "cnn", "conv1d", "residual", "separable", "zoo2d", "zoo1d", "activations", "nested",
+              "recurrent")
 
 
 def _in_keras3(function: str, *args: str) -> None:
@@ -64,6 +65,13 @@ def _make_models(folder: str) -> None:
         keras.Input((8, 8, 1)), layers.Conv2D(8, 3, padding="same", activation="relu"),
         layers.BatchNormalization(), layers.MaxPooling2D(), layers.Flatten(),
         layers.Dense(16, activation="relu"), layers.Dense(10, activation="softmax")]), classes=10)
+    inputs = keras.Input((12, 2))  # recurrent and attention layers (issue 41)
+    x = layers.LSTM(8, return_sequences=True, dropout=0.1, seed=3)(inputs)
+    x = layers.Bidirectional(layers.GRU(6, return_sequences=True))(x)
+    attended = layers.MultiHeadAttention(2, 4)(x, x)
+    x = layers.LayerNormalization()(layers.Add()([x, attended]))
+    x = layers.SimpleRNN(5)(layers.Dropout(0.1)(x))
+    save("recurrent", keras.Model(inputs, layers.Dense(3)(x)))
     save("conv1d", keras.Sequential([
         keras.Input((40, 1)), layers.Conv1D(8, 5, activation="relu"), layers.BatchNormalization(),
         layers.MaxPooling1D(2), layers.Conv1D(8, 3, padding="causal"), layers.GlobalAveragePooling1D(),

@@ -65,8 +65,22 @@ LAYERS = frozenset({
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D",
     "AveragePooling2D", "Flatten", "Reshape", "Permute", "ZeroPadding1D", "ZeroPadding2D",
     "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "Dropout", "SpatialDropout1D",
-    "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
+    "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "LSTM", "GRU", "SimpleRNN",
+    "MultiHeadAttention",
 })
+
+#: Where a layer's arrays sit in its weight group, in the order its tf_keras equivalent lists
+#: its weights: a recurrent layer's in its cell, a Bidirectional's in its forward and backward
+#: layers, an attention layer's in its four projections.
+_WEIGHT_PATHS: dict[str, tuple[str, ...]] = {
+    "LSTM": ("cell/vars",), "GRU": ("cell/vars",), "SimpleRNN": ("cell/vars",),
+    "Bidirectional": ("forward_layer/cell/vars", "backward_layer/cell/vars"),
+    "MultiHeadAttention": ("query_dense/vars", "key_dense/vars", "value_dense/vars",
+                           "output_dense/vars"),
+}
+
+#: Options that only seed dropout in training: dropped, whatever their value.
+_TRAINING_ONLY = frozenset({"seed"})
 
 #: Augmentation layers: they change inputs in training only, so the translation leaves them out
 #: (its predictions are still checked against Keras 3's).
@@ -86,7 +100,13 @@ ACTIVATIONS = frozenset({
 _KERAS3_ONLY: dict[str, dict[str, Any]] = {
     "Dense": {"quantization_config": None, "lora_rank": None, "lora_alpha": None},
     "LayerNormalization": {"rms_scaling": False},
+    "MultiHeadAttention": {"use_gate": False, "sliding_window": None},
     "ZeroPadding1D": {"data_format": "channels_last"},
+}
+
+#: Options tf_keras's ``from_config`` requires and Keras 3 does not write, at their defaults.
+_TF_KERAS_ONLY: dict[str, dict[str, Any]] = {
+    "MultiHeadAttention": {"query_shape": None, "key_shape": None, "value_shape": None},
 }
 
 #: Options tf_keras spells differently.
@@ -374,14 +394,18 @@ def _layer(spec: dict, group: h5py.Group | None) -> Any:
                         "Activation for keras.ops.relu), or save the model as a tf_keras model")
     if class_name in TOKEN_LAYERS:
         raise UserError(f"layer {name!r} ({class_name}) takes token ids: {INTEGER_INPUTS}")
+    if class_name == "Bidirectional" and module == "keras.layers" and registered is None:
+        return _bidirectional(spec)
     if class_name not in LAYERS or module != "keras.layers" or registered is not None:
         raise UserError(f"layer {name!r} ({class_name}) has no tf_keras equivalent; re-save the model "
                         "with standard layers or as a tf_keras model")
     where = f"layer {name!r} ({class_name})"
-    options = {}
+    options = dict(_TF_KERAS_ONLY.get(class_name, {}))
     neutral = _KERAS3_ONLY.get(class_name, {})
     renamed = _RENAMED.get(class_name, {})
     for key, value in spec["config"].items():
+        if key in _TRAINING_ONLY:
+            continue
         if key in neutral:
             if value != neutral[key]:
                 raise UserError(f"{where} sets {key}={value!r}, which tf_keras lacks; re-save the "
@@ -393,6 +417,21 @@ def _layer(spec: dict, group: h5py.Group | None) -> Any:
     except (TypeError, ValueError) as error:
         raise UserError(f"{where} cannot be rebuilt in tf_keras: {_first_line(error)}; "
                         "re-save the model with default options, or as a tf_keras model") from None
+
+
+def _bidirectional(spec: dict) -> Any:
+    """A Bidirectional wrapper around the translations of its forward and backward layers."""
+    config, where = spec["config"], f"layer {_name(spec)!r} (Bidirectional)"
+    inner = [config.get("layer"), config.get("backward_layer")]
+    if not isinstance(inner[0], dict):
+        raise UserError(f"{where} holds no layer to wrap; save the model as a tf_keras model")
+    forward, backward = (None if layer is None else _layer(layer, None) for layer in inner)
+    try:
+        return keras.layers.Bidirectional(forward, merge_mode=config.get("merge_mode", "concat"),
+                                          backward_layer=backward, name=_name(spec))
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{where} cannot be rebuilt in tf_keras: {_first_line(error)}; save the model "
+                        "as a tf_keras model") from None
 
 
 def _option(key: str, value: Any, where: str) -> Any:
@@ -452,8 +491,10 @@ def _set_weights(layer: Any, spec: dict, group: h5py.Group | None) -> None:
     """Copy one leaf layer's arrays; Keras 3 stores them in the order tf_keras lists weights."""
     if isinstance(layer, keras.Model):
         return  # a nested model set its own weights when it was built
-    variables = {} if group is None else group.get("vars", {})
-    arrays = [np.asarray(variables[key]) for key in sorted(variables, key=int)]
+    arrays = []
+    for path in _WEIGHT_PATHS.get(spec["class_name"], ("vars",)):
+        variables = {} if group is None else group.get(path, {})
+        arrays += [np.asarray(variables[key]) for key in sorted(variables, key=int)]
     expected = [tuple(weight.shape) for weight in layer.weights]
     if [a.shape for a in arrays] != expected:
         raise UserError(f"layer {_name(spec)!r} ({spec['class_name']}) holds weights of shapes "
