@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import compress
 from compress.data.builtin import split_dataset
 from compress.models.backend import Unconvertible, keras, to_tflite
 from compress.models.flatbuffer import TFLiteModel, _read
@@ -80,3 +81,32 @@ def test_magnitude_pruning_reaches_the_recurrent_kernels(tmp_path: Path):
     assert reached and int(reached.group(1)) >= 49, made.notes
     assert zero_fraction(model, [lstm]) == 0.0  # the teacher itself is untouched
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in _ops(made.flatbuffer)
+
+
+@pytest.mark.slow  # a run of nine strategies: about 2 minutes
+def test_a_recurrent_teacher_gets_a_row_or_a_one_line_skip_from_every_family(tmp_path):
+    """A user's LSTM and GRU teacher through a run: no row fails, the LSTM stays fused in every
+    float row, and what cannot take it says which layer."""
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % CLASSES
+    x = (rng.normal(size=(240, LENGTH, CHANNELS)) + 2 * y[:, None, None]).astype(np.float32)
+    np.savez(tmp_path / "signals.npz", x=x, y=y)
+    model = _model(keras.layers.LSTM(24, return_sequences=True), keras.layers.GRU(12),  # 2,496 LSTM weights
+                   keras.layers.Dense(32, activation="relu"))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=30, verbose=0)
+    model.save(tmp_path / "recurrent.keras")
+    strategies = ["quantize-dynamic", "quantize-float16", "quantize-int8", "quantize-qat",
+                  "prune-magnitude", "prune-structured", "factorize", "distill", "finetune"]
+    frame = compress.compare(data=tmp_path / "signals.npz", teacher=tmp_path / "recurrent.keras",
+                             strategies=strategies, epochs=1, out=tmp_path / "run", jobs=1)
+    rows = {row["strategy"]: row for row in frame.to_dict("records")}
+    assert not [name for name, row in rows.items() if row["status"] == "failed"], \
+        {name: row["reason"] for name, row in rows.items()}
+    for name in ("baseline", "quantize-dynamic", "quantize-float16", "prune-magnitude", "factorize",
+                 "distill", "finetune"):
+        assert rows[name]["status"] == "ok", (name, rows[name]["reason"])
+    for name, layer in (("quantize-int8", "GRU"), ("quantize-qat", "GRU"), ("prune-structured", "LSTM")):
+        assert rows[name]["status"] == "skipped" and f"({layer})" in rows[name]["reason"], rows[name]
+    baseline = (tmp_path / "run" / rows["baseline"]["artifact"]).read_bytes()
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in _ops(baseline)
