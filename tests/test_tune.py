@@ -644,29 +644,3 @@ def test_a_repeat_queues_a_new_random_chain_led_by_the_least_tried_family(task, 
     assert json.dumps(params, sort_keys=True) not in before
     assert state.space.families[params["stage 1"]] == min(sorted(tried), key=lambda f: tried[f])
     assert state.widened == 1
-
-
-def test_a_best_plausibly_within_the_budget_grows_though_not_surely_within(task, tmp_path):
-    """The search split screens what grows: a pipeline 2 rows short on 180 may end within the
-    budget once later stages fine-tune it, so it is extended; one clearly outside is not."""
-    from compress.orchestrate.tune_space import default_point
-
-    settings = TuneSettings(max_accuracy_drop=1.0, strategies=("prune-magnitude", "quantize-int8"))
-    space = search_space(task, settings.strategies)
-    state = SearchLoop(optuna.create_study(directions=["minimize", "maximize"]), space, settings,
-                       lambda spec: None, tmp_path / "journal", [], {"accuracy": 0.99}, lambda path: 1.0,
-                       seed=0)
-    spec = strategies_from_spec("prune-magnitude")[0].spec()
-    state.proposed[spec] = spec
-    state.params[spec] = {"stage 1": "prune-magnitude", "after prune-magnitude": "end",
-                          **default_point(space, "prune-magnitude")}
-    short = Trial(0, spec, "prune", 1, "ok", val_accuracy=0.9789, drop_pp=1.11, size_bytes=900,
-                  size_gzip_bytes=500, speedup=1.0, screen=(2, 0, 180))
-    state.trials = [short]
-    assert not short.admissible(settings) and short.candidate(settings)
-    state._deepen()
-    assert [point["after prune-magnitude"] for point in state.extensions] == ["quantize-int8"]
-    state.extensions, state.deepened = [], set()
-    short.drop_pp, short.screen = 5.0, (9, 0, 180)  # ruled out by the search split: not grown
-    state._deepen()
-    assert state.extensions == []

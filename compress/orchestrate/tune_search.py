@@ -309,22 +309,19 @@ class SearchLoop:
         self._deepen()
 
     def _deepen(self) -> None:
-        """When a new best plausibly within the budget (``Trial.candidate``) among the pipelines
-        that can still grow appears, queue it followed by each stage the rules allow after its
-        last one (at that stage's defaults, cheapest first), before the sampler's own proposals:
-        the way the best pipelines are found by hand (distill, then prune, then cluster, then
-        quantize).  Plausibly, not surely: a student 2 rows short on 180 may end within the
-        budget once pruning and quantization-aware training have fine-tuned it, and growing is a
-        screen, which only decides what to train next; the confirmation decides what is kept."""
+        """When a new best within the budget among the pipelines that can still grow appears,
+        queue it followed by each stage the rules allow after its last one (at that stage's
+        defaults, cheapest first), before the sampler's own proposals: the way the best
+        pipelines are found by hand (distill, then prune, then cluster, then quantize), each
+        step kept only while the budget holds."""
         if len(self.trials) < self.replay:  # a resumed tune: the journal holds the extensions
             return
-        # Accuracy alone decides what grows: a measured speed differs from machine to machine,
-        # and the proposals must not.
-        lenient = dataclasses.replace(self.settings, max_slowdown=None)
-        growable = [t for t in self.trials if t.spec in self.proposed and t.candidate(lenient)
+        growable = [t for t in self.trials if t.spec in self.proposed
                     and len(stage_names(self.proposed[t.spec])) < MAX_STAGES
                     and self._followers(self.proposed[t.spec])]
-        best = min(growable, key=lambda t: rank(t, lenient)) if growable else None
+        # Accuracy alone decides what grows: a measured speed differs from machine to machine,
+        # and the proposals must not.
+        best = choose(growable, dataclasses.replace(self.settings, max_slowdown=None))
         if best is None or best.spec in self.deepened:
             return
         self.deepened.add(best.spec)
