@@ -218,9 +218,10 @@ def to_tflite(
     that rows differ only in what the strategy did.
     """
     if representative is not None and (looped := loops(model)):
-        raise Unconvertible(f"the TFLite converter crashes calibrating the loop of {', '.join(looped)} "
-                            "for full-integer quantization; dynamic-range and float16 quantization "
-                            "convert it, and unroll=True makes it plain ops")
+        raise Unconvertible(f"the TFLite converter cannot calibrate the loop of {', '.join(looped)} "
+                            "for full-integer quantization (a GRU's crashes its process); "
+                            "dynamic-range and float16 quantization convert it, and unroll=True "
+                            "makes it plain ops")
     if fixed_batch(model):
         spec = tf.TensorSpec([1, *model.input_shape[1:]], model.inputs[0].dtype)
         function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)

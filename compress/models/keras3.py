@@ -79,8 +79,9 @@ _WEIGHT_PATHS: dict[str, tuple[str, ...]] = {
                            "output_dense/vars"),
 }
 
-#: Options that only seed dropout in training: dropped, whatever their value.
-_TRAINING_ONLY = frozenset({"seed"})
+#: Layers whose Keras 3 ``seed`` option tf_keras lacks; it only seeds their dropout in
+#: training, so it is dropped, whatever its value (a Dropout layer keeps its seed in both).
+_SEEDED_IN_KERAS3_ONLY = frozenset({"LSTM", "GRU", "SimpleRNN", "MultiHeadAttention"})
 
 #: Augmentation layers: they change inputs in training only, so the translation leaves them out
 #: (its predictions are still checked against Keras 3's).
@@ -404,7 +405,7 @@ def _layer(spec: dict, group: h5py.Group | None) -> Any:
     neutral = _KERAS3_ONLY.get(class_name, {})
     renamed = _RENAMED.get(class_name, {})
     for key, value in spec["config"].items():
-        if key in _TRAINING_ONLY:
+        if key == "seed" and class_name in _SEEDED_IN_KERAS3_ONLY:
             continue
         if key in neutral:
             if value != neutral[key]:
