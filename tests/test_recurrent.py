@@ -12,7 +12,7 @@ import pytest
 
 import compress
 from compress.data.builtin import split_dataset
-from compress.models.backend import Unconvertible, keras, to_tflite
+from compress.models.backend import Unconvertible, keras, recurrent_conversion, to_tflite
 from compress.models.flatbuffer import TFLiteModel, _read
 from compress.strategies.apply import apply_strategy
 from compress.strategies.base import Skip
@@ -70,6 +70,17 @@ def test_a_gru_converts_as_a_loop_and_is_refused_full_integer_calibration_in_one
         apply_strategy(QuantizeQAT(epochs=1), model, "user", data, seed=0, workdir=tmp_path)
 
 
+def test_a_teachers_description_says_how_each_recurrent_layer_converts():
+    model = _model(keras.layers.LSTM(4, return_sequences=True, name="fused"),
+                   keras.layers.LSTM(4, return_sequences=True, activation="relu", name="relu_lstm"),
+                   keras.layers.GRU(3, unroll=True, name="unrolled"))
+    said = recurrent_conversion(model)
+    assert said.startswith("recurrent: fused (LSTM) as the fused UNIDIRECTIONAL_SEQUENCE_LSTM; ")
+    assert "relu_lstm (LSTM) as a WHILE loop (only an LSTM with tanh and sigmoid" in said
+    assert "unrolled (GRU) as plain ops (unrolled)" in said and said.endswith("one row a call")
+    assert recurrent_conversion(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])) is None
+
+
 def test_magnitude_pruning_reaches_the_recurrent_kernels(tmp_path: Path):
     model = _model(keras.layers.LSTM(32))  # 4 x (2 + 32) x 32 = 4,352 kernel weights
     x = _rows(120)
@@ -108,5 +119,6 @@ def test_a_recurrent_teacher_gets_a_row_or_a_one_line_skip_from_every_family(tmp
         assert rows[name]["status"] == "ok", (name, rows[name]["reason"])
     for name, layer in (("quantize-int8", "GRU"), ("quantize-qat", "GRU"), ("prune-structured", "LSTM")):
         assert rows[name]["status"] == "skipped" and f"({layer})" in rows[name]["reason"], rows[name]
+    assert "as the fused UNIDIRECTIONAL_SEQUENCE_LSTM" in rows["baseline"]["teacher_architecture"]
     baseline = (tmp_path / "run" / rows["baseline"]["artifact"]).read_bytes()
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in _ops(baseline)

@@ -195,6 +195,24 @@ def recurrent(model: keras.Model) -> list[str]:
             if isinstance(layer, keras.layers.RNN)]
 
 
+def recurrent_conversion(model: keras.Model) -> str | None:
+    """How the model's recurrent layers convert, in one line (None without any): which become
+    LiteRT's fused LSTM, which a ``WHILE`` loop (and why), which plain ops (unrolled)."""
+    looped = set(loops(model))
+    kinds: dict[str, list[str]] = {}
+    for layer in model.submodules:
+        if isinstance(layer, keras.layers.RNN):
+            named = f"{layer.name} ({type(layer).__name__})"
+            kind = ("plain ops (unrolled)" if getattr(layer, "unroll", False) else
+                    "a WHILE loop (only an LSTM with tanh and sigmoid and no recurrent dropout has "
+                    "a fused op)" if named in looped else "the fused UNIDIRECTIONAL_SEQUENCE_LSTM")
+            kinds.setdefault(kind, []).append(named)
+    if not kinds:
+        return None
+    return "recurrent: " + "; ".join(f"{', '.join(names)} as {kind}" for kind, names in kinds.items()) + \
+        "; one row a call"
+
+
 def fixed_batch(model: keras.Model) -> bool:
     """Whether the model converts only for a batch of one: recurrent layers do, since their loop
     needs static shapes; the LSTM then becomes the fused ``UNIDIRECTIONAL_SEQUENCE_LSTM``, whose

@@ -28,7 +28,7 @@ from compress.common.errors import UserError, option
 from compress.common.fileio import cache_dir, write_atomic
 from compress.data.builtin import Dataset, TrainingData
 from compress.models.architectures import INTEGER_INPUTS, TOKEN_LAYERS, build_model, default_teacher
-from compress.models.backend import keras, seed_everything, tf
+from compress.models.backend import keras, recurrent_conversion, seed_everything, tf
 from compress.models.training import BATCH_SIZE, TrainingLimits, compile_for_training
 
 # Bump when the training code changes in a way the recipe fields do not capture.
@@ -351,6 +351,9 @@ def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False,
         architecture += f" (Keras 3 file, translated; predictions within {TOLERANCE:g} of Keras 3's)"
     if fixed:
         architecture += f" (its input {got} fixed to the data's {expected})"
+    converted = recurrent_conversion(model)
+    if converted is not None:
+        architecture += f" ({converted})"
     if widened is not None:
         model = widened
         architecture += " (its one binary output as two class logits)"
