@@ -202,6 +202,7 @@ def tune_section(tune: TuneRecord) -> list[Block]:
     objective = "smallest gzip file" if tune.objective == "size" else "fastest model at batch 1"
     base_gzip = tune.teacher.size_gzip_bytes
     timed = tune.objective == "latency" or any(t.speedup for t in trials)
+    board = _board(tune) is not None  # each trial was measured in TFLite Micro
 
     def record(t: TrialRecord) -> dict[str, str | Cell]:
         ok = t.status == "ok"
@@ -214,7 +215,7 @@ def tune_section(tune: TuneRecord) -> list[Block]:
         }
         if timed:
             out["Speed-up"] = f"{t.speedup:.2f}×" if ok and t.speedup else ""
-        if tune.device:
+        if board:
             out["Fits the device"] = "" if t.fits is None else ("yes" if t.fits else f"no: {t.fit}")
         return out
 
@@ -333,9 +334,15 @@ def _speed_limit(tune: TuneRecord) -> str:
             f", and at most {slowdown:g}× the teacher's latency")
 
 
-def _device_limit(tune: TuneRecord) -> str:
+def _board(tune: TuneRecord) -> Device | None:
+    """The microcontroller the tune's choice had to fit, if any."""
     device = parse_device(tune.device) if tune.device else None
-    if device is None or not device.micro:
+    return device if device is not None and device.micro else None
+
+
+def _device_limit(tune: TuneRecord) -> str:
+    device = _board(tune)
+    if device is None:
         return ""
     return (f", fitting {device.describe()}: every trial was measured in TFLite Micro on the "
             "validation split, and only those that fit could be chosen")
