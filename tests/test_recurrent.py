@@ -12,6 +12,7 @@ import pytest
 
 import compress
 from compress.data.builtin import split_dataset
+from compress.measure.micro import micro_unavailable, run_in_micro
 from compress.models.backend import Unconvertible, keras, recurrent_conversion, to_tflite
 from compress.models.flatbuffer import TFLiteModel, _read
 from compress.strategies.apply import apply_strategy
@@ -45,6 +46,9 @@ def test_an_lstm_becomes_the_fused_op_and_every_row_starts_from_zeros():
     assert np.abs(runtime.predict(x) - model.predict(x, verbose=0)).max() < 1e-5  # no state leaks
     first = runtime.predict(x[:1])
     assert np.array_equal(first, runtime.predict(x[:1]))
+    if micro_unavailable() is None:  # TFLite Micro keeps the state too, and is reset every row
+        labels = run_in_micro(flatbuffer, x)["labels"]
+        assert labels == model.predict(x, verbose=0).argmax(axis=1).tolist()
 
 
 def test_a_gru_converts_as_a_loop_and_is_refused_full_integer_calibration_in_one_line(tmp_path):
