@@ -10,6 +10,7 @@ measured.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,7 @@ def _size(value: int | None) -> str:
     return f"{value / MIB:g} MiB" if value >= MIB and value % MIB == 0 else f"{value / KIB:g} KiB"
 
 
+@functools.lru_cache(maxsize=32)  # tune asks it of every trial it ranks
 def parse_device(text: str | Device | None) -> Device | None:
     """A profile's name (``PROFILES``), or ``mcu:ram=256k,flash=1m[,int8=yes][,headroom=0.25]``
     (``k`` and ``m`` are KiB and MiB); a one-line error for anything else."""

@@ -112,8 +112,7 @@ def tune(
     # tune certifies its choice on other seeds' validation splits: no rows set aside for it
     config = dataclasses.replace(resolve_config(seeds=seeds, device=settings.device, **options),
                                  evidence_rows=0)
-    device = settings.deployment()
-    if device is not None and device.micro and (missing := micro_unavailable()) is not None:
+    if settings.microcontroller() is not None and (missing := micro_unavailable()) is not None:
         raise UserError(f"{option('device', settings.device)} chooses by what fits in TFLite Micro: "
                         f"{missing}")
     folder = Path(out) if out is not None else Path("reports") / f"tune-{_data_name(config)}"

@@ -286,8 +286,8 @@ class SearchLoop:
             trial.size_bytes, trial.size_gzip_bytes = row["size_bytes"], row["size_gzip_bytes"]
             trial.macs = row.get("macs")
             trial.speedup = self.measure_speedup(Path(job.folder) / row["artifact"])
-            device = self.settings.deployment()
-            if device is not None and device.micro:
+            device = self.settings.microcontroller()
+            if device is not None:
                 trial.fits, trial.fit = fits(row, device)
         for asked in waiting:
             self._record(asked, dataclasses.replace(trial, number=asked.number))
@@ -409,7 +409,7 @@ def search(
 
         state = SearchLoop(study, space, settings, job_for, journal_path, replay, base, speedup, seed)
         state.deadline = lambda: left() - reserve()
-        state.worst = float(base["size_bytes" if settings.flash_bound() else "size_gzip_bytes"]) \
+        state.worst = float(base["size_bytes" if settings.microcontroller() else "size_gzip_bytes"]) \
             if settings.objective == "size" else 1.0
 
         def reserve() -> float:

@@ -66,11 +66,12 @@ class TuneSettings:
         """The device profile ``device`` names, or None."""
         return parse_device(self.device)
 
-    def flash_bound(self) -> bool:
-        """Whether the model ships to a microcontroller, whose flash stores the file as it is:
-        size is then its bytes, not its gzip."""
+    def microcontroller(self) -> Device | None:
+        """The microcontroller the model ships to, if ``device`` names one: every trial is then
+        measured in TFLite Micro and must fit it, and size is the file's bytes as its flash
+        stores them, not their gzip."""
         device = self.deployment()
-        return device is not None and device.micro
+        return device if device is not None and device.micro else None
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class Trial(TrialRecord):
         if self.status != "ok":
             return None
         if settings.objective == "size":
-            return float((self.size_bytes if settings.flash_bound() else self.size_gzip_bytes) or 0)
+            return float((self.size_bytes if settings.microcontroller() else self.size_gzip_bytes) or 0)
         return None if not self.speedup else 1 / self.speedup
 
     def meets(self, budget: float) -> bool:
@@ -86,8 +86,7 @@ class Trial(TrialRecord):
     def _deployable(self, settings: TuneSettings) -> bool:
         """Fits the microcontroller ``settings.device`` names, as TFLite Micro measured it (a
         trial not measured there is not known to fit); any model fits another device."""
-        device = settings.deployment()
-        return device is None or not device.micro or self.fits is True
+        return settings.microcontroller() is None or self.fits is True
 
     def admissible(self, settings: TuneSettings) -> bool:
         """Within the accuracy budget on the search split, fast enough, fitting the device, and
@@ -241,7 +240,7 @@ def final_specs(trials: Sequence[Trial], chosen: Trial, settings: TuneSettings,
 
 def describe_trial(trial: Trial, settings: TuneSettings) -> str:
     if settings.objective == "size":
-        stored = "flash" if settings.flash_bound() else "gzip"
+        stored = "flash" if settings.microcontroller() else "gzip"
         cost = f"{(trial.value(settings) or 0) / 1024:.1f} KiB {stored}"
     else:
         cost = f"{trial.speedup or 0:.2f}x faster"
@@ -319,8 +318,8 @@ def nothing_within_budget(found: SearchResult, settings: TuneSettings, seeds: in
                 f"{label}, {loss}; raise "
                 f"{option('max_accuracy_drop')} or {option('time_budget_min')}")
     accurate = [t for t in found.trials if t.meets(budget)]
-    device = settings.deployment()
-    if accurate and device is not None and device.micro and not any(t.fits for t in accurate):
+    device = settings.microcontroller()
+    if accurate and device is not None and not any(t.fits for t in accurate):
         measured = [t for t in accurate if t.fits is not None] or accurate
         smallest = min(measured, key=lambda t: (t.size_bytes or 0, t.spec))
         return (f"{len({t.spec for t in accurate})} configurations stay within {budget:g} pp of the "
