@@ -24,7 +24,7 @@ from compress.common.errors import UserError, flag_names
 from compress.common.text import one_line
 from compress.data.options import MISSING_POLICIES
 
-DATASETS = ("synthetic", "document", "digits")
+DATASETS = ("synthetic", "document", "digits", "negation", "order")
 
 
 class OneLineErrors(click.Group):
@@ -93,7 +93,8 @@ def _options(*options: Any) -> Any:
 _data_options = _options(
     click.option("--dataset", type=click.Choice(DATASETS), default=None,
                  help="Built-in dataset: synthetic (the document's generator, 2,000 rows, a 1,000-row "
-                 "test split), document (its exact 1,000 rows) or digits (8x8 images).  "
+                 "test split), document (its exact 1,000 rows), digits (8x8 images), or negation and order "
+                 "(generated texts only word order solves: 4,000 token-id rows).  "
                  "[default: synthetic]"),
     click.option("--data", type=click.Path(path_type=Path), default=None,
                  help="Your own .csv, .tsv, .parquet or .npz (arrays x, y[, x_test, y_test]) instead, or "
@@ -102,6 +103,17 @@ _data_options = _options(
     click.option("--image-size", default=None, metavar="H,W",
                  help="Resize an image folder's images to H,W.  [default: their most common size]"),
     click.option("--target", default=None, help="The label column of a .csv or .parquet --data file."),
+    click.option("--tokens", is_flag=True, default=None,
+                 help="An .npz's integer x holds token ids (texts), not numbers; implied when --teacher "
+                 "takes token ids."),
+    click.option("--text-column", default=None, metavar="NAME",
+                 help="A table's free-text column, tokenized on the train split.  [default: detected]"),
+    click.option("--vocabulary", type=int, default=None, metavar="N",
+                 help="Words the tokenizer keeps (padding and unknown included).  [default: from the "
+                 "train split's word counts]"),
+    click.option("--sequence-length", type=int, default=None, metavar="N",
+                 help="Tokens per text: longer ones cut, shorter padded.  [default: the train split's "
+                 "95th percentile]"),
     click.option("--missing", type=click.Choice(MISSING_POLICIES), default=None,
                  help="Missing cells: stop, drop their rows, or impute (median / most frequent, "
                  "fitted on the train split). Counts are always reported.  [default: error]"),

@@ -36,8 +36,9 @@ def tiny_problem(dataset: str = "document", *, seed: int = 0, epochs: int = 2) -
 ]:
     """A small dataset and a briefly trained default teacher, for fast checks."""
     data = load_dataset(dataset, seed).training
-    architecture = default_teacher(data.input_shape)
-    teacher = build_model(architecture, data.input_shape, data.n_classes, seed=seed, name="teacher")
+    architecture = default_teacher(data.input_shape, data.vocabulary)
+    teacher = build_model(architecture, data.input_shape, data.n_classes, seed=seed, name="teacher",
+                          vocabulary=data.vocabulary)
     compile_for_training(teacher, 1e-3)
     teacher.fit(data.x_train, data.y_train, epochs=epochs, batch_size=64, verbose=0)
     return data, teacher, architecture

@@ -60,8 +60,9 @@ def test_a_model_without_a_dense_kernel_to_factor_is_a_one_line_skip(tmp_path):
     data = TrainingData("t", rng.normal(size=(30, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, 30),
                         rng.normal(size=(10, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, 10),
                         ("a", "b", "c"))
-    with pytest.raises(Skip, match=r"^no Dense kernel to factorize at rank 0.25: .*only Dense kernels "
-                                   r"are factorized.*\(the output\)$"):
+    with pytest.raises(Skip, match=r"^no Dense kernel or Embedding table to factorize at rank 0.25: "
+                                   r".*only Dense kernels and Embedding tables are factorized.*"
+                                   r"\(the output\)$"):
         apply_strategy(Factorize(epochs=1), model, "test", data, seed=0, workdir=tmp_path)
 
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Models whose translation must predict exactly what Keras 3 predicts.
 EQUIVALENT = ("mlp", "cnn", "conv1d", "residual", "separable", "zoo2d", "zoo1d", "activations", "nested",
-              "recurrent")
+              "recurrent", "transformer")
 
 
 def _in_keras3(function: str, *args: str) -> None:
@@ -52,7 +52,10 @@ def _make_models(folder: str) -> None:
     out = Path(folder)
 
     def save(name: str, model: keras.Model, classes: int = 3) -> None:
-        x = rng.normal(size=(64, *model.input_shape[1:])).astype(np.float32)
+        shape = (64, *model.input_shape[1:])
+        ids = "int" in str(model.inputs[0].dtype)
+        x = rng.integers(0, 50, size=shape).astype(np.int32) if ids else \
+            rng.normal(size=shape).astype(np.float32)
         model.compile("adam", "sparse_categorical_crossentropy", run_eagerly=True)  # no tracing: faster
         model.fit(x, rng.integers(0, classes, len(x)), epochs=1, batch_size=64, verbose=0)
         model.save(out / f"{name}.keras")
@@ -72,6 +75,14 @@ def _make_models(folder: str) -> None:
     x = layers.LayerNormalization()(layers.Add()([x, attended]))
     x = layers.SimpleRNN(5)(layers.Dropout(0.1)(x))
     save("recurrent", keras.Model(inputs, layers.Dense(3)(x)))
+    inputs = keras.Input((10,), dtype="int32")  # a two-block Transformer over token ids (issue 41)
+    x = layers.Embedding(50, 8)(inputs)
+    for _ in range(2):
+        x = layers.LayerNormalization()(layers.Add()([x, layers.MultiHeadAttention(2, 4)(x, x)]))
+        hidden = layers.Dense(16, activation="relu")(x)
+        x = layers.LayerNormalization()(layers.Add()([x, layers.Dense(8)(hidden)]))
+    x = layers.Conv1D(8, 3, padding="same", activation="relu")(layers.Dropout(0.1)(x))
+    save("transformer", keras.Model(inputs, layers.Dense(3)(layers.GlobalMaxPooling1D()(x))))
     save("conv1d", keras.Sequential([
         keras.Input((40, 1)), layers.Conv1D(8, 5, activation="relu"), layers.BatchNormalization(),
         layers.MaxPooling1D(2), layers.Conv1D(8, 3, padding="causal"), layers.GlobalAveragePooling1D(),
@@ -158,8 +169,9 @@ def _make_models(folder: str) -> None:
     binary.save(out / "binary.h5")  # legacy HDF5, which tf_keras cannot read back
     np.save(out / "binary.x.npy", x)
     np.save(out / "binary.y.npy", np.asarray(binary(x, training=False)))
-    keras.Sequential([keras.Input((6,), dtype="int32"), layers.Embedding(50, 4, name="tokens"),
-                      layers.Flatten(), layers.Dense(3)]).save(out / "embedding.keras")
+    lookup = layers.StringLookup(vocabulary=["a", "b"], name="words")
+    keras.Sequential([keras.Input((1,), dtype="string"), lookup, layers.Embedding(4, 4), layers.Flatten(),
+                      layers.Dense(3)]).save(out / "lookup.keras")
 
 
 def _make_digits_cnn(data: str, path: str) -> None:
@@ -317,13 +329,13 @@ def test_a_binary_sigmoid_teacher_becomes_two_class_logits(models, tmp_path):
     np.testing.assert_array_equal(np.argmax(logits, axis=1), keras3 > 0.5)  # class 1 where p > 0.5
 
 
-def test_token_inputs_and_keras3_h5_files_are_refused_in_one_line(models, tmp_path):
+def test_lookup_layers_and_keras3_h5_files_are_refused_in_one_line(models, tmp_path):
     from compress.data.userdata import load_file
     from compress.models.teacher import load_teacher
 
-    with pytest.raises(UserError, match=r"^layer 'tokens' \(Embedding\) takes token ids: compress "
-                                        r"compares models on float features"):
-        translate(models / "embedding.keras")
+    with pytest.raises(UserError, match=r"^layer 'words' \(StringLookup\) maps strings or ids inside the "
+                                        r"model: compress tokenizes texts itself"):
+        translate(models / "lookup.keras")
     dataset, _ = load_file(_npz(tmp_path), seed=0)
     with pytest.raises(UserError, match=r"binary\.h5 cannot be loaded by tf_keras \(saved by Keras 3, "
                                         r".*; save the model as a \.keras file$") as refused:

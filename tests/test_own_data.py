@@ -238,9 +238,9 @@ def test_teachers_compress_cannot_compare_are_refused_in_one_line(tmp_path):
     two_heads = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(2)(inputs)])
     assert "has 1 inputs and 2 outputs; compress compares classifiers with one input and one output" in \
         _refusal(tmp_path, two_heads, x, y)
-    tokens = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(10, 3),
-                               keras.layers.Flatten(), keras.layers.Dense(2)])
-    assert "takes token ids: compress compares models on float features" in \
+    tokens = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(2, 3),
+                               keras.layers.Flatten(), keras.layers.Dense(2)])  # ids 0 and 1 only
+    assert "the data hold token ids up to 3, beyond teacher teacher.keras's vocabulary of 2" in \
         _refusal(tmp_path, tokens, np.abs(x).astype(int), y)
 
 

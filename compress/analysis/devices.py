@@ -21,6 +21,9 @@ KIB, MIB = 1024, 1024 * 1024
 #: What a microcontroller profile keeps free of its RAM and flash for everything but the model.
 MCU_HEADROOM = 0.25
 
+#: What an int8 pipeline takes: int8 in and out, or token ids (int32, never quantized) in.
+INT8_IO = ("int8", "int32 in, int8 out")
+
 
 @dataclass(frozen=True)
 class Device:
@@ -140,7 +143,7 @@ def fits(row: dict[str, Any], device: Device) -> tuple[bool | None, str]:
     if device.flash_limit is not None and flash > device.flash_limit:
         problems.append(f"it takes {_kib(flash)} of flash, {_kib(flash - device.flash_limit)} over the "
                         f"{_kib(device.flash_limit)} the board leaves it")
-    if device.int8 and row.get("io_type") != "int8":
+    if device.int8 and row.get("io_type") not in INT8_IO:
         problems.append(f"its inputs and outputs are {row.get('io_type') or 'unknown'}, not int8")
     if problems:
         return False, "; ".join(problems)

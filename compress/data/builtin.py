@@ -23,9 +23,12 @@ VAL_FRACTION = 0.1
 MIN_ROWS = 30
 
 
-def data_kind(input_shape: tuple[int, ...]) -> str:
-    """One sample of rank 1 is a feature vector, rank 2 a sequence (length, channels), rank 3 an
-    image (height, width, channels): the user's arrays say which, and no axis is ever added."""
+def data_kind(input_shape: tuple[int, ...], vocabulary: int | None = None) -> str:
+    """Rows of token ids (a ``vocabulary``) are texts; otherwise one sample of rank 1 is a feature
+    vector, rank 2 a sequence (length, channels), rank 3 an image (height, width, channels): the
+    user's arrays say which, and no axis is ever added."""
+    if vocabulary is not None:
+        return "tokens"
     return {1: "features", 2: "sequence", 3: "image"}.get(len(input_shape), "features")
 
 
@@ -43,6 +46,9 @@ class TrainingData:
     #: accuracy budget: the evidence that certifies its answers (``common.certify``).
     x_evidence: np.ndarray | None = None
     y_evidence: np.ndarray | None = None
+    #: For texts: rows are int32 token ids below this (0 pads), and models start with an
+    #: Embedding of this many rows.  None for float features, sequences and images.
+    vocabulary: int | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -71,7 +77,7 @@ class TrainingData:
 
     @property
     def kind(self) -> str:
-        return data_kind(self.input_shape)
+        return data_kind(self.input_shape, self.vocabulary)
 
     @property
     def is_image(self) -> bool:
@@ -103,6 +109,10 @@ class Dataset:
     def n_classes(self) -> int:
         return self.training.n_classes
 
+    @property
+    def vocabulary(self) -> int | None:
+        return self.training.vocabulary
+
     def fingerprint(self) -> str:
         """A content hash of every array and name: the teacher cache's key part."""
         digest = hashlib.sha256(self.name.encode())
@@ -112,6 +122,8 @@ class Dataset:
             digest.update(str((array.shape, array.dtype.str)).encode())
             digest.update(np.ascontiguousarray(array).tobytes())
         digest.update("\0".join(self.class_names).encode())
+        if t.vocabulary is not None:
+            digest.update(f"vocabulary {t.vocabulary}".encode())
         return digest.hexdigest()
 
     def summary(self) -> dict[str, object]:
@@ -124,6 +136,7 @@ class Dataset:
             "n_train": len(t.y_train),
             "n_val": len(t.y_val),
             "n_test": len(self.y_test),
+            **({"vocabulary": t.vocabulary} if t.vocabulary is not None else {}),
             **({"n_evidence": t.n_evidence} if t.n_evidence else {}),
         }
 
@@ -289,10 +302,25 @@ def _digits(seed: int) -> Dataset:
     return split_dataset("digits", x, bunch.target, seed=seed, class_names=bunch.target_names.astype(str))
 
 
+def _word_order(name: str) -> Callable[[int], Dataset]:
+    """A generated text task of ``data.word_order`` as token ids."""
+    def load(seed: int) -> Dataset:
+        from compress.data.word_order import VOCABULARY, word_order_task
+
+        x, y, classes = word_order_task(name, seed)
+        train, val, test = split_indices(y, seed, name=name, class_names=classes)
+        training = TrainingData(name, x[train], y[train], x[val], y[val], classes, vocabulary=VOCABULARY)
+        return Dataset(training, x[test], y[test])
+
+    return load
+
+
 BUILTIN_DATASETS: dict[str, Callable[[int], Dataset]] = {
     "synthetic": _synthetic,
     "document": _document,
     "digits": _digits,
+    "negation": _word_order("negation"),
+    "order": _word_order("order"),
 }
 
 

@@ -10,7 +10,6 @@ they touched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,13 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from compress.common.errors import UserError, option
 from compress.common.text import counted
+from compress.data.arrays import load_npz
 from compress.data.builtin import CLASSIFIERS_ONLY, Dataset, TrainingData, split_indices
 from compress.data.images import ImageFolder, load_image_folder
-from compress.data.options import MISSING_POLICIES
+from compress.data.options import MISSING_POLICIES, TextOptions
+from compress.data.record import ONE_HOT_LIMIT, Preprocessing
+from compress.data.text import TEXT_WORDS, Tokenizer, check_texts, fit_tokenizer, is_text
 
-ONE_HOT_LIMIT = 10  # categorical columns with more distinct values are ordinal-encoded
 TABULAR_SUFFIXES = (".csv", ".tsv", ".parquet")
 #: Separators a spreadsheet's "CSV" export may use instead of commas (a European locale's ";"
 #: goes with decimal commas).
@@ -38,59 +39,18 @@ _DECIMAL_COMMA = r"-?\d+,\d+"
 MISSING_MARKS = ["?"]
 
 
-@dataclass
-class Preprocessing:
-    """What was done to a user's file, recorded with every result row."""
-
-    source: str
-    rows_read: int
-    missing_policy: str
-    rows_dropped: int = 0
-    cells_imputed: int = 0
-    numeric: list[str] = field(default_factory=list)
-    one_hot: list[str] = field(default_factory=list)
-    ordinal: list[str] = field(default_factory=list)
-    classes: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)  # columns left out, each with why
-    look_alike: list[str] = field(default_factory=list)  # labels that differ in case or spaces only
-    layout: str = ""  # how an .npz's x was read, from its shape and type
-    #: A table's fitted encoding as data (``fitted_encoding``): what a deployment must apply to
-    #: a raw row before any of the run's models sees it.
-    encoding: dict[str, Any] | None = None
-
-    def summary(self) -> str:
-        parts = [f"{self.rows_read} rows read from {self.source}"]
-        if self.layout:
-            parts.append(self.layout)
-        if self.dropped:
-            parts.append(f"columns left out: {', '.join(self.dropped)}")
-        if self.look_alike:
-            parts.append(f"**labels differing only in case or spaces are different classes: "
-                         f"{', '.join(self.look_alike)}** (clean them if they are one class)")
-        if self.rows_dropped:
-            parts.append(f"{self.rows_dropped} rows with missing values dropped")
-        if self.cells_imputed:
-            parts.append(f"{self.cells_imputed} missing cells imputed (median or most frequent, "
-                         "fitted on the train split)")
-        if self.numeric:
-            parts.append(f"{len(self.numeric)} numeric columns standardized")
-        if self.one_hot:
-            parts.append(f"one-hot: {', '.join(self.one_hot)}")
-        if self.ordinal:
-            parts.append(f"ordinal codes, standardized (over {ONE_HOT_LIMIT} values): "
-                         f"{', '.join(self.ordinal)}")
-        return "; ".join(parts)
-
-
 def load_file(
     path: Path | str, *, seed: int, target: str | None = None, missing: str = "error",
-    image_size: tuple[int, int] | None = None,
+    image_size: tuple[int, int] | None = None, text: TextOptions | None = None,
 ) -> tuple[Dataset, Preprocessing | ImageFolder]:
-    """A Dataset from a user's file or image folder, split by ``seed`` like the built-in ones."""
+    """A Dataset from a user's file or image folder, split by ``seed`` like the built-in ones;
+    ``text`` says how texts are read (token ids in an .npz, a table's text column)."""
     path = Path(path)
     if missing not in MISSING_POLICIES:
         raise UserError(f"{option('missing')} must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
     if path.is_dir():
+        if _text_files(path):
+            return _load_text_folder(path, seed, text or TextOptions())
         return load_image_folder(path, seed=seed, image_size=image_size)
     if not path.is_file():
         raise UserError(f"data file {path} does not exist; check the path")
@@ -98,9 +58,9 @@ def load_file(
         raise UserError(f"data file {path} is empty; it needs a header and rows")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return _load_npz(path, seed)
+        return load_npz(path, seed, text is not None and text.tokens)
     if suffix in TABULAR_SUFFIXES:
-        return _load_table(path, seed, target, missing)
+        return _load_table(path, seed, target, missing, text or TextOptions())
     raise UserError(f"{path}: {option('data')} takes .csv, .tsv, .parquet or .npz files")
 
 
@@ -128,7 +88,8 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise UserError(f"{path} cannot be read as a table ({message}); check its format") from None
 
 
-def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tuple[Dataset, Preprocessing]:
+def _load_table(path: Path, seed: int, target: str | None, missing: str,
+                text: TextOptions) -> tuple[Dataset, Preprocessing]:
     frame = _read_table(path)
     if frame.empty:
         raise UserError(f"{path} has a header but no rows")
@@ -141,6 +102,9 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
     if features.shape[1] == 0:
         raise UserError(f"{path}: only the target column {target!r}; add feature columns")
     record = Preprocessing(source=path.name, rows_read=len(frame), missing_policy=missing)
+    column = _text_column(path, features, text)
+    if column is not None:
+        return _load_texts(path, frame, target, column, seed, text, record)
     numeric = features.select_dtypes(include="number")
     if not np.isfinite(numeric.to_numpy(dtype=float, na_value=0.0)).all():
         bad = [c for c in numeric if np.isinf(numeric[c].to_numpy(dtype=float, na_value=0.0)).any()]
@@ -198,6 +162,103 @@ def _load_table(path: Path, seed: int, target: str | None, missing: str) -> tupl
     return Dataset(training, transform(test), y[test]), record
 
 
+def _text_column(path: Path, features: pd.DataFrame, text: TextOptions) -> str | None:
+    """The free-text column: the one named, else the one ``is_text`` finds (before any
+    identifier or category rule sees it), else None."""
+    if text.column is not None:
+        if text.column not in features.columns:
+            raise UserError(f"{path}: no feature column {text.column!r} for {option('text_column')}; "
+                            f"columns are {', '.join(map(str, features.columns))}")
+        return text.column
+    found = [str(c) for c in features.columns if is_text(features[c], ONE_HOT_LIMIT)]
+    if len(found) > 1:
+        raise UserError(f"{path}: columns {', '.join(found)} all hold free text, and a text model reads "
+                        f"one; name it with {option('text_column', 'NAME')}")
+    if found and (text.vocabulary is None and text.length is None):
+        return found[0]
+    if text.vocabulary is not None or text.length is not None:
+        if not found:
+            raise UserError(f"{path}: no column holds free text (at least {TEXT_WORDS} words in the "
+                            f"median cell), so {option('vocabulary')} and {option('sequence_length')} "
+                            f"have nothing to tokenize; name the text column with {option('text_column')}")
+        return found[0]
+    return None
+
+
+def _load_texts(path: Path, frame: pd.DataFrame, target: str, column: str, seed: int,
+                text: TextOptions, record: Preprocessing) -> tuple[Dataset, Preprocessing]:
+    """A table's text column as token ids (``data.text``), the tokenizer fitted on the train
+    split; the other feature columns are left out, since a text model reads one input."""
+    others = [str(c) for c in frame.columns if c not in (column, target)]
+    record.dropped = [f"{c} (a text model reads the text column {column!r} alone)" for c in others]
+    frame = frame[[column, target]]
+    unlabeled = frame[target].isna() | frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+    if unlabeled.any() and missing_allowed(record.missing_policy):
+        record.rows_dropped = int(unlabeled.sum())
+        frame = frame[~unlabeled].reset_index(drop=True)
+    elif frame[target].isna().any():
+        raise UserError(f"{path}: {counted(int(frame[target].isna().sum()), 'row')} without a label in "
+                        f"{target!r}; pass {option('missing', 'drop')} to remove them")
+    check_texts(path, frame[column], column)
+    labels = frame[target].astype(str)
+    classes = sorted(labels.unique())
+    record.classes = classes
+    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    train, val, test = split_indices(y, seed, name=path.name, class_names=classes)
+    texts = frame[column]
+    tokenizer = fit_tokenizer(texts.iloc[train], column, vocabulary=text.vocabulary, length=text.length)
+    x_train, _, cut = tokenizer.ids(texts.iloc[train])
+    x_val, unknown, _ = tokenizer.ids(texts.iloc[val])
+    x_test, _, _ = tokenizer.ids(texts.iloc[test])
+    record.layout = (f"texts of column {column!r} as token ids: {tokenizer.chosen}; {unknown:.1%} of the "
+                     f"validation split's words unknown, {cut:.1%} of the train split's texts cut")
+    record.encoding = tokenizer.portable()
+    training = TrainingData(path.stem, x_train, y[train], x_val, y[val], tuple(classes),
+                            vocabulary=tokenizer.vocabulary)
+    return Dataset(training, x_test, y[test]), record
+
+
+#: A text folder's files: one text each.
+TEXT_SUFFIX = ".txt"
+
+
+def _text_files(root: Path) -> dict[str, list[Path]]:
+    """A folder's class folders and their .txt files, when it holds texts and no images."""
+    from compress.data.images import IMAGE_SUFFIXES
+
+    found = {folder.name: sorted(folder.rglob(f"*{TEXT_SUFFIX}")) for folder in sorted(root.iterdir())
+             if folder.is_dir() and not folder.name.startswith(".")}
+    images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*") if p.is_file())
+    return {} if images or not any(found.values()) else {k: v for k, v in found.items() if v}
+
+
+def _load_text_folder(root: Path, seed: int, text: TextOptions) -> tuple[Dataset, Preprocessing]:
+    """``DIR/<class>/<text>.txt``, one text per file, read as a table with a text column (the
+    class folders of an image folder, the text rules of a table)."""
+    from compress.data.images import TEST_FOLDER, TRAIN_FOLDER
+
+    classes = _text_files(root)
+    if {TRAIN_FOLDER, TEST_FOLDER} & set(classes):
+        raise UserError(f"{root}: a text folder is read as DIR/<class>/<text>.txt; move the class "
+                        f"folders of {TRAIN_FOLDER}/ and {TEST_FOLDER}/ into one folder (compress splits "
+                        "it by the seed)")
+    rows = []
+    for label, files in classes.items():
+        for file in files:
+            try:
+                rows.append((file.read_text(encoding="utf-8"), label))
+            except UnicodeDecodeError:
+                raise UserError(f"{file} is not UTF-8 text; save the texts as UTF-8") from None
+    frame = pd.DataFrame(rows, columns=["text", "label"])
+    record = Preprocessing(source=root.name, rows_read=len(frame), missing_policy="error")
+    return _load_texts(root, frame, "label", "text", seed, text, record)
+
+
+def missing_allowed(policy: str) -> bool:
+    """Whether a missing-value policy lets rows without a value go (texts cannot be imputed)."""
+    return policy in ("drop", "impute")
+
+
 def fitted_encoding(transformer: ColumnTransformer) -> dict[str, Any]:
     """The fitted encoding as JSON-able data, in the models' input order: each column's missing
     value fill, mean and scale, or categories (one input each, one-hot), fitted on the train split."""
@@ -226,8 +287,15 @@ def _plain(value: Any) -> Any:
 
 
 def encode_rows(encoding: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
-    """Raw table rows as the run's models take them, by ``fitted_encoding``'s record: what a
-    deployment applies before the .tflite file (the models never saw raw units)."""
+    """Raw table rows as the run's models take them, by ``fitted_encoding``'s record (or a text
+    column's tokenizer, ``Tokenizer.portable``): what a deployment applies before the .tflite
+    file (the models never saw raw units or raw text)."""
+    if encoding.get("kind") == "text":
+        tokenizer = Tokenizer.from_portable(encoding)
+        if tokenizer.column not in frame.columns:
+            raise UserError(f"the rows lack the text column {tokenizer.column!r}, which the models read")
+        check_texts("the rows", frame[tokenizer.column], tokenizer.column)
+        return tokenizer.ids(frame[tokenizer.column])[0]
     missing = [entry["column"] for entry in encoding["inputs"] if entry["column"] not in frame.columns]
     if missing:
         raise UserError(f"the rows lack column(s) {', '.join(missing)}, which the models take")
@@ -389,115 +457,3 @@ def _transformer(features: pd.DataFrame, record: Preprocessing) -> ColumnTransfo
         ],
         remainder="drop",
     )
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz archive, pickles refused; any damage is one UserError."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise UserError(f"{path} holds a single array, not an .npz archive; save it with "
-                            "numpy.savez(path, x=..., y=...)")
-        with loaded:
-            return dict(loaded)
-    except UserError:
-        raise
-    except Exception as error:  # any damage (zip, zlib, header, pickles) is the file's, not ours
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{path} is not a readable .npz without pickles ({message}); save it with "
-                        "numpy.savez(path, x=..., y=...) from numeric or text arrays") from None
-
-
-def _load_npz(path: Path, seed: int) -> tuple[Dataset, Preprocessing]:
-    arrays = read_npz(path)
-    if "x" not in arrays or "y" not in arrays:
-        raise UserError(f"{path} needs arrays named x and y (optionally x_test and y_test); "
-                        f"it has {', '.join(arrays) or 'none'}")
-    x, y = _npz_arrays(path, arrays["x"], arrays["y"])
-    record = Preprocessing(source=path.name, rows_read=len(x), missing_policy="error",
-                           layout=_layout(arrays["x"]))
-    if "x_test" in arrays or "y_test" in arrays:
-        if not {"x_test", "y_test"} <= set(arrays):
-            raise UserError(f"{path}: give both x_test and y_test, or neither")
-        x_test, y_test = _npz_arrays(path, arrays["x_test"], arrays["y_test"], suffix="_test")
-        record.rows_read += len(x_test)
-        if x_test.shape[1:] != x.shape[1:]:
-            raise UserError(f"{path}: x_test rows have shape {x_test.shape[1:]}, x rows {x.shape[1:]}")
-        if _label_kind(y_test) != _label_kind(y):
-            raise UserError(f"{path}: y holds {_label_kind(y)} labels but y_test {_label_kind(y_test)} "
-                            "labels; save both with the same kind of label")
-        unseen = sorted(set(np.unique(y_test).tolist()) - set(np.unique(y).tolist()), key=str)
-        if unseen:
-            raise UserError(f"{path}: y_test holds label(s) {', '.join(map(repr, unseen[:5]))} that y never "
-                            "does; no model learns a class it never sees, so add training rows of it "
-                            "or drop those test rows")
-    else:
-        x_test = y_test = None
-    classes = sorted(set(np.unique(y).tolist()) | set([] if y_test is None else np.unique(y_test).tolist()))
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[v] for v in y.tolist()], dtype=np.int64)
-    names = tuple(str(c) for c in classes)
-    record.classes = list(names)
-    if y_test is None:
-        train, val, test = split_indices(y, seed, name=path.name, class_names=names)
-        x_test, y_test = x[test], y[test]
-    else:
-        y_test = np.array([index[v] for v in y_test.tolist()], dtype=np.int64)
-        train, val = split_indices(y, seed, name=path.name, with_test=False, class_names=names)
-    training = TrainingData(path.stem, x[train], y[train], x[val], y[val], names)
-    return Dataset(training, x_test.astype(np.float32), y_test), record
-
-
-def _label_kind(y: np.ndarray) -> str:
-    return {"U": "text", "S": "bytes"}.get(y.dtype.kind, "numeric")
-
-
-def _layout(x: np.ndarray) -> str:
-    """How an .npz's x is read, in words: no axis is ever added, so 8-bit (N, H, W) pixels
-    would be sequences, and integer values are used as they are."""
-    shape = x.shape[1:]
-    if len(shape) == 1:
-        read = f"x as {shape[0]} features per row"
-    elif len(shape) == 2:
-        read = f"x as sequences of {shape[0]} steps × {shape[1]} channels"
-        if x.dtype.kind == "u":
-            read += (f" (if these are grayscale images, save x with a channel axis: shape "
-                     f"(N, {shape[0]}, {shape[1]}, 1))")
-    else:
-        read = f"x as {shape[0]}x{shape[1]} images with {counted(shape[2], 'channel')}"
-    if x.dtype.kind in "iu" and x.size and int(x.max()) > 1:
-        read += f"; its {x.dtype} values ({int(x.min())} to {int(x.max())}) used as they are, not scaled"
-    return read
-
-
-def _npz_arrays(path: Path, x: np.ndarray, y: np.ndarray, suffix: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Check one (x, y) pair of an .npz: numeric finite rows, one class label per row."""
-    xname, yname = f"x{suffix}", f"y{suffix}"
-    if x.ndim == 0 or y.ndim == 0:
-        raise UserError(f"{path}: {xname} and {yname} must be arrays with one entry per row, "
-                        f"got shapes {x.shape} and {y.shape}")
-    if x.dtype.kind not in "fiub":
-        raise UserError(f"{path}: {xname} must be numeric, got dtype {x.dtype}")
-    if y.ndim != 1:
-        raise UserError(f"{path}: {yname} must be one label per row, got shape {y.shape}")
-    if y.dtype.kind not in "biufUS":
-        raise UserError(f"{path}: {yname} must hold class labels (integers or strings), got dtype {y.dtype}")
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise UserError(f"{path}: {yname} contains NaN or inf; every row needs a class label")
-    if y.dtype.kind == "f" and (y != np.round(y)).any():
-        raise UserError(f"{path}: {yname} holds fractional numbers (e.g. {y[y != np.round(y)][0]:g}), "
-                        f"a regression target; {CLASSIFIERS_ONLY}")
-    if len(x) != len(y):
-        raise UserError(f"{path}: {len(x)} rows in {xname} but {len(y)} labels in {yname}")
-    if x.size == 0 and len(x):
-        raise UserError(f"{path}: {xname} rows have shape {x.shape[1:]}, with no features; "
-                        "give at least one feature per row")
-    with np.errstate(over="ignore", invalid="ignore"):
-        x = x.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise UserError(f"{path}: {xname} contains NaN or inf (or values beyond float32); clean or "
-                        "drop those rows first")
-    if x.ndim not in (2, 3, 4):  # features, sequences (length, channels), images (h, w, channels)
-        raise UserError(f"{path}: {xname} must be (rows, features), (rows, length, channels) or "
-                        f"(rows, height, width, channels), got shape {x.shape}")
-    return x, y

@@ -129,7 +129,7 @@ zeros = detail["quantization_parameters"]["zero_points"]
 labels = []
 for row in x:
     row = row.reshape(shape)
-    if np.issubdtype(dtype, np.integer):
+    if np.issubdtype(dtype, np.integer) and len(scales) and scales[0]:  # not token ids: quantized
         info = np.iinfo(dtype)
         row = np.clip(np.round(row / scales[0] + zeros[0]), info.min, info.max)
     interpreter.reset()  # variable tensors (a fused LSTM's state) start every row from zeros
@@ -196,7 +196,7 @@ def run_in_micro(flatbuffer: bytes, x: np.ndarray, first_try: int | None = None)
     with tempfile.TemporaryDirectory(prefix="compress-micro-") as tmp:
         model, data = Path(tmp) / "model.tflite", Path(tmp) / "x.npz"
         model.write_bytes(flatbuffer)
-        np.savez(data, x=np.asarray(x, np.float32))
+        np.savez(data, x=np.asarray(x, np.int32 if x.dtype.kind in "iu" else np.float32))
         low, high = 0, min(MAX_ARENA, first_try or max(16 * 1024, 10 * len(flatbuffer)))
         for _ in range(MAX_CHILDREN):
             lines, code = _child(model, data, low, high)

@@ -32,9 +32,11 @@ the field"), built from their papers' layers, also by name (``TINY_MODELS``):
   a strided 3×3 stem, then its thirteen depthwise-separable blocks, doubling the width at each of
   its four strided ones (to 32 times the first), global average pooling, logits.
 
+Texts (token ids) get ``textcnn``, ``bilstm`` or ``transformer`` (``models.text_models``).
+
 Every model outputs logits, so temperature scaling in distillation acts where Hinton et al.
 put it.  The data's kind decides the default: features get an MLP, sequences a 1-D CNN,
-images a 2-D CNN.
+images a 2-D CNN, texts a text CNN.
 """
 
 from __future__ import annotations
@@ -47,16 +49,20 @@ from compress.common.errors import UserError
 from compress.data.builtin import data_kind
 from compress.models.backend import keras, seed_everything
 from compress.models.cost import layer_calls
+from compress.models.text_models import TEXT_FORMS, TEXT_KINDS, build_text_model
 
-KINDS = ("features", "sequence", "image")
-DEFAULT_TEACHERS = {"features": "mlp:128,64", "sequence": "cnn1d:32,64,64:64", "image": "cnn:32,64:128"}
+KINDS = ("features", "sequence", "image", "tokens")
+DEFAULT_TEACHERS = {"features": "mlp:128,64", "sequence": "cnn1d:32,64,64:64", "image": "cnn:32,64:128",
+                    "tokens": "textcnn:64:128"}
 #: Students chosen by experiment for the default teachers (docs/benchmarks.md).
-DEFAULT_STUDENTS = {"features": "mlp:32", "sequence": "cnn1d:8,16:16", "image": "cnn:8,16:32"}
-#: Which architectures fit which data kind (an MLP flattens anything).
-FITS = {"mlp": KINDS, "cnn": ("image",), "cnn1d": ("sequence",), "dsres": ("image",),
-        "mobile": ("image",), "resnet": ("image",), "dscnn": ("image",), "mobilenetv1": ("image",)}
+DEFAULT_STUDENTS = {"features": "mlp:32", "sequence": "cnn1d:8,16:16", "image": "cnn:8,16:32",
+                    "tokens": "textcnn:16:32"}
+#: Which architectures fit which data kind (an MLP flattens any numbers, not token ids).
+FITS = {"mlp": ("features", "sequence", "image"), "cnn": ("image",), "cnn1d": ("sequence",),
+        "dsres": ("image",), "mobile": ("image",), "resnet": ("image",), "dscnn": ("image",),
+        "mobilenetv1": ("image",), **dict.fromkeys(TEXT_KINDS, ("tokens",))}
 FORMS = ("mlp:W[,W...]", "cnn:C[,C...]:W[,W...]", "cnn1d:C[,C...]:W[,W...]", "dsres:C[,C...]",
-         "mobile:C[,C...]", "resnet:C[,C...]", "dscnn:C[,C...]", "mobilenetv1:W")
+         "mobile:C[,C...]", "resnet:C[,C...]", "dscnn:C[,C...]", "mobilenetv1:W", *TEXT_FORMS)
 #: Architectures of convolution widths alone (``dsres:16,32``), no Dense widths.
 CONVOLUTIONAL = ("dsres", "mobile", "resnet", "dscnn", "mobilenetv1")
 #: MLPerf Tiny's reference models by name: image classification (CIFAR-10), keyword spotting
@@ -70,13 +76,18 @@ MOBILENET_V1_BLOCKS = ((2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (16, 2), (16, 1),
 
 @dataclass(frozen=True)
 class Architecture:
-    kind: str  # "mlp", "cnn", "cnn1d", "dsres" or "mobile"
-    conv: tuple[int, ...]
+    kind: str  # "mlp", "cnn", "cnn1d", "dsres", "mobile", ... or a text kind
+    conv: tuple[int, ...]  # convolutions' filters (a bilstm's units, a transformer's heads per block)
     dense: tuple[int, ...]
+    embedding: int = 0  # a text model's embedding width
 
     @property
     def spec(self) -> str:
         conv, dense = ",".join(map(str, self.conv)), ",".join(map(str, self.dense))
+        if self.kind == "transformer":
+            return f"transformer:{len(self.conv)},{self.conv[0]},{self.embedding}"
+        if self.kind in TEXT_KINDS:
+            return f"{self.kind}:{self.embedding}:{conv}"
         if self.kind == "mlp":
             return f"mlp:{dense}"
         if self.kind in CONVOLUTIONAL:
@@ -103,16 +114,24 @@ def parse_architecture(spec: str) -> Architecture:
         return Architecture("mlp", (), _widths(rest, spec))
     if kind in CONVOLUTIONAL and rest and ":" not in rest:
         return Architecture(kind, _widths(rest, spec), ())
+    if kind == "transformer" and rest.count(",") == 2 and ":" not in rest:
+        blocks, heads, width = _widths(rest, spec)
+        if width < heads:
+            raise UserError(f"architecture {spec!r}: the width {width} cannot be split among {heads} heads")
+        return Architecture(kind, (heads,) * blocks, (), width)
+    if kind in ("textcnn", "bilstm") and rest.count(":") == 1:
+        embedding, widths = rest.split(":")
+        return Architecture(kind, _widths(widths, spec), (), _widths(embedding, spec)[0])
     if kind in ("cnn", "cnn1d") and rest.count(":") == 1:
         conv, dense = rest.split(":")
         return Architecture(kind, _widths(conv, spec), _widths(dense, spec))
     raise UserError(f"architecture {spec!r} is not understood; use one of {', '.join(FORMS)}")
 
 
-def check_fits(spec: str, input_shape: tuple[int, ...]) -> Architecture:
+def check_fits(spec: str, input_shape: tuple[int, ...], vocabulary: int | None = None) -> Architecture:
     """The architecture, if it can take this data; else a one-line error with the valid forms."""
     arch = parse_architecture(spec)
-    kind = data_kind(input_shape)
+    kind = data_kind(input_shape, vocabulary)
     if kind not in FITS[arch.kind]:
         valid = [form for form in FORMS if kind in FITS[form.split(":")[0]]]
         raise UserError(f"architecture {spec!r} does not fit {kind} data of shape {input_shape}; "
@@ -120,8 +139,8 @@ def check_fits(spec: str, input_shape: tuple[int, ...]) -> Architecture:
     return arch
 
 
-def default_teacher(input_shape: tuple[int, ...]) -> str:
-    return DEFAULT_TEACHERS[data_kind(input_shape)]
+def default_teacher(input_shape: tuple[int, ...], vocabulary: int | None = None) -> str:
+    return DEFAULT_TEACHERS[data_kind(input_shape, vocabulary)]
 
 
 #: Layers that prepare the input with values fitted to the data (``adapt``) or fixed, which
@@ -163,16 +182,20 @@ def preprocessing_note(teacher: keras.Model) -> str:
 
 def build_model(
     spec: str, input_shape: tuple[int, ...], n_classes: int, *, seed: int, name: str = "model",
-    dropout: float = 0.0, preprocessing: Sequence[keras.layers.Layer] = (),
+    dropout: float = 0.0, preprocessing: Sequence[keras.layers.Layer] = (), vocabulary: int | None = None,
 ) -> keras.Model:
     """Build an untrained logits model; the same seed gives the same initial weights.
 
     ``dropout`` adds a Dropout layer after each hidden Dense layer (a no-op at inference,
     absent from the TFLite file).  ``preprocessing`` (a teacher's ``input_preprocessing``) is
-    copied, with its values, between the input and the first layer.
+    copied, with its values, between the input and the first layer.  ``vocabulary``: the data
+    are token ids below it (a text model's Embedding has that many rows).
     """
-    arch = check_fits(spec, input_shape)
+    arch = check_fits(spec, input_shape, vocabulary)
     seed_everything(seed)
+    if arch.kind in TEXT_KINDS and vocabulary is not None:
+        return build_text_model(arch.kind, arch.embedding, arch.conv, input_shape[0], vocabulary,
+                                n_classes, name, dropout)
     copies = [type(layer).from_config({**layer.get_config(), "name": f"preprocessing_{i}"})
               for i, layer in enumerate(preprocessing)]
     builders = {"dsres": _dsres, "mobile": _mobile, "resnet": _resnet, "dscnn": _dscnn,
@@ -344,8 +367,8 @@ def clone(model: keras.Model) -> keras.Model:
 STUDENT_SHRINK = 4
 
 
-def derive_student(teacher: keras.Model, teacher_architecture: str,
-                   input_shape: tuple[int, ...], shrink: float = STUDENT_SHRINK) -> str:
+def derive_student(teacher: keras.Model, teacher_architecture: str, input_shape: tuple[int, ...],
+                   shrink: float = STUDENT_SHRINK, vocabulary: int | None = None) -> str:
     """A student of the teacher's own kind, narrower and shallower.
 
     A default teacher gets the student chosen by experiment; a MobileNet-class teacher (depthwise
@@ -353,15 +376,19 @@ def derive_student(teacher: keras.Model, teacher_architecture: str,
     built-in spec keeps its kind with widths divided by ``shrink`` and at most two hidden layers
     of each sort; a user's model is read layer by layer (Conv1D, Conv2D or depthwise layers make
     a 1-D or 2-D CNN student, otherwise an MLP) from its own widths.  The caller checks it is
-    strictly smaller.
+    strictly smaller.  A text teacher's student keeps its kind (a user's recurrent or attention
+    model read as ``bilstm`` or ``transformer``) with a narrower embedding and one block fewer
+    (``_text_student``).
     """
-    kind = data_kind(input_shape)
+    kind = data_kind(input_shape, vocabulary)
     if teacher_architecture == DEFAULT_TEACHERS[kind] and shrink == STUDENT_SHRINK:
         return DEFAULT_STUDENTS[kind]
     mobile = _mobile_student(teacher, input_shape, shrink) if kind == "image" else None
     if mobile:
         return mobile
     arch = _teacher_as_architecture(teacher, teacher_architecture, kind)
+    if kind == "tokens":
+        return _text_student(arch, shrink, deep=False)
     conv = tuple(max(4, int(w / shrink)) for w in arch.conv[:2])
     dense = tuple(max(8, int(w / shrink)) for w in arch.dense[:1])
     if arch.kind == "dsres":
@@ -412,12 +439,26 @@ def _teacher_as_architecture(teacher: keras.Model, teacher_architecture: str, ki
         return _read_architecture(teacher, kind)
 
 
+def _text_student(arch: Architecture, shrink: float, *, deep: bool) -> str:
+    """A text teacher's kind, its embedding and widths ``shrink`` times narrower; all its blocks
+    (``deep``) or one fewer, at least one.  A transformer keeps its heads while each gets at least
+    4 dimensions."""
+    kept = arch.conv if deep else arch.conv[:max(1, len(arch.conv) - 1)]
+    embedding = max(8, int(arch.embedding / shrink))
+    if arch.kind == "transformer":
+        heads = max(1, min(kept[0], embedding // 4))
+        return Architecture("transformer", (heads,) * len(kept), (), embedding).spec
+    return Architecture(arch.kind, tuple(max(4, int(w / shrink)) for w in kept), (), embedding).spec
+
+
 def _as_deep(teacher: keras.Model, teacher_architecture: str, input_shape: tuple[int, ...],
-             shrink: float) -> str | None:
+             shrink: float, vocabulary: int | None = None) -> str | None:
     """A student with every hidden layer of the teacher, each ``shrink`` times narrower (None
     for a residual or MobileNet-class teacher, whose blocks ``derive_student`` already replaces)."""
-    kind = data_kind(input_shape)
+    kind = data_kind(input_shape, vocabulary)
     arch = _teacher_as_architecture(teacher, teacher_architecture, kind)
+    if kind == "tokens":
+        return _text_student(arch, shrink, deep=True)
     if arch.kind == "dsres" or (kind == "image" and _mobile_student(teacher, input_shape, shrink)):
         return None
     return Architecture(arch.kind, tuple(max(4, int(w / shrink)) for w in arch.conv),
@@ -432,15 +473,25 @@ FINE_STUDENT_SHRINKS = (4, 6, 8, 12, 16)
 
 
 def student_candidates(teacher: keras.Model, teacher_architecture: str,
-                       input_shape: tuple[int, ...],
-                       shrinks: Sequence[int] = STUDENT_SHRINKS) -> tuple[str, ...]:
+                       input_shape: tuple[int, ...], shrinks: Sequence[int] = STUDENT_SHRINKS,
+                       vocabulary: int | None = None) -> tuple[str, ...]:
     """Students ``shrinks`` times narrower than the teacher, widest first; for images also the
     smallest depthwise-separable residual network, whose global pooling suits a teacher that
-    pools globally (a Flatten student can outweigh such a teacher at any width)."""
-    specs = [derive_student(teacher, teacher_architecture, input_shape, s) for s in shrinks]
-    if data_kind(input_shape) == "image":
+    pools globally (a Flatten student can outweigh such a teacher at any width); for a recurrent
+    or attention text teacher also text CNNs, which run in a fraction of their time."""
+    kind = data_kind(input_shape, vocabulary)
+    specs = [derive_student(teacher, teacher_architecture, input_shape, s, vocabulary) for s in shrinks]
+    if kind == "image":
         specs.append("dsres:4")
+    if kind == "tokens":
+        specs += [_convolutional(spec) for spec in specs]
     return tuple(dict.fromkeys(specs))
+
+
+def _convolutional(text_spec: str) -> str:
+    """A text CNN of a text student's embedding width, one convolution as wide as it."""
+    embedding = parse_architecture(text_spec).embedding
+    return Architecture("textcnn", (max(8, embedding),), (), embedding).spec
 
 
 #: ``distill:max_drop``'s ladder: its widest rung has at most this share of the teacher's
@@ -458,7 +509,7 @@ LADDER_DSRES = ("dsres:16,32", "dsres:8,16", "dsres:8", "dsres:4")
 
 def student_ladder(teacher: keras.Model, teacher_architecture: str, input_shape: tuple[int, ...],
                    n_classes: int, *, first_share: float = LADDER_FIRST_SHARE, step: float = LADDER_STEP,
-                   most: int = LADDER_RUNGS) -> list[tuple[str, int]]:
+                   most: int = LADDER_RUNGS, vocabulary: int | None = None) -> list[tuple[str, int]]:
     """Students of the teacher's own kind and depth, narrower, widest first, each with its
     parameter count: the first with at most ``first_share`` of the teacher's, every next at most
     ``step`` of the one before, at most ``most`` of them, so the smallest student within a
@@ -470,13 +521,16 @@ def student_ladder(teacher: keras.Model, teacher_architecture: str, input_shape:
     When these give fewer than two rungs, the shallower students of ``derive_student``, then
     for images depthwise-separable residual ones (a teacher that pools globally outweighs any
     Flatten head); else the family with the most.  Empty when nothing is small enough."""
+    kind = data_kind(input_shape, vocabulary)
     families = [
-        [spec for s in LADDER_SHRINKS if (spec := _as_deep(teacher, teacher_architecture, input_shape, s))],
-        [derive_student(teacher, teacher_architecture, input_shape, s) for s in LADDER_SHRINKS],
-        list(LADDER_DSRES) if data_kind(input_shape) == "image" else []]
+        [spec for s in LADDER_SHRINKS
+         if (spec := _as_deep(teacher, teacher_architecture, input_shape, s, vocabulary))],
+        [derive_student(teacher, teacher_architecture, input_shape, s, vocabulary) for s in LADDER_SHRINKS],
+        list(LADDER_DSRES) if kind == "image" else []]
     best: list[tuple[str, int]] = []
     for specs in families:
-        rungs = _rungs(specs, teacher.count_params(), input_shape, n_classes, first_share, step, most)
+        rungs = _rungs(specs, teacher.count_params(), input_shape, n_classes, first_share, step, most,
+                       vocabulary)
         if len(rungs) > 1:
             return rungs
         best = max(best, rungs, key=len)
@@ -484,8 +538,9 @@ def student_ladder(teacher: keras.Model, teacher_architecture: str, input_shape:
 
 
 def _rungs(specs: Sequence[str], teacher_params: int, input_shape: tuple[int, ...], n_classes: int,
-           first_share: float, step: float, most: int) -> list[tuple[str, int]]:
-    sized = sorted(((spec, build_model(spec, input_shape, n_classes, seed=0).count_params())
+           first_share: float, step: float, most: int, vocabulary: int | None) -> list[tuple[str, int]]:
+    sized = sorted(((spec, build_model(spec, input_shape, n_classes, seed=0,
+                                       vocabulary=vocabulary).count_params())
                     for spec in dict.fromkeys(specs)), key=lambda item: -item[1])
     limit, rungs = teacher_params * first_share, []
     for spec, params in sized:
@@ -498,6 +553,8 @@ def _rungs(specs: Sequence[str], teacher_params: int, input_shape: tuple[int, ..
 def _read_architecture(model: keras.Model, kind: str) -> Architecture:
     """The widths of a user's model, as the closest built-in architecture of its kind."""
     layers = keras.layers
+    if kind == "tokens":
+        return _read_text_architecture(model)
     convs = [layer.filters for layer in model.layers
              if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.SeparableConv1D,
                                    layers.SeparableConv2D)) and not isinstance(layer, layers.DepthwiseConv2D)]
@@ -509,10 +566,35 @@ def _read_architecture(model: keras.Model, kind: str) -> Architecture:
     return Architecture("mlp", (), tuple(dense) or (64,))
 
 
-#: Layers that read token ids, and why such a teacher is refused.
+def _read_text_architecture(model: keras.Model) -> Architecture:
+    """A user's text model as the closest built-in text architecture: attention layers make a
+    transformer (its heads and blocks), recurrent ones a bilstm (their units), else a text CNN
+    (its convolutions' filters); the embedding width is its Embedding's."""
+    layers = keras.layers
+    found = _flat_layers(model)
+    embedding = next((layer.output_dim for layer in found if isinstance(layer, layers.Embedding)), 64)
+    attention = [layer for layer in found if isinstance(layer, layers.MultiHeadAttention)]
+    if attention:
+        return Architecture("transformer", tuple(layer.num_heads for layer in attention), (), embedding)
+    cells = (layers.LSTM, layers.GRU, layers.SimpleRNN)
+    recurrent = [layer.units for layer in found if isinstance(layer, cells)]
+    if recurrent:
+        return Architecture("bilstm", tuple(recurrent), (), embedding)
+    convs = [layer.filters for layer in found if isinstance(layer, layers.Conv1D)]
+    return Architecture("textcnn", tuple(convs) or (embedding,), (), embedding)
+
+
+def _flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer, a wrapper's (Bidirectional, TimeDistributed) inner layer in its place."""
+    found = []
+    for layer in model.layers:
+        inner = getattr(layer, "forward_layer", None) or getattr(layer, "layer", None)
+        found.append(inner if isinstance(inner, keras.layers.Layer) else layer)
+    return found
+
+
+#: Layers that read token ids or strings.
 TOKEN_LAYERS = frozenset({"Embedding", "TextVectorization", "StringLookup", "IntegerLookup"})
-
-
-INTEGER_INPUTS = ("compress compares models on float features (tables, images, signals) and "
-                  "cannot scale, quantize or time integer token inputs; use a teacher whose input "
-                  "is float features")
+#: Layers that take strings: tokenizing is the run's own step (``data.text``), kept out of the
+#: models so every row starts from the same ids.
+STRING_LAYERS = frozenset({"TextVectorization", "StringLookup"})

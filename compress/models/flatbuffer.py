@@ -26,11 +26,12 @@ _IO_OPS = ("QUANTIZE", "DEQUANTIZE")  # inserted around integer parts; not a pre
 
 
 class TFLiteModel:
-    """A flatbuffer in the LiteRT interpreter, with float in and float out.
+    """A flatbuffer in the LiteRT interpreter, with float (or token id) in and float out.
 
     Integer-I/O models (int8 or uint8) get their inputs quantized and their
     outputs dequantized with the model's own scale and zero point, so they
-    can be scored like any other model.
+    can be scored like any other model; an integer input without a scale (token ids) takes the
+    ids as they are.
     """
 
     def __init__(self, flatbuffer: bytes, *, threads: int = DEFAULT_THREADS) -> None:
@@ -63,10 +64,11 @@ class TFLiteModel:
         return tuple(int(d) for d in self._input["shape"][1:])
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """Float inputs in the model's input type."""
+        """Inputs in the model's input type: quantized by the file's scale and zero point, or
+        as they are for an unquantized integer input (token ids)."""
         dtype = self._input["dtype"]
-        if np.issubdtype(dtype, np.integer):
-            scale, zero_point = self._input["quantization"]
+        scale, zero_point = self._input["quantization"]
+        if np.issubdtype(dtype, np.integer) and scale:
             info = np.iinfo(dtype)
             return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
         return x.astype(dtype)

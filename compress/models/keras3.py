@@ -49,7 +49,7 @@ import numpy as np
 
 from compress.common.errors import UserError
 from compress.common.fileio import cache_dir, write_atomic
-from compress.models.architectures import INTEGER_INPUTS, TOKEN_LAYERS
+from compress.models.architectures import TOKEN_LAYERS
 from compress.models.backend import keras
 
 #: Largest absolute difference between Keras 3's and the translation's predictions accepted.
@@ -66,7 +66,7 @@ LAYERS = frozenset({
     "AveragePooling2D", "Flatten", "Reshape", "Permute", "ZeroPadding1D", "ZeroPadding2D",
     "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "Dropout", "SpatialDropout1D",
     "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "LSTM", "GRU", "SimpleRNN",
-    "MultiHeadAttention",
+    "MultiHeadAttention", "Embedding",
 })
 
 #: Where a layer's arrays sit in its weight group, in the order its tf_keras equivalent lists
@@ -100,6 +100,7 @@ ACTIVATIONS = frozenset({
 #: Keras 3-only options, and the value at which leaving them out changes nothing.
 _KERAS3_ONLY: dict[str, dict[str, Any]] = {
     "Dense": {"quantization_config": None, "lora_rank": None, "lora_alpha": None},
+    "Embedding": {"quantization_config": None, "lora_rank": None, "lora_alpha": None},
     "LayerNormalization": {"rms_scaling": False},
     "MultiHeadAttention": {"use_gate": False, "sliding_window": None},
     "ZeroPadding1D": {"data_format": "channels_last"},
@@ -125,6 +126,12 @@ _REFERENCE = (
     "model = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=True)\n"
     "np.save(sys.argv[3], np.asarray(model.predict(np.load(sys.argv[2]), batch_size=1024, verbose=0)))\n"
 )
+
+
+#: Why a model with its own lookup layers is refused.
+LOOKUPS_OUTSIDE = ("compress tokenizes texts itself, fitted on the train split, so every model "
+                   "starts from the same token ids; save the model from its Embedding on, and give "
+                   "its token ids (an .npz with --tokens) or the raw texts (a table's text column)")
 
 
 def is_keras3_file(path: Path) -> bool:
@@ -163,7 +170,8 @@ def check_translation(path: Path, translated: keras.Model, x: np.ndarray, *, use
     and versions: its predictions are cached, so a later run of the same teacher on the same
     data skips the child (measured: docs/benchmarks.md, "Figures behind design decisions").
     """
-    reference = _keras3_predictions(Path(path), np.asarray(x, dtype=np.float32), use_cache)
+    x = np.asarray(x, dtype=np.int32 if np.asarray(x).dtype.kind in "iu" else np.float32)  # ids stay ids
+    reference = _keras3_predictions(Path(path), x, use_cache)
     mine = np.asarray(translated.predict(x, batch_size=1024, verbose=0))
     if mine.shape != reference.shape:
         raise UserError(f"{Path(path).name}: the translated model predicts shape {mine.shape} but "
@@ -393,8 +401,9 @@ def _layer(spec: dict, group: h5py.Group | None) -> Any:
         raise UserError(f"{name!r} is a keras.ops call ({class_name}) inside the model, which cannot "
                         "be translated; use the matching layer instead (keras.layers.Add for x + y, "
                         "Activation for keras.ops.relu), or save the model as a tf_keras model")
-    if class_name in TOKEN_LAYERS:
-        raise UserError(f"layer {name!r} ({class_name}) takes token ids: {INTEGER_INPUTS}")
+    if class_name in TOKEN_LAYERS and class_name != "Embedding":
+        raise UserError(f"layer {name!r} ({class_name}) maps strings or ids inside the model: "
+                        f"{LOOKUPS_OUTSIDE}")
     if class_name == "Bidirectional" and module == "keras.layers" and registered is None:
         return _bidirectional(spec)
     if class_name not in LAYERS or module != "keras.layers" or registered is not None:

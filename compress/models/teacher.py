@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
@@ -27,7 +29,7 @@ import numpy as np
 from compress.common.errors import UserError, option
 from compress.common.fileio import cache_dir, write_atomic
 from compress.data.builtin import Dataset, TrainingData
-from compress.models.architectures import INTEGER_INPUTS, TOKEN_LAYERS, build_model, default_teacher
+from compress.models.architectures import TOKEN_LAYERS, build_model, default_teacher
 from compress.models.backend import keras, recurrent_conversion, seed_everything, tf
 from compress.models.training import BATCH_SIZE, TrainingLimits, compile_for_training
 
@@ -80,7 +82,7 @@ def pending_teacher(dataset: Dataset, *, seed: int = 0, recipe: TeacherRecipe = 
                     architecture: str | None = None, use_cache: bool = True) -> Teacher | None:
     """The record, before any result, of the teacher ``get_teacher`` would train with these
     settings; None when it would load it from the cache instead."""
-    arch = architecture or default_teacher(dataset.input_shape)
+    arch = architecture or default_teacher(dataset.input_shape, dataset.vocabulary)
     key, model_path, meta_path = _cache_files(dataset, arch, recipe, seed)
     if use_cache and model_path.exists() and meta_path.exists():
         return None
@@ -104,8 +106,21 @@ def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == y))
 
 
+#: The share of a text's tokens word dropout replaces by the padding id: Iyyer et al. 2015 drop
+#: 30% of words; a tenth keeps short texts readable.
+WORD_DROPOUT = 0.1
+
+
 def augmenter(data: TrainingData, noise: float) -> tf.types.experimental.GenericFunction:
-    """Label-preserving input perturbation: ±1 px shifts for images, Gaussian noise otherwise."""
+    """Label-preserving input perturbation: ±1 px shifts for images, word dropout for token ids
+    (``WORD_DROPOUT`` of the tokens become the padding id: noise added to ids would turn them into
+    other words), Gaussian noise otherwise."""
+    if data.kind == "tokens":
+        def drop_words(x: tf.Tensor) -> tf.Tensor:
+            kept = tf.random.uniform(tf.shape(x)) >= WORD_DROPOUT
+            return x * tf.cast(kept, x.dtype)
+
+        return tf.function(drop_words)
     if data.is_image:
         height, width, _ = data.input_shape
 
@@ -123,7 +138,7 @@ def untrained_teacher(dataset: Dataset, architecture: str, recipe: TeacherRecipe
     while the teacher trains."""
     t = dataset.training
     return build_model(architecture, t.input_shape, t.n_classes, seed=seed, name="teacher",
-                       dropout=recipe.dropout)
+                       dropout=recipe.dropout, vocabulary=t.vocabulary)
 
 
 def _train(dataset: Dataset, architecture: str, recipe: TeacherRecipe, seed: int,
@@ -164,7 +179,7 @@ def get_teacher(
     ``load=False`` leaves a cached teacher's model on disk (``model`` None, ``file`` set):
     a parent whose workers load it need not import TensorFlow at all.
     """
-    arch = architecture or default_teacher(dataset.input_shape)
+    arch = architecture or default_teacher(dataset.input_shape, dataset.vocabulary)
     key, model_path, meta_path = _cache_files(dataset, arch, recipe, seed)
     folder = model_path.parent
     if use_cache and model_path.exists() and meta_path.exists():
@@ -249,6 +264,29 @@ def _load_untrusted(path: Path, trust: bool) -> keras.Model:
                         f"the file is damaged): {str(error).splitlines()[0]}") from None
 
 
+def takes_token_ids(path: Path | str) -> bool:
+    """Whether a user's model file starts from token ids (an integer input, or a layer that reads
+    ids such as ``Embedding``), read from its saved configuration without loading it: the data is
+    read before the teacher, and an integer .npz is read as token ids for such a teacher."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            found = (path / "keras_metadata.pb").read_bytes().decode(errors="replace")
+        elif path.suffix.lower() in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                found = str(handle.attrs.get("model_config", ""))
+        else:
+            with zipfile.ZipFile(path) as archive:
+                found = archive.read("config.json").decode(errors="replace")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False  # unreadable here: loading it says why, in its own words
+    named = re.findall(r'"class_name":\s*"(\w+)"', found)
+    integer_input = re.search(r'"class_name":\s*"InputLayer".{0,400}?"dtype":\s*"u?int', found, re.S)
+    return bool(TOKEN_LAYERS & set(named)) or integer_input is not None
+
+
 def _lambda_refused(path: Path) -> UserError:
     return UserError(f"{path} contains a Lambda layer; {SAFE_MODE_WHY}. Pass "
                      f"{option('trust_model', True)} only if you trust where the model came from")
@@ -306,6 +344,32 @@ def _binary_as_two_classes(model: keras.Model) -> keras.Model | None:
     return keras.Model(model.inputs, outputs, name=model.name)
 
 
+def _check_token_input(path: Path, model: keras.Model, dataset: Dataset) -> None:
+    """A teacher of token ids fits token-id data within its vocabulary, and only such data."""
+    from compress.models.keras3 import LOOKUPS_OUTSIDE
+
+    names = {type(layer).__name__ for layer in model.layers}
+    lookups = sorted(names & TOKEN_LAYERS - {"Embedding"})
+    if lookups:
+        raise UserError(f"teacher {path.name} has {', '.join(lookups)}: {LOOKUPS_OUTSIDE}")
+    takes_ids = model.inputs[0].dtype.is_integer or "Embedding" in names
+    if not takes_ids:
+        if dataset.vocabulary is not None:
+            raise UserError(f"teacher {path.name} takes float inputs, but the data are token ids; give "
+                            "a teacher that starts from an Embedding of these ids")
+        return
+    if dataset.vocabulary is None:
+        raise UserError(f"teacher {path.name} takes token ids, but the data are not token ids; give "
+                        f"an .npz of ids with {option('tokens', True)}, or the raw texts (a table's "
+                        "text column)")
+    rows = min((layer.input_dim for layer in model.layers if isinstance(layer, keras.layers.Embedding)),
+               default=None)
+    if rows is not None and dataset.vocabulary > rows:
+        raise UserError(f"the data hold token ids up to {dataset.vocabulary - 1}, beyond teacher "
+                        f"{path.name}'s vocabulary of {rows} (its Embedding's input_dim); give ids "
+                        "from the tokenizer the teacher was trained with")
+
+
 def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False,
                  use_cache: bool = True) -> Teacher:
     """A user's trained teacher, checked against the data before anything runs (``use_cache``:
@@ -321,9 +385,7 @@ def load_teacher(path: Path | str, dataset: Dataset, *, trust: bool = False,
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UserError(f"teacher {path.name} has {len(model.inputs)} inputs and {len(model.outputs)} "
                         "outputs; compress compares classifiers with one input and one output")
-    if model.inputs[0].dtype.is_integer or any(type(layer).__name__ in TOKEN_LAYERS
-                                               for layer in model.layers):
-        raise UserError(f"teacher {path.name} takes token ids: {INTEGER_INPUTS}")
+    _check_token_input(path, model, dataset)
     expected = dataset.input_shape
     got = tuple(model.input_shape[1:])
     fits = len(got) == len(expected) and all(g in (None, e) for g, e in zip(got, expected, strict=True))

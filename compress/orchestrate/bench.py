@@ -15,8 +15,8 @@ import numpy as np
 
 from compress.analysis.configurations import speed_verdict
 from compress.common.errors import UserError, option
+from compress.data.arrays import read_npz
 from compress.data.builtin import BUILTIN_DATASETS, load_dataset
-from compress.data.userdata import read_npz
 from compress.measure.accuracy import accuracy_stats
 from compress.measure.latency import latency_span, measure_latency
 from compress.measure.size import size_fields

@@ -18,7 +18,7 @@ from compress.analysis.devices import parse_device
 from compress.common.errors import UserError, option
 from compress.data.builtin import SHIFT_TARGET_TRAIN
 from compress.data.images import parse_image_size
-from compress.data.options import MISSING_POLICIES
+from compress.data.options import MISSING_POLICIES, TextOptions
 from compress.measure.latency import latency_span
 from compress.models.architectures import parse_architecture
 from compress.models.teacher import (
@@ -83,6 +83,10 @@ class RunConfig:
     target: str | None = None
     missing: str = "error"
     image_size: tuple[int, int] | None = None  # an image folder's images resized to (height, width)
+    tokens: bool = False  # an .npz's integer x holds token ids (also when the teacher takes them)
+    text_column: str | None = None  # a table's free-text column (None: detected)
+    vocabulary: int | None = None  # the tokenizer's vocabulary (None: chosen from the data)
+    sequence_length: int | None = None  # tokens per text (None: chosen from the data)
     teacher: Path | None = None  # a user's trained tf_keras model instead of training one
     trust_model: bool = False
     allow_weak_teacher: bool = False
@@ -107,12 +111,14 @@ class RunConfig:
         self.epochs, self.threads, self.jobs, self.target_train = (
             _whole(self.epochs), _whole(self.threads), _whole(self.jobs), _whole(self.target_train))
         self.evidence_rows = _whole(self.evidence_rows)
+        self.vocabulary, self.sequence_length = _whole(self.vocabulary), _whole(self.sequence_length)
         self.data, self.teacher, self.out = (Path(value) if isinstance(value, str) else value
                                              for value in (self.data, self.teacher, self.out))
 
     def validate(self) -> None:
         """Every run setting checked, one line per mistake, before anything is loaded."""
-        least_of = {"epochs": 1, "threads": 1, "jobs": 1, "target_train": 1, "evidence_rows": 0}
+        least_of = {"epochs": 1, "threads": 1, "jobs": 1, "target_train": 1, "evidence_rows": 0,
+                    "vocabulary": 3, "sequence_length": 1}
         for name, least in least_of.items():
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
@@ -121,7 +127,7 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, Path) and str(value).strip()):
                 raise UserError(f"{option(name)} must be a non-empty string (a path), got {value!r}")
-        for name in ("dataset", "target", "teacher_architecture", "address"):
+        for name in ("dataset", "target", "teacher_architecture", "address", "text_column"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, str) and value.strip()):
                 raise UserError(f"{option(name)} must be a non-empty string, got {value!r}")
@@ -179,6 +185,7 @@ class RunConfig:
         if self.target is not None and self.data is not None and self.data.suffix.lower() == ".npz":
             raise UserError(f"{option('target')} names a column of a .csv or .parquet file; an .npz holds "
                             f"its labels in the array y, so drop {option('target')}")
+        self._validate_text()
         if self.teacher is not None and self.teacher_architecture is not None:
             raise UserError(f"give {option('teacher', 'FILE')} (your trained model) or "
                             f"{option('teacher_architecture', 'SPEC')} (a built-in teacher to train), "
@@ -188,6 +195,25 @@ class RunConfig:
         if self.scenario == "shift" and (self.data is not None or self.teacher is not None):
             raise UserError(f"{option('scenario', 'shift')} builds its own source and target from a "
                             f"built-in {option('dataset')}; drop {option('data')} and {option('teacher')}")
+
+    def _validate_text(self) -> None:
+        """The text options fit the data they name: token ids an .npz, a column a table."""
+        suffix = self.data.suffix.lower() if self.data is not None and not self.data.is_dir() else None
+        if self.tokens and suffix != ".npz":
+            raise UserError(f"{option('tokens', True)} reads an .npz's integer x as token ids; give "
+                            f"{option('data', 'FILE.npz')} or drop it")
+        tabular = suffix in (".csv", ".tsv", ".parquet")
+        if self.text_column is not None and not tabular:
+            raise UserError(f"{option('text_column')} names a column of a .csv, .tsv or .parquet "
+                            f"{option('data')} file; drop it for this data")
+        folder = self.data is not None and self.data.is_dir()
+        for name in ("vocabulary", "sequence_length"):
+            if getattr(self, name) is not None and not (tabular or folder):
+                raise UserError(f"{option(name)} sets how texts are tokenized; it needs a .csv, .tsv or "
+                                f".parquet {option('data')} file with a text column, or a folder of texts")
+
+    def text_options(self) -> TextOptions:
+        return TextOptions(self.tokens, self.text_column, self.vocabulary, self.sequence_length)
 
 
 def _whole(value: Any) -> Any:
@@ -205,6 +231,10 @@ def resolve_config(
     target: str | None = None,
     missing: str | None = None,
     image_size: str | tuple[int, int] | None = None,
+    tokens: bool = False,
+    text_column: str | None = None,
+    vocabulary: int | None = None,
+    sequence_length: int | None = None,
     teacher: Path | str | None = None,
     teacher_architecture: str | None = None,
     trust_model: bool = False,
@@ -247,7 +277,8 @@ def resolve_config(
         raise UserError(f"{option('seeds')} must be at least 1, got {seeds}")
     explicit = {
         "dataset": dataset, "data": data, "target": target, "missing": missing,
-        "image_size": image_size, "teacher": teacher,
+        "image_size": image_size, "teacher": teacher, "tokens": tokens or None,
+        "text_column": text_column, "vocabulary": vocabulary, "sequence_length": sequence_length,
         "teacher_architecture": teacher_architecture,
         "strategies": strategies or None, "epochs": epochs,
         "seeds": tuple(range(seeds)) if isinstance(seeds, int) else seeds,

@@ -178,7 +178,8 @@ class Engine:
                             f"none can be taken; choose a new {option('out')}, or pass "
                             f"{option('overwrite', True)} instead of {option('resume', True)}")
         if config.teacher_architecture is not None:
-            check_fits(config.teacher_architecture, first.teacher_data.input_shape)
+            check_fits(config.teacher_architecture, first.teacher_data.input_shape,
+                       first.teacher_data.vocabulary)
         budget = self._budget()
         self._prepare_teachers(budget)
         previous = self._previous(target) if config.resume else {}

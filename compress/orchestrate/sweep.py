@@ -32,7 +32,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 #: The run settings a sweep file may set (``resolve_config``'s keywords).
-RUN_KEYS = ("dataset", "data", "target", "missing", "image_size", "teacher", "teacher_architecture",
+RUN_KEYS = ("dataset", "data", "target", "missing", "image_size", "tokens", "text_column",
+            "vocabulary", "sequence_length", "teacher", "teacher_architecture",
             "trust_model", "allow_weak_teacher", "epochs", "scenario", "target_train", "preset",
             "threads", "time_budget", "micro", "device", "evidence_rows")
 

@@ -4,7 +4,7 @@ taken from the cache, refused when weak, and described in run.json and in every 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from compress.models.teacher import (
     get_teacher,
     load_teacher,
     pending_teacher,
+    takes_token_ids,
 )
 from compress.orchestrate.config import RunConfig
 
@@ -61,8 +62,10 @@ def load_source(config: RunConfig, seed: int) -> Source:
     # docs/benchmarks.md, "Figures behind design decisions")
     from compress.data.userdata import load_file
 
+    tokens = config.tokens or (config.teacher is not None and takes_token_ids(config.teacher))
     dataset, record = load_file(config.data, seed=seed, target=config.target, missing=config.missing,
-                                image_size=config.image_size)
+                                image_size=config.image_size,
+                                text=replace(config.text_options(), tokens=tokens))
     dataset = with_evidence(config, dataset, seed)
     return Source(dataset, dataset, record.summary(), getattr(record, "encoding", None))
 

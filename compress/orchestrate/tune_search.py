@@ -378,7 +378,8 @@ def search(
     seed = config.seeds[0]
     source, teacher, job_for = seed_trials(config, seed, out)
     training = source.dataset.training
-    task = Task(teacher.model, teacher.architecture, training.input_shape, training.n_classes)
+    task = Task(teacher.model, teacher.architecture, training.input_shape, training.n_classes,
+                training.vocabulary)
     space = search_space(task, settings.strategies, device_needs(settings.deployment()))
     open_output(out, "tune", reuse=True)
     x_val = training.x_val

@@ -28,6 +28,11 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def tokenizer_file(seed: int, several: bool) -> str:
+    """A seed's tokenizer file, named as its models are: one seed's plainly, several by seed."""
+    return f"tokenizer-seed{seed}.json" if several else "tokenizer.json"
+
+
 @dataclass
 class RunManifest(Record):
     """A folder's run.json."""
@@ -55,7 +60,13 @@ class RunManifest(Record):
     version: int = MANIFEST_VERSION
 
     def write(self, folder: Path) -> None:
+        """run.json, and beside the models each seed's text tokenizer as a file of its own
+        (``tokenizer_file``): what a deployment applies to raw text before a .tflite file."""
         write_atomic(folder / RUN_MANIFEST, json.dumps(asdict(self), indent=2, default=str))
+        texts = {seed: e for seed, e in (self.input_encoding or {}).items() if e.get("kind") == "text"}
+        for seed, encoding in texts.items():
+            name = tokenizer_file(int(seed), len(texts) > 1)
+            write_atomic(folder / name, json.dumps(encoding, indent=1, ensure_ascii=False))
 
     def encoding(self, seed: int) -> dict[str, Any] | None:
         return (self.input_encoding or {}).get(str(seed))

@@ -119,6 +119,7 @@ class Task:
     teacher_architecture: str
     input_shape: tuple[int, ...]
     n_classes: int
+    vocabulary: int | None = None  # token ids below it (texts), or None
 
 
 class Skip(Exception):

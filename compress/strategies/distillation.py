@@ -118,26 +118,30 @@ class _Student(Strategy):
         MACs.  It starts with the teacher's input preprocessing (``input_preprocessing``), if any,
         as it sees the same input.  The spec is for the row's notes: which student ``auto`` chose."""
         data = ctx.data
-        preprocessing = input_preprocessing(ctx.teacher)
         if self.student != DEFAULT_STUDENT:
-            return build_model(self.student, data.input_shape, data.n_classes, seed=ctx.seed,
-                               name="student", preprocessing=preprocessing), self.student
-        if ctx.teacher_architecture == default_teacher(data.input_shape):
+            return self.build_student(self.student, ctx), self.student
+        if ctx.teacher_architecture == default_teacher(data.input_shape, data.vocabulary):
             # the experiment's pair: several times smaller on both counts
-            spec = derive_student(ctx.teacher, ctx.teacher_architecture, data.input_shape)
-            return build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student",
-                               preprocessing=preprocessing), spec
+            spec = derive_student(ctx.teacher, ctx.teacher_architecture, data.input_shape,
+                                  vocabulary=data.vocabulary)
+            return self.build_student(spec, ctx), spec
         teacher_macs = _macs(ctx.teacher)
         tried = []
-        for spec in student_candidates(ctx.teacher, ctx.teacher_architecture, data.input_shape):
-            student = build_model(spec, data.input_shape, data.n_classes, seed=ctx.seed, name="student",
-                                  preprocessing=preprocessing)
+        for spec in student_candidates(ctx.teacher, ctx.teacher_architecture, data.input_shape,
+                                       vocabulary=data.vocabulary):
+            student = self.build_student(spec, ctx)
             student_macs = _macs(student)
             if student.count_params() < ctx.teacher.count_params() and student_macs < teacher_macs:
                 return student, spec
             tried.append(f"{spec} ({student.count_params():,} parameters, {student_macs:,} MACs)")
         raise Skip(f"no automatic student is smaller than the teacher ({ctx.teacher.count_params():,} "
                    f"parameters, {teacher_macs:,} MACs): tried {'; '.join(tried)}; give student=SPEC")
+
+    def build_student(self, spec: str, ctx: Context) -> keras.Model:
+        """A student of ``spec`` for this data, with the teacher's input preprocessing."""
+        return build_model(spec, ctx.data.input_shape, ctx.data.n_classes, seed=ctx.seed,
+                           name="student", preprocessing=input_preprocessing(ctx.teacher),
+                           vocabulary=ctx.data.vocabulary)
 
     def _check_common(self) -> None:
         self._check_budget(self.epochs, self.lr)
@@ -179,9 +183,9 @@ class Distill(_Student):
         to 16 times narrower.  The widest rung comes first, so it is the student the search
         starts from, and the first chains grow from it."""
         ladder = student_ladder(task.teacher, task.teacher_architecture, task.input_shape, task.n_classes,
-                                **TUNE_LADDER)
+                                **TUNE_LADDER, vocabulary=task.vocabulary)
         narrower = student_candidates(task.teacher, task.teacher_architecture, task.input_shape,
-                                      FINE_STUDENT_SHRINKS)
+                                      FINE_STUDENT_SHRINKS, vocabulary=task.vocabulary)
         students = tuple(dict.fromkeys([*(spec for spec, _ in ladder), *narrower]))
         return {**(cls.tunable or {}), "student": Choice(students)}
 
@@ -268,7 +272,7 @@ class Distill(_Student):
         (``common.certify``): the smallest certified is kept."""
         assert self.max_drop is not None
         rungs = student_ladder(ctx.teacher, ctx.teacher_architecture, ctx.data.input_shape,
-                               ctx.data.n_classes)
+                               ctx.data.n_classes, vocabulary=ctx.data.vocabulary)
         if not rungs:
             self._refuse(ctx, f"no student derived from the teacher has at most half of its "
                               f"{ctx.teacher.count_params():,} parameters; give student=SPEC, not max_drop")
@@ -342,10 +346,6 @@ class Distill(_Student):
             widest.final = screen_of(widest.student)
             tried.append(f"{widest.spec} {widest.final} pp after {widest.trained}")
         return trained
-
-    def build_student(self, spec: str, ctx: Context) -> keras.Model:
-        return build_model(spec, ctx.data.input_shape, ctx.data.n_classes, seed=ctx.seed,
-                           name="student", preprocessing=input_preprocessing(ctx.teacher))
 
     def _refuse(self, ctx: Context, reason: str) -> NoReturn:
         self._record(ctx, {"student": None, "reason": reason})

@@ -1,4 +1,5 @@
-"""Factorization family: a large Dense kernel replaced by two thin ones of low rank.
+"""Factorization family: a large Dense kernel (or embedding table) replaced by two thin ones of
+low rank.
 
 A kernel W (m × n) is truncated to its r largest singular values, W ≈ A·B with A = U_r·√S_r
 (m × r) and B = √S_r·V_rᵀ (r × n): two Dense layers where there was one, r·(m + n) weights and
@@ -6,7 +7,9 @@ multiply-accumulates instead of m·n, both genuinely gone from the file (unlike 
 pruning's zeros).  The anchors are AIMET's weight SVD and Denton et al. 2014 ("Exploiting linear
 structure within convolutional networks"); no maintained Keras tool has one.  A recovery on the
 labels and the unfactorized teacher's logits (structured pruning's recipe) wins back what the
-truncation lost.  Convolutions keep their kernels (spatial SVD is not implemented: the notes
+truncation lost.  An Embedding table (V × E) becomes an Embedding of width r and a linear Dense
+r → E, as ALBERT factorizes its embeddings (Lan et al. 2019): in small text models the table is
+most of the weights.  Convolutions keep their kernels (spatial SVD is not implemented: the notes
 say so), and the output layer stays whole, since its few columns leave little to factor.
 """
 
@@ -43,9 +46,10 @@ def factor(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, float
 
 
 def low_rank(model: keras.Model, share: float) -> tuple[keras.Model, list[str], list[str], float]:
-    """The model with every Dense kernel but the output's replaced by two of rank ``share`` of
-    its full rank, where that saves weights; the names factorized, the layers left whole (with
-    why) and the least energy kept.  Raises Skip when nothing can be factorized."""
+    """The model with every Dense kernel but the output's, and every Embedding table, replaced by
+    two of rank ``share`` of its full rank, where that saves weights; the names factorized, the
+    layers left whole (with why) and the least energy kept.  Raises Skip when nothing can be
+    factorized."""
     graph = keras.Model(model.inputs, model.outputs) if isinstance(model, keras.Sequential) else model
     try:
         config = copy.deepcopy(graph.get_config())
@@ -56,12 +60,14 @@ def low_rank(model: keras.Model, share: float) -> tuple[keras.Model, list[str], 
     factors: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
     left, energy = [], 1.0
     for layer in graph.layers:
-        if not hasattr(layer, "kernel") or isinstance(layer, keras.Model):
-            continue  # no kernel to factor (normalization, embeddings' tables come with text models)
+        is_table = type(layer) is keras.layers.Embedding
+        if not (hasattr(layer, "kernel") or is_table) or isinstance(layer, keras.Model):
+            continue  # no kernel to factor (normalization, pooling)
         kernel = layer.get_weights()[0]
-        if type(layer) is not keras.layers.Dense:
-            left.append(f"{layer.name} ({type(layer).__name__}: only Dense kernels are factorized)")
-        elif layer.output.name in outputs:
+        if not is_table and type(layer) is not keras.layers.Dense:
+            left.append(f"{layer.name} ({type(layer).__name__}: only Dense kernels and Embedding "
+                        "tables are factorized)")
+        elif not is_table and layer.output.name in outputs:
             left.append(f"{layer.name} (the output)")
         else:
             m, n = kernel.shape
@@ -70,10 +76,10 @@ def low_rank(model: keras.Model, share: float) -> tuple[keras.Model, list[str], 
                 left.append(f"{layer.name} (rank {rank} of {m}×{n} would not save weights)")
                 continue
             a, b, kept = factor(kernel, rank)
-            factors[layer.name] = (a, b, layer.get_weights()[1] if layer.use_bias else None)
+            factors[layer.name] = (a, b, None if is_table or not layer.use_bias else layer.get_weights()[1])
             energy = min(energy, kept)
     if not factors:
-        raise Skip(f"no Dense kernel to factorize at rank {share:g}: "
+        raise Skip(f"no Dense kernel or Embedding table to factorize at rank {share:g}: "
                    f"{'; '.join(left) or 'no layer with a kernel'}")
     smaller = keras.Model.from_config(_split(config, factors))
     for layer in graph.layers:
@@ -87,18 +93,29 @@ def low_rank(model: keras.Model, share: float) -> tuple[keras.Model, list[str], 
 
 
 def _split(config: dict[str, Any], factors: dict[str, Any]) -> dict[str, Any]:
-    """The functional config with a linear Dense of the factor's rank inserted before each
-    factorized layer, which then takes its output."""
+    """The functional config with a layer of the factor's rank inserted before each factorized
+    layer, which then takes its output: a linear Dense before a Dense; before an Embedding's
+    place, an Embedding of the rank's width, the place then a linear Dense to the old width."""
     layers = []
     for spec in config["layers"]:
         name = spec["name"]
         if name in factors:
+            rank = int(factors[name][0].shape[1])
             first = copy.deepcopy(spec)
             first["name"] = first["config"]["name"] = name + LOW_RANK_SUFFIX
-            first["config"].update(units=int(factors[name][0].shape[1]), activation="linear",
-                                   use_bias=False, kernel_regularizer=None, bias_regularizer=None,
-                                   activity_regularizer=None)
             spec = copy.deepcopy(spec)
+            if spec["class_name"] == "Embedding":
+                first["config"].update(output_dim=rank, embeddings_regularizer=None,
+                                       activity_regularizer=None)
+                spec["class_name"] = "Dense"
+                spec["config"] = {"name": name, "units": spec["config"]["output_dim"],
+                                  "activation": "linear", "use_bias": False,
+                                  "trainable": spec["config"].get("trainable", True),
+                                  "dtype": spec["config"].get("dtype", "float32")}
+            else:
+                first["config"].update(units=rank, activation="linear", use_bias=False,
+                                       kernel_regularizer=None, bias_regularizer=None,
+                                       activity_regularizer=None)
             spec["inbound_nodes"] = [[[first["name"], 0, 0, {}]]]
             layers.append(first)
         layers.append(spec)
@@ -107,14 +124,16 @@ def _split(config: dict[str, Any], factors: dict[str, Any]) -> dict[str, Any]:
 
 @register
 class Factorize(Strategy):
-    """Every Dense kernel but the output's at ``rank`` of its full rank (truncated SVD), then a
+    """Every Dense kernel but the output's and every embedding table at ``rank`` of its full rank
+    (truncated SVD), then a
     recovery of ``epochs`` on the labels and the teacher's logits; with ``max_drop`` the
     smallest rank of ``SEARCH_RANKS`` certified within that many points of the teacher on the
     run's evidence rows (``common.certify``), each rank recovered from the teacher afresh."""
 
     name = "factorize"
     family = "factorization"
-    summary = "Low-rank (SVD) factorization of Dense kernels: fewer weights and MACs, then recovery."
+    summary = ("Low-rank (SVD) factorization of Dense kernels and embedding tables: fewer weights "
+               "and MACs, then recovery.")
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
     #: Not searched by ``tune`` yet: a family more in its space changes every search's path, and
     #: the digits search with it (and the wider student ladder) had found a model only 10×

@@ -35,13 +35,15 @@ FLOAT_MODEL_FAMILIES = ("distillation", "pruning", "clustering", "factorization"
 def representative_data(
     x: np.ndarray, samples: int, seed: int
 ) -> Callable[[], Iterator[list[np.ndarray]]]:
-    """Calibration batches drawn from the train split (never the test split)."""
+    """Calibration batches drawn from the train split (never the test split): token ids stay
+    int32, as the model takes them; anything else is float32."""
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(x), size=min(samples, len(x)), replace=False)
+    dtype = np.int32 if x.dtype.kind in "iu" else np.float32
 
     def batches() -> Iterator[list[np.ndarray]]:
         for row in rows:
-            yield [x[row : row + 1].astype(np.float32)]
+            yield [x[row : row + 1].astype(dtype)]
 
     return batches
 

@@ -78,8 +78,10 @@ def train_student(
     optimizer and order.
 
     ``transfer`` widens what the teacher labels: ``augment`` perturbs each batch
-    (noise or shifts) and ``mixup`` blends pairs; both run the teacher on every
-    step.  Without them the teacher's logits are computed once.  ``mixup`` > 0
+    (noise, shifts or word dropout) and ``mixup`` blends pairs; both run the teacher on every
+    step.  Token ids are never blended: mixup on texts is word dropout (``augmenter``), the
+    teacher labelling each perturbed batch and the controls training on the same perturbations.
+    Without them the teacher's logits are computed once.  ``mixup`` > 0
     blends inputs and hard labels with Beta(mixup, mixup) weights.  ``features`` > 0 adds, with
     that weight, intermediate-feature targets (``models.features``): each hidden layer of the
     student learns, through a linear map, to reproduce the teacher's at the same depth on the
@@ -101,12 +103,14 @@ def train_student(
     batch_size, batches = planned.batch_size, planned.steps_per_epoch
     optimizer = keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(lr, planned.epochs * batches) if decay else lr)
+    blend = mixup if mixup > 0 else (MIXUP if transfer == "mixup" else 0.0)
+    if blend and ctx.data.kind == "tokens":  # a blend of two ids is no word: word dropout instead
+        transfer, blend = "augment", 0.0
     use_teacher = teacher is not None and alpha < 1.0
     per_step = use_teacher and transfer != "none"
     no_labels = np.zeros((0, ctx.data.n_classes), np.float32)
     logits = teacher_logits(teacher, ctx.data.x_train) if use_teacher and not per_step else no_labels
     perturb = augmenter(ctx.data, noise=0.1) if transfer == "augment" else None
-    blend = mixup if mixup > 0 else (MIXUP if transfer == "mixup" else 0.0)
     hints = FeatureTargets.between(student, teacher) if features > 0 and per_step else None
     # Mixup blends are made from the epoch's order and weights, so a costly teacher can label
     # them in LiteRT before the epoch; feature targets and ``augment``'s random perturbations

@@ -1,0 +1,240 @@
+"""Texts (issue 41): a table's text column tokenized on the train split only and served again by
+``encode_rows``; token ids from an .npz; text teachers built, converted and shrunk; the embedding
+table factorized; one line for each bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from compress.common.errors import UserError
+from compress.data.builtin import split_indices
+from compress.data.options import TextOptions
+from compress.data.text import TOKEN_PATTERN, UNKNOWN
+from compress.data.userdata import load_file
+from compress.models.architectures import build_model, derive_student, student_candidates, student_ladder
+from compress.models.backend import keras, to_tflite
+from compress.models.flatbuffer import TFLiteModel, _read
+from compress.models.teacher import load_teacher, takes_token_ids
+from compress.strategies.factorization import low_rank
+
+TOPICS = ("sport", "music", "food")
+
+
+def _texts(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Short texts of a dozen words whose topic words tell the class, with a numeric column."""
+    rng = np.random.default_rng(seed)
+    filler = ("the", "a", "of", "to", "and", "in", "is", "it", "that", "for", "on", "with", "was",
+              "this", "my")
+    rows = []
+    for i in range(n):
+        label = TOPICS[i % len(TOPICS)]
+        words = [f"{label}{rng.integers(6)}" if rng.random() < 0.3 else str(rng.choice(filler))
+                 for _ in range(rng.integers(6, 14))]
+        rows.append((" ".join(words).capitalize() + ".", float(rng.normal()), label))
+    return pd.DataFrame(rows, columns=["message", "score", "topic"])
+
+
+def _csv(tmp_path: Path, frame: pd.DataFrame, name: str = "texts.csv") -> Path:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_the_tokenizer_is_fitted_on_train_only_and_encode_rows_reproduces_every_split(tmp_path):
+    frame = _texts()
+    labels = frame["topic"].astype(str)
+    classes = sorted(labels.unique())
+    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    train, val, test = split_indices(y, 0, name="texts.csv", class_names=classes)
+    frame.loc[test[0], "message"] = "zebra zebra zebra unicorn"  # words only a test row holds
+    dataset, record = load_file(_csv(tmp_path, frame), seed=0, target="topic")
+    training = dataset.training
+    assert training.kind == "tokens" and training.x_train.dtype == np.int32
+    assert "zebra" not in record.encoding["words"] and "unicorn" not in record.encoding["words"]
+    first = list(test).index(test[0])
+    assert list(dataset.x_test[first][:4]) == [UNKNOWN] * 4
+    assert training.vocabulary == len(record.encoding["words"]) + 2
+    assert record.encoding["length"] == dataset.x_test.shape[1]
+    for rows, x in ((train, training.x_train), (val, training.x_val), (test, dataset.x_test)):
+        assert np.array_equal(_encode(record.encoding, frame.iloc[rows]), x)
+    assert "score (a text model reads the text column 'message' alone)" in record.summary()
+    said = record.summary()
+    assert "95% quantile" in said and "of the validation split's words unknown" in said
+
+
+def _encode(encoding: dict, rows: pd.DataFrame) -> np.ndarray:
+    from compress.data.userdata import encode_rows
+
+    return encode_rows(encoding, rows)
+
+
+def test_the_portable_tokenizer_is_one_lowercase_one_pattern_and_one_word_list(tmp_path):
+    """A deployment in any language reproduces the ids from the file alone."""
+    import re
+
+    frame = _texts()
+    _, record = load_file(_csv(tmp_path, frame), seed=0, target="topic")
+    portable = json.loads(json.dumps(record.encoding))
+    index = {word: i + portable["first_word_id"] for i, word in enumerate(portable["words"])}
+    text = "The SPORT1, sport2 and a Pelican!"
+    ids = [index.get(w, portable["unknown_id"]) for w in re.findall(portable["token_pattern"], text.lower())]
+    ids = (ids + [portable["padding_id"]] * portable["length"])[:portable["length"]]
+    assert portable["token_pattern"] == TOKEN_PATTERN
+    assert _encode(record.encoding, pd.DataFrame({"message": [text]}))[0].tolist() == ids
+
+
+def test_vocabulary_and_length_can_be_set_and_a_named_text_column_wins(tmp_path):
+    frame = _texts()
+    frame["note"] = "short note"  # not text by the rule: one value
+    path = _csv(tmp_path, frame)
+    dataset, record = load_file(path, seed=0, target="topic",
+                                text=TextOptions(column="message", vocabulary=10, length=5))
+    assert dataset.vocabulary == 10 and dataset.x_test.shape[1] == 5
+    assert "as asked" in record.summary()
+
+
+@pytest.mark.parametrize(("mutate", "options", "message"), [
+    (lambda f: f.assign(message=""), TextOptions(column="message"), r"column 'message' has 300 empty texts"),
+    (lambda f: f, TextOptions(column="score"), r"column 'score' holds numbers, not texts"),
+    (lambda f: f, TextOptions(column="nope"), r"no feature column 'nope' for text_column; columns are "
+                                              r"message, score"),
+    (lambda f: f.assign(other=f["message"] + " again"), TextOptions(),
+     r"columns message, other all hold free text.*text_column='NAME'"),
+])
+def test_bad_texts_are_one_line_errors(tmp_path, mutate, options, message):
+    path = _csv(tmp_path, mutate(_texts()))
+    with pytest.raises(UserError, match=message) as refused:
+        load_file(path, seed=0, target="topic", text=options)
+    assert "\n" not in str(refused.value)
+
+
+def test_bytes_that_are_not_utf8_are_one_line(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"message,topic\n" + "caf\xe9 au lait tous les jours,food\n".encode("latin-1") * 40)
+    with pytest.raises(UserError, match=r"cannot be read as a table") as refused:
+        load_file(path, seed=0, target="topic")
+    assert "\n" not in str(refused.value)
+
+
+def test_categories_of_several_words_stay_categories(tmp_path):
+    rng = np.random.default_rng(0)
+    cities = ["New York City", "Los Angeles County", "San Francisco Bay"]
+    frame = pd.DataFrame({"city": rng.choice(cities, 300), "x": rng.normal(size=300),
+                          "label": np.arange(300) % 2})
+    dataset, record = load_file(_csv(tmp_path, frame), seed=0, target="label")
+    assert dataset.vocabulary is None and record.one_hot == ["city"]
+
+
+def _ids_npz(tmp_path: Path, n: int = 120, length: int = 12, vocabulary: int = 40) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, vocabulary, size=(n, length))
+    np.savez(tmp_path / "ids.npz", x=x.astype(np.int64), y=np.arange(n) % 3)
+    return tmp_path / "ids.npz"
+
+
+def _bilstm(length: int = 12, vocabulary: int = 40) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((length,), dtype="int32"), keras.layers.Embedding(vocabulary, 8),
+                             keras.layers.Bidirectional(keras.layers.LSTM(6)), keras.layers.Dense(3)])
+
+
+def test_an_integer_npz_is_token_ids_only_when_asked_or_when_the_teacher_takes_them(tmp_path):
+    path = _ids_npz(tmp_path)
+    numbers, _ = load_file(path, seed=0)
+    assert numbers.vocabulary is None and numbers.training.x_train.dtype == np.float32
+    ids, record = load_file(path, seed=0, text=TextOptions(tokens=True))
+    assert ids.vocabulary == 40 and ids.training.kind == "tokens" and "token ids" in record.layout
+    model = _bilstm()
+    model.save(tmp_path / "bilstm.keras")
+    assert takes_token_ids(tmp_path / "bilstm.keras")
+    float_model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(3)])
+    float_model.save(tmp_path / "floats.keras")
+    assert not takes_token_ids(tmp_path / "floats.keras")
+    teacher = load_teacher(tmp_path / "bilstm.keras", ids)
+    assert "as the fused UNIDIRECTIONAL_SEQUENCE_LSTM" in teacher.architecture
+
+
+@pytest.mark.parametrize(("x", "message"), [
+    (-np.ones((120, 12)), r"negative token ids \(e\.g\. -1\); ids start at 0"),
+    (np.full((120, 12), 0.5), r"fractional numbers, not token ids"),
+    (np.ones((120, 3, 4)), r"token ids in x must be \(rows, length\)"),
+])
+def test_bad_token_ids_are_one_line_errors(tmp_path, x, message):
+    np.savez(tmp_path / "bad.npz", x=x, y=np.arange(120) % 3)
+    with pytest.raises(UserError, match=message) as refused:
+        load_file(tmp_path / "bad.npz", seed=0, text=TextOptions(tokens=True))
+    assert "\n" not in str(refused.value)
+
+
+def test_a_teacher_that_cannot_take_these_ids_is_one_line(tmp_path):
+    ids, _ = load_file(_ids_npz(tmp_path, vocabulary=40), seed=0, text=TextOptions(tokens=True))
+    small = _bilstm(vocabulary=20)
+    small.save(tmp_path / "small.keras")
+    with pytest.raises(UserError, match=r"ids up to 39, beyond teacher small\.keras's vocabulary of 20"):
+        load_teacher(tmp_path / "small.keras", ids)
+    _bilstm(length=16).save(tmp_path / "long.keras")
+    with pytest.raises(UserError, match=r"expects inputs of shape \(16,\) but the data has \(12,\)"):
+        load_teacher(tmp_path / "long.keras", ids)
+    numbers, _ = load_file(_ids_npz(tmp_path), seed=0)
+    with pytest.raises(UserError, match=r"takes token ids, but the data are not token ids; give an \.npz "
+                                        r"of ids with tokens=True"):
+        load_teacher(tmp_path / "small.keras", numbers)
+
+
+@pytest.mark.parametrize("spec", ["textcnn:16:32", "bilstm:16:8", "transformer:2,2,16"])
+def test_text_teachers_convert_to_builtin_ops_and_take_ids_as_they_are(spec):
+    model = build_model(spec, (12,), 3, seed=0, vocabulary=40, dropout=0.2)
+    assert model.inputs[0].dtype == "int32"
+    flatbuffer = to_tflite(model)
+    ops = [kind for kind, _ in _read(flatbuffer)[1]]
+    assert "CUSTOM" not in ops and "FLEX" not in " ".join(ops)
+    if spec.startswith("bilstm"):
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops or "BIDIRECTIONAL_SEQUENCE_LSTM" in ops
+    x = np.random.default_rng(0).integers(0, 40, size=(20, 12)).astype(np.int32)
+    runtime = TFLiteModel(flatbuffer)
+    assert np.abs(runtime.predict(x) - model.predict(x, verbose=0)).max() < 1e-4
+
+
+def test_text_students_are_smaller_of_the_teachers_kind_and_a_cnn_for_a_recurrent_one():
+    teacher = build_model("bilstm:64:32,32", (12,), 3, seed=0, vocabulary=500)
+    student = derive_student(teacher, "bilstm:64:32,32", (12,), vocabulary=500)
+    assert student == "bilstm:16:8"
+    candidates = student_candidates(teacher, "bilstm:64:32,32", (12,), vocabulary=500)
+    assert any(spec.startswith("textcnn:") for spec in candidates)
+    rungs = student_ladder(teacher, "bilstm:64:32,32", (12,), 3, vocabulary=500)
+    assert rungs and all(params <= teacher.count_params() / 2 for _, params in rungs)
+    transformer = build_model("transformer:2,4,32", (12,), 3, seed=0, vocabulary=500)
+    assert derive_student(transformer, "transformer:2,4,32", (12,), vocabulary=500) == "transformer:1,2,8"
+
+
+def test_factorization_reduces_the_embedding_table_to_the_asked_rank():
+    teacher = build_model("textcnn:32:16", (12,), 3, seed=0, vocabulary=1000)
+    smaller, names, _, energy = low_rank(teacher, 0.25)
+    assert "embedding" in names and 0 < energy <= 1
+    table = smaller.get_layer("embedding" + "_lowrank").get_weights()[0]
+    assert table.shape == (1000, 8)  # rank 0.25 of min(1000, 32)
+    assert smaller.get_layer("embedding").get_weights()[0].shape == (8, 32)
+    saved = 1000 * 32 - (1000 * 8 + 8 * 32)
+    assert teacher.count_params() - smaller.count_params() == saved
+    original = teacher.get_layer("embedding").get_weights()[0]
+    approximation = table @ smaller.get_layer("embedding").get_weights()[0]
+    spectrum = np.linalg.svd(original, compute_uv=False)  # the best rank-8 error (Eckart-Young)
+    assert np.isclose(np.linalg.norm(original - approximation), np.sqrt(np.sum(spectrum[8:] ** 2)), rtol=1e-3)
+
+
+def test_a_folder_of_text_files_is_read_as_one_class_per_folder(tmp_path):
+    frame = _texts(90)
+    for i, (message, topic) in enumerate(zip(frame["message"], frame["topic"], strict=True)):
+        (tmp_path / "texts" / topic).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "texts" / topic / f"{i}.txt").write_text(message, encoding="utf-8")
+    dataset, record = load_file(tmp_path / "texts", seed=0)
+    assert dataset.class_names == tuple(sorted(TOPICS)) and dataset.vocabulary is not None
+    assert record.rows_read == 90 and record.encoding["column"] == "text"
+    (tmp_path / "texts" / "food" / "bad.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(UserError, match=r"bad\.txt is not UTF-8 text"):
+        load_file(tmp_path / "texts", seed=0)
