@@ -123,7 +123,8 @@ _data_options = _options(
     click.option("--teacher-arch", "teacher_architecture", default=None, metavar="SPEC",
                  help="The built-in teacher to train: mlp:128,64 (any data), cnn:32,64:128 (images), "
                  "cnn1d:32,64,64:64 (sequences), dsres:16,32 (depthwise-separable residual, images), "
-                 "or MLPerf Tiny's resnet8, dscnn and mobilenetv1-0.25 (images). "
+                 "MLPerf Tiny's resnet8, dscnn and mobilenetv1-0.25 (images), or textcnn:64:128, "
+                 "bilstm:64:64 and transformer:2,4,64 (texts). "
                  "Default: by the data's kind."),
     click.option("--trust-model", is_flag=True,
                  help="Allow .h5, pickles and Lambda/custom layers in --teacher (they can run code)."),

@@ -5,12 +5,14 @@ table factorized; one line for each bad input."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import compress
 from compress.common.errors import UserError
 from compress.data.builtin import split_indices
 from compress.data.options import TextOptions
@@ -137,10 +139,10 @@ def _ids_npz(tmp_path: Path, n: int = 120, length: int = 12, vocabulary: int = 4
     return tmp_path / "ids.npz"
 
 
-def _bilstm(length: int = 12, vocabulary: int = 40) -> keras.Model:
+def _bilstm(length: int = 12, vocabulary: int = 40, classes: int = 3, width: int = 8) -> keras.Model:
     keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((length,), dtype="int32"), keras.layers.Embedding(vocabulary, 8),
-                             keras.layers.Bidirectional(keras.layers.LSTM(6)), keras.layers.Dense(3)])
+    return keras.Sequential([keras.Input((length,), dtype="int32"), keras.layers.Embedding(vocabulary, width),
+                             keras.layers.Bidirectional(keras.layers.LSTM(6)), keras.layers.Dense(classes)])
 
 
 def test_an_integer_npz_is_token_ids_only_when_asked_or_when_the_teacher_takes_them(tmp_path):
@@ -210,6 +212,9 @@ def test_text_students_are_smaller_of_the_teachers_kind_and_a_cnn_for_a_recurren
     assert rungs and all(params <= teacher.count_params() / 2 for _, params in rungs)
     transformer = build_model("transformer:2,4,32", (12,), 3, seed=0, vocabulary=500)
     assert derive_student(transformer, "transformer:2,4,32", (12,), vocabulary=500) == "transformer:1,2,8"
+    # a user's model is read layer by layer: the same teacher, not named by a spec
+    assert derive_student(transformer, "user:t.keras", (12,), vocabulary=500) == "transformer:1,2,8"
+    assert derive_student(teacher, "user:b.keras", (12,), vocabulary=500) == "bilstm:16:8"
 
 
 def test_factorization_reduces_the_embedding_table_to_the_asked_rank():
@@ -238,3 +243,114 @@ def test_a_folder_of_text_files_is_read_as_one_class_per_folder(tmp_path):
     (tmp_path / "texts" / "food" / "bad.txt").write_bytes(b"caf\xe9")
     with pytest.raises(UserError, match=r"bad\.txt is not UTF-8 text"):
         load_file(tmp_path / "texts", seed=0)
+
+
+#: The families issue 41 asks an ``ok`` row of on every text teacher.
+TEXT_FAMILIES = ("quantize-dynamic", "quantize-float16", "quantize-int8", "prune-magnitude", "factorize",
+                 "distill", "finetune")
+
+
+def _rows_of(frame: pd.DataFrame) -> dict[str, dict]:
+    return {row["strategy"]: row for row in frame.to_dict("records")}
+
+
+def test_a_text_table_runs_through_every_family_and_its_tokenizer_serves_raw_rows(tmp_path):
+    frame = _texts(240)
+    path = _csv(tmp_path, frame)
+    result = compress.compare(data=path, target="topic", strategies=TEXT_FAMILIES, epochs=1,
+                              out=tmp_path / "run", jobs=1)
+    rows = _rows_of(result)
+    assert {"student-scratch", "student-scratch-mixup"} <= set(rows)
+    assert all(row["status"] == "ok" for row in rows.values()), {n: r["reason"] for n, r in rows.items()}
+    assert rows["baseline"]["teacher_architecture"] == "textcnn:64:128"
+    assert rows["factorize"]["notes"].startswith("embedding factorized at rank 0.25")  # the table, first
+    portable = json.loads((tmp_path / "run" / "tokenizer.json").read_text())
+    assert portable["column"] == "message" and portable["words"]
+    ids = compress.encode_rows(tmp_path / "run", frame.head(5))
+    runtime = TFLiteModel((tmp_path / "run" / rows["baseline"]["artifact"]).read_bytes())
+    assert ids.dtype == np.int32 and runtime.predict(ids).shape == (5, len(TOPICS))
+
+
+def _make_keras3_transformer(data: str, path: str) -> None:
+    """In a Keras 3 child: a two-block Transformer over the token ids of ``data``, saved."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    arrays = np.load(data)
+    inputs = keras.Input(arrays["x"].shape[1:], dtype="int32")
+    x = layers.Embedding(int(arrays["x"].max()) + 1, 16)(inputs)
+    for _ in range(2):
+        x = layers.LayerNormalization()(layers.Add()([x, layers.MultiHeadAttention(2, 8)(x, x)]))
+        hidden = layers.Dense(32, activation="relu")(x)
+        x = layers.LayerNormalization()(layers.Add()([x, layers.Dense(16)(hidden)]))
+    x = layers.GlobalAveragePooling1D()(layers.Conv1D(16, 3, padding="same", activation="relu")(x))
+    model = keras.Model(inputs, layers.Dense(2)(layers.Dropout(0.1)(x)))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(arrays["x"], arrays["y"], epochs=3, batch_size=64, verbose=0)
+    model.save(path)
+
+
+@pytest.mark.slow  # every strategy on two teachers: about 8 minutes
+def test_recurrent_and_attention_teachers_of_token_ids_get_a_row_or_a_one_line_skip_from_every_family(
+        tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from compress.data.builtin import load_dataset
+    from compress.strategies.base import registry
+
+    negation = load_dataset("negation", 0)
+    np.savez(tmp_path / "ids.npz", x=np.concatenate([negation.training.x_train, negation.x_test]),
+             y=np.concatenate([negation.training.y_train, negation.y_test]))
+    model = _bilstm(length=negation.input_shape[0], vocabulary=negation.vocabulary, classes=2,
+                    width=16)  # a table of 3,952 weights: large enough to prune
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(negation.training.x_train, negation.training.y_train, epochs=3, verbose=0)
+    model.save(tmp_path / "bilstm.keras")
+    environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    code = ("import sys\nfrom tests.test_text import _make_keras3_transformer\n"
+            "_make_keras3_transformer(*sys.argv[1:])\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ids.npz"), str(tmp_path / "t.keras")],
+                          cwd=Path(__file__).resolve().parent.parent, env=environment, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for teacher in ("bilstm.keras", "t.keras"):
+        result = compress.compare(data=tmp_path / "ids.npz", teacher=tmp_path / teacher,
+                                  strategies=sorted(registry()), epochs=1, out=tmp_path / f"run-{teacher}",
+                                  jobs=1)
+        rows = _rows_of(result)
+        for name in (*TEXT_FAMILIES, "baseline", "student-scratch", "student-scratch-mixup"):
+            assert rows[name]["status"] == "ok", (teacher, name, rows[name]["reason"])
+        for name, row in rows.items():
+            assert row["status"] in ("ok", "skipped"), (teacher, name, row["reason"])
+            if row["status"] == "skipped":
+                assert "\n" not in row["reason"] and re.search(r"\w+ \(\w+\)|op", row["reason"]), row
+        if teacher == "bilstm.keras":
+            baseline = (tmp_path / f"run-{teacher}" / rows["baseline"]["artifact"]).read_bytes()
+            ops = [kind for kind, _ in _read(baseline)[1]]
+            assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops or "BIDIRECTIONAL_SEQUENCE_LSTM" in ops
+
+
+def test_structured_pruning_narrows_the_embedding_and_names_what_it_cannot_trace():
+    from compress.strategies.base import Skip
+    from compress.strategies.structured import shrink
+
+    teacher = build_model("textcnn:32:64", (12,), 3, seed=0, vocabulary=500)
+    cut = shrink(teacher, 0.5)
+    assert cut.groups == [("embedding",), ("conv_0",)]
+    assert cut.model.get_layer("embedding").output_dim == 16 and cut.model.get_layer("conv_0").filters == 32
+    with pytest.raises(Skip, match=r"cannot handle layer block0_attention \(MultiHeadAttention\)"):
+        shrink(build_model("transformer:1,2,16", (12,), 3, seed=0, vocabulary=500), 0.5)
+
+
+def test_empty_texts_are_dropped_and_counted_only_when_asked(tmp_path):
+    frame = _texts()
+    frame.loc[[3, 7], "message"] = " "
+    path = _csv(tmp_path, frame)
+    with pytest.raises(UserError, match=r"2 empty texts \(the first in data row 4\).*missing='drop'"):
+        load_file(path, seed=0, target="topic")
+    dataset, record = load_file(path, seed=0, target="topic", missing="drop")
+    assert record.rows_dropped == 2 and "2 rows with missing values dropped" in record.summary()
+    assert len(dataset.training.y_train) + len(dataset.training.y_val) + len(dataset.y_test) == 298

@@ -138,7 +138,8 @@ def check_texts(path: object, texts: pd.Series, column: str) -> None:
     if empty.any():
         first = int(np.flatnonzero(empty.to_numpy())[0])
         raise UserError(f"{path}: column {column!r} has {counted(int(empty.sum()), 'empty text')} (the "
-                        f"first in data row {first + 1}); fill or remove those rows")
+                        f"first in data row {first + 1}); fill or remove those rows (a run drops them with "
+                        f"{option('missing', 'drop')})")
     analyze = _analyzer()
     wordless = texts.astype(str).map(lambda text: not analyze(text))
     if wordless.all():

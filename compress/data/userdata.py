@@ -174,15 +174,11 @@ def _text_column(path: Path, features: pd.DataFrame, text: TextOptions) -> str |
     if len(found) > 1:
         raise UserError(f"{path}: columns {', '.join(found)} all hold free text, and a text model reads "
                         f"one; name it with {option('text_column', 'NAME')}")
-    if found and (text.vocabulary is None and text.length is None):
-        return found[0]
-    if text.vocabulary is not None or text.length is not None:
-        if not found:
-            raise UserError(f"{path}: no column holds free text (at least {TEXT_WORDS} words in the "
-                            f"median cell), so {option('vocabulary')} and {option('sequence_length')} "
-                            f"have nothing to tokenize; name the text column with {option('text_column')}")
-        return found[0]
-    return None
+    if not found and (text.vocabulary is not None or text.length is not None):
+        raise UserError(f"{path}: no column holds free text (at least {TEXT_WORDS} words in the "
+                        f"median cell), so {option('vocabulary')} and {option('sequence_length')} "
+                        f"have nothing to tokenize; name the text column with {option('text_column')}")
+    return found[0] if found else None
 
 
 def _load_texts(path: Path, frame: pd.DataFrame, target: str, column: str, seed: int,
@@ -192,10 +188,10 @@ def _load_texts(path: Path, frame: pd.DataFrame, target: str, column: str, seed:
     others = [str(c) for c in frame.columns if c not in (column, target)]
     record.dropped = [f"{c} (a text model reads the text column {column!r} alone)" for c in others]
     frame = frame[[column, target]]
-    unlabeled = frame[target].isna() | frame[column].isna() | (frame[column].astype(str).str.strip() == "")
-    if unlabeled.any() and missing_allowed(record.missing_policy):
-        record.rows_dropped = int(unlabeled.sum())
-        frame = frame[~unlabeled].reset_index(drop=True)
+    empty = frame[target].isna() | frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+    if empty.any() and record.missing_policy == "drop":  # a text cannot be imputed
+        record.rows_dropped = int(empty.sum())
+        frame = frame[~empty].reset_index(drop=True)
     elif frame[target].isna().any():
         raise UserError(f"{path}: {counted(int(frame[target].isna().sum()), 'row')} without a label in "
                         f"{target!r}; pass {option('missing', 'drop')} to remove them")
@@ -252,11 +248,6 @@ def _load_text_folder(root: Path, seed: int, text: TextOptions) -> tuple[Dataset
     frame = pd.DataFrame(rows, columns=["text", "label"])
     record = Preprocessing(source=root.name, rows_read=len(frame), missing_policy="error")
     return _load_texts(root, frame, "label", "text", seed, text, record)
-
-
-def missing_allowed(policy: str) -> bool:
-    """Whether a missing-value policy lets rows without a value go (texts cannot be imputed)."""
-    return policy in ("drop", "impute")
 
 
 def fitted_encoding(transformer: ColumnTransformer) -> dict[str, Any]:

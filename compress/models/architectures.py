@@ -575,7 +575,8 @@ def _read_text_architecture(model: keras.Model) -> Architecture:
     embedding = next((layer.output_dim for layer in found if isinstance(layer, layers.Embedding)), 64)
     attention = [layer for layer in found if isinstance(layer, layers.MultiHeadAttention)]
     if attention:
-        return Architecture("transformer", tuple(layer.num_heads for layer in attention), (), embedding)
+        return Architecture("transformer", tuple(layer.get_config()["num_heads"] for layer in attention), (),
+                            embedding)
     cells = (layers.LSTM, layers.GRU, layers.SimpleRNN)
     recurrent = [layer.units for layer in found if isinstance(layer, cells)]
     if recurrent:

@@ -31,8 +31,11 @@ import numpy as np
 from compress.models.backend import keras
 from compress.strategies.base import Skip
 
-#: Layers whose kernel makes new channels: the last axis of their kernel.
-PRODUCERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D")
+#: Layers whose kernel makes new channels: the last axis of their kernel (an Embedding's table:
+#: its width).
+PRODUCERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D", "Embedding")
+#: The config key of a producer's channel count.
+WIDTH_KEYS = {"Dense": "units", "Embedding": "output_dim"}
 #: Layers that act on each channel on its own, or over positions only: channels pass unchanged.
 PASS_THROUGH = (
     "Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Softmax",
@@ -42,7 +45,7 @@ PASS_THROUGH = (
     "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D", "BatchNormalization",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "BatchNormalization", "LayerNormalization",
 )
 #: A model's own input scaling: it passes the input's channels on, which are never pruned, so its
 #: fitted per-channel values never need cutting; anywhere else it is refused.
@@ -157,7 +160,8 @@ def _trace(layer: keras.layers.Layer, kind: str, config: dict[str, Any], inputs:
     rank = len(shape)
     if kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
         return np.repeat(inputs[0], config["depth_multiplier"])
-    if kind == "BatchNormalization" and list(np.atleast_1d(config["axis"]) % rank) != [rank - 1]:
+    if kind in ("BatchNormalization", "LayerNormalization") and \
+            list(np.atleast_1d(config["axis"]) % rank) != [rank - 1]:
         raise _unknown(layer, "it normalizes an axis other than the channels")
     if kind in PASS_THROUGH:
         return inputs[0]
@@ -209,13 +213,15 @@ def _slice(layer: keras.layers.Layer, kind: str, rows: np.ndarray, cols: np.ndar
         multiplier = layer.depth_multiplier
         middle = (rows[:, None] * multiplier + np.arange(multiplier)).reshape(-1)
         return [depthwise[..., rows, :], pointwise[..., middle, :][..., cols], *(b[cols] for b in bias)]
+    if kind == "Embedding":  # its input is ids, not channels
+        return [weights[0][:, cols]]
     if kind in PRODUCERS:
         kernel, *bias = weights
         return [kernel[..., rows, :][..., cols], *(b[cols] for b in bias)]
     if kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
         kernel, *bias = weights
         return [kernel[..., rows, :], *(b[cols] for b in bias)]
-    return [w[cols] for w in weights]  # BatchNormalization: one value per channel
+    return [w[cols] for w in weights]  # BatchNormalization, LayerNormalization: one value per channel
 
 
 def _taylor(model: keras.Model, outputs: dict[str, keras.layers.Layer],
@@ -327,7 +333,7 @@ def _rebuild(config: dict[str, Any], layers: dict[str, keras.layers.Layer], feed
     for spec in config["layers"]:
         kind, settings, width = spec["class_name"], spec["config"], len(keep[spec["name"]])
         if kind in PRODUCERS:
-            settings["units" if kind == "Dense" else "filters"] = width
+            settings[WIDTH_KEYS.get(kind, "filters")] = width
         elif kind == "Reshape" and settings["target_shape"][-1] != -1:
             settings["target_shape"] = [*settings["target_shape"][:-1], width]
     smaller = keras.Model.from_config(config)
