@@ -150,17 +150,22 @@ def micro_unavailable() -> str | None:
     return None
 
 
+class Unscorable(RuntimeError):
+    """A file only TFLite Micro runs cannot be scored here: TFLite Micro is missing, or cannot run
+    it (an op it lacks); the row is skipped with the reason, as a strategy's Skip is."""
+
+
 def micro_scored(flatbuffer: bytes, x_test: np.ndarray,
                  y_test: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """A file only TFLite Micro runs (``models.flatbuffer.micro_only``): its predicted test
     labels there, which are the row's, and its TFLite Micro columns (no agreement: there is no
-    LiteRT prediction to agree with).  RuntimeError, with the reason, when it cannot be scored."""
+    LiteRT prediction to agree with).  ``Unscorable``, with the reason, when it cannot be scored."""
     missing = micro_unavailable()
     if missing is not None:
-        raise RuntimeError(f"{missing}, and this file runs only there")
+        raise Unscorable(f"{missing}, and this file runs only there")
     outcome = run_in_micro(flatbuffer, x_test)
     if not outcome["runs"]:
-        raise RuntimeError(outcome["reason"])
+        raise Unscorable(f"the file runs only in TFLite Micro, and {outcome['reason']}")
     labels = np.asarray(outcome["labels"])
     fields: dict[str, Any] = {**dict.fromkeys(FIELDS), "micro_runs": True,
                               "micro_flash_bytes": len(flatbuffer), "micro_arena_bytes": outcome["arena"],

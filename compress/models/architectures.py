@@ -442,9 +442,14 @@ def _teacher_as_architecture(teacher: keras.Model, teacher_architecture: str, ki
 def _text_student(arch: Architecture, shrink: float, *, deep: bool) -> str:
     """A text teacher's kind, its embedding and widths ``shrink`` times narrower; all its blocks
     (``deep``) or one fewer, at least one.  A transformer keeps its heads while each gets at least
-    4 dimensions."""
+    4 dimensions.  A recurrent teacher's shallower student is a text CNN as wide as its last
+    layer's two directions, shrunk: a convolution waits for no earlier step, and a BiLSTM student
+    four times narrower ran only about twice as fast as its teacher (docs/benchmarks.md, "Text
+    models")."""
     kept = arch.conv if deep else arch.conv[:max(1, len(arch.conv) - 1)]
-    embedding = max(8, int(arch.embedding / shrink))
+    embedding = max(4, int(arch.embedding / shrink))
+    if arch.kind == "bilstm" and not deep:
+        return Architecture("textcnn", (max(8, int(2 * arch.conv[-1] / shrink)),), (), embedding).spec
     if arch.kind == "transformer":
         heads = max(1, min(kept[0], embedding // 4))
         return Architecture("transformer", (heads,) * len(kept), (), embedding).spec

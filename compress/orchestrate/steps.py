@@ -23,7 +23,7 @@ from compress.data.builtin import Dataset
 from compress.measure.accuracy import accuracy_stats, reference_stats
 from compress.measure.latency import measure_latency
 from compress.measure.memory import arena_bytes, memory_fields
-from compress.measure.micro import micro_fields, micro_scored
+from compress.measure.micro import Unscorable, micro_fields, micro_scored
 from compress.measure.size import size_fields
 from compress.models.flatbuffer import TFLiteModel, micro_only
 from compress.models.stage_cache import StageCache
@@ -73,7 +73,7 @@ def evaluate_step(
                               seed=seed, workdir=folder, stage_cache=stage_cache, deadline=deadline)
         labels, scored = _scored(made.flatbuffer, dataset, threads=threads, micro=micro)
         write_atomic(folder / artifact, made.flatbuffer)
-    except Skip as reason:
+    except (Skip, Unscorable) as reason:
         row.update(status="skipped", reason=str(reason))
         return Evaluated(row)
     except Exception as error:  # one broken strategy or artifact must not sink the run

@@ -45,7 +45,7 @@ PASS_THROUGH = (
     "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D", "BatchNormalization", "LayerNormalization",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "BatchNormalization",
 )
 #: A model's own input scaling: it passes the input's channels on, which are never pruned, so its
 #: fitted per-channel values never need cutting; anywhere else it is refused.
@@ -160,8 +160,7 @@ def _trace(layer: keras.layers.Layer, kind: str, config: dict[str, Any], inputs:
     rank = len(shape)
     if kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
         return np.repeat(inputs[0], config["depth_multiplier"])
-    if kind in ("BatchNormalization", "LayerNormalization") and \
-            list(np.atleast_1d(config["axis"]) % rank) != [rank - 1]:
+    if kind == "BatchNormalization" and list(np.atleast_1d(config["axis"]) % rank) != [rank - 1]:
         raise _unknown(layer, "it normalizes an axis other than the channels")
     if kind in PASS_THROUGH:
         return inputs[0]
@@ -221,7 +220,7 @@ def _slice(layer: keras.layers.Layer, kind: str, rows: np.ndarray, cols: np.ndar
     if kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
         kernel, *bias = weights
         return [kernel[..., rows, :], *(b[cols] for b in bias)]
-    return [w[cols] for w in weights]  # BatchNormalization, LayerNormalization: one value per channel
+    return [w[cols] for w in weights]  # BatchNormalization: one value per channel
 
 
 def _taylor(model: keras.Model, outputs: dict[str, keras.layers.Layer],
