@@ -355,3 +355,26 @@ def test_empty_texts_are_dropped_and_counted_only_when_asked(tmp_path):
     dataset, record = load_file(path, seed=0, target="topic", missing="drop")
     assert record.rows_dropped == 2 and "2 rows with missing values dropped" in record.summary()
     assert len(dataset.training.y_train) + len(dataset.training.y_val) + len(dataset.y_test) == 298
+
+
+def test_the_embedding_table_counts_among_the_weights_a_quantizer_reports():
+    from compress.models.flatbuffer import kernel_types
+
+    model = build_model("textcnn:16:8", (12,), 3, seed=0, vocabulary=200)  # a 3,200-weight table
+    assert ("GATHER", "float32") in kernel_types(to_tflite(model))
+    assert ("GATHER", "int8") in kernel_types(to_tflite(model, optimize=True))
+    assert ("GATHER", "float16") in kernel_types(to_tflite(model, float16=True))
+
+
+def test_a_teacher_of_its_own_token_ids_is_refused_on_raw_texts(tmp_path):
+    from click.testing import CliRunner
+
+    from compress.cli import cli
+
+    path = _csv(tmp_path, _texts())
+    _bilstm().save(tmp_path / "bilstm.keras")
+    refused = CliRunner().invoke(cli, ["run", "--data", str(path), "--target", "topic", "--teacher",
+                                       str(tmp_path / "bilstm.keras"), "--out", str(tmp_path / "run")])
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "takes token ids from its own tokenizer" in refused.stderr and "--tokens" in refused.stderr
+    assert not (tmp_path / "run").exists()

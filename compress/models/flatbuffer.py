@@ -248,13 +248,28 @@ def op_precisions(flatbuffer: bytes) -> dict[str, str]:
     return {kind: " / ".join(sorted(found)) for kind, found in kinds.items()}
 
 
+#: Ops that look rows up in a table the file stores (an Embedding), and which input is the table.
+TABLE_OPS = {"GATHER": 0, "EMBEDDING_LOOKUP": 1}
+
+
 def kernel_types(flatbuffer: bytes) -> list[tuple[str, str]]:
-    """(op kind, kernel precision) of each Dense/Conv op, in execution order: ("CONV_2D", "int4")."""
+    """(op kind, weight precision) of each Dense/Conv op and each lookup in a stored table, in
+    execution order: ("CONV_2D", "int4"), ("GATHER", "int8")."""
     model, ops = _read(flatbuffer)
     tensors = model.subgraphs[0].tensors
     stored = _stored(tensors, ops)
-    return [(kind, _type_name(stored.get(op.inputs[1], tensors[op.inputs[1]])))
-            for kind, op in ops if kind in WEIGHTED_OPS]
+
+    def constant(index: int) -> bool:
+        tensor = stored.get(index, tensors[index])
+        return bool(model.buffers[tensor.buffer].data is not None and len(model.buffers[tensor.buffer].data))
+
+    found = []
+    for kind, op in ops:
+        weights = op.inputs[1] if kind in WEIGHTED_OPS else op.inputs[TABLE_OPS[kind]] if kind in TABLE_OPS \
+            else None
+        if weights is not None and (kind in WEIGHTED_OPS or constant(weights)):
+            found.append((kind, _type_name(stored.get(weights, tensors[weights]))))
+    return found
 
 
 def describe(flatbuffer: bytes) -> str:

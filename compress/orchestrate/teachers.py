@@ -62,7 +62,12 @@ def load_source(config: RunConfig, seed: int) -> Source:
     # docs/benchmarks.md, "Figures behind design decisions")
     from compress.data.userdata import load_file
 
-    tokens = config.tokens or (config.teacher is not None and takes_token_ids(config.teacher))
+    teacher_ids = config.teacher is not None and takes_token_ids(config.teacher)
+    if teacher_ids and config.data.suffix.lower() != ".npz":
+        raise UserError(f"teacher {config.teacher.name} takes token ids from its own tokenizer, which "
+                        f"numbers words differently from compress's; give the ids it was trained on as "
+                        f"an .npz ({option('tokens', True)}), or train a teacher here on the texts")
+    tokens = config.tokens or teacher_ids
     dataset, record = load_file(config.data, seed=seed, target=config.target, missing=config.missing,
                                 image_size=config.image_size,
                                 text=replace(config.text_options(), tokens=tokens))
