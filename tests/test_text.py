@@ -378,3 +378,24 @@ def test_a_teacher_of_its_own_token_ids_is_refused_on_raw_texts(tmp_path):
     assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "takes token ids from its own tokenizer" in refused.stderr and "--tokens" in refused.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_bench_times_a_text_model_on_ids_every_table_holds(tmp_path):
+    from compress.orchestrate.bench import bench
+
+    model = build_model("textcnn:8:8", (12,), 3, seed=0, vocabulary=3)  # ids 0 to 2 only
+    (tmp_path / "text.tflite").write_bytes(to_tflite(model))
+    rows = bench([tmp_path / "text.tflite"])
+    assert rows[0]["latency_us_p50"] > 0 and "random rows" in rows[0]["inputs"]
+
+
+def test_recurrent_and_attention_layers_count_their_multiply_accumulates():
+    """A student must be smaller in MACs too: a BiLSTM teacher counted at its Dense head alone
+    made every convolutional student look costlier."""
+    from compress.models.cost import forward_macs
+
+    bilstm = build_model("bilstm:16:8", (12,), 3, seed=0, vocabulary=50)
+    assert forward_macs(bilstm) == 2 * 12 * (16 * 32 + 8 * 32) + 16 * 3  # two directions, 4 gates
+    transformer = build_model("transformer:1,2,16", (12,), 3, seed=0, vocabulary=50)
+    attention = 12 * 4 * 16 * 16 + 2 * 12 * 12 * 16  # four projections; scores and weighted sum
+    assert forward_macs(transformer) >= attention

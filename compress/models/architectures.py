@@ -54,7 +54,8 @@ from compress.models.text_models import TEXT_FORMS, TEXT_KINDS, build_text_model
 KINDS = ("features", "sequence", "image", "tokens")
 DEFAULT_TEACHERS = {"features": "mlp:128,64", "sequence": "cnn1d:32,64,64:64", "image": "cnn:32,64:128",
                     "tokens": "textcnn:64:128"}
-#: Students chosen by experiment for the default teachers (docs/benchmarks.md).
+#: Students chosen by experiment for the default teachers (docs/benchmarks.md); the text one is the
+#: shrink rule's (``_text_student``), measured in "Text models".
 DEFAULT_STUDENTS = {"features": "mlp:32", "sequence": "cnn1d:8,16:16", "image": "cnn:8,16:32",
                     "tokens": "textcnn:16:32"}
 #: Which architectures fit which data kind (an MLP flattens any numbers, not token ids).
@@ -376,9 +377,9 @@ def derive_student(teacher: keras.Model, teacher_architecture: str, input_shape:
     built-in spec keeps its kind with widths divided by ``shrink`` and at most two hidden layers
     of each sort; a user's model is read layer by layer (Conv1D, Conv2D or depthwise layers make
     a 1-D or 2-D CNN student, otherwise an MLP) from its own widths.  The caller checks it is
-    strictly smaller.  A text teacher's student keeps its kind (a user's recurrent or attention
-    model read as ``bilstm`` or ``transformer``) with a narrower embedding and one block fewer
-    (``_text_student``).
+    strictly smaller.  A text teacher's student has a narrower embedding and one block fewer: a
+    transformer's is a transformer, a recurrent one's a text CNN (a user's model read as
+    ``bilstm``, ``transformer`` or ``textcnn``: ``_text_student``).
     """
     kind = data_kind(input_shape, vocabulary)
     if teacher_architecture == DEFAULT_TEACHERS[kind] and shrink == STUDENT_SHRINK:

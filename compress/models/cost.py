@@ -80,6 +80,8 @@ def _layer_macs(layer: Any, values: int) -> int:
     """One call's multiply-accumulates, ``values`` being its output size: each output value of
     a kernel costs the kernel's size less its output axis (a depthwise kernel: its window).
     Independent of the data format, since the output channels are read from the kernel."""
+    if type(layer).__name__ in SEQUENCE_LAYERS:
+        return _sequence_macs(layer)
     depthwise = getattr(layer, "depthwise_kernel", None)
     pointwise = getattr(layer, "pointwise_kernel", None)
     if depthwise is not None and pointwise is not None:  # separable: depthwise at the output grid
@@ -91,3 +93,23 @@ def _layer_macs(layer: Any, values: int) -> int:
     if kernel is not None and hasattr(kernel, "shape"):
         return values * int(np.prod(kernel.shape[:-1]))
     return 0
+
+
+#: Layers whose cost is per step of the sequence they read, not per output value.
+SEQUENCE_LAYERS = ("LSTM", "GRU", "SimpleRNN", "Bidirectional", "MultiHeadAttention")
+
+
+def _sequence_macs(layer: Any) -> int:
+    """A recurrent layer's (each direction's): every step multiplies the input and the previous
+    state by all of its gates' kernels; an attention layer's: its four projections at every
+    position, and the scores and their weighted sum over every pair of positions."""
+    shapes = layer.input_shape  # an attention layer's: one per input (query, value)
+    steps = int((shapes[0] if isinstance(shapes, list) else shapes)[1])
+    if type(layer).__name__ == "MultiHeadAttention":
+        kernels = [w for w in layer.weights if "kernel" in w.name]
+        query = next(w for w in kernels if "query" in w.name)
+        projections = sum(int(np.prod(w.shape)) for w in kernels)
+        return steps * projections + 2 * steps * steps * int(np.prod(query.shape[1:]))
+    directions = [layer.forward_layer, layer.backward_layer] if hasattr(layer, "forward_layer") else [layer]
+    return sum(steps * (int(np.prod(rnn.cell.kernel.shape)) + int(np.prod(rnn.cell.recurrent_kernel.shape)))
+               for rnn in directions)

@@ -54,6 +54,11 @@ class TFLiteModel:
         return np.dtype(self._input["dtype"])
 
     @property
+    def quantized_input(self) -> bool:
+        """Whether the input has a scale: quantized numbers, not ids taken as they are."""
+        return bool(self._input["quantization"][0])
+
+    @property
     def input_batch(self) -> int:
         """The rows one call takes now."""
         return self._batch
@@ -68,7 +73,7 @@ class TFLiteModel:
         as they are for an unquantized integer input (token ids)."""
         dtype = self._input["dtype"]
         scale, zero_point = self._input["quantization"]
-        if np.issubdtype(dtype, np.integer) and scale:
+        if np.issubdtype(dtype, np.integer) and self.quantized_input:
             info = np.iinfo(dtype)
             return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
         return x.astype(dtype)

@@ -54,14 +54,17 @@ def load_flatbuffer(path: Path) -> bytes:
     raise UserError(f"{path}: compress bench takes .tflite or .keras files")
 
 
-def load_inputs(data: str | None, input_shape: tuple[int, ...],
+def load_inputs(data: str | None, input_shape: tuple[int, ...], *, ids: bool = False,
                 ) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Test inputs (and labels) from a built-in dataset or an .npz, else seeded random rows; and
+    """Test inputs (and labels) from a built-in dataset or an .npz, else seeded random rows (for
+    a model of token ids, ``ids``: ids 0 and 1, which every table of two rows or more holds); and
     what they are, in words."""
     if data is None:
         rng = np.random.default_rng(0)
-        return (rng.normal(size=(RANDOM_ROWS, *input_shape)).astype(np.float32), None,
-                f"{RANDOM_ROWS} seeded random rows (no accuracy)")
+        shape = (RANDOM_ROWS, *input_shape)
+        rows = rng.integers(0, 2, size=shape).astype(np.int32) if ids else \
+            rng.normal(size=shape).astype(np.float32)
+        return rows, None, f"{RANDOM_ROWS} seeded random rows (no accuracy)"
     if data in BUILTIN_DATASETS:
         dataset = load_dataset(data, 0)
         return dataset.x_test, dataset.y_test, f"the test split of {data} (seed 0)"
@@ -136,9 +139,11 @@ def bench(
         raise UserError(f"{option('batch')} must be at least 1, got {batch}")
     latency_span()
     flatbuffers = {str(path): load_flatbuffer(path) for path in paths}
-    shapes = {name: _loaded(name, fb).input_shape for name, fb in flatbuffers.items()}
+    loaded = {name: _loaded(name, fb) for name, fb in flatbuffers.items()}
+    shapes = {name: model.input_shape for name, model in loaded.items()}
     first = str(paths[0])
-    x, y, scored_on = load_inputs(data, shapes[first])
+    takes_ids = np.issubdtype(loaded[first].input_dtype, np.integer) and not loaded[first].quantized_input
+    x, y, scored_on = load_inputs(data, shapes[first], ids=takes_ids)
     for name, shape in shapes.items():
         if shape != tuple(x.shape[1:]):
             raise UserError(f"{name} expects inputs of shape {shape} but the data has {tuple(x.shape[1:])}")
