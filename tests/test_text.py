@@ -399,3 +399,19 @@ def test_recurrent_and_attention_layers_count_their_multiply_accumulates():
     transformer = build_model("transformer:1,2,16", (12,), 3, seed=0, vocabulary=50)
     attention = 12 * 4 * 16 * 16 + 2 * 12 * 12 * 16  # four projections; scores and weighted sum
     assert forward_macs(transformer) >= attention
+
+
+@pytest.mark.slow  # a search and its confirmation: about a minute
+def test_tune_searches_a_text_teacher_and_keeps_its_tokenizer(tmp_path):
+    from compress.orchestrate.executors import SerialExecutor
+    from compress.orchestrate.tune import tune
+    from compress.orchestrate.tune_space import TuneSettings
+
+    path = _csv(tmp_path, _texts(1500))  # validation rows enough to certify 5 pp
+    settings = TuneSettings(max_accuracy_drop=5.0, max_trials=3,
+                            strategies=("quantize-dynamic", "quantize-int8", "quantize-float16"))
+    result = tune(settings, SerialExecutor(), out=tmp_path / "tune", seeds=1, data=path, target="topic",
+                  epochs=2)
+    summary = json.loads((tmp_path / "tune" / "tune.json").read_text())
+    assert all(t["status"] == "ok" for t in summary["trials"]), summary["trials"]
+    assert result is not None and (tmp_path / "tune" / "tokenizer.json").exists()
