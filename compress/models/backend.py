@@ -188,6 +188,59 @@ def loops(model: keras.Model) -> list[str]:
     return looped
 
 
+#: Full-integer quantization unrolls a recurrent loop of at most this many steps (plain ops,
+#: calibrated like any other: a loop's calibration crashes the converter); a float file keeps the
+#: ``WHILE`` loop, which an unrolled GRU's file outweighed 2.4 to 4.8 times (docs/benchmarks.md,
+#: "Text models").
+UNROLL_STEPS = 128
+
+
+def _steps(layer: keras.layers.Layer) -> int | None:
+    """The steps of the sequence a layer of the model's graph reads (None when open)."""
+    try:
+        shape = layer.input_shape
+    except (AttributeError, RuntimeError):
+        return None
+    return shape[1] if isinstance(shape, tuple) and len(shape) == 3 else None
+
+
+def _inner(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A Bidirectional's forward layer, which names its loop; any other layer itself."""
+    return layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
+
+
+def to_unroll(model: keras.Model) -> dict[str, int]:
+    """The graph's layers holding a recurrent loop (``loops``) of at most ``UNROLL_STEPS`` steps,
+    with their steps: they convert unrolled."""
+    looped = set(loops(model))
+    return {layer.name: steps for layer in model.layers
+            if f"{_inner(layer).name} ({type(_inner(layer)).__name__})" in looped
+            and (steps := _steps(layer)) is not None and steps <= UNROLL_STEPS}
+
+
+def unrolled(model: keras.Model) -> keras.Model:
+    """The model with every loop of ``to_unroll`` unrolled (the same weights, the same function),
+    for full-integer quantization: it calibrates plain ops, where a loop's calibration crashes the
+    converter."""
+    targets = to_unroll(model)
+    if not targets:
+        return model
+
+    def rebuilt(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        if layer.name in targets:
+            for key in ("layer", "backward_layer") if isinstance(layer, keras.layers.Bidirectional) else ():
+                if key in config:
+                    config[key] = {**config[key], "config": {**config[key]["config"], "unroll": True}}
+            if not isinstance(layer, keras.layers.Bidirectional):
+                config["unroll"] = True
+        return type(layer).from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=rebuilt)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def recurrent(model: keras.Model) -> list[str]:
     """The recurrent layers of a model (``LSTM``, ``GRU``, ``Bidirectional``'s, inside any
     wrapper), as "name (Class)"."""
@@ -199,13 +252,19 @@ def recurrent_conversion(model: keras.Model) -> str | None:
     """How the model's recurrent layers convert, in one line (None without any): which become
     LiteRT's fused LSTM, which a ``WHILE`` loop (and why), which plain ops (unrolled)."""
     looped = set(loops(model))
+    targets = to_unroll(model)
+    short = {f"{rnn.name} ({type(rnn).__name__})" for layer in model.layers if layer.name in targets
+             for rnn in ([layer.layer, layer.forward_layer, layer.backward_layer]
+                         if isinstance(layer, keras.layers.Bidirectional) else [layer])}
+    loop = "a WHILE loop (only an LSTM with tanh and sigmoid and no recurrent dropout has a fused op"
     kinds: dict[str, list[str]] = {}
     for layer in model.submodules:
         if isinstance(layer, keras.layers.RNN):
             named = f"{layer.name} ({type(layer).__name__})"
             kind = ("plain ops (unrolled)" if getattr(layer, "unroll", False) else
-                    "a WHILE loop (only an LSTM with tanh and sigmoid and no recurrent dropout has "
-                    "a fused op)" if named in looped else "the fused UNIDIRECTIONAL_SEQUENCE_LSTM")
+                    f"{loop}; unrolled for full-integer quantization)" if named in short else
+                    f"{loop}; over more than {UNROLL_STEPS} steps, not unrolled for full-integer "
+                    "quantization)" if named in looped else "the fused UNIDIRECTIONAL_SEQUENCE_LSTM")
             kinds.setdefault(kind, []).append(named)
     if not kinds:
         return None
@@ -235,11 +294,13 @@ def to_tflite(
     int8.  Every strategy and measurement goes through this one converter so
     that rows differ only in what the strategy did.
     """
+    if representative is not None:
+        model = unrolled(model)
     if representative is not None and (looped := loops(model)):
         raise Unconvertible(f"the TFLite converter cannot calibrate the loop of {', '.join(looped)} "
-                            "for full-integer quantization (a GRU's crashes its process); "
-                            "dynamic-range and float16 quantization convert it, and unroll=True "
-                            "makes it plain ops")
+                            f"for full-integer quantization (a GRU's crashes its process), and it runs "
+                            f"over more than {UNROLL_STEPS} steps to unroll; dynamic-range and float16 "
+                            "quantization convert it")
     if fixed_batch(model):
         spec = tf.TensorSpec([1, *model.input_shape[1:]], model.inputs[0].dtype)
         function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
