@@ -49,7 +49,7 @@ from compress.common.errors import UserError
 from compress.data.builtin import data_kind
 from compress.models.backend import keras, seed_everything
 from compress.models.cost import layer_calls
-from compress.models.text_models import TEXT_FORMS, TEXT_KINDS, build_text_model
+from compress.models.text_models import TEXT_FORMS, TEXT_KINDS, build_text_model, read_text_model
 
 KINDS = ("features", "sequence", "image", "tokens")
 DEFAULT_TEACHERS = {"features": "mlp:128,64", "sequence": "cnn1d:32,64,64:64", "image": "cnn:32,64:128",
@@ -573,31 +573,9 @@ def _read_architecture(model: keras.Model, kind: str) -> Architecture:
 
 
 def _read_text_architecture(model: keras.Model) -> Architecture:
-    """A user's text model as the closest built-in text architecture: attention layers make a
-    transformer (its heads and blocks), recurrent ones a bilstm (their units), else a text CNN
-    (its convolutions' filters); the embedding width is its Embedding's."""
-    layers = keras.layers
-    found = _flat_layers(model)
-    embedding = next((layer.output_dim for layer in found if isinstance(layer, layers.Embedding)), 64)
-    attention = [layer for layer in found if isinstance(layer, layers.MultiHeadAttention)]
-    if attention:
-        return Architecture("transformer", tuple(layer.get_config()["num_heads"] for layer in attention), (),
-                            embedding)
-    cells = (layers.LSTM, layers.GRU, layers.SimpleRNN)
-    recurrent = [layer.units for layer in found if isinstance(layer, cells)]
-    if recurrent:
-        return Architecture("bilstm", tuple(recurrent), (), embedding)
-    convs = [layer.filters for layer in found if isinstance(layer, layers.Conv1D)]
-    return Architecture("textcnn", tuple(convs) or (embedding,), (), embedding)
-
-
-def _flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer, a wrapper's (Bidirectional, TimeDistributed) inner layer in its place."""
-    found = []
-    for layer in model.layers:
-        inner = getattr(layer, "forward_layer", None) or getattr(layer, "layer", None)
-        found.append(inner if isinstance(inner, keras.layers.Layer) else layer)
-    return found
+    """A user's text model as the closest built-in text architecture (``read_text_model``)."""
+    kind, widths, embedding = read_text_model(model)
+    return Architecture(kind, widths, (), embedding)
 
 
 #: Layers that read token ids or strings.

@@ -75,3 +75,31 @@ def _encoder(x: Any, width: int, heads: tuple[int, ...]) -> Any:
         x = layers.LayerNormalization(name=f"block{i}_ffn_norm")(
             layers.Add(name=f"block{i}_ffn_add")([x, layers.Dense(width, name=f"block{i}_ffn_out")(hidden)]))
     return x
+
+
+def read_text_model(model: keras.Model) -> tuple[str, tuple[int, ...], int]:
+    """A user's text model as the closest built-in text architecture, (kind, widths, embedding
+    width): attention layers make a transformer (its heads per block), recurrent ones a bilstm
+    (their units), else a text CNN (its convolutions' filters)."""
+    layers = keras.layers
+    found = _flat_layers(model)
+    embedding = next((layer.output_dim for layer in found if isinstance(layer, layers.Embedding)), 64)
+    attention = [layer for layer in found if isinstance(layer, layers.MultiHeadAttention)]
+    if attention:
+        return "transformer", tuple(layer.get_config()["num_heads"] for layer in attention), embedding
+    cells = (layers.LSTM, layers.GRU, layers.SimpleRNN)
+    recurrent = [layer.units for layer in found if isinstance(layer, cells)]
+    if recurrent:
+        return "bilstm", tuple(recurrent), embedding
+    convs = [layer.filters for layer in found if isinstance(layer, layers.Conv1D)]
+    return "textcnn", tuple(convs) or (embedding,), embedding
+
+
+def _flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer, a wrapper's (Bidirectional, TimeDistributed) inner layer in its place."""
+    found = []
+    for layer in model.layers:
+        inner = getattr(layer, "forward_layer", None) or getattr(layer, "layer", None)
+        found.append(inner if isinstance(inner, keras.layers.Layer) else layer)
+    return found
+
