@@ -15,7 +15,7 @@ import numpy as np
 
 from compress.models.backend import keras, tf
 from compress.models.features import FeatureTargets
-from compress.models.teacher import augmenter
+from compress.models.teacher import WORD_DROPOUT, augmenter
 from compress.strategies.teaching import (
     PROBABILITY_FLOOR,
     are_probabilities,
@@ -104,7 +104,8 @@ def train_student(
     optimizer = keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(lr, planned.epochs * batches) if decay else lr)
     blend = mixup if mixup > 0 else (MIXUP if transfer == "mixup" else 0.0)
-    if blend and ctx.data.kind == "tokens":  # a blend of two ids is no word: word dropout instead
+    instead_of_mixup = bool(blend) and ctx.data.kind == "tokens"
+    if instead_of_mixup:  # a blend of two ids is no word: word dropout instead
         transfer, blend = "augment", 0.0
     use_teacher = teacher is not None and alpha < 1.0
     per_step = use_teacher and transfer != "none"
@@ -184,6 +185,9 @@ def train_student(
         if keep.finished_epoch():
             break
     trained = keep.restore(planned)
+    if instead_of_mixup:
+        trained += (f", word dropout ({WORD_DROPOUT:.0%} of the words as padding) in place of mixup, which "
+                    "blends no token ids")
     if features > 0 and hints is None:
         trained += ", no feature targets (no hidden layer pairs with the teacher's)"
     if hints is not None:
