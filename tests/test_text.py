@@ -420,3 +420,11 @@ def test_tune_searches_a_text_teacher_and_keeps_its_tokenizer(tmp_path):
     summary = json.loads((tmp_path / "tune" / "tune.json").read_text())
     assert all(t["status"] == "ok" for t in summary["trials"]), summary["trials"]
     assert result is not None and (tmp_path / "tune" / "tokenizer.json").exists()
+
+
+def test_mixed_precision_names_the_attention_layer_whose_ops_it_cannot_pair():
+    from compress.strategies.quantizing import LayerGraph
+
+    model = build_model("transformer:1,2,16", (12,), 3, seed=0, vocabulary=50)
+    with pytest.raises(UserError, match=r"the other ops come from block0_attention \(MultiHeadAttention\)\)$"):
+        LayerGraph(model)

@@ -227,8 +227,16 @@ class LayerGraph:
             per_op = [layer.name for layer in leaves if layer.name in kernel_layers
                       for _ in range(2 if isinstance(layer, separable) else 1)]
             if len(per_op) != len(ops):
+                # layers whose weights the converter turns into Dense ops of their own (attention's
+                # projections, a recurrent cell's gates): what blocks the pairing, by name
+                blocking = [f"{layer.name} ({type(layer).__name__})" for layer in leaves
+                            if layer.weights and layer.name not in kernel_layers and not isinstance(
+                                layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization,
+                                        keras.layers.Embedding))]
                 raise UserError(f"cannot tell which Keras layer each of the {len(ops)} Dense/Conv ops "
-                                f"of the TFLite file computes (kernel layers: {', '.join(kernel_layers)})")
+                                f"of the TFLite file computes (kernel layers: {', '.join(kernel_layers)}"
+                                + (f"; the other ops come from {', '.join(blocking)}" if blocking
+                                   else "") + ")")
             owners = per_op
         self.layers: dict[str, list[WeightedOp]] = {}
         for name in names:  # model order
