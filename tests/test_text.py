@@ -428,3 +428,15 @@ def test_mixed_precision_names_the_attention_layer_whose_ops_it_cannot_pair():
     model = build_model("transformer:1,2,16", (12,), 3, seed=0, vocabulary=50)
     with pytest.raises(UserError, match=r"other ops come from block0_attention \(MultiHeadAttention\)\)$"):
         LayerGraph(model)
+
+
+def test_quantization_aware_training_skips_token_ids_in_one_line(tmp_path):
+    from compress.strategies.apply import apply_strategy
+    from compress.strategies.base import Skip
+    from compress.strategies.quantization import QuantizeQAT
+
+    data, _ = load_file(_ids_npz(tmp_path), seed=0, text=TextOptions(tokens=True))
+    model = build_model("textcnn:8:8", (12,), 3, seed=0, vocabulary=40)
+    with pytest.raises(Skip, match=r"token ids are integers its QuantizeLayer cannot take \(embedding "
+                                   r"\(Embedding\)\)"):
+        apply_strategy(QuantizeQAT(epochs=1), model, "textcnn:8:8", data.training, seed=0, workdir=tmp_path)

@@ -114,6 +114,12 @@ class QuantizeQAT(Strategy):
             raise Skip(f"tfmot's quantization-aware training has no quantizer for recurrent layers "
                        f"({named(looping)}), and their output-only simulation does not convert; "
                        "quantize-int8 quantizes a fused LSTM after training")
+        if ctx.teacher.inputs[0].dtype.is_integer:
+            tables = [f"{layer.name} (Embedding)" for layer in ctx.teacher.layers
+                      if isinstance(layer, keras.layers.Embedding)]
+            raise Skip(f"tfmot's quantization-aware training quantizes the model's input, and token ids "
+                       f"are integers its QuantizeLayer cannot take ({named(tables) or 'an integer input'}); "
+                       "quantize-int8 keeps the ids integers and quantizes the rest after training")
         scheme, kept = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(), ""
         if "clustering" in ctx.history:  # keep the clusters (and zeros) an earlier stage made
             scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
