@@ -270,10 +270,13 @@ def kernel_types(flatbuffer: bytes) -> list[tuple[str, str]]:
 
     found = []
     for kind, op in ops:
-        weights = op.inputs[1] if kind in WEIGHTED_OPS else op.inputs[TABLE_OPS[kind]] if kind in TABLE_OPS \
-            else None
-        if weights is not None and (kind in WEIGHTED_OPS or constant(weights)):
-            found.append((kind, _type_name(stored.get(weights, tensors[weights]))))
+        if kind in WEIGHTED_OPS:
+            weights = op.inputs[1]
+        elif kind in TABLE_OPS and constant(op.inputs[TABLE_OPS[kind]]):
+            weights = op.inputs[TABLE_OPS[kind]]
+        else:
+            continue
+        found.append((kind, _type_name(stored.get(weights, tensors[weights]))))
     return found
 
 
