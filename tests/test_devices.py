@@ -108,6 +108,7 @@ def test_tune_for_a_board_chooses_only_what_fits_and_counts_its_flash():
         TuneSettings(max_accuracy_drop=1.0, device="toaster").validate()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(micro_unavailable() is not None, reason="tflite-micro has no wheel for this machine")
 def test_tune_for_a_board_measures_trials_in_tflite_micro_and_ends_in_its_form(tmp_path):
     import json

@@ -400,6 +400,7 @@ def test_a_keras3_cnn_teacher_runs_through_every_technique(tmp_path):
     assert "Keras 3 file, translated" in (tmp_path / "run" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_augmentation_layers_are_left_out_as_at_inference(tmp_path):
     """RandomFlip, RandomZoom...: identity at inference, so the translation drops them, and the
     translation is still checked against Keras 3's own predictions."""

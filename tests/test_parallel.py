@@ -134,6 +134,7 @@ def test_converting_and_pruning_never_import_keras_3():
     assert done.stdout.split() == ["False", "True", "True", "True"]
 
 
+@pytest.mark.slow
 def test_a_worker_trains_the_teacher_while_the_others_start_what_needs_none(tmp_path, monkeypatch):
     """Cold cache, two workers: a control starts beside the teacher, from its untrained layers,
     and every row (its teacher fields included) equals a one-process run's."""

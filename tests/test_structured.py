@@ -241,6 +241,7 @@ def test_cuts_to_a_share_of_the_teachers_counts_reach_exactly_what_one_cut_does(
     assert len(to_tflite(model_now)) == len(to_tflite(shrink(model, 0.5).model))  # names included
 
 
+@pytest.mark.slow
 def test_the_strategys_schedule_reaches_the_asked_fraction_with_recovery_between_cuts(
         tmp_path, monkeypatch):
     import compress.strategies.pruning as pruning
@@ -299,6 +300,7 @@ def test_max_drop_keeps_the_largest_fraction_within_the_budget(tmp_path, monkeyp
     assert "annealed" in artifact.notes
 
 
+@pytest.mark.slow
 def test_max_drop_recovers_with_an_annealed_learning_rate(tmp_path):
     """The real loop, not a stand-in: each step and the final recovery anneal to 0 (cosine)."""
     artifact = apply_strategy(PruneStructured(max_drop=100, epochs=1), residual_cnn(), "test",
@@ -427,6 +429,7 @@ def test_a_techniques_budget_shows_in_its_label_and_its_cost():
     assert PruneStructured(max_drop=1).cost > 2 * PruneStructured().cost == 2 * PruneStructured.cost
 
 
+@pytest.mark.slow
 def test_a_first_cut_too_small_for_any_group_waits_for_the_next(tmp_path):
     """Eight cuts to half: the first (6%) removes nothing from groups of six or eight channels;
     the schedule goes on and ends where one cut would."""

@@ -46,6 +46,7 @@ def test_a_reference_model_runs_in_tflite_micro(name):
     assert found["runs"] and found["arena"] > 0
 
 
+@pytest.mark.slow
 def test_every_family_runs_on_a_resnet8_teacher(tmp_path):
     frame = compress.compare("digits", ["quantize-int8", "prune-structured:epochs=1", "distill:epochs=1"],
                              epochs=1, teacher_architecture="resnet8", out=tmp_path / "run",

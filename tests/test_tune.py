@@ -373,6 +373,7 @@ def test_tune_writes_the_usual_folder_and_tune_json(tuned):
     assert manifest["settings"]["tune"]["max_accuracy_drop"] == 2.0
 
 
+@pytest.mark.slow
 def test_a_killed_tune_resumes_from_its_journal(tmp_path):
     out = tmp_path / "tune"
     settings = TuneSettings(max_accuracy_drop=2.0, max_trials=4, strategies=CHEAP)
@@ -580,6 +581,7 @@ def test_every_family_leads_some_early_proposals(task, tmp_path):
     assert min(counts.values()) >= RANDOM_TRIALS // len(counts) - 1, counts
 
 
+@pytest.mark.slow
 def test_a_search_that_repeats_itself_widens_instead_of_stopping(tmp_path):
     """One strategy with nine settings: once the sampler has them, its proposals repeat; each
     repeat queues a random configuration instead, and the search stops only when the space holds
