@@ -181,8 +181,11 @@ def test_the_models_own_input_scaling_passes_its_channels_through():
     [
         (lambda: keras.Sequential([keras.Input((8,)), L.Dense(4), L.Normalization(name="mid"),
                                    L.Dense(2)]), "layer mid (Normalization): it scales channels a layer"),
-        (lambda: keras.Sequential([keras.Input((8,)), L.Dense(4), L.LayerNormalization(name="norm"),
-                                   L.Dense(2)]), "layer norm (LayerNormalization)"),
+        (lambda: keras.Sequential([keras.Input((6, 2)), L.Conv1D(4, 1),
+                                   L.LayerNormalization(axis=1, name="norm"), L.Flatten(), L.Dense(2)]),
+         "layer norm (LayerNormalization): it normalizes an axis"),
+        (lambda: keras.Sequential([keras.Input((8,)), L.Dense(4), L.LayerNormalization(), L.Dense(2)]),
+         "every channel is tied to the model's input or output, or a layer"),
         (lambda: keras.Sequential([keras.Input((4, 4, 2)), L.Conv2D(4, 1), L.Permute((3, 1, 2), name="perm"),
                                    L.Flatten(), L.Dense(2)]), "layer perm (Permute)"),
         (lambda: keras.Sequential([keras.Input((8,)), L.Dense(2)]), "every channel is tied"),

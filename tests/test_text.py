@@ -350,8 +350,78 @@ def test_structured_pruning_narrows_the_embedding_and_names_what_it_cannot_trace
     cut = shrink(teacher, 0.5)
     assert cut.groups == [("embedding",), ("conv_0",)]
     assert cut.model.get_layer("embedding").output_dim == 16 and cut.model.get_layer("conv_0").filters == 32
-    with pytest.raises(Skip, match=r"cannot handle layer block0_attention \(MultiHeadAttention\)"):
-        shrink(build_model("transformer:1,2,16", (12,), 3, seed=0, vocabulary=500), 0.5)
+    ids = keras.Input((12,), dtype="int32")
+    embedded = keras.layers.Embedding(500, 16)(ids)
+    crossed = keras.layers.MultiHeadAttention(2, 8, name="cross")(embedded, keras.layers.Dense(16)(embedded))
+    with pytest.raises(Skip, match=r"layer cross \(MultiHeadAttention\): it attends to another"):
+        shrink(keras.Model(ids, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(crossed))), 0.5)
+
+
+def _silence(layer: keras.layers.Layer, unit: int, gates: int) -> None:
+    """Zero every weight into one unit of a recurrent layer: its output stays 0."""
+    kernel, recurrent, bias = layer.get_weights()
+    units = recurrent.shape[0]
+    columns = np.arange(gates) * units + unit
+    kernel[:, columns], recurrent[:, columns], bias[..., columns] = 0, 0, 0
+    layer.set_weights([kernel, recurrent, bias])
+
+
+def test_structured_pruning_removes_silent_lstm_and_gru_units_without_changing_the_function():
+    from compress.strategies.structured import shrink
+
+    ids = keras.Input((10,), dtype="int32")
+    x = keras.layers.Embedding(60, 8, name="embedding")(ids)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bilstm")(x)
+    x = keras.layers.GRU(4, name="gru")(x)
+    model = keras.Model(ids, keras.layers.Dense(3, name="logits")(x))
+    bilstm = model.get_layer("bilstm")
+    for direction in (bilstm.forward_layer, bilstm.backward_layer):
+        for unit in (1, 3):
+            _silence(direction, unit, 4)
+    for unit in (0, 2):
+        _silence(model.get_layer("gru"), unit, 3)
+    embedding = model.get_layer("embedding")
+    table = embedding.get_weights()[0]
+    table[:, ::2] = 0  # half the embedding width says nothing
+    embedding.set_weights([table])
+    cut = shrink(model, 0.5)
+    assert set(cut.groups) == {("embedding",), ("bilstm",), ("bilstm/backward",), ("gru",)}
+    smaller = cut.model.get_layer("bilstm")
+    assert smaller.forward_layer.units == smaller.backward_layer.units == 2
+    assert cut.model.get_layer("gru").units == 2 and cut.model.get_layer("embedding").output_dim == 4
+    tokens = np.random.default_rng(0).integers(0, 60, (32, 10)).astype(np.int32)
+    np.testing.assert_allclose(cut.model.predict(tokens, verbose=0), model.predict(tokens, verbose=0),
+                               atol=1e-5)
+    assert cut.model.count_params() < model.count_params() / 2
+
+
+def test_structured_pruning_removes_silent_heads_and_feed_forward_units_and_keeps_the_residual_width():
+    from compress.strategies.structured import shrink
+
+    model = build_model("transformer:1,4,16", (12,), 3, seed=0, vocabulary=500)
+    attention = model.get_layer("block0_attention")
+    weights = attention.get_weights()
+    for index, variable in enumerate(attention.weights):
+        part, name = variable.name.split("/")[-2:]
+        if name.startswith("kernel") and part == "attention_output":  # heads 0 and 2 write nothing
+            weights[index][[0, 2]] = 0
+        elif name.startswith("kernel"):  # and read nothing
+            weights[index][:, [0, 2]] = 0
+    attention.set_weights(weights)
+    inner, outer = model.get_layer("block0_ffn_in"), model.get_layer("block0_ffn_out")
+    kernel, bias = inner.get_weights()
+    silent = np.arange(0, kernel.shape[1], 2)
+    kernel[:, silent], bias[silent] = 0, 0
+    inner.set_weights([kernel, bias])
+    cut = shrink(model, 0.5)
+    assert set(cut.groups) == {("block0_ffn_in",), ("block0_attention/heads",)}
+    assert cut.model.get_layer("block0_attention").get_config()["num_heads"] == 2
+    assert cut.model.get_layer("block0_ffn_in").units == kernel.shape[1] // 2
+    assert cut.model.get_layer("embedding").output_dim == 16  # the layer norms keep the residual width
+    tokens = np.random.default_rng(0).integers(0, 500, (16, 12)).astype(np.int32)
+    np.testing.assert_allclose(cut.model.predict(tokens, verbose=0), model.predict(tokens, verbose=0),
+                               atol=1e-5)
+    assert cut.model.get_layer("block0_ffn_out").input_shape[-1] == outer.input_shape[-1] // 2
 
 
 def test_empty_texts_are_dropped_and_counted_only_when_asked(tmp_path):

@@ -292,13 +292,16 @@ class PruneStructured(Strategy):
         step = f"{recovery.describe()} of recovery{annealed}"
         steps = "in one cut" if len(self._fractions()) == 1 and self.max_drop is None else \
             f"in cuts of {self._fractions()[0]:.0%}, each followed by {step}"
+        normalized = any(isinstance(layer, keras.layers.LayerNormalization) for layer in ctx.teacher.layers)
+        whole = "the input, the output and what a layer normalization mixes stay whole" if normalized \
+            else "the input and output stay whole"
         targets = "the labels" if self.alpha == 1 else \
             f"the labels and the unpruned teacher's logits (alpha={self.alpha:g}, T={RECOVERY_TEMPERATURE:g})"
         return Compressed(
             model=model,
             notes=f"{how}{cut:.0%} of the channels of {len(groups)} dependency groups removed "
             f"{steps}, ranked by {self.criterion} importance{floor} ({named(narrowed)} narrowed; {together}"
-            f"the input and output stay whole), the next layers sliced to match, then {trained} of "
+            f"{whole}), the next layers sliced to match, then {trained} of "
             f"recovery on {targets}{judged}: {ctx.teacher.count_params():,} → {model.count_params():,} "
             f"parameters, smaller and faster for real.{certificate}{self._floor_hint(cut, cuts)}",
         )

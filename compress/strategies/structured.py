@@ -15,6 +15,14 @@ removed together; a dependency group is the set of such channels made by the sam
 layers, and each group keeps ``1 - fraction`` of them, ranked by their importance summed over
 the producers (``CRITERIA``).  Channels tied to the model's input or output are never removed.
 
+Recurrent layers (LSTM, GRU, SimpleRNN, and a Bidirectional one whose directions are
+concatenated) make one channel per unit: a unit's gate columns, its recurrent row and column go
+together, and a Bidirectional layer's two directions are two groups cut alike.  A
+MultiHeadAttention over one tensor (self-attention) gives out its query's channels and loses
+whole heads, a group of its own ranked by the norm of each head's weights under every
+criterion.  A LayerNormalization mixes all its channels, so they are kept: in a transformer the
+residual width stays and the heads and feed-forward width are cut.
+
 Layer names survive a cut, so the groups of a smaller model are the teacher's: a gradual
 schedule cuts the same groups again, each time to a share of the teacher's channel counts
 (``reference``), and reaches exactly the counts one cut would.
@@ -31,11 +39,16 @@ import numpy as np
 from compress.models.backend import keras
 from compress.strategies.base import Skip
 
+#: Recurrent layers and their gates: a unit's columns in the kernels, one block per gate.
+GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
 #: Layers whose kernel makes new channels: the last axis of their kernel (an Embedding's table:
 #: its width).
-PRODUCERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D", "Embedding")
+PRODUCERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D", "Embedding",
+             *GATES, "Bidirectional")
 #: The config key of a producer's channel count.
-WIDTH_KEYS = {"Dense": "units", "Embedding": "output_dim"}
+WIDTH_KEYS = {"Dense": "units", "Embedding": "output_dim", **{kind: "units" for kind in GATES}}
+#: The suffix of an attention layer's group of heads, and of a Bidirectional layer's backward units.
+HEADS, BACKWARD = "/heads", "/backward"
 #: Layers that act on each channel on its own, or over positions only: channels pass unchanged.
 PASS_THROUGH = (
     "Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Softmax",
@@ -132,7 +145,14 @@ def _inbound(layer: keras.layers.Layer, spec: dict[str, Any]) -> list[str]:
     inputs = nodes[0] if nodes else []
     if any(not isinstance(entry, (list, tuple)) or entry[2] != 0 for entry in inputs):
         raise _unknown(layer)
-    return [entry[0] for entry in inputs]
+    names = [entry[0] for entry in inputs]
+    if spec["class_name"] == "MultiHeadAttention":
+        others = [value[0] for entry in inputs if len(entry) > 3 for value in entry[3].values()
+                  if isinstance(value, (list, tuple)) and value and isinstance(value[0], str)]
+        if len(names) != 1 or any(other != names[0] for other in others):
+            raise _unknown(layer, "it attends to another tensor than its query (only self-attention "
+                                  "is traced)")
+    return names
 
 
 def _trace(layer: keras.layers.Layer, kind: str, config: dict[str, Any], inputs: list[np.ndarray],
@@ -153,16 +173,25 @@ def _trace(layer: keras.layers.Layer, kind: str, config: dict[str, Any], inputs:
         if not set(inputs[0].tolist()) <= channels.of_inputs:
             raise _unknown(layer, "it scales channels a layer made, which pruning would cut")
         return inputs[0]
+    if kind == "Bidirectional" and (config["layer"]["class_name"] not in GATES
+                                    or config["merge_mode"] != "concat"):
+        raise _unknown(layer, "only a recurrent layer whose two directions are concatenated is traced")
     if kind in PRODUCERS:
         if config.get("groups", 1) != 1:
             raise _unknown(layer, "grouped convolution")
         return channels.new(int(shape[-1]))
     rank = len(shape)
+    if kind == "MultiHeadAttention":
+        if config.get("output_shape"):
+            raise _unknown(layer, "its output_shape differs from its query's")
+        return inputs[0]  # the output projection gives back the query's channels
+    if kind == "LayerNormalization" and list(np.atleast_1d(config["axis"]) % rank) != [rank - 1]:
+        raise _unknown(layer, "it normalizes an axis other than the channels")
     if kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
         return np.repeat(inputs[0], config["depth_multiplier"])
     if kind == "BatchNormalization" and list(np.atleast_1d(config["axis"]) % rank) != [rank - 1]:
         raise _unknown(layer, "it normalizes an axis other than the channels")
-    if kind in PASS_THROUGH:
+    if kind in (*PASS_THROUGH, "LayerNormalization"):
         return inputs[0]
     if kind in ("Flatten", "Reshape"):
         return _reshaped(layer, inputs[0])
@@ -193,20 +222,70 @@ def _norms(layer: keras.layers.Layer, norm: keras.layers.Layer | None, order: in
     SeparableConv), with the BatchNorm right after it folded in, as TFLite folds it: a BatchNorm
     rescales each channel, so the raw kernel's scale says little about what the channel
     contributes."""
-    separable = isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D))
-    kernel = layer.get_weights()[1 if separable else 0]
-    norms = np.linalg.norm(kernel.reshape(-1, kernel.shape[-1]), ord=order, axis=0)
+    weights = layer.get_weights()
+    if isinstance(layer, keras.layers.Bidirectional):
+        half, inner = len(weights) // 2, type(layer.forward_layer).__name__
+        norms = np.concatenate([_unit_norms(weights[:half], inner, order),
+                                _unit_norms(weights[half:], inner, order)])
+    elif type(layer).__name__ in GATES:
+        norms = _unit_norms(weights, type(layer).__name__, order)
+    else:
+        separable = isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D))
+        kernel = weights[1 if separable else 0]
+        norms = np.linalg.norm(kernel.reshape(-1, kernel.shape[-1]), ord=order, axis=0)
     if norm is None:
         return norms
     scale = 1 / np.sqrt(norm.moving_variance.numpy() + norm.epsilon)
     return norms * scale * (np.abs(norm.gamma.numpy()) if norm.scale else 1)
 
 
-def _slice(layer: keras.layers.Layer, kind: str, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
-    """The layer's weights for the kept input channels (rows) and output channels (cols)."""
+def _unit_norms(weights: list[np.ndarray], kind: str, order: int) -> np.ndarray:
+    """A recurrent layer's per-unit norm: every gate's input and recurrent weights into it."""
+    kernel, recurrent = weights[0], weights[1]
+    units = recurrent.shape[0]
+    incoming = np.concatenate([kernel, recurrent]).reshape(-1, GATES[kind], units)
+    return np.linalg.norm(incoming.reshape(-1, units), ord=order, axis=0)
+
+
+def _head_norms(layer: keras.layers.Layer, order: int) -> np.ndarray:
+    """An attention layer's per-head norm: its query, key, value and output kernels."""
+    kernels = [w.numpy() for w in layer.weights if w.name.rsplit("/", 1)[-1].startswith("kernel")]
+    *inputs, output = kernels  # (width, heads, size) each, then (heads, size, width)
+    heads = output.shape[0]
+    per_head = [k.transpose(1, 0, 2).reshape(heads, -1) for k in inputs] + [output.reshape(heads, -1)]
+    return np.linalg.norm(np.concatenate(per_head, axis=1), ord=order, axis=1)
+
+
+def _unit_slice(weights: list[np.ndarray], kind: str, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
+    """A recurrent layer's weights for the kept inputs and units: each gate's columns of a unit."""
+    kernel, recurrent, *bias = weights
+    units = recurrent.shape[0]
+    columns = (np.arange(GATES[kind])[:, None] * units + cols).reshape(-1)
+    return [kernel[rows][:, columns], recurrent[cols][:, columns], *(b[..., columns] for b in bias)]
+
+
+def _slice(layer: keras.layers.Layer, kind: str, rows: np.ndarray, cols: np.ndarray,
+           heads: np.ndarray | None = None) -> list[np.ndarray]:
+    """The layer's weights for the kept input channels (rows), output channels (cols) and, for
+    attention, heads."""
     weights = layer.get_weights()
     if kind in INPUT_SCALING:  # the input's channels, all kept
         return weights
+    if kind in GATES:
+        return _unit_slice(weights, kind, rows, cols)
+    if kind == "Bidirectional":
+        half, inner, units = len(weights) // 2, type(layer.forward_layer).__name__, weights[1].shape[0]
+        return (_unit_slice(weights[:half], inner, rows, cols[cols < units])
+                + _unit_slice(weights[half:], inner, rows, cols[cols >= units] - units))
+    if kind == "MultiHeadAttention":
+        sliced = []
+        for variable, value in zip(layer.weights, weights, strict=True):
+            part, name = variable.name.split("/")[-2:]
+            if part == "attention_output":
+                sliced.append(value[heads][..., cols] if name.startswith("kernel") else value[cols])
+            else:  # query, key, value: (width, heads, size) kernels, (heads, size) biases
+                sliced.append(value[rows][:, heads] if name.startswith("kernel") else value[heads])
+        return sliced
     if kind in ("SeparableConv1D", "SeparableConv2D"):
         depthwise, pointwise, *bias = weights
         multiplier = layer.depth_multiplier
@@ -281,19 +360,29 @@ def shrink(model: keras.Model, fraction: float, *, criterion: str = "l1",
         feeds[layer.name] = _inbound(layer, spec)
         ids[layer.name] = _trace(layer, spec["class_name"], spec["config"],
                                  [ids[name] for name in feeds[layer.name]], channels)
-    # The input and output keep every channel, and so does a softmax: it mixes all of them.
+    # The input and output keep every channel, and so do a softmax and a layer normalization:
+    # each mixes all of them.
     ends = [entry[0] for entry in (*config["input_layers"], *config["output_layers"])]
     ends += [spec["name"] for spec in config["layers"]
-             if spec["class_name"] == "Softmax" or spec["config"].get("activation") == "softmax"]
+             if spec["class_name"] in ("Softmax", "LayerNormalization")
+             or spec["config"].get("activation") == "softmax"]
     fixed = {root for name in ends for root in channels.roots(ids[name])}
     importance: dict[int, float] = {}
     owners: dict[int, list[str]] = {}
-    for name, scores in _importance(model, config, layers, feeds, criterion, rows).items():
-        for root, score in zip(channels.roots(ids[name]), scores, strict=True):
+    scored = _importance(model, config, layers, feeds, criterion, rows)
+    for spec in config["layers"]:  # an attention layer's heads: ids of their own, on no tensor
+        if spec["class_name"] == "MultiHeadAttention":
+            layer = layers[spec["name"]]
+            ids[layer.name + HEADS] = channels.new(layer.get_config()["num_heads"])
+            scored[layer.name + HEADS] = _head_norms(layer, 2 if criterion == "l2" else 1)
+    for name, scores in scored.items():
+        half = len(scores) // 2 if isinstance(layers.get(name), keras.layers.Bidirectional) else None
+        for index, (root, score) in enumerate(zip(channels.roots(ids[name]), scores, strict=True)):
+            owner = name + BACKWARD if half is not None and index >= half else name
             importance[root] = importance.get(root, 0.0) + float(score)
             owners.setdefault(root, [])
-            if name not in owners[root]:
-                owners[root].append(name)
+            if owner not in owners[root]:
+                owners[root].append(owner)
     groups: dict[tuple[str, ...], list[int]] = {}
     for root, names in owners.items():
         if root not in fixed:
@@ -303,20 +392,25 @@ def shrink(model: keras.Model, fraction: float, *, criterion: str = "l1",
     sizes = {names: len(roots) for names, roots in groups.items()}
     for names, roots in groups.items():
         whole = (reference or sizes).get(names, len(roots))
-        count = min(len(roots), max(1, min(whole, min_channels), round(whole * (1 - fraction))))
+        floor = 1 if names[0].endswith(HEADS) else min(whole, min_channels)  # a head is no channel
+        count = min(len(roots), max(1, floor, round(whole * (1 - fraction))))
         scores = np.array([importance[root] for root in roots])
         kept.update(roots[i] for i in np.argsort(-scores, kind="stable")[:count])
         if count < len(roots):
             narrowed.append(names)
     if not groups:
         raise Skip("structured pruning found no channel to remove: every channel is tied to the "
-                   "model's input or output")
+                   "model's input or output, or a layer normalization")
     if not narrowed:
         floor = f" and min_channels={min_channels}" if min_channels > 1 else ""
         raise NothingToRemove(f"fraction={fraction}{floor} removes no channel: the largest dependency "
                               f"group has only {max(len(roots) for roots in groups.values())} channels")
     keep = {name: np.flatnonzero([root in kept for root in channels.roots(channel_ids)])
             for name, channel_ids in ids.items()}
+    for name, layer in layers.items():  # both directions run with one count of units
+        if isinstance(layer, keras.layers.Bidirectional) and \
+                2 * np.count_nonzero(keep[name] < len(ids[name]) // 2) != len(keep[name]):
+            raise _unknown(layer, "its two directions would keep different numbers of units")
     # One suffix however many cuts: the name prefixes every tensor name in the flatbuffer, and a
     # suffix per cut made a file of several cuts larger than one cut's, for the same weights
     # (measured: docs/benchmarks.md, "Figures behind design decisions").
@@ -331,8 +425,17 @@ def _rebuild(config: dict[str, Any], layers: dict[str, keras.layers.Layer], feed
     config["name"] = name
     for spec in config["layers"]:
         kind, settings, width = spec["class_name"], spec["config"], len(keep[spec["name"]])
-        if kind in PRODUCERS:
+        if kind == "Bidirectional":
+            for inner in (settings["layer"], settings.get("backward_layer")):
+                if inner:
+                    inner["config"]["units"] = width // 2
+        elif kind in PRODUCERS:
             settings[WIDTH_KEYS.get(kind, "filters")] = width
+        elif kind == "MultiHeadAttention":
+            settings["num_heads"] = len(keep[spec["name"] + HEADS])
+            for key in ("query_shape", "key_shape", "value_shape"):  # built from these, if saved
+                if settings.get(key):
+                    settings[key] = [*settings[key][:-1], len(keep[feeds[spec["name"]][0]])]
         elif kind == "Reshape" and settings["target_shape"][-1] != -1:
             settings["target_shape"] = [*settings["target_shape"][:-1], width]
     smaller = keras.Model.from_config(config)
@@ -341,5 +444,5 @@ def _rebuild(config: dict[str, Any], layers: dict[str, keras.layers.Layer], feed
         if layer.weights:  # only layers with an input have weights
             rows = keep[feeds[layer.name][0]]
             smaller.get_layer(layer.name).set_weights(
-                _slice(layer, spec["class_name"], rows, keep[layer.name]))
+                _slice(layer, spec["class_name"], rows, keep[layer.name], keep.get(layer.name + HEADS)))
     return smaller
