@@ -211,14 +211,12 @@ def test_text_students_are_smaller_of_the_teachers_kind_and_a_cnn_for_a_recurren
     assert candidates[0] == "textcnn:16:16"
     rungs = student_ladder(teacher, "bilstm:64:32,32", (12,), 3, vocabulary=500)
     assert rungs and all(params <= teacher.count_params() / 2 for _, params in rungs)
-    assert all(spec.startswith("textcnn:") for spec, _ in rungs)  # the faster kind first
+    assert all(spec.startswith("bilstm:") for spec, _ in rungs)  # the kind that agrees with it
     transformer = build_model("transformer:2,4,32", (12,), 3, seed=0, vocabulary=500)
     assert derive_student(transformer, "transformer:2,4,32", (12,), vocabulary=500) == "transformer:1,2,8"
     # a user's model is read layer by layer: the same teacher, not named by a spec
     assert derive_student(transformer, "user:t.keras", (12,), vocabulary=500) == "transformer:1,2,8"
     assert derive_student(teacher, "user:b.keras", (12,), vocabulary=500) == "textcnn:16:16"
-    assert student_ladder(transformer, "transformer:2,4,32", (12,), 3,
-                          vocabulary=500)[0][0].startswith("transformer:")
 
 
 def test_factorization_reduces_the_embedding_table_to_the_asked_rank():

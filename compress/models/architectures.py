@@ -527,18 +527,15 @@ def student_ladder(teacher: keras.Model, teacher_architecture: str, input_shape:
     When these give fewer than two rungs, the shallower students of ``derive_student``, then
     for images depthwise-separable residual ones (a teacher that pools globally outweighs any
     Flatten head); else the family with the most.  Empty when nothing is small enough.
-    A recurrent teacher's ladder starts with its text-CNN students (``derive_student``): a
-    recurrent student steps through the sequence as its teacher does, so it is smaller without
-    being much faster (docs/benchmarks.md, "Text models")."""
+    A recurrent teacher keeps recurrent rungs although its text-CNN students run faster: a
+    ladder of text CNNs was tried and certified fewer answers (docs/benchmarks.md, "Text
+    models")."""
     kind = data_kind(input_shape, vocabulary)
-    deep = [spec for s in LADDER_SHRINKS
-            if (spec := _as_deep(teacher, teacher_architecture, input_shape, s, vocabulary))]
-    shallow = [derive_student(teacher, teacher_architecture, input_shape, s, vocabulary)
-               for s in LADDER_SHRINKS]
-    recurrent = kind == "tokens" and \
-        _teacher_as_architecture(teacher, teacher_architecture, kind).kind == "bilstm"
-    families = [*([shallow, deep] if recurrent else [deep, shallow]),
-                list(LADDER_DSRES) if kind == "image" else []]
+    families = [
+        [spec for s in LADDER_SHRINKS
+         if (spec := _as_deep(teacher, teacher_architecture, input_shape, s, vocabulary))],
+        [derive_student(teacher, teacher_architecture, input_shape, s, vocabulary) for s in LADDER_SHRINKS],
+        list(LADDER_DSRES) if kind == "image" else []]
     best: list[tuple[str, int]] = []
     for specs in families:
         rungs = _rungs(specs, teacher.count_params(), input_shape, n_classes, first_share, step, most,
