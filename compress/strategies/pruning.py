@@ -237,7 +237,8 @@ class PruneStructured(Strategy):
 
     name = "prune-structured"
     family = "pruning"
-    summary = "Removes the least important neurons and filters: a genuinely smaller, faster model."
+    summary = ("Removes the least important neurons, filters, recurrent units and heads: a genuinely "
+               "smaller, faster model.")
     fast_params: ClassVar[dict[str, Any]] = {"epochs": 1}
     tunable: ClassVar[dict[str, Range | Choice] | None] = {"fraction": Range(0.25, 0.85, step=0.05)}
     follows = ("distillation",)

@@ -1,4 +1,4 @@
-"""Structured pruning: rebuild a model with fewer channels (neurons and filters).
+"""Structured pruning: rebuild a model with fewer channels (neurons, filters, units, heads).
 
 tfmot has no structured pruning (its issues #541 and #732); zeroing weights leaves dense kernels
 as large and as slow as before.  ``shrink`` removes whole channels and rebuilds a genuinely
