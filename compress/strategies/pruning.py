@@ -14,7 +14,7 @@ from compress.models.training import BATCH_SIZE, Plan, fit
 from compress.strategies.base import Choice, Compressed, Context, Range, Skip, Strategy, register
 from compress.strategies.budget import Judge, certifier, validation_judge
 from compress.strategies.notes import by_reason, first_line, named
-from compress.strategies.structured import CRITERIA, TAYLOR_ROWS, NothingToRemove, shrink
+from compress.strategies.structured import CRITERIA, HEADS, TAYLOR_ROWS, NothingToRemove, shrink
 from compress.strategies.students import train_student
 
 
@@ -293,6 +293,7 @@ class PruneStructured(Strategy):
         step = f"{recovery.describe()} of recovery{annealed}"
         steps = "in one cut" if len(self._fractions()) == 1 and self.max_drop is None else \
             f"in cuts of {self._fractions()[0]:.0%}, each followed by {step}"
+        units = "channels and heads" if any(name.endswith(HEADS) for name in narrowed) else "channels"
         normalized = any(isinstance(layer, keras.layers.LayerNormalization) for layer in ctx.teacher.layers)
         whole = "the input, the output and what a layer normalization mixes stay whole" if normalized \
             else "the input and output stay whole"
@@ -300,7 +301,7 @@ class PruneStructured(Strategy):
             f"the labels and the unpruned teacher's logits (alpha={self.alpha:g}, T={RECOVERY_TEMPERATURE:g})"
         return Compressed(
             model=model,
-            notes=f"{how}{cut:.0%} of the channels of {len(groups)} dependency groups removed "
+            notes=f"{how}{cut:.0%} of the {units} of {len(groups)} dependency groups removed "
             f"{steps}, ranked by {self.criterion} importance{floor} ({named(narrowed)} narrowed; {together}"
             f"{whole}), the next layers sliced to match, then {trained} of "
             f"recovery on {targets}{judged}: {ctx.teacher.count_params():,} → {model.count_params():,} "
