@@ -185,11 +185,10 @@ def _trace(layer: keras.layers.Layer, kind: str, config: dict[str, Any], inputs:
         if config.get("output_shape"):
             raise _unknown(layer, "its output_shape differs from its query's")
         return inputs[0]  # the output projection gives back the query's channels
-    if kind == "LayerNormalization" and list(np.atleast_1d(config["axis"]) % rank) != [rank - 1]:
-        raise _unknown(layer, "it normalizes an axis other than the channels")
     if kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
         return np.repeat(inputs[0], config["depth_multiplier"])
-    if kind == "BatchNormalization" and list(np.atleast_1d(config["axis"]) % rank) != [rank - 1]:
+    if kind in ("BatchNormalization", "LayerNormalization") and \
+            list(np.atleast_1d(config["axis"]) % rank) != [rank - 1]:
         raise _unknown(layer, "it normalizes an axis other than the channels")
     if kind in (*PASS_THROUGH, "LayerNormalization"):
         return inputs[0]
